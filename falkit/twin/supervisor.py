@@ -1,0 +1,411 @@
+"""Start, inspect and stop the twin: ``falkit twin up|status|down``.
+
+The twin is two detached processes on loopback, each started with ``start_new_session``:
+
+- ``python -m falkit.twin.pve_process --config DIR/pve-config.json --state-dir DIR`` (fakepve, the AGPL
+  boundary; it writes ``DIR/pve.json`` when ready),
+- ``python -m falkit.twin.lab_process --state-dir DIR`` (kube emulator + lab API; writes ``DIR/lab.json``
+  = ``{"pid", "kube_server", "lab_api", ...}`` when ready).
+
+``DIR`` is ``$FALKIT_STATE_DIR/twin`` (default ``~/.local/state/falkit/twin``). ``up`` writes
+``DIR/connection.json`` (the shape in docs/ARCHITECTURE.md; secrets only as paths of 0600 files) and
+``DIR/pids.json`` (each pid with the command line it was started with, so ``down`` stops exactly the
+processes it started). Logs are in ``DIR/logs/``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from falkit.errors import TwinError
+
+READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+GIB = 1024 ** 3
+
+# The pre-migration lab ("before"), as the seed describes it. The Longhorn disk's size is not in
+# the seed: DEFAULT 300 GB, the size the seed gives the disk that replaces it.
+BEFORE_LONGHORN_DISK_GB = 300
+BEFORE_NETWORK = {"cidr": "10.30.0.0/24", "gateway": "10.30.0.1", "host_ip": "10.30.0.2",
+                  "mac_prefix": "52:54:00:10:30"}
+
+
+# --------------------------------------------------------------------- paths
+
+def state_root(state_dir: str | os.PathLike | None = None) -> Path:
+    """The twin's directory: the argument, or $FALKIT_STATE_DIR/twin, or ~/.local/state/falkit/twin."""
+    if state_dir is not None:
+        return Path(state_dir)
+    base = os.environ.get("FALKIT_STATE_DIR") or os.path.join(os.path.expanduser("~"), ".local", "state", "falkit")
+    return Path(base) / "twin"
+
+
+def _write_json(path: Path, data: Any, mode: int = 0o644) -> None:
+    tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fd, mode)
+        json.dump(data, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------- spec -> config
+
+def _as_dict(spec: Any) -> dict:
+    if hasattr(spec, "model_dump"):
+        return spec.model_dump(mode="json")
+    if isinstance(spec, dict):
+        return spec
+    raise TypeError(f"spec must be a LabSpec or a dict, not {type(spec).__name__}")
+
+
+def _mac(prefix: str, ip: str) -> str:
+    """The seed's MAC scheme: the IP's last octet as the last MAC byte's digits (10.30.0.11 -> ...:11)."""
+    octet = int(ip.rsplit(".", 1)[1])
+    return f"{prefix}:{octet:02d}" if octet < 100 else f"{prefix}:{octet:02x}"
+
+
+def pve_config_from_spec(spec: Any, state: str = "before") -> dict:
+    """The pve_process config for a lab spec (a ``falkit.spec.LabSpec`` or a plain dict).
+
+    Plain dict keys (the minimal contract): ``node``, ``cpu_threads``, ``memory_gb``,
+    ``storages: [{name, type, size_gb[, content]}]``. A LabSpec (or its dict) is read from
+    ``host.*`` (node, cpu.threads/cores/model, memory_gb, storages, nic), ``cluster.*`` for the VM
+    sizes and ``previous.*`` for the pre-migration network and nodes.
+
+    ``state="before"``: the pre-migration lab — VMID 200 talos-cp-01 (2 vCPU, 4 GiB, 30 GB OS disk on
+    local-lvm) and 201 talos-worker-01 (2 vCPU, 9 GiB, OS disk plus a Longhorn data disk on helford),
+    both running with net0 on vmbr0 and MACs 52:54:00:10:30:XX; only vmbr0, on 10.30.0.0/24 gateway
+    10.30.0.1. ``state="empty"``: the bare host with vmbr0.
+    """
+    if state not in ("before", "empty"):
+        raise ValueError(f"state must be 'before' or 'empty', not {state!r}")
+    d = _as_dict(spec)
+    host = d.get("host") or d
+    cpu = host.get("cpu") or {}
+    threads = int(cpu.get("threads") or host.get("cpu_threads") or 16)
+    cores = int(cpu.get("cores") or host.get("cpu_cores") or max(threads // 2, 1))
+    storages = []
+    for st in host.get("storages") or []:
+        content = st.get("content") or ["images", "rootdir"]
+        storages.append({"name": st["name"], "type": st.get("type", "lvmthin"),
+                         "content": ",".join(content) if isinstance(content, list) else content,
+                         "total": int(st["size_gb"]) * 10 ** 9 if st.get("size_gb") else 100 * GIB})
+    if not any(s["name"] == "local" for s in storages):
+        # PVE's own `local` dir storage: ISOs and templates (not sized by the seed: 100 GB).
+        storages.insert(0, {"name": "local", "type": "dir", "path": "/var/lib/vz",
+                            "content": "iso,vztmpl,backup,snippets", "total": 100 * 10 ** 9})
+    nic = host.get("nic") or "enp1s0"
+    prev = d.get("previous") or {}
+    prev_net = dict(BEFORE_NETWORK, **{k: v for k, v in (prev.get("network") or {}).items() if v})
+    bridge = {"iface": prev_net.get("bridge", "vmbr0"), "type": "bridge", "bridge_ports": prev_net.get("bridge_ports") or nic,
+              "cidr": f"{BEFORE_NETWORK['host_ip']}/{prev_net['cidr'].split('/')[1]}",
+              "gateway": prev_net["gateway"], "autostart": 1}
+    cfg = {"node": host.get("node", "fal"),
+           "cpu": {"threads": threads, "cores": cores, "sockets": int(cpu.get("sockets") or 1),
+                   "model": cpu.get("model") or "AMD Ryzen 9 6800HX with Radeon Graphics"},
+           "memory_gb": int(host.get("memory_gb") or 32),
+           "storages": storages, "nics": [nic], "bridges": [bridge], "vms": [], "cts": [],
+           "templates": [{"storage": "local", "name": "debian-12-standard_12.7-1_amd64.tar.zst",
+                          "content": "vztmpl", "size": 120 * 1024 ** 2}],
+           "time_scale": 0.0}
+    if state == "before":
+        cluster = d.get("cluster") or {}
+        cp = (cluster.get("control_plane") or [{}])[0]
+        wk = (cluster.get("workers") or [{}])[0]
+        defaults = cluster.get("vm_defaults") or {}
+        os_store = defaults.get("os_storage", "local-lvm")
+        data_store = defaults.get("data_storage", "helford")
+        names = {n.get("vmid"): n for n in prev.get("nodes") or []}
+        prefix = prev_net["mac_prefix"]
+        cp_id, wk_id = int(cp.get("vmid", 200)), int(wk.get("vmid", 201))
+        cp_ip = names.get(cp_id, {}).get("ip", "10.30.0.10")
+        wk_ip = names.get(wk_id, {}).get("ip", "10.30.0.11")
+        common = {"ostype": "l26", "scsihw": "virtio-scsi-single", "agent": "1", "cpu": "host", "sockets": 1}
+        cfg["vms"] = [
+            {"vmid": cp_id, "name": names.get(cp_id, {}).get("name") or cp.get("name", "talos-cp-01"),
+             "status": "running",
+             "config": dict(common, cores=int(cp.get("cores", 2)), memory=str(int(cp.get("memory_gb", 4)) * 1024),
+                            net0=f"virtio={_mac(prefix, cp_ip)},bridge={bridge['iface']}",
+                            scsi0=f"{os_store}:{int(cp.get('os_disk_gb', 30))},discard=on,ssd=1")},
+            {"vmid": wk_id, "name": names.get(wk_id, {}).get("name") or wk.get("name", "talos-worker-01"),
+             "status": "running",
+             "config": dict(common, cores=int(wk.get("cores", 2)), memory=str(int(wk.get("memory_gb", 9)) * 1024),
+                            net0=f"virtio={_mac(prefix, wk_ip)},bridge={bridge['iface']}",
+                            scsi0=f"{os_store}:{int(wk.get('os_disk_gb', 30))},discard=on,ssd=1",
+                            scsi1=f"{data_store}:{BEFORE_LONGHORN_DISK_GB},discard=on,ssd=1")},
+        ]
+    return cfg
+
+
+def load_spec_any(spec_path: str | os.PathLike | dict) -> Any:
+    """The spec: a dict as given, else falkit.spec.load_spec(path), else the file's YAML/JSON."""
+    if isinstance(spec_path, dict) or hasattr(spec_path, "model_dump"):
+        return spec_path
+    try:
+        from falkit.spec import load_spec  # the lead's loader, once it exists
+    except ImportError:
+        load_spec = None
+    if load_spec is not None:
+        return load_spec(spec_path)
+    import yaml
+    with open(spec_path) as fh:
+        return yaml.safe_load(fh)
+
+
+# ------------------------------------------------------------------ processes
+
+def _cmdline(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def _is_ours(pid: int, argv: list[str]) -> bool:
+    """True if pid is alive (not a zombie) and runs exactly the command line we started."""
+    cmd = _cmdline(pid)
+    if not cmd:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+    except (OSError, IndexError):
+        return False
+    return cmd == argv
+
+
+def _spawn(name: str, argv: list[str], root: Path) -> subprocess.Popen:
+    logs = root / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    out = open(logs / f"{name}.log", "ab")
+    err = open(logs / f"{name}.err", "ab")
+    try:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
+                                cwd=str(root), env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    finally:
+        out.close()
+        err.close()
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _wait_ready(procs: dict[str, subprocess.Popen], files: dict[str, Path], root: Path, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    ready: dict[str, dict] = {}
+    while True:
+        for name, path in files.items():
+            if name in ready:
+                continue
+            data = _read_json(path)
+            if data and data.get("pid") == procs[name].pid:
+                ready[name] = data
+        if len(ready) == len(files):
+            return ready
+        for name, proc in procs.items():
+            if name not in ready and proc.poll() is not None:
+                raise TwinError(f"twin {name} process exited with status {proc.returncode} before it was ready; "
+                                f"stderr ({root / 'logs' / (name + '.err')}):\n{_tail(root / 'logs' / (name + '.err'))}")
+        if time.monotonic() > deadline:
+            missing = ", ".join(n for n in files if n not in ready)
+            tails = "\n".join(f"--- {n} stderr:\n{_tail(root / 'logs' / (n + '.err'))}" for n in files if n not in ready)
+            raise TwinError(f"twin not ready after {timeout:.0f} s (waiting for {missing})\n{tails}")
+        time.sleep(0.05)
+
+
+def _terminate(pid: int, argv: list[str], timeout: float = STOP_TIMEOUT_S) -> bool:
+    """SIGTERM pid if it is still our process; SIGKILL after timeout. True if it was ours."""
+    if not _is_ours(pid, argv):
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not _is_ours(pid, argv):
+            return True
+        time.sleep(0.05)
+    if _is_ours(pid, argv):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _reap(pid)
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if pid is our child (started by this Python process)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+# ----------------------------------------------------------------------- API
+
+def _live(root: Path) -> dict | None:
+    """The recorded processes, if every one of them is still ours."""
+    pids = _read_json(root / "pids.json")
+    if not pids or not pids.get("processes"):
+        return None
+    if all(_is_ours(p["pid"], p["argv"]) for p in pids["processes"].values()):
+        return pids
+    return None
+
+
+def _connection(root: Path, pve: dict, lab: dict | None, started: str) -> dict:
+    conn: dict[str, Any] = {
+        "target": "twin", "started": started, "state_dir": str(root),
+        "pids": {"pve": pve["pid"]},
+        "proxmox": {"host": pve["host"], "port": pve["port"], "node": pve["node"], "ca_file": pve["ca_file"],
+                    "user": pve.get("user", "root@pam"), "token_name": pve["token_name"],
+                    "token_file": pve["token_file"], "password_file": pve.get("password_file")},
+        "pve_control": pve["control"],
+    }
+    if lab is not None:
+        conn["pids"]["lab"] = lab["pid"]
+        conn["lab_api"] = lab.get("lab_api")
+        conn["kubernetes"] = {"server": lab.get("kube_server"),
+                              "kubeconfig": lab.get("kubeconfig") or str(root / "kubeconfig")}
+        truenas = lab.get("truenas") or {}
+        if truenas or lab.get("lab_api"):
+            conn["truenas"] = {"url": truenas.get("url") or f"{lab['lab_api']}/truenas",
+                               "key_file": truenas.get("key_file") or str(root / "truenas-key")}
+    return conn
+
+
+def up(spec_path: str | os.PathLike | dict, state: str = "before", state_dir: str | os.PathLike | None = None,
+       time_factor: float = 0.0, restore: str | os.PathLike | None = None, *, with_lab: bool = True,
+       timeout: float = READY_TIMEOUT_S) -> dict:
+    """Start the twin (or return the connection of the one already up); returns connection.json's data.
+
+    ``time_factor`` is fakepve's time_scale (real seconds per PVE second; 0 finishes tasks at once).
+    ``restore`` is a snapshot written by :func:`snapshot`. ``with_lab=False`` starts only the Proxmox
+    half (for tests of it; ``connection.json`` then has no kubernetes/lab_api keys).
+    Raises TwinError if lab_process does not exist yet, or a process does not get ready in time.
+    """
+    root = state_root(state_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    live = _live(root)
+    conn = _read_json(root / "connection.json")
+    if live and conn:
+        print(f"falkit twin: already up (pids {sorted(p['pid'] for p in live['processes'].values())}), "
+              f"state dir {root}", file=sys.stderr)
+        return dict(conn, already_up=True)
+    if live:  # processes alive but no connection file: stop them and start clean
+        down(root)
+    if with_lab and importlib.util.find_spec("falkit.twin.lab_process") is None:
+        raise TwinError("falkit.twin.lab_process does not exist yet: the twin's Kubernetes/lab half cannot start "
+                        "(use up(..., with_lab=False) for the Proxmox half alone)")
+    if state not in ("before", "empty"):
+        raise ValueError(f"state must be 'before' or 'empty', not {state!r}")
+    cfg = pve_config_from_spec(load_spec_any(spec_path), state)
+    cfg["time_scale"] = float(time_factor)
+    config_file = root / "pve-config.json"
+    _write_json(config_file, cfg)
+    for name in ("pve.json", "lab.json", "connection.json"):
+        (root / name).unlink(missing_ok=True)
+
+    argvs = {"pve": [sys.executable, "-m", "falkit.twin.pve_process", "--config", str(config_file),
+                     "--state-dir", str(root)]}
+    if restore:
+        argvs["pve"] += ["--restore", str(Path(restore).resolve())]
+    if with_lab:
+        argvs["lab"] = [sys.executable, "-m", "falkit.twin.lab_process", "--state-dir", str(root)]
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        for name, argv in argvs.items():
+            procs[name] = _spawn(name, argv, root)
+        # pids.json first, so `down` can stop them even if we fail before connection.json.
+        recorded = {name: {"pid": p.pid, "argv": _cmdline(p.pid) or argvs[name]} for name, p in procs.items()}
+        _write_json(root / "pids.json", {"processes": recorded})
+        ready = _wait_ready(procs, {name: root / f"{name}.json" for name in procs}, root, timeout)
+    except BaseException:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        (root / "pids.json").unlink(missing_ok=True)
+        raise
+    # The cmdline as /proc shows it once the interpreter runs (what `down` compares).
+    recorded = {name: {"pid": p.pid, "argv": _cmdline(p.pid) or argvs[name]} for name, p in procs.items()}
+    _write_json(root / "pids.json", {"processes": recorded})
+    started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    conn = _connection(root, ready["pve"], ready.get("lab"), started)
+    _write_json(root / "connection.json", conn, mode=0o600)
+    return conn
+
+
+def status(state_dir: str | os.PathLike | None = None) -> dict:
+    """``{"up": bool, "state_dir", "processes": {name: {"pid", "alive"}}, "connection": {...} | None}``."""
+    root = state_root(state_dir)
+    pids = _read_json(root / "pids.json") or {}
+    procs = {name: {"pid": p["pid"], "alive": _is_ours(p["pid"], p["argv"])}
+             for name, p in (pids.get("processes") or {}).items()}
+    conn = _read_json(root / "connection.json")
+    alive = bool(procs) and all(p["alive"] for p in procs.values())
+    return {"up": alive and conn is not None, "state_dir": str(root), "processes": procs, "connection": conn}
+
+
+def down(state_dir: str | os.PathLike | None = None) -> dict:
+    """Stop exactly the processes ``up`` started (checked against /proc/PID/cmdline); remove connection.json.
+
+    Returns ``{"stopped": [pids], "gone": [pids no longer ours]}``.
+    """
+    root = state_root(state_dir)
+    pids = _read_json(root / "pids.json") or {}
+    stopped, gone = [], []
+    for _name, p in (pids.get("processes") or {}).items():
+        (stopped if _terminate(p["pid"], p["argv"]) else gone).append(p["pid"])
+    for name in ("connection.json", "pids.json", "pve.json", "lab.json"):
+        (root / name).unlink(missing_ok=True)
+    return {"stopped": stopped, "gone": gone}
+
+
+def snapshot(path: str | os.PathLike, state_dir: str | os.PathLike | None = None) -> str:
+    """Ask the running twin's pve process to write its state to path; returns the absolute path.
+
+    (The lab half's snapshot is the lab API's; this covers the Proxmox half.)
+    """
+    import requests
+    conn = _read_json(state_root(state_dir) / "connection.json")
+    if not conn:
+        raise TwinError("the twin is not up (no connection.json)")
+    r = requests.post(conn["pve_control"] + "/snapshot", json={"path": str(Path(path).resolve())}, timeout=30)
+    if r.status_code != 200:
+        raise TwinError(f"pve snapshot failed: {r.status_code} {r.text}")
+    return r.json()["path"]
