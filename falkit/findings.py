@@ -456,3 +456,17 @@ def talos(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
     else:
         msg = "network settings go inline (machine.network.interfaces, hostname, nameservers)"
     yield Finding("talos.config-format", "info", f"Talos {v}", msg)
+
+
+@check
+def storage_gateway(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
+    """PVE allows one default gateway per host ("Default gateway already exists on interface
+    'vmbr0'", seen against the twin's PVE API): vmbr1 gets an address, never a gateway."""
+    s = spec.networks.storage
+    net = ipaddress.IPv4Network(s.cidr)
+    yield Finding("addr.storage-gateway", "info", f"bridge {s.bridge}",
+                  f"Proxmox allows one default gateway per host, so {s.bridge} is created with address {s.gateway}/{net.prefixlen} "
+                  f"and no gateway; workers get no default route on the storage NIC (their default route stays on "
+                  f"{spec.networks.management.bridge}). The seed's 'ping {s.gateway}' then reaches the host's own bridge address"
+                  + (" (the bridge has no physical port: storage traffic never leaves the host)" if not s.bridge_ports else ""),
+                  "")

@@ -1,40 +1,45 @@
-"""Bridge from the lab spec to the performance model: which device backs the Mayastor replicas,
-how many replicas share it, and which network path replication takes."""
+"""Bridge from the lab spec to the performance model (:mod:`falkit.bench.model`): which device
+backs the Mayastor replicas, whether they share it, which network path replication takes, and how
+many io-engine cores there are. ``ceilings_for_spec`` is what the preflight findings compare the
+seed's claims with, and what the twin's fio Jobs are modelled from."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from ..plan import derive_io_engine_cores
 from ..spec import LabSpec
+from .model import Device, ModelEnv, NetworkPath, ceilings
+
+TCP_PAYLOAD_FRACTION = 0.944  # FACTS.md: a 2.5 GbE NIC carries ~295 MB/s of TCP payload
+
+
+def model_env(spec: LabSpec) -> ModelEnv:
+    """The model's view of this lab. Replicas 'share a disk' when there are fewer physical data
+    disks (one per Proxmox node, as every data disk comes from ``vm_defaults.data_storage``) than
+    replicas; they are 'off host' when the workers span more than one Proxmox node."""
+    st = spec.storage(spec.cluster.vm_defaults.data_storage)
+    dev = st.device
+    nodes = {w.node or spec.host.node for w in spec.cluster.workers}
+    nic_mb_s = spec.host.nic_speed_gbps * 1000 / 8 * TCP_PAYLOAD_FRACTION
+    return ModelEnv(
+        device=Device(dev.physical_disk, dev.seq_read_mb_s, dev.seq_write_mb_s, dev.rand_read_iops, dev.rand_write_iops, dev.latency_ms),
+        replicas=spec.mayastor.replicas,
+        replicas_share_disk=len(nodes) < spec.mayastor.replicas,
+        off_host=len(nodes) > 1,
+        nic=NetworkPath(f"{spec.host.nic_speed_gbps:g} GbE", payload_mb_s=nic_mb_s, rtt_ms=0.10),
+        io_engine_cores=len(derive_io_engine_cores(spec)),
+    )
 
 
 def ceilings_for_spec(spec: LabSpec) -> dict[str, Any]:
-    """The physical ceilings of one Mayastor volume on this lab (see falkit.bench.model)."""
-    st = spec.storage(spec.cluster.vm_defaults.data_storage)
-    dev = st.device
-    replicas = spec.mayastor.replicas
-    # all data disks come from vm_defaults.data_storage: one physical disk per Proxmox node
-    nodes = {w.node or spec.host.node for w in spec.cluster.workers}
-    same_host = len(nodes) == 1
-    # replicas are spread over the nodes; the busiest disk holds ceil(replicas / nodes) of them
-    sharing = -(-replicas // len(nodes))
-    net_mb_s = None if same_host else spec.host.nic_speed_gbps * 1000 / 8 * 0.944
-    write = dev.seq_write_mb_s / sharing
-    if net_mb_s:
-        write = min(write, net_mb_s)
-    read = dev.seq_read_mb_s
-    explain = (
-        f"{replicas} replicas on one {dev.device_class} ({dev.physical_disk}): write <= {dev.seq_write_mb_s:g}/{sharing}, "
-        f"read <= {dev.seq_read_mb_s:g} MB/s; "
-        + ("replication stays on the host bridge (never the 2.5 GbE NIC)" if same_host else f"replication over the NIC <= {net_mb_s:.0f} MB/s")
+    """The physical ceilings of one Mayastor volume on this lab, with a one-line explanation."""
+    env = model_env(spec)
+    c = ceilings(env)
+    b = c["basis"]
+    c["explain"] = (
+        f"{env.replicas} replicas, {'one shared' if env.replicas_share_disk else 'separate'} {spec.storage(spec.cluster.vm_defaults.data_storage).device.device_class} "
+        f"({env.device.name}); write set by {b['seq_write_mb_s']}, read by {b['seq_read_mb_s']}; "
+        + ("replication stays on the host bridge (never the physical NIC)" if not env.off_host else f"replication crosses the {env.nic.name} NIC")
     )
-    return {
-        "seq_read_mb_s": read,
-        "seq_write_mb_s": write,
-        "rand_read_iops": dev.rand_read_iops,
-        "rand_write_iops": dev.rand_write_iops / sharing,
-        "latency_ms": dev.latency_ms + 0.1,
-        "explain": explain,
-        "replicas_sharing_disk": sharing,
-        "same_host": same_host,
-    }
+    return c
