@@ -21,7 +21,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from falkit.bench.fio import FioError, FioJob, fio_command, jobfile, parse_fio_json, profile_settings, resolve_jobs
+from falkit.bench.fio import (
+    FioError,
+    FioJob,
+    fio_command,
+    jobfile,
+    parse_fio_json,
+    profile_settings,
+    resolve_jobs,
+)
 
 __all__ = ["add_bench_arguments", "find_fio", "fio_version", "main_bench", "run_local", "supports_o_direct"]
 

@@ -201,9 +201,12 @@ def _spawn(name: str, argv: list[str], root: Path) -> subprocess.Popen:
     logs.mkdir(parents=True, exist_ok=True)
     out = open(logs / f"{name}.log", "ab")
     err = open(logs / f"{name}.err", "ab")
+    # The children import falkit from where this process found it (installed or a source tree).
+    pkg_parent = str(Path(__file__).resolve().parents[2])
+    pythonpath = os.pathsep.join(p for p in (pkg_parent, os.environ.get("PYTHONPATH")) if p)
     try:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
-                                cwd=str(root), env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                                cwd=str(root), env=dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=pythonpath))
     finally:
         out.close()
         err.close()
@@ -283,6 +286,14 @@ def _live(root: Path) -> dict | None:
     return None
 
 
+def _write_kubeconfig(path: Path, server: str) -> None:
+    cfg = {"apiVersion": "v1", "kind": "Config", "current-context": "falkit-twin",
+           "clusters": [{"name": "falkit-twin", "cluster": {"server": server}}],
+           "users": [{"name": "falkit-twin", "user": {}}],
+           "contexts": [{"name": "falkit-twin", "context": {"cluster": "falkit-twin", "user": "falkit-twin"}}]}
+    _write_json(path, cfg, mode=0o600)  # JSON is valid YAML: kubectl and the kubernetes client read it
+
+
 def _connection(root: Path, pve: dict, lab: dict | None, started: str) -> dict:
     conn: dict[str, Any] = {
         "target": "twin", "started": started, "state_dir": str(root),
@@ -295,8 +306,11 @@ def _connection(root: Path, pve: dict, lab: dict | None, started: str) -> dict:
     if lab is not None:
         conn["pids"]["lab"] = lab["pid"]
         conn["lab_api"] = lab.get("lab_api")
-        conn["kubernetes"] = {"server": lab.get("kube_server"),
-                              "kubeconfig": lab.get("kubeconfig") or str(root / "kubeconfig")}
+        kubeconfig = lab.get("kubeconfig")
+        if not kubeconfig:  # lab.json's contract has none: write one for the emulator (plain HTTP, loopback)
+            kubeconfig = str(root / "kubeconfig")
+            _write_kubeconfig(Path(kubeconfig), lab["kube_server"])
+        conn["kubernetes"] = {"server": lab.get("kube_server"), "kubeconfig": kubeconfig}
         truenas = lab.get("truenas") or {}
         if truenas or lab.get("lab_api"):
             conn["truenas"] = {"url": truenas.get("url") or f"{lab['lab_api']}/truenas",
