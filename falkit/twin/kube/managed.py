@@ -168,7 +168,7 @@ def apply(live: dict | None, applied: dict, manager: str, api_version: str, *, f
         if e.get("manager") == manager and e.get("operation") == "Apply":
             prev_mine = fs
             continue
-        clash = {p for p in fs & applied_fields if get_path(base, p) != get_path(cfg, p)}
+        clash = {p for p in fs & applied_fields if p[-1].startswith("f:") and get_path(base, p) != get_path(cfg, p)}
         if clash and not force:
             conflicts += [(e["manager"], p) for p in sorted(clash)]
         fs -= clash
