@@ -1,0 +1,120 @@
+"""The twin's second process: the Kubernetes API emulator (later also the lab API and controllers).
+
+``python -m falkit.twin.lab_process --state-dir DIR [--host 127.0.0.1] [--port 0]`` binds a
+loopback port, then atomically writes ``DIR/lab.json``::
+
+    {"pid": 123, "kube_server": "http://127.0.0.1:PORT", "lab_api": "http://127.0.0.1:PORT/lab"}
+
+and serves until SIGTERM/SIGINT (clean shutdown: controllers cancelled, then the runner).
+
+Extension points for the lab API and controllers:
+
+* ``build_app(store)`` returns the aiohttp app; add ``/lab/...`` routes to it (or a sub-app);
+* ``LabProcess(store, app)`` runs ``controllers``: coroutine functions ``async def c(store)``
+  started as tasks once the server listens, cancelled on shutdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import json
+import os
+import signal
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from falkit.twin.kube import Store
+from falkit.twin.kube import build_app as build_kube_app
+
+Controller = Callable[[Store], Awaitable[None]]
+
+
+def build_app(store: Store, *, bookmark_interval: float = 60.0) -> web.Application:
+    """The lab process's app: the kube emulator at ``/api``, ``/apis`` ...; ``/lab`` is reserved."""
+    app = build_kube_app(store, bookmark_interval=bookmark_interval)
+
+    async def lab_root(request: web.Request) -> web.Response:
+        return web.json_response({"kind": "Lab", "kube": True, "resourceVersion": str(store.resource_version)})
+
+    app.router.add_get("/lab", lab_root)
+    return app
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class LabProcess:
+    """Serve ``app`` on a loopback address and run controllers until stopped."""
+
+    def __init__(self, store: Store | None = None, app: web.Application | None = None, *,
+                 controllers: list[Controller] | None = None) -> None:
+        self.store = store or Store()
+        self.app = app or build_app(self.store)
+        self.controllers = list(controllers or [])
+        self.url: str | None = None
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        if not ipaddress.ip_address(host).is_loopback:
+            raise ValueError(f"the twin listens on loopback only, not {host}")
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        sock = site._server.sockets[0]  # noqa: SLF001 - the only way to learn an ephemeral port
+        self.url = f"http://{host}:{sock.getsockname()[1]}"
+        self._tasks = [asyncio.create_task(c(self.store)) for c in self.controllers]
+        return self.url
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+async def serve(state_dir: Path, host: str = "127.0.0.1", port: int = 0, *,
+                lab: LabProcess | None = None) -> None:
+    lab = lab or LabProcess()
+    url = await lab.start(host, port)
+    write_json_atomic(state_dir / "lab.json", {"pid": os.getpid(), "kube_server": url, "lab_api": url + "/lab"})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await lab.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m falkit.twin.lab_process", description=__doc__.splitlines()[0])
+    ap.add_argument("--state-dir", required=True, type=Path)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    args = ap.parse_args(argv)
+    asyncio.run(serve(args.state_dir, args.host, args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
