@@ -9,6 +9,7 @@ compared, archived as JSON and tested; ``apply`` functions execute exactly a pla
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from dataclasses import field as _field
 from typing import Any, Literal
 
 Op = Literal["create", "update", "delete", "action"]
@@ -25,7 +26,7 @@ class Change:
     disruptive: bool = False  # needs a reboot/reconnect, or changes identity (MAC, bridge)
     destructive: bool = False  # can lose data (delete a VM, a disk, a volume; shrink)
     reason: str = ""
-    data: Any = None  # what apply needs (payload), not shown
+    data: Any = _field(default=None, repr=False, compare=False)  # what apply needs (payload), never shown
 
     def describe(self) -> str:
         what = f"{self.kind} {self.name}" + (f" {self.field}" if self.field else "")

@@ -212,3 +212,16 @@ def test_custom_resource_crud(twin, upstream):
     assert got["kind"] == "IPAddressPoolList" and len(got["items"]) == 1
     co.delete_namespaced_custom_object("metallb.io", "v1beta1", "default", "ipaddresspools", "pool")
     assert co.list_namespaced_custom_object("metallb.io", "v1beta1", "default", "ipaddresspools")["items"] == []
+
+
+def test_ingress_is_served(twin):
+    """Argo CD's Longhorn ingress app applies a networking.k8s.io/v1 Ingress."""
+    from kubernetes import client
+
+    net = client.NetworkingV1Api(twin.api)
+    body = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "ui"},
+            "spec": {"rules": [{"host": "longhorn.fal.home.arpa", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                     "backend": {"service": {"name": "longhorn-frontend", "port": {"number": 80}}}}]}}]}}
+    created = net.create_namespaced_ingress("default", body)
+    assert created.metadata.uid
+    assert [i.metadata.name for i in net.list_namespaced_ingress("default").items] == ["ui"]

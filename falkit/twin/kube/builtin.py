@@ -79,6 +79,8 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _t("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ["sc"]),
     _t("coordination.k8s.io", "v1", "Lease", "leases", True),
     _t("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True),
+    _t("networking.k8s.io", "v1", "Ingress", "ingresses", True, ["ing"], ["status"]),
+    _t("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True, ["netpol"]),
     _t("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ["pdb"], ["status"]),
     _t("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", False,
        ["crd", "crds"], ["status"]),

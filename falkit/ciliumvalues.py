@@ -1,0 +1,97 @@
+"""Cilium's Helm values and its LB-IPAM objects for The Fal (pure functions of the spec).
+
+Values follow Sidero's "Deploying Cilium CNI" guide for Talos (docs.siderolabs.com,
+kubernetes-guides/cni/deploying-cilium, Cilium 1.18): ``ipam.mode: kubernetes``; kube-proxy
+replaced (``kubeProxyReplacement: true``; Talos' ``cluster.proxy.disabled: true``) with the API
+server reached through KubePrism at ``localhost:7445``; Talos already mounts cgroup v2 and bpffs
+(``cgroup.autoMount.enabled: false``, ``cgroup.hostRoot: /sys/fs/cgroup``); Talos does not let
+workloads load kernel modules, so ``SYS_MODULE`` is dropped from the agent's capabilities.
+
+On top, the seed's LB features (FACTS.md, Cilium): ``l2announcements.enabled``,
+``externalIPs.enabled``, ``k8sClientRateLimit`` sized by :func:`falkit.findings.client_rate_limit`
+(each L2 lease is renewed within the renew deadline), and ``devices`` listing the announcing NIC
+(eth0; eth1 for the storage network) — if ``devices`` is set it must include it.
+
+:func:`lb_pool` / :func:`l2_policy` are the ``CiliumLoadBalancerIPPool`` (``spec.blocks`` with
+start/stop, ``allowFirstLastIPs`` explicit) and ``CiliumL2AnnouncementPolicy``
+(``loadBalancerIPs: true``) in the API versions :func:`falkit.findings.cilium_api` gives.
+:func:`check_values` validates against the chart's ``values.schema.json`` (types only).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .findings import cilium_api, client_rate_limit
+from .plan import derive_plan
+from .schemas import SchemaValidationError, validate_cilium_values
+from .spec import LabSpec
+
+CHART = "cilium/cilium"
+RELEASE = ("kube-system", "cilium")
+POOL_NAME = "lb-pool"
+POLICY_NAME = "l2-announcements"
+METALLB_ANNOTATIONS = ("metallb.universe.tf/loadBalancerIPs", "metallb.universe.tf/address-pool",
+                       "metallb.universe.tf/ip-allocated-from-pool", "metallb.io/loadBalancerIPs", "metallb.io/address-pool")
+AGENT_CAPABILITIES = ["CHOWN", "KILL", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "SYS_ADMIN", "SYS_RESOURCE",
+                      "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"]
+CLEAN_STATE_CAPABILITIES = ["NET_ADMIN", "SYS_ADMIN", "SYS_RESOURCE"]
+
+
+def devices(spec: LabSpec) -> list[str]:
+    """The NICs Cilium attaches to: eth0 (management, announces LB IPs) and eth1 (storage)."""
+    return ["eth0", "eth1"]
+
+
+def values(spec: LabSpec) -> dict[str, Any]:
+    c = spec.cilium
+    rl = c.k8s_client_rate_limit
+    need = client_rate_limit(spec)
+    return {
+        "ipam": {"mode": "kubernetes"},
+        "kubeProxyReplacement": bool(c.kube_proxy_replacement),
+        "k8sServiceHost": "localhost",
+        "k8sServicePort": 7445,
+        "securityContext": {"capabilities": {"ciliumAgent": AGENT_CAPABILITIES, "cleanCiliumState": CLEAN_STATE_CAPABILITIES}},
+        "cgroup": {"autoMount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"},
+        "l2announcements": {"enabled": bool(c.l2_announcements), "leaseRenewDeadline": f"{c.lease_renew_deadline_s}s"},
+        "externalIPs": {"enabled": bool(c.external_ips)},
+        "k8sClientRateLimit": {"qps": rl.qps if rl else need["qps"], "burst": rl.burst if rl else need["burst"]},
+        "devices": devices(spec),
+    }
+
+
+def check_values(spec: LabSpec, vals: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``values(spec)`` (or ``vals``) validated against the chart schema of the Cilium version."""
+    vals = values(spec) if vals is None else vals
+    issues = validate_cilium_values(vals, spec.versions.cilium)
+    if issues:
+        raise SchemaValidationError(f"Cilium {spec.versions.cilium} Helm values", issues)
+    return vals
+
+
+def lb_pool(spec: LabSpec) -> dict[str, Any]:
+    return {"apiVersion": cilium_api(spec.versions.cilium)["pool"], "kind": "CiliumLoadBalancerIPPool",
+            "metadata": {"name": POOL_NAME},
+            "spec": {"blocks": [{"start": spec.cilium.lb_pool.start, "stop": spec.cilium.lb_pool.stop}],
+                     "allowFirstLastIPs": "Yes"}}
+
+
+def l2_policy(spec: LabSpec) -> dict[str, Any]:
+    return {"apiVersion": cilium_api(spec.versions.cilium)["l2policy"], "kind": "CiliumL2AnnouncementPolicy",
+            "metadata": {"name": POLICY_NAME},
+            "spec": {"loadBalancerIPs": True, "externalIPs": bool(spec.cilium.external_ips),
+                     "interfaces": list(spec.cilium.interfaces)}}
+
+
+def service_annotations(spec: LabSpec, namespace: str, name: str) -> dict[str, str | None]:
+    """The annotation changes a service needs: Cilium's IP for pinned ones, MetalLB's removed.
+    (None removes a key; the seed's ``io.cilium/lb-ipam-ips`` alias is removed in favour of
+    ``lbipam.cilium.io/ips``.)"""
+    api = cilium_api(spec.versions.cilium)
+    sip = next((s for s in derive_plan(spec).services if s.namespace == namespace and s.name == name), None)
+    out: dict[str, str | None] = {k: None for k in METALLB_ANNOTATIONS}
+    out[api["annotation_alias"]] = None
+    if sip is not None and sip.requested not in ("auto", "disabled"):
+        out[api["annotation"]] = sip.requested
+    return out

@@ -1,0 +1,143 @@
+"""The operator hand-off: the seed's manual post-migration tasks ("DNS/DHCP Updates") as tables
+and CSV files, generated from the plan (and, when given, what the cluster reports).
+
+- **DHCP reservations** (:func:`dhcp_rows`): hostname, MAC, IP for every NIC of every VM and of
+  the Plex container, exactly as :func:`falkit.plan.derive_plan` assigns them (the seed fixes MACs
+  so that a reservation gives each machine its planned address; FACTS.md "Not yet checked").
+- **DNS records** (:func:`dns_rows`): an A record per service with ``dns`` in the spec, to its new IP
+  — the Service's observed LoadBalancer IP when ``observed`` has it, else the planned one (an
+  ``auto`` service's planned IP is the pool's lowest free address, which Cilium also picks); a
+  ``disabled`` service's record is to be deleted.
+- **Cloudflare tunnel endpoints** (:func:`tunnel_rows`): for services with ``tunnel: true`` whose
+  address changes, the origin ``https://<old IP>`` -> ``https://<new IP>``.
+
+:func:`write_handoff` writes ``handoff/dhcp.csv``, ``dns.csv`` and ``tunnel.csv`` into a directory
+(default ``$FALKIT_RUN_DIR``, the run archive); :func:`show` displays the three tables (and writes
+the CSVs when a run directory is set) — the validation notebook's one call.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any
+
+from .plan import LabPlan, derive_plan
+from .spec import LabSpec
+
+DHCP_COLUMNS = ("hostname", "mac", "ip", "network", "bridge", "kind", "vmid")
+DNS_COLUMNS = ("name", "type", "value", "old_value", "action", "source", "service")
+TUNNEL_COLUMNS = ("hostname", "service", "old_origin", "new_origin")
+
+
+def dhcp_rows(spec: LabSpec, plan: LabPlan | None = None) -> list[dict[str, Any]]:
+    """One reservation per NIC of every VM and container of the plan (NICs without a MAC — the
+    scheme cannot encode them, a finding says so — are listed with an empty MAC)."""
+    plan = plan or derive_plan(spec)
+    rows = []
+    for vm in plan.vms:
+        for nic in vm.nics:
+            rows.append({"hostname": vm.name, "mac": nic.mac or "", "ip": nic.ip, "network": nic.network,
+                         "bridge": nic.bridge, "kind": "qemu", "vmid": vm.vmid})
+    for ct in plan.containers:
+        for nic in ct.nics:
+            rows.append({"hostname": ct.hostname, "mac": nic.mac or "", "ip": nic.ip, "network": nic.network,
+                         "bridge": nic.bridge, "kind": "lxc", "vmid": ct.vmid})
+    return rows
+
+
+def dns_rows(spec: LabSpec, plan: LabPlan | None = None,
+             observed: dict[tuple[str, str], str | None] | None = None) -> list[dict[str, Any]]:
+    """An A record per service with ``dns`` (``observed``: (namespace, name) -> LB IP or None)."""
+    plan = plan or derive_plan(spec)
+    observed = observed or {}
+    planned = {(s.namespace, s.name): s for s in plan.services}
+    rows = []
+    for s in spec.services:
+        if not s.dns:
+            continue
+        p = planned[(s.namespace, s.name)]
+        seen = observed.get((s.namespace, s.name))
+        if s.new_ip == "disabled":
+            rows.append({"name": s.dns, "type": "A", "value": "", "old_value": s.old_ip or "", "action": "delete",
+                         "source": "spec (disabled)", "service": f"{s.namespace}/{s.name}"})
+            continue
+        value = seen or p.ip or ""
+        rows.append({"name": s.dns, "type": "A", "value": value, "old_value": s.old_ip or "",
+                     "action": "keep" if value == s.old_ip else "update",
+                     "source": "observed" if seen else "planned", "service": f"{s.namespace}/{s.name}"})
+    return rows
+
+
+def tunnel_rows(spec: LabSpec, plan: LabPlan | None = None,
+                observed: dict[tuple[str, str], str | None] | None = None) -> list[dict[str, Any]]:
+    """The tunnel origins that change (services with ``tunnel: true``)."""
+    rows = []
+    for r in dns_rows(spec, plan, observed):
+        ns, name = r["service"].split("/", 1)
+        svc = next(s for s in spec.services if s.namespace == ns and s.name == name)
+        if not svc.tunnel or r["action"] == "keep":
+            continue
+        rows.append({"hostname": r["name"], "service": r["service"],
+                     "old_origin": f"https://{r['old_value']}" if r["old_value"] else "",
+                     "new_origin": f"https://{r['value']}" if r["value"] else "(removed)"})
+    return rows
+
+
+def observe_service_ips(api: Any, spec: LabSpec) -> dict[tuple[str, str], str | None]:
+    """(namespace, name) -> the Service's LoadBalancer IP (None when it has none or is missing)."""
+    from .jobs import kget
+
+    out: dict[tuple[str, str], str | None] = {}
+    for s in spec.services:
+        svc = kget(api, "v1", "Service", s.name, s.namespace)
+        ing = (((svc or {}).get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        out[(s.namespace, s.name)] = ing[0].get("ip") if ing else None
+    return out
+
+
+def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(columns))
+        w.writeheader()
+        for r in rows:
+            w.writerow({c: r.get(c, "") for c in columns})
+    return path
+
+
+def write_handoff(directory: str | os.PathLike | None, spec: LabSpec,
+                  observed: dict[tuple[str, str], str | None] | None = None) -> dict[str, Path]:
+    """Write ``<directory>/handoff/{dhcp,dns,tunnel}.csv``; ``directory`` None = ``$FALKIT_RUN_DIR``
+    (``ValueError`` when neither is set). Returns the paths by table name."""
+    base = directory if directory is not None else os.environ.get("FALKIT_RUN_DIR")
+    if not base:
+        raise ValueError("no directory for the hand-off: pass one or set FALKIT_RUN_DIR")
+    out = Path(base) / "handoff"
+    out.mkdir(parents=True, exist_ok=True)
+    plan = derive_plan(spec)
+    return {"dhcp": _write_csv(out / "dhcp.csv", DHCP_COLUMNS, dhcp_rows(spec, plan)),
+            "dns": _write_csv(out / "dns.csv", DNS_COLUMNS, dns_rows(spec, plan, observed)),
+            "tunnel": _write_csv(out / "tunnel.csv", TUNNEL_COLUMNS, tunnel_rows(spec, plan, observed))}
+
+
+def tables(spec: LabSpec, observed: dict[tuple[str, str], str | None] | None = None) -> list[Any]:
+    """The three hand-off tables (:class:`falkit.widgets.Table`)."""
+    from .widgets import Table
+
+    plan = derive_plan(spec)
+    return [Table(dhcp_rows(spec, plan), DHCP_COLUMNS, title="Hand-off: DHCP reservations"),
+            Table(dns_rows(spec, plan, observed), DNS_COLUMNS, title="Hand-off: DNS records"),
+            Table(tunnel_rows(spec, plan, observed), TUNNEL_COLUMNS, title="Hand-off: Cloudflare tunnel endpoints",
+                  empty="(no tunnel endpoint changes)")]
+
+
+def show(spec: LabSpec, target: Any = None) -> dict[str, Path]:
+    """Display the hand-off tables (service IPs observed through ``target`` when given) and write
+    the CSVs into ``$FALKIT_RUN_DIR`` when set. Returns the written paths ({} when not written)."""
+    from .widgets import show as display
+
+    observed = observe_service_ips(target.kube(), spec) if target is not None else None
+    for t in tables(spec, observed):
+        display(t)
+    return write_handoff(None, spec, observed) if os.environ.get("FALKIT_RUN_DIR") else {}

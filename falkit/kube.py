@@ -1,0 +1,114 @@
+"""Small helpers over the official ``kubernetes`` client, and the one place k8s objects are changed.
+
+- :func:`get_or_none` reads one object through the DynamicClient (None on 404);
+- :class:`KubeChanger` is *how* falkit changes a Kubernetes object: server-side apply of a dict
+  (field manager ``falkit``, conflicts forced), a JSON merge patch of annotations, a delete. Steps
+  take a changer instead of calling the client, so that objects Argo CD manages can later be
+  changed through Git instead (issue 9) by swapping this one class;
+- :func:`wait_for` polls a function until a predicate holds, reporting progress, and raises
+  :class:`WaitTimeoutError` (never returns a falsy "timed out").
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+
+from .errors import FalkitError
+
+FIELD_MANAGER = "falkit"
+
+
+class WaitTimeoutError(FalkitError, TimeoutError):
+    """A condition did not hold before the timeout; ``last`` is the last value observed."""
+
+    def __init__(self, what: str, timeout: float, last: Any = None):
+        self.what = what
+        self.timeout = timeout
+        self.last = last
+        super().__init__(f"{what}: not reached after {timeout:g} s")
+
+
+def _resource(dyn: Any, api_version: str, kind: str) -> Any:
+    return dyn.resources.get(api_version=api_version, kind=kind)
+
+
+def get_or_none(dyn: Any, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
+    """The object as a dict, or None when it (or its kind) does not exist."""
+    try:
+        res = _resource(dyn, api_version, kind)
+        obj = res.get(name=name, namespace=namespace) if res.namespaced else res.get(name=name)
+    except (NotFoundError, ResourceNotFoundError):
+        return None
+    return obj.to_dict()
+
+
+def list_objects(dyn: Any, api_version: str, kind: str, namespace: str | None = None) -> list[dict]:
+    """Every object of a kind (all namespaces unless ``namespace``); [] when the kind is unknown."""
+    try:
+        res = _resource(dyn, api_version, kind)
+    except ResourceNotFoundError:
+        return []
+    out = res.get(namespace=namespace) if namespace else res.get()
+    return [i.to_dict() for i in out.to_dict().get("items", [])] if hasattr(out, "to_dict") else []
+
+
+class KubeChanger:
+    """How falkit changes Kubernetes objects (see the module docstring). ``dyn`` is a DynamicClient."""
+
+    def __init__(self, dyn: Any, field_manager: str = FIELD_MANAGER):
+        self.dyn = dyn
+        self.field_manager = field_manager
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply ``obj`` (apiVersion, kind, metadata.name[, namespace] required)."""
+        res = _resource(self.dyn, obj["apiVersion"], obj["kind"])
+        md = obj["metadata"]
+        kwargs: dict[str, Any] = {"body": obj, "name": md["name"], "field_manager": self.field_manager, "force_conflicts": True}
+        if res.namespaced:
+            kwargs["namespace"] = md.get("namespace", "default")
+        return res.server_side_apply(**kwargs).to_dict()
+
+    def annotate(self, api_version: str, kind: str, name: str, namespace: str | None,
+                 annotations: dict[str, str | None]) -> dict[str, Any]:
+        """Set annotations; a value of None removes the key (JSON merge patch)."""
+        res = _resource(self.dyn, api_version, kind)
+        body = {"metadata": {"annotations": annotations}}
+        return res.patch(body=body, name=name, namespace=namespace, content_type="application/merge-patch+json",
+                         field_manager=self.field_manager).to_dict()
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+        """Delete; False when it was already gone."""
+        try:
+            res = _resource(self.dyn, api_version, kind)
+            res.delete(name=name, namespace=namespace) if res.namespaced else res.delete(name=name)
+        except (NotFoundError, ResourceNotFoundError):
+            return False
+        return True
+
+
+def wait_for(fn: Callable[[], Any], predicate: Callable[[Any], bool], timeout: float, what: str,
+             progress: Callable[[float, str], None] | None = None, describe: Callable[[Any], str] | None = None,
+             poll: float = 0.2) -> Any:
+    """Call ``fn`` until ``predicate(value)``; returns that value. Exceptions from ``fn`` count as
+    "not yet" (the API may be coming up) and are kept as the last value for the error message."""
+    deadline = time.monotonic() + timeout
+    start = time.monotonic()
+    last: Any = None
+    while True:
+        try:
+            last = fn()
+            done = predicate(last)
+        except Exception as e:  # noqa: BLE001 - reported in WaitTimeoutError
+            last, done = e, False
+        if progress is not None:
+            frac = 1.0 if done else min(0.99, (time.monotonic() - start) / timeout) if timeout else 0.0
+            progress(frac, describe(last) if describe and not isinstance(last, Exception) else ("done" if done else str(last)[:120]))
+        if done:
+            return last
+        if time.monotonic() >= deadline:
+            raise WaitTimeoutError(what, timeout, last)
+        time.sleep(poll)

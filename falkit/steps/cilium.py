@@ -1,0 +1,220 @@
+"""Step 40-cilium: Cilium with kube-proxy replacement and L2 announcements replaces MetalLB.
+
+The seed: "Load Balancer Migration: MetalLB -> Cilium" — Cilium L2 announcements, a
+``CiliumLoadBalancerIPPool`` 10.10.0.50-99, an L2 announcement policy, external IPs; Traefik pinned
+to 10.10.0.80, Argo CD from the pool; MetalLB's release, pool, L2 advertisements and annotations
+removed.
+
+- **observe**: the Cilium and MetalLB Helm releases (``target.helm``), the pool and policy, each
+  spec service (annotations, ``status.loadBalancer.ingress``), MetalLB's ``IPAddressPool`` /
+  ``L2Advertisement`` objects.
+- **plan** (pure): ``helm upgrade --install`` when chart version or values differ
+  (:mod:`falkit.ciliumvalues`, validated against the chart schema); pool/policy applied when absent
+  or different; per service the annotation changes (Cilium's ``lbipam.cilium.io/ips`` for pinned
+  ones, MetalLB's removed) — **disruptive**, the service's address changes for its clients; then a
+  wait until every LoadBalancer service has its planned IP, and only after it MetalLB's
+  L2Advertisements, IPAddressPools and release deleted, each a change of its own.
+- **apply** runs them in that order; a wait that times out raises StepError before anything of
+  MetalLB is removed. Kubernetes objects are changed only through :class:`falkit.kube.KubeChanger`.
+- **checks**: a row per service — old IP -> new IP and the node announcing it (the holder of Lease
+  ``cilium-l2announce-<ns>-<svc>`` in kube-system).
+
+Services the spec marks ``disabled`` (Longhorn UI) are left alone here: they go with Longhorn.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+from .. import ciliumvalues as cv
+from ..backends import BackendError
+from ..diff import Change, Noop, Plan
+from ..errors import StepError
+from ..kube import KubeChanger, WaitTimeoutError, get_or_none, list_objects, wait_for
+from ..plan import derive_plan
+from ..spec import LabSpec
+from .base import Check, Progress, StepOptions, register
+
+METALLB = ("metallb-system", "metallb")
+
+
+@dataclass(frozen=True)
+class ServiceFacts:
+    namespace: str
+    name: str
+    exists: bool
+    annotations: dict[str, str]
+    ips: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CiliumFacts:
+    release: dict[str, Any] | None
+    pool: dict[str, Any] | None
+    policy: dict[str, Any] | None
+    services: dict[str, ServiceFacts]  # "ns/name" ->
+    metallb_release: dict[str, Any] | None
+    metallb_objects: tuple[tuple[str, str, str, str], ...]  # (apiVersion, kind, ns, name)
+
+
+def _service(dyn: Any, ns: str, name: str) -> ServiceFacts:
+    obj = get_or_none(dyn, "v1", "Service", name, ns)
+    if obj is None:
+        return ServiceFacts(ns, name, False, {}, ())
+    ann = dict((obj.get("metadata") or {}).get("annotations") or {})
+    ingress = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    return ServiceFacts(ns, name, True, ann, tuple(i["ip"] for i in ingress if i.get("ip")))
+
+
+def observe_cilium(target: Any, spec: LabSpec) -> CiliumFacts:
+    dyn = target.dynamic()
+    pool, policy = cv.lb_pool(spec), cv.l2_policy(spec)
+    services = {f"{s.namespace}/{s.name}": _service(dyn, s.namespace, s.name) for s in spec.services if s.new_ip != "disabled"}
+    mlb = []
+    for kind in ("L2Advertisement", "IPAddressPool"):
+        for o in list_objects(dyn, "metallb.io/v1beta1", kind, METALLB[0]):
+            mlb.append(("metallb.io/v1beta1", kind, o["metadata"].get("namespace", METALLB[0]), o["metadata"]["name"]))
+    return CiliumFacts(
+        target.helm.get(*cv.RELEASE),
+        get_or_none(dyn, pool["apiVersion"], pool["kind"], pool["metadata"]["name"]),
+        get_or_none(dyn, policy["apiVersion"], policy["kind"], policy["metadata"]["name"]),
+        services, target.helm.get(*METALLB), tuple(mlb))
+
+
+def _differs(have: dict | None, want: dict) -> bool:
+    return have is None or have.get("spec") != want["spec"]
+
+
+def planned_ips(spec: LabSpec) -> dict[str, tuple[str | None, str]]:
+    """``ns/name`` -> (old IP, what it should get: an IP, or "pool" for auto)."""
+    return {f"{s.namespace}/{s.name}": (s.old_ip, s.requested if s.requested not in ("auto",) else "pool")
+            for s in derive_plan(spec).services if s.requested != "disabled"}
+
+
+def ip_ok(spec: LabSpec, want: str, ips: tuple[str, ...]) -> bool:
+    if not ips:
+        return False
+    if want != "pool":
+        return want in ips
+    lo, hi = (ipaddress.IPv4Address(spec.cilium.lb_pool.start), ipaddress.IPv4Address(spec.cilium.lb_pool.stop))
+    return all(lo <= ipaddress.IPv4Address(ip) <= hi for ip in ips)
+
+
+def plan_cilium(spec: LabSpec, facts: CiliumFacts, options: StepOptions) -> Plan:
+    values = cv.check_values(spec)
+    changes: list[Change] = []
+    noops: list[Noop] = []
+    notes: list[str] = []
+    rel = facts.release
+    version = spec.versions.cilium
+    if rel is None or rel.get("version") != version or rel.get("values") != values or rel.get("status") != "deployed":
+        what = "install" if rel is None else ", ".join(
+            x for x, bad in (("version", rel.get("version") != version), ("values", rel.get("values") != values),
+                             ("status", rel.get("status") != "deployed")) if bad)
+        changes.append(Change("update" if rel else "create", "helm-release", "kube-system/cilium", what,
+                              rel.get("version") if rel else None, version,
+                              reason="kubeProxyReplacement, L2 announcements, external IPs, rate limit "
+                                     f"{values['k8sClientRateLimit']['qps']}/{values['k8sClientRateLimit']['burst']}",
+                              data={"values": values}))
+    else:
+        noops.append(Noop("helm-release", "kube-system/cilium", f"{version} with the planned values"))
+    for obj in (cv.lb_pool(spec), cv.l2_policy(spec)):
+        have = facts.pool if obj["kind"] == "CiliumLoadBalancerIPPool" else facts.policy
+        if _differs(have, obj):
+            changes.append(Change("update" if have else "create", "k8s-object", f"{obj['kind']}/{obj['metadata']['name']}", "spec",
+                                  (have or {}).get("spec"), obj["spec"], reason=obj["apiVersion"], data={"object": obj}))
+        else:
+            noops.append(Noop("k8s-object", f"{obj['kind']}/{obj['metadata']['name']}", "as planned"))
+    plan_ips = planned_ips(spec)
+    waits = False
+    for key, svc in facts.services.items():
+        if not svc.exists:
+            notes.append(f"service {key} does not exist yet: it gets its address when it is deployed")
+            continue
+        want = cv.service_annotations(spec, svc.namespace, svc.name)
+        delta = {k: v for k, v in want.items() if svc.annotations.get(k) != v}
+        old, target_ip = plan_ips[key]
+        if delta:
+            changes.append(Change("update", "service", key, "annotations", ", ".join(f"{k}={svc.annotations[k]}" for k in delta
+                                                                                    if k in svc.annotations) or None,
+                                  ", ".join(f"{k}={v}" for k, v in delta.items() if v is not None) or "(MetalLB's removed)",
+                                  disruptive=True, reason=f"{', '.join(svc.ips) or old or '-'} -> {target_ip}: clients and DNS must follow",
+                                  data={"namespace": svc.namespace, "name": svc.name, "annotations": delta}))
+        if delta or not ip_ok(spec, target_ip, svc.ips):
+            waits = True
+    if waits or any(c.kind in ("helm-release", "k8s-object") for c in changes):
+        changes.append(Change("action", "services", "LoadBalancer", "wait",
+                              reason="every LoadBalancer service has its new IP before MetalLB goes",
+                              data={"services": {k: v[1] for k, v in plan_ips.items() if k in facts.services and facts.services[k].exists}}))
+    for api, kind, ns, name in facts.metallb_objects:
+        changes.append(Change("delete", "k8s-object", f"{ns}/{kind}/{name}", reason="MetalLB, replaced by Cilium LB-IPAM",
+                              data={"ref": (api, kind, ns, name)}))
+    if facts.metallb_release is not None:
+        changes.append(Change("delete", "helm-release", "/".join(METALLB), reason="MetalLB, replaced by Cilium LB-IPAM",
+                              data={"release": METALLB}))
+    return Plan("cilium", tuple(changes), tuple(noops), tuple(notes))
+
+
+@register("cilium")
+class CiliumStep:
+    title = "Cilium LB-IPAM and L2 announcements instead of MetalLB"
+
+    def observe(self, target: Any, spec: LabSpec, options: StepOptions) -> CiliumFacts:
+        return observe_cilium(target, spec)
+
+    def plan(self, spec: LabSpec, observed: CiliumFacts, options: StepOptions) -> Plan:
+        return plan_cilium(spec, observed, options)
+
+    def apply(self, target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
+        spec = target.spec
+        changer = KubeChanger(target.dynamic())
+        try:
+            for c in plan.changes:
+                if c.kind == "helm-release" and c.op != "delete":
+                    bar = progress.task("helm upgrade --install cilium", 1)
+                    target.helm.upgrade_install(*cv.RELEASE, cv.CHART, spec.versions.cilium, c.data["values"])
+                    bar(1, "deployed")
+                elif c.kind == "k8s-object" and c.op != "delete":
+                    changer.apply(c.data["object"])
+                    progress.log(f"applied {c.name}")
+                elif c.kind == "service":
+                    changer.annotate("v1", "Service", c.data["name"], c.data["namespace"], c.data["annotations"])
+                    progress.log(f"annotated service {c.name}")
+                elif c.kind == "services":
+                    self._wait(target, spec, c.data["services"], options, progress)
+                elif c.op == "delete" and c.kind == "k8s-object":
+                    changer.delete(*c.data["ref"][:2], c.data["ref"][3], c.data["ref"][2])
+                    progress.log(f"deleted {c.name}")
+                elif c.op == "delete" and c.kind == "helm-release":
+                    target.helm.uninstall(*c.data["release"])
+                    progress.log(f"uninstalled {c.name}")
+        except (BackendError, WaitTimeoutError) as e:
+            raise StepError("cilium", str(e) + (f" (last: {e.last})" if getattr(e, "last", None) else "")) from e
+
+    @staticmethod
+    def _wait(target: Any, spec: LabSpec, services: dict[str, str], options: StepOptions, progress: Progress) -> None:
+        dyn = target.dynamic()
+        for key, want in services.items():
+            ns, name = key.split("/", 1)
+            bar = progress.task(f"IP of {key}", 1)
+            wait_for(lambda ns=ns, name=name: _service(dyn, ns, name), lambda s, w=want: ip_ok(spec, w, s.ips),
+                     options.wait_timeout_s, f"service {key} gets {want}", bar, describe=lambda s: ", ".join(s.ips) or "pending")
+
+    def checks(self, target: Any, spec: LabSpec, options: StepOptions) -> list[Check]:
+        dyn = target.dynamic()
+        out = []
+        for key, (old, want) in planned_ips(spec).items():
+            ns, name = key.split("/", 1)
+            svc = _service(dyn, ns, name)
+            lease = get_or_none(dyn, "coordination.k8s.io/v1", "Lease", f"cilium-l2announce-{ns}-{name}", "kube-system")
+            holder = ((lease or {}).get("spec") or {}).get("holderIdentity") or "nobody"
+            ok = svc.exists and ip_ok(spec, want, svc.ips) and holder != "nobody"
+            out.append(Check("LoadBalancer IP announced", key, f"{old or '-'} -> {want}",
+                             f"{', '.join(svc.ips) or 'no IP'} announced by {holder}", ok,
+                             "" if ok else "check the pool, the L2 policy and `kubectl -n kube-system get leases`"))
+        rel = target.helm.get(*METALLB)
+        out.append(Check("MetalLB removed", "/".join(METALLB), "absent", "absent" if rel is None else f"release {rel.get('status')}",
+                         rel is None, "re-run 40-cilium with apply"))
+        return out

@@ -1,0 +1,242 @@
+"""Step 30-talos: machine configs applied, etcd bootstrapped once, kubeconfig fetched, cluster healthy.
+
+- **observe**: the secrets bundle from the private state dir (``talos-secrets.yaml``; a fresh one,
+  in memory only, when absent); per node ``talos version`` at its planned IP — and, if that does
+  not answer, at its pre-migration IP (``spec.previous.nodes``: before the VM step's MAC change the
+  node still runs its old address) — then ``get machineconfig`` when it is configured; health
+  (``etcd bootstrapped``); whether the private kubeconfig exists.
+- **plan** (pure): save the secrets bundle (once), write the talosconfig; ``apply-config`` per node
+  whose running config differs from the generated one (``insecure`` in maintenance mode; a
+  configured node is **disruptive**: it may reboot or change address), with a readable summary
+  diff (modules, sysctls, addresses, labels, mounts); ``bootstrap`` once; fetch the kubeconfig;
+  wait for health. A node that answers nowhere is a note, not a change.
+- **apply**: validates every document against the Talos schema first (falkit.schemas), then does
+  exactly the plan's changes; secrets, talosconfig and kubeconfig go only to the private dir (0600)
+  via ``target.write_private``. Change values never carry secrets (``data`` holds redacted objects).
+- **checks**: each node runs the planned config (digest), ``nvme_tcp`` in /proc/modules and
+  HugePages_Total on workers, health ok.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..backends import BackendError
+from ..diff import Change, Noop, Plan
+from ..errors import StepError
+from ..kube import WaitTimeoutError, wait_for
+from ..plan import derive_plan
+from ..schemas import load_documents
+from ..spec import LabSpec
+from ..talosconfig import (
+    VANILLA_SCHEMATIC,
+    NodeConfig,
+    SecretsBundle,
+    config_digest,
+    module_name,
+    new_secrets,
+    render,
+    summary_diff,
+    talosconfig,
+)
+from .base import Check, Progress, StepOptions, register
+
+SECRETS_FILE = "talos-secrets.yaml"
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    name: str
+    ip: str  # planned management IP
+    reach_ip: str | None  # where it answered (None: nowhere)
+    maintenance: bool = False
+    docs: tuple[dict[str, Any], ...] = ()
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class TalosFacts:
+    secrets: SecretsBundle
+    secrets_saved: bool
+    talosconfig_saved: bool
+    nodes: dict[str, NodeFacts]
+    bootstrapped: bool
+    kubeconfig_saved: bool
+    health_ok: bool = False
+    health: tuple[dict[str, Any], ...] = field(default=())
+
+
+def observe_talos(target: Any, spec: LabSpec) -> TalosFacts:
+    text = target.read_private(SECRETS_FILE)
+    bundle = SecretsBundle.from_yaml(text) if text else new_secrets()
+    prev = {n.name: n.ip for n in (spec.previous.nodes if spec.previous else ())}
+    nodes: dict[str, NodeFacts] = {}
+    for vm in derive_plan(spec).vms:
+        if vm.role not in ("control-plane", "worker"):
+            continue
+        facts = NodeFacts(vm.name, vm.ip, None, error="no answer")
+        for ip in dict.fromkeys([vm.ip, prev.get(vm.name)]):
+            if not ip:
+                continue
+            try:
+                ver = target.talos.version(ip)
+            except BackendError as e:
+                facts = NodeFacts(vm.name, vm.ip, None, error=f"{ip}: {e.message}")
+                continue
+            maintenance = bool(ver.get("maintenance"))
+            docs: tuple = ()
+            if not maintenance:
+                try:
+                    docs = tuple(load_documents(target.talos.get_config(ip)))
+                except BackendError as e:
+                    facts = NodeFacts(vm.name, vm.ip, None, error=f"{ip}: {e.message}")
+                    continue
+            facts = NodeFacts(vm.name, vm.ip, ip, maintenance, docs)
+            break
+        nodes[vm.name] = facts
+    try:
+        h = target.talos.health()
+    except BackendError as e:
+        h = {"ok": False, "checks": [{"name": "talos health", "ok": False, "message": e.message}]}
+    checks = tuple(h.get("checks") or ())
+    boot = any(c.get("ok") for c in checks if "etcd" in str(c.get("name", "")))
+    return TalosFacts(bundle, bool(text), target.read_private("talosconfig") is not None, nodes, boot,
+                      target.read_private("kubeconfig") is not None, bool(h.get("ok")), checks)
+
+
+class _Sealed:
+    """Holds a value that must not be shown (a config with secrets); ``repr`` is redacted."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "<redacted>"
+
+
+def plan_talos(spec: LabSpec, facts: TalosFacts, options: StepOptions) -> Plan:
+    schematic = str(options.extra.get("talos_schematic") or VANILLA_SCHEMATIC)
+    configs = render(spec, facts.secrets, schematic)
+    changes: list[Change] = []
+    noops: list[Noop] = []
+    notes: list[str] = []
+    if not facts.secrets_saved:
+        changes.append(Change("create", "talos-secrets", SECRETS_FILE, reason="cluster secrets, created once (private state dir, 0600)",
+                              data={"bundle": _Sealed(facts.secrets)}))
+    if not facts.talosconfig_saved or not facts.secrets_saved:
+        changes.append(Change("create", "talosconfig", "talosconfig", reason="talosctl client config (private state dir, 0600)",
+                              data={"bundle": _Sealed(facts.secrets)}))
+    cp_name = next(v.name for v in derive_plan(spec).vms if v.role == "control-plane")
+    for name, cfg in configs.items():
+        node = facts.nodes.get(name)
+        if node is None or node.reach_ip is None:
+            notes.append(f"{name}: not reachable ({node.error if node else 'not observed'}); is the VM running (20-vms)?")
+            continue
+        if node.docs and config_digest(list(node.docs)) == cfg.digest:
+            noops.append(Noop("talos-config", name, f"runs the planned config ({cfg.digest})"))
+            continue
+        diff = summary_diff(list(node.docs), list(cfg.docs)) if node.docs else ["maintenance mode: install"]
+        changes.append(Change("update" if node.docs else "create", "talos-config", name, "",
+                              config_digest(list(node.docs)) if node.docs else "maintenance", cfg.digest,
+                              disruptive=not node.maintenance,
+                              reason="; ".join(diff) or "secrets/cluster settings differ",
+                              data={"ip": node.reach_ip, "insecure": node.maintenance, "config": _Sealed(cfg)}))
+    if not facts.bootstrapped:
+        cp = facts.nodes.get(cp_name)
+        changes.append(Change("action", "etcd", cp_name, "bootstrap", reason="once per cluster",
+                              data={"ip": cp.ip if cp else None}))
+    if not facts.kubeconfig_saved:
+        changes.append(Change("action", "kubeconfig", "kubeconfig", "fetch", reason="admin kubeconfig into the private state dir",
+                              data={"ip": facts.nodes[cp_name].ip if cp_name in facts.nodes else None}))
+    if changes:
+        changes.append(Change("action", "cluster", spec.cluster.name, "wait", reason="Kubernetes API and talos health"))
+    if tuple(int(x) for x in spec.versions.talos.split(".")[:2]) >= (1, 12):
+        notes.append("Talos 1.12+: the schematic of the ISO and installer must carry the kernel argument net.ifnames=0 "
+                     "(eth0/eth1 names)")
+    return Plan("talos", tuple(changes), tuple(noops), tuple(notes))
+
+
+@register("talos")
+class TalosStep:
+    title = "Talos machine configs, bootstrap and kubeconfig"
+    options = {"talos_schematic": (str, "")}  # installer image schematic; "" = vanilla
+
+    def observe(self, target: Any, spec: LabSpec, options: StepOptions) -> TalosFacts:
+        return observe_talos(target, spec)
+
+    def plan(self, spec: LabSpec, observed: TalosFacts, options: StepOptions) -> Plan:
+        return plan_talos(spec, observed, options)
+
+    def apply(self, target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
+        spec = target.spec
+        try:
+            for c in plan.changes:
+                if c.kind == "talos-secrets":
+                    target.write_private(SECRETS_FILE, c.data["bundle"].value.to_yaml())
+                    progress.log("secrets bundle saved (private, 0600)")
+                elif c.kind == "talosconfig":
+                    target.write_private("talosconfig", talosconfig(spec, c.data["bundle"].value))
+                elif c.kind == "talos-config":
+                    cfg: NodeConfig = c.data["config"].value
+                    bar = progress.task(f"apply-config {c.name}", 1)
+                    res = target.talos.apply_config(c.data["ip"], cfg.text, c.data["insecure"])
+                    bar(1, str(res.get("message", "applied")))
+            for c in plan.changes:
+                if c.kind == "etcd":
+                    bar = progress.task(f"bootstrap {c.name}", 1)
+                    wait_for(lambda ip=c.data["ip"]: target.talos.version(ip), lambda v: not v.get("maintenance"),
+                             options.wait_timeout_s, f"{c.name} up after install", bar)
+                    try:
+                        target.talos.bootstrap(c.data["ip"])
+                    except BackendError as e:
+                        if "not empty" not in e.message:  # already bootstrapped: fine
+                            raise
+                    bar(1, "bootstrapped")
+                elif c.kind == "kubeconfig":
+                    bar = progress.task("kubeconfig", 1)
+                    text = wait_for(lambda ip=c.data["ip"]: target.talos.kubeconfig(ip), bool, options.wait_timeout_s,
+                                    "kubeconfig", bar, describe=lambda _t: "fetched")
+                    target.write_private("kubeconfig", text)
+                elif c.kind == "cluster":
+                    bar = progress.task(f"health of {c.name}", 1)
+                    wait_for(target.talos.health, lambda h: bool(h.get("ok")), options.wait_timeout_s, "talos health", bar,
+                             describe=_health_text)
+        except (BackendError, WaitTimeoutError) as e:
+            last = getattr(e, "last", None)
+            detail = f" (last: {_health_text(last) if isinstance(last, dict) else last})" if last is not None else ""
+            raise StepError("talos", f"{e}{detail}") from e
+
+    def checks(self, target: Any, spec: LabSpec, options: StepOptions) -> list[Check]:
+        facts = observe_talos(target, spec)
+        configs = render(spec, facts.secrets, str(options.extra.get("talos_schematic") or VANILLA_SCHEMATIC))
+        out = []
+        for name, cfg in configs.items():
+            n = facts.nodes[name]
+            digest = config_digest(list(n.docs)) if n.docs else ("maintenance" if n.reach_ip else "unreachable")
+            out.append(Check("runs the planned config", name, cfg.digest, digest, digest == cfg.digest, "re-run 30-talos"))
+            if cfg.role == "worker" and n.reach_ip and n.docs:
+                mods = _safe(lambda ip=n.reach_ip: target.talos.read(ip, "/proc/modules"))
+                have = sorted(line.split()[0] for line in mods.splitlines() if line.strip())
+                want = [module_name(m) for m in spec.talos.kernel_modules]
+                out.append(Check("kernel modules loaded", name, ", ".join(want), ", ".join(have) or "(none)",
+                                 all(m in have for m in want), "check machine.kernel.modules"))
+                mem = _safe(lambda ip=n.reach_ip: target.talos.read(ip, "/proc/meminfo"))
+                pages = next((line.split()[1] for line in mem.splitlines() if line.startswith("HugePages_Total")), "0")
+                out.append(Check("2 MiB hugepages", name, str(spec.mayastor.hugepages_2mi), pages,
+                                 pages == str(spec.mayastor.hugepages_2mi), "check vm.nr_hugepages"))
+        out.append(Check("talos health", spec.cluster.name, "ok", _health_text({"ok": facts.health_ok, "checks": facts.health}),
+                         facts.health_ok, "talosctl health; see the failing checks"))
+        return out
+
+
+def _safe(fn: Any) -> str:
+    try:
+        return fn()
+    except BackendError as e:
+        return f"error: {e.message}"
+
+
+def _health_text(h: dict) -> str:
+    bad = [f"{c.get('name')}: {c.get('message') or 'failed'}" for c in h.get("checks") or [] if not c.get("ok")]
+    return "ok" if h.get("ok") else "; ".join(bad) or "not ok"

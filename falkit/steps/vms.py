@@ -1,0 +1,337 @@
+"""Step 20-vms: the control plane and the workers exactly as ``falkit.plan.derive_plan`` says.
+
+Desired VM (seed "VM Resource Allocation"): cores, memory in MiB (GB x 1024), ``scsi0`` OS disk on
+local-lvm, ``scsi1`` data disk on helford (``helford:300`` allocates 300 GiB; see falkit.pve),
+``net0=virtio=MAC,bridge=vmbr0`` and (workers) ``net1=virtio=MAC,bridge=vmbr1`` with the seed's MAC
+scheme, ``onboot=1``, ``agent=1``, ``scsihw=virtio-scsi-single``, ``ostype=l26``, ``cpu=host``,
+``balloon=0`` (hugepages are pinned guest memory: ballooning must not take it back) and, at create
+time only, the Talos ISO as CD-ROM (``ide2=local:iso/talos-<version>-metal-amd64.iso,media=cdrom``).
+
+**The ISO.** A fresh VM needs it to boot Talos' maintenance mode. When it is not on the ``local``
+storage the plan downloads it first with ``POST /nodes/{node}/storage/local/download-url``
+(content ``iso``; parameters checked against PVE's API schema) from the Talos Image Factory
+(``https://factory.talos.dev/image/<schematic>/v<version>/metal-amd64.iso``). The default schematic
+is the factory's documented "vanilla" one; ``agent=1`` only helps with a schematic that carries
+``siderolabs/qemu-guest-agent`` — set ``extra["talos_schematic"]`` to yours. Existing VMs run Talos
+from disk, so their CD-ROM is not compared.
+
+**Plan** (pure, from :class:`VmFacts`):
+
+- a missing VM -> ``create`` (apply posts every create, then waits for all UPIDs in parallel, one
+  progress bar per task);
+- drift in cores / memory / cpu / balloon / onboot / agent / scsihw / ostype / name -> ``update``
+  (non-disruptive: PVE keeps it pending on a running VM until its next start);
+- net0/net1 MAC or bridge changed -> ``update`` **disruptive** (the guest sees a new NIC; DHCP
+  reservations follow the MAC); a missing NIC -> ``update`` (hot-plugged / pending);
+- a disk larger than planned, or on another storage -> ``update`` **destructive** (PVE cannot shrink;
+  apply refuses it and says what to do by hand); a smaller disk -> ``resize`` action
+  (``PUT …/resize``); a missing disk -> ``update`` allocating it;
+- a running VM whose next-start config differs from what runs (pending changes) -> ``reboot``
+  (disruptive) when ``allow_disruptive``; otherwise a note says the change waits for a restart;
+- a stopped VM -> ``start``;
+- a VM named ``talos-*`` or listed under ``previous.nodes`` that the spec no longer has: a note,
+  or a destructive ``delete`` when ``allow_destructive``. Other VMs on the node are never touched.
+
+Apply waits for every task with ``options.wait_timeout_s`` and raises StepError naming the VM and
+PVE's words (``TASK ERROR: …``, ``VM is locked (backup)``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..diff import Change, Noop, Plan
+from ..errors import StepError
+from ..plan import VmPlan, derive_plan
+from ..pve import (
+    PveCallError,
+    TaskFailedError,
+    TaskTimeoutError,
+    VmState,
+    call,
+    list_vms,
+    parse_drive,
+    parse_net,
+    task_log,
+)
+from ..spec import LabSpec
+from .base import Check, Progress, StepOptions, register
+
+ISO_STORAGE = "local"
+VANILLA_SCHEMATIC = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"  # talos.dev Image Factory docs
+# Keys PVE applies at once on a running VM (everything else waits, pending, for the next start).
+HOT_KEYS = ("name", "description", "onboot", "tags", "protection", "startup")
+SIMPLE_KEYS = ("name", "cores", "memory", "cpu", "balloon", "onboot", "agent", "scsihw", "ostype")
+NEW_DISK_OPTIONS = "discard=on,iothread=1,ssd=1"
+
+
+@dataclass(frozen=True)
+class VmFacts:
+    """Observed: the node's VMs (vmid -> VmState) and the ISO files on the ISO storage."""
+
+    node: str
+    vms: dict[int, VmState]
+    isos: tuple[str, ...] = ()
+    cluster_names: tuple[str, ...] = field(default=())
+
+
+def iso_name(spec: LabSpec) -> str:
+    return f"talos-{spec.versions.talos}-metal-amd64.iso"
+
+
+def iso_url(spec: LabSpec, schematic: str = VANILLA_SCHEMATIC) -> str:
+    return f"https://factory.talos.dev/image/{schematic}/v{spec.versions.talos}/metal-amd64.iso"
+
+
+def cluster_vms(spec: LabSpec) -> list[VmPlan]:
+    """The VMs this step owns: control plane and workers (TrueNAS is a later step's)."""
+    return [v for v in derive_plan(spec).vms if v.role in ("control-plane", "worker")]
+
+
+def desired_config(spec: LabSpec, vm: VmPlan) -> dict[str, str]:
+    """The config keys this step manages, as PVE writes them (strings)."""
+    cfg = {"name": vm.name, "cores": str(vm.cores), "memory": str(vm.memory_gb * 1024), "cpu": "host",
+           "balloon": "0", "onboot": "1", "agent": "1", "scsihw": "virtio-scsi-single", "ostype": "l26"}
+    for d in vm.disks:
+        cfg[d.slot] = f"{d.storage}:{d.size_gb},{NEW_DISK_OPTIONS}"
+    for n in vm.nics:
+        cfg[n.slot] = f"virtio={n.mac},bridge={n.bridge}"
+    return cfg
+
+
+def create_params(spec: LabSpec, vm: VmPlan) -> dict[str, Any]:
+    p: dict[str, Any] = {"vmid": vm.vmid, **desired_config(spec, vm)}
+    p["ide2"] = f"{ISO_STORAGE}:iso/{iso_name(spec)},media=cdrom"
+    p["sockets"] = 1
+    return p
+
+
+def _same(key: str, have: Any, want: str) -> bool:
+    return str(have) == want if have is not None else False
+
+
+def plan_vms(spec: LabSpec, facts: VmFacts, options: StepOptions) -> Plan:
+    """Pure: facts in, changes out (see the module docstring)."""
+    changes: list[Change] = []
+    noops: list[Noop] = []
+    notes: list[str] = []
+    wanted = cluster_vms(spec)
+    to_create = [v for v in wanted if v.vmid not in facts.vms]
+    if to_create and iso_name(spec) not in facts.isos:
+        schematic = str(options.extra.get("talos_schematic") or VANILLA_SCHEMATIC)
+        changes.append(Change("action", "iso", f"{ISO_STORAGE}:iso/{iso_name(spec)}", "download",
+                              reason=f"Talos {spec.versions.talos} ISO for the new VMs (download-url)",
+                              data={"storage": ISO_STORAGE, "filename": iso_name(spec), "url": iso_url(spec, schematic)}))
+    for vm in to_create:
+        summary = f"{vm.cores} vCPU, {vm.memory_gb} GiB, " + ", ".join(f"{d.slot} {d.storage}:{d.size_gb}G" for d in vm.disks) \
+            + ", " + ", ".join(f"{n.slot} {n.mac}@{n.bridge}" for n in vm.nics)
+        changes.append(Change("create", "vm", vm.name, "", None, f"VMID {vm.vmid}: {summary}",
+                              reason=vm.role, data={"vmid": vm.vmid, "params": create_params(spec, vm)}))
+        changes.append(Change("action", "vm", vm.name, "start", reason="boot Talos maintenance mode from the ISO",
+                              data={"vmid": vm.vmid, "action": "start"}))
+    for vm in wanted:
+        state = facts.vms.get(vm.vmid)
+        if state is None:
+            continue
+        vm_changes = _drift(spec, vm, state)
+        changes += vm_changes
+        pending_after = bool(state.pending) or any(c.data and c.data.get("pending") for c in vm_changes)
+        if state.status == "running" and pending_after:
+            keys = sorted(set(state.pending) | {c.field for c in vm_changes if c.data and c.data.get("pending")})
+            if options.allow_disruptive:
+                changes.append(Change("action", "vm", vm.name, "reboot", disruptive=True,
+                                      reason="apply pending changes: " + ", ".join(keys),
+                                      data={"vmid": vm.vmid, "action": "reboot"}))
+            else:
+                notes.append(f"{vm.name}: pending until the VM restarts ({', '.join(keys)}); "
+                             "re-run with allow_disruptive=True to restart it")
+        elif state.status != "running":
+            changes.append(Change("action", "vm", vm.name, "start", reason=f"VM is {state.status}",
+                                  data={"vmid": vm.vmid, "action": "start"}))
+        if not vm_changes and not (state.status == "running" and pending_after) and state.status == "running":
+            noops.append(Noop("vm", vm.name, f"VMID {vm.vmid} running as planned"))
+    known = {v.vmid for v in wanted}
+    for vmid, state in sorted(facts.vms.items()):
+        if vmid in known or not (state.name.startswith("talos-") or state.name in facts.cluster_names):
+            continue
+        if options.allow_destructive:
+            changes.append(Change("delete", "vm", state.name, "", f"VMID {vmid}", None, destructive=True,
+                                  reason="not in the spec: stop and destroy (disks deleted)",
+                                  data={"vmid": vmid, "running": state.status == "running"}))
+        else:
+            notes.append(f"VM {vmid} ({state.name}) is not in the spec; kept (allow_destructive=True deletes it)")
+    return Plan("vms", tuple(changes), tuple(noops), tuple(notes))
+
+
+def _drift(spec: LabSpec, vm: VmPlan, state: VmState) -> list[Change]:
+    want = desired_config(spec, vm)
+    have = state.effective()
+    running = state.status == "running"
+    out: list[Change] = []
+    for key in SIMPLE_KEYS:
+        if not _same(key, have.get(key), want[key]):
+            pending = running and key not in HOT_KEYS
+            out.append(Change("update", "vm-config", vm.name, key, have.get(key), want[key],
+                              reason="pending until restart" if pending else "",
+                              data={"vmid": vm.vmid, "set": {key: want[key]}, "pending": pending}))
+    for nic in vm.nics:
+        cur = have.get(nic.slot)
+        new = want[nic.slot]
+        if cur is None:
+            out.append(Change("update", "vm-config", vm.name, nic.slot, None, new, reason=f"add the {nic.network} NIC",
+                              data={"vmid": vm.vmid, "set": {nic.slot: new}, "pending": running}))
+            continue
+        c = parse_net(cur)
+        if c.mac != (nic.mac or "").lower() or c.bridge != nic.bridge or (c.model or "virtio") != "virtio":
+            what = []
+            if c.mac != (nic.mac or "").lower():
+                what.append("MAC")
+            if c.bridge != nic.bridge:
+                what.append("bridge")
+            out.append(Change("update", "vm-config", vm.name, nic.slot, cur, new, disruptive=True,
+                              reason=f"{' and '.join(what) or 'model'} change: the guest sees a new NIC; DHCP reservations must follow",
+                              data={"vmid": vm.vmid, "set": {nic.slot: new}, "pending": running}))
+    for disk in vm.disks:
+        cur = have.get(disk.slot)
+        if cur is None:
+            out.append(Change("update", "vm-config", vm.name, disk.slot, None, f"{disk.storage}:{disk.size_gb}G",
+                              reason=f"allocate the {disk.role} disk",
+                              data={"vmid": vm.vmid, "set": {disk.slot: want[disk.slot]}, "pending": False}))
+            continue
+        d = parse_drive(cur)
+        size = d.size_gib or 0
+        if d.storage != disk.storage:
+            out.append(Change("update", "vm-disk", vm.name, disk.slot, d.volume, f"{disk.storage}:{disk.size_gb}G", destructive=True,
+                              reason=f"on storage {d.storage}, planned on {disk.storage}: move it by hand (qm disk move) or recreate it",
+                              data={"vmid": vm.vmid, "refuse": "storage"}))
+        elif size > disk.size_gb:
+            out.append(Change("update", "vm-disk", vm.name, disk.slot, f"{size:g}G", f"{disk.size_gb}G", destructive=True,
+                              reason="PVE cannot shrink a disk: back up, detach and recreate it by hand",
+                              data={"vmid": vm.vmid, "refuse": "shrink"}))
+        elif size < disk.size_gb:
+            out.append(Change("action", "vm-disk", vm.name, f"{disk.slot} resize", f"{size:g}G", f"{disk.size_gb}G",
+                              reason="grow online (PUT …/resize)",
+                              data={"vmid": vm.vmid, "resize": {"disk": disk.slot, "size": f"{disk.size_gb}G"}}))
+    return out
+
+
+def observe_vms(pve: Any, node: str, spec: LabSpec) -> VmFacts:
+    vms = list_vms(pve, node)
+    try:
+        content = call("list ISOs", pve.nodes(node).storage(ISO_STORAGE).content.get, content="iso")
+        isos = tuple(str(i.get("volid", "")).split("/", 1)[-1] for i in content)
+    except PveCallError:
+        isos = ()
+    names = tuple(n.name for n in (spec.previous.nodes if spec.previous else ()))
+    return VmFacts(node, vms, isos, names)
+
+
+@register("vms")
+class VmsStep:
+    title = "Talos VMs on Proxmox"
+    options = {"talos_schematic": (str, "")}  # "" = the Image Factory's vanilla schematic
+
+    def observe(self, target: Any, spec: LabSpec, options: StepOptions) -> VmFacts:
+        return observe_vms(target.pve, target.node, spec)
+
+    def plan(self, spec: LabSpec, observed: VmFacts, options: StepOptions) -> Plan:
+        return plan_vms(spec, observed, options)
+
+    def apply(self, target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
+        pve, node = target.pve, target.node
+        refused = [c for c in plan.changes if c.data and c.data.get("refuse")]
+        if refused:
+            raise StepError("vms", "; ".join(f"{c.name} {c.field}: {c.reason}" for c in refused),
+                            resume="change the disk by hand (or the spec), then re-run 20-vms")
+        for c in (c for c in plan.changes if c.kind == "iso"):
+            upid = _pve("vms", f"download {c.data['filename']}", pve.nodes(node).storage(c.data["storage"])("download-url").post,
+                        content="iso", filename=c.data["filename"], url=c.data["url"])
+            wait_all(pve, node, {c.data["filename"]: upid}, options.wait_timeout_s, progress, "download")
+        creates = [c for c in plan.changes if c.kind == "vm" and c.op == "create"]
+        if creates:
+            upids = {c.name: _pve("vms", f"create VM {c.name}", pve.nodes(node).qemu.post, **c.data["params"]) for c in creates}
+            wait_all(pve, node, upids, options.wait_timeout_s, progress, "create")
+        updates: dict[int, dict[str, str]] = {}
+        names: dict[int, str] = {}
+        for c in plan.changes:
+            if c.kind == "vm-config":
+                updates.setdefault(c.data["vmid"], {}).update(c.data["set"])
+                names[c.data["vmid"]] = c.name
+        for vmid, params in updates.items():
+            progress.log(f"{names[vmid]}: set {', '.join(f'{k}={v}' for k, v in params.items())}")
+            _pve("vms", f"update VM {names[vmid]}", pve.nodes(node).qemu(vmid).config.put, **params)
+        resizes = {c.name + " " + c.data["resize"]["disk"]: _pve("vms", f"resize {c.name}", pve.nodes(node).qemu(c.data["vmid"]).resize.put,
+                                                               **c.data["resize"])
+                   for c in plan.changes if c.data and c.data.get("resize")}
+        if resizes:
+            wait_all(pve, node, {k: v for k, v in resizes.items() if isinstance(v, str)}, options.wait_timeout_s, progress, "resize")
+        for verb in ("reboot", "start"):
+            acts = [c for c in plan.changes if c.kind == "vm" and c.data and c.data.get("action") == verb]
+            if acts:
+                upids = {c.name: _pve("vms", f"{verb} VM {c.name}", getattr(pve.nodes(node).qemu(c.data["vmid"]).status, verb).post)
+                         for c in acts}
+                wait_all(pve, node, upids, options.wait_timeout_s, progress, verb)
+        for c in (c for c in plan.changes if c.op == "delete" and c.kind == "vm"):
+            vmid = c.data["vmid"]
+            if c.data.get("running"):
+                wait_all(pve, node, {c.name: _pve("vms", f"stop {c.name}", pve.nodes(node).qemu(vmid).status.stop.post)},
+                         options.wait_timeout_s, progress, "stop")
+            wait_all(pve, node, {c.name: _pve("vms", f"destroy {c.name}", pve.nodes(node).qemu(vmid).delete, purge=1)},
+                     options.wait_timeout_s, progress, "destroy")
+
+    def checks(self, target: Any, spec: LabSpec, options: StepOptions) -> list[Check]:
+        facts = observe_vms(target.pve, target.node, spec)
+        out = []
+        for vm in cluster_vms(spec):
+            st = facts.vms.get(vm.vmid)
+            drift = _drift(spec, vm, st) if st else []
+            ok = st is not None and st.status == "running" and not drift
+            observed = "absent" if st is None else f"{st.status}" + (f", drift: {', '.join(c.field for c in drift)}" if drift else "") \
+                + (f", pending: {', '.join(sorted(st.pending))}" if st.pending else "")
+            out.append(Check("VM as planned", f"{vm.name} ({vm.vmid})", f"running, {vm.cores} vCPU, {vm.memory_gb} GiB, "
+                             + ", ".join(f"{n.slot} {n.mac}" for n in vm.nics), observed, ok,
+                             "" if ok else "re-run 20-vms with apply (allow_disruptive for MAC changes)"))
+        return out
+
+
+def _pve(step: str, what: str, fn: Any, **kwargs: Any) -> Any:
+    try:
+        return call(what, fn, **kwargs)
+    except PveCallError as e:
+        raise StepError(step, f"{what}: {e.status} {e.message}" + "".join(f"; {k}: {v}" for k, v in e.errors.items())) from e
+
+
+def wait_all(pve: Any, node: str, upids: dict[str, str], timeout: float, progress: Progress, verb: str,
+             poll: float = 0.1) -> None:
+    """Wait for several tasks at once, one progress bar each; StepError naming every failed one."""
+    bars = {name: progress.task(f"{verb} {name}", 1) for name in upids}
+    left = dict(upids)
+    failed: list[str] = []
+    deadline = time.monotonic() + timeout
+    while left:
+        for name, upid in list(left.items()):
+            try:
+                st = call(f"task {upid}", pve.nodes(node).tasks(upid).status.get)
+            except PveCallError as e:
+                failed.append(f"{name}: {e}")
+                del left[name]
+                continue
+            if st.get("status") != "stopped":
+                continue
+            del left[name]
+            exitstatus = str(st.get("exitstatus", ""))
+            if exitstatus == "OK" or exitstatus.startswith("WARNINGS"):
+                bars[name](1, "done")
+            else:
+                err = TaskFailedError(upid, exitstatus, task_log(pve, node, upid))
+                bars[name](1, f"failed: {exitstatus}")
+                failed.append(f"{verb} {name}: {exitstatus}" + "".join(f"\n    | {line}" for line in err.log[-4:]))
+        if left and time.monotonic() > deadline:
+            failed += [f"{verb} {name}: {TaskTimeoutError(upid, timeout)}" for name, upid in left.items()]
+            break
+        if left:
+            time.sleep(poll)
+    if failed:
+        raise StepError("vms", "; ".join(failed))

@@ -1,0 +1,526 @@
+"""The validation checks as data: observed facts in, :class:`~falkit.steps.base.Check` rows out (pure).
+
+Every check of the seed's "Validation Steps" and "Monitoring and Troubleshooting" sections, each
+with what was expected, what was observed and how to fix it. ``falkit.steps.validation`` gathers
+the facts (:class:`ValidationFacts`) from a target; everything here is pure, so the checks are
+tested as data tables (facts -> rows).
+
+=================  ===========================================================================
+area               checks (the seed's command they replace)
+=================  ===========================================================================
+nodes              Node Ready, management IP = the Node's InternalIP, storage IP in the Talos
+                   config (``kubectl get nodes -o wide``)
+pods               every pod Running/Succeeded with its containers ready and few restarts
+                   (``kubectl get pods -A``)
+cilium             agent DaemonSet ready = desired, the LB pool and the L2 policy present, a
+                   Lease ``cilium-l2announce-<ns>-<svc>`` holder per Cilium service
+                   (``cilium status``, ``kubectl get ciliuml2announcementpolicies``)
+services           every LoadBalancer service has an IP from the pool; pinned ones have theirs
+                   (``kubectl get svc -A | grep LoadBalancer``)
+mayastor           io-engine Running per labelled node, hugepages allocatable >= 2 GiB, DiskPools
+                   Online with capacity, the StorageClass parameters, a fresh PVC binds and takes
+                   writes (``kubectl mayastor get nodes|pools``, ``kubectl get sc``, the test PVC)
+storage network    every worker reaches every other worker's storage IP (``ping 10.11.0.11``);
+                   on the twin the ping Job's log is modelled and the row says so
+argocd             Applications Synced/Healthy (only when the Application CRD is served)
+truenas            NFS exports on the storage network, NFS service running (when enabled)
+plex               the LXC running with the render node as ``dev0`` (when enabled)
+=================  ===========================================================================
+
+Facts behind the thresholds (FACTS.md, OpenEBS Mayastor): io-engine requests 2 GiB of 2 MiB
+hugepages per node; StorageClass parameters are strings (``repl: "3"``, ``thin: "true"``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from .mayastorvalues import ENGINE_LABEL, PROVISIONER, pool_name, storage_class, storage_class_drift
+from .plan import derive_plan
+from .spec import LabSpec
+from .steps.base import Check
+
+HUGEPAGES_NEEDED = 2 * 1024**3  # io-engine's request: hugepages-2Mi: 2Gi
+MAX_RESTARTS = 3  # more restarts than this and a Running pod counts as unhealthy (crash-looping)
+LEASE_NS = "kube-system"
+
+AREAS = ("nodes", "pods", "cilium", "services", "mayastor", "storage network", "argocd", "truenas", "plex",
+         "rollback")
+#: check name -> area (the summary chart groups by it)
+AREA_OF = {
+    "node Ready": "nodes", "node management IP": "nodes", "node storage IP": "nodes",
+    "pod healthy": "pods",
+    "cilium agents": "cilium", "cilium LB pool": "cilium", "cilium L2 policy": "cilium", "L2 announcement": "cilium",
+    "LoadBalancer IP": "services", "pinned IP": "services",
+    "io-engine Running": "mayastor", "hugepages allocatable": "mayastor", "DiskPool Online": "mayastor",
+    "StorageClass": "mayastor", "fresh PVC binds and takes writes": "mayastor",
+    "storage network ping": "storage network",
+    "ArgoCD application": "argocd",
+    "NFS export": "truenas", "NFS service": "truenas", "TrueNAS API": "truenas",
+    "Plex container": "plex", "Plex GPU (dev0)": "plex",
+    "service IP as before": "rollback", "volume data as before": "rollback", "workload claim as before": "rollback",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Facts
+
+
+@dataclass(frozen=True)
+class Ping:
+    """One worker's ping Job result: target IP -> reachable; ``modelled`` on the twin."""
+
+    node: str
+    results: dict[str, bool] = field(default_factory=dict)
+    modelled: bool = False
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class FreshPvc:
+    """The fresh-PVC test: created, bound, written, then deleted again (falkit's own test data)."""
+
+    name: str
+    phase: str = "absent"
+    written: str = ""  # the write Job's log line, "" when it did not run
+    error: str = ""
+    cleaned_up: bool = False
+
+
+@dataclass(frozen=True)
+class ValidationFacts:
+    """Everything the checks read. Kubernetes objects are dicts as the API returns them (camelCase).
+
+    ``talos_ips``: node name -> IPs the node's Talos config gives it, or an error string;
+    ``argocd_apps`` None = the Application CRD is not served; ``truenas``/``plex`` None = disabled
+    in the spec; ``truenas`` = ``{"shares": [...], "services": [...]}`` or ``{"error": ...}``;
+    ``plex`` = ``{"status": ..., "config": {...}}`` or ``{"error": ...}``.
+    """
+
+    target: str = "twin"
+    nodes: tuple[dict, ...] = ()
+    talos_ips: dict[str, Any] = field(default_factory=dict)
+    pods: tuple[dict, ...] = ()
+    cilium_daemonset: dict | None = None
+    cilium_pools: tuple[dict, ...] = ()
+    l2_policies: tuple[dict, ...] = ()
+    leases: tuple[dict, ...] = ()
+    services: tuple[dict, ...] = ()
+    io_engine_pods: tuple[dict, ...] = ()
+    diskpools: tuple[dict, ...] = ()
+    storage_class: dict | None = None
+    fresh_pvc: FreshPvc | None = None
+    pings: tuple[Ping, ...] = ()
+    argocd_apps: tuple[dict, ...] | None = None
+    truenas: dict | None = None
+    plex: dict | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Small readers of API objects
+
+
+def _md(o: dict) -> dict:
+    return o.get("metadata") or {}
+
+
+def _st(o: dict) -> dict:
+    return o.get("status") or {}
+
+
+def ns_name(o: dict) -> str:
+    md = _md(o)
+    return f"{md['namespace']}/{md['name']}" if md.get("namespace") else str(md.get("name"))
+
+
+def parse_quantity(q: Any) -> int:
+    """A Kubernetes quantity in bytes (``2Gi``, ``2048Mi``, ``2147483648``, ``1G``); 0 when empty."""
+    text = str(q or "0").strip()
+    units = (("Ki", 2**10), ("Mi", 2**20), ("Gi", 2**30), ("Ti", 2**40), ("k", 10**3), ("M", 10**6),
+             ("G", 10**9), ("T", 10**12))
+    for unit, factor in units:
+        if text.endswith(unit):
+            return int(float(text[: -len(unit)]) * factor)
+    return int(float(text))
+
+
+def node_ready(node: dict) -> str:
+    """The Ready condition's status ("True", "False", "Unknown") or "absent"."""
+    c = next((c for c in _st(node).get("conditions") or [] if c.get("type") == "Ready"), None)
+    return str(c.get("status")) if c else "absent"
+
+
+def internal_ip(node: dict) -> str:
+    return next((a.get("address", "") for a in _st(node).get("addresses") or [] if a.get("type") == "InternalIP"), "")
+
+
+def lb_ip(svc: dict) -> str:
+    return next((i.get("ip", "") for i in (_st(svc).get("loadBalancer") or {}).get("ingress") or [] if i.get("ip")), "")
+
+
+def talos_addresses(docs: list[dict]) -> list[str]:
+    """Every static address a Talos machine config gives (without prefix length): inline
+    ``machine.network.interfaces[].addresses`` (Talos < 1.12) and ``LinkConfig``-style documents'
+    ``addresses[].address`` (1.12+, FACTS.md Talos)."""
+    out: list[str] = []
+
+    def add(a: Any) -> None:
+        a = a.get("address") if isinstance(a, dict) else a
+        if a:
+            ip = str(a).split("/", 1)[0]
+            if ip not in out:
+                out.append(ip)
+
+    for d in docs or []:
+        if not isinstance(d, dict):
+            continue
+        for iface in (((d.get("machine") or {}).get("network") or {}).get("interfaces") or []):
+            for a in iface.get("addresses") or []:
+                add(a)
+        if d.get("kind") and d.get("kind") != "Config":
+            for a in d.get("addresses") or []:
+                add(a)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks per area
+
+
+def check_nodes(spec: LabSpec, f: ValidationFacts) -> list[Check]:
+    by_name = {_md(n).get("name"): n for n in f.nodes}
+    out: list[Check] = []
+    want = [(c.name, c.ip, None) for c in spec.cluster.control_plane] + \
+           [(w.name, w.ip, w.storage_ip) for w in spec.cluster.workers]
+    for name, ip, storage_ip in want:
+        node = by_name.get(name)
+        ready = node_ready(node) if node else "absent"
+        out.append(Check("node Ready", name, "Ready=True", f"Ready={ready}" if node else "no Node object", ready == "True",
+                         "talosctl -n <ip> health; kubectl describe node " + name))
+        have_ip = internal_ip(node) if node else ""
+        out.append(Check("node management IP", name, ip, have_ip or "none", have_ip == ip,
+                         "check the VM's net0 MAC (DHCP reservation) and the Talos config's address (30-talos)"))
+        if storage_ip:
+            ips = f.talos_ips.get(name)
+            seen = ", ".join(ips) if isinstance(ips, list) else str(ips or "no Talos config read")
+            out.append(Check("node storage IP", name, f"{storage_ip} in the Talos config", seen,
+                             isinstance(ips, list) and storage_ip in ips,
+                             "re-run 30-talos: the worker patch gives eth1 its storage address"))
+    extra = sorted(set(by_name) - {n for n, _, _ in want})
+    for name in extra:
+        ready = node_ready(by_name[name])
+        out.append(Check("node Ready", name, "Ready=True (not in the spec)", f"Ready={ready}", ready == "True",
+                         f"kubectl describe node {name}; remove it if it is left over"))
+    return out
+
+
+def _pod_problem(pod: dict) -> str:
+    st = _st(pod)
+    phase = st.get("phase", "Unknown")
+    if phase == "Succeeded":
+        return ""
+    if phase != "Running":
+        return phase
+    problems = []
+    for cs in st.get("containerStatuses") or []:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason"):
+            problems.append(f"{cs.get('name')} {waiting['reason']}")
+        elif not cs.get("ready"):
+            problems.append(f"{cs.get('name')} not ready")
+        if int(cs.get("restartCount") or 0) > MAX_RESTARTS:
+            problems.append(f"{cs.get('name')} restarted {cs.get('restartCount')}x")
+    return "; ".join(problems)
+
+
+def check_pods(spec: LabSpec, f: ValidationFacts) -> list[Check]:
+    bad = [(ns_name(p), _pod_problem(p)) for p in f.pods]
+    bad = [(n, why) for n, why in bad if why]
+    if not bad:
+        return [Check("pod healthy", "all pods", "Running or Succeeded, containers ready",
+                      f"{len(f.pods)} pods healthy", True, "")]
+    return [Check("pod healthy", n, "Running or Succeeded, containers ready", why, False,
+                  f"kubectl -n {n.split('/')[0]} describe pod {n.split('/')[-1]}; kubectl logs --previous")
+            for n, why in sorted(bad)]
+
+
+def _in_pool(spec: LabSpec, ip: str) -> bool:
+    try:
+        a = int(ipaddress.IPv4Address(ip))
+    except ValueError:
+        return False
+    return int(ipaddress.IPv4Address(spec.cilium.lb_pool.start)) <= a <= int(ipaddress.IPv4Address(spec.cilium.lb_pool.stop))
+
+
+def _pool_range(pool: dict) -> list[str]:
+    out = []
+    for b in (pool.get("spec") or {}).get("blocks") or []:
+        out.append(b["cidr"] if b.get("cidr") else f"{b.get('start')}-{b.get('stop')}")
+    return out
+
+
+def check_cilium(spec: LabSpec, f: ValidationFacts) -> list[Check]:
+    out: list[Check] = []
+    ds = f.cilium_daemonset
+    st = _st(ds) if ds else {}
+    desired, ready = st.get("desiredNumberScheduled"), st.get("numberReady")
+    out.append(Check("cilium agents", "kube-system/cilium", "ready = desired > 0",
+                     f"{ready}/{desired} ready" if ds else "no DaemonSet", bool(ds) and bool(desired) and ready == desired,
+                     "kubectl -n kube-system logs -l k8s-app=cilium; cilium status"))
+    want = f"{spec.cilium.lb_pool.start}-{spec.cilium.lb_pool.stop}"
+    ranges = [r for p in f.cilium_pools for r in _pool_range(p)]
+    out.append(Check("cilium LB pool", "CiliumLoadBalancerIPPool", want, ", ".join(ranges) or "none", want in ranges,
+                     "re-run 40-cilium (kubectl get ciliumloadbalancerippool)"))
+    pol = [p for p in f.l2_policies if (p.get("spec") or {}).get("loadBalancerIPs")]
+    out.append(Check("cilium L2 policy", "CiliumL2AnnouncementPolicy", "one with loadBalancerIPs: true",
+                     ", ".join(_md(p).get("name", "") for p in pol) or f"{len(f.l2_policies)} without loadBalancerIPs",
+                     bool(pol), "re-run 40-cilium (kubectl get ciliuml2announcementpolicies)"))
+    leases = {_md(le).get("name"): le for le in f.leases}
+    for svc in f.services:
+        if (svc.get("spec") or {}).get("type") != "LoadBalancer" or not _in_pool(spec, lb_ip(svc)):
+            continue
+        md = _md(svc)
+        lname = f"cilium-l2announce-{md.get('namespace')}-{md.get('name')}"
+        holder = ((leases.get(lname) or {}).get("spec") or {}).get("holderIdentity") or ""
+        out.append(Check("L2 announcement", ns_name(svc), f"Lease {LEASE_NS}/{lname} held by a node",
+                         f"held by {holder}" if holder else "no holder" if lname in leases else "no Lease", bool(holder),
+                         "check the L2 policy's interfaces and nodeSelector, the agents' client rate limit "
+                         "(k8sClientRateLimit) and kubectl -n kube-system logs -l k8s-app=cilium"))
+    return out
+
+
+def check_services(spec: LabSpec, f: ValidationFacts) -> list[Check]:
+    out: list[Check] = []
+    pool = f"{spec.cilium.lb_pool.start}-{spec.cilium.lb_pool.stop}"
+    by_key = {ns_name(s): s for s in f.services}
+    for svc in sorted(f.services, key=ns_name):
+        if (svc.get("spec") or {}).get("type") != "LoadBalancer":
+            continue
+        ip = lb_ip(svc)
+        out.append(Check("LoadBalancer IP", ns_name(svc), f"an IP from {pool}", ip or "pending", bool(ip) and _in_pool(spec, ip),
+                         f"kubectl -n {_md(svc).get('namespace')} describe svc {_md(svc).get('name')} "
+                         "(condition cilium.io/IPAMRequestSatisfied)"))
+    for s in derive_plan(spec).services:
+        if s.requested in ("auto", "disabled"):
+            continue
+        svc = by_key.get(f"{s.namespace}/{s.name}")
+        ip = lb_ip(svc) if svc else ""
+        out.append(Check("pinned IP", f"{s.namespace}/{s.name}", s.requested, ip or ("pending" if svc else "no Service"),
+                         ip == s.requested, "annotate it lbipam.cilium.io/ips and check no other service holds the IP"))
+    return out
+
+
+def _pool_state(pool: dict) -> tuple[str, int]:
+    st = _st(pool)
+    return str(st.get("pool_status") or st.get("state") or st.get("cr_state") or ""), int(st.get("capacity") or 0)
+
+
+def check_mayastor(spec: LabSpec, f: ValidationFacts) -> list[Check]:
+    out: list[Check] = []
+    ns = spec.mayastor.namespace
+    key, val = ENGINE_LABEL
+    engine_nodes = sorted(_md(n).get("name") for n in f.nodes if (_md(n).get("labels") or {}).get(key) == val)
+    workers = [w.name for w in spec.cluster.workers]
+    phases = {(p.get("spec") or {}).get("nodeName"): _st(p).get("phase", "Pending") for p in f.io_engine_pods}
+    by_node = {_md(n).get("name"): n for n in f.nodes}
+    for name in sorted(set(engine_nodes) | set(workers)):
+        labelled = name in engine_nodes
+        phase = phases.get(name, "no pod")
+        out.append(Check("io-engine Running", name, f"labelled {key}={val}, io-engine Running",
+                         ("" if labelled else "not labelled, ") + phase, labelled and phase == "Running",
+                         f"kubectl -n {ns} describe pod -l app=io-engine (hugepages, cores, nvme_tcp)"))
+        alloc = ((_st(by_node.get(name) or {}).get("allocatable")) or {}).get("hugepages-2Mi")
+        have = parse_quantity(alloc) if alloc else 0
+        out.append(Check("hugepages allocatable", name, ">= 2Gi hugepages-2Mi", alloc or "none", have >= HUGEPAGES_NEEDED,
+                         "set mayastor.hugepages_2mi (vm.nr_hugepages) >= 1024 and re-run 30-talos"))
+    pools = {(p.get("spec") or {}).get("node"): p for p in f.diskpools}
+    for w in workers:
+        p = pools.get(w)
+        state, cap = _pool_state(p) if p else ("absent", 0)
+        out.append(Check("DiskPool Online", _md(p).get("name", pool_name(w)) if p else pool_name(w), "Online, capacity > 0",
+                         f"{state or 'pending'}, {cap / 1e9:.0f} GB", state == "Online" and cap > 0,
+                         f"kubectl -n {ns} describe diskpool {pool_name(w)}; kubectl mayastor get pools"))
+    want = storage_class(spec)
+    sc = f.storage_class
+    drift = storage_class_drift(want, sc) if sc else []
+    out.append(Check("StorageClass", spec.mayastor.storage_class, f"{PROVISIONER} {want['parameters']}",
+                     "absent" if sc is None else f"{sc.get('provisioner')} {sc.get('parameters')}", sc is not None and not drift,
+                     "re-run 50-mayastor with apply"))
+    fp = f.fresh_pvc
+    if fp is not None:
+        ok = fp.phase == "Bound" and bool(fp.written) and not fp.error
+        seen = f"{fp.phase}, {fp.written.strip() or 'not written'}" + (f" ({fp.error})" if fp.error else "")
+        seen += ", test PVC deleted" if fp.cleaned_up else ", test PVC left in place"
+        out.append(Check("fresh PVC binds and takes writes", fp.name, f"Bound on {spec.mayastor.storage_class}, written",
+                         seen, ok, "kubectl describe pvc; kubectl mayastor get pools (free space, Online)"))
+    return out
+
+
+def check_storage_network(spec: LabSpec, f: ValidationFacts) -> list[Check]:
+    out: list[Check] = []
+    pings = {p.node: p for p in f.pings}
+    for src in spec.cluster.workers:
+        p = pings.get(src.name)
+        for dst in spec.cluster.workers:
+            if dst.name == src.name:
+                continue
+            if p is None or p.error:
+                seen = p.error if p else "no ping Job ran"
+                ok = False
+            else:
+                reach = p.results.get(dst.storage_ip)
+                seen = {True: "reachable", False: "unreachable", None: "not pinged"}[reach]
+                seen += " (modelled by the twin)" if p.modelled else ""
+                ok = reach is True
+            out.append(Check("storage network ping", f"{src.name} -> {dst.name}", f"{dst.storage_ip} reachable over "
+                             f"{spec.networks.storage.bridge}", seen, ok,
+                             "check the worker's second NIC (net1 on the storage bridge), its Talos address and "
+                             "`ip route` on the node"))
+    return out
+
+
+def check_argocd(spec: LabSpec, f: ValidationFacts) -> list[Check]:
+    if f.argocd_apps is None:
+        return []
+    out = []
+    for app in sorted(f.argocd_apps, key=ns_name):
+        st = _st(app)
+        sync = (st.get("sync") or {}).get("status") or "Unknown"
+        health = (st.get("health") or {}).get("status") or "Unknown"
+        out.append(Check("ArgoCD application", ns_name(app), "Synced / Healthy", f"{sync} / {health}",
+                         sync == "Synced" and health == "Healthy",
+                         f"argocd app get {_md(app).get('name')} (or kubectl describe application)"))
+    return out
+
+
+def check_truenas(spec: LabSpec, f: ValidationFacts) -> list[Check]:
+    t = spec.truenas
+    if t is None or not t.enabled or f.truenas is None:
+        return []
+    if f.truenas.get("error"):
+        return [Check("TrueNAS API", t.name, f"reachable at {t.ip}", f.truenas["error"], False,
+                      "check the TrueNAS VM is running and truenas.api_key is set")]
+    out = []
+    shares = {s.get("path"): s for s in f.truenas.get("shares") or []}
+    for want in t.nfs_shares:
+        s = shares.get(want.path)
+        nets = sorted(str(n) for n in (s or {}).get("networks") or [])
+        ok = s is not None and bool(s.get("enabled", True)) and nets == sorted(want.networks)
+        out.append(Check("NFS export", want.path, f"exported to {', '.join(want.networks)} only",
+                         "absent" if s is None else f"networks {', '.join(nets) or 'any'}" +
+                         ("" if s.get("enabled", True) else ", disabled"), ok, "re-run 60-truenas-plex"))
+    nfs = next((s for s in f.truenas.get("services") or [] if s.get("service") == "nfs"), None)
+    state = (nfs or {}).get("state", "absent")
+    out.append(Check("NFS service", t.name, "RUNNING", state, state == "RUNNING", "re-run 60-truenas-plex"))
+    return out
+
+
+def check_plex(spec: LabSpec, f: ValidationFacts) -> list[Check]:
+    p = spec.plex
+    if p is None or not p.enabled or f.plex is None:
+        return []
+    if f.plex.get("error"):
+        return [Check("Plex container", f"{p.hostname} ({p.vmid})", "running", f.plex["error"], False, "run 60-truenas-plex")]
+    status = f.plex.get("status", "absent")
+    out = [Check("Plex container", f"{p.hostname} ({p.vmid})", "running", status, status == "running",
+                 f"pct start {p.vmid}; pct config {p.vmid}")]
+    if p.gpu_passthrough and spec.host.gpu:
+        dev0 = str((f.plex.get("config") or {}).get("dev0") or "")
+        want = spec.host.gpu.render_node
+        out.append(Check("Plex GPU (dev0)", f"{p.hostname} ({p.vmid})", f"dev0 = {want},gid={spec.host.gpu.render_gid}",
+                         dev0 or "no dev0", dev0.split(",")[0] == want, "re-run 60-truenas-plex (PVE 8.1+ dev0 passthrough)"))
+    return out
+
+
+CHECKS = (check_nodes, check_pods, check_cilium, check_services, check_mayastor, check_storage_network, check_argocd,
+          check_truenas, check_plex)
+
+
+def all_checks(spec: LabSpec, facts: ValidationFacts) -> list[Check]:
+    """Every check, area by area, in the order of :data:`AREAS`."""
+    return [c for fn in CHECKS for c in fn(spec, facts)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The before-state (rollback)
+
+
+@dataclass(frozen=True)
+class LabState:
+    """What must be the same after a rollback: LB IP per service (``ns/name``), the claim each
+    workload mounts (``ns/Kind/name`` -> claim), and the data checksum per claim (``ns/claim``)."""
+
+    service_ips: dict[str, str] = field(default_factory=dict)
+    workload_claims: dict[str, list[str]] = field(default_factory=dict)
+    checksums: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"service_ips": dict(self.service_ips), "workload_claims": {k: list(v) for k, v in self.workload_claims.items()},
+                "checksums": dict(self.checksums)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> LabState:
+        return cls(dict(d.get("service_ips") or {}), {k: list(v) for k, v in (d.get("workload_claims") or {}).items()},
+                   dict(d.get("checksums") or {}))
+
+
+def compare_states(before: LabState, after: LabState) -> list[Check]:
+    """The lab matches its before-state: same service IPs, same claims mounted, same checksums."""
+    out = []
+    for key, ip in sorted(before.service_ips.items()):
+        now = after.service_ips.get(key, "")
+        out.append(Check("service IP as before", key, ip, now or "none", now == ip,
+                         "re-run 80-rollback (MetalLB restore, annotations metallb.universe.tf/loadBalancerIPs)"))
+    for key, claims in sorted(before.workload_claims.items()):
+        now = after.workload_claims.get(key)
+        out.append(Check("workload claim as before", key, ", ".join(claims), ", ".join(now) if now is not None else "absent",
+                         now == claims, "re-run 80-rollback (volumes part)"))
+    for key, sha in sorted(before.checksums.items()):
+        now = after.checksums.get(key, "")
+        out.append(Check("volume data as before", key, sha[:16], now[:16] or "no checksum", now == sha,
+                         "the data differs: compare with the Mayastor copy (kept) before writing anything"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Display
+
+
+def rows(checks: list[Check]) -> list[dict[str, Any]]:
+    return [{"area": AREA_OF.get(c.check, "other"), **c.row()} for c in checks]
+
+
+def table(checks: list[Check]):
+    """The checks as one pandas DataFrame (area, check, subject, expected, observed, ok, fix)."""
+    import pandas as pd
+
+    return pd.DataFrame(rows(checks), columns=["area", "check", "subject", "expected", "observed", "ok", "fix"])
+
+
+def summary_counts(checks: list[Check]) -> list[dict[str, Any]]:
+    """``[{area, ok, failed}]`` in :data:`AREAS` order (areas without checks left out)."""
+    counts: dict[str, list[int]] = {}
+    for r in rows(checks):
+        counts.setdefault(r["area"], [0, 0])[0 if r["ok"] else 1] += 1
+    order = [a for a in AREAS if a in counts] + sorted(set(counts) - set(AREAS))
+    return [{"area": a, "ok": counts[a][0], "failed": counts[a][1]} for a in order]
+
+
+def summary_chart(checks: list[Check], title: str = "Validation: checks per area"):
+    """A plotly stacked bar chart: ok (green) and failed (red) checks per area."""
+    import plotly.graph_objects as go
+
+    data = summary_counts(checks)
+    areas = [d["area"] for d in data]
+    fig = go.Figure([go.Bar(name="ok", x=areas, y=[d["ok"] for d in data], marker_color="#2ca02c"),
+                     go.Bar(name="failed", x=areas, y=[d["failed"] for d in data], marker_color="#d62728")])
+    failed = sum(d["failed"] for d in data)
+    fig.update_layout(barmode="stack", title=f"{title} ({failed} failed of {len(checks)})", yaxis_title="checks",
+                      template="plotly_white")
+    return fig
+
+
+__all__ = ["AREAS", "AREA_OF", "FreshPvc", "LabState", "Ping", "ValidationFacts", "all_checks", "compare_states",
+           "parse_quantity", "rows", "summary_chart", "summary_counts", "table", "talos_addresses"]

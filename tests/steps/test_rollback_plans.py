@@ -1,0 +1,195 @@
+"""The rollback's plans as data: observed state after the migration -> expected changes (pure).
+
+Covers: MetalLB restored (release, pool 10.30.0.65-10.30.0.100, L2Advertisement, each service's old
+IP annotation with Cilium's removed) and converged when all is in place; Cilium's pool and L2 policy
+deleted (only falkit's pool); Longhorn's ``*.disabled`` manifests renamed back, a missing checkout
+blocks; volumes moved back for every Mayastor copy a workload mounts, the original claim re-created
+when gone, the copy kept unless ``delete_migrated_volumes`` (then a destructive delete); extra
+workers cordoned, drained, powered off, their Nodes deleted, destroyed only with
+``destroy_extra_workers`` (destructive), worker-01 and the control plane never touched, the re-IP
+of the remaining VMs a note; the notebook options are declared (and typed) for the runbook.
+"""
+
+from __future__ import annotations
+
+from falkit.steps.base import StepOptions
+from falkit.steps.rollback import (
+    LbFacts,
+    VolFacts,
+    WorkerFacts,
+    plan_cilium_lb,
+    plan_longhorn,
+    plan_metallb,
+    plan_volumes_back,
+    plan_workers,
+)
+from falkit.steps.volumes import GitopsFacts
+
+
+def svc(ns, name, ann, ip=""):
+    return {"metadata": {"name": name, "namespace": ns, "annotations": ann}, "spec": {"type": "LoadBalancer"},
+            "status": {"loadBalancer": {"ingress": [{"ip": ip}] if ip else []}}}
+
+
+def migrated_lb() -> LbFacts:
+    return LbFacts(
+        release=None, metallb_pools=(), l2_advertisements=(),
+        services={"traefik/traefik": svc("traefik", "traefik", {"lbipam.cilium.io/ips": "10.10.0.80"}, "10.10.0.80"),
+                  "argocd/argocd-server": svc("argocd", "argocd-server", {}, "10.10.0.50")},
+        cilium_pools=({"apiVersion": "cilium.io/v2", "kind": "CiliumLoadBalancerIPPool", "metadata": {"name": "fal-pool"},
+                       "spec": {"blocks": [{"start": "10.10.0.50", "stop": "10.10.0.99"}]}},
+                      {"apiVersion": "cilium.io/v2", "kind": "CiliumLoadBalancerIPPool", "metadata": {"name": "someone-else"},
+                       "spec": {"blocks": [{"cidr": "192.168.5.0/28"}]}}),
+        l2_policies=({"apiVersion": "cilium.io/v2alpha1", "kind": "CiliumL2AnnouncementPolicy",
+                      "metadata": {"name": "fal-l2"}, "spec": {"loadBalancerIPs": True}},),
+    )
+
+
+def test_metallb_plan_restores_release_pool_advertisement_and_annotations(fal):
+    plan = plan_metallb(fal, migrated_lb())
+    rows = [(c.op, c.kind, c.name) for c in plan.changes]
+    assert rows == [("create", "helm-release", "metallb-system/metallb"),
+                    ("create", "k8s-object", "IPAddressPool metallb-system/default-pool"),
+                    ("create", "k8s-object", "L2Advertisement metallb-system/default"),
+                    ("update", "service", "traefik/traefik"),
+                    ("update", "service", "argocd/argocd-server")]
+    pool = plan.changes[1].data["body"]
+    assert pool["spec"]["addresses"] == ["10.30.0.65-10.30.0.100"]
+    assert plan.changes[2].data["body"]["spec"]["ipAddressPools"] == ["default-pool"]
+    assert plan.changes[3].data["patch"] == {"lbipam.cilium.io/ips": None, "metallb.universe.tf/loadBalancerIPs": "10.30.0.100"}
+    assert plan.changes[4].data["patch"] == {"metallb.universe.tf/loadBalancerIPs": "10.30.0.80"}
+    assert plan.changes[0].data["version"] == fal.versions.metallb
+    assert any("longhorn-system/longhorn-frontend does not exist" in n for n in plan.notes)
+    assert not plan.destructive and not plan.disruptive
+
+
+def test_metallb_plan_is_empty_once_restored(fal):
+    f = migrated_lb()
+    done = LbFacts(
+        release={"name": "metallb", "status": "deployed", "version": "0.14.9"},
+        metallb_pools=({"metadata": {"name": "old-pool"}, "spec": {"addresses": ["10.30.0.65-10.30.0.100"]}},),
+        l2_advertisements=({"metadata": {"name": "adv"}, "spec": {"ipAddressPools": ["old-pool"]}},),
+        services={k: svc(*k.split("/"), {"metallb.universe.tf/loadBalancerIPs": ip}) for k, ip in
+                  (("traefik/traefik", "10.30.0.100"), ("argocd/argocd-server", "10.30.0.80"),
+                   ("longhorn-system/longhorn-frontend", "10.30.0.70"))},
+        cilium_pools=f.cilium_pools, l2_policies=f.l2_policies)
+    plan = plan_metallb(fal, done)
+    assert plan.empty, str(plan)
+    assert len(plan.noops) == 6
+
+
+def test_cilium_plan_deletes_only_falkits_pool_and_the_l2_policies(fal):
+    plan = plan_cilium_lb(fal, migrated_lb())
+    assert [(c.op, c.name) for c in plan.changes] == [("delete", "CiliumLoadBalancerIPPool fal-pool"),
+                                                       ("delete", "CiliumL2AnnouncementPolicy fal-l2")]
+    assert plan.notes and "MetalLB holds" in plan.notes[0]
+    gone = LbFacts(None, (), (), {}, migrated_lb().cilium_pools[1:], ())
+    assert plan_cilium_lb(fal, gone).empty
+
+
+def test_longhorn_plan_renames_back_and_a_missing_checkout_blocks(fal):
+    g = GitopsFacts("/x", True, {"longhorn-app.yaml": "disabled", "longhorn-ingress-app.yaml": "disabled",
+                                 "longhorn-rbac-app.yaml": "enabled"})
+    plan = plan_longhorn(fal, g)
+    assert [(c.name, c.old, c.new) for c in plan.changes] == [
+        ("longhorn-app.yaml", "longhorn-app.yaml.disabled", "longhorn-app.yaml"),
+        ("longhorn-ingress-app.yaml", "longhorn-ingress-app.yaml.disabled", "longhorn-ingress-app.yaml")]
+    assert plan_longhorn(fal, GitopsFacts("/x", True, {"longhorn-app.yaml": "enabled"})).empty
+    blocked = plan_longhorn(fal, GitopsFacts("/nope", False, {}))
+    assert blocked.changes[0].data == {"blocked": True}
+
+
+def pvc(ns, name, ann=None, sc="mayastor-3", size="5Gi"):
+    return {"metadata": {"name": name, "namespace": ns, "annotations": ann or {}},
+            "spec": {"storageClassName": sc, "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}}
+
+
+def deploy(ns, name, claim):
+    return {"kind": "Deployment", "metadata": {"name": name, "namespace": ns},
+            "spec": {"replicas": 1, "template": {"spec": {"volumes": [{"name": "c", "persistentVolumeClaim": {"claimName": claim}}]}}}}
+
+
+def migrated_volumes() -> VolFacts:
+    return VolFacts(
+        pvcs={"media/plex-config": pvc("media", "plex-config", {"falkit.io/migrated-to": "plex-config-mayastor"}, "longhorn"),
+              "media/plex-config-mayastor": pvc("media", "plex-config-mayastor", {"falkit.io/migrated-from": "plex-config"}),
+              "media/sonarr-config-mayastor": pvc("media", "sonarr-config-mayastor",
+                                                  {"falkit.io/migrated-from": "sonarr-config"}, size="7Gi"),
+              "media/radarr-config": pvc("media", "radarr-config", sc="longhorn"),
+              "media/radarr-config-mayastor": pvc("media", "radarr-config-mayastor", {"falkit.io/migrated-from": "radarr-config"})},
+        workloads=(deploy("media", "plex", "plex-config-mayastor"), deploy("media", "sonarr", "sonarr-config-mayastor"),
+                   deploy("media", "radarr", "radarr-config")))
+
+
+def test_volumes_plan_moves_back_what_a_workload_mounts_and_keeps_the_copies(fal):
+    plan = plan_volumes_back(fal, migrated_volumes(), StepOptions())
+    assert [(c.name, c.old, c.new) for c in plan.changes] == [
+        ("media/plex-config-mayastor", "plex-config-mayastor", "plex-config"),
+        ("media/sonarr-config-mayastor", "sonarr-config-mayastor", "sonarr-config")]
+    plex, sonarr = plan.changes
+    assert plex.data["recreate"] is False and plex.data["workloads"] == [("Deployment", "plex")]
+    assert sonarr.data["recreate"] is True and sonarr.data["size"] == "7Gi"  # the original claim was deleted
+    assert "re-create the original claim on longhorn" in sonarr.reason
+    assert not plan.destructive
+    assert [n.name for n in plan.noops] == ["media/radarr-config"]  # already back; copy kept
+
+
+def test_volumes_plan_deletes_copies_only_with_the_option(fal):
+    f = migrated_volumes()
+    back = VolFacts(f.pvcs, (deploy("media", "plex", "plex-config"), deploy("media", "sonarr", "sonarr-config"),
+                             deploy("media", "radarr", "radarr-config")))
+    assert plan_volumes_back(fal, back, StepOptions()).empty
+    plan = plan_volumes_back(fal, back, StepOptions(extra={"delete_migrated_volumes": True}))
+    assert [(c.op, c.name, c.destructive) for c in plan.changes] == [
+        ("delete", "media/plex-config-mayastor", True), ("delete", "media/radarr-config-mayastor", True),
+        ("delete", "media/sonarr-config-mayastor", True)]
+
+
+def node(name, unschedulable=False):
+    return {"metadata": {"name": name}, "spec": {"unschedulable": unschedulable} if unschedulable else {}}
+
+
+def pod(name, node_name, owner="ReplicaSet"):
+    return {"metadata": {"name": name, "namespace": "media", "ownerReferences": [{"kind": owner}]},
+            "spec": {"nodeName": node_name}, "status": {"phase": "Running"}}
+
+
+def migrated_workers() -> WorkerFacts:
+    vms = {vmid: {"name": n, "status": "running", "config": {}} for vmid, n in
+           ((200, "talos-cp-01"), (201, "talos-worker-01"), (202, "talos-worker-02"), (203, "talos-worker-03"))}
+    nodes = {n: node(n) for n in ("talos-cp-01", "talos-worker-01", "talos-worker-02", "talos-worker-03")}
+    pods = (pod("plex-1", "talos-worker-02"), pod("io-engine-x", "talos-worker-02", "DaemonSet"),
+            pod("io-engine-y", "talos-worker-03", "DaemonSet"))
+    return WorkerFacts(vms, nodes, pods)
+
+
+def test_workers_plan_powers_off_extra_workers_and_never_touches_the_kept_ones(fal):
+    plan = plan_workers(fal, migrated_workers(), StepOptions())
+    rows = [(c.name, c.op, c.field or c.kind) for c in plan.changes]
+    assert rows == [("talos-worker-02", "action", "cordon"), ("talos-worker-02", "action", "drain"),
+                    ("talos-worker-02", "action", "shutdown"), ("talos-worker-02", "delete", "node"),
+                    ("talos-worker-03", "action", "cordon"), ("talos-worker-03", "action", "shutdown"),
+                    ("talos-worker-03", "delete", "node")]
+    assert not plan.destructive
+    assert all(c.name not in ("talos-worker-01", "talos-cp-01") for c in plan.changes)
+    assert any("talos-worker-01 keeps 10.10.0.11" in n and "10.30.0.11 / 52:54:00:10:30:11" in n for n in plan.notes)
+
+
+def test_workers_plan_destroys_only_with_the_option_and_converges(fal):
+    f = migrated_workers()
+    plan = plan_workers(fal, f, StepOptions(extra={"destroy_extra_workers": True}))
+    destroy = [c for c in plan.changes if c.kind == "vm" and c.op == "delete"]
+    assert [(c.name, c.destructive) for c in destroy] == [("talos-worker-02", True), ("talos-worker-03", True)]
+    off = WorkerFacts({**f.vms, 202: {**f.vms[202], "status": "stopped"}, 203: {**f.vms[203], "status": "stopped"}},
+                      {k: v for k, v in f.nodes.items() if k in ("talos-cp-01", "talos-worker-01")}, ())
+    converged = plan_workers(fal, off, StepOptions())
+    assert converged.empty and len(converged.noops) == 2
+
+
+def test_rollback_options_are_declared_for_the_runbook():
+    from falkit.runbook import known_options
+
+    opts = known_options()
+    assert opts["destroy_extra_workers"] == (bool, False)
+    assert opts["delete_migrated_volumes"] == (bool, False)
+    assert opts["rollback"] == (bool, False)

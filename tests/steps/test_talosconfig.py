@@ -1,0 +1,118 @@
+"""falkit.talosconfig: configs for Talos 1.11 (inline network) and 1.13 (HostnameConfig/LinkConfig/
+ResolverConfig documents) validate against the real schemas and carry the seed's patches (nvme_tcp
+spelled as the kernel does, hugepages + sysctls, mayastor label, /var/local mount, CNI none,
+kube-proxy off); a wrong document is rejected; secrets never show in a repr; the talos plan from
+the "before" state shows a per-node config diff and is empty once nodes run the planned config."""
+
+from __future__ import annotations
+
+import pytest
+
+from falkit.schemas import SchemaValidationError, check_talos_documents
+from falkit.steps.base import StepOptions
+from falkit.steps.talos import NodeFacts, TalosFacts, plan_talos
+from falkit.talosconfig import config_digest, new_secrets, render, summary, summary_diff
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return new_secrets()
+
+
+def _spec(fal, version):
+    return fal.model_copy(update={"versions": fal.versions.model_copy(update={"talos": version})})
+
+
+@pytest.mark.parametrize("version", ["1.11.6", "1.13.0"])
+def test_configs_validate_and_carry_patches(fal, bundle, version):
+    cfgs = render(_spec(fal, version), bundle)
+    assert set(cfgs) == {"talos-cp-01", "talos-worker-01", "talos-worker-02", "talos-worker-03"}
+    w = summary(list(cfgs["talos-worker-02"].docs))
+    assert w["modules"] == ["nvme_tcp"]
+    assert w["sysctls"] == {"vm.nr_hugepages": "1024", "vm.overcommit_memory": "1", "vm.panic_on_oom": "0"}
+    assert w["labels"] == {"openebs.io/engine": "mayastor"} and w["mounts"] == ["/var/local"]
+    assert w["addresses"] == ["eth0=10.10.0.12/24", "eth1=10.11.0.12/24"] and w["hostname"] == "talos-worker-02"
+    main = cfgs["talos-cp-01"].docs[0]
+    assert main["cluster"]["network"]["cni"] == {"name": "none"} and main["cluster"]["proxy"] == {"disabled": True}
+    assert main["cluster"]["controlPlane"]["endpoint"] == "https://10.10.0.10:6443"
+    assert summary(list(cfgs["talos-cp-01"].docs))["labels"] == {}
+    kinds = [d.get("kind") for d in cfgs["talos-worker-01"].docs]
+    if version.startswith("1.13"):
+        assert kinds[1:] == ["HostnameConfig", "LinkConfig", "LinkConfig", "ResolverConfig"]
+        assert "network" not in main["machine"]
+    else:
+        assert kinds == [None] and main["machine"]["network"]["interfaces"][0]["interface"] == "eth0"
+    mount = cfgs["talos-worker-01"].docs[0]["machine"]["kubelet"]["extraMounts"][0]
+    assert mount["options"] == ["rbind", "rshared", "rw"]
+
+
+def test_worker_ca_keys_are_not_shipped(fal, bundle):
+    w = render(fal, bundle)["talos-worker-01"].docs[0]
+    assert w["machine"]["ca"]["key"] == "" and w["cluster"]["ca"]["key"] == ""
+    assert "serviceAccount" not in w["cluster"]
+
+
+def test_wrong_document_rejected(fal, bundle):
+    docs = [dict(d) for d in render(fal, bundle)["talos-worker-01"].docs]
+    docs[0] = dict(docs[0], machine=dict(docs[0]["machine"], network={"interfaces": [{"interface": "eth0", "addresses": "10.10.0.11/24"}]}))
+    with pytest.raises(SchemaValidationError):
+        check_talos_documents(docs, "1.11.6")
+    inline_on_113 = [dict(docs[0])]
+    with pytest.raises(SchemaValidationError, match="network"):
+        check_talos_documents(inline_on_113, "1.13.0")
+
+
+def test_secrets_never_in_repr(fal, bundle):
+    cfg = render(fal, bundle)["talos-cp-01"]
+    token = bundle.data["secrets"]["bootstraptoken"]
+    assert token in cfg.text
+    assert token not in repr(cfg) and token not in repr(bundle)
+    pem = bundle.cert("os")["key"]
+    assert "PRIVATE KEY" in __import__("base64").b64decode(pem).decode()
+
+
+OLD_WORKER = [{"version": "v1alpha1", "machine": {
+    "type": "worker", "kernel": {"modules": [{"name": "iscsi_tcp"}]},
+    "network": {"hostname": "talos-worker-01", "interfaces": [{"interface": "eth0", "addresses": ["10.30.0.11/24"]}]},
+    "kubelet": {"extraMounts": [{"destination": "/var/lib/longhorn"}]}}, "cluster": {"network": {"cni": {"name": "flannel"}}}}]
+
+
+def _facts(fal, bundle, nodes, saved=True, boot=True, kc=True):
+    return TalosFacts(bundle, saved, saved, nodes, boot, kc, True)
+
+
+def test_plan_from_before_state(fal, bundle):
+    nodes = {"talos-worker-01": NodeFacts("talos-worker-01", "10.10.0.11", "10.30.0.11", False, tuple(OLD_WORKER)),
+             "talos-worker-02": NodeFacts("talos-worker-02", "10.10.0.12", "10.10.0.12", True)}
+    plan = plan_talos(fal, _facts(fal, bundle, nodes, saved=False, kc=False), StepOptions())
+    rows = [(c.op, c.kind, c.name, c.field, c.disruptive) for c in plan.changes]
+    assert rows == [("create", "talos-secrets", "talos-secrets.yaml", "", False), ("create", "talosconfig", "talosconfig", "", False),
+                    ("update", "talos-config", "talos-worker-01", "", True), ("create", "talos-config", "talos-worker-02", "", False),
+                    ("action", "kubeconfig", "kubeconfig", "fetch", False), ("action", "cluster", "homelab-test", "wait", False)]
+    w1 = plan.changes[2]
+    assert "modules: iscsi_tcp -> nvme_tcp" in w1.reason and "vm.nr_hugepages=1024" in w1.reason
+    assert "10.30.0.11/24 -> eth0=10.10.0.11/24, eth1=10.11.0.11/24" in w1.reason
+    assert w1.data["ip"] == "10.30.0.11" and w1.data["insecure"] is False
+    assert plan.changes[3].data["insecure"] is True
+    assert bundle.data["secrets"]["bootstraptoken"] not in str(plan.to_json()) + str(plan) + plan._repr_html_() + repr(plan)
+    assert any("talos-cp-01: not reachable" in n for n in plan.notes)
+
+
+def test_plan_converged_is_empty(fal, bundle):
+    cfgs = render(fal, bundle)
+    nodes = {n: NodeFacts(n, c.ip, c.ip, False, c.docs) for n, c in cfgs.items()}
+    plan = plan_talos(fal, _facts(fal, bundle, nodes), StepOptions())
+    assert plan.empty and len(plan.noops) == 4, str(plan)
+    assert config_digest(list(cfgs["talos-cp-01"].docs)) == cfgs["talos-cp-01"].digest
+
+
+def test_bootstrap_planned_once(fal, bundle):
+    cfgs = render(fal, bundle)
+    nodes = {n: NodeFacts(n, c.ip, c.ip, False, c.docs) for n, c in cfgs.items()}
+    plan = plan_talos(fal, _facts(fal, bundle, nodes, boot=False), StepOptions())
+    assert [(c.kind, c.field) for c in plan.changes] == [("etcd", "bootstrap"), ("cluster", "wait")]
+
+
+def test_summary_diff_words():
+    assert summary_diff([], [{"version": "v1alpha1", "machine": {"kernel": {"modules": [{"name": "nvme-tcp"}]}}}]) == [
+        "modules: (none) -> nvme_tcp"]

@@ -1,0 +1,199 @@
+"""The twin's Argo CD (falkit.twin.lab.argocd) and falkit's ownership-aware changes against it.
+
+Covered: the app-of-apps syncs the platform Applications from the fixture repository (committed
+content only), tracking annotations, Synced/Healthy once workloads are ready and LoadBalancer
+Services have IPs; a direct patch of an Argo CD-managed Service through the official client is
+reverted by self-heal (after the scaled self-heal delay), while the same change made through falkit
+(plan_object_change -> a git-file change -> apply_git_changes) lands in a commit on the branch,
+syncs and stays; Longhorn's *.disabled renames make the parent prune the Longhorn Applications;
+an unreadable repository is a ComparisonError; nothing is pushed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from falkit.gitops import Checkout, ObjectRef, git, make_fixture_repo, platform_application
+from falkit.jobs import kget
+from falkit.ownership import apply_git_changes, managed_by, plan_object_change, plan_renames
+from falkit.spec import load_spec
+from falkit.twin.lab import argocd, helm, lbipam, workloads
+from falkit.twin.lab.context import LabContext
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ("argoproj.io/v1alpha1", "Application")
+SVC = ObjectRef("v1", "Service", "traefik", "traefik")
+CILIUM = {"metadata": {"annotations": {"metallb.universe.tf/loadBalancerIPs": None, "lbipam.cilium.io/ips": "10.10.0.80"}}}
+
+
+def lab(store, tmp_path: Path, time_factor: float = 0.0) -> tuple[LabContext, Path]:
+    spec = load_spec(ROOT / "parameters" / "fal.yaml")
+    repo = tmp_path / "gitops"
+    spec = spec.model_copy(update={"gitops": spec.gitops.model_copy(update={"checkout": str(repo)})})
+    make_fixture_repo(repo, spec)
+    ctx = LabContext(store, spec, tmp_path / "state", time_factor=time_factor)
+    for i in (1, 2, 3):
+        store.create({"apiVersion": "v1", "kind": "Node",
+                      "metadata": {"name": f"talos-worker-0{i}", "labels": {"kubernetes.io/hostname": f"talos-worker-0{i}"}},
+                      "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                                 "addresses": [{"type": "InternalIP", "address": f"10.10.0.1{i}"}]}},
+                     keep_status=True)
+    helm.upsert(ctx, "kube-system", "cilium", "cilium", spec.versions.cilium,
+                {"kubeProxyReplacement": True, "l2announcements": {"enabled": True}})
+    store.create({"apiVersion": "cilium.io/v2", "kind": "CiliumLoadBalancerIPPool", "metadata": {"name": "pool"},
+                  "spec": {"blocks": [{"start": "10.10.0.50", "stop": "10.10.0.99"}]}})
+    helm.upsert(ctx, "argocd", "argocd", "argo/argo-cd", "9.1.0", {"server": {"service": {"type": "LoadBalancer"}}})
+    store.create(platform_application(spec.gitops))
+    return ctx, repo
+
+
+def settle(ctx: LabContext, passes: int = 6) -> None:
+    for _ in range(passes):
+        argocd.reconcile(ctx)
+        asyncio.run(workloads.reconcile(ctx))
+        lbipam.reconcile(ctx)
+
+
+def app(store, name: str) -> dict:
+    return store.get(*APP, name, "argocd")
+
+
+def state(store, name: str) -> tuple[str, str]:
+    st = app(store, name).get("status") or {}
+    return st["sync"]["status"], st["health"]["status"]
+
+
+def test_platform_applications_sync_from_git(twin, tmp_path):
+    ctx, repo = lab(twin.store, tmp_path)
+    settle(ctx)
+    names = {a["metadata"]["name"] for a in twin.store.list(*APP, "argocd")["items"]}
+    assert {"platform", "traefik", "cert-manager", "external-secrets", "media", "longhorn", "longhorn-rbac"} <= names
+    head = git(repo, "rev-parse", "HEAD").strip()
+    assert app(twin.store, "platform")["status"]["sync"]["revision"] == head
+    svc = twin.store.get("v1", "Service", "traefik", "traefik")
+    assert svc["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"] == "traefik:/Service:traefik/traefik"
+    assert managed_by(svc) == "traefik"
+    assert "app.kubernetes.io/instance" not in (svc["metadata"].get("labels") or {})  # annotation tracking only
+    for name in ("cert-manager", "external-secrets", "media", "longhorn-rbac"):
+        assert state(twin.store, name) == ("Synced", "Healthy"), name
+    # Traefik still asks MetalLB (not installed here) for its IP: Synced but its Service has no IP yet.
+    assert state(twin.store, "traefik") == ("Synced", "Progressing")
+
+
+def test_uncommitted_edits_are_not_synced(twin, tmp_path):
+    ctx, repo = lab(twin.store, tmp_path)
+    settle(ctx, 2)
+    f = repo / "kubernetes/platform/media/deployments.yaml"
+    f.write_text(f.read_text().replace("replicas: 1", "replicas: 3"))
+    settle(ctx, 2)
+    assert twin.store.get("apps/v1", "Deployment", "sonarr", "media")["spec"]["replicas"] == 1
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "scale")
+    settle(ctx, 2)
+    assert twin.store.get("apps/v1", "Deployment", "sonarr", "media")["spec"]["replicas"] == 3
+
+
+def test_direct_patch_is_reverted_by_self_heal(twin, tmp_path):
+    from kubernetes import client
+
+    ctx, _ = lab(twin.store, tmp_path, time_factor=0.1)  # self-heal after 5 lab s = 0.5 s
+    settle(ctx)
+    core = client.CoreV1Api(twin.api)
+    core.patch_namespaced_service("traefik", "traefik", {"metadata": {"annotations": {
+        "metallb.universe.tf/loadBalancerIPs": "10.10.0.80"}}})
+    argocd.reconcile(ctx)
+    assert state(twin.store, "traefik")[0] == "OutOfSync"
+    assert core.read_namespaced_service("traefik", "traefik").metadata.annotations[
+        "metallb.universe.tf/loadBalancerIPs"] == "10.10.0.80"  # not yet: the self-heal delay
+    time.sleep(0.6)
+    argocd.reconcile(ctx)
+    assert core.read_namespaced_service("traefik", "traefik").metadata.annotations[
+        "metallb.universe.tf/loadBalancerIPs"] == "10.30.0.100"
+    assert state(twin.store, "traefik")[0] == "Synced"
+
+
+def test_change_through_falkit_lands_in_git_and_stays(twin, tmp_path):
+    ctx, repo = lab(twin.store, tmp_path)
+    settle(ctx)
+
+    async def controllers():
+        ctx.attach()
+        await asyncio.gather(argocd.run(ctx), workloads.run(ctx), lbipam.run(ctx))
+
+    task = asyncio.run_coroutine_threadsafe(controllers(), twin.loop)
+    try:
+        co = Checkout.from_spec(ctx.spec.gitops)
+        observed = kget(twin.api, "v1", "Service", "traefik", "traefik")
+        change = plan_object_change(SVC, observed, CILIUM, co)
+        assert change.kind == "git-file" and change.name == "kubernetes/platform/traefik/service.yaml"
+        assert "+    lbipam.cilium.io/ips: 10.10.0.80" in change.data.edit.diff
+        commit = apply_git_changes([change], co, twin.api, timeout=20)
+        assert commit.branch == "falkit/migration" and not commit.pushed
+        assert git(repo, "rev-parse", "falkit/migration").strip() == commit.sha
+        live = kget(twin.api, "v1", "Service", "traefik", "traefik")
+        ann = live["metadata"]["annotations"]
+        assert ann["lbipam.cilium.io/ips"] == "10.10.0.80" and "metallb.universe.tf/loadBalancerIPs" not in ann
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and state(twin.store, "traefik") != ("Synced", "Healthy"):
+            time.sleep(0.1)
+        assert state(twin.store, "traefik") == ("Synced", "Healthy")  # Cilium gave it 10.10.0.80
+        svc = kget(twin.api, "v1", "Service", "traefik", "traefik")
+        assert svc["status"]["loadBalancer"]["ingress"][0]["ip"] == "10.10.0.80"
+        time.sleep(0.5)  # self-heal has nothing to revert: Git says so
+        assert kget(twin.api, "v1", "Service", "traefik", "traefik")["metadata"]["annotations"]["lbipam.cilium.io/ips"] == "10.10.0.80"
+        assert plan_object_change(SVC, kget(twin.api, "v1", "Service", "traefik", "traefik"), CILIUM, co) is None
+        assert git(repo, "remote").strip() == ""  # the fixture has no remote; nothing could be pushed
+    finally:
+        task.cancel()
+
+
+def test_longhorn_renames_prune_the_child_applications(twin, tmp_path):
+    ctx, repo = lab(twin.store, tmp_path)
+    settle(ctx)
+    assert twin.store.try_get(*APP, "longhorn", "argocd") is not None
+    co = Checkout.from_spec(ctx.spec.gitops)
+    changes = plan_renames(co, disable=True)
+    assert [c.new.rsplit("/", 1)[1] for c in changes] == [f + ".disabled" for f in ctx.spec.gitops.longhorn_files]
+    apply_git_changes(changes, co, wait=False)
+    settle(ctx, 3)
+    for name in ("longhorn", "longhorn-ingress", "longhorn-rbac"):
+        assert twin.store.try_get(*APP, name, "argocd") is None, name
+    # no resources finalizer on the Longhorn apps: their objects stay (orphaned), volumes untouched
+    assert twin.store.try_get("storage.k8s.io/v1", "StorageClass", "longhorn") is not None
+    assert state(twin.store, "platform")[0] == "Synced"
+    apply_git_changes(plan_renames(co, disable=False), co, wait=False)  # rollback
+    settle(ctx, 3)
+    assert twin.store.try_get(*APP, "longhorn", "argocd") is not None
+
+
+def test_unknown_repository_is_a_comparison_error(twin, tmp_path):
+    ctx, _ = lab(twin.store, tmp_path)
+    bad = platform_application(ctx.spec.gitops, name="elsewhere")
+    bad["spec"]["source"]["repoURL"] = "https://git.example.invalid/other.git"
+    twin.store.create(bad)
+    argocd.reconcile(ctx)
+    st = app(twin.store, "elsewhere")["status"]
+    assert st["sync"]["status"] == "Unknown"
+    assert st["conditions"][0]["type"] == "ComparisonError" and "repository not accessible" in st["conditions"][0]["message"]
+
+
+def test_inactive_without_argocd(twin, tmp_path):
+    ctx, _ = lab(twin.store, tmp_path)
+    helm.uninstall(ctx, "argocd", "argocd")
+    argocd.reconcile(ctx)
+    assert "status" not in app(twin.store, "platform")
+
+
+@pytest.mark.parametrize("obj,expected", [
+    (None, "Missing"),
+    ({"kind": "PersistentVolumeClaim", "metadata": {}, "status": {"phase": "Lost"}}, "Degraded"),
+    ({"kind": "Deployment", "metadata": {"generation": 1}, "spec": {"replicas": 2},
+      "status": {"readyReplicas": 2, "observedGeneration": 1}}, "Healthy"),
+    ({"kind": "Deployment", "metadata": {}, "spec": {},
+      "status": {"conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]}}, "Degraded"),
+    ({"kind": "Service", "metadata": {}, "spec": {"type": "LoadBalancer"}, "status": {}}, "Progressing"),
+])
+def test_health(obj, expected):
+    assert argocd.health(obj) == expected
