@@ -1,0 +1,253 @@
+"""Step benchmarks (in 50-mayastor): kbench-style fio Jobs on Mayastor, Longhorn and local-path.
+
+- **observe**: which storage is there — the Mayastor StorageClass (``spec.mayastor.storage_class``),
+  a Longhorn one (provisioner ``driver.longhorn.io`` or ``spec.previous.longhorn_storage_class``),
+  a local-path one (provisioner ``rancher.io/local-path``) — and which results this run already has.
+- **plan** (pure): per present target a PVC ``falkit-bench/fio-<target>`` big enough for the
+  profile's file, and one fio run (``falkit.bench.fio.k8s_job_manifest``). A target whose result is
+  already in this run's archive is a noop, so a re-run of the step plans nothing.
+- **apply**: creates the namespace and PVCs, runs the Jobs one after another (they share one disk
+  on The Fal: running them together would measure contention), reads each pod log, parses it
+  (``parse_fio_json``) and writes ``<results>/<target>.json`` = ``{"target", "profile", "fio"}``
+  (fio's own JSON text, so the archive keeps the raw result).
+- **checks**: a parsed result per present target.
+
+Results directory: ``$FALKIT_RUN_DIR/bench`` when the runner set it (the run archive), else
+``<target.private_dir>/bench``. :func:`trend` reads ``outputs/*/bench/*.json`` across runs.
+
+On the twin every fio log is written by the performance model (``falkit.bench.model``): the parser
+labels those rows ``modelled`` and every chart says "modelled (twin)". Live, they are ``measured``.
+Option ``bench_profile``: ``full`` (kbench: ramp 5 s, 20 s per job, a ~15 GiB file; default) or
+``quick`` (1 s per job, 64 MiB: a smoke test whose numbers mean nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..bench.fio import k8s_job_manifest, parse_fio_json, profile_settings
+from ..bench.model import compare_with_claims
+from ..bench.spec_env import ceilings_for_spec
+from ..diff import Change, Noop, Plan
+from ..errors import StepError
+from ..jobs import JobFailedError, kcreate, kget, klist, run_job
+from ..spec import LabSpec
+from .base import Check, Progress, StepOptions, register
+
+STEP = "benchmarks"
+NAMESPACE = "falkit-bench"
+LONGHORN = "driver.longhorn.io"
+LOCAL_PATH = "rancher.io/local-path"
+TARGETS = ("mayastor", "longhorn", "local-path")
+
+
+@dataclass(frozen=True)
+class BenchFacts:
+    storage_classes: dict[str, str]  # bench target -> StorageClass name
+    namespace: bool
+    pvcs: dict[str, str] = field(default_factory=dict)  # pvc name -> phase
+    done: tuple[str, ...] = ()  # targets with a result in this run's directory
+    results_dir: str = ""
+
+
+def results_dir(target: Any) -> Path:
+    run = os.environ.get("FALKIT_RUN_DIR")
+    return Path(run) / "bench" if run else Path(target.private_dir) / "bench"
+
+
+def bench_classes(spec: LabSpec, classes: list[dict]) -> dict[str, str]:
+    """Bench target -> StorageClass name, for the storage present (pure)."""
+    out: dict[str, str] = {}
+    names = {c["metadata"]["name"]: c for c in classes}
+    if spec.mayastor.storage_class in names:
+        out["mayastor"] = spec.mayastor.storage_class
+    lh = spec.previous.longhorn_storage_class if spec.previous else "longhorn"
+    for c in classes:
+        name, prov = c["metadata"]["name"], c.get("provisioner")
+        if "longhorn" not in out and (prov == LONGHORN or name == lh):
+            out["longhorn"] = name
+        if "local-path" not in out and prov == LOCAL_PATH:
+            out["local-path"] = name
+    return out
+
+
+def pvc_size(profile: str) -> str:
+    """Room for fio's file plus 20 % (filesystem overhead), in whole GiB."""
+    mib = profile_settings(profile).size_mib
+    return f"{max(1, math.ceil(mib * 1.2 / 1024))}Gi"
+
+
+def plan_benchmarks(spec: LabSpec, facts: BenchFacts, options: StepOptions) -> Plan:
+    profile = str(options.extra.get("bench_profile", "full"))
+    profile_settings(profile)  # unknown profile -> ValueError before anything
+    changes: list[Change] = []
+    noops: list[Noop] = []
+    notes: list[str] = []
+    if "mayastor" not in facts.storage_classes:
+        notes.append(f"no StorageClass {spec.mayastor.storage_class}: run the mayastor step first")
+    for t in TARGETS:
+        if t not in facts.storage_classes:
+            if t != "mayastor":
+                notes.append(f"{t}: no StorageClass, not benchmarked")
+            continue
+        if t in facts.done:
+            noops.append(Noop("fio", t, f"result in {facts.results_dir}"))
+            continue
+        if not facts.namespace and not any(c.kind == "namespace" for c in changes):
+            changes.append(Change("create", "namespace", NAMESPACE,
+                                  data={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}))
+        pvc = f"fio-{t}"
+        if pvc not in facts.pvcs:
+            changes.append(Change("create", "pvc", f"{NAMESPACE}/{pvc}", new=f"{pvc_size(profile)} on {facts.storage_classes[t]}",
+                                  data={"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                                        "metadata": {"name": pvc, "namespace": NAMESPACE,
+                                                     "labels": {"app.kubernetes.io/managed-by": "falkit"}},
+                                        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": facts.storage_classes[t],
+                                                 "resources": {"requests": {"storage": pvc_size(profile)}}}}))
+        changes.append(Change("action", "fio", t, reason=f"kbench jobs, profile {profile}",
+                              data={"target": t, "pvc": pvc, "profile": profile}))
+    return Plan(STEP, tuple(changes), tuple(noops), tuple(notes))
+
+
+def observe(target: Any, spec: LabSpec, options: StepOptions) -> BenchFacts:
+    api = target.kube()
+    rdir = results_dir(target)
+    done = tuple(t for t in TARGETS if (rdir / f"{t}.json").is_file())
+    return BenchFacts(
+        storage_classes=bench_classes(spec, klist(api, "storage.k8s.io/v1", "StorageClass")),
+        namespace=kget(api, "v1", "Namespace", NAMESPACE) is not None,
+        pvcs={p["metadata"]["name"]: (p.get("status") or {}).get("phase", "") for p in
+              klist(api, "v1", "PersistentVolumeClaim", NAMESPACE)},
+        done=done, results_dir=str(rdir))
+
+
+def save_result(rdir: Path, target: str, profile: str, fio_text: str) -> Path:
+    rdir.mkdir(parents=True, exist_ok=True)
+    path = rdir / f"{target}.json"
+    path.write_text(json.dumps({"target": target, "profile": profile, "fio": fio_text}, indent=1))
+    return path
+
+
+def load_results(rdir: str | Path) -> pd.DataFrame:
+    """Every ``<target>.json`` in a results directory as one DataFrame (``target`` column set)."""
+    frames = []
+    for p in sorted(Path(rdir).glob("*.json")):
+        doc = json.loads(p.read_text())
+        df = parse_fio_json(doc["fio"])
+        df["target"] = doc["target"]
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def claims(spec: LabSpec, target: str) -> dict[str, float]:
+    """The seed's claims for ``target`` (``spec.expectations``); "random IOPS" is compared with both
+    random read and random write, "latency" with 4k QD1 read."""
+    if spec.expectations is None or target not in ("mayastor", "longhorn"):
+        return {}
+    e = getattr(spec.expectations, target)
+    return {"seq_read_mb_s": e.seq_read_mb_s, "seq_write_mb_s": e.seq_write_mb_s, "rand_read_iops": e.rand_iops,
+            "rand_write_iops": e.rand_iops, "latency_ms": e.latency_ms}
+
+
+def comparison(spec: LabSpec, results: pd.DataFrame, target: str = "mayastor") -> pd.DataFrame:
+    """Claim vs physical ceiling vs result for ``target`` (``compare_with_claims``). The ceilings
+    are those of a Mayastor volume on this lab (``ceilings_for_spec``): no storage software on the
+    same disk can exceed them, so they bound Longhorn's claims as well."""
+    rows = results[results["target"] == target] if len(results) else None
+    c = claims(spec, target)
+    if not c:
+        return pd.DataFrame()
+    return compare_with_claims(c, ceilings_for_spec(spec), rows if rows is not None and len(rows) else None)
+
+
+def trend(outputs: str | Path = "outputs") -> list[tuple[str, pd.DataFrame]]:
+    """``[(run id, results)]`` for every archived run with benchmark results, oldest first."""
+    out = []
+    for run in sorted(Path(outputs).glob("*/bench")):
+        df = load_results(run)
+        if len(df):
+            out.append((run.parent.name, df))
+    return out
+
+
+@register(STEP)
+class BenchmarksStep:
+    title = "Storage benchmarks (fio, kbench-style)"
+    options = {"bench_profile": (str, "full")}
+
+    def observe(self, target: Any, spec: LabSpec, options: StepOptions) -> BenchFacts:
+        return observe(target, spec, options)
+
+    def plan(self, spec: LabSpec, observed: BenchFacts, options: StepOptions) -> Plan:
+        return plan_benchmarks(spec, observed, options)
+
+    def apply(self, target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
+        api = target.kube()
+        for c in plan.changes:
+            if c.kind in ("namespace", "pvc"):
+                kcreate(api, c.data)
+        rdir = results_dir(target)
+        for c in plan.changes:
+            if c.kind != "fio":
+                continue
+            t, pvc, profile = c.data["target"], c.data["pvc"], c.data["profile"]
+            prof = profile_settings(profile)
+            budget = (prof.ramp_time_s + prof.runtime_s) * 6 + options.wait_timeout_s
+            bar = progress.task(f"fio on {t}", budget)
+            manifest = k8s_job_manifest(f"falkit-fio-{t}", NAMESPACE, pvc, None, profile, target=t)
+            try:
+                text = run_job(api, manifest, budget, on_poll=lambda s, b=bar: b(s, "running"))
+                df = parse_fio_json(text)
+            except (JobFailedError, ValueError, RuntimeError) as e:
+                raise StepError(STEP, f"fio on {t}: {e}") from e
+            save_result(rdir, t, profile, text)
+            bar(budget, f"{len(df)} jobs, {df['source'].iloc[0]}")
+
+    def checks(self, target: Any, spec: LabSpec, options: StepOptions) -> list[Check]:
+        facts = observe(target, spec, options)
+        df = load_results(facts.results_dir) if Path(facts.results_dir).is_dir() else pd.DataFrame()
+        out = []
+        for t in facts.storage_classes:
+            rows = df[df["target"] == t] if len(df) else df
+            src = str(rows["source"].iloc[0]) if len(rows) else ""
+            out.append(Check("fio result", t, "6 kbench jobs parsed", f"{len(rows)} jobs ({src})" if len(rows) else "none",
+                             len(rows) >= 6, "re-run the benchmarks step with apply"))
+        return out
+
+
+def report(lab: Any, outputs: str | Path | None = None) -> dict[str, Any]:
+    """The notebook's benchmark display: per target the results table, the claims comparison and
+    its chart ("modelled (twin)" or "measured"), and the trend across archived runs. Returns the
+    frames and figures (the notebook shows them)."""
+    from .. import widgets
+    from ..bench.charts import claims_chart, trend_chart
+
+    rdir = results_dir(lab.target)
+    df = load_results(rdir) if rdir.is_dir() else pd.DataFrame()
+    out: dict[str, Any] = {"results": df, "comparisons": {}, "charts": {}}
+    if not len(df):
+        widgets.show("no benchmark results yet (apply the benchmarks step)")
+        return out
+    cols = ["target", "job", "read_mib_s", "write_mib_s", "iops", "clat_mean_ms", "clat_p99_ms", "source"]
+    widgets.show(widgets.Table(df[cols].round(3).to_dict("records"), title="fio results"))
+    for t in ("mayastor", "longhorn"):
+        cmp = comparison(lab.spec, df, t)
+        if len(cmp):
+            out["comparisons"][t] = cmp
+            fig = claims_chart(cmp, title=f"{t}: the seed's claims vs The Fal's physics")
+            out["charts"][t] = fig
+            widgets.show(widgets.Table(cmp.to_dict("records"), title=f"{t}: claims vs ceilings vs results"))
+            widgets.show(fig)
+    base = Path(outputs) if outputs else (rdir.parent.parent if os.environ.get("FALKIT_RUN_DIR") else None)
+    runs = trend(base) if base and base.is_dir() else []
+    if runs:
+        out["charts"]["trend"] = trend_chart(runs)
+        widgets.show(out["charts"]["trend"])
+    return out

@@ -1,0 +1,477 @@
+"""Step 50-mayastor: OpenEBS Mayastor on the workers — preflight, Helm release, DiskPools,
+StorageClass ``mayastor-3`` and a written test volume.
+
+- **observe** (read-only): per worker through Talos (``talosctl read``): ``/proc/meminfo``
+  (``HugePages_Total``), ``/proc/modules`` (``nvme_tcp``), ``/proc/cpuinfo`` (vCPUs),
+  ``/sys/block/<disk>/size`` (the data disk); the Node's labels; the namespace, the Helm release,
+  DiskPools, the StorageClass, the test PVC and io-engine pods.
+- **plan** (pure, :func:`plan_mayastor`): a ``preflight`` change per worker that fails the
+  preflight (apply refuses it with the fix), node labels ``openebs.io/engine=mayastor``, the
+  namespace with its PodSecurity exemption, the Helm release (``falkit.mayastorvalues``), one
+  DiskPool per worker (``pool-<worker>``), the StorageClass, the test PVC and its write Job.
+  A DiskPool whose disk changed is destructive (its replicas go); a StorageClass whose parameters
+  drifted is re-created (parameters are immutable).
+- **apply**: exactly those changes, waiting with live progress for every Mayastor component, each
+  pool ``Online`` with capacity, and the test PVC ``Bound`` and written.
+- **checks**: preflight per worker, io-engine Running per worker, pools Online with capacity, the
+  StorageClass, the test PVC Bound and its replicas on distinct nodes.
+
+Facts (FACTS.md, OpenEBS Mayastor): per io-engine node 2 GiB of 2 MiB hugepages, ``nvme_tcp``
+(the seed's ``nvme-tcp`` is the same module: modprobe treats ``-`` and ``_`` alike, /proc/modules
+lists ``nvme_tcp``), dedicated cores that exist on the VM; DiskPool ``openebs.io/v1beta2`` for
+Mayastor 2.5-2.8 with exactly one disk; StorageClass parameters are strings.
+
+Option ``extra["disk_by_id"]``: use the stable ``/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_drive-
+scsi1`` link (what udev names a Proxmox virtio-scsi disk without a serial) instead of
+``spec.mayastor.disk_device``. Off by default: ``talosctl read`` cannot list ``/dev/disk/by-id``,
+so falkit cannot check the link exists; check it with ``talosctl ls /dev/disk/by-id`` first.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import mayastorvalues as mv
+from ..diff import Change, Noop, Plan
+from ..errors import StepError
+from ..jobs import (
+    JobFailedError,
+    checksum_job,
+    job_name,
+    kcreate,
+    kdelete,
+    kget,
+    klist,
+    kpatch,
+    kraw_get,
+    parse_checksum,
+    run_job,
+    write_job,
+)
+from ..plan import derive_io_engine_cores, derive_plan
+from ..spec import LabSpec
+from .base import Check, Progress, StepOptions, register
+
+STEP = "mayastor"
+TEST_PVC = "falkit-mayastor-test"
+WRITTEN_ANNOTATION = "falkit.io/written-checksum"
+QEMU_BY_ID = "/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_drive-{slot}"
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """One worker as Talos and Kubernetes report it. ``None`` = could not be read (see ``error``)."""
+
+    name: str
+    ip: str
+    error: str = ""
+    hugepages_total: int | None = None
+    nvme_tcp: bool | None = None
+    vcpus: int | None = None
+    disk: str = ""
+    disk_bytes: int | None = None
+    labels: dict[str, str] | None = None  # None: no Node object
+
+
+@dataclass(frozen=True)
+class MayastorFacts:
+    nodes: tuple[NodeFacts, ...]
+    namespace_labels: dict[str, str] | None
+    release: dict[str, Any] | None
+    pools: dict[str, dict[str, Any]] = field(default_factory=dict)
+    storage_class: dict[str, Any] | None = None
+    test_pvc: dict[str, Any] | None = None
+    io_engine: dict[str, str] = field(default_factory=dict)  # node -> pod phase
+
+
+# ---------------------------------------------------------------------------------------------
+# Preflight (pure)
+
+
+def parse_meminfo(text: str) -> dict[str, int]:
+    out = {}
+    for line in text.splitlines():
+        if ":" in line:
+            k, v = line.split(":", 1)
+            try:
+                out[k.strip()] = int(v.split()[0])
+            except (ValueError, IndexError):
+                continue
+    return out
+
+
+def has_module(modules_text: str, name: str) -> bool:
+    want = name.replace("-", "_")
+    return any(line.split()[0] == want for line in modules_text.splitlines() if line.strip())
+
+
+def data_device(spec: LabSpec, worker: str, options: StepOptions) -> str:
+    """The device the worker's DiskPool uses (see ``disk_by_id`` in the module docstring)."""
+    if options.extra.get("disk_by_id"):
+        vm = derive_plan(spec).vm(worker)
+        slot = next(d.slot for d in vm.disks if d.role == "data")
+        return QEMU_BY_ID.format(slot=slot)
+    return spec.mayastor.disk_device
+
+
+def preflight(spec: LabSpec, n: NodeFacts) -> list[Check]:
+    """The Mayastor prerequisites on one worker as checks, each with how to fix it."""
+    if n.error:
+        return [Check("talos reachable", n.name, f"talosctl read on {n.ip}", n.error, False,
+                      "run 30-talos first; the worker must be configured and running")]
+    need = spec.mayastor.hugepages_2mi
+    cores = derive_io_engine_cores(spec)
+    out = [
+        Check("hugepages", n.name, f">= {max(need, 1024)} x 2 MiB (2 GiB for io-engine)", f"HugePages_Total {n.hugepages_total}",
+              (n.hugepages_total or 0) >= max(need, 1024),
+              "set mayastor.hugepages_2mi (vm.nr_hugepages) and re-run 30-talos; 2048 leaves slack"),
+        Check("kernel module", n.name, "nvme_tcp loaded", "loaded" if n.nvme_tcp else "not in /proc/modules", bool(n.nvme_tcp),
+              "add nvme_tcp to talos.kernel_modules and re-run 30-talos (the node reboots)"),
+        Check("data disk", n.name, f"{n.disk} present",
+              f"{n.disk_bytes / 1e9:.0f} GB" if n.disk_bytes else "absent", bool(n.disk_bytes),
+              f"attach the data disk (20-vms) or set mayastor.disk_device; a stable id is "
+              f"{QEMU_BY_ID.format(slot='scsi1')}"),
+        Check("io-engine cores", n.name, f"cores {','.join(map(str, cores))} exist", f"{n.vcpus} vCPUs",
+              n.vcpus is not None and max(cores) < n.vcpus,
+              "set mayastor.io_engine_cores to cores the worker has, or give the worker more vCPUs"),
+    ]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Plan (pure)
+
+
+def _pool_state(pool: dict[str, Any]) -> tuple[str, int]:
+    st = pool.get("status") or {}
+    return str(st.get("pool_status") or st.get("state") or st.get("cr_state") or ""), int(st.get("capacity") or 0)
+
+
+def plan_mayastor(spec: LabSpec, facts: MayastorFacts, options: StepOptions) -> Plan:
+    changes: list[Change] = []
+    noops: list[Noop] = []
+    notes: list[str] = []
+    ns = spec.mayastor.namespace
+    key, val = mv.ENGINE_LABEL
+    for n in facts.nodes:
+        bad = [c for c in preflight(spec, n) if not c.ok]
+        for c in bad:
+            changes.append(Change("action", "preflight", n.name, c.check, c.observed, c.expected,
+                                  reason=f"blocked: {c.check} — {c.fix}", data={"blocked": True}))
+        if n.labels is None:
+            notes.append(f"node {n.name} is not registered in Kubernetes")
+        elif n.labels.get(key) != val:
+            changes.append(Change("update", "node-label", n.name, key, n.labels.get(key), val,
+                                  reason="io-engine's nodeSelector", data={"node": n.name}))
+        else:
+            noops.append(Noop("node-label", n.name, f"{key}={val}"))
+    psa_k, psa_v = mv.PSA_LABEL
+    if facts.namespace_labels is None:
+        changes.append(Change("create", "namespace", ns, new=f"{psa_k}={psa_v}", data=mv.namespace_object(spec)))
+    elif facts.namespace_labels.get(psa_k) != psa_v:
+        changes.append(Change("update", "namespace", ns, psa_k, facts.namespace_labels.get(psa_k), psa_v,
+                              reason="Talos enforces 'baseline'; io-engine is privileged"))
+    else:
+        noops.append(Noop("namespace", ns, "exists with the PodSecurity exemption"))
+    chart, version = mv.chart_ref(spec)
+    values = mv.helm_values(spec)
+    rel = facts.release
+    payload = {"namespace": ns, "name": mv.RELEASE_NAME, "chart": chart, "version": version, "values": values}
+    if rel is None:
+        changes.append(Change("create", "helm-release", f"{ns}/{mv.RELEASE_NAME}", new=f"{chart} {version}", data=payload))
+    else:
+        diffs = []
+        if str(rel.get("version")) != version:
+            diffs.append(("version", rel.get("version"), version))
+        if (rel.get("values") or {}) != values:
+            diffs.append(("values", "(differs)", "falkit values"))
+        if rel.get("status") not in (None, "deployed"):
+            diffs.append(("status", rel.get("status"), "deployed"))
+        for f, old, new in diffs:
+            changes.append(Change("update", "helm-release", f"{ns}/{mv.RELEASE_NAME}", f, old, new, data=payload))
+        if not diffs:
+            noops.append(Noop("helm-release", f"{ns}/{mv.RELEASE_NAME}", f"{chart} {version} deployed"))
+    for n in facts.nodes:
+        want = mv.diskpool(spec, n.name, data_device(spec, n.name, options))
+        have = facts.pools.get(want["metadata"]["name"])
+        if have is None:
+            changes.append(Change("create", "diskpool", want["metadata"]["name"], new=f"{n.name}:{want['spec']['disks'][0]}",
+                                  data=want))
+        elif list((have.get("spec") or {}).get("disks") or []) != want["spec"]["disks"] \
+                or (have.get("spec") or {}).get("node") != n.name:
+            changes.append(Change("update", "diskpool", want["metadata"]["name"], "spec.disks",
+                                  (have.get("spec") or {}).get("disks"), want["spec"]["disks"], destructive=True,
+                                  reason="a pool's disk cannot change: delete and re-create (its replicas are lost)",
+                                  data=want))
+        else:
+            noops.append(Noop("diskpool", want["metadata"]["name"], "exists on " + want["spec"]["disks"][0]))
+    sc = mv.storage_class(spec)
+    if facts.storage_class is None:
+        changes.append(Change("create", "storage-class", sc["metadata"]["name"], new=sc["parameters"], data=sc))
+    else:
+        for f, old, new in mv.storage_class_drift(sc, facts.storage_class):
+            changes.append(Change("update", "storage-class", sc["metadata"]["name"], f, old, new, disruptive=True,
+                                  reason="immutable: delete and re-create (bound volumes keep working)", data=sc))
+        if not mv.storage_class_drift(sc, facts.storage_class):
+            noops.append(Noop("storage-class", sc["metadata"]["name"], "parameters as planned"))
+    pvc = facts.test_pvc
+    if pvc is None:
+        changes.append(Change("create", "pvc", f"{ns}/{TEST_PVC}", new=f"1Gi on {spec.mayastor.storage_class}",
+                              data=mv.probe_pvc(spec, TEST_PVC, ns)))
+    if pvc is None or not (pvc.get("metadata", {}).get("annotations") or {}).get(WRITTEN_ANNOTATION):
+        changes.append(Change("action", "job", f"{ns}/{job_name('write', TEST_PVC)}", reason="write 16 MiB and checksum it",
+                              data={"namespace": ns, "claim": TEST_PVC}))
+    else:
+        noops.append(Noop("pvc", f"{ns}/{TEST_PVC}", "bound and written"))
+    return Plan(STEP, tuple(changes), tuple(noops), tuple(notes))
+
+
+# ---------------------------------------------------------------------------------------------
+# Observe / apply / checks (the lab)
+
+
+def _read(target: Any, ip: str, path: str) -> str:
+    return target.talos.read(ip, path)
+
+
+def observe_node(target: Any, spec: LabSpec, name: str, ip: str, device: str, node_obj: dict | None) -> NodeFacts:
+    labels = None if node_obj is None else dict((node_obj.get("metadata") or {}).get("labels") or {})
+    try:
+        mem = parse_meminfo(_read(target, ip, "/proc/meminfo"))
+        mods = _read(target, ip, "/proc/modules")
+        cpus = sum(1 for line in _read(target, ip, "/proc/cpuinfo").splitlines() if line.startswith("processor"))
+    except Exception as e:  # noqa: BLE001 - any Talos failure is reported as a failed check
+        return NodeFacts(name, ip, error=str(e).splitlines()[0] if str(e) else type(e).__name__, labels=labels)
+    size = None
+    if device.startswith("/dev/sd") or device.startswith("/dev/vd") or device.startswith("/dev/nvme"):
+        try:
+            size = int(_read(target, ip, f"/sys/block/{device.rsplit('/', 1)[1]}/size").strip()) * 512
+        except Exception:  # noqa: BLE001 - absent disk: NotFound
+            size = None
+    else:  # a by-id link cannot be read with talosctl read; trust the spec's slot and say so
+        size = 1
+    return NodeFacts(name, ip, hugepages_total=mem.get("HugePages_Total"), nvme_tcp=has_module(mods, "nvme_tcp"),
+                     vcpus=cpus, disk=device, disk_bytes=size, labels=labels)
+
+
+def observe(target: Any, spec: LabSpec, options: StepOptions) -> MayastorFacts:
+    api = target.kube()
+    ns = spec.mayastor.namespace
+    nodes = []
+    for w in spec.cluster.workers:
+        nodes.append(observe_node(target, spec, w.name, w.ip, data_device(spec, w.name, options), kget(api, "v1", "Node", w.name)))
+    nso = kget(api, "v1", "Namespace", ns)
+    pools = {p["metadata"]["name"]: p for p in klist(api, mv.diskpool(spec, "x", "x")["apiVersion"], "DiskPool", ns)}
+    return MayastorFacts(
+        nodes=tuple(nodes),
+        namespace_labels=None if nso is None else dict(nso["metadata"].get("labels") or {}),
+        release=target.helm.get(ns, mv.RELEASE_NAME),
+        pools=pools,
+        storage_class=kget(api, "storage.k8s.io/v1", "StorageClass", spec.mayastor.storage_class),
+        test_pvc=kget(api, "v1", "PersistentVolumeClaim", TEST_PVC, ns),
+        io_engine=io_engine_pods(api, ns),
+    )
+
+
+def io_engine_pods(api: Any, ns: str) -> dict[str, str]:
+    """node -> phase of its io-engine pod (``app=io-engine``, the chart's label)."""
+    out = {}
+    for p in klist(api, "v1", "Pod", ns):
+        labels = p["metadata"].get("labels") or {}
+        if labels.get("app") == "io-engine" or "io-engine" in p["metadata"]["name"]:
+            node = (p.get("spec") or {}).get("nodeName")
+            if node:
+                out[node] = (p.get("status") or {}).get("phase", "Pending")
+    return out
+
+
+def _wait(what: str, timeout: float, fn, progress: Progress, total: float | None = None, poll: float = 0.2) -> Any:
+    """Poll ``fn() -> (done, value, message)`` until done; raises StepError on timeout."""
+    bar = progress.task(what, total)
+    start = time.monotonic()
+    while True:
+        done, value, msg = fn()
+        bar(value if isinstance(value, (int, float)) else 0, msg)
+        if done:
+            return value
+        if time.monotonic() - start > timeout:
+            raise StepError(STEP, f"{what}: not done after {timeout:g} s ({msg})")
+        time.sleep(poll)
+
+
+def components_ready(api: Any, spec: LabSpec) -> tuple[bool, int, str]:
+    """Every Deployment/StatefulSet/DaemonSet in the namespace ready, io-engine Running per worker."""
+    ns = spec.mayastor.namespace
+    waiting = []
+    total = ready = 0
+    for kind in ("Deployment", "StatefulSet", "DaemonSet"):
+        for o in klist(api, "apps/v1", kind, ns):
+            st = o.get("status") or {}
+            want = st.get("desiredNumberScheduled") if kind == "DaemonSet" else (o.get("spec") or {}).get("replicas", 1)
+            have = st.get("numberReady") if kind == "DaemonSet" else st.get("readyReplicas")
+            total += 1
+            if want is not None and (have or 0) >= want and (kind != "DaemonSet" or want > 0):
+                ready += 1
+            else:
+                waiting.append(f"{o['metadata']['name']} {have or 0}/{want}")
+    eng = io_engine_pods(api, ns)
+    missing = [w.name for w in spec.cluster.workers if eng.get(w.name) != "Running"]
+    if missing:
+        waiting.append("io-engine not Running on " + ", ".join(missing))
+    done = total > 0 and not waiting
+    return done, ready, ("ready: " + f"{ready}/{total} workloads") if done else "waiting: " + "; ".join(waiting[:4])
+
+
+def replica_placement(target: Any, spec: LabSpec, pv_name: str) -> list[dict[str, str]]:
+    """``[{replica, pool, node, state}]`` of a Mayastor volume.
+
+    Live: Mayastor's REST API (``GET /v0/volumes/{uuid}`` replica_topology) through the API
+    server's service proxy; the PV name is ``pvc-<uuid>``. Twin: the same route is not served;
+    the twin's PV carries the placement it models in the annotations
+    ``falkit.twin/replicas`` (pools) and ``falkit.twin/replica-nodes``.
+    """
+    api = target.kube()
+    pv = kget(api, "v1", "PersistentVolume", pv_name) or {}
+    ann = (pv.get("metadata") or {}).get("annotations") or {}
+    if ann.get("falkit.twin/replicas"):
+        pools = [p for p in ann["falkit.twin/replicas"].split(",") if p]
+        nodes = [n for n in (ann.get("falkit.twin/replica-nodes") or "").split(",") if n]
+        state = ann.get("falkit.twin/volume-state", "healthy")
+        return [{"replica": str(i), "pool": p, "node": nodes[i] if i < len(nodes) else "", "state": state}
+                for i, p in enumerate(pools)]
+    uuid = pv_name.removeprefix("pvc-")
+    path = f"/api/v1/namespaces/{spec.mayastor.namespace}/services/{mv.RELEASE_NAME}-api-rest:8081/proxy/v0/volumes/{uuid}"
+    try:
+        vol = kraw_get(api, path)
+    except Exception:  # noqa: BLE001 - REST API not reachable: placement unknown
+        return []
+    topo = (vol.get("state") or {}).get("replica_topology") or {}
+    return [{"replica": rid, "pool": r.get("pool", ""), "node": r.get("node", ""), "state": r.get("state", "")}
+            for rid, r in topo.items()]
+
+
+@register(STEP)
+class MayastorStep:
+    title = "OpenEBS Mayastor: preflight, install, DiskPools, StorageClass"
+    options = {"disk_by_id": (bool, False)}
+
+    def observe(self, target: Any, spec: LabSpec, options: StepOptions) -> MayastorFacts:
+        return observe(target, spec, options)
+
+    def plan(self, spec: LabSpec, observed: MayastorFacts, options: StepOptions) -> Plan:
+        return plan_mayastor(spec, observed, options)
+
+    def apply(self, target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
+        blocked = [c for c in plan.changes if c.kind == "preflight"]
+        if blocked:
+            raise StepError(STEP, "preflight failed: " + "; ".join(f"{c.name}: {c.reason}" for c in blocked))
+        spec = target.spec
+        api = target.kube()
+        timeout = options.wait_timeout_s
+        for c in plan.changes:
+            if c.kind == "node-label":
+                progress.log(f"label node {c.name} {c.field}={c.new}")
+                kpatch(api, "v1", "Node", c.name, {"metadata": {"labels": {c.field: c.new}}})
+            elif c.kind == "namespace":
+                if c.op == "create":
+                    kcreate(api, c.data)
+                else:
+                    kpatch(api, "v1", "Namespace", c.name, {"metadata": {"labels": {c.field: c.new}}})
+        if any(c.kind == "helm-release" for c in plan.changes):
+            d = next(c.data for c in plan.changes if c.kind == "helm-release")
+            progress.log(f"helm upgrade --install {d['name']} {d['chart']} --version {d['version']} -n {d['namespace']}")
+            target.helm.upgrade_install(d["namespace"], d["name"], d["chart"], d["version"], d["values"])
+        pool_changes = [c for c in plan.changes if c.kind == "diskpool"]
+        if any(c.kind in ("helm-release", "diskpool", "pvc", "job") for c in plan.changes):
+            _wait("Mayastor components", timeout, lambda: components_ready(api, spec), progress)
+        for c in pool_changes:
+            if c.op == "update":
+                kdelete(api, c.data["apiVersion"], "DiskPool", c.name, c.data["metadata"]["namespace"])
+            progress.log(f"DiskPool {c.name} on {c.data['spec']['node']}:{c.data['spec']['disks'][0]}")
+            kcreate(api, c.data)
+        if pool_changes:
+            self._wait_pools(api, spec, [c.name for c in pool_changes], timeout, progress)
+        for c in plan.changes:
+            if c.kind == "storage-class":
+                if c.op == "update" and kget(api, "storage.k8s.io/v1", "StorageClass", c.name) is not None:
+                    kdelete(api, "storage.k8s.io/v1", "StorageClass", c.name)
+                if kget(api, "storage.k8s.io/v1", "StorageClass", c.name) is None:
+                    kcreate(api, c.data)
+        for c in plan.changes:
+            if c.kind == "pvc":
+                kcreate(api, c.data)
+        if any(c.kind in ("pvc", "job") for c in plan.changes):
+            ns = spec.mayastor.namespace
+            _wait(f"PVC {TEST_PVC} Bound", timeout, lambda: _pvc_bound(api, ns, TEST_PVC), progress)
+        for c in plan.changes:
+            if c.kind == "job":
+                self._write_test(api, c.data["namespace"], c.data["claim"], timeout, progress)
+
+    def _wait_pools(self, api: Any, spec: LabSpec, names: list[str], timeout: float, progress: Progress) -> None:
+        ns = spec.mayastor.namespace
+        version = mv.diskpool(spec, "x", "x")["apiVersion"]
+
+        def poll() -> tuple[bool, int, str]:
+            states = {}
+            for name in names:
+                p = kget(api, version, "DiskPool", name, ns) or {}
+                states[name] = _pool_state(p)
+            ok = sum(1 for s, cap in states.values() if s == "Online" and cap > 0)
+            return ok == len(names), ok, ", ".join(f"{n}: {s or 'pending'}" for n, (s, _) in states.items())
+
+        _wait("DiskPools Online", timeout, poll, progress, total=len(names))
+
+    def _write_test(self, api: Any, ns: str, claim: str, timeout: float, progress: Progress) -> None:
+        bar = progress.task(f"write test data to {claim}", None)
+        try:
+            run_job(api, write_job(job_name("write", claim), ns, claim), timeout, on_poll=lambda s: bar(s, "writing"))
+            digest = parse_checksum(run_job(api, checksum_job(job_name("checksum", claim), ns, claim), timeout))
+        except (JobFailedError, ValueError) as e:
+            raise StepError(STEP, f"test volume {ns}/{claim}: {e}") from e
+        kpatch(api, "v1", "PersistentVolumeClaim", claim, {"metadata": {"annotations": {WRITTEN_ANNOTATION: digest}}}, ns)
+        bar(1, f"written, sha256 {digest[:12]}…")
+
+    def checks(self, target: Any, spec: LabSpec, options: StepOptions) -> list[Check]:
+        facts = observe(target, spec, options)
+        return checks_from(target, spec, facts)
+
+
+def _pvc_bound(api: Any, ns: str, name: str) -> tuple[bool, int, str]:
+    pvc = kget(api, "v1", "PersistentVolumeClaim", name, ns) or {}
+    phase = (pvc.get("status") or {}).get("phase", "absent")
+    return phase == "Bound", int(phase == "Bound"), phase
+
+
+def checks_from(target: Any, spec: LabSpec, facts: MayastorFacts) -> list[Check]:
+    out: list[Check] = []
+    for n in facts.nodes:
+        out += preflight(spec, n)
+        phase = facts.io_engine.get(n.name, "absent")
+        out.append(Check("io-engine Running", n.name, "Running", phase, phase == "Running",
+                         f"kubectl -n {spec.mayastor.namespace} describe pod -l app=io-engine (hugepages, cores, nvme_tcp)"))
+        pool = facts.pools.get(mv.pool_name(n.name))
+        state, cap = _pool_state(pool) if pool else ("absent", 0)
+        out.append(Check("DiskPool Online", mv.pool_name(n.name), "Online, capacity > 0",
+                         f"{state or 'pending'}, {cap / 1e9:.0f} GB", state == "Online" and cap > 0,
+                         f"kubectl -n {spec.mayastor.namespace} describe diskpool {mv.pool_name(n.name)}"))
+    sc = facts.storage_class
+    want = mv.storage_class(spec)
+    drift = mv.storage_class_drift(want, sc) if sc else []
+    out.append(Check("StorageClass", spec.mayastor.storage_class, f"{mv.PROVISIONER} {want['parameters']}",
+                     "absent" if sc is None else f"{sc.get('provisioner')} {sc.get('parameters')}", sc is not None and not drift,
+                     "re-run 50-mayastor with apply"))
+    pvc = facts.test_pvc or {}
+    phase = (pvc.get("status") or {}).get("phase", "absent")
+    out.append(Check("test PVC Bound", f"{spec.mayastor.namespace}/{TEST_PVC}", "Bound", phase, phase == "Bound",
+                     "kubectl describe pvc; check the pools' free space"))
+    pv = (pvc.get("spec") or {}).get("volumeName")
+    if pv:
+        reps = replica_placement(target, spec, pv)
+        nodes = [r["node"] for r in reps]
+        ok = len(reps) == spec.mayastor.replicas and len(set(nodes)) == len(nodes)
+        out.append(Check("replicas on distinct nodes", pv, f"{spec.mayastor.replicas} replicas on {spec.mayastor.replicas} nodes",
+                         ", ".join(f"{r['pool']}@{r['node']}" for r in reps) or "placement unknown", ok,
+                         "kubectl mayastor get volume-replica-topologies"))
+    return out

@@ -1,0 +1,404 @@
+"""Step truenas_plex (60-truenas-plex): the TrueNAS VM and its NFS exports, the Plex container,
+and Kubernetes NFS mounts moved to TrueNAS's storage address.
+
+**TrueNAS** (``spec.truenas``; disabled in the seed: "Deploy TrueNAS VM (currently commented
+out)"). When enabled, the host budget is re-run (:func:`falkit.findings.preflight` on the spec
+with TrueNAS in it) and any error finding is a ``blocked`` change: apply refuses with the
+finding's message (The Fal: 31 GB of VMs + 8 GB TrueNAS + 1 GB Proxmox > 32 GB). Otherwise the VM
+is created as the plan derives it (both NICs: net0 on vmbr0, net1 on vmbr1, the seed's MACs) and
+started, then through TrueNAS's REST API (``target.truenas``): one NFS share per
+``truenas.nfs_shares`` whose allowed networks lie inside the storage network (10.11.0.0/24 —
+anything else is refused in the plan), and the NFS service enabled and running. TrueNAS's own
+addresses come from DHCP reservations on the planned MACs or its console; falkit does not
+re-address a NAS it cannot reach yet. Option ``truenas_iso`` (e.g. ``local:iso/TrueNAS-SCALE.iso``)
+attaches the installer ISO.
+
+**Plex** (``spec.plex``): an unprivileged LXC created with ``POST /nodes/{node}/lxc`` from
+``plex_template`` (default ``local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst``): cores,
+memory and rootfs from the spec; ``net0``/``net1`` with the planned MACs and static addresses;
+GPU passthrough ``dev0=/dev/dri/renderD128,gid=<render gid>`` (Proxmox VE 8.1+; FACTS.md) so the
+container's ``render`` group can open the AMD 680M's render node; started.
+NFS media in an *unprivileged* container: the kernel refuses NFS mounts inside it (mounting needs
+CAP_SYS_ADMIN in the initial user namespace), so the host mounts the share and the container
+gets a bind mount: ``mp0=/mnt/pve/<plex_nfs_storage>/,mp=<mountpoint>``. The host mount is a
+Proxmox NFS storage (Datacenter > Storage > Add > NFS, server = TrueNAS's storage address,
+export = the share; PVE mounts it at ``/mnt/pve/<id>``) — falkit checks it exists and says how to
+add it, it does not create it. Proxmox lets only the root@pam *user* — not an API token, not
+even root's — set ``devN`` and host bind mounts ``mpN``; falkit creates the container through its
+token without them and prints the exact ``pct set`` command to run as root on the host (a note in
+the plan and the fix of the failing checks). In an unprivileged CT uid 0 is host uid 100000: give the share
+``mapall_user``/dataset permissions for that range, or Plex cannot write metadata there.
+
+**Kubernetes NFS mounts**: Deployments/StatefulSets with inline ``nfs`` volumes whose server is
+not TrueNAS's storage address get it patched (pods restart, a disruptive change). PersistentVolumes
+with ``spec.nfs.server`` elsewhere are reported with the manual fix (a PV's source is immutable:
+a new PV/PVC pair is needed).
+
+**Checks**: the TrueNAS VM has both NICs and runs; every share is exported to the storage network
+only; NFS runs; the Plex CT runs unprivileged with ``dev0`` and ``mp0``. Honest limits: Proxmox's
+API has no ``pct exec``, so "the render node is visible inside the container" is checked from the
+container's config (dev0 passes exactly that node); verify it by hand with
+``pct exec <vmid> -- ls -l /dev/dri/renderD128``, and install Plex Media Server inside
+(``pct exec <vmid> -- bash -c 'apt-get install plexmediaserver'`` after adding Plex's apt repo).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..diff import Change, Noop, Plan
+from ..errors import StepError
+from ..findings import preflight
+from ..jobs import klist, kpatch
+from ..plan import derive_plan
+from ..pve import PveCallError, TaskFailedError, TaskTimeoutError, call, list_vms, wait_task
+from ..spec import LabSpec
+from .base import Check, Progress, StepOptions, register
+from .vms import desired_config
+
+STEP = "truenas_plex"
+DEFAULT_TEMPLATE = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
+DEFAULT_NFS_STORAGE = "truenas-media"
+
+
+@dataclass(frozen=True)
+class TnPlexFacts:
+    vms: dict[int, dict[str, Any]]  # vmid -> {"status", "config"}
+    cts: dict[int, dict[str, Any]]  # vmid -> {"status", "config"}
+    storages: tuple[str, ...]
+    nas_error: str = ""
+    shares: tuple[dict, ...] = ()
+    nfs_service: dict | None = None
+    workloads: tuple[dict, ...] = ()
+    pvs: tuple[dict, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def truenas_enabled(spec: LabSpec) -> bool:
+    return bool(spec.truenas and spec.truenas.enabled)
+
+
+def plex_config(spec: LabSpec, options: StepOptions) -> dict[str, str]:
+    """The container's config as PVE writes it back (strings), for create and for drift checks."""
+    ct = derive_plan(spec).containers[0]
+    cfg = {"hostname": ct.hostname, "cores": str(ct.cores), "memory": str(ct.memory_gb * 1024),
+           "unprivileged": "1" if ct.unprivileged else "0", "onboot": "1", "features": "nesting=1"}
+    for n in ct.nics:
+        net = ipaddress.IPv4Network(n.cidr)
+        nic = f"name=eth{n.slot[-1]},bridge={n.bridge},hwaddr={n.mac.upper() if n.mac else ''},ip={n.ip}/{net.prefixlen}"
+        if n.network == "management":
+            nic += f",gw={n.gateway}"
+        cfg[n.slot] = nic
+    if ct.gpu and spec.host.gpu:
+        cfg["dev0"] = f"{ct.gpu},gid={spec.host.gpu.render_gid}"
+    storage = str(options.extra.get("plex_nfs_storage") or DEFAULT_NFS_STORAGE)
+    for i, (share, mountpoint) in enumerate(ct.mounts):
+        sub = share.rstrip("/").rsplit("/", 1)[-1]
+        cfg[f"mp{i}"] = f"/mnt/pve/{storage}/{sub},mp={mountpoint}" if len(ct.mounts) > 1 else f"/mnt/pve/{storage},mp={mountpoint}"
+    return cfg
+
+
+def _props(text: str) -> dict[str, str] | None:
+    """``a=1,b=2`` -> dict; None when ``text`` is not a property string."""
+    parts = [p for p in str(text).split(",") if p]
+    if not parts or not all("=" in p for p in parts):
+        return None
+    return {k.strip().lower(): v.strip().lower() for k, v in (p.split("=", 1) for p in parts)}
+
+
+def same_value(have: Any, want: str) -> bool:
+    """PVE writes property strings back normalised (keys sorted, defaults such as ``type=veth``
+    added, MACs upper-case): equal when every wanted property has the wanted value."""
+    if have is None:
+        return False
+    hp, wp = _props(str(have)), _props(want)
+    if hp is not None and wp is not None:
+        return all(hp.get(k) == v for k, v in wp.items())
+    return str(have).lower() == want.lower()
+
+
+def root_only(key: str) -> bool:
+    """Config keys PVE lets only the root@pam *user* set (not an API token, even root's):
+    ``devN`` ("configuring device passthrough is only allowed for root@pam") and bind mounts
+    ``mpN`` of host paths ("Only root can pass arbitrary filesystem paths")."""
+    return key.startswith(("dev", "mp")) and key[-1].isdigit()
+
+
+def pct_set(vmid: int, keys: dict[str, str]) -> str:
+    return f"pct set {vmid} " + " ".join(f"-{k} {v}" for k, v in sorted(keys.items())) + f" && pct reboot {vmid}"
+
+
+def plan_config(spec: LabSpec, options: StepOptions | None = None) -> dict[str, str]:
+    """The Plex CT's config as the plan wants it (for tests and the notebook)."""
+    return plex_config(spec, options or StepOptions())
+
+
+def _nfs_server_of(volume: dict) -> str | None:
+    nfs = volume.get("nfs")
+    return nfs.get("server") if isinstance(nfs, dict) else None
+
+
+def plan_truenas_plex(spec: LabSpec, facts: TnPlexFacts, options: StepOptions) -> Plan:
+    changes: list[Change] = []
+    noops: list[Noop] = []
+    notes: list[str] = []
+    node_plan = derive_plan(spec)
+    t = spec.truenas
+    if truenas_enabled(spec):
+        errors = [f for f in preflight(spec, node_plan) if f.severity == "error"]
+        for f in errors:
+            changes.append(Change("action", "preflight", f.subject, f.id, reason=f"blocked: {f.message} — fix: {f.fix}",
+                                  data={"blocked": True, "message": f.message, "fix": f.fix}))
+        vm = node_plan.vm(t.name)
+        have = facts.vms.get(t.vmid)
+        if have is None:
+            params = {"vmid": t.vmid, **desired_config(spec, vm), "sockets": 1}
+            if options.extra.get("truenas_iso"):
+                params["ide2"] = f"{options.extra['truenas_iso']},media=cdrom"
+            changes.append(Change("create", "vm", t.name, new=f"{t.cores} vCPU, {t.memory_gb} GB, net0+net1",
+                                  data={"params": params, "vmid": t.vmid}))
+            changes.append(Change("action", "vm", t.name, "status", "stopped", "running", data={"start": t.vmid}))
+        else:
+            noops.append(Noop("vm", t.name, f"exists ({have['status']})"))
+            if have["status"] != "running":
+                changes.append(Change("action", "vm", t.name, "status", have["status"], "running", data={"start": t.vmid}))
+        stor = ipaddress.IPv4Network(spec.networks.storage.cidr)
+        for share in t.nfs_shares:
+            outside = [n for n in share.networks if not ipaddress.IPv4Network(n).subnet_of(stor)]
+            if outside:
+                changes.append(Change("action", "preflight", share.path, "networks", reason=f"blocked: {share.path} would be "
+                                      f"exported to {', '.join(outside)}, outside the storage network {stor}",
+                                      data={"blocked": True, "message": "NFS only on the storage network", "fix": "fix truenas.nfs_shares"}))
+                continue
+            cur = next((s for s in facts.shares if s.get("path") == share.path), None)
+            if cur is None or sorted(cur.get("networks") or []) != sorted(share.networks):
+                changes.append(Change("create" if cur is None else "update", "nfs-share", share.path, "networks",
+                                      None if cur is None else cur.get("networks"), share.networks,
+                                      data={"path": share.path, "networks": list(share.networks)}))
+            else:
+                noops.append(Noop("nfs-share", share.path, f"exported to {', '.join(share.networks)}"))
+        svc = facts.nfs_service or {}
+        if not (svc.get("enable") and svc.get("state") == "RUNNING"):
+            changes.append(Change("update", "service", "nfs", "state", svc.get("state", "unknown"), "RUNNING (enabled)",
+                                  data={"service": "nfs"}))
+        else:
+            noops.append(Noop("service", "nfs", "enabled and running"))
+        if facts.nas_error and t.vmid in facts.vms and facts.vms[t.vmid]["status"] == "running":
+            notes.append(f"TrueNAS API: {facts.nas_error}")
+    elif t is not None:
+        notes.append("TrueNAS is disabled in the spec (as in the seed): no VM, no exports; Plex's NFS media and "
+                     f"apps' NFS mounts point at {t.storage_ip}, which answers only once TrueNAS runs")
+    p = spec.plex
+    if p and p.enabled:
+        full = plex_config(spec, options)
+        want = {k: v for k, v in full.items() if not root_only(k)}
+        have = facts.cts.get(p.vmid)
+        cfg_now = (have or {}).get("config") or {}
+        missing = {k: v for k, v in full.items() if root_only(k) and not same_value(cfg_now.get(k), v)}
+        if missing:
+            notes.append("root@pam only (Proxmox refuses device passthrough and host bind mounts to API tokens): on the "
+                         f"host run  {pct_set(p.vmid, missing)}")
+        if have is None:
+            params = {"vmid": p.vmid, "ostemplate": str(options.extra.get("plex_template") or DEFAULT_TEMPLATE),
+                      "rootfs": f"{p.rootfs_storage}:{p.rootfs_gb}", "swap": 512, **want}
+            changes.append(Change("create", "ct", p.hostname, new=f"unprivileged, {p.cores} cores, {p.memory_gb} GB, "
+                                  + "net0+net1; dev0/mp0 by root (see the note)",
+                                  data={"params": params, "vmid": p.vmid}))
+            changes.append(Change("action", "ct", p.hostname, "status", "stopped", "running", data={"start": p.vmid}))
+        else:
+            cfg = have["config"]
+            for k, v in want.items():
+                if not same_value(cfg.get(k), v):
+                    changes.append(Change("update", "ct-config", p.hostname, k, cfg.get(k), v,
+                                          disruptive=k.startswith(("net", "unprivileged")),
+                                          data={"vmid": p.vmid, "set": {k: v}}))
+            if have["status"] != "running":
+                changes.append(Change("action", "ct", p.hostname, "status", have["status"], "running", data={"start": p.vmid}))
+            if not any(c.kind.startswith("ct") for c in changes):
+                noops.append(Noop("ct", p.hostname, "configured as planned and running"))
+        storage = str(options.extra.get("plex_nfs_storage") or DEFAULT_NFS_STORAGE)
+        if p.nfs_mounts and storage not in facts.storages:
+            notes.append(f"Proxmox storage {storage!r} (NFS from {t.storage_ip if t else 'TrueNAS'}) is missing: add it "
+                         f"(Datacenter > Storage > Add > NFS, ID {storage}) so /mnt/pve/{storage} exists for Plex's mp0")
+    if t is not None:
+        for w in facts.workloads:
+            vols = (((w.get("spec") or {}).get("template") or {}).get("spec") or {}).get("volumes") or []
+            for v in vols:
+                server = _nfs_server_of(v)
+                if server and server != t.storage_ip:
+                    md = w["metadata"]
+                    changes.append(Change("update", "nfs-mount", f"{w['kind']}/{md.get('namespace')}/{md['name']}",
+                                          f"volumes.{v['name']}.nfs.server", server, t.storage_ip, disruptive=True,
+                                          reason="NFS over the storage network (pods restart)",
+                                          data={"kind": w["kind"], "namespace": md.get("namespace"), "name": md["name"],
+                                                "volume": v["name"], "server": t.storage_ip}))
+        for pv in facts.pvs:
+            server = ((pv.get("spec") or {}).get("nfs") or {}).get("server")
+            if server and server != t.storage_ip:
+                notes.append(f"PV {pv['metadata']['name']} mounts NFS from {server}: a PV's source is immutable; create a "
+                             f"new PV/PVC with nfs.server {t.storage_ip} and point the workload at it")
+    return Plan(STEP, tuple(changes), tuple(noops), tuple(notes))
+
+
+# ---------------------------------------------------------------------------------------------
+# Observe / apply / checks
+
+
+def _lxc(pve: Any, node: str) -> dict[int, dict[str, Any]]:
+    out = {}
+    for item in call(f"list containers on {node}", pve.nodes(node).lxc.get):
+        vmid = int(item["vmid"])
+        cfg = call(f"read CT {vmid}", pve.nodes(node).lxc(vmid).config.get)
+        out[vmid] = {"status": str(item.get("status", "")), "config": {k: str(v) for k, v in cfg.items()}}
+    return out
+
+
+def observe(target: Any, spec: LabSpec, options: StepOptions) -> TnPlexFacts:
+    pve, node = target.pve, target.node
+    vms = {vmid: {"status": s.status, "config": s.config} for vmid, s in list_vms(pve, node).items()}
+    storages = tuple(s["storage"] for s in call("list storages", pve.storage.get))
+    shares: tuple[dict, ...] = ()
+    svc = None
+    err = ""
+    t = spec.truenas
+    if truenas_enabled(spec) and t.vmid in vms and vms[t.vmid]["status"] == "running":
+        try:
+            shares = tuple(target.truenas.nfs_shares())
+            svc = target.truenas.service("nfs")
+        except Exception as e:  # noqa: BLE001 - reported as a note and a failed check
+            err = str(e)
+    workloads: tuple[dict, ...] = ()
+    pvs: tuple[dict, ...] = ()
+    try:
+        api = target.kube()
+        workloads = tuple(w for k in ("Deployment", "StatefulSet") for w in klist(api, "apps/v1", k))
+        pvs = tuple(klist(api, "v1", "PersistentVolume"))
+    except Exception as e:  # noqa: BLE001 - no cluster yet: nothing to repoint
+        err = err or f"kubernetes: {e}"
+    return TnPlexFacts(vms, _lxc(pve, node), storages, err, shares, svc, workloads, pvs)
+
+
+def _pve(what: str, fn: Any, **kw: Any) -> Any:
+    try:
+        return call(what, fn, **kw)
+    except PveCallError as e:
+        raise StepError(STEP, str(e)) from e
+
+
+def _wait(pve: Any, node: str, upid: Any, timeout: float) -> None:
+    if isinstance(upid, str) and upid.startswith("UPID:"):
+        try:
+            wait_task(pve, node, upid, timeout=timeout)
+        except (TaskFailedError, TaskTimeoutError) as e:
+            raise StepError(STEP, str(e)) from e
+
+
+@register(STEP)
+class TrueNasPlexStep:
+    title = "TrueNAS (NFS on the storage network) and the Plex container"
+    options = {"truenas_iso": (str, ""), "plex_template": (str, DEFAULT_TEMPLATE),
+               "plex_nfs_storage": (str, DEFAULT_NFS_STORAGE)}
+
+    def observe(self, target: Any, spec: LabSpec, options: StepOptions) -> TnPlexFacts:
+        return observe(target, spec, options)
+
+    def plan(self, spec: LabSpec, observed: TnPlexFacts, options: StepOptions) -> Plan:
+        return plan_truenas_plex(spec, observed, options)
+
+    def apply(self, target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
+        blocked = [c for c in plan.changes if (c.data or {}).get("blocked")]
+        if blocked:
+            raise StepError(STEP, "refused: " + "; ".join(f"{c.data['message']} (fix: {c.data['fix']})" for c in blocked),
+                            resume="change the lab spec (or leave truenas.enabled: false), then re-run 60-truenas-plex")
+        pve, node, timeout = target.pve, target.node, options.wait_timeout_s
+        for c in plan.changes:
+            if c.kind == "vm" and c.op == "create":
+                progress.log(f"create VM {c.name}")
+                _wait(pve, node, _pve(f"create VM {c.name}", pve.nodes(node).qemu.post, **c.data["params"]), timeout)
+            elif c.kind == "ct" and c.op == "create":
+                progress.log(f"create CT {c.name}")
+                _wait(pve, node, _pve(f"create CT {c.name}", pve.nodes(node).lxc.post, **c.data["params"]), timeout)
+            elif c.kind == "ct-config":
+                _pve(f"update CT {c.name}", pve.nodes(node).lxc(c.data["vmid"]).config.put, **c.data["set"])
+        for c in plan.changes:
+            if c.kind in ("vm", "ct") and c.op == "action" and c.data.get("start"):
+                api = pve.nodes(node).qemu if c.kind == "vm" else pve.nodes(node).lxc
+                progress.log(f"start {c.kind.upper()} {c.name}")
+                _wait(pve, node, _pve(f"start {c.name}", api(c.data["start"]).status.start.post), timeout)
+        nas = [c for c in plan.changes if c.kind in ("nfs-share", "service")]
+        for c in nas:
+            if c.kind == "nfs-share":
+                progress.log(f"NFS share {c.data['path']} -> {', '.join(c.data['networks'])}")
+                target.truenas.ensure_nfs_share(c.data["path"], c.data["networks"])
+            else:
+                target.truenas.enable_service(c.data["service"])
+        api = None
+        for c in plan.changes:
+            if c.kind == "nfs-mount":
+                api = api or target.kube()
+                d = c.data
+                w = klist(api, "apps/v1", d["kind"], d["namespace"])
+                obj = next(o for o in w if o["metadata"]["name"] == d["name"])
+                vols = obj["spec"]["template"]["spec"]["volumes"]
+                for v in vols:
+                    if v["name"] == d["volume"]:
+                        v["nfs"]["server"] = d["server"]
+                kpatch(api, "apps/v1", d["kind"], d["name"], {"spec": {"template": {"spec": {"volumes": vols}}}}, d["namespace"])
+
+    def checks(self, target: Any, spec: LabSpec, options: StepOptions) -> list[Check]:
+        return checks_from(spec, observe(target, spec, options), options)
+
+
+def checks_from(spec: LabSpec, facts: TnPlexFacts, options: StepOptions) -> list[Check]:
+    out: list[Check] = []
+    t = spec.truenas
+    if truenas_enabled(spec):
+        vm = facts.vms.get(t.vmid)
+        cfg = (vm or {}).get("config") or {}
+        nics = [k for k in ("net0", "net1") if k in cfg]
+        out.append(Check("TrueNAS VM", t.name, "running with net0 (vmbr0) and net1 (vmbr1)",
+                         "absent" if vm is None else f"{vm['status']}, {', '.join(nics) or 'no NICs'}",
+                         bool(vm) and vm["status"] == "running" and len(nics) == 2, "re-run 60-truenas-plex with apply"))
+        for share in t.nfs_shares:
+            cur = next((s for s in facts.shares if s.get("path") == share.path), None)
+            out.append(Check("NFS export on the storage network", share.path, ", ".join(share.networks),
+                             "absent" if cur is None else ", ".join(cur.get("networks") or []) or "everyone",
+                             cur is not None and sorted(cur.get("networks") or []) == sorted(share.networks),
+                             facts.nas_error or "re-run 60-truenas-plex with apply"))
+        svc = facts.nfs_service or {}
+        out.append(Check("NFS service", t.name, "enabled, RUNNING", f"enable={svc.get('enable')}, {svc.get('state', 'unknown')}",
+                         bool(svc.get("enable")) and svc.get("state") == "RUNNING", facts.nas_error or "re-run with apply"))
+    p = spec.plex
+    if p and p.enabled:
+        ct = facts.cts.get(p.vmid)
+        cfg = (ct or {}).get("config") or {}
+        out.append(Check("Plex container", p.hostname, "running, unprivileged",
+                         "absent" if ct is None else f"{ct['status']}, unprivileged={cfg.get('unprivileged', '0')}",
+                         bool(ct) and ct["status"] == "running" and cfg.get("unprivileged") == "1", "re-run with apply"))
+        if p.gpu_passthrough and spec.host.gpu:
+            want = plex_config(spec, options)["dev0"]
+            out.append(Check("transcoding device passed to the container", p.hostname, want,
+                             cfg.get("dev0", "no dev0") + " (from the CT config; verify inside: pct exec "
+                             f"{p.vmid} -- ls -l {spec.host.gpu.render_node})", same_value(cfg.get("dev0"), want),
+                             f"as root on the host: {pct_set(p.vmid, {'dev0': want})} (Proxmox VE 8.1+; amdgpu loaded)"))
+        for i, m in enumerate(p.nfs_mounts):
+            want = plex_config(spec, options).get(f"mp{i}", "")
+            out.append(Check("NFS media bind mount", f"{p.hostname}:{m.mountpoint}", want, cfg.get(f"mp{i}", "absent"),
+                             same_value(cfg.get(f"mp{i}"), want), f"as root on the host: {pct_set(p.vmid, {f'mp{i}': want})}"))
+        storage = str(options.extra.get("plex_nfs_storage") or DEFAULT_NFS_STORAGE)
+        if p.nfs_mounts:
+            out.append(Check("host NFS storage for Plex media", storage, f"Proxmox NFS storage {storage} from "
+                             f"{t.storage_ip if t else 'TrueNAS'}", "present" if storage in facts.storages else "absent",
+                             storage in facts.storages, f"Datacenter > Storage > Add > NFS: ID {storage}, server "
+                             f"{t.storage_ip if t else '<TrueNAS>'}, export {p.nfs_mounts[0].share}"))
+    if t is not None:
+        wrong = [f"{w['metadata'].get('namespace')}/{w['metadata']['name']}" for w in facts.workloads
+                 for v in (((w.get("spec") or {}).get("template") or {}).get("spec") or {}).get("volumes") or []
+                 if _nfs_server_of(v) and _nfs_server_of(v) != t.storage_ip]
+        wrong += [f"PV {pv['metadata']['name']}" for pv in facts.pvs
+                  if ((pv.get("spec") or {}).get("nfs") or {}).get("server") not in (None, t.storage_ip)]
+        out.append(Check("NFS mounts use TrueNAS's storage address", "kubernetes", t.storage_ip,
+                         ", ".join(wrong) or "all NFS mounts use it", not wrong, "re-run with apply; PVs by hand (see the plan notes)"))
+    return out

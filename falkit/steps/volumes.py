@@ -1,0 +1,399 @@
+"""Step volumes (in 50-mayastor): move every Longhorn volume to Mayastor, then disable Longhorn.
+
+A PVC is on Longhorn when its StorageClass's provisioner is ``driver.longhorn.io``, when it names
+``spec.previous.longhorn_storage_class``, or when its PV's CSI driver is ``driver.longhorn.io``.
+Each such claim ``<ns>/<name>`` is copied to a new claim ``<ns>/<name>-mayastor`` on
+``spec.mayastor.storage_class`` (same size and access modes), one volume at a time:
+
+1. the new claim is created (annotation ``falkit.io/migrated-from: <name>``);
+2. every Deployment/StatefulSet mounting the old claim is scaled to 0; its replica count is kept
+   in the annotation ``falkit.io/original-replicas`` first, so a re-run after a crash (or an
+   operator rolling back) knows what to restore;
+3. a copy Job (``cp -a``), then a checksum Job on each claim (``falkit.jobs``); the checksums are
+   compared. **A mismatch stops the step** (:class:`~falkit.errors.StepError`): the workload is
+   scaled back up still pointing at the OLD claim, the new claim is left for inspection;
+4. the workload's ``spec.template.spec.volumes[].persistentVolumeClaim.claimName`` is patched to
+   the new claim and it is scaled back to its original replicas; the old claim gets
+   ``falkit.io/migrated-to``; the new one ``falkit.io/checksum``.
+
+The old claim is kept unless the option ``delete_old_volumes=True`` (a destructive change).
+Claims created from a StatefulSet's ``volumeClaimTemplates`` cannot be repointed (the templates are
+immutable): they are reported, not migrated, and Longhorn then stays enabled.
+
+Then Longhorn is disabled as the seed does: ``spec.gitops.longhorn_files`` under
+``<checkout>/<platform_path>`` are renamed ``*.disabled`` (the seed's rollback renames them back).
+This happens only when every Longhorn claim is migrated and verified, and never before. The
+checkout is ``spec.gitops.checkout`` (``~`` expanded) or the option ``gitops_checkout``; falkit
+does not commit or push (``gitops.push`` is for the operator). A missing checkout refuses apply
+with a StepError before anything is touched.
+
+Idempotent: claims already migrated (the new claim carries ``falkit.io/migrated-from``, the old
+``falkit.io/migrated-to``, and no workload mounts the old one) plan nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..diff import Change, Noop, Plan
+from ..errors import StepError
+from ..jobs import (
+    JobFailedError,
+    checksum_job,
+    copy_job,
+    job_name,
+    kcreate,
+    kdelete,
+    kget,
+    klist,
+    kpatch,
+    parse_checksum,
+    run_job,
+)
+from ..spec import LabSpec
+from .base import Check, Progress, StepOptions, register
+
+STEP = "volumes"
+LONGHORN = "driver.longhorn.io"
+MIGRATED_FROM = "falkit.io/migrated-from"
+MIGRATED_TO = "falkit.io/migrated-to"
+ORIGINAL_REPLICAS = "falkit.io/original-replicas"
+CHECKSUM = "falkit.io/checksum"
+SUFFIX = "-mayastor"
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+
+
+@dataclass(frozen=True)
+class GitopsFacts:
+    """``files``: name -> ``enabled`` | ``disabled`` | ``absent`` (under checkout/platform_path)."""
+
+    checkout: str
+    exists: bool
+    files: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VolumeFacts:
+    pvcs: tuple[dict, ...]
+    storage_classes: dict[str, dict]
+    pvs: dict[str, dict]
+    workloads: tuple[dict, ...]
+    gitops: GitopsFacts | None
+
+
+def new_claim_name(name: str) -> str:
+    """``data`` -> ``data-mayastor`` (cut to the 253-character object name limit)."""
+    return (name[: 253 - len(SUFFIX)] + SUFFIX) if not name.endswith(SUFFIX) else name
+
+
+def _ann(obj: dict) -> dict[str, str]:
+    return (obj.get("metadata") or {}).get("annotations") or {}
+
+
+def _key(obj: dict) -> tuple[str, str]:
+    md = obj["metadata"]
+    return md.get("namespace") or "", md["name"]
+
+
+def is_longhorn(spec: LabSpec, pvc: dict, storage_classes: dict[str, dict], pvs: dict[str, dict]) -> bool:
+    """True for a claim on Longhorn; never for a copy falkit made (``falkit.io/migrated-from``)."""
+    if _ann(pvc).get(MIGRATED_FROM):
+        return False
+    sc_name = (pvc.get("spec") or {}).get("storageClassName") or ""
+    sc = storage_classes.get(sc_name)
+    if sc is not None and sc.get("provisioner") == LONGHORN:
+        return True
+    if spec.previous and sc_name == spec.previous.longhorn_storage_class:
+        return True
+    pv = pvs.get((pvc.get("spec") or {}).get("volumeName") or "")
+    return bool(pv and ((pv.get("spec") or {}).get("csi") or {}).get("driver") == LONGHORN)
+
+
+def claims_in(workload: dict) -> list[str]:
+    vols = (((workload.get("spec") or {}).get("template") or {}).get("spec") or {}).get("volumes") or []
+    return [v["persistentVolumeClaim"]["claimName"] for v in vols if isinstance(v.get("persistentVolumeClaim"), dict)]
+
+
+def consumers(workloads: tuple[dict, ...], ns: str, claim: str) -> list[dict]:
+    return [w for w in workloads if (w["metadata"].get("namespace") or "") == ns and claim in claims_in(w)]
+
+
+def _from_template(workloads: tuple[dict, ...], ns: str, claim: str) -> str | None:
+    """The StatefulSet whose volumeClaimTemplates made ``claim`` (``<tpl>-<sts>-<ordinal>``)."""
+    for w in workloads:
+        if w["kind"] != "StatefulSet" or (w["metadata"].get("namespace") or "") != ns:
+            continue
+        for t in (w.get("spec") or {}).get("volumeClaimTemplates") or []:
+            if claim.startswith(f"{t['metadata']['name']}-{w['metadata']['name']}-"):
+                return w["metadata"]["name"]
+    return None
+
+
+def new_pvc(spec: LabSpec, old: dict) -> dict:
+    ns, name = _key(old)
+    s = old.get("spec") or {}
+    size = ((s.get("resources") or {}).get("requests") or {}).get("storage") \
+        or ((old.get("status") or {}).get("capacity") or {}).get("storage") or "1Gi"
+    return {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": new_claim_name(name), "namespace": ns,
+                     "labels": {**((old["metadata"].get("labels")) or {}), "app.kubernetes.io/managed-by": "falkit"},
+                     "annotations": {MIGRATED_FROM: name}},
+        "spec": {"accessModes": list(s.get("accessModes") or ["ReadWriteOnce"]),
+                 "resources": {"requests": {"storage": size}},
+                 "storageClassName": spec.mayastor.storage_class,
+                 **({"volumeMode": s["volumeMode"]} if s.get("volumeMode") else {})},
+    }
+
+
+def plan_volumes(spec: LabSpec, facts: VolumeFacts, options: StepOptions) -> Plan:
+    """Pure: one ``volume`` change per Longhorn claim to move, deletions of kept old claims when
+    ``delete_old_volumes``, and the GitOps change last (only when nothing is left on Longhorn)."""
+    changes: list[Change] = []
+    noops: list[Noop] = []
+    notes: list[str] = []
+    delete_old = bool(options.extra.get("delete_old_volumes", False))
+    by_key = {_key(p): p for p in facts.pvcs}
+    pending = 0
+    for pvc in sorted(facts.pvcs, key=_key):
+        if not is_longhorn(spec, pvc, facts.storage_classes, facts.pvs):
+            continue
+        ns, name = _key(pvc)
+        users = consumers(facts.workloads, ns, name)
+        target = by_key.get((ns, new_claim_name(name)))
+        done = _ann(pvc).get(MIGRATED_TO) and target is not None and _ann(target).get(MIGRATED_FROM) == name
+        if done and not users:
+            if delete_old:
+                changes.append(Change("delete", "pvc", f"{ns}/{name}", old=_ann(pvc).get(MIGRATED_TO), destructive=True,
+                                      reason="migrated and verified; option delete_old_volumes",
+                                      data={"namespace": ns, "name": name}))
+            else:
+                noops.append(Noop("volume", f"{ns}/{name}", f"migrated to {new_claim_name(name)} (old claim kept)"))
+            continue
+        sts = _from_template(facts.workloads, ns, name)
+        if sts:
+            pending += 1
+            notes.append(f"{ns}/{name} comes from StatefulSet {sts}'s volumeClaimTemplates, which are immutable: "
+                         "migrate it by hand (new StatefulSet on mayastor-3); Longhorn stays enabled")
+            continue
+        size = ((pvc.get("spec") or {}).get("resources") or {}).get("requests", {}).get("storage", "?")
+        wl = [f"{w['kind']}/{w['metadata']['name']}" for w in users]
+        changes.append(Change(
+            "create", "volume", f"{ns}/{name}", "", None, f"{ns}/{new_claim_name(name)} ({size} on {spec.mayastor.storage_class})",
+            reason="copy + checksum; " + (f"repoint {', '.join(wl)}" if wl else "no workload mounts it"),
+            data={"namespace": ns, "name": name, "new": new_pvc(spec, pvc),
+                  "workloads": [(w["kind"], w["metadata"]["name"]) for w in users]}))
+    g = facts.gitops
+    files = list(spec.gitops.longhorn_files) if spec.gitops else []
+    if g is None:
+        notes.append("no gitops section in the spec: Longhorn's manifests are not disabled by falkit")
+    elif not g.exists:
+        changes.append(Change("action", "gitops", g.checkout, reason="checkout missing", data={"blocked": True}))
+    elif pending:
+        notes.append("Longhorn is not disabled: some claims are still on it")
+    else:
+        enabled = [f for f in files if g.files.get(f) == "enabled"]
+        for f in enabled:
+            changes.append(Change("update", "gitops-file", f, "name", f, f + ".disabled",
+                                  reason="disable Longhorn as the seed does (after every volume is verified)",
+                                  data={"checkout": g.checkout, "file": f}))
+        if not enabled:
+            noops.append(Noop("gitops", g.checkout, "Longhorn manifests already disabled"
+                              if any(v == "disabled" for v in g.files.values()) else "no Longhorn manifests found"))
+    return Plan(STEP, tuple(changes), tuple(noops), tuple(notes))
+
+
+# ---------------------------------------------------------------------------------------------
+# Observe / apply / checks
+
+
+def checkout_path(spec: LabSpec, options: StepOptions) -> Path | None:
+    raw = options.extra.get("gitops_checkout") or (spec.gitops.checkout if spec.gitops else None)
+    return Path(raw).expanduser() if raw else None
+
+
+def observe_gitops(spec: LabSpec, options: StepOptions) -> GitopsFacts | None:
+    path = checkout_path(spec, options)
+    if path is None or spec.gitops is None:
+        return None
+    platform = path / spec.gitops.platform_path
+    files = {}
+    for f in spec.gitops.longhorn_files:
+        files[f] = "enabled" if (platform / f).is_file() else "disabled" if (platform / f"{f}.disabled").is_file() else "absent"
+    return GitopsFacts(str(path), path.is_dir(), files)
+
+
+def observe(target: Any, spec: LabSpec, options: StepOptions) -> VolumeFacts:
+    api = target.kube()
+    workloads = tuple(w for k in WORKLOAD_KINDS for w in klist(api, "apps/v1", k))
+    return VolumeFacts(
+        pvcs=tuple(klist(api, "v1", "PersistentVolumeClaim")),
+        storage_classes={s["metadata"]["name"]: s for s in klist(api, "storage.k8s.io/v1", "StorageClass")},
+        pvs={p["metadata"]["name"]: p for p in klist(api, "v1", "PersistentVolume")},
+        workloads=workloads,
+        gitops=observe_gitops(spec, options),
+    )
+
+
+def _wait(what: str, timeout: float, fn, poll: float = 0.2) -> None:
+    start = time.monotonic()
+    while not fn():
+        if time.monotonic() - start > timeout:
+            raise StepError(STEP, f"{what}: not done after {timeout:g} s")
+        time.sleep(poll)
+
+
+def _scaled_down(api: Any, kind: str, ns: str, name: str) -> bool:
+    w = kget(api, "apps/v1", kind, name, ns) or {}
+    st = w.get("status") or {}
+    return not st.get("readyReplicas") and not st.get("replicas")
+
+
+def _scaled_up(api: Any, kind: str, ns: str, name: str, want: int) -> bool:
+    w = kget(api, "apps/v1", kind, name, ns) or {}
+    return int((w.get("status") or {}).get("readyReplicas") or 0) >= want
+
+
+def _scale(api: Any, kind: str, ns: str, name: str, replicas: int, extra: dict | None = None) -> None:
+    body: dict[str, Any] = {"spec": {"replicas": replicas}}
+    if extra:
+        body.update(extra)
+    kpatch(api, "apps/v1", kind, name, body, ns)
+
+
+def _repoint(api: Any, kind: str, ns: str, name: str, old: str, new: str) -> None:
+    w = kget(api, "apps/v1", kind, name, ns)
+    vols = w["spec"]["template"]["spec"].get("volumes") or []
+    for v in vols:
+        if isinstance(v.get("persistentVolumeClaim"), dict) and v["persistentVolumeClaim"]["claimName"] == old:
+            v["persistentVolumeClaim"]["claimName"] = new
+    # volumes is a list: a merge patch replaces it whole, with every entry as read
+    kpatch(api, "apps/v1", kind, name, {"spec": {"template": {"spec": {"volumes": vols}}}}, ns)
+
+
+def _checksum(api: Any, ns: str, claim: str, timeout: float) -> str:
+    return parse_checksum(run_job(api, checksum_job(job_name("checksum", claim), ns, claim), timeout))
+
+
+def migrate_one(api: Any, c: Change, timeout: float, progress: Progress) -> str:
+    """Execute one ``volume`` change (see the module docstring). Returns the verified checksum."""
+    ns, old = c.data["namespace"], c.data["name"]
+    new = c.data["new"]["metadata"]["name"]
+    bar = progress.task(f"migrate {ns}/{old}", 5)
+    if kget(api, "v1", "PersistentVolumeClaim", new, ns) is None:
+        kcreate(api, c.data["new"])
+    _wait(f"{ns}/{new} Bound", timeout,
+          lambda: ((kget(api, "v1", "PersistentVolumeClaim", new, ns) or {}).get("status") or {}).get("phase") == "Bound")
+    bar(1, f"{new} bound")
+    originals: dict[tuple[str, str], int] = {}
+    for kind, name in c.data["workloads"]:
+        w = kget(api, "apps/v1", kind, name, ns) or {}
+        recorded = _ann(w).get(ORIGINAL_REPLICAS)
+        replicas = int(recorded) if recorded is not None else int((w.get("spec") or {}).get("replicas", 1))
+        originals[(kind, name)] = replicas
+        _scale(api, kind, ns, name, 0, {"metadata": {"annotations": {ORIGINAL_REPLICAS: str(replicas)}}})
+    for kind, name in originals:
+        _wait(f"{kind} {ns}/{name} scaled down", timeout, lambda k=kind, n=name: _scaled_down(api, k, ns, n))
+    bar(2, "workloads scaled down")
+
+    def restore(repoint: bool) -> None:
+        for (kind, name), replicas in originals.items():
+            if repoint:
+                _repoint(api, kind, ns, name, old, new)
+            _scale(api, kind, ns, name, replicas, {"metadata": {"annotations": {ORIGINAL_REPLICAS: None}}})
+
+    try:
+        run_job(api, copy_job(job_name("copy", old), ns, old, new), timeout)
+        bar(3, "copied")
+        src, dst = _checksum(api, ns, old, timeout), _checksum(api, ns, new, timeout)
+    except (JobFailedError, ValueError) as e:
+        restore(repoint=False)
+        raise StepError(STEP, f"{ns}/{old}: {e}; the workload still uses the old claim") from e
+    if src != dst:
+        restore(repoint=False)
+        raise StepError(STEP, f"{ns}/{old}: checksum mismatch after the copy (old {src[:16]}…, new {dst[:16]}…); "
+                              f"the workload still uses {old}; {new} is kept for inspection",
+                        resume=f"delete {ns}/{new}, find why the copy differs, then re-run the step")
+    bar(4, f"checksums match ({src[:12]}…)")
+    kpatch(api, "v1", "PersistentVolumeClaim", new, {"metadata": {"annotations": {CHECKSUM: src, MIGRATED_FROM: old}}}, ns)
+    kpatch(api, "v1", "PersistentVolumeClaim", old, {"metadata": {"annotations": {MIGRATED_TO: new}}}, ns)
+    restore(repoint=True)
+    for (kind, name), replicas in originals.items():
+        _wait(f"{kind} {ns}/{name} back up", timeout, lambda k=kind, n=name, r=replicas: _scaled_up(api, k, ns, n, r))
+    bar(5, f"{', '.join(f'{k}/{n}' for k, n in originals) or 'no workload'} on {new}")
+    return src
+
+
+def disable_longhorn(changes: list[Change], progress: Progress) -> None:
+    for c in changes:
+        src = Path(c.data["checkout"]) / _platform(c) / c.data["file"]
+        progress.log(f"rename {src} -> {src.name}.disabled")
+        src.rename(src.with_name(src.name + ".disabled"))
+
+
+def _platform(c: Change) -> str:
+    return c.data.get("platform_path", "")
+
+
+@register(STEP)
+class VolumesStep:
+    title = "Move Longhorn volumes to Mayastor, then disable Longhorn"
+    options = {"delete_old_volumes": (bool, False), "gitops_checkout": (str, "")}
+
+    def observe(self, target: Any, spec: LabSpec, options: StepOptions) -> VolumeFacts:
+        return observe(target, spec, options)
+
+    def plan(self, spec: LabSpec, observed: VolumeFacts, options: StepOptions) -> Plan:
+        return plan_volumes(spec, observed, options)
+
+    def apply(self, target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
+        spec = target.spec
+        blocked = [c for c in plan.changes if (c.data or {}).get("blocked")]
+        if blocked:
+            raise StepError(STEP, f"the GitOps checkout {blocked[0].name} does not exist: clone "
+                                  f"{spec.gitops.repo_url if spec.gitops else 'the GitOps repository'} there, or pass "
+                                  "the option gitops_checkout=<path>; nothing was changed")
+        api = target.kube()
+        for c in plan.changes:
+            if c.kind == "volume":
+                migrate_one(api, c, options.wait_timeout_s, progress)
+        for c in plan.changes:
+            if c.kind == "pvc" and c.op == "delete":
+                progress.log(f"delete old claim {c.name}")
+                kdelete(api, "v1", "PersistentVolumeClaim", c.data["name"], c.data["namespace"])
+        files = [c for c in plan.changes if c.kind == "gitops-file"]
+        if files:
+            # never before every volume is verified: re-observe, nothing may be left on Longhorn
+            again = plan_volumes(spec, observe(target, spec, options), StepOptions(extra={**options.extra,
+                                                                                           "delete_old_volumes": False}))
+            if any(c.kind == "volume" for c in again.changes) or any("still on it" in n for n in again.notes):
+                raise StepError(STEP, "Longhorn not disabled: some claims are still on Longhorn")
+            platform = spec.gitops.platform_path if spec.gitops else ""
+            disable_longhorn([Change(c.op, c.kind, c.name, data={**c.data, "platform_path": platform}) for c in files],
+                             progress)
+
+    def checks(self, target: Any, spec: LabSpec, options: StepOptions) -> list[Check]:
+        facts = observe(target, spec, options)
+        out = []
+        by_key = {_key(p): p for p in facts.pvcs}
+        for pvc in sorted(facts.pvcs, key=_key):
+            if not is_longhorn(spec, pvc, facts.storage_classes, facts.pvs):
+                continue
+            ns, name = _key(pvc)
+            new = by_key.get((ns, new_claim_name(name)))
+            users = [f"{w['kind']}/{w['metadata']['name']}" for w in consumers(facts.workloads, ns, name)]
+            ok = new is not None and bool(_ann(new).get(CHECKSUM)) and not users
+            observed = ("no copy" if new is None else f"copy {new['metadata']['name']} checksum "
+                        f"{(_ann(new).get(CHECKSUM) or 'unverified')[:12]}") + (f"; still mounted by {', '.join(users)}" if users else "")
+            out.append(Check("volume migrated", f"{ns}/{name}", f"{new_claim_name(name)} verified, old claim unused",
+                             observed, ok, "re-run the volumes step with apply"))
+        g = facts.gitops
+        if g is not None:
+            left = [f for f, s in g.files.items() if s == "enabled"]
+            out.append(Check("Longhorn disabled in GitOps", g.checkout, "longhorn manifests renamed *.disabled",
+                             "checkout missing" if not g.exists else (f"enabled: {', '.join(left)}" if left else "disabled"),
+                             g.exists and not left, "clone the GitOps repository and re-run the volumes step"))
+        return out

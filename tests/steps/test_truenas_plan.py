@@ -1,0 +1,110 @@
+"""60-truenas-plex, pure parts: with the seed's spec (TrueNAS disabled) only the Plex container is
+planned — unprivileged, ``dev0=/dev/dri/renderD128,gid=104``, both NICs with the planned MACs, the
+NFS media as a bind mount of the host's NFS storage; enabling TrueNAS with the seed's RAM
+allocation is refused (the host budget error, apply raises before touching the lab); an export
+outside the storage network is refused; shares/service planned from the NAS's state; NFS mounts
+of workloads moved to TrueNAS's storage address (disruptive); PVs reported, not rewritten."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from helpers import patched
+
+from falkit.errors import StepError
+from falkit.spec import spec_from_data
+from falkit.steps.base import StepOptions
+from falkit.steps.truenas_plex import (
+    TnPlexFacts,
+    TrueNasPlexStep,
+    checks_from,
+    plan_config,
+    plan_truenas_plex,
+)
+from falkit.yamlsrc import parse_yaml
+
+
+def spec_with(patch):
+    d, pos = parse_yaml(yaml.safe_dump(patched(patch)), "lab.yaml")
+    return spec_from_data(d, pos)
+
+
+def empty(**kw):
+    return TnPlexFacts(vms={}, cts={}, storages=("local", "local-lvm", "helford"), **kw)
+
+
+def test_seed_plans_plex_only(fal):
+    plan = plan_truenas_plex(fal, empty(), StepOptions())
+    assert [(c.op, c.kind, c.name) for c in plan.changes] == [("create", "ct", "plex"), ("action", "ct", "plex")]
+    p = plan.changes[0].data["params"]
+    assert p["vmid"] == 400 and p["unprivileged"] == "1" and p["cores"] == "2" and p["memory"] == "2048"
+    assert p["rootfs"] == "local-lvm:8"
+    assert "dev0" not in p and "mp0" not in p  # root@pam only: PVE refuses them to API tokens
+    assert p["net0"] == "name=eth0,bridge=vmbr0,hwaddr=52:54:00:10:10:30,ip=10.10.0.30/24,gw=10.10.0.1"
+    assert p["net1"] == "name=eth1,bridge=vmbr1,hwaddr=52:54:00:10:11:30,ip=10.11.0.30/24"
+    cmd = "pct set 400 -dev0 /dev/dri/renderD128,gid=104 -mp0 /mnt/pve/truenas-media,mp=/media && pct reboot 400"
+    assert any(cmd in n for n in plan.notes)
+    assert p["ostemplate"].startswith("local:vztmpl/debian-12")
+    assert any("TrueNAS is disabled" in n for n in plan.notes)
+    assert any("truenas-media" in n and "missing" in n for n in plan.notes)
+
+
+def test_enabling_truenas_with_seed_ram_is_refused():
+    spec = spec_with({"truenas.enabled": True})
+    plan = plan_truenas_plex(spec, empty(), StepOptions())
+    blocked = [c for c in plan.changes if (c.data or {}).get("blocked")]
+    assert [c.field for c in blocked] == ["budget.memory"]
+    assert "GB over" in blocked[0].reason
+    with pytest.raises(StepError, match="refused: VMs 39 GB"):
+        TrueNasPlexStep().apply(None, plan, StepOptions(apply=True), None)  # before any API call
+
+
+def test_enabled_truenas_within_budget_plans_vm_shares_service():
+    spec = spec_with({"truenas.enabled": True, "truenas.memory_gb": 4, "host.memory_gb": 64})
+    plan = plan_truenas_plex(spec, empty(), StepOptions())
+    kinds = [(c.op, c.kind, c.name) for c in plan.changes if c.kind not in ("ct",)]
+    assert kinds == [("create", "vm", "truenas"), ("action", "vm", "truenas"),
+                     ("create", "nfs-share", "/mnt/tank/media"), ("update", "service", "nfs")]
+    vm = plan.changes[0].data["params"]
+    assert vm["net0"] == "virtio=52:54:00:10:10:20,bridge=vmbr0" and vm["net1"] == "virtio=52:54:00:10:11:20,bridge=vmbr1"
+    share = plan.changes[2].data
+    assert share == {"path": "/mnt/tank/media", "networks": ["10.11.0.0/24"]}
+    done = empty(shares=({"id": 1, "path": "/mnt/tank/media", "networks": ["10.11.0.0/24"]},),
+                 nfs_service={"enable": True, "state": "RUNNING"})
+    done = TnPlexFacts({300: {"status": "running", "config": {"net0": "x", "net1": "y"}}}, {}, done.storages, "",
+                       done.shares, done.nfs_service)
+    again = plan_truenas_plex(spec, done, StepOptions())
+    assert not [c for c in again.changes if c.kind in ("vm", "nfs-share", "service")]
+
+
+def test_export_outside_storage_network_is_refused():
+    spec = spec_with({"truenas.enabled": True, "truenas.memory_gb": 4, "host.memory_gb": 64,
+                      "truenas.nfs_shares": [{"path": "/mnt/tank/media", "networks": ["10.10.0.0/24"]}]})
+    plan = plan_truenas_plex(spec, empty(), StepOptions())
+    assert [c.name for c in plan.changes if (c.data or {}).get("blocked")] == ["/mnt/tank/media"]
+
+
+def test_nfs_mounts_move_to_storage_address(fal):
+    dep = {"kind": "Deployment", "metadata": {"namespace": "media", "name": "sonarr"},
+           "spec": {"template": {"spec": {"volumes": [{"name": "media", "nfs": {"server": "10.30.0.20", "path": "/mnt/tank/media"}},
+                                                       {"name": "ok", "nfs": {"server": "10.11.0.20", "path": "/x"}}]}}}}
+    pv = {"metadata": {"name": "media-pv"}, "spec": {"nfs": {"server": "10.30.0.20", "path": "/mnt/tank/media"}}}
+    plan = plan_truenas_plex(fal, TnPlexFacts({}, {}, (), workloads=(dep,), pvs=(pv,)), StepOptions())
+    moves = [c for c in plan.changes if c.kind == "nfs-mount"]
+    assert [(c.name, c.old, c.new, c.disruptive) for c in moves] == [
+        ("Deployment/media/sonarr", "10.30.0.20", "10.11.0.20", True)]
+    assert any("PV media-pv" in n for n in plan.notes)
+    check = [c for c in checks_from(fal, TnPlexFacts({}, {}, (), workloads=(dep,), pvs=(pv,)), StepOptions())
+             if c.check.startswith("NFS mounts")][0]
+    assert not check.ok and "media/sonarr" in check.observed and "PV media-pv" in check.observed
+
+
+def test_plex_checks_read_the_container_config(fal):
+    cfg = plan_config(fal)
+    facts = TnPlexFacts({}, {400: {"status": "running", "config": cfg}}, ("truenas-media",))
+    checks = {c.check: c for c in checks_from(fal, facts, StepOptions())}
+    assert checks["Plex container"].ok
+    gpu = checks["transcoding device passed to the container"]
+    assert gpu.ok and "pct exec 400 -- ls -l /dev/dri/renderD128" in gpu.observed
+    assert checks["NFS media bind mount"].ok and checks["host NFS storage for Plex media"].ok
+    assert plan_truenas_plex(fal, facts, StepOptions()).changes == ()

@@ -1,0 +1,49 @@
+"""60-truenas-plex against the twin (``falkit.target.connect`` starts it in a temp state dir; real
+fakepve over HTTPS): the Plex container is created through the API token unprivileged with both
+NICs and the planned MACs and started; a second plan is empty (PVE's normalised property strings
+compare equal); the GPU and bind-mount checks fail honestly with the root-only ``pct set`` fix,
+because Proxmox refuses ``dev0``/host bind mounts to API tokens (fakepve answers 403 as PVE does)."""
+
+from __future__ import annotations
+
+import pytest
+
+from falkit.steps.base import StepOptions
+from falkit.steps.truenas_plex import TrueNasPlexStep
+from falkit.target import connect
+from falkit.twin import supervisor
+
+
+class Log:
+    def task(self, name, total=None):
+        return lambda v, m="": None
+
+    def log(self, m):
+        pass
+
+
+@pytest.fixture
+def twin(tmp_path):
+    t = connect("parameters/fal.yaml", "twin", state_dir=tmp_path)
+    try:
+        yield t
+    finally:
+        t.close()
+        supervisor.down(tmp_path / "twin")
+
+
+def test_plex_container_on_the_twin(twin):
+    step, opts = TrueNasPlexStep(), StepOptions(apply=True)
+    plan = step.plan(twin.spec, step.observe(twin, twin.spec, opts), opts)
+    assert [(c.op, c.kind) for c in plan.changes] == [("create", "ct"), ("action", "ct")]
+    step.apply(twin, plan, opts, Log())
+    cfg = twin.pve.nodes(twin.node).lxc(400).config.get()
+    assert cfg["unprivileged"] == 1 or str(cfg["unprivileged"]) == "1"
+    assert "hwaddr=52:54:00:10:10:30" in cfg["net0"].lower() and "bridge=vmbr1" in cfg["net1"]
+    assert twin.pve.nodes(twin.node).lxc(400).status.current.get()["status"] == "running"
+    again = step.plan(twin.spec, step.observe(twin, twin.spec, opts), opts)
+    assert again.empty, str(again)
+    checks = {c.check: c for c in step.checks(twin, twin.spec, opts)}
+    assert checks["Plex container"].ok
+    gpu = checks["transcoding device passed to the container"]
+    assert not gpu.ok and gpu.fix.startswith("as root on the host: pct set 400 -dev0 /dev/dri/renderD128,gid=104")

@@ -1,0 +1,159 @@
+"""volumes (50-mayastor), pure parts as data tables: which claims are on Longhorn (by StorageClass
+provisioner, by the previous class name, by the PV's CSI driver; never falkit's own copies), one
+migration per claim with the workloads to repoint, already-migrated claims planning nothing, old
+claims deleted only with ``delete_old_volumes`` (destructive), claims from volumeClaimTemplates
+reported and keeping Longhorn enabled, a missing GitOps checkout refusing apply before anything,
+and the seed's ``*.disabled`` rename in a checkout laid out as the seed's repository."""
+
+from __future__ import annotations
+
+import pytest
+
+from falkit.errors import StepError
+from falkit.steps.base import StepOptions
+from falkit.steps.volumes import (
+    MIGRATED_FROM,
+    MIGRATED_TO,
+    GitopsFacts,
+    VolumeFacts,
+    VolumesStep,
+    disable_longhorn,
+    is_longhorn,
+    new_claim_name,
+    observe_gitops,
+    plan_volumes,
+)
+
+LH_SC = {"metadata": {"name": "longhorn"}, "provisioner": "driver.longhorn.io"}
+MS_SC = {"metadata": {"name": "mayastor-3"}, "provisioner": "io.openebs.csi-mayastor"}
+
+
+def pvc(ns, name, sc="longhorn", pv=None, ann=None, size="5Gi"):
+    return {"metadata": {"namespace": ns, "name": name, "annotations": ann or {}},
+            "spec": {"storageClassName": sc, "volumeName": pv, "accessModes": ["ReadWriteOnce"],
+                     "resources": {"requests": {"storage": size}}}, "status": {"phase": "Bound"}}
+
+
+def deploy(ns, name, claim, kind="Deployment", replicas=1):
+    return {"kind": kind, "metadata": {"namespace": ns, "name": name},
+            "spec": {"replicas": replicas, "template": {"spec": {"volumes": [
+                {"name": "config", "persistentVolumeClaim": {"claimName": claim}}]}}}}
+
+
+def gitops(files=None, exists=True):
+    return GitopsFacts("/gitops", exists, files if files is not None else {
+        "longhorn-app.yaml": "enabled", "longhorn-ingress-app.yaml": "enabled", "longhorn-rbac-app.yaml": "enabled"})
+
+
+def facts(pvcs, workloads=(), g=None, pvs=None, classes=(LH_SC, MS_SC)):
+    return VolumeFacts(tuple(pvcs), {c["metadata"]["name"]: c for c in classes}, pvs or {}, tuple(workloads),
+                       g if g is not None else gitops())
+
+
+LONGHORN_CASES = [
+    (pvc("m", "a", sc="longhorn"), {}, True),  # by provisioner
+    (pvc("m", "a", sc="old-class", pv="pv-1"), {"pv-1": {"spec": {"csi": {"driver": "driver.longhorn.io"}}}}, True),
+    (pvc("m", "a", sc="mayastor-3"), {}, False),
+    (pvc("m", "a-mayastor", sc="longhorn", ann={MIGRATED_FROM: "a"}), {}, False),  # falkit's own copy
+]
+
+
+@pytest.mark.parametrize(("claim", "pvs", "want"), LONGHORN_CASES)
+def test_is_longhorn(fal, claim, pvs, want):
+    assert is_longhorn(fal, claim, {"longhorn": LH_SC, "mayastor-3": MS_SC}, pvs) is want
+
+
+def test_longhorn_by_previous_class_name(fal):
+    assert is_longhorn(fal, pvc("m", "a", sc="longhorn"), {}, {})  # spec.previous.longhorn_storage_class
+
+
+def test_plan_migrates_each_claim_then_disables_longhorn(fal):
+    f = facts([pvc("media", "sonarr-config"), pvc("media", "radarr-config"), pvc("media", "cache", sc="mayastor-3")],
+              [deploy("media", "sonarr", "sonarr-config"), deploy("media", "radarr", "radarr-config", replicas=2)])
+    plan = plan_volumes(fal, f, StepOptions())
+    vols = [c for c in plan.changes if c.kind == "volume"]
+    assert [c.name for c in vols] == ["media/radarr-config", "media/sonarr-config"]
+    radarr = vols[0].data
+    assert radarr["workloads"] == [("Deployment", "radarr")]
+    assert radarr["new"]["metadata"] == {"name": "radarr-config-mayastor", "namespace": "media",
+                                         "labels": {"app.kubernetes.io/managed-by": "falkit"},
+                                         "annotations": {MIGRATED_FROM: "radarr-config"}}
+    assert radarr["new"]["spec"]["storageClassName"] == "mayastor-3"
+    assert radarr["new"]["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    files = [c for c in plan.changes if c.kind == "gitops-file"]
+    assert [c.new for c in files] == ["longhorn-app.yaml.disabled", "longhorn-ingress-app.yaml.disabled",
+                                      "longhorn-rbac-app.yaml.disabled"]
+    assert plan.changes.index(files[0]) > plan.changes.index(vols[-1])  # never before the volumes
+    assert not plan.destructive
+
+
+def migrated_facts(g=None):
+    return facts([pvc("media", "sonarr-config", ann={MIGRATED_TO: "sonarr-config-mayastor"}),
+                  pvc("media", "sonarr-config-mayastor", sc="mayastor-3", ann={MIGRATED_FROM: "sonarr-config"})],
+                 [deploy("media", "sonarr", "sonarr-config-mayastor")],
+                 g or gitops({"longhorn-app.yaml": "disabled", "longhorn-ingress-app.yaml": "disabled",
+                              "longhorn-rbac-app.yaml": "disabled"}))
+
+
+def test_rerun_plans_nothing(fal):
+    plan = plan_volumes(fal, migrated_facts(), StepOptions())
+    assert plan.empty, str(plan)
+    assert {n.kind for n in plan.noops} == {"volume", "gitops"}
+
+
+def test_delete_old_volumes_is_destructive(fal):
+    plan = plan_volumes(fal, migrated_facts(), StepOptions(extra={"delete_old_volumes": True}))
+    assert [(c.op, c.kind, c.name, c.destructive) for c in plan.changes] == [("delete", "pvc", "media/sonarr-config", True)]
+
+
+def test_volume_claim_templates_keep_longhorn(fal):
+    sts = deploy("db", "pg", "other", kind="StatefulSet")
+    sts["spec"]["volumeClaimTemplates"] = [{"metadata": {"name": "data"}}]
+    plan = plan_volumes(fal, facts([pvc("db", "data-pg-0")], [sts]), StepOptions())
+    assert not [c for c in plan.changes if c.kind in ("volume", "gitops-file")]
+    assert any("volumeClaimTemplates" in n for n in plan.notes)
+
+
+def test_missing_checkout_refuses_before_anything(fal):
+    plan = plan_volumes(fal, facts([pvc("media", "a")], g=gitops(exists=False)), StepOptions())
+    assert [c.kind for c in plan.changes] == ["volume", "gitops"]
+    with pytest.raises(StepError, match="GitOps checkout /gitops does not exist"):
+        VolumesStep().apply(_NoLab(fal), plan, StepOptions(apply=True), None)
+
+
+class _NoLab:
+    """A target whose Kubernetes must not be reached (apply refuses first)."""
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def kube(self):  # pragma: no cover - reaching it is the failure
+        raise AssertionError("apply touched the lab before refusing")
+
+
+def test_disable_longhorn_in_seed_layout(fal, tmp_path):
+    platform = tmp_path / "kubernetes" / "platform"
+    platform.mkdir(parents=True)
+    for f in fal.gitops.longhorn_files + ["traefik-app.yaml"]:
+        (platform / f).write_text("kind: Application\n")
+    opts = StepOptions(extra={"gitops_checkout": str(tmp_path)})
+    g = observe_gitops(fal, opts)
+    assert g.exists and set(g.files.values()) == {"enabled"}
+    plan = plan_volumes(fal, facts([], g=g), opts)
+    files = [c for c in plan.changes if c.kind == "gitops-file"]
+    disable_longhorn([type(c)(c.op, c.kind, c.name, data={**c.data, "platform_path": fal.gitops.platform_path})
+                      for c in files], _Log())
+    assert sorted(p.name for p in platform.iterdir()) == sorted(
+        [f + ".disabled" for f in fal.gitops.longhorn_files] + ["traefik-app.yaml"])
+    assert plan_volumes(fal, facts([], g=observe_gitops(fal, opts)), opts).empty
+
+
+class _Log:
+    def log(self, message):
+        pass
+
+
+def test_new_claim_name():
+    assert new_claim_name("data") == "data-mayastor"
+    assert new_claim_name("data-mayastor") == "data-mayastor"
+    assert len(new_claim_name("x" * 253)) == 253

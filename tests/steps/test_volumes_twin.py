@@ -1,0 +1,139 @@
+"""volumes against the running twin lab (kube emulator + lab controllers over HTTP, a real pve
+process): the "before" lab's Longhorn claims of the media apps are copied, checksummed by the twin's
+Job controller, the Deployments scaled down, repointed to the new claims and scaled back up; a
+re-run plans nothing; a corrupted copy (the twin's ``corrupt_copy`` fault) is detected, stops the
+step with StepError and leaves the workload on its OLD claim, scaled back up; Longhorn's manifests
+are renamed only after every volume is verified.
+
+The twin's Mayastor binds volumes only on migrated workers (30-talos has to run first), so these
+tests copy to a target StorageClass the twin's Longhorn provisions; the mechanics under test —
+scale, copy, checksum, compare, repoint, GitOps — are the same whatever the target class is.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "twin"))
+from helpers import patched  # noqa: E402
+from lab_fixtures import start_lab  # noqa: E402
+
+from falkit.errors import StepError  # noqa: E402
+from falkit.jobs import kcreate, kget, klist  # noqa: E402
+from falkit.spec import spec_from_data  # noqa: E402
+from falkit.steps.base import StepOptions  # noqa: E402
+from falkit.steps.volumes import CHECKSUM, MIGRATED_TO, ORIGINAL_REPLICAS, VolumesStep  # noqa: E402
+from falkit.yamlsrc import parse_yaml  # noqa: E402
+
+TARGET_CLASS = "migration-target"
+
+
+@dataclass
+class KubeTarget:
+    spec: Any
+    api: Any
+    kind: str = "twin"
+
+    def kube(self):
+        return self.api
+
+
+class Log:
+    def __init__(self):
+        self.lines, self.bars = [], {}
+
+    def task(self, name, total=None):
+        self.bars[name] = []
+        return lambda v, m="": self.bars[name].append((v, m))
+
+    def log(self, m):
+        self.lines.append(m)
+
+
+@pytest.fixture
+def lab(tmp_path):
+    lab, stop = start_lab(tmp_path, "before")
+    try:
+        yield lab
+    finally:
+        stop()
+
+
+@pytest.fixture
+def setup(lab, tmp_path):
+    d, pos = parse_yaml(yaml.safe_dump(patched({"mayastor.storage_class": TARGET_CLASS})), "lab.yaml")
+    spec = spec_from_data(d, pos)
+    kcreate(lab.api, {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": TARGET_CLASS},
+                      "provisioner": "driver.longhorn.io", "parameters": {"numberOfReplicas": "1"}})
+    checkout = tmp_path / "gitops"
+    platform = checkout / spec.gitops.platform_path
+    platform.mkdir(parents=True)
+    for f in spec.gitops.longhorn_files:
+        (platform / f).write_text("kind: Application\n")
+    lab.wait(lambda: all((p.get("status") or {}).get("phase") == "Bound"
+                         for p in klist(lab.api, "v1", "PersistentVolumeClaim", "media"))
+             and klist(lab.api, "v1", "PersistentVolumeClaim", "media"), what="media claims bound")
+    return KubeTarget(spec, lab.api), StepOptions(apply=True, wait_timeout_s=20, extra={"gitops_checkout": str(checkout)}), platform
+
+
+def claim_of(api, name):
+    d = kget(api, "apps/v1", "Deployment", name, "media")
+    return [v["persistentVolumeClaim"]["claimName"] for v in d["spec"]["template"]["spec"]["volumes"]
+            if "persistentVolumeClaim" in v][0]
+
+
+def test_migration_on_the_twin(lab, setup):
+    target, opts, platform = setup
+    step = VolumesStep()
+    plan = step.plan(target.spec, step.observe(target, target.spec, opts), opts)
+    vols = [c.name for c in plan.changes if c.kind == "volume"]
+    assert vols and all(n.startswith("media/") for n in vols)
+    before = {c.data["name"]: claim_of(lab.api, w[1]) for c in plan.changes if c.kind == "volume" for w in c.data["workloads"]}
+    step.apply(target, plan, opts, Log())
+    for c in plan.changes:
+        if c.kind != "volume":
+            continue
+        ns, old = c.data["namespace"], c.data["name"]
+        new = kget(lab.api, "v1", "PersistentVolumeClaim", old + "-mayastor", ns)
+        src = kget(lab.api, "v1", "PersistentVolumeClaim", old, ns)
+        assert new["metadata"]["annotations"][CHECKSUM]
+        assert src["metadata"]["annotations"][MIGRATED_TO] == old + "-mayastor"
+        for kind, name in c.data["workloads"]:
+            assert claim_of(lab.api, name) == old + "-mayastor"
+            d = kget(lab.api, "apps/v1", kind, name, ns)
+            assert ORIGINAL_REPLICAS not in (d["metadata"].get("annotations") or {})
+            assert d["status"].get("readyReplicas") == d["spec"]["replicas"]
+        # the twin's data: the copy carries the source's checksum
+        pv_old, pv_new = src["spec"]["volumeName"], new["spec"]["volumeName"]
+        assert lab.ctx.volumes[pv_old].checksum == lab.ctx.volumes[pv_new].checksum
+    assert before  # the workloads did mount the old claims
+    assert sorted(p.name for p in platform.iterdir()) == sorted(f + ".disabled" for f in target.spec.gitops.longhorn_files)
+    again = step.plan(target.spec, step.observe(target, target.spec, opts), opts)
+    assert again.empty, str(again)
+    assert all(c.ok for c in step.checks(target, target.spec, opts))
+
+
+def test_corrupted_copy_stops_the_step(lab, setup):
+    target, opts, platform = setup
+    lab.ctx.extra.setdefault("faults", {})["corrupt_copy"] = ["*"]  # the twin's own fault state
+    step = VolumesStep()
+    plan = step.plan(target.spec, step.observe(target, target.spec, opts), opts)
+    first = next(c for c in plan.changes if c.kind == "volume" and c.data["workloads"])
+    kind, name = first.data["workloads"][0]
+    replicas = kget(lab.api, "apps/v1", kind, name, "media")["spec"]["replicas"]
+    with pytest.raises(StepError, match="checksum mismatch"):
+        step.apply(target, plan, opts, Log())
+    assert claim_of(lab.api, name) == first.data["name"]  # still the OLD claim
+    d = kget(lab.api, "apps/v1", kind, name, "media")
+    assert d["spec"]["replicas"] == replicas
+    assert ORIGINAL_REPLICAS not in (d["metadata"].get("annotations") or {})
+    src = kget(lab.api, "v1", "PersistentVolumeClaim", first.data["name"], "media")
+    assert MIGRATED_TO not in (src["metadata"].get("annotations") or {})
+    assert sorted(p.name for p in platform.iterdir()) == sorted(target.spec.gitops.longhorn_files)  # Longhorn kept
+    assert not all(c.ok for c in step.checks(target, target.spec, opts))
