@@ -504,6 +504,10 @@ def mayastor_application(spec: Any) -> dict:
                        namespace=spec.mayastor.namespace, values=mv.helm_values(spec))
 
 
+# The Longhorn UI was a LoadBalancer on 10.30.0.70 (MetalLB) before the migration.
+_LONGHORN_VALUES = {"service": {"ui": {"type": "LoadBalancer"}},
+                    "persistence": {"defaultClass": True, "defaultClassReplicaCount": 1}}
+
 _TRAEFIK_SERVICE = """\
 # Traefik's LoadBalancer Service. The address is requested from the load balancer by annotation.
 apiVersion: v1
@@ -664,7 +668,7 @@ def make_fixture_repo(path: str | os.PathLike, spec: Any, *, state: str = "befor
     longhorn = {
         "longhorn-app.yaml": yaml.safe_dump(application("longhorn", "https://charts.longhorn.io", chart="longhorn",
                                                         revision=spec.versions.longhorn, namespace="longhorn-system",
-                                                        prune=False), sort_keys=False),
+                                                        prune=False, values=_LONGHORN_VALUES), sort_keys=False),
         "longhorn-ingress-app.yaml": yaml.safe_dump(application("longhorn-ingress", url,
                                                                 path=f"{g.platform_path}/longhorn-ingress",
                                                                 namespace="longhorn-system"), sort_keys=False),

@@ -92,9 +92,21 @@ class LabProcess:
 
 
 async def serve(state_dir: Path, host: str = "127.0.0.1", port: int = 0, *,
-                lab: LabProcess | None = None) -> None:
-    lab = lab or LabProcess()
+                lab: LabProcess | None = None, args: argparse.Namespace | None = None) -> None:
+    """Serve the emulator and, with ``args`` (the lab options), the lab: the lab API under
+    ``/lab``, the before/empty state and the controllers (:func:`falkit.twin.lab.install`)."""
+    ctx = None
+    if lab is None:
+        store = Store()
+        app = build_app(store)
+        if args is not None:
+            from .lab import install
+
+            ctx = install(app, store, args)
+        lab = LabProcess(store, app)
     url = await lab.start(host, port)
+    if ctx is not None:
+        ctx.kube_server = url
     write_json_atomic(state_dir / "lab.json", {"pid": os.getpid(), "kube_server": url, "lab_api": url + "/lab"})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -111,8 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--state-dir", required=True, type=Path)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--emulator-only", action="store_true", help="serve the Kubernetes emulator without the lab")
+    from .lab.api import add_arguments
+
+    add_arguments(ap)
     args = ap.parse_args(argv)
-    asyncio.run(serve(args.state_dir, args.host, args.port))
+    asyncio.run(serve(args.state_dir, args.host, args.port, args=None if args.emulator_only else args))
     return 0
 
 

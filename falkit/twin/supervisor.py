@@ -171,6 +171,18 @@ def load_spec_any(spec_path: str | os.PathLike | dict) -> Any:
         return yaml.safe_load(fh)
 
 
+def _spec_file(spec_path: Any, root: Path) -> Path | None:
+    """A file the lab process can load the spec from: the given path, or a dump of a spec object."""
+    if isinstance(spec_path, str | os.PathLike):
+        return Path(spec_path).resolve()
+    data = spec_path.model_dump(mode="json", exclude_unset=True) if hasattr(spec_path, "model_dump") else spec_path
+    if not isinstance(data, dict):
+        return None
+    out = root / "spec.json"
+    _write_json(out, data)
+    return out
+
+
 # ------------------------------------------------------------------ processes
 
 def _cmdline(pid: int) -> list[str] | None:
@@ -354,8 +366,14 @@ def up(spec_path: str | os.PathLike | dict, state: str = "before", state_dir: st
                      "--state-dir", str(root)]}
     if restore:
         argvs["pve"] += ["--restore", str(Path(restore).resolve())]
+    gitops_dir = _gitops_fixture(spec_path, root, state) if with_lab else None
     if with_lab:
-        argvs["lab"] = [sys.executable, "-m", "falkit.twin.lab_process", "--state-dir", str(root)]
+        argvs["lab"] = [sys.executable, "-m", "falkit.twin.lab_process", "--state-dir", str(root),
+                        "--state", state, "--time-factor", str(float(time_factor)),
+                        "--pve-conn", str(root / "pve.json")]
+        spec_file = _spec_file(spec_path, root)
+        if spec_file:
+            argvs["lab"] += ["--spec", str(spec_file)]
     procs: dict[str, subprocess.Popen] = {}
     try:
         for name, argv in argvs.items():
@@ -380,8 +398,25 @@ def up(spec_path: str | os.PathLike | dict, state: str = "before", state_dir: st
     _write_json(root / "pids.json", {"processes": recorded})
     started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     conn = _connection(root, ready["pve"], ready.get("lab"), started)
+    if gitops_dir is not None:
+        conn["gitops"] = {"checkout": str(gitops_dir)}
     _write_json(root / "connection.json", conn, mode=0o600)
     return conn
+
+
+def _gitops_fixture(spec_path: Any, root: Path, state: str) -> Path | None:
+    """The twin's GitOps repository (the seed's layout) at ``STATE_DIR/gitops``: the operator's
+    checkout stand-in that the twin's Argo CD syncs from. Kept across restarts (it is lab state);
+    made fresh when missing. None when the spec has no gitops section or the state is empty."""
+    spec = load_spec_any(spec_path)
+    if state != "before" or getattr(spec, "gitops", None) is None:
+        return None
+    path = root / "gitops"
+    if not (path / ".git").exists():
+        from falkit.gitops import make_fixture_repo
+
+        make_fixture_repo(path, spec, state="before")
+    return path
 
 
 def status(state_dir: str | os.PathLike | None = None) -> dict:

@@ -116,7 +116,7 @@ def test_faults_api_down(twin):
 
 
 def test_lab_process_subprocess(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "falkit.twin.lab_process", "--state-dir", str(tmp_path)],
+    proc = subprocess.Popen([sys.executable, "-m", "falkit.twin.lab_process", "--state-dir", str(tmp_path), "--emulator-only"],
                             cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     try:
         info_path = tmp_path / "lab.json"

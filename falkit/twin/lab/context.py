@@ -1,0 +1,418 @@
+"""``LabContext``: the state the twin's lab shares between the lab API and every controller.
+
+One ``LabContext`` lives in the lab process (``falkit.twin.lab.install`` builds it). Controllers
+are ``async def run(ctx: LabContext)`` coroutines; they read the Kubernetes objects from
+``ctx.store`` (the emulator's in-process :class:`falkit.twin.kube.Store`, not over HTTP), the
+Proxmox state from ``ctx.pve`` (the twin's Proxmox over HTTPS, read-only) and the lab's own state
+(Talos nodes, Helm releases, volume data, faults) from the fields below.
+
+Conventions for controllers:
+
+* loop with ``await ctx.wait_change(timeout=ctx.tick)``: it returns when the store changed, the lab
+  API changed something (``ctx.notify()``), or after ``timeout`` seconds — whichever is first;
+* real-lab durations go through ``await ctx.sleep(seconds)`` or ``ctx.due(key, seconds)`` (scaled
+  by ``time_factor``; 0 means "at once");
+* never block the event loop (``ctx.pve`` methods are ``async``);
+* write Kubernetes objects with ``field_manager`` set to the controller's name.
+
+Everything but ``store``/``pve`` is plain data that ``dump()`` / ``load()`` round-trip as JSON for
+``POST /lab/snapshot`` and ``lab_process --restore``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from falkit.spec import LabSpec
+    from falkit.twin.kube import Store
+
+    from .pvereader import PveReader
+
+SNAPSHOT_FORMAT = "falkit-lab/1"
+HUGEPAGE_2MI = 2 * 1024 * 1024
+
+#: Annotation on a Deployment/DaemonSet naming the twin controller that makes its Pods when it is
+#: not the generic one (falkit.twin.lab.workloads), e.g. ``mayastor`` for the io-engine and
+#: csi-node DaemonSets the Helm stand-in creates.
+POD_CONTROLLER = "falkit.twin/controller"
+
+
+def module_name(name: str) -> str:
+    """The kernel's name of a module: ``nvme-tcp`` and ``nvme_tcp`` are one module (modprobe treats
+    ``-`` and ``_`` alike; /proc/modules lists the ``_`` form). FACTS.md, Mayastor."""
+    return name.strip().replace("-", "_")
+
+
+@dataclass
+class TalosNode:
+    """One Talos machine as the twin knows it, keyed in ``ctx.talos_nodes`` by the IP talosctl
+    reaches it at (``--nodes IP``).
+
+    Fields (all derived from the applied machine config by ``falkit.twin.lab.talos``):
+
+    - ``ip``: the address the node answers on (the management IP);
+    - ``vmid``: the twin Proxmox VM behind it (found by the spec's MAC for ``ip``), None if unknown;
+    - ``docs``: the applied machine-config documents (parsed YAML, in order); ``[]`` = maintenance
+      mode (never configured);
+    - ``mode``: ``"maintenance"`` (no config), ``"installing"`` (config applied, Talos installing and
+      rebooting until ``ready_at``), ``"running"``;
+    - ``machine_type``: ``"controlplane"`` | ``"worker"`` (``machine.type``);
+    - ``hostname``: ``machine.network.hostname`` (< 1.12) or the ``HostnameConfig`` document; if
+      neither, Talos' default ``talos-<xxx>-<yyy>`` derived from the IP;
+    - ``addresses``: interface -> list of CIDR addresses (inline ``machine.network.interfaces`` for
+      Talos < 1.12, ``LinkConfig`` / ``DHCPv4Config``-less static addresses for 1.12+); always
+      includes ``ip`` (DHCP on the first NIC) unless the config gives it explicitly;
+    - ``labels``: ``machine.nodeLabels`` (e.g. ``openebs.io/engine: mayastor``);
+    - ``kernel_modules``: module names as the kernel lists them (``nvme-tcp`` -> ``nvme_tcp``);
+    - ``sysctls``: ``machine.sysctls`` (strings, as in the config); see :attr:`hugepages`;
+    - ``extra_mounts``: ``machine.kubelet.extraMounts`` (dicts as in the config);
+    - ``cluster_name``: ``cluster.clusterName``;
+    - ``talos_version``: the Talos version the node runs (``spec.versions.talos``);
+    - ``applied_at`` / ``ready_at``: wall-clock seconds (``time.time()``) when the config was
+      applied and when the install + reboot is over (scaled by ``time_factor``);
+    - ``boot_id``: changes on every (re)boot the twin simulates;
+    - ``vm_uuid``: the VM's SMBIOS uuid when the config was applied (a re-created VM has another
+      one and boots into maintenance mode again: its disk is new).
+    """
+
+    ip: str
+    vmid: int | None = None
+    docs: list[dict[str, Any]] = field(default_factory=list)
+    mode: str = "maintenance"
+    machine_type: str = "worker"
+    hostname: str = ""
+    addresses: dict[str, list[str]] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    kernel_modules: list[str] = field(default_factory=list)
+    sysctls: dict[str, str] = field(default_factory=dict)
+    extra_mounts: list[dict[str, Any]] = field(default_factory=list)
+    cluster_name: str = ""
+    talos_version: str = ""
+    applied_at: float = 0.0
+    ready_at: float = 0.0
+    boot_id: str = ""
+    vm_uuid: str = ""
+
+    @property
+    def hugepages(self) -> int:
+        """2 MiB hugepages configured (``vm.nr_hugepages``; 0 when unset or not a number)."""
+        try:
+            return int(str(self.sysctls.get("vm.nr_hugepages", "0")).strip())
+        except ValueError:
+            return 0
+
+    @property
+    def hugepages_bytes(self) -> int:
+        return self.hugepages * HUGEPAGE_2MI
+
+    @property
+    def ips(self) -> list[str]:
+        """Every IPv4 address of the node (management first), without prefix lengths."""
+        out = [self.ip]
+        for addrs in self.addresses.values():
+            for a in addrs:
+                ip = a.split("/", 1)[0]
+                if ip not in out:
+                    out.append(ip)
+        return out
+
+    def has_module(self, name: str) -> bool:
+        return module_name(name) in self.kernel_modules
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.docs)
+
+    def is_ready(self, now: float | None = None) -> bool:
+        """Config applied and the install/reboot finished (mode running)."""
+        return self.mode == "running" or (self.mode == "installing" and (now or time.time()) >= self.ready_at)
+
+
+@dataclass
+class Release:
+    """A Helm release (``helm list`` / ``helm get values``) and what the twin made of it.
+
+    - ``namespace``, ``name``, ``chart`` (e.g. ``cilium``, ``openebs``, ``mayastor``), ``version``;
+    - ``values``: the user-supplied values (as ``helm get values``);
+    - ``revision``: 1 on install, +1 on every upgrade that changes chart/version/values;
+    - ``status``: ``deployed`` | ``failed`` | ``uninstalling``;
+    - ``history``: one dict per revision ``{revision, chart, version, values, status, updated}``;
+    - ``updated``: ISO time of the last revision;
+    - ``objects``: ``[[apiVersion, kind, namespace, name], ...]`` the chart created (uninstall
+      deletes them); ``notes``: what the chart stand-in recorded (e.g. Cilium's effective config).
+    """
+
+    namespace: str
+    name: str
+    chart: str
+    version: str
+    values: dict[str, Any] = field(default_factory=dict)
+    revision: int = 1
+    status: str = "deployed"
+    history: list[dict[str, Any]] = field(default_factory=list)
+    updated: str = ""
+    objects: list[list[str]] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def public(self) -> dict[str, Any]:
+        """The JSON the lab API answers for a release."""
+        return {"name": self.name, "namespace": self.namespace, "chart": self.chart, "version": self.version,
+                "values": self.values, "revision": self.revision, "status": self.status, "updated": self.updated}
+
+
+@dataclass
+class VolumeData:
+    """The data on one PersistentVolume, as the twin models it (``ctx.volumes[pv_name]``).
+
+    - ``pv``: PV name; ``namespace``/``claim``: the PVC it is bound to (may be empty);
+    - ``driver``: CSI driver (``driver.longhorn.io``, ``io.openebs.csi-mayastor``);
+    - ``size_bytes``: capacity; ``used_bytes``: bytes written;
+    - ``checksum``: sha256 hex of the content (a copy keeps it; a loss changes or clears it);
+    - ``replicas``: nodes (or pools) holding a replica; ``state``: ``healthy`` | ``degraded`` |
+      ``faulted`` | ``lost``.
+    """
+
+    pv: str
+    namespace: str = ""
+    claim: str = ""
+    driver: str = ""
+    size_bytes: int = 0
+    used_bytes: int = 0
+    checksum: str = ""
+    replicas: list[str] = field(default_factory=list)
+    state: str = "healthy"
+
+
+@dataclass
+class LabFaults:
+    """Faults injected through ``POST /lab/faults`` that controllers must honour.
+
+    - ``node_not_ready``: node names (Kubernetes Node names) whose kubelet stops posting status;
+    - ``diskpool_degraded``: DiskPool names to report Degraded;
+    - ``io_engine_crash``: node names whose io-engine pod crashes (CrashLoopBackOff);
+    - ``talos_apply_error``: node IP -> message ``POST /lab/talos/apply`` answers with (500);
+    - ``kube_http``: records of HTTP error bursts handed to the emulator (``store.faults``), for
+      ``GET /lab/faults`` only.
+    """
+
+    node_not_ready: set[str] = field(default_factory=set)
+    diskpool_degraded: set[str] = field(default_factory=set)
+    io_engine_crash: set[str] = field(default_factory=set)
+    talos_apply_error: dict[str, str] = field(default_factory=dict)
+    kube_http: list[dict[str, Any]] = field(default_factory=list)
+
+    def clear(self) -> None:
+        self.node_not_ready.clear()
+        self.diskpool_degraded.clear()
+        self.io_engine_crash.clear()
+        self.talos_apply_error.clear()
+        self.kube_http.clear()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"node_not_ready": sorted(self.node_not_ready), "diskpool_degraded": sorted(self.diskpool_degraded),
+                "io_engine_crash": sorted(self.io_engine_crash), "talos_apply_error": dict(self.talos_apply_error),
+                "kube_http": list(self.kube_http)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> LabFaults:
+        return cls(set(d.get("node_not_ready") or ()), set(d.get("diskpool_degraded") or ()),
+                   set(d.get("io_engine_crash") or ()), dict(d.get("talos_apply_error") or {}),
+                   list(d.get("kube_http") or ()))
+
+
+@dataclass(frozen=True)
+class CiliumConfig:
+    """The effective configuration of the installed Cilium release (``ctx.cilium_config()``).
+
+    Defaults are the chart's: ``kubeProxyReplacement`` false, ``l2announcements.enabled`` false,
+    ``externalIPs.enabled`` false, client rate limit 5 qps / burst 10 (FACTS.md, Cilium), ``devices``
+    empty (= auto-detect). ``lease_*`` are ``l2announcements.lease*`` in seconds (15 / 5 / 2).
+    """
+
+    version: str
+    kube_proxy_replacement: bool = False
+    l2_announcements: bool = False
+    external_ips: bool = False
+    qps: int = 5
+    burst: int = 10
+    devices: tuple[str, ...] = ()
+    lease_duration_s: float = 15.0
+    lease_renew_deadline_s: float = 5.0
+    lease_retry_period_s: float = 2.0
+
+
+class LabContext:
+    """Shared lab state. Construct with ``LabContext(store, spec, state_dir, pve, time_factor)``.
+
+    - ``store``: the emulator's in-process object store (``falkit.twin.kube.Store``);
+    - ``spec``: the lab spec (``falkit.spec.LabSpec``);
+    - ``state_dir``: the twin's state directory (``Path``);
+    - ``pve``: a :class:`~falkit.twin.lab.pvereader.PveReader` (None: no Proxmox; every Talos node
+      then refuses connections);
+    - ``time_factor``: real seconds per lab second (0 in tests: every lab duration is instant);
+    - ``kube_server``: the emulator's URL once known (``None``: the lab API derives it from the
+      request);
+    - ``talos_nodes``: IP -> :class:`TalosNode`;
+    - ``bootstrapped``: etcd bootstrapped, the Kubernetes API is up (before it the emulator answers
+      503 to the official client — ``store.faults.down``);
+    - ``bootstrap_ip``: the control-plane IP bootstrap ran on;
+    - ``releases``: ``(namespace, name)`` -> :class:`Release`;
+    - ``volumes``: PV name -> :class:`VolumeData`;
+    - ``faults``: :class:`LabFaults`;
+    - ``tick``: seconds a controller waits between passes when nothing changes (default 0.2);
+    - ``extra``: free-form JSON-able dict for controllers' own persistent state (one key per
+      controller module, e.g. ``ctx.extra["mayastor"]``); dumped and loaded with the rest.
+    """
+
+    def __init__(self, store: Store, spec: LabSpec, state_dir: str | Path = ".", pve: PveReader | None = None,
+                 time_factor: float = 0.0) -> None:
+        self.store = store
+        self.spec = spec
+        self.state_dir = Path(state_dir)
+        self.pve = pve
+        self.time_factor = float(time_factor)
+        self.kube_server: str | None = None
+        self.talos_nodes: dict[str, TalosNode] = {}
+        self.bootstrapped = False
+        self.bootstrap_ip: str | None = None
+        self.releases: dict[tuple[str, str], Release] = {}
+        self.volumes: dict[str, VolumeData] = {}
+        self.faults = LabFaults()
+        self.tick = 0.2
+        self.extra: dict[str, Any] = {}
+        self._changed: asyncio.Event | None = None
+        self._unsubscribe = None
+        self._dues: dict[str, float] = {}
+
+    # --- time ------------------------------------------------------------------------------------
+
+    def scaled(self, lab_seconds: float) -> float:
+        """Real seconds for a real-lab duration."""
+        return max(0.0, float(lab_seconds) * self.time_factor)
+
+    async def sleep(self, lab_seconds: float) -> None:
+        """Wait a real-lab duration scaled by ``time_factor`` (0: only yield to the loop)."""
+        delay = self.scaled(lab_seconds)
+        await asyncio.sleep(delay)
+
+    def due(self, key: str, lab_seconds: float) -> bool:
+        """Non-blocking timer: False until ``lab_seconds`` (scaled) after the first call with
+        ``key``, then True. ``forget(key)`` restarts it. For "Ready ~30 s after the CNI" logic in a
+        controller loop without blocking the loop."""
+        now = time.monotonic()
+        start = self._dues.setdefault(key, now)
+        return now - start >= self.scaled(lab_seconds)
+
+    def forget(self, key: str) -> None:
+        self._dues.pop(key, None)
+
+    def elapse(self, key: str) -> None:
+        """Make ``due(key, ...)`` true at once (state that is already settled, e.g. "before")."""
+        self._dues[key] = float("-inf")
+
+    # --- change notification --------------------------------------------------------------------
+
+    def _event(self) -> asyncio.Event:
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        return self._changed
+
+    def attach(self) -> None:
+        """Subscribe to store changes (called by ``install`` on startup, inside the event loop)."""
+        ev = self._event()
+        loop = asyncio.get_running_loop()
+
+        def on_change(_etype: str, _obj: dict, _old: dict | None) -> None:
+            try:
+                if asyncio.get_running_loop() is loop:
+                    ev.set()
+                    return
+            except RuntimeError:
+                pass
+            loop.call_soon_threadsafe(ev.set)
+
+        if self._unsubscribe is None:
+            self._unsubscribe = self.store.subscribe(on_change)
+
+    def detach(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def notify(self) -> None:
+        """Wake every controller waiting in :meth:`wait_change` (the lab API calls it)."""
+        self._event().set()
+
+    async def wait_change(self, timeout: float | None = None) -> bool:
+        """Wait until something changed or ``timeout`` (default ``tick``) passed; True if changed.
+        Several controllers may wait at once; all of them wake on a change."""
+        ev = self._event()
+        try:  # asyncio.timeout, not wait_for: wait_for can swallow a cancellation on 3.11 (gh-86296)
+            async with asyncio.timeout(self.tick if timeout is None else timeout):
+                await ev.wait()
+        except TimeoutError:
+            return False
+        # Let every waiter see the set event before clearing it.
+        await asyncio.sleep(0)
+        ev.clear()
+        return True
+
+    # --- queries --------------------------------------------------------------------------------
+
+    def release_of(self, chart: str) -> Release | None:
+        """The deployed release of ``chart`` (a ``charts.CHARTS`` key such as ``cilium``, ``metallb``,
+        ``openebs``, ``mayastor``, ``longhorn``, ``argo-cd``; ``cilium/cilium`` works too), first by
+        namespace/name, or None."""
+        from .charts import chart_key  # local: charts imports this module
+
+        for key in sorted(self.releases):
+            r = self.releases[key]
+            if chart_key(r.chart) == chart_key(chart) and r.status == "deployed":
+                return r
+        return None
+
+    def cilium_config(self) -> CiliumConfig | None:
+        """The installed Cilium's effective config, or None when Cilium is not installed. The
+        LB-IPAM controller refuses L2 announcements unless ``kube_proxy_replacement`` and
+        ``l2_announcements`` are both true (FACTS.md, Cilium)."""
+        r = self.release_of("cilium")
+        if r is None:
+            return None
+        from .charts import cilium_effective_config  # local: charts imports this module
+
+        return cilium_effective_config(r)
+
+    def node_by_hostname(self, hostname: str) -> TalosNode | None:
+        return next((n for n in self.talos_nodes.values() if n.hostname == hostname), None)
+
+    def node_by_vmid(self, vmid: int) -> TalosNode | None:
+        return next((n for n in self.talos_nodes.values() if n.vmid == vmid), None)
+
+    # --- snapshot -------------------------------------------------------------------------------
+
+    def dump(self) -> dict[str, Any]:
+        """The lab's own state as JSON-able data (the kube store is dumped separately)."""
+        return {"format": SNAPSHOT_FORMAT,
+                "bootstrapped": self.bootstrapped, "bootstrap_ip": self.bootstrap_ip,
+                "talos_nodes": {ip: asdict(n) for ip, n in self.talos_nodes.items()},
+                "releases": [asdict(r) for r in self.releases.values()],
+                "volumes": {k: asdict(v) for k, v in self.volumes.items()},
+                "faults": self.faults.to_json(), "extra": self.extra}
+
+    def load(self, data: dict[str, Any]) -> None:
+        """Replace the lab state with a :meth:`dump` result."""
+        if data.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(f"not a {SNAPSHOT_FORMAT} lab snapshot")
+        self.bootstrapped = bool(data.get("bootstrapped"))
+        self.bootstrap_ip = data.get("bootstrap_ip")
+        self.talos_nodes = {ip: TalosNode(**n) for ip, n in (data.get("talos_nodes") or {}).items()}
+        self.releases = {(r["namespace"], r["name"]): Release(**r) for r in data.get("releases") or []}
+        self.volumes = {k: VolumeData(**v) for k, v in (data.get("volumes") or {}).items()}
+        self.faults = LabFaults.from_json(data.get("faults") or {})
+        self.extra = dict(data.get("extra") or {})
+        self._dues.clear()

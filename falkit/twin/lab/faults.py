@@ -1,0 +1,110 @@
+"""Lab faults (``POST /lab/faults``): one table of kinds, each with its required fields.
+
+===================  ============================  =====================================================
+kind                 fields                        effect
+===================  ============================  =====================================================
+kube_http_error      status (429|500|503|...),     the next ``count`` Kubernetes API requests whose path
+                     count=1, path=".*",           matches the regex answer ``status`` (the emulator's
+                     method=None                   ``store.faults.fail_next``; 429 carries Retry-After)
+kube_api_down        —                             every Kubernetes API request answers 503 until cleared
+node_not_ready       node (Node name)              its kubelet stops posting status: Ready=Unknown
+diskpool_degraded    pool (DiskPool name)          the Mayastor controller reports the pool Degraded
+io_engine_crash      node (Node name)              that node's io-engine pod goes CrashLoopBackOff
+talos_apply_error    node (IP), message            ``talos apply`` to that node answers 500 ``message``
+===================  ============================  =====================================================
+
+``DELETE /lab/faults`` clears all of them (and the emulator's; the API stays down when the cluster
+is not bootstrapped yet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from falkit.errors import TwinError
+
+from .context import LabContext
+
+
+class FaultSpecError(TwinError, ValueError):
+    """A fault request with an unknown kind or missing/invalid fields (HTTP 400)."""
+
+
+def _need(spec: dict[str, Any], *names: str) -> list[Any]:
+    missing = [n for n in names if spec.get(n) in (None, "")]
+    if missing:
+        raise FaultSpecError(f"fault {spec.get('kind')!r} needs {', '.join(missing)}")
+    return [spec[n] for n in names]
+
+
+def _kube_http(ctx: LabContext, spec: dict[str, Any]) -> dict[str, Any]:
+    (status,) = _need(spec, "status")
+    if not isinstance(status, int) or not 400 <= status <= 599:
+        raise FaultSpecError(f"kube_http_error status must be an HTTP error code, not {status!r}")
+    count = int(spec.get("count", 1))
+    path = str(spec.get("path", ".*"))
+    ctx.store.faults.fail_next(count, status=status, path=path, method=spec.get("method"),
+                               retry_after=spec.get("retry_after"))
+    rec = {"kind": "kube_http_error", "status": status, "count": count, "path": path}
+    ctx.faults.kube_http.append(rec)
+    return rec
+
+
+def _kube_down(ctx: LabContext, spec: dict[str, Any]) -> dict[str, Any]:
+    ctx.store.faults.api_down()
+    rec = {"kind": "kube_api_down"}
+    ctx.faults.kube_http.append(rec)
+    return rec
+
+
+def _set_member(attr: str, field: str) -> Callable[[LabContext, dict[str, Any]], dict[str, Any]]:
+    def inject(ctx: LabContext, spec: dict[str, Any]) -> dict[str, Any]:
+        (value,) = _need(spec, field)
+        getattr(ctx.faults, attr).add(str(value))
+        return {"kind": spec["kind"], field: value}
+    return inject
+
+
+def _talos_apply(ctx: LabContext, spec: dict[str, Any]) -> dict[str, Any]:
+    node, message = _need(spec, "node", "message")
+    ctx.faults.talos_apply_error[str(node)] = str(message)
+    return {"kind": "talos_apply_error", "node": node, "message": message}
+
+
+FAULTS: dict[str, Callable[[LabContext, dict[str, Any]], dict[str, Any]]] = {
+    "kube_http_error": _kube_http,
+    "kube_api_down": _kube_down,
+    "node_not_ready": _set_member("node_not_ready", "node"),
+    "diskpool_degraded": _set_member("diskpool_degraded", "pool"),
+    "io_engine_crash": _set_member("io_engine_crash", "node"),
+    "talos_apply_error": _talos_apply,
+}
+
+
+def inject(ctx: LabContext, spec: dict[str, Any]) -> dict[str, Any]:
+    """Apply one fault; returns what was recorded. Controllers see it on their next pass."""
+    kind = spec.get("kind")
+    if kind not in FAULTS:
+        raise FaultSpecError(f"unknown fault kind {kind!r} (known: {', '.join(sorted(FAULTS))})")
+    rec = FAULTS[kind](ctx, spec)
+    ctx.notify()
+    return rec
+
+
+def clear(ctx: LabContext) -> int:
+    """Undo every fault; returns how many lab faults there were."""
+    data = ctx.faults.to_json()
+    n = sum(len(v) for v in data.values())
+    ctx.faults.clear()
+    ctx.store.faults.clear()
+    if not ctx.bootstrapped:
+        ctx.store.faults.api_down()  # no cluster yet: the API stays unavailable
+    ctx.notify()
+    return n
+
+
+def state(ctx: LabContext) -> dict[str, Any]:
+    return {**ctx.faults.to_json(), "kube_api_down": bool(ctx.store.faults.down) and ctx.bootstrapped,
+            "kube_rules": [{"status": r.status, "remaining": r.remaining, "path": r.path.pattern}
+                           for r in list(ctx.store.faults.rules)]}

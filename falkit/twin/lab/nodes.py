@@ -1,0 +1,218 @@
+"""Node objects and their readiness: the twin's kubelets and node lifecycle controller.
+
+For every Talos node with an applied config whose VM exists, once the cluster is bootstrapped:
+
+- the kubelet registers a ``Node`` named after the Talos hostname when the install/reboot is over
+  and the VM runs: labels ``kubernetes.io/hostname``, ``kubernetes.io/os|arch``, the control-plane
+  role (+ its ``NoSchedule`` taint, Talos' default) and the config's ``machine.nodeLabels``;
+  ``InternalIP`` = the management IP only (as a real kubelet; the storage IP is visible through
+  the Talos config); capacity from the VM (cpu = vCPUs, memory = VM memory minus hugepages,
+  ``hugepages-2Mi`` = pages × 2 Mi) and a complete ``nodeInfo``;
+- ``Ready=False`` (``KubeletNotReady``, "container runtime network not ready: ... cni plugin not
+  initialized") with the ``node.kubernetes.io/not-ready`` taint until a Cilium release is installed,
+  then ``Ready=True`` ``NODE_READY_AFTER_CNI_S`` (scaled) later;
+- a stopped VM, a rebooting node or the ``node_not_ready`` fault => ``Ready=Unknown``
+  (``NodeStatusUnknown`` "Kubelet stopped posting node status.") with the ``unreachable`` taints;
+- a VM that no longer exists => the Node is deleted after ``NODE_GONE_GRACE_S`` (scaled).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import logging
+import uuid
+
+from falkit.twin.kube import ApiError
+
+from .context import LabContext, TalosNode
+from .pvereader import PveUnavailableError, Vm
+
+log = logging.getLogger(__name__)
+MANAGER = "kubelet"
+NODE_READY_AFTER_CNI_S = 30.0
+NODE_GONE_GRACE_S = 300.0
+CNI_MESSAGE = ("container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady "
+               "message:Network plugin returns error: cni plugin not initialized")
+KERNEL = {"1.10": "6.12.25-talos", "1.11": "6.12.57-talos", "1.12": "6.18.2-talos", "1.13": "6.18.9-talos"}
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _stable_id(*parts: str) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:32]
+
+
+def node_labels(node: TalosNode) -> dict[str, str]:
+    labels = {"beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+              "kubernetes.io/hostname": node.hostname, "kubernetes.io/os": "linux"}
+    if node.machine_type in ("controlplane", "init"):
+        labels["node-role.kubernetes.io/control-plane"] = ""
+        labels["node.kubernetes.io/exclude-from-external-load-balancers"] = ""
+    labels.update(node.labels)
+    return labels
+
+
+def _resources(vm: Vm, node: TalosNode) -> tuple[dict, dict]:
+    mem_ki = vm.memory_mib * 1024 - node.hugepages * 2048
+    os_disk = next((d.size_bytes for d in vm.disks), 0)
+    cap = {"cpu": str(vm.vcpus), "memory": f"{mem_ki}Ki", "hugepages-2Mi": f"{node.hugepages * 2}Mi",
+           "hugepages-1Gi": "0", "pods": "110", "ephemeral-storage": f"{os_disk // 1024}Ki"}
+    alloc = dict(cap, memory=f"{max(mem_ki - 350 * 1024, 0)}Ki",
+                 **{"ephemeral-storage": f"{int(os_disk * 0.9) // 1024}Ki"})
+    return cap, alloc
+
+
+def _node_info(ctx: LabContext, vm: Vm, node: TalosNode) -> dict:
+    v = ctx.spec.versions
+    minor = ".".join(node.talos_version.split(".")[:2]) or ".".join(v.talos.split(".")[:2])
+    return {"architecture": "amd64", "bootID": node.boot_id or str(uuid.uuid4()),
+            "containerRuntimeVersion": "containerd://2.1.5", "kernelVersion": KERNEL.get(minor, "6.12.57-talos"),
+            "kubeProxyVersion": f"v{v.kubernetes}", "kubeletVersion": f"v{v.kubernetes}",
+            "machineID": _stable_id("machine", str(vm.vmid), vm.uuid), "operatingSystem": "linux",
+            "osImage": f"Talos (v{node.talos_version or v.talos})", "systemUUID": vm.uuid or _stable_id(str(vm.vmid))}
+
+
+def _conditions(old: list[dict], ready: tuple[str, str, str], unknown: bool) -> list[dict]:
+    now = _now()
+    prev = {c["type"]: c for c in old or []}
+    out = []
+    pressure = [("MemoryPressure", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                ("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available")]
+    rows = [(t, "Unknown" if unknown else "False", "NodeStatusUnknown" if unknown else r,
+             "Kubelet stopped posting node status." if unknown else m) for t, r, m in pressure]
+    rows.append(("Ready", *ready))
+    for ctype, status, reason, message in rows:
+        p = prev.get(ctype)
+        same = p is not None and p.get("status") == status
+        out.append({"type": ctype, "status": status, "reason": reason, "message": message,
+                    "lastHeartbeatTime": p["lastHeartbeatTime"] if same and unknown else now,
+                    "lastTransitionTime": p["lastTransitionTime"] if same else now})
+    return out
+
+
+def _strip_times(conds: list[dict]) -> list[tuple]:
+    return [(c.get("type"), c.get("status"), c.get("reason"), c.get("message")) for c in conds or []]
+
+
+def _taints(node: TalosNode, ready_status: str) -> list[dict]:
+    taints = []
+    if node.machine_type in ("controlplane", "init"):
+        taints.append({"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"})
+    if ready_status == "False":
+        taints.append({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"})
+    elif ready_status == "Unknown":
+        taints += [{"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"},
+                   {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}]
+    return taints
+
+
+def _ready(ctx: LabContext, vm: Vm, node: TalosNode) -> tuple[tuple[str, str, str], bool]:
+    if not vm.running or not node.is_ready() or node.hostname in ctx.faults.node_not_ready:
+        ctx.forget(f"cni-ready:{node.hostname}")
+        return ("Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status."), True
+    if ctx.release_of("cilium") is None:
+        ctx.forget(f"cni-ready:{node.hostname}")
+        return ("False", "KubeletNotReady", CNI_MESSAGE), False
+    if ctx.due(f"cni-ready:{node.hostname}", NODE_READY_AFTER_CNI_S):
+        return ("True", "KubeletReady", "kubelet is posting ready status"), False
+    return ("False", "KubeletNotReady", CNI_MESSAGE), False
+
+
+def _register(ctx: LabContext, vm: Vm, node: TalosNode, index: int) -> dict:
+    cap, alloc = _resources(vm, node)
+    obj = {"apiVersion": "v1", "kind": "Node",
+           "metadata": {"name": node.hostname, "labels": node_labels(node),
+                        "annotations": {"node.alpha.kubernetes.io/ttl": "0",
+                                        "volumes.kubernetes.io/controller-managed-attach-detach": "true"}},
+           "spec": {"podCIDR": f"10.244.{index}.0/24", "podCIDRs": [f"10.244.{index}.0/24"],
+                    "taints": _taints(node, "False")},
+           "status": {"capacity": cap, "allocatable": alloc,
+                      "addresses": [{"type": "InternalIP", "address": node.ip},
+                                    {"type": "Hostname", "address": node.hostname}],
+                      "conditions": _conditions([], ("False", "KubeletNotReady", CNI_MESSAGE), False),
+                      "nodeInfo": _node_info(ctx, vm, node),
+                      "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}}}}
+    return ctx.store.create(obj, field_manager=MANAGER, keep_status=True)
+
+
+def _sync(ctx: LabContext, vm: Vm, node: TalosNode, existing: dict) -> None:
+    name = node.hostname
+    ready, unknown = _ready(ctx, vm, node)
+    md = existing["metadata"]
+    labels = dict(md.get("labels") or {})
+    want_labels = {**labels, **node_labels(node)}
+    taints = [t for t in (existing.get("spec") or {}).get("taints") or []
+              if not t["key"].startswith(("node.kubernetes.io/", "node-role.kubernetes.io/control-plane"))]
+    taints = _taints(node, ready[0]) + taints
+    if want_labels != labels or taints != ((existing.get("spec") or {}).get("taints") or []):
+        ctx.store.patch("v1", "Node", name, {"metadata": {"labels": want_labels}, "spec": {"taints": taints}},
+                        field_manager="node-controller")
+    st = existing.get("status") or {}
+    conds = _conditions(st.get("conditions") or [], ready, unknown)
+    cap, alloc = _resources(vm, node)
+    info = st.get("nodeInfo") or {}
+    new_info = _node_info(ctx, vm, node)
+    changed = (_strip_times(conds) != _strip_times(st.get("conditions")) or cap != st.get("capacity")
+               or alloc != st.get("allocatable") or info.get("bootID") != new_info["bootID"]
+               or info.get("osImage") != new_info["osImage"])
+    if changed:
+        status = {"conditions": conds, "capacity": cap, "allocatable": alloc, "nodeInfo": new_info,
+                  "addresses": [{"type": "InternalIP", "address": node.ip}, {"type": "Hostname", "address": name}]}
+        ctx.store.patch("v1", "Node", name, {"status": status}, subresource="status",
+                        field_manager=MANAGER if not unknown else "node-controller")
+
+
+async def reconcile(ctx: LabContext) -> None:
+    """One pass over every configured Talos node (see the module docstring)."""
+    if not ctx.bootstrapped or ctx.pve is None:
+        return
+    try:
+        vms = {v.vmid: v for v in await ctx.pve.vms()}
+    except PveUnavailableError:
+        return
+    for index, node in enumerate(sorted(ctx.talos_nodes.values(), key=lambda n: n.ip)):
+        if not node.configured or not node.hostname:
+            continue
+        name = node.hostname
+        existing = ctx.store.try_get("v1", "Node", name)
+        vm = vms.get(node.vmid) if node.vmid is not None else None
+        if vm is None or (node.vm_uuid and vm.uuid and vm.uuid != node.vm_uuid):
+            if existing is not None and ctx.due(f"node-gone:{name}", NODE_GONE_GRACE_S):
+                try:
+                    ctx.store.delete("v1", "Node", name)
+                except ApiError as e:
+                    if e.code != 404:
+                        raise
+                ctx.forget(f"node-gone:{name}")
+            elif existing is not None:
+                _sync_gone(ctx, existing)
+            continue
+        ctx.forget(f"node-gone:{name}")
+        if existing is None:
+            if not vm.running or not node.is_ready():
+                continue
+            existing = _register(ctx, vm, node, index + 1)
+        _sync(ctx, vm, node, existing)
+
+
+def _sync_gone(ctx: LabContext, existing: dict) -> None:
+    conds = (existing.get("status") or {}).get("conditions") or []
+    ready = next((c for c in conds if c["type"] == "Ready"), {})
+    if ready.get("status") != "Unknown":
+        new = _conditions(conds, ("Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status."), True)
+        ctx.store.patch("v1", "Node", existing["metadata"]["name"], {"status": {"conditions": new}},
+                        subresource="status", field_manager="node-controller")
+
+
+async def run(ctx: LabContext) -> None:
+    """The controller loop: a pass on every change, at least every ``ctx.tick`` seconds."""
+    while True:
+        try:
+            await reconcile(ctx)
+        except Exception:  # noqa: BLE001 - a controller never dies; the next pass retries
+            log.exception("nodes controller pass failed")
+        await ctx.wait_change()

@@ -1,0 +1,117 @@
+"""Fixtures for the lab tests: a real pve process (HTTPS, its own process) and the lab app (kube
+emulator + lab API + controllers, ``falkit.twin.lab.install``) on 127.0.0.1 in a background thread.
+
+``lab_before`` starts the pre-migration lab (``--state before``); ``lab_empty`` a bare Proxmox
+host with an unbootstrapped cluster; both with time factor 0. Tests talk to them over HTTP only:
+``requests``/``LabClient`` for the lab API, the official kubernetes client for objects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client, config
+from pve_fixtures import PveTwin, fal_spec, start_pve, stop_pve
+
+from falkit.spec import load_spec
+from falkit.twin.kube import Store, kubeconfig
+from falkit.twin.lab import LabContext, install
+from falkit.twin.lab.client import LabClient
+from falkit.twin.lab_process import LabProcess, build_app
+from falkit.twin.supervisor import pve_config_from_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+FAL = ROOT / "parameters" / "fal.yaml"
+
+
+@dataclass
+class Lab:
+    ctx: LabContext
+    store: Store
+    url: str
+    pve: PveTwin
+    lab: LabClient
+    api: client.ApiClient
+    loop: asyncio.AbstractEventLoop
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api)
+
+    @property
+    def apps(self) -> client.AppsV1Api:
+        return client.AppsV1Api(self.api)
+
+    @property
+    def custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.api)
+
+    def wait(self, predicate, timeout: float = 10.0, what: str = "condition"):
+        """Poll ``predicate()`` until truthy (returns it); fail the test on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = predicate()
+            if got:
+                return got
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out waiting for {what}")
+            time.sleep(0.05)
+
+
+def start_lab(tmp_path: Path, state: str, spec_path: Path = FAL, time_factor: float = 0.0,
+              pve_state: str | None = None, restore: Path | None = None):
+    pve = start_pve(tmp_path / "pve", pve_config_from_spec(fal_spec(), pve_state or state))
+    store = Store()
+    app = build_app(store, bookmark_interval=0.3)
+    args = argparse.Namespace(spec=spec_path, state=state, time_factor=time_factor,
+                              pve_conn=tmp_path / "pve" / "pve.json", restore=restore, state_dir=tmp_path)
+    ctx = install(app, store, args)
+    ctx.tick = 0.05
+    proc = LabProcess(store, app)
+    loop = asyncio.new_event_loop()
+    t = threading.Thread(target=loop.run_forever, daemon=True)
+    t.start()
+    url = asyncio.run_coroutine_threadsafe(proc.start("127.0.0.1", 0), loop).result(20)
+    ctx.kube_server = url
+    kc = tmp_path / "kubeconfig"
+    kc.write_text(yaml.safe_dump(kubeconfig(url)))
+    api = config.new_client_from_config(config_file=str(kc))
+
+    def stop() -> None:
+        api.close()
+        asyncio.run_coroutine_threadsafe(proc.stop(), loop).result(20)
+        loop.call_soon_threadsafe(loop.stop)
+        t.join(5)
+        loop.close()
+        stop_pve(pve.proc)
+
+    return Lab(ctx, store, url, pve, LabClient(url), api, loop), stop
+
+
+@pytest.fixture
+def lab_before(tmp_path):
+    lab, stop = start_lab(tmp_path, "before")
+    try:
+        yield lab
+    finally:
+        stop()
+
+
+@pytest.fixture
+def lab_empty(tmp_path):
+    lab, stop = start_lab(tmp_path, "empty")
+    try:
+        yield lab
+    finally:
+        stop()
+
+
+def fal():
+    return load_spec(FAL)

@@ -1,0 +1,170 @@
+"""The Talos stand-in over the lab API: schema validation of apply (rejected configs store
+nothing), what an applied config does (/proc/meminfo hugepages, /proc/modules, disks, hostname),
+reaching nodes by MAC (a VM created through proxmoxer answers at its planned IP), connection
+refused for unknown/stopped VMs, bootstrap (API 503 before, 409 twice, workers refused) and the
+kubeconfig used by the official client."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+import yaml
+from helpers import patched, write_yaml
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+from lab_fixtures import start_lab
+from pve_fixtures import wait_task
+
+OLD_CP, OLD_WORKER = "10.30.0.10", "10.30.0.11"
+
+
+def worker_config(hostname: str = "talos-worker-01", *, hugepages: int | None = 1024, modules=("nvme-tcp",),
+                  labels=None, extra: dict | None = None) -> str:
+    machine: dict = {"type": "worker", "install": {"disk": "/dev/sda"}, "network": {"hostname": hostname},
+                     "kernel": {"modules": [{"name": m} for m in modules]},
+                     "nodeLabels": labels if labels is not None else {"openebs.io/engine": "mayastor"},
+                     "kubelet": {"extraMounts": [{"destination": "/var/local", "type": "bind", "source": "/var/local",
+                                                  "options": ["rbind", "rshared", "rw"]}]}}
+    if hugepages is not None:
+        machine["sysctls"] = {"vm.nr_hugepages": str(hugepages)}
+    machine.update(extra or {})
+    doc = {"version": "v1alpha1", "machine": machine,
+           "cluster": {"clusterName": "homelab-test", "controlPlane": {"endpoint": "https://10.30.0.10:6443"},
+                       "network": {"cni": {"name": "none"}}, "proxy": {"disabled": True}}}
+    return yaml.safe_dump(doc)
+
+
+def cp_config() -> str:
+    doc = yaml.safe_load(worker_config("talos-cp-01", hugepages=None, modules=(), labels={}))
+    doc["machine"]["type"] = "controlplane"
+    return yaml.safe_dump(doc)
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """Unbootstrapped cluster; the pve process has the before VMs (maintenance mode at 10.30.0.10/11)."""
+    lab, stop = start_lab(tmp_path, "empty", pve_state="before")
+    try:
+        yield lab
+    finally:
+        stop()
+
+
+def post(lab, path, body):
+    return requests.post(lab.url + "/lab" + path, json=body, timeout=10)
+
+
+def get(lab, route, **params):
+    return requests.get(lab.url + "/lab" + route, params=params, timeout=10)
+
+
+def test_apply_rejects_unknown_key_and_stores_nothing(lab):
+    bad = worker_config(extra={"hugepages": 1024})
+    r = post(lab, "/talos/apply", {"node": OLD_WORKER, "config": bad, "insecure": True})
+    assert r.status_code == 400
+    assert any(i["path"] == "machine" and "hugepages" in i["message"] for i in r.json()["issues"]), r.json()
+    r = get(lab, "/talos/config", node=OLD_WORKER)
+    assert r.status_code == 404 and "maintenance" in r.json()["error"]
+    assert get(lab, "/talos/version", node=OLD_WORKER).json()["maintenance"] is True
+
+
+def test_apply_rejects_machine_network_on_talos_1_13(tmp_path):
+    spec = write_yaml(tmp_path, patched({"versions.talos": "1.13.0"}))
+    lab, stop = start_lab(tmp_path, "empty", spec_path=spec, pve_state="before")
+    try:
+        r = post(lab, "/talos/apply", {"node": OLD_WORKER, "config": worker_config(), "insecure": True})
+        assert r.status_code == 400
+        assert any(i["path"] == "machine" and "network" in i["message"] for i in r.json()["issues"]), r.json()
+        ok = yaml.safe_load(worker_config())
+        del ok["machine"]["network"]
+        text = yaml.safe_dump(ok) + "---\n" + yaml.safe_dump(
+            {"apiVersion": "v1alpha1", "kind": "HostnameConfig", "hostname": "talos-worker-01", "auto": "off"})
+        r = post(lab, "/talos/apply", {"node": OLD_WORKER, "config": text, "insecure": True})
+        assert r.status_code == 200, r.text
+        assert r.json()["hostname"] == "talos-worker-01"
+    finally:
+        stop()
+
+
+def test_applied_config_takes_effect(lab):
+    r = post(lab, "/talos/apply", {"node": OLD_WORKER, "config": worker_config(), "insecure": True})
+    assert r.status_code == 200, r.text
+    assert r.json()["reboot"] is True
+    meminfo = lab.lab.talos_read(OLD_WORKER, "/proc/meminfo")
+    fields = {k: v.split()[0] for k, v in (line.split(":", 1) for line in meminfo.splitlines())}
+    assert fields["HugePages_Total"] == "1024" and "Hugepagesize:       2048 kB" in meminfo
+    assert fields["MemTotal"] == str(9 * 1024 * 1024)  # VM 201: 9 GiB, in kB
+    assert "nvme_tcp" in lab.lab.talos_read(OLD_WORKER, "/proc/modules").split()
+    assert lab.lab.talos_read(OLD_WORKER, "/sys/block").split() == ["sda", "sdb"]
+    assert int(lab.lab.talos_read(OLD_WORKER, "/sys/block/sdb/size")) * 512 == 300 * 1024 ** 3
+    cfg = get(lab, "/talos/config", node=OLD_WORKER).json()
+    assert cfg["hostname"] == "talos-worker-01" and cfg["type"] == "worker"
+    assert "openebs.io/engine: mayastor" in cfg["config"]
+    # A configured node no longer accepts --insecure (maintenance API only).
+    r = post(lab, "/talos/apply", {"node": OLD_WORKER, "config": worker_config(hugepages=0), "insecure": True})
+    assert r.status_code == 502 and "certificate required" in r.json()["error"]
+    r = post(lab, "/talos/apply", {"node": OLD_WORKER, "config": worker_config(hugepages=0)})
+    assert r.status_code == 200 and r.json()["reboot"] is False
+    assert "HugePages_Total:       0\n" in lab.lab.talos_read(OLD_WORKER, "/proc/meminfo")
+
+
+def test_missing_module_and_vm_without_data_disk(lab):
+    post(lab, "/talos/apply", {"node": OLD_CP, "config": cp_config(), "insecure": True}).raise_for_status()
+    assert lab.lab.talos_read(OLD_CP, "/proc/modules") == ""
+    assert lab.lab.talos_read(OLD_CP, "/sys/block").split() == ["sda"]
+    r = get(lab, "/talos/read", node=OLD_CP, path="/sys/block/sdb/size")
+    assert r.status_code == 404 and "no such file" in r.json()["error"]
+
+
+def test_unknown_or_stopped_vm_refuses_connections(lab):
+    r = post(lab, "/talos/apply", {"node": "10.10.0.13", "config": worker_config(), "insecure": True})
+    assert r.status_code == 502 and "connect: connection refused" in r.json()["error"]
+    api = lab.pve.api()
+    wait_task(api, lab.pve.node, api.nodes(lab.pve.node).qemu(201).status.stop.post())
+    lab.ctx.pve.invalidate()
+    r = post(lab, "/talos/apply", {"node": OLD_WORKER, "config": worker_config(), "insecure": True})
+    assert r.status_code == 502 and f"dial tcp {OLD_WORKER}:50000" in r.json()["error"]
+
+
+def test_vm_created_with_planned_mac_answers_at_its_ip(lab):
+    api = lab.pve.api()
+    node = lab.pve.node
+    upid = api.nodes(node).qemu.post(vmid=212, name="talos-worker-02", cores=2, memory=9216,
+                                     net0="virtio=52:54:00:10:10:12,bridge=vmbr0", scsi0="local-lvm:30",
+                                     scsi1="helford:300")
+    wait_task(api, node, upid)
+    r = post(lab, "/talos/apply", {"node": "10.10.0.12", "config": worker_config("talos-worker-02"), "insecure": True})
+    assert r.status_code == 502  # created but not started
+    wait_task(api, node, api.nodes(node).qemu(212).status.start.post())
+    lab.ctx.pve.invalidate()
+    r = post(lab, "/talos/apply", {"node": "10.10.0.12", "config": worker_config("talos-worker-02"), "insecure": True})
+    assert r.status_code == 200, r.text
+    assert lab.ctx.talos_nodes["10.10.0.12"].vmid == 212
+
+
+def test_bootstrap_brings_up_the_api_once(lab, tmp_path):
+    with pytest.raises(ApiException) as exc:
+        lab.core.list_namespace()
+    assert exc.value.status == 503
+    r = get(lab, "/talos/kubeconfig")
+    assert r.status_code == 409
+    post(lab, "/talos/apply", {"node": OLD_CP, "config": cp_config(), "insecure": True}).raise_for_status()
+    post(lab, "/talos/apply", {"node": OLD_WORKER, "config": worker_config(), "insecure": True}).raise_for_status()
+    r = post(lab, "/talos/bootstrap", {"node": OLD_WORKER})
+    assert r.status_code == 400 and "worker" in r.json()["error"]
+    r = post(lab, "/talos/bootstrap", {"node": OLD_CP})
+    assert r.status_code == 200, r.text
+    r = post(lab, "/talos/bootstrap", {"node": OLD_CP})
+    assert r.status_code == 409 and "etcd data directory is not empty" in r.json()["error"]
+    kc = tmp_path / "admin.kubeconfig"
+    kc.write_text(yaml.safe_dump(lab.lab.kubeconfig()))
+    api = config.new_client_from_config(config_file=str(kc))
+    try:
+        names = {n.metadata.name for n in client.CoreV1Api(api).list_namespace().items}
+        assert {"default", "kube-system"} <= names
+        contexts, active = config.list_kube_config_contexts(config_file=str(kc))
+        assert active["name"] == "admin@homelab-test"
+    finally:
+        api.close()
+    health = get(lab, "/talos/health").json()
+    assert {c["name"]: c["ok"] for c in health["checks"]}["etcd bootstrapped"] is True
