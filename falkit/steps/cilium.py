@@ -25,14 +25,17 @@ Services the spec marks ``disabled`` (Longhorn UI) are left alone here: they go 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import ciliumvalues as cv
+from .. import ownership
 from ..backends import BackendError
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
+from ..gitops import Checkout, ObjectRef
 from ..kube import KubeChanger, WaitTimeoutError, get_or_none, list_objects, wait_for
+from ..ownership import apply_git_changes
 from ..plan import derive_plan
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
@@ -57,6 +60,9 @@ class CiliumFacts:
     services: dict[str, ServiceFacts]  # "ns/name" ->
     metallb_release: dict[str, Any] | None
     metallb_objects: tuple[tuple[str, str, str, str], ...]  # (apiVersion, kind, ns, name)
+    # Services Argo CD manages: the change made in the GitOps checkout instead (issue 9), planned
+    # while observing because it reads the checkout; None when Git and the cluster already agree.
+    git_changes: dict[str, Change | None] = field(default_factory=dict)
 
 
 def _service(dyn: Any, ns: str, name: str) -> ServiceFacts:
@@ -66,6 +72,22 @@ def _service(dyn: Any, ns: str, name: str) -> ServiceFacts:
     ann = dict((obj.get("metadata") or {}).get("annotations") or {})
     ingress = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
     return ServiceFacts(ns, name, True, ann, tuple(i["ip"] for i in ingress if i.get("ip")))
+
+
+def _git_changes(target: Any, spec: LabSpec, services: dict[str, ServiceFacts]) -> dict[str, Change | None]:
+    """For each Service an Argo CD Application manages, the change in Git that sets its annotations
+    (a direct patch would be reverted by self-heal)."""
+    managed = {k: s for k, s in services.items() if s.exists and ownership.TRACKING_ANNOTATION in s.annotations}
+    if not managed:
+        return {}
+    checkout = Checkout.for_target(target)
+    out: dict[str, Change | None] = {}
+    for key, svc in managed.items():
+        ref = ObjectRef("v1", "Service", svc.namespace, svc.name)
+        obj = {"metadata": {"name": svc.name, "namespace": svc.namespace, "annotations": svc.annotations}}
+        out[key] = ownership.plan_object_change(ref, obj, {"metadata": {"annotations": cv.service_annotations(spec, svc.namespace, svc.name)}},
+                                                checkout, reason="Cilium LB-IPAM instead of MetalLB")
+    return out
 
 
 def observe_cilium(target: Any, spec: LabSpec) -> CiliumFacts:
@@ -80,7 +102,7 @@ def observe_cilium(target: Any, spec: LabSpec) -> CiliumFacts:
         target.helm.get(*cv.RELEASE),
         get_or_none(dyn, pool["apiVersion"], pool["kind"], pool["metadata"]["name"]),
         get_or_none(dyn, policy["apiVersion"], policy["kind"], policy["metadata"]["name"]),
-        services, target.helm.get(*METALLB), tuple(mlb))
+        services, target.helm.get(*METALLB), tuple(mlb), _git_changes(target, spec, services))
 
 
 def _differs(have: dict | None, want: dict) -> bool:
@@ -136,7 +158,12 @@ def plan_cilium(spec: LabSpec, facts: CiliumFacts, options: StepOptions) -> Plan
         want = cv.service_annotations(spec, svc.namespace, svc.name)
         delta = {k: v for k, v in want.items() if svc.annotations.get(k) != v}
         old, target_ip = plan_ips[key]
-        if delta:
+        if key in facts.git_changes:
+            git = facts.git_changes[key]
+            if git is not None:
+                changes.append(replace(git, disruptive=True))
+            delta = {} if git is None else delta
+        elif delta:
             changes.append(Change("update", "service", key, "annotations", ", ".join(f"{k}={svc.annotations[k]}" for k in delta
                                                                                     if k in svc.annotations) or None,
                                   ", ".join(f"{k}={v}" for k, v in delta.items() if v is not None) or "(MetalLB's removed)",
@@ -179,6 +206,10 @@ class CiliumStep:
                 elif c.kind == "k8s-object" and c.op != "delete":
                     changer.apply(c.data["object"])
                     progress.log(f"applied {c.name}")
+                elif c.kind in ("git-file", "argocd-sync"):
+                    bar = progress.task(f"git: {c.name}", 1)
+                    apply_git_changes([c], Checkout.for_target(target), target.kube(), timeout=options.wait_timeout_s)
+                    bar(1, f"committed; {c.data.app} synced")
                 elif c.kind == "service":
                     changer.annotate("v1", "Service", c.data["name"], c.data["namespace"], c.data["annotations"])
                     progress.log(f"annotated service {c.name}")

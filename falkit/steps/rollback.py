@@ -55,7 +55,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..diff import Change, Noop, Plan
@@ -307,7 +306,8 @@ def plan_longhorn(spec: LabSpec, gitops: Any) -> Plan:
                                   data={"checkout": gitops.checkout, "file": f}))
         else:
             noops.append(Noop("gitops-file", f, state))
-    notes = ("falkit does not commit or push: commit the renames and let ArgoCD sync Longhorn",) if changes else ()
+    notes = ("the renames are committed on the GitOps branch (pushed only with spec.gitops.push); Argo CD's "
+             "app-of-apps then re-creates the Longhorn Applications",) if changes else ()
     return Plan("rollback-longhorn", tuple(changes), tuple(noops), notes)
 
 
@@ -316,13 +316,17 @@ def apply_longhorn(target: Any, plan: Plan, options: StepOptions, progress: Prog
     if any((c.data or {}).get("blocked") for c in plan.changes):
         raise StepError("rollback-longhorn", f"the GitOps checkout {plan.changes[0].name} does not exist: clone it or pass "
                                              "gitops_checkout=<path>; nothing was changed")
-    for c in plan.changes:
-        platform = Path(c.data["checkout"]) / spec.gitops.platform_path
-        src, dst = platform / f"{c.data['file']}.disabled", platform / c.data["file"]
-        if dst.exists():
-            raise StepError("rollback-longhorn", f"{dst} exists next to {src.name}: resolve it by hand")
-        progress.log(f"rename {src} -> {dst.name}")
-        src.rename(dst)
+    if not plan.changes:
+        return
+    from ..gitops import Checkout
+    from ..ownership import apply_git_changes, plan_renames
+
+    co = Checkout.from_spec(spec.gitops, plan.changes[0].data["checkout"])
+    renames = plan_renames(co, disable=False)
+    for c in renames:
+        progress.log(f"git mv {c.old} {c.new}")
+    api = target.kube() if getattr(target, "kind", "") == "twin" or spec.gitops.push else None
+    apply_git_changes(renames, co, api, timeout=options.wait_timeout_s)
 
 
 # =============================================================================================
@@ -659,7 +663,7 @@ class RollbackLonghorn(_Base):
     options = {"gitops_checkout": (str, "")}
 
     def observe(self, target, spec, options):
-        return observe_gitops(spec, options)
+        return observe_gitops(spec, options, target)
 
     def plan(self, spec, observed, options):
         return plan_longhorn(spec, observed)
@@ -667,10 +671,10 @@ class RollbackLonghorn(_Base):
     _apply = staticmethod(apply_longhorn)
 
     def checks(self, target, spec, options):
-        g = observe_gitops(spec, options)
+        g = observe_gitops(spec, options, target)
         if g is None:
             return []
-        path = checkout_path(spec, options)
+        path = checkout_path(spec, options, target)
         return [Check("Longhorn manifest enabled", f, f"{path}/{spec.gitops.platform_path}/{f}", state, state == "enabled",
                       f"mv {f}.disabled {f}") for f, state in sorted(g.files.items()) if state != "absent"]
 

@@ -210,13 +210,17 @@ def plan_volumes(spec: LabSpec, facts: VolumeFacts, options: StepOptions) -> Pla
 # Observe / apply / checks
 
 
-def checkout_path(spec: LabSpec, options: StepOptions) -> Path | None:
-    raw = options.extra.get("gitops_checkout") or (spec.gitops.checkout if spec.gitops else None)
+def checkout_path(spec: LabSpec, options: StepOptions, target: Any = None) -> Path | None:
+    """The option ``gitops_checkout``, else the twin's own fixture checkout (a rehearsal never
+    touches the operator's), else ``spec.gitops.checkout``."""
+    twin = ((getattr(target, "connection", None) or {}).get("gitops") or {}).get("checkout") \
+        if getattr(target, "kind", "") == "twin" else None
+    raw = options.extra.get("gitops_checkout") or twin or (spec.gitops.checkout if spec.gitops else None)
     return Path(raw).expanduser() if raw else None
 
 
-def observe_gitops(spec: LabSpec, options: StepOptions) -> GitopsFacts | None:
-    path = checkout_path(spec, options)
+def observe_gitops(spec: LabSpec, options: StepOptions, target: Any = None) -> GitopsFacts | None:
+    path = checkout_path(spec, options, target)
     if path is None or spec.gitops is None:
         return None
     platform = path / spec.gitops.platform_path
@@ -234,7 +238,7 @@ def observe(target: Any, spec: LabSpec, options: StepOptions) -> VolumeFacts:
         storage_classes={s["metadata"]["name"]: s for s in klist(api, "storage.k8s.io/v1", "StorageClass")},
         pvs={p["metadata"]["name"]: p for p in klist(api, "v1", "PersistentVolume")},
         workloads=workloads,
-        gitops=observe_gitops(spec, options),
+        gitops=observe_gitops(spec, options, target),
     )
 
 
@@ -327,15 +331,19 @@ def migrate_one(api: Any, c: Change, timeout: float, progress: Progress) -> str:
     return src
 
 
-def disable_longhorn(changes: list[Change], progress: Progress) -> None:
-    for c in changes:
-        src = Path(c.data["checkout"]) / _platform(c) / c.data["file"]
-        progress.log(f"rename {src} -> {src.name}.disabled")
-        src.rename(src.with_name(src.name + ".disabled"))
+def disable_longhorn(target: Any, spec: LabSpec, checkout: Path, options: StepOptions, progress: Progress) -> None:
+    """Rename Longhorn's Application manifests ``*.disabled`` in the GitOps checkout, commit on
+    the branch (never pushed unless ``spec.gitops.push``), and wait for Argo CD's app-of-apps to
+    prune the Longhorn Applications (:mod:`falkit.ownership`)."""
+    from ..gitops import Checkout
+    from ..ownership import apply_git_changes, plan_renames
 
-
-def _platform(c: Change) -> str:
-    return c.data.get("platform_path", "")
+    co = Checkout.from_spec(spec.gitops, str(checkout))
+    renames = plan_renames(co, disable=True)
+    for c in renames:
+        progress.log(f"git mv {c.old} {c.new}")
+    api = target.kube() if getattr(target, "kind", "") == "twin" or (spec.gitops and spec.gitops.push) else None
+    apply_git_changes(renames, co, api, timeout=options.wait_timeout_s)
 
 
 @register(STEP)
@@ -371,9 +379,7 @@ class VolumesStep:
                                                                                            "delete_old_volumes": False}))
             if any(c.kind == "volume" for c in again.changes) or any("still on it" in n for n in again.notes):
                 raise StepError(STEP, "Longhorn not disabled: some claims are still on Longhorn")
-            platform = spec.gitops.platform_path if spec.gitops else ""
-            disable_longhorn([Change(c.op, c.kind, c.name, data={**c.data, "platform_path": platform}) for c in files],
-                             progress)
+            disable_longhorn(target, spec, Path(files[0].data["checkout"]), options, progress)
 
     def checks(self, target: Any, spec: LabSpec, options: StepOptions) -> list[Check]:
         facts = observe(target, spec, options)

@@ -132,19 +132,25 @@ class _NoLab:
 
 
 def test_disable_longhorn_in_seed_layout(fal, tmp_path):
-    platform = tmp_path / "kubernetes" / "platform"
-    platform.mkdir(parents=True)
-    for f in fal.gitops.longhorn_files + ["traefik-app.yaml"]:
-        (platform / f).write_text("kind: Application\n")
-    opts = StepOptions(extra={"gitops_checkout": str(tmp_path)})
+    """The seed's rename, made as a commit in a Git checkout with the seed's layout."""
+    import subprocess
+
+    from falkit.gitops import make_fixture_repo
+
+    repo = make_fixture_repo(tmp_path / "gitops", fal)
+    platform = repo / fal.gitops.platform_path
+    opts = StepOptions(extra={"gitops_checkout": str(repo)})
     g = observe_gitops(fal, opts)
     assert g.exists and set(g.files.values()) == {"enabled"}
     plan = plan_volumes(fal, facts([], g=g), opts)
     files = [c for c in plan.changes if c.kind == "gitops-file"]
-    disable_longhorn([type(c)(c.op, c.kind, c.name, data={**c.data, "platform_path": fal.gitops.platform_path})
-                      for c in files], _Log())
-    assert sorted(p.name for p in platform.iterdir()) == sorted(
-        [f + ".disabled" for f in fal.gitops.longhorn_files] + ["traefik-app.yaml"])
+    assert len(files) == 3
+    disable_longhorn(None, fal, repo, opts, _Log())
+    names = {p.name for p in platform.iterdir()}
+    assert {f + ".disabled" for f in fal.gitops.longhorn_files} <= names
+    assert not set(fal.gitops.longhorn_files) & names and "traefik-app.yaml" in names
+    log = subprocess.run(["git", "-C", str(repo), "log", "--name-status", "-1", "--format=%s"], capture_output=True, text=True).stdout
+    assert "longhorn-app.yaml.disabled" in log
     assert plan_volumes(fal, facts([], g=observe_gitops(fal, opts)), opts).empty
 
 
