@@ -84,6 +84,11 @@ class MayastorFacts:
     storage_class: dict[str, Any] | None = None
     test_pvc: dict[str, Any] | None = None
     io_engine: dict[str, str] = field(default_factory=dict)  # node -> pod phase
+    # Argo CD deploys Mayastor when it manages the platform (the seed: "Mayastor will be deployed
+    # by ArgoCD"): then falkit writes mayastor-app.yaml into the GitOps checkout instead of
+    # installing the chart with Helm. ``gitops_change`` is that file's change (None: Git has it).
+    via_argocd: bool = False
+    gitops_change: Change | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,7 +184,12 @@ def plan_mayastor(spec: LabSpec, facts: MayastorFacts, options: StepOptions) -> 
     values = mv.helm_values(spec)
     rel = facts.release
     payload = {"namespace": ns, "name": mv.RELEASE_NAME, "chart": chart, "version": version, "values": values}
-    if rel is None:
+    if facts.via_argocd:
+        if facts.gitops_change is not None:
+            changes.append(facts.gitops_change)
+        else:
+            noops.append(Noop("git-file", "mayastor-app.yaml", f"Argo CD deploys {chart} {version} with falkit's values"))
+    elif rel is None:
         changes.append(Change("create", "helm-release", f"{ns}/{mv.RELEASE_NAME}", new=f"{chart} {version}", data=payload))
     else:
         diffs = []
@@ -272,7 +282,22 @@ def observe(target: Any, spec: LabSpec, options: StepOptions) -> MayastorFacts:
         storage_class=kget(api, "storage.k8s.io/v1", "StorageClass", spec.mayastor.storage_class),
         test_pvc=kget(api, "v1", "PersistentVolumeClaim", TEST_PVC, ns),
         io_engine=io_engine_pods(api, ns),
+        **_argocd_facts(target, spec, api),
     )
+
+
+def _argocd_facts(target: Any, spec: LabSpec, api: Any) -> dict[str, Any]:
+    """Whether Argo CD's app-of-apps manages the platform, and if so the Git change that makes it
+    deploy Mayastor (``mayastor-app.yaml`` with falkit's values)."""
+    from ..gitops import ARGOCD_NS, Checkout, mayastor_application
+    from ..ownership import plan_file
+
+    if spec.gitops is None or kget(api, "argoproj.io/v1alpha1", "Application", "platform", ARGOCD_NS) is None:
+        return {}
+    checkout = Checkout.for_target(target)
+    change = plan_file(checkout, f"{spec.gitops.platform_path}/mayastor-app.yaml", [mayastor_application(spec)],
+                       reason="the seed: Mayastor is deployed by Argo CD (falkit does not install it with Helm)")
+    return {"via_argocd": True, "gitops_change": change}
 
 
 def io_engine_pods(api: Any, ns: str) -> dict[str, str]:
@@ -379,12 +404,19 @@ class MayastorStep:
                     kcreate(api, c.data)
                 else:
                     kpatch(api, "v1", "Namespace", c.name, {"metadata": {"labels": {c.field: c.new}}})
+        git = [c for c in plan.changes if c.kind == "git-file"]
+        if git:
+            from ..gitops import Checkout
+            from ..ownership import apply_git_changes
+
+            progress.log(f"git: {', '.join(c.name for c in git)} (Argo CD deploys Mayastor)")
+            apply_git_changes(git, Checkout.for_target(target), api, timeout=timeout)
         if any(c.kind == "helm-release" for c in plan.changes):
             d = next(c.data for c in plan.changes if c.kind == "helm-release")
             progress.log(f"helm upgrade --install {d['name']} {d['chart']} --version {d['version']} -n {d['namespace']}")
             target.helm.upgrade_install(d["namespace"], d["name"], d["chart"], d["version"], d["values"])
         pool_changes = [c for c in plan.changes if c.kind == "diskpool"]
-        if any(c.kind in ("helm-release", "diskpool", "pvc", "job") for c in plan.changes):
+        if any(c.kind in ("helm-release", "git-file", "diskpool", "pvc", "job") for c in plan.changes):
             _wait("Mayastor components", timeout, lambda: components_ready(api, spec), progress)
         for c in pool_changes:
             if c.op == "update":

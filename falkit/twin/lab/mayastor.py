@@ -64,7 +64,11 @@ DISKPOOL_VERSIONS = ("openebs.io/v1beta2", "openebs.io/v1beta3")
 
 
 def release(ctx):  # noqa: ANN201 - Release | None
-    return ctx.release_of("mayastor") or ctx.release_of("openebs")
+    """The Mayastor release: installed by Helm, or rendered by Argo CD from an Application."""
+    from .argocd import chart_release
+
+    return (ctx.release_of("mayastor") or ctx.release_of("openebs")
+            or chart_release(ctx, "mayastor") or chart_release(ctx, "openebs"))
 
 
 def core_list(rel) -> list[int]:  # noqa: ANN001
