@@ -53,7 +53,7 @@ def list_objects(dyn: Any, api_version: str, kind: str, namespace: str | None = 
     except ResourceNotFoundError:
         return []
     out = res.get(namespace=namespace) if namespace else res.get()
-    return [i.to_dict() for i in out.to_dict().get("items", [])] if hasattr(out, "to_dict") else []
+    return [i if isinstance(i, dict) else i.to_dict() for i in out.to_dict().get("items", [])] if hasattr(out, "to_dict") else []
 
 
 class KubeChanger:

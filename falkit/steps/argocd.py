@@ -210,10 +210,15 @@ class ArgoCdStep:
     def wait_apps(self, target: Any, spec: LabSpec, options: StepOptions, progress: Progress) -> None:
         """Wait until ``platform`` and every child declared in Git is Synced and Healthy."""
         api = target.kube()
+        retiring = _retiring(target, spec)
         try:
             names = ["platform", *(d.obj["metadata"]["name"] for d in Checkout.for_target(target).applications())]
         except (GitOpsError, OSError):
             names = ["platform"]
+        for n in sorted(retiring & set(names)):
+            progress.log(f"application {n}: not waited for Healthy — Longhorn is disabled by 50-mayastor once its "
+                         "volumes are moved (its UI LoadBalancer lost its MetalLB address in 40-cilium)")
+        names = [n for n in names if n not in retiring]
         bars = {n: progress.task(f"application {n}") for n in names}
         deadline = time.monotonic() + options.wait_timeout_s
         start = time.monotonic()
@@ -262,8 +267,33 @@ class ArgoCdStep:
             return out
         out.append(Check("GitOps repository registered", spec.gitops.repo_url, "repository Secret",
                          "present" if facts.repo_secret else "absent", facts.repo_secret is not None))
+        retiring = _retiring(target, spec)
         for r in app_rows(api):
+            if r["application"] in retiring:
+                out.append(Check("Application (retiring)", r["application"], "Synced (disabled by 50-mayastor)",
+                                 f"{r['sync']}/{r['health']}", r["sync"] == "Synced", r["message"]))
+                continue
             out.append(Check("Application", r["application"], "Synced/Healthy", f"{r['sync']}/{r['health']}",
                              r["sync"] == "Synced" and r["health"] == "Healthy", r["message"]))
         return out
+
+
+def _retiring(target: Any, spec: LabSpec) -> set[str]:
+    """Applications the migration disables (Longhorn's, from ``spec.gitops.longhorn_files``)."""
+    if spec.gitops is None:
+        return set()
+    from ..ownership import _app_name
+
+    try:
+        co = Checkout.for_target(target)
+    except (GitOpsError, OSError):
+        return set()
+    out = set()
+    for f in spec.gitops.longhorn_files:
+        rel = f"{spec.gitops.platform_path}/{f}"
+        if co.exists(rel):
+            name = _app_name(co.read(rel))
+            if name:
+                out.add(name)
+    return out
 

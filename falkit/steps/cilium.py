@@ -106,7 +106,9 @@ def observe_cilium(target: Any, spec: LabSpec) -> CiliumFacts:
 
 
 def _differs(have: dict | None, want: dict) -> bool:
-    return have is None or have.get("spec") != want["spec"]
+    """True unless ``have`` holds every field of ``want``'s spec (the API server adds defaults,
+    e.g. a pool's ``disabled: false``, which are not a difference)."""
+    return have is None or not ownership.matches(have, {"spec": want["spec"]})
 
 
 def planned_ips(spec: LabSpec) -> dict[str, tuple[str | None, str]]:

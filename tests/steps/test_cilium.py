@@ -93,3 +93,35 @@ def test_service_without_its_ip_keeps_metallb_until_waited(fal):
                         f.metallb_release, f.metallb_objects)
     kinds = [c.kind for c in plan_cilium(fal, facts, StepOptions()).changes]
     assert kinds.index("services") < kinds.index("helm-release")
+
+
+def test_list_objects_against_the_emulator(tmp_path):
+    """list_objects returns plain dicts from a real apiserver (the emulator) through DynamicClient."""
+    import asyncio
+    import threading
+
+    import yaml
+    from kubernetes import config
+    from kubernetes.dynamic import DynamicClient
+
+    from falkit.kube import list_objects
+    from falkit.twin.kube import Store, build_app, kubeconfig
+    from falkit.twin.lab_process import LabProcess
+
+    store = Store()
+    lab = LabProcess(store, build_app(store))
+    loop = asyncio.new_event_loop()
+    t = threading.Thread(target=loop.run_forever, daemon=True)
+    t.start()
+    url = asyncio.run_coroutine_threadsafe(lab.start("127.0.0.1", 0), loop).result(10)
+    try:
+        kc = tmp_path / "kc"
+        kc.write_text(yaml.safe_dump(kubeconfig(url)))
+        dyn = DynamicClient(config.new_client_from_config(config_file=str(kc)))
+        store.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "default"}})
+        items = list_objects(dyn, "v1", "ConfigMap", "default")
+        assert [i["metadata"]["name"] for i in items] == ["a"] and isinstance(items[0], dict)
+        assert list_objects(dyn, "example.com/v1", "Nope") == []
+    finally:
+        asyncio.run_coroutine_threadsafe(lab.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)

@@ -45,6 +45,7 @@ from .context import POD_CONTROLLER, VolumeData
 from .workloads import (
     LONGHORN_DRIVER,
     MAYASTOR_DRIVER,
+    eligible_nodes,
     items,
     node_ready,
     owned_by,
@@ -193,9 +194,8 @@ def reconcile_pods(ctx, rel, vms) -> dict[str, bool]:  # noqa: ANN001
         ds = _ds(ctx, rel, app)
         if ds is None:
             continue
-        sel = ((ds["spec"].get("template") or {}).get("spec") or {}).get("nodeSelector") or {}
-        want = {n["metadata"]["name"]: n for n in all_nodes
-                if all((n["metadata"].get("labels") or {}).get(k) == v for k, v in sel.items())}
+        tpl = (ds["spec"].get("template") or {}).get("spec") or {}
+        want = {n["metadata"]["name"]: n for n in eligible_nodes(ctx, tpl, ready_only=False)}
         for p in items(ctx, "v1", "Pod", rel.namespace):
             if owned_by(p, ds) and p["spec"].get("nodeName", _affinity_node(p)) not in want:
                 ctx.store.delete("v1", "Pod", p["metadata"]["name"], rel.namespace)

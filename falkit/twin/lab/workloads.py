@@ -196,13 +196,18 @@ def _tolerates(pod_spec: dict, taint: dict) -> bool:
 
 
 def eligible_nodes(ctx, pod_spec: dict, *, ready_only: bool = True) -> list[dict]:
+    """Nodes a pod may be placed on: ``nodeSelector`` matches and every NoSchedule/NoExecute taint
+    is tolerated. ``ready_only=False`` is the DaemonSet controller's view: it also places pods on
+    NotReady nodes and tolerates the node-condition taints (``node.kubernetes.io/*``) itself, but
+    not e.g. Talos' ``node-role.kubernetes.io/control-plane:NoSchedule``."""
     out = []
     for n in nodes(ctx):
         if ready_only and not node_ready(n):
             continue
         if any((n["metadata"].get("labels") or {}).get(k) != v for k, v in (pod_spec.get("nodeSelector") or {}).items()):
             continue
-        taints = [t for t in (n.get("spec") or {}).get("taints") or [] if t.get("effect") in ("NoSchedule", "NoExecute")]
+        taints = [t for t in (n.get("spec") or {}).get("taints") or [] if t.get("effect") in ("NoSchedule", "NoExecute")
+                  and (ready_only or not str(t.get("key", "")).startswith("node.kubernetes.io/"))]
         if all(_tolerates(pod_spec, t) for t in taints):
             out.append(n)
     return out

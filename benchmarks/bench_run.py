@@ -1,0 +1,160 @@
+"""How long ``falkit run`` takes on the twin, and how much of it is papermill and kernel start.
+
+Measures, each against a fresh twin in its own temporary FALKIT_STATE_DIR (stopped at the end):
+
+1. **cold**: ``falkit run`` of all notebooks on a twin just started in its "before" state;
+2. **no-op**: the same run again (every plan empty: it should make no mutating call);
+3. **VM step scaling**: notebooks 10-network and 20-vms on an empty host (twin state "empty"), with
+   3 and with 30 workers (a generated spec: 1 GiB / 4 GB OS / 10 GB data per worker, host and local-lvm sized
+   to fit);
+4. **overhead**: papermill's Python API on an empty notebook (kernel start, parameter injection,
+   one trivial cell, immediate shutdown), compared with the per-notebook times above.
+
+Notebooks are built from ``notebooks/src`` into a temp dir first (so the measurement does not depend
+on the checked-in .ipynb being fresh). A run that fails is reported with where it failed.
+
+    python benchmarks/bench_run.py [--only 00 10 20 ...] [--skip-scaling] [--out bench_run.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from falkit import nbbuild  # noqa: E402
+from falkit.cli import main as falkit_main  # noqa: E402
+from falkit.twin import supervisor  # noqa: E402
+
+
+@contextlib.contextmanager
+def env(**values: str):
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+def timed_run(params: Path, outputs: Path, extra: list[str]) -> dict:
+    """One ``falkit run``; its wall time and run.json's per-notebook durations."""
+    t0 = time.monotonic()
+    rc = falkit_main(["run", "--params", str(params), "--outputs", str(outputs), *extra])
+    wall = time.monotonic() - t0
+    run_dir = sorted(p for p in outputs.iterdir() if p.is_dir())[-1]
+    run = json.loads((run_dir / "run.json").read_text())
+    return {"rc": rc, "wall_s": round(wall, 2), "status": run["status"], "failed": run.get("failed"),
+            "notebooks": {n["notebook"]: n.get("duration_s") for n in run["notebooks"]},
+            "mutating_calls": run["totals"]["mutating_calls"], "applied": run["totals"]["applied_changes"]}
+
+
+def scaled_spec(workers: int, tmp: Path) -> Path:
+    data = yaml.safe_load((ROOT / "parameters" / "fal.yaml").read_text())
+    base = data["cluster"]["workers"][0]
+    data["cluster"]["workers"] = [
+        dict(base, name=f"talos-worker-{i:02d}", vmid=200 + i, ip=f"10.10.0.{10 + i}", storage_ip=f"10.11.0.{10 + i}",
+             memory_gb=1, os_disk_gb=4, data_disk_gb=10)
+        for i in range(1, workers + 1)]
+    data["host"]["memory_gb"] = 4 + workers + 8
+    for st in data["host"]["storages"]:
+        st["size_gb"] = max(st["size_gb"], 40 + 5 * workers) if st["name"] == "local-lvm" else st["size_gb"]
+    data["plex"]["ip"], data["plex"]["storage_ip"] = "10.10.0.90", "10.11.0.90"
+    data["truenas"]["ip"], data["truenas"]["storage_ip"] = "10.10.0.95", "10.11.0.95"
+    data["cilium"]["lb_pool"] = {"start": "10.10.0.100", "stop": "10.10.0.149"}
+    for s in data["services"]:
+        if s["new_ip"] not in ("auto", "disabled"):
+            s["new_ip"] = "10.10.0.120"
+    path = tmp / f"lab-{workers}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def fresh_twin_run(params: Path, nbdir: Path, extra: list[str], repeat: int = 1, state_name: str = "before") -> list[dict]:
+    with tempfile.TemporaryDirectory(prefix="falkit-bench-") as tmp:
+        state, outputs = Path(tmp) / "state", Path(tmp) / "outputs"
+        with env(FALKIT_STATE_DIR=str(state), FALKIT_NOTEBOOKS_DIR=str(nbdir), FALKIT_HEADLESS="1"):
+            try:
+                t0 = time.monotonic()
+                supervisor.up(str(params), state=state_name, state_dir=state / "twin")
+                twin_up = time.monotonic() - t0
+                results = []
+                for _ in range(repeat):
+                    results.append(timed_run(params, outputs, extra))
+                results[0]["twin_up_s"] = round(twin_up, 2)
+                return results
+            finally:
+                supervisor.down(state / "twin")
+
+
+def papermill_overhead(n: int = 3) -> dict:
+    import papermill as pm
+
+    src = '# %% tags=["parameters"]\nx = 1\n\n# %%\ny = x + 1\n'
+    with tempfile.TemporaryDirectory() as tmp:
+        nb = Path(tmp) / "00-empty.ipynb"
+        nb.write_text(nbbuild.render(nbbuild.build_notebook(src, "00-empty")))
+        times = []
+        for _ in range(n):
+            t0 = time.monotonic()
+            pm.execute_notebook(str(nb), str(Path(tmp) / "out.ipynb"), parameters={"x": 2}, kernel_name="python3",
+                                progress_bar=False, shutdown_kernel="immediate")
+            times.append(time.monotonic() - t0)
+        t0 = time.monotonic()
+        import subprocess
+
+        subprocess.run([sys.executable, "-c", "import falkit.runbook, falkit.steps.vms, kubernetes, plotly"],
+                       check=False, cwd=str(ROOT), env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        imports = time.monotonic() - t0
+    return {"empty_notebook_s": round(min(times), 3), "empty_notebook_all_s": [round(t, 3) for t in times],
+            "falkit_import_in_fresh_python_s": round(imports, 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="*", default=None, help="notebook prefixes for the cold/no-op runs")
+    ap.add_argument("--skip-scaling", action="store_true")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    report: dict = {}
+    with tempfile.TemporaryDirectory(prefix="falkit-nb-") as nbtmp:
+        nbdir = Path(nbtmp)
+        nbbuild.build(ROOT / "notebooks" / "src", nbdir)
+        only = ["--only", *args.only] if args.only else []
+        cold, noop = fresh_twin_run(ROOT / "parameters" / "fal.yaml", nbdir, only, repeat=2)
+        report["cold"], report["noop"] = cold, noop
+        if not args.skip_scaling:
+            with tempfile.TemporaryDirectory() as tmp:
+                for workers in (3, 30):
+                    spec = scaled_spec(workers, Path(tmp))
+                    report[f"vms_{workers}_workers"] = fresh_twin_run(spec, nbdir, ["--only", "10", "20"], state_name="empty")[0]
+        report["overhead"] = papermill_overhead()
+    ov = report["overhead"]["empty_notebook_s"]
+    print("\n== falkit run on the twin ==")
+    for key in [k for k in report if k != "overhead"]:
+        r = report[key]
+        n = len(r["notebooks"])
+        where = f", failed at {r['failed']['notebook']}" if r.get("failed") else ""
+        print(f"{key:18} {r['status']:6} {r['wall_s']:7.1f} s wall, {n} notebook(s), "
+              f"{r['mutating_calls']} mutating call(s), papermill+kernel ≈ {n * ov:.1f} s ({100 * n * ov / r['wall_s']:.0f} %){where}")
+        print("                   " + ", ".join(f"{k} {v:.1f}s" for k, v in r["notebooks"].items() if v is not None))
+    print(f"\nempty notebook through papermill (kernel start + shutdown): {ov:.2f} s; "
+          f"importing falkit's stack in a fresh python: {report['overhead']['falkit_import_in_fresh_python_s']:.2f} s")
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

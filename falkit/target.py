@@ -1,0 +1,309 @@
+"""Connect to a target: the twin (the simulated lab on loopback) or the operator's live lab.
+
+``connect(spec, "twin")`` reads ``$FALKIT_STATE_DIR/twin/connection.json`` (written by
+``falkit twin up``; shape in docs/ARCHITECTURE.md). If no twin is up and ``start_twin`` is true, it
+starts one in its "before" state from ``spec`` (via :mod:`falkit.twin.supervisor`).
+
+``connect(spec, "live")`` takes the Proxmox URL and token id from ``spec.secrets`` and the token
+secret from ``spec.secrets.proxmox_token`` (an environment variable or a file: a
+:class:`~falkit.errors.TargetError` names it when it is not set). Kubeconfig, talosconfig and Talos
+secrets live in the private state directory ``$FALKIT_STATE_DIR/live/<lab>/`` (mode 0700, files
+0600). The twin's private directory is ``$FALKIT_STATE_DIR/twin/private/<lab>/``; it belongs to one
+twin instance and is emptied when a new twin is started (a new twin is a new lab).
+
+The same clients serve both targets, and none is monkeypatched:
+
+- ``target.pve`` is proxmoxer's ``ProxmoxAPI`` with API-token auth over HTTPS, TLS verified
+  (proxmoxer 2.3.0 passes ``verify_ssl`` to requests' ``verify``, so a CA bundle *path* works:
+  the twin's ``ca_file``; for live ``pve-ca.pem`` in the private dir, else the system CAs). Mutating
+  calls reach the journal through a requests response hook on proxmoxer's session
+  (``ProxmoxAPI._store["session"]``, a ``requests.Session``).
+- ``target.kube()`` is a :class:`JournaledApiClient` (a ``kubernetes.client.ApiClient`` whose
+  ``call_api`` records non-GET calls) built from the kubeconfig: the private dir's (written by the
+  Talos step after bootstrap), else, on the twin, the twin's admin kubeconfig of the "before"
+  cluster. None yet -> ``TargetError``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import TargetError
+from .journal import Journal
+from .spec import LabSpec, load_spec
+
+PVE_TIMEOUT_S = 30
+
+
+def state_base(state_dir: str | os.PathLike | None = None) -> Path:
+    """``state_dir``, or ``$FALKIT_STATE_DIR``, or ``~/.local/state/falkit``."""
+    if state_dir is not None:
+        return Path(state_dir)
+    return Path(os.environ.get("FALKIT_STATE_DIR") or Path.home() / ".local" / "state" / "falkit")
+
+
+def private_dir_for(lab: str, kind: str, state_dir: str | os.PathLike | None = None) -> Path:
+    """The private state directory of ``lab`` on target ``kind`` (created 0700)."""
+    base = state_base(state_dir)
+    path = base / "live" / lab if kind == "live" else base / "twin" / "private" / lab
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def write_private_file(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` with mode 0600 from the start (never world-readable)."""
+    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fd, 0o600)
+        fh.write(text)
+    os.replace(tmp, path)
+    return path
+
+
+def _kube_client_class():
+    from kubernetes import client
+
+    class JournaledApiClient(client.ApiClient):
+        """``ApiClient`` that records every non-GET call (method, path, status) in a journal."""
+
+        journal: Journal | None = None
+
+        def call_api(self, method, url, header_params=None, body=None, post_params=None, _request_timeout=None):
+            response = super().call_api(method, url, header_params=header_params, body=body,
+                                        post_params=post_params, _request_timeout=_request_timeout)
+            if self.journal is not None:
+                path = urlsplit(url).path
+                segments = [x for x in path.split("/") if x]
+                hint = segments[-1 if method.upper() == "POST" else -2] if len(segments) >= 2 else "object"
+                self.journal.record("kube", method, path, getattr(response, "status", None), body=body, kind_hint=hint)
+            return response
+
+    return JournaledApiClient
+
+
+def journaled_api_client(kubeconfig: str | os.PathLike, journal: Journal | None):
+    """A journaled ``kubernetes.client.ApiClient`` for a kubeconfig file."""
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg, persist_config=False)
+    api = _kube_client_class()(configuration=cfg)
+    api.journal = journal
+    return api
+
+
+def pve_client(host: str, port: int, token_id: str, secret: str, verify: str | bool, journal: Journal):
+    """proxmoxer ``ProxmoxAPI`` with token auth; mutating calls go to ``journal`` (response hook)."""
+    from proxmoxer import ProxmoxAPI
+
+    if "!" not in token_id:
+        raise TargetError(f"Proxmox token id {token_id!r} must look like user@realm!tokenname")
+    user, token_name = token_id.split("!", 1)
+    api = ProxmoxAPI(host, port=port, user=user, token_name=token_name, token_value=secret,
+                     verify_ssl=verify, timeout=PVE_TIMEOUT_S)
+    session = api._store["session"]  # proxmoxer's requests.Session (https backend)
+    session.hooks["response"].append(journal.pve_hook)
+    return api
+
+
+class Target:
+    """A connected lab: ``pve``, ``node``, ``kube()``, ``dynamic()``, ``talos``, ``helm``, ``truenas``."""
+
+    def __init__(self, kind: str, spec: LabSpec, *, pve: Any, node: str, journal: Journal, private_dir: Path,
+                 spec_path: Path | None = None, connection: dict | None = None):
+        self.kind = kind
+        self.spec = spec
+        self.spec_path = spec_path
+        self.pve = pve
+        self.node = node
+        self.journal = journal
+        self.private_dir = private_dir
+        self.connection = connection or {}
+        self._kube = None
+
+    def __repr__(self) -> str:
+        return f"Target({self.kind}, lab={self.spec.lab}, node={self.node})"
+
+    # -- private state -------------------------------------------------------------------------
+    def write_private(self, name: str, text: str) -> Path:
+        """Write a private file (0600) in the private dir; writing ``kubeconfig`` resets ``kube()``."""
+        if "/" in name or name.startswith("."):
+            raise ValueError(f"private file name must be a plain name, not {name!r}")
+        path = write_private_file(self.private_dir / name, text)
+        if name == "kubeconfig":
+            self.reset_kube()
+        return path
+
+    def read_private(self, name: str) -> str | None:
+        path = self.private_dir / name
+        return path.read_text() if path.is_file() else None
+
+    # -- Kubernetes ----------------------------------------------------------------------------
+    def kubeconfig_path(self) -> Path | None:
+        """The kubeconfig in use: the private dir's, else (twin) the twin's admin kubeconfig."""
+        own = self.private_dir / "kubeconfig"
+        if own.is_file():
+            return own
+        twin_kc = (self.connection.get("kubernetes") or {}).get("kubeconfig")
+        if self.kind == "twin" and twin_kc and Path(twin_kc).is_file():
+            return Path(twin_kc)
+        return None
+
+    def kube(self):
+        """The journaled ``kubernetes.client.ApiClient`` (cached). ``TargetError`` before bootstrap."""
+        if self._kube is None:
+            path = self.kubeconfig_path()
+            if path is None:
+                raise TargetError(f"no kubeconfig for {self.spec.lab} yet: the Talos step (30-talos) fetches it after "
+                                  f"bootstrap and keeps it in {self.private_dir / 'kubeconfig'}")
+            self._kube = journaled_api_client(path, self.journal)
+        return self._kube
+
+    def dynamic(self):
+        """A ``kubernetes.dynamic.DynamicClient`` over :meth:`kube`."""
+        from kubernetes.dynamic import DynamicClient
+
+        return DynamicClient(self.kube())
+
+    def reset_kube(self) -> None:
+        if self._kube is not None:
+            self._kube.close()
+        self._kube = None
+
+    # -- Talos, Helm, TrueNAS (lazy) ----------------------------------------------------------
+    @property
+    def lab_api(self) -> str | None:
+        return self.connection.get("lab_api")
+
+    @cached_property
+    def talos(self):
+        from .backends import talos
+
+        if self.kind == "twin":
+            return talos.TwinTalos(self.lab_api, self.journal)
+        return talos.LiveTalos(str(self.private_dir / "talosconfig"), self.journal)
+
+    @cached_property
+    def helm(self):
+        from .backends import helm
+
+        if self.kind == "twin":
+            return helm.TwinHelm(self.lab_api, self.journal)
+        path = self.kubeconfig_path()
+        return helm.LiveHelm(str(path or self.private_dir / "kubeconfig"), self.journal)
+
+    @cached_property
+    def truenas(self):
+        from .truenas import TrueNasClient
+
+        if self.kind == "twin":
+            tn = self.connection.get("truenas") or {}
+            if not tn:
+                raise TargetError("the twin has no TrueNAS stand-in (no 'truenas' in connection.json)")
+            return TrueNasClient(tn["url"], Path(tn["key_file"]).read_text().strip(), True)
+        t = self.spec.truenas
+        if t is None:
+            raise TargetError("the lab spec has no 'truenas' section")
+        key = t.api_key.resolve()
+        if not key:
+            raise TargetError(f"the TrueNAS API key is not set: {t.api_key.describe()} (spec truenas.api_key)")
+        ca = self.private_dir / "truenas-ca.pem"
+        return TrueNasClient(f"https://{t.ip}", key, str(ca) if ca.is_file() else True)
+
+    def close(self) -> None:
+        self.reset_kube()
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _load(spec: LabSpec | str | os.PathLike, spec_path: str | os.PathLike | None) -> tuple[LabSpec, Path | None]:
+    if isinstance(spec, LabSpec):
+        return spec, Path(spec_path).resolve() if spec_path else None
+    path = Path(spec).expanduser().resolve()
+    return load_spec(path), path
+
+
+def twin_connection(state_dir: str | os.PathLike | None = None) -> dict | None:
+    """connection.json of the running twin, or None when no twin is up."""
+    from .twin import supervisor
+
+    st = supervisor.status(state_base(state_dir) / "twin")
+    return st["connection"] if st["up"] else None
+
+
+def _twin_private_dir(spec: LabSpec, conn: dict, state_dir: str | os.PathLike | None) -> Path:
+    """The twin's private dir; emptied when it belonged to an earlier twin instance."""
+    path = private_dir_for(spec.lab, "twin", state_dir)
+    marker = path / "twin-started"
+    started = str(conn.get("started", ""))
+    if marker.is_file() and marker.read_text() == started:
+        return path
+    for entry in path.iterdir():
+        if entry.name == "run.lock":
+            continue
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    write_private_file(marker, started)
+    return path
+
+
+def connect(spec: LabSpec | str | os.PathLike, target: str = "twin", state_dir: str | os.PathLike | None = None,
+            journal: Journal | None = None, start_twin: bool = True, *, spec_path: str | os.PathLike | None = None,
+            time_factor: float = 0.0) -> Target:
+    """Connect to the twin or the live lab (see the module docstring). ``spec`` is a LabSpec or a path."""
+    lab_spec, path = _load(spec, spec_path)
+    journal = journal if journal is not None else Journal()
+    if target == "twin":
+        return _connect_twin(lab_spec, path, state_dir, journal, start_twin, time_factor)
+    if target == "live":
+        return _connect_live(lab_spec, path, state_dir, journal)
+    raise TargetError(f"target must be 'twin' or 'live', not {target!r}")
+
+
+def _connect_twin(spec: LabSpec, path: Path | None, state_dir, journal: Journal, start_twin: bool,
+                  time_factor: float) -> Target:
+    from .twin import supervisor
+
+    conn = twin_connection(state_dir)
+    if conn is None:
+        if not start_twin:
+            raise TargetError("no twin is up: start one with `falkit twin up` (or connect with start_twin=True)")
+        conn = supervisor.up(path or spec, state="before", state_dir=state_base(state_dir) / "twin",
+                             time_factor=time_factor)
+    px = conn["proxmox"]
+    token_id = f"{px.get('user', 'root@pam')}!{px['token_name']}"
+    secret = Path(px["token_file"]).read_text().strip()
+    pve = pve_client(px["host"], int(px["port"]), token_id, secret, px["ca_file"], journal)
+    return Target("twin", spec, pve=pve, node=px["node"], journal=journal, spec_path=path, connection=conn,
+                  private_dir=_twin_private_dir(spec, conn, state_dir))
+
+
+def _connect_live(spec: LabSpec, path: Path | None, state_dir, journal: Journal) -> Target:
+    sec = spec.secrets
+    secret = sec.proxmox_token.resolve()
+    if not secret:
+        raise TargetError(f"the Proxmox API token secret is not set: {sec.proxmox_token.describe()} "
+                          f"(spec secrets.proxmox_token, for token {sec.proxmox_token_id})")
+    url = urlsplit(sec.proxmox_url)
+    if url.scheme != "https" or not url.hostname:
+        raise TargetError(f"secrets.proxmox_url must be an https:// URL, not {sec.proxmox_url!r}")
+    private = private_dir_for(spec.lab, "live", state_dir)
+    ca = private / "pve-ca.pem"
+    pve = pve_client(url.hostname, url.port or 8006, sec.proxmox_token_id, secret, str(ca) if ca.is_file() else True,
+                     journal)
+    conn = {"target": "live", "proxmox": {"url": sec.proxmox_url, "node": spec.host.node}}
+    return Target("live", spec, pve=pve, node=spec.host.node, journal=journal, spec_path=path, connection=conn,
+                  private_dir=private)
+
+
+def connection_summary(target: Target) -> dict[str, Any]:
+    """What a notebook header may show about a target (no secrets, no ports)."""
+    return {"target": target.kind, "lab": target.spec.lab, "node": target.node,
+            "spec": target.spec_path.name if target.spec_path else None}

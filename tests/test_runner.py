@@ -1,0 +1,216 @@
+"""``falkit run`` / ``falkit runs`` end to end on the twin with papermill (real kernels).
+
+Covers: a run of 00-preflight plus a test notebook (step ``t-desc``) archives the executed
+notebooks, their HTML (plotly.js embedded once, no external scripts), result files, run.json
+(statuses, changes, checks, totals) and journal.jsonl; the lab really changed; a second run is a
+no-op (zero mutating calls); a failing notebook stops the run with notebook + cell + error, exit 1,
+run.json ``failed`` with a resume command, and ``--resume`` continues in the same archive from the
+failed notebook only; parameters are validated before anything runs (exit 2, nothing archived);
+``--target live`` needs --apply and the token; the lock refuses a concurrent run and takes over a
+stale one; ``falkit runs`` lists runs; the HTML export renders its plotly chart offline in Chromium.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_runbook_support import FAL, ROOT, TESTS, value_of
+
+from falkit.cli import main
+from falkit.lock import RunLock
+from falkit.nbbuild import build_notebook, render
+from falkit.target import connect, private_dir_for
+
+IMPORT_TEST_STEP = f"import sys\nsys.path.insert(0, {str(TESTS)!r})\nimport test_runbook_support\n"
+TEST_NB = '''# %% tags=["parameters"]
+params = "../parameters/fal.yaml"
+target = "twin"
+apply = False
+options = {{}}
+
+# %%
+import sys
+sys.path.insert(0, {tests!r})
+import test_runbook_support  # registers the step t-desc
+from falkit import runbook
+
+lab = runbook.open(params, target=target, apply=apply, notebook="{name}", **options)
+
+# %%
+s = lab.step("t-desc")
+s.apply()
+
+# %%
+lab.checks("t-desc")
+
+# %%
+lab.finish()
+'''
+
+pytest_plugins = ("test_runbook_support",)  # the session twin and state_env fixtures
+
+
+def make_notebooks(directory: Path, extra: dict[str, str] | None = None) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    # the real 00-preflight, also importing the test step (its options are part of every notebook's)
+    pre = (ROOT / "notebooks" / "src" / "00-preflight.py").read_text()
+    pre = pre.replace("from falkit import runbook", IMPORT_TEST_STEP + "from falkit import runbook", 1)
+    sources = {"00-preflight": pre, "10-tdesc": TEST_NB.format(tests=str(TESTS), name="10-tdesc")}
+    sources.update(extra or {})
+    for name, text in sources.items():
+        (directory / f"{name}.ipynb").write_text(render(build_notebook(text, name)))
+    return directory
+
+
+@pytest.fixture
+def runenv(state_env, tmp_path, monkeypatch):
+    base, conn = state_env
+    nbs = make_notebooks(tmp_path / "notebooks")
+    monkeypatch.setenv("FALKIT_NOTEBOOKS_DIR", str(nbs))
+    outputs = tmp_path / "outputs"
+    return base, conn, nbs, outputs
+
+
+def _run(outputs, *extra) -> int:
+    return main(["run", "--params", str(FAL), "--outputs", str(outputs), *extra])
+
+
+def _only_run(outputs) -> Path:
+    runs = sorted(p for p in outputs.iterdir() if p.is_dir())
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def test_run_archives_and_second_run_is_noop(runenv, capsys):
+    base, conn, nbs, outputs = runenv
+    assert _run(outputs, "--set", "t_value=7") == 0
+    run_dir = _only_run(outputs)
+    assert run_dir.name.endswith("-twin")
+    names = sorted(p.name for p in run_dir.iterdir())
+    assert names == ["00-preflight.html", "00-preflight.ipynb", "00-preflight.result.json", "10-tdesc.html",
+                     "10-tdesc.ipynb", "10-tdesc.result.json", "journal.jsonl", "run.json"]
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "ok" and run["target"] == "twin" and run["apply"] is True
+    assert run["options"]["allow_disruptive"] is True and run["options"]["t_value"] == 7
+    by = {n["notebook"]: n for n in run["notebooks"]}
+    assert by["00-preflight"]["status"] == "ok" and by["00-preflight"]["findings"]["warning"] > 0
+    assert by["10-tdesc"]["applied"] == 1 and by["10-tdesc"]["checks"] == {"ok": 1, "failed": 0}
+    assert by["10-tdesc"]["applied_changes"]["t-desc"][0]["new"] == "7"
+    assert run["totals"]["notebooks_ok"] == 2 and run["totals"]["mutating_calls"] == 1
+    journal = [json.loads(x) for x in (run_dir / "journal.jsonl").read_text().splitlines()]
+    assert [(e["api"], e["method"], e["path"]) for e in journal] == [("pve", "POST", "/nodes/fal/qemu/200/config")]
+    t = connect(FAL, "twin")
+    assert value_of(t, 200) == 7  # the lab changed
+    nb = json.loads((run_dir / "10-tdesc.ipynb").read_text())
+    injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert f"params = \"{FAL}\"" in "".join(injected[0]["source"])
+    html = (run_dir / "00-preflight.html").read_text()
+    assert html.count("plotly.js v") == 1 and "Plotly.newPlot('falkit-plotly-1'" in html
+    assert 'src="http' not in html and "src='http" not in html
+    out = capsys.readouterr().out
+    assert "allow_disruptive is on" in out and "MAC prefix" in out
+    assert "[10-tdesc] description of 200: 100% done" in out  # kernel progress echoed
+
+    assert _run(outputs, "--set", "t_value=7") == 0
+    second = sorted(p for p in outputs.iterdir() if p.is_dir())[-1]
+    run2 = json.loads((second / "run.json").read_text())
+    assert run2["status"] == "ok" and run2["totals"]["mutating_calls"] == 0 and run2["totals"]["applied_changes"] == 0
+    assert not (second / "journal.jsonl").exists()
+
+    assert main(["runs", "--outputs", str(outputs)]) == 0
+    listing = capsys.readouterr().out
+    assert run_dir.name in listing and second.name in listing and "ok" in listing
+
+
+def test_failure_stops_and_resume_continues(runenv, capsys):
+    base, conn, nbs, outputs = runenv
+    assert _run(outputs, "--set", "t_value=8", "--set", "t_fail_apply=true") == 1
+    err = capsys.readouterr().err
+    run_dir = _only_run(outputs)
+    assert "10-tdesc failed at cell" in err and "In [4]: s = lab.step(\"t-desc\")" in err and "planted failure" in err
+    assert f"falkit run --resume {run_dir}" in err  # in the StepError or the runner's hint
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "failed" and run["failed"]["notebook"] == "10-tdesc"
+    assert run["failed"]["ename"] == "StepError" and isinstance(run["failed"]["cell"], int)
+    assert run["resume"] == f"falkit run --resume {run_dir}" and run["remaining"] == ["10-tdesc.ipynb"]
+    assert (run_dir / "10-tdesc.ipynb").exists() and (run_dir / "10-tdesc.html").exists()  # archived what ran
+    assert [n["status"] for n in run["notebooks"]] == ["ok", "failed"]
+    preflight_mtime = (run_dir / "00-preflight.ipynb").stat().st_mtime
+    assert value_of(connect(FAL, "twin"), 200) != 8
+
+    assert main(["run", "--outputs", str(outputs), "--resume", run_dir.name, "--set", "t_fail_apply=false"]) == 0
+    assert _only_run(outputs) == run_dir  # same archive
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "ok" and len(run["resumed"]) == 1 and "failed" not in run
+    assert [(n["notebook"], n["status"]) for n in run["notebooks"]] == [("00-preflight", "ok"), ("10-tdesc", "ok")]
+    assert (run_dir / "00-preflight.ipynb").stat().st_mtime == preflight_mtime  # not re-run
+    assert value_of(connect(FAL, "twin"), 200) == 8
+
+
+def test_parameters_validated_before_anything_runs(runenv, capsys):
+    base, conn, nbs, outputs = runenv
+    assert _run(outputs, "--set", "allow_disruptiv=true") == 2
+    assert "unknown option 'allow_disruptiv'" in capsys.readouterr().err
+    assert _run(outputs, "--set", "wait_timeout_s=soon") == 2
+    assert _run(outputs, "--set", "no-equals-sign") == 2
+    assert not outputs.exists()
+
+
+def test_live_needs_apply_and_token(runenv, tmp_path, capsys, monkeypatch):
+    base, conn, nbs, outputs = runenv
+    assert main(["run", "--target", "live", "--params", str(FAL), "--outputs", str(outputs)]) == 2
+    assert "--target live needs --apply" in capsys.readouterr().err
+    monkeypatch.delenv("FALKIT_PVE_TOKEN", raising=False)
+    assert main(["run", "--target", "live", "--apply", "--params", str(FAL), "--outputs", str(outputs)]) == 1
+    assert "$FALKIT_PVE_TOKEN" in capsys.readouterr().err
+    assert not outputs.exists()
+
+
+def test_lock_refuses_second_run_and_takes_over_stale(runenv, capsys):
+    base, conn, nbs, outputs = runenv
+    with RunLock(private_dir_for("the-fal", "twin", base), what="another run"):
+        assert _run(outputs, "--only", "00") == 1
+        assert "another falkit run holds the lock" in capsys.readouterr().err
+    assert not outputs.exists()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock_file = private_dir_for("the-fal", "twin", base) / "run.lock"
+    lock_file.write_text(json.dumps({"pid": dead.pid, "host": __import__("socket").gethostname(), "time": "x"}))
+    assert _run(outputs, "--only", "00") == 0
+    assert f"took over a stale lock of pid {dead.pid}" in capsys.readouterr().out
+    assert not lock_file.exists()
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian's chromium (apt install chromium)")
+def test_html_export_renders_plotly_offline(runenv):
+    from playwright.sync_api import sync_playwright
+
+    base, conn, nbs, outputs = runenv
+    assert _run(outputs, "--only", "00") == 0
+    html = _only_run(outputs) / "00-preflight.html"
+    requested = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        page = browser.new_page()
+
+        def route(r):
+            if r.request.url.startswith("file://"):
+                r.continue_()
+            else:
+                requested.append(r.request.url)
+                r.abort()
+
+        page.route("**/*", route)
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(html.as_uri())
+        page.wait_for_selector(".falkit-plotly .main-svg", timeout=20000)
+        bars = page.locator(".falkit-plotly g.point").count()
+        tables = page.locator("table.falkit-table").count()
+        browser.close()
+    assert errors == [] and requested == []
+    assert bars >= 10 and tables >= 3
