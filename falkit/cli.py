@@ -80,6 +80,12 @@ def cmd_twin(args: argparse.Namespace) -> int:
     return 2
 
 
+def cmd_lab(args: argparse.Namespace) -> int:
+    from .jupyter import run_lab
+
+    return run_lab(Path(__file__).resolve().parents[1], port=args.port)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench.local import main_bench
 
@@ -134,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     lp = sub.add_parser("runs", help="list archived runs")
     lp.add_argument("--outputs", default="outputs", type=Path)
     lp.set_defaults(fn=cmd_runs)
+
+    jp = sub.add_parser("lab", help="JupyterLab on 127.0.0.1 (random token) to step through the notebooks")
+    jp.add_argument("--port", type=int, default=None)
+    jp.set_defaults(fn=cmd_lab)
 
     bp = sub.add_parser("bench", help="storage benchmarks with fio")
     bp.add_argument("--local", action="store_true", required=True, help="run the fio jobs against a local file")

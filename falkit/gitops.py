@@ -556,6 +556,17 @@ spec:
           image: {image}
 """
 
+# The media apps keep their configuration on a Longhorn volume (the claims 50-mayastor migrates).
+_CONFIG_VOLUME = """\
+          volumeMounts:
+            - name: config
+              mountPath: /config
+      volumes:
+        - name: config
+          persistentVolumeClaim:
+            claimName: {name}-config
+"""
+
 _SERVICE_ACCOUNT = """\
 apiVersion: v1
 kind: ServiceAccount
@@ -664,7 +675,8 @@ def make_fixture_repo(path: str | os.PathLike, spec: Any, *, state: str = "befor
     files["external-secrets/deployment.yaml"] = _DEPLOYMENT.format(name="external-secrets", ns="external-secrets",
                                                                    image="ghcr.io/external-secrets/external-secrets:v0.20.4")
     path_app("media", "media", "Media apps (Plex moved to an LXC container with GPU passthrough)")
-    files["media/deployments.yaml"] = "---\n".join(_DEPLOYMENT.format(name=n, ns="media", image=i) for n, i in MEDIA_APPS)
+    files["media/deployments.yaml"] = "---\n".join(_DEPLOYMENT.format(name=n, ns="media", image=i) + _CONFIG_VOLUME.format(name=n)
+                                                   for n, i in MEDIA_APPS)
     longhorn = {
         "longhorn-app.yaml": yaml.safe_dump(application("longhorn", "https://charts.longhorn.io", chart="longhorn",
                                                         revision=spec.versions.longhorn, namespace="longhorn-system",

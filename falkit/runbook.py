@@ -391,10 +391,13 @@ class StepRun:
         return not self.converged
 
     def _repr_html_(self) -> str:
-        return self.plan._repr_html_()
+        # the plan itself was displayed when the step was planned; the cell value is a status line
+        from html import escape
+
+        return f"<p><b>{escape(self.name)}</b>: {len(self.plan.changes)} change(s) — {escape(str(self.record.get('status')))}</p>"
 
     def __repr__(self) -> str:
-        return str(self.plan)
+        return f"{self.name}: {len(self.plan.changes)} change(s) — {self.record.get('status')}"
 
     def refusal(self) -> str:
         """Why the options refuse this plan ('' when they allow it)."""
@@ -427,7 +430,9 @@ class StepRun:
             raise exc
         if self.lab.interactive:
             self.gate = widgets.ApprovalGate(f"apply {len(self.plan.changes)} change(s) of {self.name}", self._apply_now,
-                                             [c.describe() for c in self.plan.destructive])
+                                             [c.describe() for c in self.plan.destructive],
+                                             disruptive=[c.describe() for c in self.plan.disruptive],
+                                             dashboard=self.lab._dashboard)
             widgets.show(self.gate)
             self.record["status"] = "waiting for approval"
             self.lab.save()

@@ -95,6 +95,8 @@ def collect_secrets(target: Any = None, spec: Any = None, private_dir: str | os.
     out: set[str] = set()
     if spec is not None:
         refs = [spec.secrets.proxmox_token]
+        if spec.secrets.proxmox_root_password is not None:
+            refs.append(spec.secrets.proxmox_root_password)
         if spec.truenas is not None:
             refs.append(spec.truenas.api_key)
         if spec.gitops is not None and spec.gitops.credentials is not None:

@@ -368,6 +368,10 @@ class Expectations(Model):
 
 class Secrets(Model):
     proxmox_token: SecretRef = SecretRef(env="FALKIT_PVE_TOKEN")
+    # Proxmox lets only the root@pam *user* (a ticket login, never an API token) set LXC device
+    # passthrough (dev0) and host bind mounts (mpN). Optional: without it falkit prints the
+    # `pct set` command to run as root instead.
+    proxmox_root_password: SecretRef | None = SecretRef(env="FALKIT_PVE_ROOT_PASSWORD")
     proxmox_token_id: str = "root@pam!falkit"
     proxmox_url: str = "https://pve.example.invalid:8006"
 

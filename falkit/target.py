@@ -113,6 +113,16 @@ def pve_client(host: str, port: int, token_id: str, secret: str, verify: str | b
     return api
 
 
+def pve_root_client(host: str, port: int, password: str, verify: str | bool, journal: Journal):
+    """proxmoxer ``ProxmoxAPI`` logged in as the root@pam *user* (ticket): PVE allows only that
+    login to set LXC device passthrough and host bind mounts ("only allowed for root@pam")."""
+    from proxmoxer import ProxmoxAPI
+
+    api = ProxmoxAPI(host, port=port, user="root@pam", password=password, verify_ssl=verify, timeout=PVE_TIMEOUT_S)
+    api._store["session"].hooks["response"].append(journal.pve_hook)
+    return api
+
+
 class Target:
     """A connected lab: ``pve``, ``node``, ``kube()``, ``dynamic()``, ``talos``, ``helm``, ``truenas``."""
 
@@ -130,6 +140,31 @@ class Target:
 
     def __repr__(self) -> str:
         return f"Target({self.kind}, lab={self.spec.lab}, node={self.node})"
+
+    def pve_root(self) -> Any | None:
+        """A root@pam (password) session for the few settings PVE refuses to API tokens, or None
+        when no root password is available (twin: its password file; live:
+        ``spec.secrets.proxmox_root_password``)."""
+        if getattr(self, "_pve_root", None) is not None:
+            return self._pve_root
+        verify: str | bool = True
+        if self.kind == "twin":
+            px = self.connection.get("proxmox") or {}
+            pw_file = px.get("password_file")
+            if not pw_file or not Path(pw_file).is_file():
+                return None
+            password, host, port, verify = Path(pw_file).read_text().strip(), px["host"], int(px["port"]), px["ca_file"]
+        else:
+            ref = self.spec.secrets.proxmox_root_password
+            password = ref.resolve() if ref else None
+            if not password:
+                return None
+            url = urlsplit(self.spec.secrets.proxmox_url)
+            host, port = url.hostname, url.port or 8006
+            ca = self.private_dir / "pve-ca.pem"
+            verify = str(ca) if ca.is_file() else True
+        self._pve_root = pve_root_client(host, port, password, verify, self.journal)
+        return self._pve_root
 
     # -- private state -------------------------------------------------------------------------
     def write_private(self, name: str, text: str) -> Path:

@@ -185,8 +185,7 @@ def test_lock_refuses_second_run_and_takes_over_stale(runenv, capsys):
     assert not lock_file.exists()
 
 
-@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian's chromium (apt install chromium)")
-def test_html_export_renders_plotly_offline(runenv):
+def test_html_export_renders_plotly_offline(runenv, tmp_path):
     from playwright.sync_api import sync_playwright
 
     base, conn, nbs, outputs = runenv
@@ -194,7 +193,12 @@ def test_html_export_renders_plotly_offline(runenv):
     html = _only_run(outputs) / "00-preflight.html"
     requested = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        from falkit.jupyter import isolated_env
+
+        if not Path("/usr/bin/chromium").exists():
+            pytest.fail("needs Debian's chromium: apt-get install chromium (.ci/run installs it)")
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"],
+                                    env=isolated_env(tmp_path))
         page = browser.new_page()
 
         def route(r):

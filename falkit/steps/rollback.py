@@ -439,10 +439,14 @@ def move_back(api: Any, spec: LabSpec, c: Change, timeout: float, progress: Prog
 
 
 def apply_volumes_back(target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
+    from .volumes import gitops_checkout, with_argocd_paused
+
     api = target.kube()
+    checkout = gitops_checkout(target, target.spec, options)
     for c in plan.changes:
         if c.kind == "volume":
-            move_back(api, target.spec, c, options.wait_timeout_s, progress)
+            with_argocd_paused(api, c.name, c.data["namespace"], c.data["workloads"], checkout, progress,
+                               lambda c=c: move_back(api, target.spec, c, options.wait_timeout_s, progress))
     for c in plan.changes:
         if c.kind == "pvc" and c.op == "delete":
             progress.log(f"delete the Mayastor copy {c.name} (delete_migrated_volumes)")

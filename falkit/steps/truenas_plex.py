@@ -193,19 +193,32 @@ def plan_truenas_plex(spec: LabSpec, facts: TnPlexFacts, options: StepOptions) -
     p = spec.plex
     if p and p.enabled:
         full = plex_config(spec, options)
+        if not truenas_enabled(spec):  # no NAS yet: no NFS media to bind-mount (the seed: TrueNAS commented out)
+            full = {k: v for k, v in full.items() if not k.startswith("mp")}
+            if p.nfs_mounts:
+                notes.append("TrueNAS is disabled: Plex's NFS media mounts wait until it is enabled")
         want = {k: v for k, v in full.items() if not root_only(k)}
         have = facts.cts.get(p.vmid)
         cfg_now = (have or {}).get("config") or {}
         missing = {k: v for k, v in full.items() if root_only(k) and not same_value(cfg_now.get(k), v)}
-        if missing:
-            notes.append("root@pam only (Proxmox refuses device passthrough and host bind mounts to API tokens): on the "
-                         f"host run  {pct_set(p.vmid, missing)}")
+        root_change = None
+        if missing and facts.extra.get("root_session"):
+            root_change = (Change("update", "ct-config-root", p.hostname, ", ".join(sorted(missing)),
+                                  ", ".join(str(cfg_now.get(k, "-")) for k in sorted(missing)),
+                                  ", ".join(missing[k] for k in sorted(missing)),
+                                  reason="root@pam login (Proxmox refuses these to API tokens); takes effect at the next start",
+                                  data={"vmid": p.vmid, "set": missing}))
+        elif missing:
+            notes.append("root@pam only (Proxmox refuses device passthrough and host bind mounts to API tokens): set "
+                         "secrets.proxmox_root_password, or on the host run  " + pct_set(p.vmid, missing))
         if have is None:
             params = {"vmid": p.vmid, "ostemplate": str(options.extra.get("plex_template") or DEFAULT_TEMPLATE),
                       "rootfs": f"{p.rootfs_storage}:{p.rootfs_gb}", "swap": 512, **want}
             changes.append(Change("create", "ct", p.hostname, new=f"unprivileged, {p.cores} cores, {p.memory_gb} GB, "
-                                  + "net0+net1; dev0/mp0 by root (see the note)",
+                                  + "net0+net1; dev0/mp0 by root@pam",
                                   data={"params": params, "vmid": p.vmid}))
+            if root_change:
+                changes.append(root_change)
             changes.append(Change("action", "ct", p.hostname, "status", "stopped", "running", data={"start": p.vmid}))
         else:
             cfg = have["config"]
@@ -214,6 +227,8 @@ def plan_truenas_plex(spec: LabSpec, facts: TnPlexFacts, options: StepOptions) -
                     changes.append(Change("update", "ct-config", p.hostname, k, cfg.get(k), v,
                                           disruptive=k.startswith(("net", "unprivileged")),
                                           data={"vmid": p.vmid, "set": {k: v}}))
+            if root_change:
+                changes.append(root_change)
             if have["status"] != "running":
                 changes.append(Change("action", "ct", p.hostname, "status", have["status"], "running", data={"start": p.vmid}))
             if not any(c.kind.startswith("ct") for c in changes):
@@ -277,7 +292,9 @@ def observe(target: Any, spec: LabSpec, options: StepOptions) -> TnPlexFacts:
         pvs = tuple(klist(api, "v1", "PersistentVolume"))
     except Exception as e:  # noqa: BLE001 - no cluster yet: nothing to repoint
         err = err or f"kubernetes: {e}"
-    return TnPlexFacts(vms, _lxc(pve, node), storages, err, shares, svc, workloads, pvs)
+    root = getattr(target, "pve_root", None)
+    extra = {"root_session": bool(root and root() is not None)}
+    return TnPlexFacts(vms, _lxc(pve, node), storages, err, shares, svc, workloads, pvs, extra)
 
 
 def _pve(what: str, fn: Any, **kw: Any) -> Any:
@@ -322,6 +339,10 @@ class TrueNasPlexStep:
                 _wait(pve, node, _pve(f"create CT {c.name}", pve.nodes(node).lxc.post, **c.data["params"]), timeout)
             elif c.kind == "ct-config":
                 _pve(f"update CT {c.name}", pve.nodes(node).lxc(c.data["vmid"]).config.put, **c.data["set"])
+            elif c.kind == "ct-config-root":
+                progress.log(f"as root@pam: set {', '.join(sorted(c.data['set']))} on CT {c.name}")
+                root = target.pve_root()
+                _pve(f"update CT {c.name} (root@pam)", root.nodes(node).lxc(c.data["vmid"]).config.put, **c.data["set"])
         for c in plan.changes:
             if c.kind in ("vm", "ct") and c.op == "action" and c.data.get("start"):
                 api = pve.nodes(node).qemu if c.kind == "vm" else pve.nodes(node).lxc
@@ -383,12 +404,12 @@ def checks_from(spec: LabSpec, facts: TnPlexFacts, options: StepOptions) -> list
                              cfg.get("dev0", "no dev0") + " (from the CT config; verify inside: pct exec "
                              f"{p.vmid} -- ls -l {spec.host.gpu.render_node})", same_value(cfg.get("dev0"), want),
                              f"as root on the host: {pct_set(p.vmid, {'dev0': want})} (Proxmox VE 8.1+; amdgpu loaded)"))
-        for i, m in enumerate(p.nfs_mounts):
+        for i, m in enumerate(p.nfs_mounts if truenas_enabled(spec) else []):
             want = plex_config(spec, options).get(f"mp{i}", "")
             out.append(Check("NFS media bind mount", f"{p.hostname}:{m.mountpoint}", want, cfg.get(f"mp{i}", "absent"),
                              same_value(cfg.get(f"mp{i}"), want), f"as root on the host: {pct_set(p.vmid, {f'mp{i}': want})}"))
         storage = str(options.extra.get("plex_nfs_storage") or DEFAULT_NFS_STORAGE)
-        if p.nfs_mounts:
+        if p.nfs_mounts and truenas_enabled(spec):
             out.append(Check("host NFS storage for Plex media", storage, f"Proxmox NFS storage {storage} from "
                              f"{t.storage_ip if t else 'TrueNAS'}", "present" if storage in facts.storages else "absent",
                              storage in facts.storages, f"Datacenter > Storage > Add > NFS: ID {storage}, server "

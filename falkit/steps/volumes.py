@@ -282,8 +282,100 @@ def _checksum(api: Any, ns: str, claim: str, timeout: float) -> str:
     return parse_checksum(run_job(api, checksum_job(job_name("checksum", claim), ns, claim), timeout))
 
 
-def migrate_one(api: Any, c: Change, timeout: float, progress: Progress) -> str:
+PAUSED_SYNC = "falkit.io/paused-automated-sync"
+
+
+def _argocd_apps(api: Any, ns: str, workloads: list) -> list[str]:
+    """The Argo CD Applications managing these workloads (annotation tracking, issue 9), with the
+    app-of-apps above them first: a parent's self-heal would restore a child's paused sync policy."""
+    from ..ownership import managed_by
+
+    out: list[str] = []
+    todo = sorted({a for kind, name in workloads if (a := managed_by(kget(api, "apps/v1", kind, name, ns)))})
+    while todo:
+        app = todo.pop(0)
+        if app in out:
+            continue
+        out.insert(0, app)
+        parent = managed_by(kget(api, "argoproj.io/v1alpha1", "Application", app, "argocd"))
+        if parent and parent not in out:
+            todo.append(parent)
+    return out
+
+
+def pause_sync(api: Any, app: str) -> None:
+    """Turn off an Application's automated sync (and so self-heal) while falkit scales and
+    repoints its workloads; the policy is kept in an annotation for :func:`resume_sync`."""
+    import json as _json
+
+    obj = kget(api, "argoproj.io/v1alpha1", "Application", app, "argocd") or {}
+    auto = ((obj.get("spec") or {}).get("syncPolicy") or {}).get("automated")
+    if auto is None:
+        return
+    kpatch(api, "argoproj.io/v1alpha1", "Application", app,
+           {"metadata": {"annotations": {PAUSED_SYNC: _json.dumps(auto)}}, "spec": {"syncPolicy": {"automated": None}}}, "argocd")
+
+
+def resume_sync(api: Any, app: str) -> None:
+    import json as _json
+
+    obj = kget(api, "argoproj.io/v1alpha1", "Application", app, "argocd") or {}
+    saved = _ann(obj).get(PAUSED_SYNC)
+    if saved is None:
+        return
+    kpatch(api, "argoproj.io/v1alpha1", "Application", app,
+           {"metadata": {"annotations": {PAUSED_SYNC: None}}, "spec": {"syncPolicy": {"automated": _json.loads(saved)}}}, "argocd")
+
+
+def migrate_one(api: Any, c: Change, timeout: float, progress: Progress, checkout: Any = None) -> str:
     """Execute one ``volume`` change (see the module docstring). Returns the verified checksum."""
+    return with_argocd_paused(api, c.name, c.data["namespace"], c.data["workloads"], checkout, progress,
+                              lambda: _migrate_one(api, c, timeout, progress))
+
+
+def with_argocd_paused(api: Any, what: str, ns: str, workloads: list, checkout: Any, progress: Progress, fn: Any) -> Any:
+    """Run ``fn`` (which scales and repoints ``workloads``) safely for Argo CD-managed workloads.
+
+    Self-heal would scale them back up and point them back at the old claim: their Application's
+    automated sync is paused first, the repointed volumes are committed to the GitOps ``checkout``
+    once ``fn`` succeeded, and the automated sync is resumed (it then syncs that commit)."""
+    apps = _argocd_apps(api, ns, workloads)
+    if apps and checkout is None:
+        raise StepError(STEP, f"{what}: its workloads are managed by Argo CD ({', '.join(apps)}) and no GitOps "
+                              "checkout is configured: the claim change must go into Git")
+    for app in apps:
+        progress.log(f"pause automated sync of Argo CD application {app}")
+        pause_sync(api, app)
+    try:
+        out = fn()
+        if apps:
+            _commit_claims(api, what, ns, workloads, checkout, progress)
+    finally:
+        for app in reversed(apps):
+            resume_sync(api, app)
+            progress.log(f"resumed automated sync of {app}")
+    return out
+
+
+def _commit_claims(api: Any, what: str, ns: str, workloads: list, checkout: Any, progress: Progress) -> None:
+    """The repointed volumes of Argo CD-managed workloads, committed in Git (so a sync keeps them)."""
+    from ..gitops import ObjectRef
+    from ..ownership import apply_git_changes, plan_object_change
+
+    changes = []
+    for kind, name in workloads:
+        live = kget(api, "apps/v1", kind, name, ns)
+        vols = live["spec"]["template"]["spec"].get("volumes") or []
+        ch = plan_object_change(ObjectRef("apps/v1", kind, ns, name), live, {"spec": {"template": {"spec": {"volumes": vols}}}},
+                                checkout, reason=f"{what}: claim changed")
+        if ch is not None and ch.kind == "git-file":
+            changes.append(ch)
+    if changes:
+        progress.log(f"git: {', '.join(ch.name for ch in changes)} (new claim)")
+        apply_git_changes(changes, checkout, None)
+
+
+def _migrate_one(api: Any, c: Change, timeout: float, progress: Progress) -> str:
     ns, old = c.data["namespace"], c.data["name"]
     new = c.data["new"]["metadata"]["name"]
     bar = progress.task(f"migrate {ns}/{old}", 5)
@@ -331,6 +423,14 @@ def migrate_one(api: Any, c: Change, timeout: float, progress: Progress) -> str:
     return src
 
 
+def gitops_checkout(target: Any, spec: LabSpec, options: StepOptions) -> Any:
+    """The GitOps checkout falkit edits on this target (None when there is none)."""
+    from ..gitops import Checkout
+
+    path = checkout_path(spec, options, target)
+    return Checkout.from_spec(spec.gitops, str(path)) if spec.gitops and path and path.is_dir() else None
+
+
 def disable_longhorn(target: Any, spec: LabSpec, checkout: Path, options: StepOptions, progress: Progress) -> None:
     """Rename Longhorn's Application manifests ``*.disabled`` in the GitOps checkout, commit on
     the branch (never pushed unless ``spec.gitops.push``), and wait for Argo CD's app-of-apps to
@@ -365,9 +465,10 @@ class VolumesStep:
                                   f"{spec.gitops.repo_url if spec.gitops else 'the GitOps repository'} there, or pass "
                                   "the option gitops_checkout=<path>; nothing was changed")
         api = target.kube()
+        checkout = gitops_checkout(target, spec, options)
         for c in plan.changes:
             if c.kind == "volume":
-                migrate_one(api, c, options.wait_timeout_s, progress)
+                migrate_one(api, c, options.wait_timeout_s, progress, checkout)
         for c in plan.changes:
             if c.kind == "pvc" and c.op == "delete":
                 progress.log(f"delete old claim {c.name}")

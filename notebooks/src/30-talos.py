@@ -24,6 +24,12 @@ from falkit import runbook
 lab = runbook.open(params, target=target, apply=apply, notebook="30-talos", **options)
 
 # %% [markdown]
+# The lab at a glance (refreshes while a step applies).
+
+# %%
+lab.dashboard()
+
+# %% [markdown]
 # ## Plan and apply
 # Per node the config summary diff (modules, sysctls, addresses, labels), then bootstrap (once),
 # kubeconfig and the health wait.

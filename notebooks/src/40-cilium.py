@@ -23,6 +23,12 @@ from falkit import runbook
 lab = runbook.open(params, target=target, apply=apply, notebook="40-cilium", **options)
 
 # %% [markdown]
+# The lab at a glance (refreshes while a step applies).
+
+# %%
+lab.dashboard()
+
+# %% [markdown]
 # ## Plan and apply
 
 # %%

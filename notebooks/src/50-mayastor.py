@@ -21,6 +21,12 @@ from falkit.steps import benchmarks
 lab = runbook.open(params, target=target, apply=apply, notebook="50-mayastor", **options)
 
 # %% [markdown]
+# The lab at a glance (refreshes while a step applies).
+
+# %%
+lab.dashboard()
+
+# %% [markdown]
 # ## Mayastor: preflight, install, pools, StorageClass, test volume
 
 # %%

@@ -42,8 +42,13 @@ def test_seed_plans_plex_only(fal):
     assert "dev0" not in p and "mp0" not in p  # root@pam only: PVE refuses them to API tokens
     assert p["net0"] == "name=eth0,bridge=vmbr0,hwaddr=52:54:00:10:10:30,ip=10.10.0.30/24,gw=10.10.0.1"
     assert p["net1"] == "name=eth1,bridge=vmbr1,hwaddr=52:54:00:10:11:30,ip=10.11.0.30/24"
-    cmd = "pct set 400 -dev0 /dev/dri/renderD128,gid=104 -mp0 /mnt/pve/truenas-media,mp=/media && pct reboot 400"
+    # no root@pam session: the root-only GPU passthrough is left to the operator, with the command;
+    # TrueNAS disabled: no NFS media mount yet
+    cmd = "pct set 400 -dev0 /dev/dri/renderD128,gid=104 && pct reboot 400"
     assert any(cmd in n for n in plan.notes)
+    root = plan_truenas_plex(fal, empty(extra={"root_session": True}), StepOptions())
+    assert [(c.op, c.kind) for c in root.changes] == [("create", "ct"), ("update", "ct-config-root"), ("action", "ct")]
+    assert root.changes[1].data["set"] == {"dev0": "/dev/dri/renderD128,gid=104"}
     assert p["ostemplate"].startswith("local:vztmpl/debian-12")
     assert any("TrueNAS is disabled" in n for n in plan.notes)
     assert any("truenas-media" in n and "missing" in n for n in plan.notes)
@@ -106,5 +111,8 @@ def test_plex_checks_read_the_container_config(fal):
     assert checks["Plex container"].ok
     gpu = checks["transcoding device passed to the container"]
     assert gpu.ok and "pct exec 400 -- ls -l /dev/dri/renderD128" in gpu.observed
-    assert checks["NFS media bind mount"].ok and checks["host NFS storage for Plex media"].ok
+    assert "NFS media bind mount" not in checks  # TrueNAS disabled (the seed): no NFS media yet
     assert plan_truenas_plex(fal, facts, StepOptions()).changes == ()
+    on = spec_with({"truenas.enabled": True, "host.memory_gb": 64})
+    on_checks = {c.check: c for c in checks_from(on, facts, StepOptions())}
+    assert on_checks["NFS media bind mount"].ok and on_checks["host NFS storage for Plex media"].ok
