@@ -295,10 +295,16 @@ def check_services(spec: LabSpec, f: ValidationFacts) -> list[Check]:
     out: list[Check] = []
     pool = f"{spec.cilium.lb_pool.start}-{spec.cilium.lb_pool.stop}"
     by_key = {ns_name(s): s for s in f.services}
+    disabled = {f"{s.namespace}/{s.name}" for s in spec.services if s.new_ip == "disabled"}
     for svc in sorted(f.services, key=ns_name):
         if (svc.get("spec") or {}).get("type") != "LoadBalancer":
             continue
         ip = lb_ip(svc)
+        if ns_name(svc) in disabled:  # the seed: "Longhorn UI ... Disabled"
+            out.append(Check("LoadBalancer disabled", ns_name(svc), "no address from the pool (disabled in the spec)",
+                             ip or "none", not (ip and _in_pool(spec, ip)),
+                             f"delete the Service or set its type to ClusterIP: it holds {ip} of the pool"))
+            continue
         out.append(Check("LoadBalancer IP", ns_name(svc), f"an IP from {pool}", ip or "pending", bool(ip) and _in_pool(spec, ip),
                          f"kubectl -n {_md(svc).get('namespace')} describe svc {_md(svc).get('name')} "
                          "(condition cilium.io/IPAMRequestSatisfied)"))

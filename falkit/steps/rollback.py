@@ -443,10 +443,10 @@ def apply_volumes_back(target: Any, plan: Plan, options: StepOptions, progress: 
 
     api = target.kube()
     checkout = gitops_checkout(target, target.spec, options)
-    for c in plan.changes:
-        if c.kind == "volume":
-            with_argocd_paused(api, c.name, c.data["namespace"], c.data["workloads"], checkout, progress,
-                               lambda c=c: move_back(api, target.spec, c, options.wait_timeout_s, progress))
+    moves = [c for c in plan.changes if c.kind == "volume"]
+    refs = [(c.data["namespace"], kind, name) for c in moves for kind, name in c.data["workloads"]]
+    with_argocd_paused(api, f"{len(moves)} volume(s)", refs, checkout, progress, options.wait_timeout_s,
+                       lambda: [move_back(api, target.spec, c, options.wait_timeout_s, progress) for c in moves])
     for c in plan.changes:
         if c.kind == "pvc" and c.op == "delete":
             progress.log(f"delete the Mayastor copy {c.name} (delete_migrated_volumes)")

@@ -182,6 +182,10 @@ def _plex(target: Any, spec: LabSpec) -> dict | None:
         return {"error": f"{type(e).__name__}: {e}"}
 
 
+#: The two active tests write to the lab (a PVC, Jobs): they run only when the operator said apply.
+NOT_RUN = "not run: apply=False (this test creates a PVC / Jobs in the lab; run with apply=True)"
+
+
 def gather(target: Any, spec: LabSpec, options: StepOptions) -> ValidationFacts:
     """Read everything the checks need (and run the fresh-PVC and ping Jobs)."""
     api = target.kube()
@@ -207,8 +211,10 @@ def gather(target: Any, spec: LabSpec, options: StepOptions) -> ValidationFacts:
         io_engine_pods=engine,
         diskpools=tuple(klist(api, diskpool_api_version(spec.versions.mayastor), "DiskPool", ns)),
         storage_class=sc,
-        fresh_pvc=fresh_pvc_test(api, spec, timeout) if sc is not None else FreshPvc("falkit-validate-*", error="no StorageClass"),
-        pings=storage_pings(api, spec, target.kind == "twin", timeout),
+        fresh_pvc=(FreshPvc("falkit-validate-*", error=NOT_RUN) if not options.apply else
+                   fresh_pvc_test(api, spec, timeout) if sc is not None else FreshPvc("falkit-validate-*", error="no StorageClass")),
+        pings=(tuple(Ping(w.name, error=NOT_RUN) for w in spec.cluster.workers) if not options.apply
+               else storage_pings(api, spec, target.kind == "twin", timeout)),
         argocd_apps=apps,
         truenas=_truenas(target, spec),
         plex=_plex(target, spec),

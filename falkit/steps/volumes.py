@@ -285,13 +285,14 @@ def _checksum(api: Any, ns: str, claim: str, timeout: float) -> str:
 PAUSED_SYNC = "falkit.io/paused-automated-sync"
 
 
-def _argocd_apps(api: Any, ns: str, workloads: list) -> list[str]:
-    """The Argo CD Applications managing these workloads (annotation tracking, issue 9), with the
-    app-of-apps above them first: a parent's self-heal would restore a child's paused sync policy."""
+def _argocd_apps(api: Any, refs: list[tuple[str, str, str]]) -> list[str]:
+    """The Argo CD Applications managing these workloads (``(namespace, kind, name)``; annotation
+    tracking, issue 9), with the app-of-apps above them first: a parent's self-heal would restore a
+    child's paused sync policy."""
     from ..ownership import managed_by
 
     out: list[str] = []
-    todo = sorted({a for kind, name in workloads if (a := managed_by(kget(api, "apps/v1", kind, name, ns)))})
+    todo = sorted({a for ns, kind, name in refs if (a := managed_by(kget(api, "apps/v1", kind, name, ns)))})
     while todo:
         app = todo.pop(0)
         if app in out:
@@ -316,6 +317,12 @@ def pause_sync(api: Any, app: str) -> None:
            {"metadata": {"annotations": {PAUSED_SYNC: _json.dumps(auto)}}, "spec": {"syncPolicy": {"automated": None}}}, "argocd")
 
 
+def _idle(api: Any, app: str) -> bool:
+    """No sync operation requested or running (one started before the pause still completes)."""
+    obj = kget(api, "argoproj.io/v1alpha1", "Application", app, "argocd") or {}
+    return not obj.get("operation") and ((obj.get("status") or {}).get("operationState") or {}).get("phase") != "Running"
+
+
 def resume_sync(api: Any, app: str) -> None:
     import json as _json
 
@@ -329,27 +336,31 @@ def resume_sync(api: Any, app: str) -> None:
 
 def migrate_one(api: Any, c: Change, timeout: float, progress: Progress, checkout: Any = None) -> str:
     """Execute one ``volume`` change (see the module docstring). Returns the verified checksum."""
-    return with_argocd_paused(api, c.name, c.data["namespace"], c.data["workloads"], checkout, progress,
-                              lambda: _migrate_one(api, c, timeout, progress))
+    refs = [(c.data["namespace"], kind, name) for kind, name in c.data["workloads"]]
+    return with_argocd_paused(api, c.name, refs, checkout, progress, timeout, lambda: _migrate_one(api, c, timeout, progress))
 
 
-def with_argocd_paused(api: Any, what: str, ns: str, workloads: list, checkout: Any, progress: Progress, fn: Any) -> Any:
-    """Run ``fn`` (which scales and repoints ``workloads``) safely for Argo CD-managed workloads.
+def with_argocd_paused(api: Any, what: str, refs: list[tuple[str, str, str]], checkout: Any, progress: Progress,
+                       timeout: float, fn: Any) -> Any:
+    """Run ``fn`` (which scales and repoints the workloads ``refs``) safely for Argo CD-managed ones.
 
     Self-heal would scale them back up and point them back at the old claim: their Application's
-    automated sync is paused first, the repointed volumes are committed to the GitOps ``checkout``
-    once ``fn`` succeeded, and the automated sync is resumed (it then syncs that commit)."""
-    apps = _argocd_apps(api, ns, workloads)
+    automated sync (and its app-of-apps') is paused first and any sync already under way is let
+    finish; once ``fn`` succeeded the repointed volumes are committed to the GitOps ``checkout``;
+    then the automated sync is resumed (it syncs that commit)."""
+    apps = _argocd_apps(api, refs)
     if apps and checkout is None:
-        raise StepError(STEP, f"{what}: its workloads are managed by Argo CD ({', '.join(apps)}) and no GitOps "
-                              "checkout is configured: the claim change must go into Git")
+        raise StepError(STEP, f"{what}: workloads managed by Argo CD ({', '.join(apps)}) and no GitOps checkout "
+                              "is configured: the claim change must go into Git")
     for app in apps:
         progress.log(f"pause automated sync of Argo CD application {app}")
         pause_sync(api, app)
     try:
+        for app in apps:
+            _wait(f"Argo CD application {app} idle", timeout, lambda a=app: _idle(api, a))
         out = fn()
         if apps:
-            _commit_claims(api, what, ns, workloads, checkout, progress)
+            _commit_claims(api, what, refs, checkout, progress)
     finally:
         for app in reversed(apps):
             resume_sync(api, app)
@@ -357,13 +368,13 @@ def with_argocd_paused(api: Any, what: str, ns: str, workloads: list, checkout: 
     return out
 
 
-def _commit_claims(api: Any, what: str, ns: str, workloads: list, checkout: Any, progress: Progress) -> None:
+def _commit_claims(api: Any, what: str, refs: list[tuple[str, str, str]], checkout: Any, progress: Progress) -> None:
     """The repointed volumes of Argo CD-managed workloads, committed in Git (so a sync keeps them)."""
     from ..gitops import ObjectRef
     from ..ownership import apply_git_changes, plan_object_change
 
     changes = []
-    for kind, name in workloads:
+    for ns, kind, name in refs:
         live = kget(api, "apps/v1", kind, name, ns)
         vols = live["spec"]["template"]["spec"].get("volumes") or []
         ch = plan_object_change(ObjectRef("apps/v1", kind, ns, name), live, {"spec": {"template": {"spec": {"volumes": vols}}}},
@@ -371,7 +382,7 @@ def _commit_claims(api: Any, what: str, ns: str, workloads: list, checkout: Any,
         if ch is not None and ch.kind == "git-file":
             changes.append(ch)
     if changes:
-        progress.log(f"git: {', '.join(ch.name for ch in changes)} (new claim)")
+        progress.log(f"git: {', '.join(ch.name for ch in changes)} (new claims)")
         apply_git_changes(changes, checkout, None)
 
 
@@ -466,9 +477,12 @@ class VolumesStep:
                                   "the option gitops_checkout=<path>; nothing was changed")
         api = target.kube()
         checkout = gitops_checkout(target, spec, options)
-        for c in plan.changes:
-            if c.kind == "volume":
-                migrate_one(api, c, options.wait_timeout_s, progress, checkout)
+        moves = [c for c in plan.changes if c.kind == "volume"]
+        refs = [(c.data["namespace"], kind, name) for c in moves for kind, name in c.data["workloads"]]
+        # one pause of Argo CD's automated sync for all moves (a resume between two moves would start
+        # a sync that races the next scale-down)
+        with_argocd_paused(api, f"{len(moves)} volume(s)", refs, checkout, progress, options.wait_timeout_s,
+                           lambda: [_migrate_one(api, c, options.wait_timeout_s, progress) for c in moves])
         for c in plan.changes:
             if c.kind == "pvc" and c.op == "delete":
                 progress.log(f"delete old claim {c.name}")

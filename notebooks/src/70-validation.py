@@ -21,7 +21,7 @@ apply = False
 options = {}
 
 # %%
-from falkit import runbook, validation
+from falkit import handoff, runbook, validation
 
 lab = runbook.open(params, target=target, apply=apply, notebook="70-validation", **options)
 
@@ -40,6 +40,15 @@ validation.table(checks)
 
 # %%
 validation.summary_chart(checks)
+
+# %% [markdown]
+# ## Operator hand-off
+# The seed's manual post-migration tasks, generated: DHCP reservations for every VM NIC and the
+# Plex container, DNS records for every service with its new IP, and the Cloudflare tunnel
+# endpoints that change. `falkit run` also writes them as CSV into the run archive (`handoff/`).
+
+# %%
+handoff.show(lab.spec, lab.target);
 
 # %%
 lab.finish()

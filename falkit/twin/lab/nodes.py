@@ -156,12 +156,14 @@ def _sync(ctx: LabContext, vm: Vm, node: TalosNode, existing: dict) -> None:
     cap, alloc = _resources(vm, node)
     info = st.get("nodeInfo") or {}
     new_info = _node_info(ctx, vm, node)
+    addresses = [{"type": "InternalIP", "address": node.ip}, {"type": "Hostname", "address": name}]
     changed = (_strip_times(conds) != _strip_times(st.get("conditions")) or cap != st.get("capacity")
+               or addresses != st.get("addresses")
                or alloc != st.get("allocatable") or info.get("bootID") != new_info["bootID"]
                or info.get("osImage") != new_info["osImage"])
     if changed:
         status = {"conditions": conds, "capacity": cap, "allocatable": alloc, "nodeInfo": new_info,
-                  "addresses": [{"type": "InternalIP", "address": node.ip}, {"type": "Hostname", "address": name}]}
+                  "addresses": addresses}
         ctx.store.patch("v1", "Node", name, {"status": status}, subresource="status",
                         field_manager=MANAGER if not unknown else "node-controller")
 

@@ -245,12 +245,17 @@ async def apply(ctx: LabContext, ip: str, text: str, insecure: bool = False) -> 
     node.vm_uuid = vm.uuid
     node.talos_version = version
     for other_ip, other in list(ctx.talos_nodes.items()):  # one TalosNode per VM
-        if other is not node and other.vmid == vm.vmid:
+        if other.vmid == vm.vmid:
             del ctx.talos_nodes[other_ip]
-    ctx.talos_nodes[ip] = node
+    # A static address on the management interface moves the node there (the seed re-addresses
+    # 10.30.0.x -> 10.10.0.x): the node answers, and the kubelet registers, at its new IP.
+    mgmt = node.addresses.get("eth0") or next(iter(node.addresses.values()), [])
+    if mgmt:
+        node.ip = mgmt[0].split("/", 1)[0]
+    ctx.talos_nodes[node.ip] = node
     _settle(ctx, node)
     ctx.notify()
-    return {"node": ip, "mode": node.mode, "hostname": node.hostname, "reboot": reboot,
+    return {"node": node.ip, "mode": node.mode, "hostname": node.hostname, "reboot": reboot,
             "message": "Applied configuration with a reboot" if reboot else "Applied configuration without a reboot"}
 
 
