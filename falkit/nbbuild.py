@@ -97,16 +97,40 @@ def render(nb: nbformat.NotebookNode) -> str:
     return nbformat.writes(nb, version=4) + "\n"
 
 
+def strip_outputs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy without outputs, execution counts and execution metadata (what the source defines)."""
+    out = nbformat.from_dict(json.loads(json.dumps(nb)))
+    for cell in out.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+        cell.metadata.pop("execution", None)
+    out.metadata.pop("widgets", None)
+    return out
+
+
+def _same_source(path: Path, built: nbformat.NotebookNode) -> bool:
+    """The notebook at ``path`` has exactly the built cells (its stored outputs do not count)."""
+    try:
+        have = nbformat.read(path, as_version=4)
+    except (OSError, ValueError):
+        return False
+    return render(strip_outputs(have)) == render(built)
+
+
 def build(src_dir: Path, out_dir: Path, check: bool = False) -> list[str]:
     """Build every ``src_dir/*.py`` into ``out_dir/*.ipynb``; returns the stale/written names.
 
-    ``check=True`` writes nothing and returns the notebooks that are missing or differ.
+    A notebook whose cells already match its source keeps its stored outputs (the nbval
+    reference, refreshed with ``--execute``). ``check=True`` writes nothing and returns the
+    notebooks that are missing or differ.
     """
     changed = []
     for src in sorted(src_dir.glob("[0-9]*.py")):
         target = out_dir / f"{src.stem}.ipynb"
-        text = render(build_notebook(src.read_text(), src.stem))
-        if target.exists() and target.read_text() == text:
+        built = build_notebook(src.read_text(), src.stem)
+        text = render(built)
+        if target.exists() and _same_source(target, built):
             continue
         changed.append(target.name)
         if not check:
@@ -114,12 +138,53 @@ def build(src_dir: Path, out_dir: Path, check: bool = False) -> list[str]:
     return changed
 
 
+def execute(out_dir: Path, names: list[str] | None = None, timeout_s: int = 600) -> list[str]:
+    """Execute the notebooks in order, as an operator opening them would (their default parameters:
+    ``target="twin"``, ``apply=False`` — plans shown, nothing applied), against a fresh twin in its
+    "before" state in a temporary state dir, and store the outputs: the reference nbval compares
+    with. A cell tagged ``raises-exception`` may fail (70-validation on an unmigrated lab)."""
+    import os
+    import tempfile
+
+    from nbclient import NotebookClient
+
+    from .twin import supervisor
+
+    done = []
+    with tempfile.TemporaryDirectory(prefix="falkit-nbexec-") as tmp:
+        old = os.environ.get("FALKIT_STATE_DIR")
+        os.environ["FALKIT_STATE_DIR"] = tmp
+        try:
+            for path in sorted(out_dir.glob("[0-9]*.ipynb")):
+                if names and path.stem not in names:
+                    continue
+                nb = strip_outputs(nbformat.read(path, as_version=4))
+                NotebookClient(nb, timeout=timeout_s, kernel_name="python3",
+                               resources={"metadata": {"path": str(out_dir)}}).execute()
+                nbformat.write(nb, path)
+                done.append(path.name)
+        finally:
+            supervisor.down(Path(tmp) / "twin")
+            if old is None:
+                os.environ.pop("FALKIT_STATE_DIR", None)
+            else:
+                os.environ["FALKIT_STATE_DIR"] = old
+    return done
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m falkit.nbbuild", description="build notebooks/*.ipynb from notebooks/src/*.py")
     ap.add_argument("--src", type=Path, default=ROOT / "notebooks" / "src")
     ap.add_argument("--out", type=Path, default=ROOT / "notebooks")
     ap.add_argument("--check", action="store_true", help="fail if a notebook is missing or stale")
+    ap.add_argument("--execute", nargs="*", metavar="NAME", default=None,
+                    help="then execute the notebooks (or the named ones) against a fresh twin, storing the outputs nbval compares")
     args = ap.parse_args(argv)
+    if args.execute is not None and not args.check:
+        build(args.src, args.out)
+        ran = execute(args.out, args.execute or None)
+        print(f"executed {len(ran)} notebook(s) against a fresh twin: {', '.join(ran)}")
+        return 0
     changed = build(args.src, args.out, check=args.check)
     if args.check:
         if changed:

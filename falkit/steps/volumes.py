@@ -373,17 +373,16 @@ def _commit_claims(api: Any, what: str, refs: list[tuple[str, str, str]], checko
     from ..gitops import ObjectRef
     from ..ownership import apply_git_changes, plan_object_change
 
-    changes = []
+    # one commit per workload: several live in one file, and each edit is planned from the file as
+    # the previous commit left it (edits planned from the same text would undo each other)
     for ns, kind, name in refs:
         live = kget(api, "apps/v1", kind, name, ns)
         vols = live["spec"]["template"]["spec"].get("volumes") or []
         ch = plan_object_change(ObjectRef("apps/v1", kind, ns, name), live, {"spec": {"template": {"spec": {"volumes": vols}}}},
                                 checkout, reason=f"{what}: claim changed")
         if ch is not None and ch.kind == "git-file":
-            changes.append(ch)
-    if changes:
-        progress.log(f"git: {', '.join(ch.name for ch in changes)} (new claims)")
-        apply_git_changes(changes, checkout, None)
+            progress.log(f"git: {ch.name}: {kind} {ns}/{name} volumes")
+            apply_git_changes([ch], checkout, None)
 
 
 def _migrate_one(api: Any, c: Change, timeout: float, progress: Progress) -> str:

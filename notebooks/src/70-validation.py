@@ -50,5 +50,9 @@ validation.summary_chart(checks)
 # %%
 handoff.show(lab.spec, lab.target);
 
-# %%
+# %% [markdown]
+# `lab.finish()` fails the notebook (and `falkit run`) when any check failed. Opened as is
+# (`apply = False`) on a lab that is not migrated yet, it fails: that is the expected result here.
+
+# %% tags=["raises-exception"]
 lab.finish()

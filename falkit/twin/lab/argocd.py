@@ -111,14 +111,39 @@ def _git(repo: Path, *args: str) -> str:
     return proc.stdout
 
 
+_REVS: dict[tuple, str] = {}
+
+
+def _repo_stamp(repo: Path) -> tuple:
+    """Changes whenever a commit, checkout or ref update happens (the reflog and HEAD are touched)."""
+    git = repo / ".git" if (repo / ".git").is_dir() else repo
+    out = []
+    for name in ("logs/HEAD", "HEAD", "packed-refs"):
+        try:
+            out.append((git / name).stat().st_mtime_ns)
+        except OSError:
+            out.append(0)
+    return tuple(out)
+
+
 def resolve_revision(repo: Path, revision: str | None) -> str:
+    """The commit ``revision`` names; cached until the repository's refs change (a controller pass
+    runs several times a second; a ``git rev-parse`` per Application per pass kept the idle twin
+    busy)."""
     if not (repo / ".git").exists() and not (repo / "HEAD").exists():
         raise SourceError(f"repository not found: {repo}")
     rev = revision or "HEAD"
+    key = (str(repo), rev, _repo_stamp(repo))
+    if key in _REVS:
+        return _REVS[key]
     try:
-        return _git(repo, "rev-parse", f"{rev}^{{commit}}").strip()
+        sha = _git(repo, "rev-parse", f"{rev}^{{commit}}").strip()
     except SourceError:
         raise SourceError(f"unable to resolve '{rev}' to a commit SHA in {repo}") from None
+    if len(_REVS) > 1000:
+        _REVS.clear()
+    _REVS[key] = sha
+    return sha
 
 
 _CACHE: dict[tuple, list[dict]] = {}

@@ -264,7 +264,7 @@ class LabContext:
     - ``releases``: ``(namespace, name)`` -> :class:`Release`;
     - ``volumes``: PV name -> :class:`VolumeData`;
     - ``faults``: :class:`LabFaults`;
-    - ``tick``: seconds a controller waits between passes when nothing changes (default 0.2);
+    - ``tick``: seconds a controller waits between passes when nothing changes (default 0.5; a store change wakes every controller at once);
     - ``extra``: free-form JSON-able dict for controllers' own persistent state (one key per
       controller module, e.g. ``ctx.extra["mayastor"]``); dumped and loaded with the rest.
     """
@@ -283,7 +283,7 @@ class LabContext:
         self.releases: dict[tuple[str, str], Release] = {}
         self.volumes: dict[str, VolumeData] = {}
         self.faults = LabFaults()
-        self.tick = 0.2
+        self.tick = 0.5
         self.extra: dict[str, Any] = {}
         self._changed: asyncio.Event | None = None
         self._unsubscribe = None
