@@ -99,8 +99,11 @@ def _key(obj: dict) -> tuple[str, str]:
 
 
 def is_longhorn(spec: LabSpec, pvc: dict, storage_classes: dict[str, dict], pvs: dict[str, dict]) -> bool:
-    """True for a claim on Longhorn; never for a copy falkit made (``falkit.io/migrated-from``)."""
+    """True for a claim on Longhorn; never for a copy falkit made (``falkit.io/migrated-from``) nor
+    for falkit's own scratch claims (the benchmarks' ``fio-longhorn``: labelled managed-by falkit)."""
     if _ann(pvc).get(MIGRATED_FROM):
+        return False
+    if ((pvc.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/managed-by") == "falkit":
         return False
     sc_name = (pvc.get("spec") or {}).get("storageClassName") or ""
     sc = storage_classes.get(sc_name)

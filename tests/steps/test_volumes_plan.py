@@ -163,3 +163,14 @@ def test_new_claim_name():
     assert new_claim_name("data") == "data-mayastor"
     assert new_claim_name("data-mayastor") == "data-mayastor"
     assert len(new_claim_name("x" * 253)) == 253
+
+
+def test_falkit_scratch_claims_are_not_migrated(fal):
+    """The benchmarks' Longhorn claim (labelled managed-by falkit) is falkit's, not the operator's data."""
+    from falkit.steps.volumes import is_longhorn
+
+    sc = {"longhorn": {"provisioner": "driver.longhorn.io"}}
+    data = {"metadata": {"name": "sonarr-config", "namespace": "media"}, "spec": {"storageClassName": "longhorn"}}
+    scratch = {"metadata": {"name": "fio-longhorn", "namespace": "falkit-bench", "labels": {"app.kubernetes.io/managed-by": "falkit"}},
+               "spec": {"storageClassName": "longhorn"}}
+    assert is_longhorn(fal, data, sc, {}) and not is_longhorn(fal, scratch, sc, {})
