@@ -115,7 +115,11 @@ def _same_source(path: Path, built: nbformat.NotebookNode) -> bool:
         have = nbformat.read(path, as_version=4)
     except (OSError, ValueError):
         return False
-    return render(strip_outputs(have)) == render(built)
+    def cells(nb: nbformat.NotebookNode) -> list:
+        return [(c.cell_type, c.source, c.get("id"), {k: v for k, v in c.metadata.items() if k != "execution"})
+                for c in nb.cells]
+
+    return cells(have) == cells(built) and have.metadata.get("kernelspec") == built.metadata.get("kernelspec")
 
 
 def build(src_dir: Path, out_dir: Path, check: bool = False) -> list[str]:

@@ -421,6 +421,17 @@ class StepRun:
             widgets.show(f"{self.name}: nothing to change")
             return self
         refusal = self.refusal()
+        if refusal and not self.lab.apply and not self.lab.interactive:
+            # a dry run applies nothing: say what an apply would need, without failing
+            self.record["status"] = "not applied (dry run)"
+            self.lab.save()
+            widgets.show(f"{self.name}: {len(self.plan.changes)} change(s) not applied: apply=False (dry run). "
+                         f"Applying would need: {refusal}")
+            return self
+        if refusal and self.lab.interactive and not (self.plan.destructive and not self.lab.step_options.allow_destructive):
+            # JupyterLab: the gate's second, explicit confirmation is the operator's allowance for
+            # disruptive changes (destructive ones still need allow_destructive)
+            refusal = ""
         if refusal:
             self.record["status"] = "refused"
             exc = RefusedError(self.name, f"the plan is refused: {refusal} "

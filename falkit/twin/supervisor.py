@@ -398,10 +398,36 @@ def up(spec_path: str | os.PathLike | dict, state: str = "before", state_dir: st
     _write_json(root / "pids.json", {"processes": recorded})
     started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     conn = _connection(root, ready["pve"], ready.get("lab"), started)
+    if ready.get("lab") and state == "before":
+        _wait_settled(ready["lab"]["kube_server"])
     if gitops_dir is not None:
         conn["gitops"] = {"checkout": str(gitops_dir)}
     _write_json(root / "connection.json", conn, mode=0o600)
     return conn
+
+
+def _wait_settled(server: str, quiet_s: float = 1.5, timeout_s: float = 30.0) -> None:
+    """Wait until the twin's controllers have built the before state: the Kubernetes store's
+    resourceVersion has not moved for ``quiet_s`` (so a rehearsal never races a half-built lab)."""
+    import time
+    import urllib.request
+
+    def rv() -> str | None:
+        try:
+            with urllib.request.urlopen(f"{server}/api/v1/namespaces", timeout=2) as r:  # loopback only
+                return json.loads(r.read())["metadata"]["resourceVersion"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    deadline = time.monotonic() + timeout_s
+    last, since = rv(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = rv()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif now is not None and time.monotonic() - since >= quiet_s:
+            return
 
 
 def _gitops_fixture(spec_path: Any, root: Path, state: str) -> Path | None:

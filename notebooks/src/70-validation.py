@@ -48,7 +48,7 @@ validation.summary_chart(checks)
 # endpoints that change. `falkit run` also writes them as CSV into the run archive (`handoff/`).
 
 # %%
-handoff.show(lab.spec, lab.target);
+csv_files = handoff.show(lab.spec, lab.target)
 
 # %% [markdown]
 # `lab.finish()` fails the notebook (and `falkit run`) when any check failed. Opened as is
