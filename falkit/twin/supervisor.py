@@ -374,6 +374,8 @@ def up(spec_path: str | os.PathLike | dict, state: str = "before", state_dir: st
         spec_file = _spec_file(spec_path, root)
         if spec_file:
             argvs["lab"] += ["--spec", str(spec_file)]
+        if restore and Path(str(restore) + ".lab").is_file():
+            argvs["lab"] += ["--restore", str(Path(str(restore) + ".lab").resolve())]
     procs: dict[str, subprocess.Popen] = {}
     try:
         for name, argv in argvs.items():
@@ -472,10 +474,9 @@ def down(state_dir: str | os.PathLike | None = None) -> dict:
 
 
 def snapshot(path: str | os.PathLike, state_dir: str | os.PathLike | None = None) -> str:
-    """Ask the running twin's pve process to write its state to path; returns the absolute path.
-
-    (The lab half's snapshot is the lab API's; this covers the Proxmox half.)
-    """
+    """Save the running twin: the Proxmox half to ``path``, the lab half (Kubernetes store, Talos,
+    Helm, TrueNAS, volumes) to ``path`` + ``.lab``; ``up(restore=path)`` restores both. Returns
+    the absolute path."""
     import requests
     conn = _read_json(state_root(state_dir) / "connection.json")
     if not conn:
@@ -483,4 +484,8 @@ def snapshot(path: str | os.PathLike, state_dir: str | os.PathLike | None = None
     r = requests.post(conn["pve_control"] + "/snapshot", json={"path": str(Path(path).resolve())}, timeout=30)
     if r.status_code != 200:
         raise TwinError(f"pve snapshot failed: {r.status_code} {r.text}")
+    if conn.get("lab_api"):
+        lab = requests.post(conn["lab_api"] + "/snapshot", json={"path": str(Path(path).resolve()) + ".lab"}, timeout=30)
+        if lab.status_code != 200:
+            raise TwinError(f"lab snapshot failed: {lab.status_code} {lab.text}")
     return r.json()["path"]
