@@ -69,14 +69,17 @@ def managed_by(obj: dict | None, applications: Collection[str] | None = None) ->
     """The name of the Argo CD Application that manages ``obj``, or None.
 
     The tracking annotation decides when present (its ``<app>`` may be ``<appNs>_<name>`` for an
-    Application outside ``argocd``: the name is returned). Otherwise the label
+    Application outside ``argocd``: the name is returned) — unless ``applications`` (the
+    Applications that exist) is given and does not hold it: an object left behind by a deleted
+    Application (Argo CD orphans resources without its finalizer) is nobody's. Otherwise the label
     ``app.kubernetes.io/instance`` counts only if it names one of ``applications``."""
     if not obj:
         return None
     md = obj.get("metadata") or {}
     parsed = parse_tracking_id((md.get("annotations") or {}).get(TRACKING_ANNOTATION) or "")
     if parsed:
-        return parsed[0].split("_", 1)[-1]
+        app = parsed[0].split("_", 1)[-1]
+        return app if applications is None or app in applications else None
     label = (md.get("labels") or {}).get(INSTANCE_LABEL)
     if label and applications is not None and label in applications:
         return label

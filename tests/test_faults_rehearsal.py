@@ -50,11 +50,11 @@ FAULTS = {
                                                                "message": "unable to create VM 202 - rehearsal"},
                                      "20-vms", "rehearsal"),
     "locked VM": ([], "pve", "lock", {"vmid": 201, "lock": "backup"}, "20-vms", "locked"),
-    "kube API 5xx burst": (["00", "10", "20", "30", "40"], "lab", "kube_http_error", {"status": 503, "count": 500},
+    "kube API 5xx burst": (["00", "10", "20", "30", "40", "45"], "lab", "kube_http_error", {"status": 503, "count": 500},
                            "50-mayastor", "503"),
-    "node NotReady": (["00", "10", "20", "30", "40"], "lab", "node_not_ready", {"node": "talos-worker-02"},
+    "node NotReady": (["00", "10", "20", "30", "40", "45"], "lab", "node_not_ready", {"node": "talos-worker-02"},
                       "50-mayastor", "talos-worker-02"),
-    "DiskPool Degraded": (["00", "10", "20", "30", "40", "50", "60"], "lab", "diskpool_degraded",
+    "DiskPool Degraded": (["00", "10", "20", "30", "40", "45", "50", "60"], "lab", "diskpool_degraded",
                           {"pool": "pool-talos-worker-03"}, "70-validation", "pool-talos-worker-03"),
 }
 
@@ -69,7 +69,7 @@ def test_a_fault_stops_the_run_and_resume_completes_it(lab, name):  # noqa: F811
         pre = falkit_run(env, *params, "--outputs", str(out / "pre"), "--only", *first, *FAST)
         assert pre.returncode == 0, pre.stdout[-2000:] + pre.stderr[-2000:]
     _inject(lab, where, kind, **fields)
-    rest = ["--only", *[n for n in ("00", "10", "20", "30", "40", "50", "60", "70") if n not in first]]
+    rest = ["--only", *[n for n in ("00", "10", "20", "30", "40", "45", "50", "60", "70") if n not in first]]
     failed = falkit_run(env, *params, "--outputs", str(out / "run"), *rest, *FAST)
     assert failed.returncode == 1, failed.stdout[-2000:] + failed.stderr[-2000:]
     msg = failed.stderr

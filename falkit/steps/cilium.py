@@ -77,7 +77,11 @@ def _service(dyn: Any, ns: str, name: str) -> ServiceFacts:
 def _git_changes(target: Any, spec: LabSpec, services: dict[str, ServiceFacts]) -> dict[str, Change | None]:
     """For each Service an Argo CD Application manages, the change in Git that sets its annotations
     (a direct patch would be reverted by self-heal)."""
-    managed = {k: s for k, s in services.items() if s.exists and ownership.TRACKING_ANNOTATION in s.annotations}
+    from ..jobs import klist
+
+    apps = {a["metadata"]["name"] for a in klist(target.kube(), "argoproj.io/v1alpha1", "Application", "argocd")}
+    managed = {k: s for k, s in services.items() if s.exists and ownership.managed_by(
+        {"metadata": {"annotations": s.annotations}}, apps) is not None}
     if not managed:
         return {}
     checkout = Checkout.for_target(target)
@@ -86,7 +90,7 @@ def _git_changes(target: Any, spec: LabSpec, services: dict[str, ServiceFacts]) 
         ref = ObjectRef("v1", "Service", svc.namespace, svc.name)
         obj = {"metadata": {"name": svc.name, "namespace": svc.namespace, "annotations": svc.annotations}}
         out[key] = ownership.plan_object_change(ref, obj, {"metadata": {"annotations": cv.service_annotations(spec, svc.namespace, svc.name)}},
-                                                checkout, reason="Cilium LB-IPAM instead of MetalLB")
+                                                checkout, applications=apps, reason="Cilium LB-IPAM instead of MetalLB")
     return out
 
 

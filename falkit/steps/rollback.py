@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..diff import Change, Noop, Plan
@@ -133,17 +133,46 @@ class LbFacts:
     services: dict[str, dict]
     cilium_pools: tuple[dict, ...]
     l2_policies: tuple[dict, ...]
+    # Services Argo CD manages (Traefik): the reversal is a change in the GitOps checkout (issue 9),
+    # planned while observing because it reads the checkout; None when Git already says so
+    git_changes: dict[str, Any] = field(default_factory=dict)
 
 
 def observe_lb(target: Any, spec: LabSpec) -> LbFacts:
     api = target.kube()
     pools = tuple(klist(api, "cilium.io/v2", "CiliumLoadBalancerIPPool")) or \
         tuple(klist(api, "cilium.io/v2alpha1", "CiliumLoadBalancerIPPool"))
+    services = {_key(s): s for s in klist(api, "v1", "Service")}
     return LbFacts(target.helm.get(METALLB_NS, METALLB_RELEASE),
                    tuple(klist(api, METALLB_API, "IPAddressPool", METALLB_NS)),
                    tuple(klist(api, METALLB_API, "L2Advertisement", METALLB_NS)),
-                   {_key(s): s for s in klist(api, "v1", "Service")},
-                   pools, tuple(klist(api, "cilium.io/v2alpha1", "CiliumL2AnnouncementPolicy")))
+                   services, pools, tuple(klist(api, "cilium.io/v2alpha1", "CiliumL2AnnouncementPolicy")),
+                   _git_reversals(target, spec, services))
+
+
+def _metallb_patch(ann: dict, old_ip: str) -> dict[str, Any]:
+    patch: dict[str, Any] = {k: None for k in CILIUM_IPS if k in ann}
+    if ann.get(METALLB_IPS) != old_ip:
+        patch[METALLB_IPS] = old_ip
+    return patch
+
+
+def _git_reversals(target: Any, spec: LabSpec, services: dict[str, dict]) -> dict[str, Any]:
+    """For each Service Argo CD manages, the Git change that gives it back to MetalLB."""
+    from ..gitops import Checkout, ObjectRef
+    from ..ownership import TRACKING_ANNOTATION, managed_by, plan_object_change
+
+    out: dict[str, Any] = {}
+    apps = {_md(a)["name"] for a in klist(target.kube(), "argoproj.io/v1alpha1", "Application", "argocd")}
+    for s in spec.services:
+        svc = services.get(f"{s.namespace}/{s.name}")
+        if not s.old_ip or svc is None or TRACKING_ANNOTATION not in _ann(svc) or managed_by(svc, apps) is None:
+            continue  # not managed, or orphaned by a deleted Application (Longhorn's, disabled)
+        want = {k: None for k in CILIUM_IPS} | {METALLB_IPS: s.old_ip}
+        out[f"{s.namespace}/{s.name}"] = plan_object_change(
+            ObjectRef("v1", "Service", s.namespace, s.name), svc, {"metadata": {"annotations": want}},
+            Checkout.for_target(target), applications=apps, reason="MetalLB takes the service back with its old IP")
+    return out
 
 
 def metallb_objects(spec: LabSpec) -> tuple[dict, dict]:
@@ -192,9 +221,13 @@ def plan_metallb(spec: LabSpec, f: LbFacts) -> Plan:
             notes.append(f"service {key} does not exist (re-enabling its app through GitOps re-creates it)")
             continue
         ann = _ann(svc)
-        patch: dict[str, Any] = {k: None for k in CILIUM_IPS if k in ann}
-        if ann.get(METALLB_IPS) != s.old_ip:
-            patch[METALLB_IPS] = s.old_ip
+        patch = _metallb_patch(ann, s.old_ip)
+        if key in f.git_changes:
+            if f.git_changes[key] is not None:
+                changes.append(f.git_changes[key])
+            else:
+                noops.append(Noop("service", key, f"Git and the cluster give it MetalLB's {s.old_ip}"))
+            continue
         if patch:
             old = ", ".join(f"{k}={ann[k]}" for k in (*CILIUM_IPS, METALLB_IPS) if k in ann) or "none"
             changes.append(Change("update", "service", key, "annotations", old, f"{METALLB_IPS}={s.old_ip}",
@@ -220,6 +253,11 @@ def apply_metallb(target: Any, plan: Plan, options: StepOptions, progress: Progr
                 kcreate(api, body)
         elif c.kind == "service":
             kpatch(api, "v1", "Service", c.data["name"], {"metadata": {"annotations": c.data["patch"]}}, c.data["namespace"])
+        elif c.kind in ("git-file", "argocd-sync"):
+            from ..gitops import Checkout
+            from ..ownership import apply_git_changes
+
+            apply_git_changes([c], Checkout.for_target(target), api, timeout=options.wait_timeout_s)
 
 
 def _kind_served(api: Any, api_version: str, kind: str) -> bool:
