@@ -225,3 +225,19 @@ def test_ingress_is_served(twin):
     created = net.create_namespaced_ingress("default", body)
     assert created.metadata.uid
     assert [i.metadata.name for i in net.list_namespaced_ingress("default").items] == ["ui"]
+
+
+def test_deleting_an_owner_collects_its_dependents(twin):
+    """Background garbage collection: a Job's pods go with the Job (a re-created Job of the same
+    name must not see the old pods)."""
+    job = twin.store.create({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "namespace": "default"},
+                             "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}})
+    twin.store.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "j-abc", "namespace": "default", "labels": {"job-name": "j"},
+                       "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": job["metadata"]["uid"]}]},
+                       "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+    twin.store.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "other", "namespace": "default"},
+                       "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+    from kubernetes import client
+
+    client.BatchV1Api(twin.api).delete_namespaced_job("j", "default", propagation_policy="Background")
+    assert [p.metadata.name for p in twin.core.list_namespaced_pod("default").items] == ["other"]

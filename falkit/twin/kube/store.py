@@ -558,9 +558,26 @@ class Store:
         if rt.kind == "CustomResourceDefinition":
             self._unregister_crd(obj)
         self._emit("DELETED", rt, gone, obj)
+        self._collect_dependents(md.get("uid"))
         if rt.namespaced:
             self._maybe_finish_namespace(md.get("namespace"))
         return _render(rt, gone)
+
+    def _collect_dependents(self, uid: str | None) -> None:
+        """Garbage collection (background propagation, the API's default for most kinds): objects
+        whose ``ownerReferences`` name the deleted object go too — a Job's pods, a Deployment's
+        ReplicaSets and their pods. (Real apiservers orphan a Job's pods when a client asks with
+        ``propagationPolicy=Orphan``; falkit always deletes with Background.)"""
+        if not uid:
+            return
+        by_key = {rt.storage_key: rt for rt in self.registry.all()}
+        for key, coll in list(self._objects.items()):
+            rt = by_key.get(key)
+            if rt is None:
+                continue
+            for obj in list(coll.values()):
+                if any(r.get("uid") == uid for r in obj["metadata"].get("ownerReferences") or []):
+                    self._remove(rt, obj)
 
     def _delete_namespace(self, rt: ResourceType, old: dict, dry_run: bool) -> dict:
         name = old["metadata"]["name"]
