@@ -176,6 +176,7 @@ async def reconcile(ctx: LabContext) -> None:
         vms = {v.vmid: v for v in await ctx.pve.vms()}
     except PveUnavailableError:
         return
+    fresh: dict | None = None
     for index, node in enumerate(sorted(ctx.talos_nodes.values(), key=lambda n: n.ip)):
         if not node.configured or not node.hostname:
             continue
@@ -195,6 +196,15 @@ async def reconcile(ctx: LabContext) -> None:
             continue
         ctx.forget(f"node-gone:{name}")
         if existing is None:
+            if vm.running and node.is_ready():
+                # registering is rare: confirm with a fresh read (the cached list may predate a
+                # shutdown, and a stopped VM's kubelet does not come back)
+                if fresh is None:
+                    try:
+                        fresh = {v.vmid: v for v in await ctx.pve.vms(fresh=True)}
+                    except PveUnavailableError:
+                        return
+                vm = fresh.get(node.vmid) or vm
             if not vm.running or not node.is_ready():
                 continue
             existing = _register(ctx, vm, node, index + 1)
