@@ -159,8 +159,8 @@ def _metallb_patch(ann: dict, old_ip: str) -> dict[str, Any]:
 
 def _git_reversals(target: Any, spec: LabSpec, services: dict[str, dict]) -> dict[str, Any]:
     """For each Service Argo CD manages, the Git change that gives it back to MetalLB."""
-    from ..gitops import Checkout, ObjectRef
-    from ..ownership import TRACKING_ANNOTATION, managed_by, plan_object_change
+    from ..gitops import Checkout, ManifestNotFoundError, ObjectRef
+    from ..ownership import TRACKING_ANNOTATION, managed_by, matches, plan_object_change
 
     out: dict[str, Any] = {}
     apps = {_md(a)["name"] for a in klist(target.kube(), "argoproj.io/v1alpha1", "Application", "argocd")}
@@ -169,9 +169,15 @@ def _git_reversals(target: Any, spec: LabSpec, services: dict[str, dict]) -> dic
         if not s.old_ip or svc is None or TRACKING_ANNOTATION not in _ann(svc) or managed_by(svc, apps) is None:
             continue  # not managed, or orphaned by a deleted Application (Longhorn's, disabled)
         want = {k: None for k in CILIUM_IPS} | {METALLB_IPS: s.old_ip}
-        out[f"{s.namespace}/{s.name}"] = plan_object_change(
-            ObjectRef("v1", "Service", s.namespace, s.name), svc, {"metadata": {"annotations": want}},
-            Checkout.for_target(target), applications=apps, reason="MetalLB takes the service back with its old IP")
+        if matches(svc, {"metadata": {"annotations": want}}):
+            out[f"{s.namespace}/{s.name}"] = None
+            continue
+        try:
+            out[f"{s.namespace}/{s.name}"] = plan_object_change(
+                ObjectRef("v1", "Service", s.namespace, s.name), svc, {"metadata": {"annotations": want}},
+                Checkout.for_target(target), applications=apps, reason="MetalLB takes the service back with its old IP")
+        except ManifestNotFoundError:
+            pass  # rendered by a Helm-chart Application: no manifest to edit; patched directly (plan_metallb)
     return out
 
 

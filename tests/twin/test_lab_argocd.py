@@ -77,8 +77,11 @@ def test_platform_applications_sync_from_git(twin, tmp_path):
     assert svc["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"] == "traefik:/Service:traefik/traefik"
     assert managed_by(svc) == "traefik"
     assert "app.kubernetes.io/instance" not in (svc["metadata"].get("labels") or {})  # annotation tracking only
-    for name in ("cert-manager", "external-secrets", "media", "longhorn-rbac"):
+    for name in ("cert-manager", "external-secrets", "longhorn-rbac"):
         assert state(twin.store, name) == ("Synced", "Healthy"), name
+    # the media apps mount their Longhorn config claims, which this bare lab does not have: their
+    # pods stay Pending, so Argo CD says Progressing (in the full twin, 45-argocd sees Healthy)
+    assert state(twin.store, "media") == ("Synced", "Progressing")
     # Traefik still asks MetalLB (not installed here) for its IP: Synced but its Service has no IP yet.
     assert state(twin.store, "traefik") == ("Synced", "Progressing")
 
