@@ -274,9 +274,8 @@ def execute(cfg: RunConfig, run_dir: Path, run: dict) -> int:
                 run.update(status="failed", failed={"notebook": name, **error}, resume=resume, finished=_now())
                 _write_run(run, run_dir)
                 cell = f"cell {error['cell']} (In [{error['exec_count']}]: {error['source']})" if error["cell"] is not None else "before any cell ran"
-                hint = "" if resume in str(error["evalue"]) else f"\n  to resume: {resume}"
-                print(f"falkit: {name} failed at {cell}\n  {error['ename']}: {error['evalue']}\n"
-                      f"  archived in {run_dir}{hint}", file=sys.stderr, flush=True)
+                print(f"falkit: {name} failed at {cell}\n  {error['ename']}: {_brief(str(error['evalue']))}\n"
+                      f"  archived in {run_dir}\n  to resume: {resume}", file=sys.stderr, flush=True)
                 return 1
             print(f"    ok in {entry['duration_s']:.1f} s: {entry['planned']} planned, {entry['applied']} applied, "
                   f"{entry['mutating_calls']} mutating call(s), checks {entry['checks']['ok']} ok/"
@@ -352,6 +351,14 @@ def _ensure_twin(cfg: RunConfig) -> None:
         print("starting the twin in its 'before' state …", flush=True)
         supervisor.up(cfg.params, state="before", state_dir=supervisor.state_root(),
                       time_factor=float(cfg.options.get("time_factor", 0.0)))
+
+
+def _brief(text: str, lines: int = 8) -> str:
+    """The cause without the client's dump (HTTP headers, tracebacks): what an operator reads."""
+    for cut in ("\nHTTP response headers:", "\nOriginal traceback:"):
+        text = text.split(cut, 1)[0]
+    out = text.splitlines()
+    return "\n".join(out[:lines] + ([f"  … ({len(out) - lines} more line(s) in the archived notebook)"] if len(out) > lines else []))
 
 
 def main_run(args: Any) -> int:

@@ -326,6 +326,11 @@ def _wait(what: str, timeout: float, fn, progress: Progress, total: float | None
         time.sleep(poll)
 
 
+def _node_ready(node: dict | None) -> bool:
+    conds = ((node or {}).get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+
+
 def components_ready(api: Any, spec: LabSpec) -> tuple[bool, int, str]:
     """Every Deployment/StatefulSet/DaemonSet in the namespace ready, io-engine Running per worker."""
     ns = spec.mayastor.namespace
@@ -345,6 +350,9 @@ def components_ready(api: Any, spec: LabSpec) -> tuple[bool, int, str]:
     missing = [w.name for w in spec.cluster.workers if eng.get(w.name) != "Running"]
     if missing:
         waiting.append("io-engine not Running on " + ", ".join(missing))
+    not_ready = [w.name for w in spec.cluster.workers if not _node_ready(kget(api, "v1", "Node", w.name))]
+    if not_ready:
+        waiting.insert(0, "nodes not Ready: " + ", ".join(not_ready))
     done = total > 0 and not waiting
     return done, ready, ("ready: " + f"{ready}/{total} workloads") if done else "waiting: " + "; ".join(waiting[:4])
 
