@@ -90,6 +90,19 @@ class KubeChanger:
         return True
 
 
+def wait_until(step: str, what: str, timeout: float, fn: Callable[[], Any], poll: float = 0.2) -> None:
+    """Poll ``fn()`` until truthy; :class:`~falkit.errors.StepError` of ``step`` after ``timeout``
+    seconds. Exceptions from ``fn`` propagate (unlike :func:`wait_for`, which counts them as
+    "not yet")."""
+    from .errors import StepError
+
+    start = time.monotonic()
+    while not fn():
+        if time.monotonic() - start > timeout:
+            raise StepError(step, f"{what}: not done after {timeout:g} s")
+        time.sleep(poll)
+
+
 def wait_for(fn: Callable[[], Any], predicate: Callable[[Any], bool], timeout: float, what: str,
              progress: Callable[[float, str], None] | None = None, describe: Callable[[Any], str] | None = None,
              poll: float = 0.2) -> Any:

@@ -53,7 +53,6 @@ copy was not written since.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +71,7 @@ from ..jobs import (
     parse_checksum,
     run_job,
 )
+from ..kube import wait_until
 from ..spec import LabSpec
 from ..validation import LabState, compare_states, lb_ip
 from .base import Check, Progress, StepOptions, register
@@ -113,12 +113,7 @@ def _key(o: dict) -> str:
     return f"{_md(o).get('namespace')}/{_md(o).get('name')}"
 
 
-def _wait(step: str, what: str, timeout: float, fn, poll: float = 0.2) -> None:
-    start = time.monotonic()
-    while not fn():
-        if time.monotonic() - start > timeout:
-            raise StepError(step, f"{what}: not done after {timeout:g} s")
-        time.sleep(poll)
+_wait = wait_until  # (step, what, timeout, fn, poll)
 
 
 # =============================================================================================

@@ -33,7 +33,6 @@ Idempotent: claims already migrated (the new claim carries ``falkit.io/migrated-
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +52,7 @@ from ..jobs import (
     parse_checksum,
     run_job,
 )
+from ..kube import wait_until
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
 
@@ -246,11 +246,7 @@ def observe(target: Any, spec: LabSpec, options: StepOptions) -> VolumeFacts:
 
 
 def _wait(what: str, timeout: float, fn, poll: float = 0.2) -> None:
-    start = time.monotonic()
-    while not fn():
-        if time.monotonic() - start > timeout:
-            raise StepError(STEP, f"{what}: not done after {timeout:g} s")
-        time.sleep(poll)
+    wait_until(STEP, what, timeout, fn, poll)
 
 
 def _scaled_down(api: Any, kind: str, ns: str, name: str) -> bool:
