@@ -80,11 +80,9 @@ def test_papermill_finds_the_parameters_cell(tmp_path):
 
 
 def test_repository_preflight_notebook_is_built():
-    from falkit.nbbuild import ROOT
-
     import nbformat
 
-    from falkit.nbbuild import strip_outputs
+    from falkit.nbbuild import ROOT, strip_outputs
 
     built = ROOT / "notebooks" / "00-preflight.ipynb"
     text = render(build_notebook((ROOT / "notebooks" / "src" / "00-preflight.py").read_text(), "00-preflight"))
