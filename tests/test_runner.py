@@ -85,7 +85,7 @@ def _only_run(outputs) -> Path:
     return runs[0]
 
 
-def test_run_archives_and_second_run_is_noop(runenv, capsys):
+def test_run_archives_and_second_run_is_noop(runenv, capfd):
     base, conn, nbs, outputs = runenv
     assert _run(outputs, "--set", "t_value=7") == 0
     run_dir = _only_run(outputs)
@@ -111,7 +111,8 @@ def test_run_archives_and_second_run_is_noop(runenv, capsys):
     html = (run_dir / "00-preflight.html").read_text()
     assert html.count("plotly.js v") == 1 and "Plotly.newPlot('falkit-plotly-1'" in html
     assert 'src="http' not in html and "src='http" not in html
-    out = capsys.readouterr().out
+    out, err = capfd.readouterr()
+    assert "without encryption" not in out + err  # kernels on IPC sockets, not plain-text TCP
     assert "allow_disruptive is on" in out and "MAC prefix" in out
     assert "[10-tdesc] description of 200: 100% done" in out  # kernel progress echoed
 
@@ -122,7 +123,7 @@ def test_run_archives_and_second_run_is_noop(runenv, capsys):
     assert not (second / "journal.jsonl").exists()
 
     assert main(["runs", "--outputs", str(outputs)]) == 0
-    listing = capsys.readouterr().out
+    listing = capfd.readouterr().out
     assert run_dir.name in listing and second.name in listing and "ok" in listing
 
 
