@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "tests" / "twin"))
 sys.path.insert(0, str(ROOT / "tests" / "steps"))
+
+from lab_fixtures import lab_before  # noqa: E402, F401 - fixture
+from pve_fixtures import pve_before  # noqa: E402, F401 - fixture
 
 from falkit.spec import load_spec  # noqa: E402
 

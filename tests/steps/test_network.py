@@ -5,7 +5,6 @@ changes flagged disruptive, idempotence, and the step against a real twin pve pr
 from __future__ import annotations
 
 import pytest
-from pve_fixtures import pve_before  # noqa: F401 - fixture
 from steps_support import PveTarget
 
 from falkit.steps.base import StepOptions, get_step

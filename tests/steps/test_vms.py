@@ -7,7 +7,6 @@ plan empty; a PVE task failure becomes a StepError naming the VM and PVE's words
 from __future__ import annotations
 
 import pytest
-from pve_fixtures import pve_before  # noqa: F401 - fixture
 from steps_support import PveTarget
 
 from falkit.errors import StepError

@@ -12,17 +12,12 @@ scale, copy, checksum, compare, repoint, GitOps — are the same whatever the ta
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "twin"))
 from helpers import patched  # noqa: E402
-from lab_fixtures import start_lab  # noqa: E402
 
 from falkit.errors import StepError  # noqa: E402
 from falkit.jobs import kcreate, kget, klist  # noqa: E402
@@ -57,12 +52,8 @@ class Log:
 
 
 @pytest.fixture
-def lab(tmp_path):
-    lab, stop = start_lab(tmp_path, "before")
-    try:
-        yield lab
-    finally:
-        stop()
+def lab(lab_before):
+    return lab_before
 
 
 @pytest.fixture

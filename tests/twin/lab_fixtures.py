@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
-from kubernetes import client, config
+from kubernetes import client
 from pve_fixtures import PveTwin, fal_spec, start_pve, stop_pve
+from serving import KubeClients, serve
 
 from falkit.spec import load_spec
-from falkit.twin.kube import Store, kubeconfig
+from falkit.twin.kube import Store
 from falkit.twin.lab import LabContext, install
 from falkit.twin.lab.client import LabClient
 from falkit.twin.lab_process import LabProcess, build_app
@@ -32,7 +31,7 @@ FAL = ROOT / "parameters" / "fal.yaml"
 
 
 @dataclass
-class Lab:
+class Lab(KubeClients):
     ctx: LabContext
     store: Store
     url: str
@@ -40,18 +39,6 @@ class Lab:
     lab: LabClient
     api: client.ApiClient
     loop: asyncio.AbstractEventLoop
-
-    @property
-    def core(self) -> client.CoreV1Api:
-        return client.CoreV1Api(self.api)
-
-    @property
-    def apps(self) -> client.AppsV1Api:
-        return client.AppsV1Api(self.api)
-
-    @property
-    def custom(self) -> client.CustomObjectsApi:
-        return client.CustomObjectsApi(self.api)
 
     def wait(self, predicate, timeout: float = 10.0, what: str = "condition"):
         """Poll ``predicate()`` until truthy (returns it); fail the test on timeout."""
@@ -74,25 +61,14 @@ def start_lab(tmp_path: Path, state: str, spec_path: Path = FAL, time_factor: fl
                               pve_conn=tmp_path / "pve" / "pve.json", restore=restore, state_dir=tmp_path)
     ctx = install(app, store, args)
     ctx.tick = 0.05
-    proc = LabProcess(store, app)
-    loop = asyncio.new_event_loop()
-    t = threading.Thread(target=loop.run_forever, daemon=True)
-    t.start()
-    url = asyncio.run_coroutine_threadsafe(proc.start("127.0.0.1", 0), loop).result(20)
-    ctx.kube_server = url
-    kc = tmp_path / "kubeconfig"
-    kc.write_text(yaml.safe_dump(kubeconfig(url)))
-    api = config.new_client_from_config(config_file=str(kc))
+    s = serve(LabProcess(store, app), tmp_path / "kubeconfig")
+    ctx.kube_server = s.url
 
     def stop() -> None:
-        api.close()
-        asyncio.run_coroutine_threadsafe(proc.stop(), loop).result(20)
-        loop.call_soon_threadsafe(loop.stop)
-        t.join(5)
-        loop.close()
+        s.stop()
         stop_pve(pve.proc)
 
-    return Lab(ctx, store, url, pve, LabClient(url), api, loop), stop
+    return Lab(ctx, store, s.url, pve, LabClient(s.url), s.api, s.loop), stop
 
 
 @pytest.fixture
@@ -107,6 +83,16 @@ def lab_before(tmp_path):
 @pytest.fixture
 def lab_empty(tmp_path):
     lab, stop = start_lab(tmp_path, "empty")
+    try:
+        yield lab
+    finally:
+        stop()
+
+
+@pytest.fixture
+def lab_unbooted(tmp_path):
+    """Unbootstrapped cluster; the pve process has the before VMs (maintenance mode at 10.30.0.10/11)."""
+    lab, stop = start_lab(tmp_path, "empty", pve_state="before")
     try:
         yield lab
     finally:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 import requests
-from lab_fixtures import start_lab
 from pve_fixtures import wait_task
 from test_lab_talos import OLD_CP, OLD_WORKER, cp_config, worker_config
 
@@ -16,15 +15,12 @@ from falkit.twin.lab.nodes import CNI_MESSAGE
 
 
 @pytest.fixture
-def booted(tmp_path):
-    lab, stop = start_lab(tmp_path, "empty", pve_state="before")
-    try:
-        lab.lab.talos_apply(OLD_CP, cp_config(), insecure=True)
-        lab.lab.talos_apply(OLD_WORKER, worker_config(), insecure=True)
-        lab.lab.talos_bootstrap(OLD_CP)
-        yield lab
-    finally:
-        stop()
+def booted(lab_unbooted):
+    lab = lab_unbooted
+    lab.lab.talos_apply(OLD_CP, cp_config(), insecure=True)
+    lab.lab.talos_apply(OLD_WORKER, worker_config(), insecure=True)
+    lab.lab.talos_bootstrap(OLD_CP)
+    return lab
 
 
 def ready(lab, name):

@@ -41,13 +41,8 @@ def cp_config() -> str:
 
 
 @pytest.fixture
-def lab(tmp_path):
-    """Unbootstrapped cluster; the pve process has the before VMs (maintenance mode at 10.30.0.10/11)."""
-    lab, stop = start_lab(tmp_path, "empty", pve_state="before")
-    try:
-        yield lab
-    finally:
-        stop()
+def lab(lab_unbooted):
+    return lab_unbooted
 
 
 def post(lab, path, body):

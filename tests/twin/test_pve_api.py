@@ -15,8 +15,6 @@ import requests
 from proxmoxer import ResourceException
 from pve_fixtures import wait_task
 
-pytest_plugins = ["pve_fixtures"]  # the pve_before / pve_empty fixtures
-
 GIB = 1024 ** 3
 
 

@@ -16,8 +16,6 @@ from pve_fixtures import fal_spec, start_pve, stop_pve, task_log, wait_task
 from falkit.errors import TwinError
 from falkit.twin.supervisor import pve_config_from_spec
 
-pytest_plugins = ["pve_fixtures"]
-
 
 def test_task_error_on_create(pve_empty):
     api, ctl = pve_empty.api(), pve_empty.control

@@ -12,8 +12,6 @@ import pytest
 from proxmoxer import ResourceException
 from pve_fixtures import task_log, wait_task
 
-pytest_plugins = ["pve_fixtures"]
-
 VMBR1 = dict(iface="vmbr1", type="bridge", bridge_ports="", cidr="10.11.0.2/24", autostart=1,
              comments="storage network")
 
