@@ -223,3 +223,25 @@ def run_lab(root_dir: str | os.PathLike, *, port: int | None = None, state_dir: 
         return 0
     finally:
         server.stop()
+
+
+def ipc_kernel_config():
+    """Configuration for kernels started by papermill/nbclient (``falkit run``, ``nbbuild
+    --execute``): they talk over Unix sockets (IPC) instead of plain-text TCP on loopback — no
+    ports, and no "running over TCP without encryption" warning in every notebook. The socket
+    prefix is absolute (a relative one resolves against each side's working directory, which
+    differ when the kernel runs in the notebook's folder): Jupyter's runtime dir (private, where
+    the connection files go too), or a private temp dir when that path is too long for a socket."""
+    import tempfile
+
+    from jupyter_core.paths import jupyter_runtime_dir
+    from traitlets.config import Config
+
+    runtime = Path(jupyter_runtime_dir())
+    if len(str(runtime)) > 70:  # AF_UNIX paths end at 107 bytes; leave room for "-<pid>-<n>-<port>"
+        runtime = Path(tempfile.mkdtemp(prefix="falkit-ipc-"))
+    runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
+    c = Config()
+    c.KernelManager.transport = "ipc"
+    c.KernelManager.ip = str(runtime / f"falkit-{os.getpid()}")
+    return c

@@ -152,6 +152,7 @@ def execute(out_dir: Path, names: list[str] | None = None, timeout_s: int = 600)
 
     from nbclient import NotebookClient
 
+    from .jupyter import ipc_kernel_config
     from .twin import supervisor
 
     done = []
@@ -163,8 +164,10 @@ def execute(out_dir: Path, names: list[str] | None = None, timeout_s: int = 600)
                 if names and path.stem not in names:
                     continue
                 nb = strip_outputs(nbformat.read(path, as_version=4))
-                NotebookClient(nb, timeout=timeout_s, kernel_name="python3",
+                NotebookClient(nb, timeout=timeout_s, kernel_name="python3", config=ipc_kernel_config(),
                                resources={"metadata": {"path": str(out_dir)}}).execute()
+                for cell in nb.cells:  # run timestamps would churn every refresh's diff
+                    cell.metadata.pop("execution", None)
                 nbformat.write(nb, path)
                 done.append(path.name)
         finally:

@@ -39,6 +39,7 @@ from typing import Any
 import yaml
 
 from .errors import FalkitError, ParameterError, TargetError
+from .jupyter import ipc_kernel_config
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_PATTERN = re.compile(r"^\d\d-[\w.-]+\.ipynb$")
@@ -202,16 +203,6 @@ def _totals(run: dict, run_dir: Path) -> dict[str, Any]:
             "duration_s": round(sum(n.get("duration_s", 0) for n in nbs), 3)}
 
 
-def _kernel_config() -> Any:
-    """Kernels talk to the runner over Unix sockets (IPC), not plain-text TCP on loopback: no
-    ports, and no "running over TCP without encryption" warning in every notebook's output."""
-    from traitlets.config import Config
-
-    c = Config()
-    c.KernelManager.transport = "ipc"
-    return c
-
-
 def _write_run(run: dict, run_dir: Path) -> None:
     run["totals"] = _totals(run, run_dir)
     tmp = run_dir / "run.json.tmp"
@@ -261,7 +252,7 @@ def execute(cfg: RunConfig, run_dir: Path, run: dict) -> int:
             try:
                 pm.execute_notebook(str(nb), str(out), parameters=parameters, cwd=str(nb_dir), kernel_name="python3",
                                     progress_bar=False, stdout_file=_Echo(), shutdown_kernel="immediate",
-                                    config=_kernel_config())
+                                    config=ipc_kernel_config())
             except PapermillExecutionError as exc:
                 first = (exc.source or "").strip().splitlines()[:1]
                 error = {"cell": exc.cell_index, "exec_count": exc.exec_count, "source": first[0] if first else "",

@@ -21,9 +21,11 @@ container's ``render`` group can open the AMD 680M's render node; started.
 NFS media in an *unprivileged* container: the kernel refuses NFS mounts inside it (mounting needs
 CAP_SYS_ADMIN in the initial user namespace), so the host mounts the share and the container
 gets a bind mount: ``mp0=/mnt/pve/<plex_nfs_storage>/,mp=<mountpoint>``. The host mount is a
-Proxmox NFS storage (Datacenter > Storage > Add > NFS, server = TrueNAS's storage address,
-export = the share; PVE mounts it at ``/mnt/pve/<id>``) — falkit checks it exists and says how to
-add it, it does not create it. Proxmox lets only the root@pam *user* — not an API token, not
+Proxmox NFS storage (``POST /storage``: type ``nfs``, server = TrueNAS's storage address, export =
+the share; PVE mounts it at ``/mnt/pve/<id>``): with TrueNAS enabled falkit adds it after the
+shares are exported and before the container is created and started (:func:`nfs_storage_params`);
+a storage of that ID that exists with another server or export is reported, never changed. With
+TrueNAS disabled (the seed) there is nothing to mount and the container gets no ``mpN``. Proxmox lets only the root@pam *user* — not an API token, not
 even root's — set ``devN`` and host bind mounts ``mpN``; falkit creates the container through its
 token without them and prints the exact ``pct set`` command to run as root on the host (a note in
 the plan and the fix of the failing checks). In an unprivileged CT uid 0 is host uid 100000: give the share
@@ -45,6 +47,7 @@ container's config (dev0 passes exactly that node); verify it by hand with
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +55,7 @@ from ..diff import Change, Noop, Plan
 from ..errors import StepError
 from ..findings import preflight
 from ..jobs import klist, kpatch
+from ..kube import WaitTimeoutError, wait_for
 from ..plan import derive_plan
 from ..pve import PveCallError, TaskFailedError, TaskTimeoutError, call, list_vms, wait_task
 from ..spec import LabSpec
@@ -74,6 +78,7 @@ class TnPlexFacts:
     workloads: tuple[dict, ...] = ()
     pvs: tuple[dict, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    storage_config: dict[str, dict] = field(default_factory=dict)  # storage id -> GET /storage/{id}
 
 
 def truenas_enabled(spec: LabSpec) -> bool:
@@ -98,6 +103,18 @@ def plex_config(spec: LabSpec, options: StepOptions) -> dict[str, str]:
         sub = share.rstrip("/").rsplit("/", 1)[-1]
         cfg[f"mp{i}"] = f"/mnt/pve/{storage}/{sub},mp={mountpoint}" if len(ct.mounts) > 1 else f"/mnt/pve/{storage},mp={mountpoint}"
     return cfg
+
+
+def nfs_storage_params(spec: LabSpec, storage: str, node: str) -> dict[str, str]:
+    """``POST /storage`` for the host's NFS mount of Plex's media (PVE mounts it at
+    ``/mnt/pve/<storage>``): server = TrueNAS's storage address; export = the share (several
+    shares: their common parent, as :func:`plex_config`'s ``mpN`` paths expect). Content ``iso``
+    only because an NFS storage needs a content type; ``create-subdirs 0`` keeps PVE from making its
+    ``template/iso`` folders in the media share."""
+    shares = [m.share.rstrip("/") or "/" for m in spec.plex.nfs_mounts]
+    export = shares[0] if len(shares) == 1 else posixpath.commonpath(shares)
+    return {"storage": storage, "type": "nfs", "server": spec.truenas.storage_ip, "export": export,
+            "content": "iso", "create-subdirs": "0", "nodes": node}
 
 
 def _props(text: str) -> dict[str, str] | None:
@@ -234,9 +251,23 @@ def plan_truenas_plex(spec: LabSpec, facts: TnPlexFacts, options: StepOptions) -
             if not any(c.kind.startswith("ct") for c in changes):
                 noops.append(Noop("ct", p.hostname, "configured as planned and running"))
         storage = str(options.extra.get("plex_nfs_storage") or DEFAULT_NFS_STORAGE)
-        if p.nfs_mounts and storage not in facts.storages:
-            notes.append(f"Proxmox storage {storage!r} (NFS from {t.storage_ip if t else 'TrueNAS'}) is missing: add it "
-                         f"(Datacenter > Storage > Add > NFS, ID {storage}) so /mnt/pve/{storage} exists for Plex's mp0")
+        if p.nfs_mounts and truenas_enabled(spec):
+            want_nfs = nfs_storage_params(spec, storage, str(facts.extra.get("node", "")))
+            have_nfs = facts.storage_config.get(storage)
+            if storage not in facts.storages:
+                # before the container: PVE starts a CT only when its bind mount's source exists
+                at = next((i for i, c in enumerate(changes) if c.kind == "ct"), len(changes))
+                changes.insert(at, Change("create", "pve-storage", storage,
+                                          new=f"NFS {want_nfs['server']}:{want_nfs['export']} at /mnt/pve/{storage}",
+                                          reason="the host mounts TrueNAS's share; Plex gets it as a bind mount",
+                                          data={"params": want_nfs}))
+            elif have_nfs is not None and (have_nfs.get("type"), have_nfs.get("server"), have_nfs.get("export")) != \
+                    ("nfs", want_nfs["server"], want_nfs["export"]):
+                notes.append(f"Proxmox storage {storage!r} exists as {have_nfs.get('type')} {have_nfs.get('server', '')}:"
+                             f"{have_nfs.get('export', '')}, not NFS {want_nfs['server']}:{want_nfs['export']}: falkit "
+                             "does not change a storage that may be in use; fix it by hand or choose plex_nfs_storage")
+            else:
+                noops.append(Noop("pve-storage", storage, f"NFS {want_nfs['server']}:{want_nfs['export']}"))
     if t is not None:
         for w in facts.workloads:
             vols = (((w.get("spec") or {}).get("template") or {}).get("spec") or {}).get("volumes") or []
@@ -273,7 +304,9 @@ def _lxc(pve: Any, node: str) -> dict[int, dict[str, Any]]:
 def observe(target: Any, spec: LabSpec, options: StepOptions) -> TnPlexFacts:
     pve, node = target.pve, target.node
     vms = {vmid: {"status": s.status, "config": s.config} for vmid, s in list_vms(pve, node).items()}
-    storages = tuple(s["storage"] for s in call("list storages", pve.storage.get))
+    listed = call("list storages", pve.storage.get)
+    storages = tuple(s["storage"] for s in listed)
+    storage_config = {s["storage"]: s for s in listed}
     shares: tuple[dict, ...] = ()
     svc = None
     err = ""
@@ -293,8 +326,8 @@ def observe(target: Any, spec: LabSpec, options: StepOptions) -> TnPlexFacts:
     except Exception as e:  # noqa: BLE001 - no cluster yet: nothing to repoint
         err = err or f"kubernetes: {e}"
     root = getattr(target, "pve_root", None)
-    extra = {"root_session": bool(root and root() is not None)}
-    return TnPlexFacts(vms, _lxc(pve, node), storages, err, shares, svc, workloads, pvs, extra)
+    extra = {"root_session": bool(root and root() is not None), "node": node}
+    return TnPlexFacts(vms, _lxc(pve, node), storages, err, shares, svc, workloads, pvs, extra, storage_config)
 
 
 def _pve(what: str, fn: Any, **kw: Any) -> Any:
@@ -330,11 +363,41 @@ class TrueNasPlexStep:
             raise StepError(STEP, "refused: " + "; ".join(f"{c.data['message']} (fix: {c.data['fix']})" for c in blocked),
                             resume="change the lab spec (or leave truenas.enabled: false), then re-run 60-truenas-plex")
         pve, node, timeout = target.pve, target.node, options.wait_timeout_s
+
+        def start(c: Change) -> None:
+            api = pve.nodes(node).qemu if c.kind == "vm" else pve.nodes(node).lxc
+            progress.log(f"start {c.kind.upper()} {c.name}")
+            _wait(pve, node, _pve(f"start {c.name}", api(c.data["start"]).status.start.post), timeout)
+
+        # TrueNAS first (VM, then its shares), then the host's NFS storage, then Plex, whose bind
+        # mount needs that storage mounted when it starts
         for c in plan.changes:
             if c.kind == "vm" and c.op == "create":
                 progress.log(f"create VM {c.name}")
                 _wait(pve, node, _pve(f"create VM {c.name}", pve.nodes(node).qemu.post, **c.data["params"]), timeout)
-            elif c.kind == "ct" and c.op == "create":
+        for c in plan.changes:
+            if c.kind == "vm" and c.op == "action" and c.data.get("start"):
+                start(c)
+        nas = [c for c in plan.changes if c.kind in ("nfs-share", "service")]
+        if nas:  # a NAS that was just started answers once it has booted
+            try:
+                wait_for(target.truenas.nfs_shares, lambda _: True, timeout, "the TrueNAS API answers",
+                         progress.task("TrueNAS API"))
+            except WaitTimeoutError as e:
+                raise StepError(STEP, str(e), resume="check the TrueNAS VM's console (its address comes from DHCP "
+                                "or the console), then re-run 60-truenas-plex") from e
+        for c in nas:
+            if c.kind == "nfs-share":
+                progress.log(f"NFS share {c.data['path']} -> {', '.join(c.data['networks'])}")
+                target.truenas.ensure_nfs_share(c.data["path"], c.data["networks"])
+            elif c.kind == "service":
+                target.truenas.enable_service(c.data["service"])
+        for c in plan.changes:
+            if c.kind == "pve-storage" and c.op == "create":
+                progress.log(f"add Proxmox storage {c.name}: {c.new}")
+                _pve(f"add storage {c.name}", pve.storage.post, **c.data["params"])
+        for c in plan.changes:
+            if c.kind == "ct" and c.op == "create":
                 progress.log(f"create CT {c.name}")
                 _wait(pve, node, _pve(f"create CT {c.name}", pve.nodes(node).lxc.post, **c.data["params"]), timeout)
             elif c.kind == "ct-config":
@@ -344,17 +407,8 @@ class TrueNasPlexStep:
                 root = target.pve_root()
                 _pve(f"update CT {c.name} (root@pam)", root.nodes(node).lxc(c.data["vmid"]).config.put, **c.data["set"])
         for c in plan.changes:
-            if c.kind in ("vm", "ct") and c.op == "action" and c.data.get("start"):
-                api = pve.nodes(node).qemu if c.kind == "vm" else pve.nodes(node).lxc
-                progress.log(f"start {c.kind.upper()} {c.name}")
-                _wait(pve, node, _pve(f"start {c.name}", api(c.data["start"]).status.start.post), timeout)
-        nas = [c for c in plan.changes if c.kind in ("nfs-share", "service")]
-        for c in nas:
-            if c.kind == "nfs-share":
-                progress.log(f"NFS share {c.data['path']} -> {', '.join(c.data['networks'])}")
-                target.truenas.ensure_nfs_share(c.data["path"], c.data["networks"])
-            else:
-                target.truenas.enable_service(c.data["service"])
+            if c.kind == "ct" and c.op == "action" and c.data.get("start"):
+                start(c)
         api = None
         for c in plan.changes:
             if c.kind == "nfs-mount":
@@ -412,8 +466,9 @@ def checks_from(spec: LabSpec, facts: TnPlexFacts, options: StepOptions) -> list
         if p.nfs_mounts and truenas_enabled(spec):
             out.append(Check("host NFS storage for Plex media", storage, f"Proxmox NFS storage {storage} from "
                              f"{t.storage_ip if t else 'TrueNAS'}", "present" if storage in facts.storages else "absent",
-                             storage in facts.storages, f"Datacenter > Storage > Add > NFS: ID {storage}, server "
-                             f"{t.storage_ip if t else '<TrueNAS>'}, export {p.nfs_mounts[0].share}"))
+                             storage in facts.storages, "re-run 60-truenas-plex with apply (or Datacenter > Storage > "
+                             f"Add > NFS: ID {storage}, server {t.storage_ip if t else '<TrueNAS>'}, "
+                             f"export {p.nfs_mounts[0].share})"))
     if t is not None:
         wrong = [f"{w['metadata'].get('namespace')}/{w['metadata']['name']}" for w in facts.workloads
                  for v in (((w.get("spec") or {}).get("template") or {}).get("spec") or {}).get("volumes") or []

@@ -51,7 +51,8 @@ def test_seed_plans_plex_only(fal):
     assert root.changes[1].data["set"] == {"dev0": "/dev/dri/renderD128,gid=104"}
     assert p["ostemplate"].startswith("local:vztmpl/debian-12")
     assert any("TrueNAS is disabled" in n for n in plan.notes)
-    assert any("truenas-media" in n and "missing" in n for n in plan.notes)
+    assert not any("truenas-media" in n for n in plan.notes)  # nothing to mount: no storage asked for
+    assert not [c for c in plan.changes if c.kind == "pve-storage"]
 
 
 def test_enabling_truenas_with_seed_ram_is_refused():
@@ -69,7 +70,13 @@ def test_enabled_truenas_within_budget_plans_vm_shares_service():
     plan = plan_truenas_plex(spec, empty(), StepOptions())
     kinds = [(c.op, c.kind, c.name) for c in plan.changes if c.kind not in ("ct",)]
     assert kinds == [("create", "vm", "truenas"), ("action", "vm", "truenas"),
-                     ("create", "nfs-share", "/mnt/tank/media"), ("update", "service", "nfs")]
+                     ("create", "nfs-share", "/mnt/tank/media"), ("update", "service", "nfs"),
+                     ("create", "pve-storage", "truenas-media")]
+    nfs = next(c for c in plan.changes if c.kind == "pve-storage").data["params"]
+    assert nfs == {"storage": "truenas-media", "type": "nfs", "server": "10.11.0.20", "export": "/mnt/tank/media",
+                   "content": "iso", "create-subdirs": "0", "nodes": ""}
+    ct = [c.kind for c in plan.changes]
+    assert ct.index("pve-storage") < ct.index("ct")  # mounted before Plex is created and started
     vm = plan.changes[0].data["params"]
     assert vm["net0"] == "virtio=52:54:00:10:10:20,bridge=vmbr0" and vm["net1"] == "virtio=52:54:00:10:11:20,bridge=vmbr1"
     share = plan.changes[2].data
@@ -116,3 +123,17 @@ def test_plex_checks_read_the_container_config(fal):
     on = spec_with({"truenas.enabled": True, "host.memory_gb": 64})
     on_checks = {c.check: c for c in checks_from(on, facts, StepOptions())}
     assert on_checks["NFS media bind mount"].ok and on_checks["host NFS storage for Plex media"].ok
+
+
+def test_existing_storage_elsewhere_is_reported_not_changed():
+    spec = spec_with({"truenas.enabled": True, "truenas.memory_gb": 4, "host.memory_gb": 64})
+    facts = TnPlexFacts({}, {}, ("local", "truenas-media"), extra={"node": "fal"},
+                        storage_config={"truenas-media": {"type": "nfs", "server": "10.30.0.5", "export": "/old"}})
+    plan = plan_truenas_plex(spec, facts, StepOptions())
+    assert not [c for c in plan.changes if c.kind == "pve-storage"]
+    assert any("'truenas-media' exists as nfs 10.30.0.5:/old" in n for n in plan.notes)
+    same = TnPlexFacts({}, {}, ("local", "truenas-media"), extra={"node": "fal"},
+                       storage_config={"truenas-media": {"type": "nfs", "server": "10.11.0.20", "export": "/mnt/tank/media"}})
+    again = plan_truenas_plex(spec, same, StepOptions())
+    assert not [c for c in again.changes if c.kind == "pve-storage"]
+    assert not any("exists as" in n for n in again.notes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from falkit.steps.base import StepOptions
+from falkit.steps.network import NetworkStep
 from falkit.steps.truenas_plex import TrueNasPlexStep
 from falkit.target import connect
 from falkit.twin import supervisor
@@ -48,3 +49,35 @@ def test_plex_container_on_the_twin(twin):
     assert checks["Plex container"].ok
     gpu = checks["transcoding device passed to the container"]
     assert gpu.ok and cfg["dev0"].startswith("/dev/dri/renderD128")
+
+
+def test_truenas_enabled_end_to_end_on_the_twin(tmp_path):
+    """TrueNAS enabled in a host big enough for it: the VM with both NICs, the share exported to the
+    storage network through the twin's TrueNAS API, the NFS service, the host's NFS storage, then
+    Plex with its GPU and media bind mount (root@pam); a second plan is empty and every check passes."""
+    from helpers import patched, write_yaml
+
+    spec_file = write_yaml(tmp_path, patched({"truenas.enabled": True, "truenas.memory_gb": 4, "host.memory_gb": 64}))
+    t = connect(spec_file, "twin", state_dir=tmp_path / "state")
+    try:
+        step, opts = TrueNasPlexStep(), StepOptions(apply=True, wait_timeout_s=30)
+        net = NetworkStep()  # vmbr1 (the storage bridge) first, as 10-network does
+        net.apply(t, net.plan(t.spec, net.observe(t, t.spec, opts), opts), opts, Log())
+        plan = step.plan(t.spec, step.observe(t, t.spec, opts), opts)
+        kinds = [(c.op, c.kind) for c in plan.changes]
+        assert kinds.index(("create", "pve-storage")) < kinds.index(("create", "ct"))
+        step.apply(t, plan, opts, Log())
+        nfs = t.pve.storage("truenas-media").get()
+        assert (nfs["type"], nfs["server"], nfs["export"], nfs["path"]) == ("nfs", "10.11.0.20", "/mnt/tank/media",
+                                                                           "/mnt/pve/truenas-media")
+        assert t.truenas.nfs_shares()[0]["networks"] == ["10.11.0.0/24"]
+        cfg = t.pve.nodes(t.node).lxc(400).config.get()
+        assert cfg["mp0"].startswith("/mnt/pve/truenas-media,") and "mp=/media" in cfg["mp0"]
+        again = step.plan(t.spec, step.observe(t, t.spec, opts), opts)
+        assert again.empty, str(again)
+        checks = step.checks(t, t.spec, opts)
+        assert checks and all(c.ok for c in checks), [c for c in checks if not c.ok]
+        assert "host NFS storage for Plex media" in {c.check for c in checks}
+    finally:
+        t.close()
+        supervisor.down(tmp_path / "state" / "twin")

@@ -15,8 +15,8 @@ Routes (TrueNAS SCALE API v2.0 names and payloads):
 * ``GET /service``; ``PUT /service/id/{id}`` (``{enable}``); ``POST /service/start``
   (``{service: "nfs"}``).
 
-Auth: ``Authorization: Bearer <key>``; the key is ``<state dir>/truenas-key`` (0600, created on
-first use). The API answers only while the TrueNAS VM (``spec.truenas.vmid``) exists and runs in
+Auth: ``Authorization: Bearer <key>``; the key is ``<state dir>/truenas-key`` (0600, created when the lab starts).
+The API answers only while the TrueNAS VM (``spec.truenas.vmid``) exists and runs in
 the twin's Proxmox; otherwise 503 "connection refused" (the live NAS would not answer at all).
 State lives in ``ctx.extra["truenas"]`` (snapshotted with the lab).
 """
@@ -255,5 +255,7 @@ def truenas_routes(ctx) -> list[web.RouteDef]:  # noqa: ANN001, C901 - one closu
 
 
 def setup(app: web.Application, ctx) -> None:  # noqa: ANN001 - LabContext
-    """Mount the TrueNAS twin on the lab app (called by ``falkit.twin.lab.install``)."""
+    """Mount the TrueNAS twin on the lab app (called by ``falkit.twin.lab.install``). The API key is
+    written now, so a client can read it from the state dir before the first request."""
+    api_key(ctx)
     app.add_routes(truenas_routes(ctx))
