@@ -3,7 +3,8 @@
 Covers (issue 7, "Rehearsal in CI"): the twin starts in its "before" state; the before-state is
 recorded (every LoadBalancer service's IP, the claim each workload mounts, a checksum Job per
 claim); ``falkit run`` migrates (00 … 60), validates (70: every check passes, or the run fails) and
-only shows the rollback plans (80 without ``rollback=true``); then ``falkit run --only 80 --set
+only shows the rollback plans (80 without ``rollback=true``); a second ``falkit run`` applies
+nothing and writes only 70-validation's test objects; then ``falkit run --only 80 --set
 rollback=true`` rolls back; the before-state is back: the same service IPs, the same claims, the
 same data checksums — compared by falkit's own check and by this test. Real processes throughout:
 the twin on loopback, papermill kernels, the official clients. ``time_factor`` 0.
@@ -80,6 +81,17 @@ def test_migrate_validate_rollback_and_the_before_state_is_back(lab):
     assert by_nb["70-validation"]["status"] == "ok" and by_nb["70-validation"]["checks"]["failed"] == 0
     assert by_nb["70-validation"]["checks"]["ok"] > 40
     assert by_nb["80-rollback"]["applied"] == 0  # a migration run only shows the rollback plans
+
+    # a re-run changes nothing: no step applies anything, and the only API writes are 70-validation's
+    # own test objects (a fresh PVC that must bind and take writes, the storage-network ping Jobs);
+    # 50-mayastor's benchmarks reuse the first run's results (same storage fingerprint), no fio Job
+    again = falkit_run(env, "--params", str(lab["params"]), "--outputs", str(lab["out"]))
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    rerun = _run_json(lab["out"])
+    assert rerun["id"] != run["id"] and rerun["totals"]["applied_changes"] == 0
+    writes = {n["notebook"]: n["mutating_calls"] for n in rerun["notebooks"] if n["mutating_calls"]}
+    assert set(writes) == {"70-validation"}, writes
+    assert "measured this storage" in (lab["out"] / rerun["id"] / "50-mayastor.ipynb").read_text()
     target.reset_kube()
     mid = lab_state(target, spec)
     assert mid.service_ips["traefik/traefik"] == "10.10.0.80"

@@ -4,16 +4,22 @@
   a Longhorn one (provisioner ``driver.longhorn.io`` or ``spec.previous.longhorn_storage_class``),
   a local-path one (provisioner ``rancher.io/local-path``) — and which results this run already has.
 - **plan** (pure): per present target a PVC ``falkit-bench/fio-<target>`` big enough for the
-  profile's file, and one fio run (``falkit.bench.fio.k8s_job_manifest``). A target whose result is
-  already in this run's archive is a noop, so a re-run of the step plans nothing.
+  profile's file, and one fio run (``falkit.bench.fio.k8s_job_manifest``). A measurement is made
+  once per *storage fingerprint* (:func:`fingerprint`: target kind, profile, the StorageClass's
+  provisioner and parameters, the Nodes, and for Mayastor the DiskPools' nodes and disks): a target
+  whose result with that fingerprint is in this run's directory, or in an earlier archived run
+  (``outputs/*/bench``, newest first), is a noop — so a re-run of the migration runs no fio Job and
+  makes no API change. Option ``rebench=True`` measures again anyway; a changed StorageClass, a new
+  worker or a new pool changes the fingerprint and is measured.
 - **apply**: creates the namespace and PVCs, runs the Jobs one after another (they share one disk
   on The Fal: running them together would measure contention), reads each pod log, parses it
   (``parse_fio_json``) and writes ``<results>/<target>.json`` = ``{"target", "profile", "fio"}``
-  (fio's own JSON text, so the archive keeps the raw result).
-- **checks**: a parsed result per present target.
+  (fio's own JSON text, so the archive keeps the raw result) and ``fingerprint``.
+- **checks**: a parsed result per present target (this run's, or the reused one, named).
 
 Results directory: ``$FALKIT_RUN_DIR/bench`` when the runner set it (the run archive), else
-``<target.private_dir>/bench``. :func:`trend` reads ``outputs/*/bench/*.json`` across runs.
+``<target.private_dir>/bench``. :func:`trend` reads ``outputs/*/bench/*.json`` across runs: a run
+that reused a result adds no point to the trend (it measured nothing).
 
 On the twin every fio log is written by the performance model (``falkit.bench.model``): the parser
 labels those rows ``modelled`` and every chart says "modelled (twin)". Live, they are ``measured``.
@@ -23,6 +29,7 @@ Option ``bench_profile``: ``full`` (kbench: ramp 5 s, 20 s per job, a ~15 GiB fi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -53,8 +60,36 @@ class BenchFacts:
     storage_classes: dict[str, str]  # bench target -> StorageClass name
     namespace: bool
     pvcs: dict[str, str] = field(default_factory=dict)  # pvc name -> phase
-    done: tuple[str, ...] = ()  # targets with a result in this run's directory
+    done: tuple[str, ...] = ()  # targets with a result of their fingerprint in this run's directory
     results_dir: str = ""
+    reusable: dict[str, str] = field(default_factory=dict)  # target -> an earlier run's result file, same fingerprint
+    fingerprints: dict[str, str] = field(default_factory=dict)  # target -> fingerprint of the storage now
+
+
+def fingerprint(kind: str, profile: str, storage_class: dict, nodes: list[str], pools: list[dict]) -> str:
+    """What a benchmark result depends on, hashed (pure): the target kind (twin/live), the fio
+    profile, the StorageClass's provisioner and parameters, the Nodes, and the DiskPools (node,
+    disks) backing it. Equal fingerprints: the same storage, measured the same way."""
+    doc = {"kind": kind, "profile": profile, "provisioner": storage_class.get("provisioner"),
+           "parameters": storage_class.get("parameters") or {}, "nodes": sorted(nodes),
+           "pools": sorted((str((p.get("spec") or {}).get("node")), tuple((p.get("spec") or {}).get("disks") or ()))
+                           for p in pools)}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=list).encode()).hexdigest()[:16]
+
+
+def _result_fingerprint(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("fingerprint")
+    except (OSError, ValueError):
+        return None
+
+
+def earlier_result(outputs: Path, current: Path, target: str, fp: str) -> Path | None:
+    """The newest archived ``<run>/bench/<target>.json`` (other than ``current``'s) with fingerprint ``fp``."""
+    for path in sorted(outputs.glob(f"*/bench/{target}.json"), reverse=True):
+        if path.parent != current and _result_fingerprint(path) == fp:
+            return path
+    return None
 
 
 def results_dir(target: Any) -> Path:
@@ -100,6 +135,11 @@ def plan_benchmarks(spec: LabSpec, facts: BenchFacts, options: StepOptions) -> P
         if t in facts.done:
             noops.append(Noop("fio", t, f"result in {facts.results_dir}"))
             continue
+        if t in facts.reusable and not options.extra.get("rebench", False):
+            run = Path(facts.reusable[t]).parent.parent.name
+            noops.append(Noop("fio", t, f"run {run} measured this storage (fingerprint {facts.fingerprints.get(t, '')}): "
+                                        "its result is used; rebench=True measures again"))
+            continue
         if not facts.namespace and not any(c.kind == "namespace" for c in changes):
             changes.append(Change("create", "namespace", NAMESPACE,
                                   data={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}))
@@ -119,31 +159,62 @@ def plan_benchmarks(spec: LabSpec, facts: BenchFacts, options: StepOptions) -> P
 def observe(target: Any, spec: LabSpec, options: StepOptions) -> BenchFacts:
     api = target.kube()
     rdir = results_dir(target)
-    done = tuple(t for t in TARGETS if (rdir / f"{t}.json").is_file())
+    profile = str(options.extra.get("bench_profile", "full"))
+    classes = klist(api, "storage.k8s.io/v1", "StorageClass")
+    present = bench_classes(spec, classes)
+    nodes = [n["metadata"]["name"] for n in klist(api, "v1", "Node")]
+    try:
+        pools = klist(api, "openebs.io/v1beta2", "DiskPool")
+    except Exception:  # noqa: BLE001 - Mayastor's CRDs not installed: no pools
+        pools = []
+    by_name = {c["metadata"]["name"]: c for c in classes}
+    fps = {t: fingerprint(str(getattr(target, "kind", "")), profile, by_name[sc], nodes, pools if t == "mayastor" else [])
+           for t, sc in present.items()}
+    done = tuple(t for t in TARGETS if t in fps and _result_fingerprint(rdir / f"{t}.json") == fps[t])
+    reusable: dict[str, str] = {}
+    run = os.environ.get("FALKIT_RUN_DIR")
+    if run:
+        for t, fp in fps.items():
+            if t not in done and (hit := earlier_result(Path(run).parent, rdir, t, fp)) is not None:
+                reusable[t] = str(hit)
     return BenchFacts(
-        storage_classes=bench_classes(spec, klist(api, "storage.k8s.io/v1", "StorageClass")),
+        storage_classes=present,
         namespace=kget(api, "v1", "Namespace", NAMESPACE) is not None,
         pvcs={p["metadata"]["name"]: (p.get("status") or {}).get("phase", "") for p in
               klist(api, "v1", "PersistentVolumeClaim", NAMESPACE)},
-        done=done, results_dir=str(rdir))
+        done=done, results_dir=str(rdir), reusable=reusable, fingerprints=fps)
 
 
-def save_result(rdir: Path, target: str, profile: str, fio_text: str) -> Path:
+def save_result(rdir: Path, target: str, profile: str, fio_text: str, fp: str = "") -> Path:
     rdir.mkdir(parents=True, exist_ok=True)
     path = rdir / f"{target}.json"
-    path.write_text(json.dumps({"target": target, "profile": profile, "fio": fio_text}, indent=1))
+    path.write_text(json.dumps({"target": target, "profile": profile, "fingerprint": fp, "fio": fio_text}, indent=1))
     return path
 
 
 def load_results(rdir: str | Path) -> pd.DataFrame:
     """Every ``<target>.json`` in a results directory as one DataFrame (``target`` column set)."""
+    return load_result_files(sorted(Path(rdir).glob("*.json")))
+
+
+def load_result_files(paths: list[Path]) -> pd.DataFrame:
+    """The given result files as one DataFrame; column ``run``: the archived run each came from."""
     frames = []
-    for p in sorted(Path(rdir).glob("*.json")):
-        doc = json.loads(p.read_text())
+    for p in paths:
+        doc = json.loads(Path(p).read_text())
         df = parse_fio_json(doc["fio"])
         df["target"] = doc["target"]
+        df["run"] = Path(p).parent.parent.name
         frames.append(df)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def current_results(facts: BenchFacts) -> pd.DataFrame:
+    """The results that stand for the storage now: this run's where it measured, else the reused ones."""
+    rdir = Path(facts.results_dir)
+    paths = [rdir / f"{t}.json" if t in facts.done else Path(facts.reusable[t])
+             for t in TARGETS if t in facts.done or t in facts.reusable]
+    return load_result_files(paths)
 
 
 def claims(spec: LabSpec, target: str) -> dict[str, float]:
@@ -180,7 +251,7 @@ def trend(outputs: str | Path = "outputs") -> list[tuple[str, pd.DataFrame]]:
 @register(STEP)
 class BenchmarksStep:
     title = "Storage benchmarks (fio, kbench-style)"
-    options = {"bench_profile": (str, "full")}
+    options = {"bench_profile": (str, "full"), "rebench": (bool, False)}
 
     def observe(self, target: Any, spec: LabSpec, options: StepOptions) -> BenchFacts:
         return observe(target, spec, options)
@@ -194,6 +265,7 @@ class BenchmarksStep:
             if c.kind in ("namespace", "pvc"):
                 kcreate(api, c.data)
         rdir = results_dir(target)
+        fps = observe(target, target.spec, options).fingerprints
         for c in plan.changes:
             if c.kind != "fio":
                 continue
@@ -207,17 +279,18 @@ class BenchmarksStep:
                 df = parse_fio_json(text)
             except (JobFailedError, ValueError, RuntimeError) as e:
                 raise StepError(STEP, f"fio on {t}: {e}") from e
-            save_result(rdir, t, profile, text)
+            save_result(rdir, t, profile, text, fps.get(t, ""))
             bar(budget, f"{len(df)} jobs, {df['source'].iloc[0]}")
 
     def checks(self, target: Any, spec: LabSpec, options: StepOptions) -> list[Check]:
         facts = observe(target, spec, options)
-        df = load_results(facts.results_dir) if Path(facts.results_dir).is_dir() else pd.DataFrame()
+        df = current_results(facts)
         out = []
         for t in facts.storage_classes:
             rows = df[df["target"] == t] if len(df) else df
             src = str(rows["source"].iloc[0]) if len(rows) else ""
-            out.append(Check("fio result", t, "6 kbench jobs parsed", f"{len(rows)} jobs ({src})" if len(rows) else "none",
+            run = f", run {facts.reusable[t].split(os.sep)[-3]}" if t in facts.reusable and t not in facts.done else ""
+            out.append(Check("fio result", t, "6 kbench jobs parsed", f"{len(rows)} jobs ({src}{run})" if len(rows) else "none",
                              len(rows) >= 6, "re-run the benchmarks step with apply"))
         return out
 
@@ -230,12 +303,12 @@ def report(lab: Any, outputs: str | Path | None = None) -> dict[str, Any]:
     from ..bench.charts import claims_chart, trend_chart
 
     rdir = results_dir(lab.target)
-    df = load_results(rdir) if rdir.is_dir() else pd.DataFrame()
+    df = current_results(observe(lab.target, lab.spec, lab.step_options))
     out: dict[str, Any] = {"results": df, "comparisons": {}, "charts": {}}
     if not len(df):
         widgets.show("no benchmark results yet (apply the benchmarks step)")
         return out
-    cols = ["target", "job", "read_mib_s", "write_mib_s", "iops", "clat_mean_ms", "clat_p99_ms", "source"]
+    cols = ["target", "job", "read_mib_s", "write_mib_s", "iops", "clat_mean_ms", "clat_p99_ms", "source", "run"]
     widgets.show(widgets.Table(df[cols].round(3).to_dict("records"), title="fio results"))
     for t in ("mayastor", "longhorn"):
         cmp = comparison(lab.spec, df, t)

@@ -30,6 +30,9 @@ from falkit.steps.benchmarks import (
     BenchFacts,
     bench_classes,
     comparison,
+    current_results,
+    earlier_result,
+    fingerprint,
     load_results,
     plan_benchmarks,
     pvc_size,
@@ -121,3 +124,41 @@ def test_parse_checksum():
     assert parse_checksum(f"noise\nsha256  {hexv}\n") == hexv
     with pytest.raises(ChecksumParseError):
         parse_checksum("copied 12 bytes\n")
+
+
+MAYA_SC = {"metadata": {"name": "mayastor-3"}, "provisioner": "io.openebs.csi-mayastor",
+           "parameters": {"repl": "3", "protocol": "nvmf"}}
+POOLS = [{"spec": {"node": f"talos-worker-0{i}", "disks": [f"aio:///dev/disk/by-id/d{i}"]}} for i in (1, 2, 3)]
+NODES = ["talos-cp-01", "talos-worker-01", "talos-worker-02", "talos-worker-03"]
+
+
+def test_fingerprint_follows_what_the_result_depends_on():
+    fp = fingerprint("twin", "full", MAYA_SC, NODES, POOLS)
+    assert fp == fingerprint("twin", "full", MAYA_SC, list(reversed(NODES)), list(reversed(POOLS)))  # order-free
+    changed = [fingerprint("live", "full", MAYA_SC, NODES, POOLS),
+               fingerprint("twin", "quick", MAYA_SC, NODES, POOLS),
+               fingerprint("twin", "full", {**MAYA_SC, "parameters": {"repl": "2", "protocol": "nvmf"}}, NODES, POOLS),
+               fingerprint("twin", "full", MAYA_SC, NODES[:3], POOLS),
+               fingerprint("twin", "full", MAYA_SC, NODES, POOLS[:2])]
+    assert len({fp, *changed}) == 6
+
+
+def test_earlier_result_with_the_same_fingerprint_is_reused_not_remeasured(fal, tmp_path):
+    outputs = tmp_path / "outputs"
+    fp = fingerprint("twin", "quick", MAYA_SC, NODES, POOLS)
+    old = save_result(outputs / "20261126T1000Z-twin" / "bench", "mayastor", "quick",
+                      fio_json_from_model("mayastor", None, profile="quick"), fp)
+    save_result(outputs / "20261126T1100Z-twin" / "bench", "mayastor", "quick",
+                fio_json_from_model("mayastor", None, profile="quick"), "another-storage")
+    now = outputs / "20261126T1200Z-twin" / "bench"
+    assert earlier_result(outputs, now, "mayastor", fp) == old  # the newest with this fingerprint
+    assert earlier_result(outputs, now, "mayastor", "nothing-like-it") is None
+    assert earlier_result(outputs, old.parent, "mayastor", fp) is None  # never the current run's own
+    facts = BenchFacts({"mayastor": "mayastor-3"}, True, {"fio-mayastor": "Bound"}, (), str(now),
+                       reusable={"mayastor": str(old)}, fingerprints={"mayastor": fp})
+    plan = plan_benchmarks(fal, facts, StepOptions(extra={"bench_profile": "quick"}))
+    assert plan.empty and "run 20261126T1000Z-twin measured this storage" in plan.noops[0].reason
+    again = plan_benchmarks(fal, facts, StepOptions(extra={"bench_profile": "quick", "rebench": True}))
+    assert [(c.kind, c.name) for c in again.changes] == [("fio", "mayastor")]
+    df = current_results(facts)
+    assert len(df) == 6 and set(df["run"]) == {"20261126T1000Z-twin"}
