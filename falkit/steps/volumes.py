@@ -64,6 +64,24 @@ ORIGINAL_REPLICAS = "falkit.io/original-replicas"
 CHECKSUM = "falkit.io/checksum"
 SUFFIX = "-mayastor"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+LONGHORN_NS = "longhorn-system"
+ARGO_FINALIZER = "resources-finalizer.argocd.argoproj.io"
+
+
+def longhorn_leftovers(apps: dict[str, bool], pods: int) -> str | None:
+    """The note for what disabling Longhorn the seed's way leaves running (pure), or None. Argo CD
+    deletes an Application's resources with it only when the Application carries its resources
+    finalizer; without it, renaming the manifests stops Argo CD managing Longhorn and orphans it —
+    which keeps the old volumes readable for a rollback, and keeps Longhorn's pods on the workers."""
+    orphaned = sorted(a for a, fin in apps.items() if not fin)
+    if not pods and not orphaned:
+        return None
+    why = (f"Argo CD Application(s) {', '.join(orphaned)} carry no {ARGO_FINALIZER}, so Argo CD orphans their "
+           "resources instead of deleting them") if orphaned else "its resources outlive the Applications"
+    return (f"Longhorn keeps running after it is disabled in Git: {why}; {pods} pod(s) run in {LONGHORN_NS} "
+            "(memory and CPU on the 4 GB / 2-vCPU workers, the UI Service too). That keeps the old volumes readable "
+            "for a rollback. Once past the rollback window, uninstall it as Longhorn documents (set the setting "
+            "deleting-confirmation-flag to true, then delete the release) — falkit never deletes it")
 
 
 @dataclass(frozen=True)
@@ -82,6 +100,8 @@ class VolumeFacts:
     pvs: dict[str, dict]
     workloads: tuple[dict, ...]
     gitops: GitopsFacts | None
+    longhorn_apps: dict[str, bool] = field(default_factory=dict)  # Argo CD Application -> has the resources finalizer
+    longhorn_pods: int = 0  # pods running in LONGHORN_NS
 
 
 def new_claim_name(name: str) -> str:
@@ -206,6 +226,8 @@ def plan_volumes(spec: LabSpec, facts: VolumeFacts, options: StepOptions) -> Pla
         if not enabled:
             noops.append(Noop("gitops", g.checkout, "Longhorn manifests already disabled"
                               if any(v == "disabled" for v in g.files.values()) else "no Longhorn manifests found"))
+        if (left := longhorn_leftovers(facts.longhorn_apps, facts.longhorn_pods)) is not None:
+            notes.append(left)
     return Plan(STEP, tuple(changes), tuple(noops), tuple(notes))
 
 
@@ -242,7 +264,19 @@ def observe(target: Any, spec: LabSpec, options: StepOptions) -> VolumeFacts:
         pvs={p["metadata"]["name"]: p for p in klist(api, "v1", "PersistentVolume")},
         workloads=workloads,
         gitops=observe_gitops(spec, options, target),
+        longhorn_apps=_longhorn_apps(api),
+        longhorn_pods=sum(1 for p in klist(api, "v1", "Pod", LONGHORN_NS)
+                          if (p.get("status") or {}).get("phase") in ("Running", "Pending")),
     )
+
+
+def _longhorn_apps(api: Any) -> dict[str, bool]:
+    try:
+        apps = klist(api, "argoproj.io/v1alpha1", "Application")
+    except Exception:  # noqa: BLE001 - no Argo CD: no Applications
+        return {}
+    return {a["metadata"]["name"]: ARGO_FINALIZER in (a["metadata"].get("finalizers") or [])
+            for a in apps if ((a.get("spec") or {}).get("destination") or {}).get("namespace") == LONGHORN_NS}
 
 
 def _wait(what: str, timeout: float, fn, poll: float = 0.2) -> None:

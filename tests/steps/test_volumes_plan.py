@@ -174,3 +174,16 @@ def test_falkit_scratch_claims_are_not_migrated(fal):
     scratch = {"metadata": {"name": "fio-longhorn", "namespace": "falkit-bench", "labels": {"app.kubernetes.io/managed-by": "falkit"}},
                "spec": {"storageClassName": "longhorn"}}
     assert is_longhorn(fal, data, sc, {}) and not is_longhorn(fal, scratch, sc, {})
+
+
+def test_disabling_longhorn_says_what_keeps_running(fal):
+    from dataclasses import replace
+
+    quiet = plan_volumes(fal, migrated_facts(), StepOptions())
+    assert not any("Longhorn keeps running" in n for n in quiet.notes)  # nothing left: nothing to say
+    left = replace(migrated_facts(), longhorn_apps={"longhorn": False, "longhorn-rbac": True}, longhorn_pods=7)
+    plan = plan_volumes(fal, left, StepOptions())
+    note = next(n for n in plan.notes if "Longhorn keeps running" in n)
+    assert "longhorn carry no resources-finalizer.argocd.argoproj.io" in note and "longhorn-rbac" not in note
+    assert "7 pod(s) run in longhorn-system" in note and "falkit never deletes it" in note
+    assert plan.empty  # a note, never a deletion
