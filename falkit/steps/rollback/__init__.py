@@ -1,0 +1,255 @@
+"""Step 80-rollback: the seed's rollback plan, made executable — five steps, each planned and shown
+before it is applied, then a check that the lab is back in its before-state.
+
+=======================  =====================================================================
+step                     plan (pure, from observed state)
+=======================  =====================================================================
+``rollback-metallb``     the ``metallb`` Helm release (``metallb-system``, ``spec.versions.metallb``),
+                         ``IPAddressPool default-pool`` = ``spec.previous.metallb_pool``
+                         (10.30.0.65-10.30.0.100), ``L2Advertisement default``, and per service
+                         of ``spec.services`` with an ``old_ip``: annotation
+                         ``metallb.universe.tf/loadBalancerIPs: <old_ip>``, Cilium's LB annotations
+                         (``lbipam.cilium.io/ips``, ``io.cilium/lb-ipam-ips``) removed
+``rollback-cilium-lb``   delete the ``CiliumLoadBalancerIPPool`` of ``spec.cilium.lb_pool`` (or any
+                         labelled managed-by falkit) and every ``CiliumL2AnnouncementPolicy`` (the
+                         before-state had none). Apply first waits until MetalLB holds every old
+                         IP; otherwise nothing is deleted (StepError)
+``rollback-longhorn``    rename ``spec.gitops.longhorn_files`` ``*.disabled`` back in the GitOps
+                         checkout (the seed: ``mv longhorn-app.yaml.disabled longhorn-app.yaml``);
+                         falkit does not commit or push (ArgoCD syncs what the operator pushes)
+``rollback-volumes``     each Mayastor copy (``falkit.io/migrated-from: <old>``, written by the
+                         volumes step) still mounted by a workload: scale it to 0, checksum both
+                         claims, copy the Mayastor copy back onto the original claim when they
+                         differ (data written since the migration) and compare again, point the
+                         workload back at the original claim, scale it up. The original claim is
+                         kept by the volumes step by default; when it is gone it is re-created on
+                         ``previous.longhorn_storage_class``. **The Mayastor copy is never deleted**
+                         unless ``delete_migrated_volumes=True`` (a destructive change: it also
+                         needs ``allow_destructive``)
+``rollback-workers``     workers the before-state did not have (not in ``spec.previous.nodes``):
+                         cordon and drain their Nodes (DaemonSet pods stay), power the VMs off
+                         (``status/shutdown``, then ``status/stop`` after the timeout), delete the
+                         Node objects; destroy the VMs (and their disks) only with
+                         ``destroy_extra_workers=True`` (destructive: also ``allow_destructive``)
+``rollback``             no changes; its checks compare the lab with its before-state
+=======================  =====================================================================
+
+**What is not automated — the remaining VMs' network identity.** The migration moved the control
+plane and worker-01 from ``52:54:00:10:30:XX`` / 10.30.0.x to ``52:54:00:10:10:XX`` / 10.10.0.x and
+gave worker-01 a storage NIC. Returning them means new MACs (DHCP reservations), new static
+addresses in their Talos configs and a new API endpoint in every kubeconfig — a re-IP of the whole
+cluster. ``rollback-workers`` shows it as notes (the exact MACs and IPs per VM) and does not change
+it; the before-state this module checks (service IPs, volume data) does not depend on it.
+
+**The before-state check** (step ``rollback``): with a recorded before-state
+(:func:`record_before_state`, kept in the target's private dir as ``before-state.json``) every
+recorded service IP, workload claim and volume checksum is compared
+(:func:`falkit.validation.compare_states`). Without one, the spec is the reference: every service
+with an ``old_ip`` has it again, every migrated workload mounts its original claim, and that claim's
+checksum equals the one the volumes step recorded on the copy (``falkit.io/checksum``) when the
+copy was not written since.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...diff import Plan
+from ..base import Check, Progress, StepOptions, register
+from ..volumes import checkout_path, observe_gitops
+from ._common import _ann, _checksum, _key, _md, _wait  # noqa: F401  (importable from here as before the split)
+from .lb import (
+    CILIUM_IPS,
+    L2ADV_NAME,
+    METALLB_API,
+    METALLB_CHART,
+    METALLB_IPS,
+    METALLB_NS,
+    METALLB_RELEASE,
+    POOL_NAME,
+    LbFacts,
+    _cilium_pool_ours,
+    _git_reversals,  # noqa: F401
+    _kind_served,  # noqa: F401
+    _metallb_patch,  # noqa: F401
+    apply_cilium_lb,
+    apply_metallb,
+    metallb_objects,
+    observe_lb,
+    plan_cilium_lb,
+    plan_metallb,
+    service_ip_checks,
+)
+from .longhorn import apply_longhorn, plan_longhorn
+from .state import BEFORE_FILE, before_state_checks, lab_state, record_before_state
+from .volumes import (
+    ROLLED_BACK,
+    VolFacts,
+    apply_volumes_back,
+    before_state_checks_volumes,
+    move_back,
+    observe_volumes,
+    plan_volumes_back,
+)
+from .workers import (
+    SHUTDOWN_TIMEOUT_S,
+    WorkerFacts,
+    _drainable,  # noqa: F401
+    apply_workers,
+    observe_workers,
+    plan_workers,
+)
+
+__all__ = [
+    # lb
+    "CILIUM_IPS", "L2ADV_NAME", "METALLB_API", "METALLB_CHART", "METALLB_IPS", "METALLB_NS", "METALLB_RELEASE",
+    "POOL_NAME", "LbFacts", "apply_cilium_lb", "apply_metallb", "metallb_objects", "observe_lb", "plan_cilium_lb",
+    "plan_metallb", "service_ip_checks",
+    # longhorn
+    "apply_longhorn", "plan_longhorn",
+    # volumes
+    "ROLLED_BACK", "VolFacts", "apply_volumes_back", "before_state_checks_volumes", "move_back", "observe_volumes",
+    "plan_volumes_back",
+    # workers
+    "SHUTDOWN_TIMEOUT_S", "WorkerFacts", "apply_workers", "observe_workers", "plan_workers",
+    # state
+    "BEFORE_FILE", "before_state_checks", "lab_state", "record_before_state",
+    # the steps (below)
+    "RollbackCiliumLb", "RollbackLonghorn", "RollbackMetallb", "RollbackVerify", "RollbackVolumes", "RollbackWorkers",
+]
+
+# =============================================================================================
+# The steps
+
+
+class _Base:
+    options: dict[str, tuple[type, Any]] = {}
+
+    def apply(self, target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
+        self._apply(target, plan, options, progress)
+
+
+@register("rollback-metallb")
+class RollbackMetallb(_Base):
+    title = "Rollback 1/5: MetalLB back (release, pool, L2Advertisement, service annotations)"
+
+    def observe(self, target, spec, options):
+        return observe_lb(target, spec)
+
+    def plan(self, spec, observed, options):
+        return plan_metallb(spec, observed)
+
+    _apply = staticmethod(apply_metallb)
+
+    def checks(self, target, spec, options):
+        return service_ip_checks(spec, observe_lb(target, spec).services)
+
+
+@register("rollback-cilium-lb")
+class RollbackCiliumLb(_Base):
+    title = "Rollback 2/5: Cilium LB pool and L2 policy removed (after MetalLB holds every IP)"
+
+    def observe(self, target, spec, options):
+        return observe_lb(target, spec)
+
+    def plan(self, spec, observed, options):
+        return plan_cilium_lb(spec, observed)
+
+    _apply = staticmethod(apply_cilium_lb)
+
+    def checks(self, target, spec, options):
+        f = observe_lb(target, spec)
+        left = [p for p in f.cilium_pools if _cilium_pool_ours(spec, p)] + list(f.l2_policies)
+        return [Check("Cilium LB objects removed", "cluster", "no falkit pool, no L2 policy",
+                      ", ".join(_md(p)["name"] for p in left) or "none", not left, "re-run rollback-cilium-lb"),
+                *service_ip_checks(spec, f.services)]
+
+
+@register("rollback-longhorn")
+class RollbackLonghorn(_Base):
+    title = "Rollback 3/5: Longhorn's manifests re-enabled in the GitOps checkout"
+    options = {"gitops_checkout": (str, "")}
+
+    def observe(self, target, spec, options):
+        return observe_gitops(spec, options, target)
+
+    def plan(self, spec, observed, options):
+        return plan_longhorn(spec, observed)
+
+    _apply = staticmethod(apply_longhorn)
+
+    def checks(self, target, spec, options):
+        g = observe_gitops(spec, options, target)
+        if g is None:
+            return []
+        path = checkout_path(spec, options, target)
+        return [Check("Longhorn manifest enabled", f, f"{path}/{spec.gitops.platform_path}/{f}", state, state == "enabled",
+                      f"mv {f}.disabled {f}") for f, state in sorted(g.files.items()) if state != "absent"]
+
+
+@register("rollback-volumes")
+class RollbackVolumes(_Base):
+    title = "Rollback 4/5: workloads back on their original volumes (checksummed)"
+    options = {"delete_migrated_volumes": (bool, False)}
+
+    def observe(self, target, spec, options):
+        return observe_volumes(target, spec)
+
+    def plan(self, spec, observed, options):
+        return plan_volumes_back(spec, observed, options)
+
+    _apply = staticmethod(apply_volumes_back)
+
+    def checks(self, target, spec, options):
+        return before_state_checks_volumes(target, spec)
+
+
+@register("rollback-workers")
+class RollbackWorkers(_Base):
+    title = "Rollback 5/5: back to a single worker (extra workers powered off)"
+    options = {"destroy_extra_workers": (bool, False)}
+
+    def observe(self, target, spec, options):
+        return observe_workers(target, spec)
+
+    def plan(self, spec, observed, options):
+        return plan_workers(spec, observed, options)
+
+    _apply = staticmethod(apply_workers)
+
+    def checks(self, target, spec, options):
+        f = observe_workers(target, spec)
+        keep = {n.vmid for n in spec.previous.nodes} if spec.previous else set()
+        out = []
+        for w in spec.cluster.workers:
+            if w.vmid in keep:
+                continue
+            vm = f.vms.get(w.vmid)
+            state = "destroyed" if vm is None else vm["status"]
+            out.append(Check("extra worker off", w.name, "stopped (or destroyed), no Node", state +
+                             (", Node present" if w.name in f.nodes else ""), state != "running" and w.name not in f.nodes,
+                             "re-run rollback-workers"))
+        return out
+
+
+@register("rollback")
+class RollbackVerify(_Base):
+    """Checks only. The option ``rollback`` (default False) guards the whole 80 notebook: ``falkit run``
+    runs every notebook with the same ``apply``, and a migration run must not roll itself back — the
+    notebook applies only when ``apply and rollback``. In a dry run the lab is not expected to be in its
+    before-state, so these checks return nothing then."""
+
+    title = "Rollback: the lab matches its before-state"
+    options = {"rollback": (bool, False)}
+
+    def observe(self, target, spec, options):
+        return None
+
+    def plan(self, spec, observed, options):
+        return Plan("rollback", notes=("checks only: service IPs and volume data compared with the before-state",))
+
+    def _apply(self, target, plan, options, progress):
+        return None
+
+    def checks(self, target, spec, options):
+        return before_state_checks(target, spec) if options.apply else []
