@@ -3,7 +3,7 @@
 Measures, each against a fresh twin in its own temporary FALKIT_STATE_DIR (stopped at the end):
 
 1. **cold**: ``falkit run`` of all notebooks on a twin just started in its "before" state;
-2. **no-op**: the same run again (every plan empty: it should make no mutating call);
+2. **no-op**: the same run again (every plan empty: no change applied; its only mutating calls are 70-validation's test objects);
 3. **VM step scaling**: notebooks 10-network and 20-vms on an empty host (twin state "empty"), with
    3 and with 30 workers (a generated spec: 1 GiB / 4 GB OS / 10 GB data per worker, host and local-lvm sized
    to fit);
