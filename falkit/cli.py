@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     tsub = tp.add_subparsers(dest="twin_cmd", required=True)
     up = tsub.add_parser("up")
     up.add_argument("--params", default=DEFAULT_PARAMS, type=Path)
-    up.add_argument("--state", choices=["before", "empty"], default="before")
+    up.add_argument("--state", choices=["auto", "before", "empty"], default="auto",
+                    help="auto: 'before' when the spec has a 'previous' section, else 'empty'")
     up.add_argument("--time-factor", type=float, default=0.0, help="0: instant; 0.05: a watchable demo")
     up.add_argument("--restore", type=Path, default=None, help="a snapshot file to restore")
     tsub.add_parser("status")

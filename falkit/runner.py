@@ -350,8 +350,8 @@ def _ensure_twin(cfg: RunConfig) -> None:
     from .twin import supervisor
 
     if twin_connection() is None:
-        print("starting the twin in its 'before' state …", flush=True)
-        supervisor.up(cfg.params, state="before", state_dir=supervisor.state_root(),
+        print("starting the twin (the spec's 'before' state; a bare host when it has no 'previous') …", flush=True)
+        supervisor.up(cfg.params, state="auto", state_dir=supervisor.state_root(),
                       time_factor=float(cfg.options.get("time_factor", 0.0)))
 
 

@@ -310,7 +310,7 @@ def _connect_twin(spec: LabSpec, path: Path | None, state_dir, journal: Journal,
     if conn is None:
         if not start_twin:
             raise TargetError("no twin is up: start one with `falkit twin up` (or connect with start_twin=True)")
-        conn = supervisor.up(path or spec, state="before", state_dir=state_base(state_dir) / "twin",
+        conn = supervisor.up(path or spec, state="auto", state_dir=state_base(state_dir) / "twin",
                              time_factor=time_factor)
     px = conn["proxmox"]
     token_id = f"{px.get('user', 'root@pam')}!{px['token_name']}"

@@ -245,6 +245,10 @@ class CiliumStep:
         for key, (old, want) in planned_ips(spec).items():
             ns, name = key.split("/", 1)
             svc = _service(dyn, ns, name)
+            if not svc.exists:  # a new lab: its app deploys it later (Argo CD); 70-validation checks its address
+                out.append(Check("LoadBalancer IP announced", key, f"{old or '-'} -> {want}",
+                                 "Service not deployed yet: it gets its address when its app deploys it", True))
+                continue
             lease = get_or_none(dyn, "coordination.k8s.io/v1", "Lease", f"cilium-l2announce-{ns}-{name}", "kube-system")
             holder = ((lease or {}).get("spec") or {}).get("holderIdentity") or "nobody"
             ok = svc.exists and ip_ok(spec, want, svc.ips) and holder != "nobody"

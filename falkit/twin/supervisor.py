@@ -330,11 +330,13 @@ def _connection(root: Path, pve: dict, lab: dict | None, started: str) -> dict:
     return conn
 
 
-def up(spec_path: str | os.PathLike | dict, state: str = "before", state_dir: str | os.PathLike | None = None,
+def up(spec_path: str | os.PathLike | dict, state: str = "auto", state_dir: str | os.PathLike | None = None,
        time_factor: float = 0.0, restore: str | os.PathLike | None = None, *, with_lab: bool = True,
        timeout: float = READY_TIMEOUT_S) -> dict:
     """Start the twin (or return the connection of the one already up); returns connection.json's data.
 
+    ``state``: ``before`` (the pre-migration lab of ``spec.previous``), ``empty`` (a bare host), or
+    ``auto``: ``before`` when the spec has a ``previous`` section, else ``empty`` (a greenfield lab).
     ``time_factor`` is fakepve's time_scale (real seconds per PVE second; 0 finishes tasks at once).
     ``restore`` is a snapshot written by :func:`snapshot`. ``with_lab=False`` starts only the Proxmox
     half (for tests of it; ``connection.json`` then has no kubernetes/lab_api keys).
@@ -353,9 +355,12 @@ def up(spec_path: str | os.PathLike | dict, state: str = "before", state_dir: st
     if with_lab and importlib.util.find_spec("falkit.twin.lab_process") is None:
         raise TwinError("falkit.twin.lab_process does not exist yet: the twin's Kubernetes/lab half cannot start "
                         "(use up(..., with_lab=False) for the Proxmox half alone)")
+    spec_data = load_spec_any(spec_path)
+    if state == "auto":
+        state = "before" if _as_dict(spec_data).get("previous") else "empty"
     if state not in ("before", "empty"):
-        raise ValueError(f"state must be 'before' or 'empty', not {state!r}")
-    cfg = pve_config_from_spec(load_spec_any(spec_path), state)
+        raise ValueError(f"state must be 'before', 'empty' or 'auto', not {state!r}")
+    cfg = pve_config_from_spec(spec_data, state)
     cfg["time_scale"] = float(time_factor)
     config_file = root / "pve-config.json"
     _write_json(config_file, cfg)

@@ -385,16 +385,18 @@ async def health(ctx: LabContext) -> dict[str, Any]:
     checks.append({"name": "kubernetes api", "ok": api_available(ctx),
                    "message": "" if api_available(ctx) else "the Kubernetes API is not available"})
     checks.append({"name": "control plane nodes", "ok": bool(cps), "message": f"{len(cps)} control plane node(s)"})
-    ready = {}
+    ready, why = {}, {}
     for n in ctx.store.list("v1", "Node")["items"]:
-        conds = {c["type"]: c["status"] for c in (n.get("status") or {}).get("conditions") or []}
-        ready[n["metadata"]["name"]] = conds.get("Ready") == "True"
+        conds = {c["type"]: c for c in (n.get("status") or {}).get("conditions") or []}
+        ready[n["metadata"]["name"]] = (conds.get("Ready") or {}).get("status") == "True"
+        why[n["metadata"]["name"]] = (conds.get("Ready") or {}).get("message") or ""
     for n in sorted(ctx.talos_nodes.values(), key=lambda n: n.hostname):
         if not n.configured:
             continue
         ok = ready.get(n.hostname, False)
         checks.append({"name": f"node {n.hostname} ready", "ok": ok,
-                       "message": "" if ok else ("not registered" if n.hostname not in ready else "NotReady")})
+                       "message": "" if ok else ("not registered" if n.hostname not in ready
+                                                 else f"NotReady: {why[n.hostname]}".rstrip(": "))})
     return {"ok": all(c["ok"] for c in checks), "checks": checks}
 
 
