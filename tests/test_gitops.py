@@ -17,10 +17,10 @@ from falkit.gitops import (
     edit_document,
     git,
     load_documents,
-    make_fixture_repo,
     split_documents,
 )
 from falkit.spec import load_spec
+from falkit.twin.gitops_fixture import make_fixture_repo
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAEFIK_SVC = ObjectRef("v1", "Service", "traefik", "traefik")

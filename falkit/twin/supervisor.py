@@ -446,7 +446,7 @@ def _gitops_fixture(spec_path: Any, root: Path, state: str) -> Path | None:
         return None
     path = root / "gitops"
     if not (path / ".git").exists():
-        from falkit.gitops import make_fixture_repo
+        from falkit.twin.gitops_fixture import make_fixture_repo
 
         make_fixture_repo(path, spec, state="before")
     return path

@@ -135,7 +135,7 @@ def test_disable_longhorn_in_seed_layout(fal, tmp_path):
     """The seed's rename, made as a commit in a Git checkout with the seed's layout."""
     import subprocess
 
-    from falkit.gitops import make_fixture_repo
+    from falkit.twin.gitops_fixture import make_fixture_repo
 
     repo = make_fixture_repo(tmp_path / "gitops", fal)
     platform = repo / fal.gitops.platform_path

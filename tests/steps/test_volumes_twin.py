@@ -62,7 +62,7 @@ def setup(lab, tmp_path):
     spec = spec_from_data(d, pos)
     kcreate(lab.api, {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": TARGET_CLASS},
                       "provisioner": "driver.longhorn.io", "parameters": {"numberOfReplicas": "1"}})
-    from falkit.gitops import make_fixture_repo
+    from falkit.twin.gitops_fixture import make_fixture_repo
 
     checkout = make_fixture_repo(tmp_path / "gitops", spec)
     platform = checkout / spec.gitops.platform_path

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from falkit.gitops import Checkout, ObjectRef, git, make_fixture_repo, platform_application
+from falkit.gitops import Checkout, ObjectRef, git, platform_application
 from falkit.jobs import kget
 from falkit.ownership import apply_git_changes, managed_by, plan_object_change, plan_renames
 from falkit.spec import load_spec
+from falkit.twin.gitops_fixture import make_fixture_repo
 from falkit.twin.lab import argocd, helm, lbipam, workloads
 from falkit.twin.lab.context import LabContext
 

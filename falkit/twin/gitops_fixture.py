@@ -1,0 +1,218 @@
+"""The twin's GitOps repository: a git repository with the seed's layout under
+``spec.gitops.platform_path`` (the platform app-of-apps' children, Traefik, cert-manager, External
+Secrets, the media apps, Longhorn's three Applications, Mayastor's StorageClass), in the state
+before or after the migration. The twin's supervisor creates it under its state dir and its Argo
+CD syncs from it; tests build their own. falkit's runbook never creates it for a live lab: there
+it works on the operator's checkout (:mod:`falkit.gitops`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..gitops import DISABLED, application, git, git_identity, mayastor_application
+
+# The Longhorn UI was a LoadBalancer on 10.30.0.70 (MetalLB) before the migration.
+_LONGHORN_VALUES = {"service": {"ui": {"type": "LoadBalancer"}},
+                    "persistence": {"defaultClass": True, "defaultClassReplicaCount": 1}}
+
+_TRAEFIK_SERVICE = """\
+# Traefik's LoadBalancer Service. The address is requested from the load balancer by annotation.
+apiVersion: v1
+kind: Service
+metadata:
+  name: traefik
+  namespace: traefik
+  annotations:
+    # MetalLB pool 10.30.0.65-10.30.0.100 (see infrastructure/terraform/main.tf)
+    metallb.universe.tf/loadBalancerIPs: "{ip}"
+  labels:
+    app.kubernetes.io/name: traefik
+spec:
+  type: LoadBalancer
+  selector:
+    app.kubernetes.io/name: traefik
+  ports:
+    - name: web
+      port: 80
+      targetPort: 8000
+    - name: websecure
+      port: 443
+      targetPort: 8443
+"""
+
+_DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+  namespace: {ns}
+  labels:
+    app.kubernetes.io/name: {name}
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: {name}
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: {name}
+    spec:
+      containers:
+        - name: {name}
+          image: {image}
+"""
+
+# The media apps keep their configuration on a Longhorn volume (the claims 50-mayastor migrates).
+_CONFIG_VOLUME = """\
+          volumeMounts:
+            - name: config
+              mountPath: /config
+      volumes:
+        - name: config
+          persistentVolumeClaim:
+            claimName: {name}-config
+"""
+
+_SERVICE_ACCOUNT = """\
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {name}
+  namespace: {ns}
+"""
+
+_LONGHORN_INGRESS = """\
+# Longhorn UI behind Traefik
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: longhorn-frontend
+  namespace: longhorn-system
+spec:
+  ingressClassName: traefik
+  rules:
+    - host: longhorn.fal.home.arpa
+      http:
+        paths:
+          - path: /
+            pathType: Prefix
+            backend:
+              service:
+                name: longhorn-frontend
+                port:
+                  number: 80
+"""
+
+_LONGHORN_RBAC = """\
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: longhorn-ui-viewer
+rules:
+  - apiGroups: ["longhorn.io"]
+    resources: ["volumes", "nodes"]
+    verbs: ["get", "list", "watch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: longhorn-ui-viewer
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: longhorn-ui-viewer
+subjects:
+  - kind: Group
+    name: homelab-admins
+    apiGroup: rbac.authorization.k8s.io
+"""
+
+#: The media apps of the fixture (DEFAULT: the seed names none; Plex left for an LXC container).
+MEDIA_APPS = (("sonarr", "lscr.io/linuxserver/sonarr:4.0.15"), ("radarr", "lscr.io/linuxserver/radarr:5.27.5"))
+
+
+def make_fixture_repo(path: str | os.PathLike, spec: Any, *, state: str = "before") -> Path:
+    """A git repository at ``path`` with the seed's layout under ``spec.gitops.platform_path``,
+    committed on ``main``:
+
+    - ``traefik-app.yaml`` + ``traefik/{deployment,service}.yaml`` (the Service's load-balancer
+      annotation: MetalLB's ``metallb.universe.tf/loadBalancerIPs`` with the old IP in ``before``,
+      Cilium's ``lbipam.cilium.io/ips`` with the new one in ``after``), ``cert-manager-app.yaml``,
+      ``external-secrets-app.yaml``, ``media-app.yaml`` (media apps minus Plex), each a directory
+      source of this repository (``spec.gitops.repo_url``);
+    - ``longhorn-app.yaml`` (the ``longhorn`` Helm chart), ``longhorn-ingress-app.yaml``,
+      ``longhorn-rbac-app.yaml`` — renamed ``*.disabled`` in ``after``;
+    - ``mayastor/storageclass.yaml`` (the seed ``kubectl apply``s it) and, in ``after``,
+      ``mayastor-app.yaml`` (the ``mayastor`` chart).
+
+    The Applications are the children of :func:`platform_application`. ``state``: ``before`` (the
+    stack before the migration) or ``after`` (the seed's end state).
+    """
+    from .. import mayastorvalues as mv
+
+    if state not in ("before", "after"):
+        raise ValueError(f"state must be 'before' or 'after', not {state!r}")
+    g = spec.gitops
+    root = Path(path)
+    plat = root / g.platform_path
+    url = g.repo_url
+    traefik = next((s for s in spec.services if s.name == "traefik"), None)
+    files: dict[str, str] = {}
+
+    def app_file(name: str, obj: dict, comment: str = "") -> None:
+        files[f"{name}"] = (f"# {comment}\n" if comment else "") + yaml.safe_dump(obj, sort_keys=False)
+
+    def path_app(name: str, ns: str, comment: str = "") -> None:
+        app_file(f"{name}-app.yaml", application(name, url, path=f"{g.platform_path}/{name}", namespace=ns), comment)
+
+    path_app("traefik", "traefik", "Traefik ingress controller")
+    service = _TRAEFIK_SERVICE.format(ip=traefik.old_ip if traefik else "10.30.0.100")
+    if state == "after" and traefik:
+        service = service.replace("    # MetalLB pool 10.30.0.65-10.30.0.100 (see infrastructure/terraform/main.tf)\n"
+                                  "    metallb.universe.tf/loadBalancerIPs", "    lbipam.cilium.io/ips")
+        service = service.replace(f'"{traefik.old_ip}"', f'"{traefik.new_ip}"')
+    files["traefik/service.yaml"] = service
+    files["traefik/deployment.yaml"] = (_SERVICE_ACCOUNT.format(name="traefik", ns="traefik") + "---\n"
+                                        + _DEPLOYMENT.format(name="traefik", ns="traefik", image="traefik:v3.5.3"))
+    path_app("cert-manager", "cert-manager", "cert-manager")
+    files["cert-manager/deployment.yaml"] = _DEPLOYMENT.format(name="cert-manager", ns="cert-manager",
+                                                               image="quay.io/jetstack/cert-manager-controller:v1.19.1")
+    path_app("external-secrets", "external-secrets", "External Secrets Operator")
+    files["external-secrets/deployment.yaml"] = _DEPLOYMENT.format(name="external-secrets", ns="external-secrets",
+                                                                   image="ghcr.io/external-secrets/external-secrets:v0.20.4")
+    path_app("media", "media", "Media apps (Plex moved to an LXC container with GPU passthrough)")
+    files["media/deployments.yaml"] = "---\n".join(_DEPLOYMENT.format(name=n, ns="media", image=i) + _CONFIG_VOLUME.format(name=n)
+                                                   for n, i in MEDIA_APPS)
+    longhorn = {
+        "longhorn-app.yaml": yaml.safe_dump(application("longhorn", "https://charts.longhorn.io", chart="longhorn",
+                                                        revision=spec.versions.longhorn, namespace="longhorn-system",
+                                                        prune=False, values=_LONGHORN_VALUES), sort_keys=False),
+        "longhorn-ingress-app.yaml": yaml.safe_dump(application("longhorn-ingress", url,
+                                                                path=f"{g.platform_path}/longhorn-ingress",
+                                                                namespace="longhorn-system"), sort_keys=False),
+        "longhorn-rbac-app.yaml": yaml.safe_dump(application("longhorn-rbac", url, path=f"{g.platform_path}/longhorn-rbac",
+                                                             namespace="longhorn-system"), sort_keys=False),
+    }
+    for name, text in longhorn.items():
+        files[name + (DISABLED if state == "after" else "")] = "# Longhorn (block storage before Mayastor)\n" + text
+    files["longhorn-ingress/ingress.yaml"] = _LONGHORN_INGRESS
+    files["longhorn-rbac/rbac.yaml"] = _LONGHORN_RBAC
+    files["mayastor/storageclass.yaml"] = ("# Applied by hand: kubectl apply -f kubernetes/platform/mayastor/storageclass.yaml\n"
+                                           + yaml.safe_dump(mv.storage_class(spec), sort_keys=False))
+    if state == "after":
+        app_file("mayastor-app.yaml", mayastor_application(spec), "OpenEBS Mayastor (replaces Longhorn)")
+    for rel, text in files.items():
+        p = plat / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text, encoding="utf-8")
+    (root / "README.md").write_text("# homelab GitOps (falkit fixture)\n", encoding="utf-8")
+    if not (root / ".git").exists():
+        git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, *git_identity(root), "commit", "-q", "-m", f"platform ({state} the migration)")
+    return root
