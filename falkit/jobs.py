@@ -2,7 +2,7 @@
 and :func:`run_job` (create, wait, read the pod log) over the official client.
 
 Every Job is a ``batch/v1`` Job with one busybox container running real POSIX shell, so the same
-manifest works on the live lab. The contract is the twin's (``falkit/twin/lab/workloads.py``
+manifest works on the live lab. The contract is the twin's (``falkit/twin/lab/jobs.py``
 docstring), which recognises the Jobs by the label ``falkit.io/job`` and simulates the data:
 
 =========  ===============================================  ==========================================

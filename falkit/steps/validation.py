@@ -14,7 +14,7 @@ Troubleshooting" sections, against the lab (the checks themselves are data: :mod
     baseline on Talos, and hostNetwork needs that), ``spec.nodeName`` = the worker, hostNetwork, pinging
     every other worker's storage IP (``10.11.0.x``). The kernel routes those over the storage NIC (the
     connected route of 10.11.0.0/24 on eth1). The Job contract is the twin's
-    (``falkit/twin/lab/workloads.py``): label ``falkit.io/job: ping``, annotation
+    (``falkit/twin/lab/jobs.py``): label ``falkit.io/job: ping``, annotation
     ``falkit.io/targets``, a one-line JSON log ``{"node", "results": [{"target", "reachable"}]}``.
     On the twin that log is modelled, and the check's observed text says so.
 
@@ -40,7 +40,7 @@ STEP = "validation"
 PING_NS = "kube-system"
 PVC_NS = "default"
 PING_IMAGE = "alpine:3.21"
-# The ping script of the twin's Job contract (falkit/twin/lab/workloads.py): real ping on the live lab.
+# The ping script of the twin's Job contract (falkit/twin/lab/jobs.py): real ping on the live lab.
 PING_SH = ('printf \'{"node":"%s","results":[\' "$NODE_NAME"; sep=""; for t in $(echo "$FALKIT_TARGETS" | tr , " ");'
            ' do if ping -c 1 -W 1 "$t" >/dev/null 2>&1; then r=true; else r=false; fi;'
            ' printf \'%s{"target":"%s","reachable":%s}\' "$sep" "$t" "$r"; sep=","; done; echo "]}"')

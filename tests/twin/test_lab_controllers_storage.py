@@ -24,7 +24,7 @@ from pve_fixtures import fal_spec, start_pve, stop_pve, wait_task
 from falkit.bench.fio import k8s_job_manifest, parse_fio_json
 from falkit.spec import load_spec
 from falkit.truenas import TrueNasClient, TrueNasError
-from falkit.twin.lab import mayastor, workloads
+from falkit.twin.lab import jobs, mayastor, workloads
 from falkit.twin.lab.charts import CHARTS
 from falkit.twin.lab.context import LabContext, Release, TalosNode
 from falkit.twin.lab.pvereader import PveReader
@@ -198,18 +198,18 @@ def test_jobs_fio_copy_checksum_and_corruption(twin, pve, tmp_path):
     run(twin, mayastor.reconcile(ctx))  # csi-node pods ran: mounts work
     create_job(twin, k8s_job_manifest("fio", "default", "bench", ["seq_write", "rand_read_iops"], "quick",
                                       target="mayastor"))
-    create_job(twin, workloads.job_manifest("write", "w", "default", pvc="src", nbytes=1000))
+    create_job(twin, jobs.job_manifest("write", "w", "default", pvc="src", nbytes=1000))
     run(twin, workloads.reconcile(ctx))
     df = parse_fio_json(job_done(twin, "fio"))
     assert set(df["source"]) == {"modelled"} and len(df) == 2
     assert job_done(twin, "w") == "wrote 1000 bytes\n"
-    create_job(twin, workloads.job_manifest("copy", "c1", "default", source_pvc="src", target_pvc="dst"))
+    create_job(twin, jobs.job_manifest("copy", "c1", "default", source_pvc="src", target_pvc="dst"))
     ctx.extra.setdefault("faults", {})["corrupt_copy"] = ["default/dst2"]
-    create_job(twin, workloads.job_manifest("copy", "c2", "default", source_pvc="src", target_pvc="dst2"))
+    create_job(twin, jobs.job_manifest("copy", "c2", "default", source_pvc="src", target_pvc="dst2"))
     run(twin, workloads.reconcile(ctx))
     assert job_done(twin, "c1") == "copied 1000 bytes\n"
     for n, claim in (("k0", "src"), ("k1", "dst"), ("k2", "dst2")):
-        create_job(twin, workloads.job_manifest("checksum", n, "default", pvc=claim))
+        create_job(twin, jobs.job_manifest("checksum", n, "default", pvc=claim))
     run(twin, workloads.reconcile(ctx))
     sums = [job_done(twin, n).split() for n in ("k0", "k1", "k2")]
     assert sums[0][0] == "sha256" and len(sums[0][1]) == 64
@@ -231,8 +231,8 @@ def test_deployment_pods_and_ping(twin, pve, tmp_path):
     twin.apps.patch_namespaced_deployment_scale("web", "default", {"spec": {"replicas": 0}})
     run(twin, workloads.reconcile(ctx))
     assert not twin.core.list_namespaced_pod("default", label_selector="app=web").items
-    create_job(twin, workloads.job_manifest("ping", "p", "default", node=WORKERS[0],
-                                            targets=["10.11.0.12", "10.11.0.99", "10.10.0.13"]))
+    create_job(twin, jobs.job_manifest("ping", "p", "default", node=WORKERS[0],
+                                       targets=["10.11.0.12", "10.11.0.99", "10.10.0.13"]))
     run(twin, workloads.reconcile(ctx))
     import json
     got = json.loads(job_done(twin, "p"))

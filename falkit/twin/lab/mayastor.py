@@ -42,6 +42,7 @@ import re
 from falkit.twin.kube.objects import now_iso
 
 from .context import POD_CONTROLLER, VolumeData
+from .jobs import quantity_bytes
 from .workloads import (
     LONGHORN_DRIVER,
     MAYASTOR_DRIVER,
@@ -51,7 +52,6 @@ from .workloads import (
     owned_by,
     owner_ref,
     pve_vms,
-    quantity_bytes,
     record_event,
     set_condition,
     suffix,
