@@ -2,7 +2,8 @@
 Proxmox nodes, five workers, other addresses and versions) is a new build, not a migration:
 ``falkit run`` starts the twin as a bare host (state ``auto`` -> ``empty``) and the runbook builds
 it — network, VMs, Talos (whose health is reached while the nodes wait for a CNI, as with
-``cni: none``), Cilium (nodes Ready; Services not deployed yet are not failures). Real processes:
+``cni: none``), Cilium (nodes Ready; Services not deployed yet are not failures); and its rollback
+plans nothing (no earlier cluster; Cilium's pool stays). Real processes:
 the twin on loopback, papermill kernels."""
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def test_a_new_lab_is_built_from_a_bare_host(tmp_path):
     env = {**os.environ, "FALKIT_STATE_DIR": str(state), "FALKIT_HEADLESS": "1", "PYTHONPATH": str(ROOT)}
     try:
         r = subprocess.run([sys.executable, "-m", "falkit.cli", "run", "--params", str(EXAMPLE), "--outputs", str(out),
-                            "--only", "00", "10", "20", "30", "40"], cwd=ROOT, env=env, text=True, capture_output=True,
+                            "--only", "00", "10", "20", "30", "40", "80"], cwd=ROOT, env=env, text=True, capture_output=True,
                            timeout=900)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
         assert "a bare host when it has no 'previous'" in r.stdout
@@ -55,6 +56,7 @@ def test_a_new_lab_is_built_from_a_bare_host(tmp_path):
         assert by["20-vms"]["applied"] >= 6  # five workers and a control plane created, not adopted
         assert by["30-talos"]["status"] == "ok" and by["40-cilium"]["status"] == "ok"
         assert by["40-cilium"]["checks"]["failed"] == 0
+        assert by["80-rollback"]["status"] == "ok" and by["80-rollback"]["planned"] == 0  # nothing to roll back to
         conn = json.loads((state / "twin" / "connection.json").read_text())
         assert conn["proxmox"]["node"] == "peak-a"
     finally:

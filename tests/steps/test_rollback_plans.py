@@ -193,3 +193,18 @@ def test_rollback_options_are_declared_for_the_runbook():
     assert opts["destroy_extra_workers"] == (bool, False)
     assert opts["delete_migrated_volumes"] == (bool, False)
     assert opts["rollback"] == (bool, False)
+
+
+def test_a_new_build_has_nothing_to_roll_back(fal):
+    """Without ``previous`` (a lab built new, not migrated) no rollback step plans a change: the
+    Cilium pool stays (no MetalLB would take over) and no worker counts as extra."""
+    from falkit.steps.rollback import LbFacts, RollbackWorkers, plan_cilium_lb, plan_metallb
+
+    new = fal.model_copy(update={"previous": None})
+    pool = {"apiVersion": "cilium.io/v2", "kind": "CiliumLoadBalancerIPPool",
+            "metadata": {"name": "falkit-lb", "labels": {"app.kubernetes.io/managed-by": "falkit"}}}
+    l2 = {"apiVersion": "cilium.io/v2alpha1", "kind": "CiliumL2AnnouncementPolicy", "metadata": {"name": "l2"}}
+    facts = LbFacts(None, (), (), {}, (pool,), (l2,))
+    assert plan_cilium_lb(new, facts).empty and plan_metallb(new, facts).empty
+    assert not plan_cilium_lb(fal, facts).empty  # with a before-state: deleted once MetalLB holds the IPs
+    assert RollbackWorkers().checks(None, new, None) == []

@@ -218,8 +218,10 @@ class RollbackWorkers(_Base):
     _apply = staticmethod(apply_workers)
 
     def checks(self, target, spec, options):
+        if spec.previous is None:  # a new build: no earlier cluster to return to, no worker is "extra"
+            return []
         f = observe_workers(target, spec)
-        keep = {n.vmid for n in spec.previous.nodes} if spec.previous else set()
+        keep = {n.vmid for n in spec.previous.nodes}
         out = []
         for w in spec.cluster.workers:
             if w.vmid in keep:

@@ -203,7 +203,10 @@ def _cilium_pool_ours(spec: LabSpec, pool: dict) -> bool:
 
 
 def plan_cilium_lb(spec: LabSpec, f: LbFacts) -> Plan:
-    """Pure: delete falkit's Cilium LB pool and every L2 announcement policy."""
+    """Pure: delete falkit's Cilium LB pool and every L2 announcement policy — only when there is a
+    before-state to return to (``spec.previous``): a new build has no MetalLB to take over."""
+    if spec.previous is None:
+        return Plan("rollback-cilium-lb", notes=("the spec has no 'previous' section: Cilium stays the load balancer",))
     changes = [Change("delete", "k8s-object", f"CiliumLoadBalancerIPPool {_md(p)['name']}",
                       data={"apiVersion": p["apiVersion"], "kind": p["kind"], "name": _md(p)["name"]})
                for p in f.cilium_pools if _cilium_pool_ours(spec, p)]
