@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from falkit import nbbuild  # noqa: E402
+from falkit.runner import env_override as env  # noqa: E402
 from falkit.twin import supervisor  # noqa: E402
 
 MIB = 1024 * 1024
@@ -217,17 +218,6 @@ def stop_pids(pids: list[int], timeout: float = 5.0) -> None:
         if starts[pid] and stat(pid) == starts[pid] and mem(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-
-
-@contextlib.contextmanager
-def env(**values: str):
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
 
 
 def run_memory(params: Path, only: list[str], interval: float) -> dict:

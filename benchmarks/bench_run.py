@@ -19,7 +19,6 @@ on the checked-in .ipynb being fresh). A run that fails is reported with where i
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -34,18 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from falkit import nbbuild  # noqa: E402
 from falkit.cli import main as falkit_main  # noqa: E402
+from falkit.runner import env_override as env  # noqa: E402
 from falkit.twin import supervisor  # noqa: E402
-
-
-@contextlib.contextmanager
-def env(**values: str):
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
 
 
 def timed_run(params: Path, outputs: Path, extra: list[str]) -> dict:

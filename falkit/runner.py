@@ -126,7 +126,8 @@ def prepare(args: Any, stored: dict | None = None) -> RunConfig:
 
 
 @contextlib.contextmanager
-def _env(**values: str) -> Iterator[None]:
+def env_override(**values: str) -> Iterator[None]:
+    """Set environment variables for the ``with`` block, then restore them (also used by benchmarks/)."""
     old = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
@@ -237,7 +238,7 @@ def execute(cfg: RunConfig, run_dir: Path, run: dict) -> int:
     parameters = {"params": str(cfg.params), "target": cfg.target, "apply": cfg.apply, "options": cfg.options}
     nb_dir = cfg.notebooks[0].parent
     total = len(cfg.notebooks)
-    with _env(FALKIT_RUN_DIR=str(run_dir), PYTHONPATH=pythonpath):
+    with env_override(FALKIT_RUN_DIR=str(run_dir), PYTHONPATH=pythonpath):
         for i, nb in enumerate(cfg.notebooks, start=1):
             name = nb.stem
             print(f"[{i}/{total}] {name} …", flush=True)
