@@ -5,6 +5,7 @@ seed's claims with, and what the twin's fio Jobs are modelled from."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ..plan import derive_io_engine_cores
@@ -32,9 +33,22 @@ def model_env(spec: LabSpec) -> ModelEnv:
     )
 
 
-def ceilings_for_spec(spec: LabSpec) -> dict[str, Any]:
-    """The physical ceilings of one Mayastor volume on this lab, with a one-line explanation."""
+def longhorn_replicas(spec: LabSpec) -> int:
+    """Replicas a Longhorn volume of the before-state can have: Longhorn keeps each replica on a
+    different node, so at most one per worker the old cluster had (``previous.nodes`` that are
+    workers; The Fal: 1), and at most 3 (Longhorn's default)."""
+    if spec.previous is None:
+        return 3
+    workers = {w.vmid for w in spec.cluster.workers}
+    return max(1, min(3, sum(1 for n in spec.previous.nodes if n.vmid in workers)))
+
+
+def ceilings_for_spec(spec: LabSpec, replicas: int | None = None) -> dict[str, Any]:
+    """The physical ceilings of one Mayastor volume on this lab (``replicas``: of a volume with
+    that many replicas instead, e.g. Longhorn's), with a one-line explanation."""
     env = model_env(spec)
+    if replicas is not None:
+        env = replace(env, replicas=replicas)
     c = ceilings(env)
     b = c["basis"]
     c["explain"] = (

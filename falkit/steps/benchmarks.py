@@ -41,7 +41,7 @@ import pandas as pd
 
 from ..bench.fio import k8s_job_manifest, parse_fio_json, profile_settings
 from ..bench.model import compare_with_claims
-from ..bench.spec_env import ceilings_for_spec
+from ..bench.spec_env import ceilings_for_spec, longhorn_replicas
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
 from ..jobs import JobFailedError, kcreate, kget, klist, run_job
@@ -229,13 +229,15 @@ def claims(spec: LabSpec, target: str) -> dict[str, float]:
 
 def comparison(spec: LabSpec, results: pd.DataFrame, target: str = "mayastor") -> pd.DataFrame:
     """Claim vs physical ceiling vs result for ``target`` (``compare_with_claims``). The ceilings
-    are those of a Mayastor volume on this lab (``ceilings_for_spec``): no storage software on the
-    same disk can exceed them, so they bound Longhorn's claims as well."""
+    are those of a volume on this lab's data disk with the target's replica count: Mayastor's
+    (``spec.mayastor.replicas``) or Longhorn's in the before-state (one per old worker,
+    :func:`~falkit.bench.spec_env.longhorn_replicas`; The Fal's single worker: 1)."""
     rows = results[results["target"] == target] if len(results) else None
     c = claims(spec, target)
     if not c:
         return pd.DataFrame()
-    return compare_with_claims(c, ceilings_for_spec(spec), rows if rows is not None and len(rows) else None)
+    ceil = ceilings_for_spec(spec, longhorn_replicas(spec) if target == "longhorn" else None)
+    return compare_with_claims(c, ceil, rows if rows is not None and len(rows) else None)
 
 
 def trend(outputs: str | Path = "outputs") -> list[tuple[str, pd.DataFrame]]:

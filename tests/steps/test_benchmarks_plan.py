@@ -162,3 +162,20 @@ def test_earlier_result_with_the_same_fingerprint_is_reused_not_remeasured(fal, 
     assert [(c.kind, c.name) for c in again.changes] == [("fio", "mayastor")]
     df = current_results(facts)
     assert len(df) == 6 and set(df["run"]) == {"20261126T1000Z-twin"}
+
+
+def test_each_target_is_held_to_its_own_replica_count(fal, tmp_path):
+    """Mayastor's 3 replicas share one SATA disk (write ceiling 500/3 MB/s); the old cluster's
+    Longhorn had one worker, so one replica per volume (ceiling 500 MB/s): a Longhorn result above
+    Mayastor's ceiling is physics, not an error of the comparison."""
+    from falkit.bench.spec_env import longhorn_replicas
+
+    assert longhorn_replicas(fal) == 1 and longhorn_replicas(fal.model_copy(update={"previous": None})) == 3
+    run = tmp_path / "bench"
+    for t in ("mayastor", "longhorn"):
+        save_result(run, t, "quick", fio_json_from_model(t, None, profile="quick"))
+    df = load_results(run)
+    ms = comparison(fal, df, "mayastor").set_index("metric")
+    lh = comparison(fal, df, "longhorn").set_index("metric")
+    assert round(ms.loc["seq_write_mb_s", "ceiling"], 1) == 166.7 and lh.loc["seq_write_mb_s", "ceiling"] == 500
+    assert (lh["result"] <= lh["ceiling"])[["seq_read_mb_s", "seq_write_mb_s", "rand_read_iops"]].all()
