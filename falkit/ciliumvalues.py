@@ -12,14 +12,23 @@ On top, the seed's LB features (FACTS.md, Cilium): ``l2announcements.enabled``,
 (each L2 lease is renewed within the renew deadline), and ``devices`` listing the announcing NIC
 (eth0; eth1 for the storage network) — if ``devices`` is set it must include it.
 
-:func:`lb_pool` / :func:`l2_policy` are the ``CiliumLoadBalancerIPPool`` (``spec.blocks`` with
-start/stop, ``allowFirstLastIPs`` explicit) and ``CiliumL2AnnouncementPolicy``
-(``loadBalancerIPs: true``) in the API versions :func:`falkit.findings.cilium_api` gives.
+:func:`lb_pools` / :func:`l2_policy` are the ``CiliumLoadBalancerIPPool`` objects and the
+``CiliumL2AnnouncementPolicy`` (``loadBalancerIPs: true``) in the API versions
+:func:`falkit.findings.cilium_api` gives. The pools together hold exactly the spec's range
+(``spec.blocks`` with start/stop, ``allowFirstLastIPs`` explicit), split so that an address pinned
+to a service can go to that service only: ``lb-pool`` holds the range *without* the pinned
+addresses (every service may draw from it), and each pinned address is a pool of its own whose
+``serviceSelector`` matches that one service by the labels Cilium adds for selection,
+``io.kubernetes.service.namespace`` and ``io.kubernetes.service.name``. Without the split, Cilium
+hands the next free address to a service without a pinned IP ("auto") — which can be the address
+of a pinned service not deployed yet, which then never gets it. All pools carry
+``app.kubernetes.io/managed-by: falkit``.
 :func:`check_values` validates against the chart's ``values.schema.json`` (types only).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from .findings import cilium_api, client_rate_limit
@@ -70,11 +79,66 @@ def check_values(spec: LabSpec, vals: dict[str, Any] | None = None) -> dict[str,
     return vals
 
 
-def lb_pool(spec: LabSpec) -> dict[str, Any]:
-    return {"apiVersion": cilium_api(spec.versions.cilium)["pool"], "kind": "CiliumLoadBalancerIPPool",
-            "metadata": {"name": POOL_NAME},
-            "spec": {"blocks": [{"start": spec.cilium.lb_pool.start, "stop": spec.cilium.lb_pool.stop}],
-                     "allowFirstLastIPs": "Yes"}}
+MANAGED_BY = {"app.kubernetes.io/managed-by": "falkit"}
+PINNED_PREFIX = "lb-pinned-"
+SVC_NS_LABEL, SVC_NAME_LABEL = "io.kubernetes.service.namespace", "io.kubernetes.service.name"
+
+
+def pinned_ips(spec: LabSpec) -> dict[str, tuple[str, str]]:
+    """Pinned address -> (namespace, name) of its service, for the addresses inside the spec's pool."""
+    lo, hi = (int(ipaddress.IPv4Address(spec.cilium.lb_pool.start)), int(ipaddress.IPv4Address(spec.cilium.lb_pool.stop)))
+    return {s.requested: (s.namespace, s.name) for s in derive_plan(spec).services
+            if s.requested not in ("auto", "disabled") and lo <= int(ipaddress.IPv4Address(s.requested)) <= hi}
+
+
+def blocks_without(start: str, stop: str, holes: set[str]) -> list[dict[str, str]]:
+    """``start``-``stop`` as start/stop blocks with the ``holes`` left out (pure)."""
+    out, run = [], None
+    for i in range(int(ipaddress.IPv4Address(start)), int(ipaddress.IPv4Address(stop)) + 1):
+        ip = str(ipaddress.IPv4Address(i))
+        if ip in holes:
+            if run:
+                out.append(run)
+            run = None
+        elif run is None:
+            run = {"start": ip, "stop": ip}
+        else:
+            run["stop"] = ip
+    if run:
+        out.append(run)
+    return out
+
+
+def lb_pools(spec: LabSpec) -> list[dict[str, Any]]:
+    """The pools (see the module docstring): ``lb-pool`` first, then one per pinned address."""
+    api = cilium_api(spec.versions.cilium)["pool"]
+    pinned = pinned_ips(spec)
+    out = []
+    free = blocks_without(spec.cilium.lb_pool.start, spec.cilium.lb_pool.stop, set(pinned))
+    if free:
+        out.append({"apiVersion": api, "kind": "CiliumLoadBalancerIPPool",
+                    "metadata": {"name": POOL_NAME, "labels": dict(MANAGED_BY)},
+                    "spec": {"blocks": free, "allowFirstLastIPs": "Yes"}})
+    for ip, (ns, name) in sorted(pinned.items(), key=lambda kv: ipaddress.IPv4Address(kv[0])):
+        out.append({"apiVersion": api, "kind": "CiliumLoadBalancerIPPool",
+                    "metadata": {"name": f"{PINNED_PREFIX}{ns}-{name}"[:253], "labels": dict(MANAGED_BY)},
+                    "spec": {"blocks": [{"start": ip, "stop": ip}], "allowFirstLastIPs": "Yes",
+                             "serviceSelector": {"matchLabels": {SVC_NS_LABEL: ns, SVC_NAME_LABEL: name}}}})
+    return out
+
+
+def pool_addresses(pools: list[dict[str, Any]]) -> set[str]:
+    """Every address the pools' blocks hold (start/stop ranges and CIDRs)."""
+    out: set[str] = set()
+    for p in pools:
+        for b in (p.get("spec") or {}).get("blocks") or []:
+            if b.get("cidr"):
+                out.update(str(a) for a in ipaddress.IPv4Network(b["cidr"], strict=False))
+            elif b.get("start"):
+                lo = int(ipaddress.IPv4Address(b["start"]))
+                hi = int(ipaddress.IPv4Address(b.get("stop") or b["start"]))
+                out.update(str(ipaddress.IPv4Address(i)) for i in range(lo, hi + 1))
+    return out
 
 
 def l2_policy(spec: LabSpec) -> dict[str, Any]:

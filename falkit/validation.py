@@ -269,10 +269,13 @@ def check_cilium(spec: LabSpec, f: ValidationFacts) -> list[Check]:
     out.append(Check("cilium agents", "kube-system/cilium", "ready = desired > 0",
                      f"{ready}/{desired} ready" if ds else "no DaemonSet", bool(ds) and bool(desired) and ready == desired,
                      "kubectl -n kube-system logs -l k8s-app=cilium; cilium status"))
+    from .ciliumvalues import lb_pools, pool_addresses
+
     want = f"{spec.cilium.lb_pool.start}-{spec.cilium.lb_pool.stop}"
     ranges = [r for p in f.cilium_pools for r in _pool_range(p)]
-    out.append(Check("cilium LB pool", "CiliumLoadBalancerIPPool", want, ", ".join(ranges) or "none", want in ranges,
-                     "re-run 40-cilium (kubectl get ciliumloadbalancerippool)"))
+    covered = pool_addresses(list(f.cilium_pools)) >= pool_addresses(lb_pools(spec))
+    out.append(Check("cilium LB pool", "CiliumLoadBalancerIPPool", f"{want} (pinned addresses in pools of their own)",
+                     ", ".join(ranges) or "none", covered, "re-run 40-cilium (kubectl get ciliumloadbalancerippool)"))
     pol = [p for p in f.l2_policies if (p.get("spec") or {}).get("loadBalancerIPs")]
     out.append(Check("cilium L2 policy", "CiliumL2AnnouncementPolicy", "one with loadBalancerIPs: true",
                      ", ".join(_md(p).get("name", "") for p in pol) or f"{len(f.l2_policies)} without loadBalancerIPs",

@@ -47,12 +47,3 @@ def test_pinned_ip_gets_the_cilium_annotation():
     services = [s.model_copy(update={"new_ip": "10.10.0.81"}) if s.name == "argocd-server" else s for s in spec.services]
     spec = spec.model_copy(update={"services": services})
     assert helm_values(spec)["server"]["service"]["annotations"] == {"lbipam.cilium.io/ips": "10.10.0.81"}
-
-
-def test_auto_address_before_pinned_services_exist_is_flagged():
-    spec = load_spec(ROOT / "parameters" / "fal.yaml")
-    plan = plan_argocd(spec, ArgoFacts(None, None, None, missing_pinned=("traefik/traefik 10.10.0.80",)), StepOptions())
-    note = next(n for n in plan.notes if "argocd-server takes the next free address" in n)
-    assert "traefik/traefik 10.10.0.80" in note and "pin argocd-server's address" in note
-    quiet = plan_argocd(spec, ArgoFacts(None, None, None), StepOptions())  # Traefik exists (the seed's cluster)
-    assert not any("next free address" in n for n in quiet.notes)

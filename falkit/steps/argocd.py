@@ -58,7 +58,6 @@ class ArgoFacts:
     applications: dict[str, dict] = field(default_factory=dict)
     git_apps: tuple[str, ...] = ()  # children declared by the checkout's *-app.yaml files
     checkout_error: str = ""
-    missing_pinned: tuple[str, ...] = ()  # "ns/name ip" of spec services with a fixed IP and no Service yet
 
 
 def helm_values(spec: LabSpec) -> dict[str, Any]:
@@ -118,12 +117,6 @@ def plan_argocd(spec: LabSpec, facts: ArgoFacts, options: StepOptions) -> Plan:
                               data=want))
     else:
         noops.append(Noop("argocd-application", f"{NS}/platform", "app-of-apps present"))
-    argo = next((s for s in spec.services if s.name == "argocd-server"), None)
-    if facts.server is None and (argo is None or argo.new_ip == "auto") and facts.missing_pinned:
-        notes.append("argocd-server takes the next free address of the pool ('auto'), and these services with a fixed "
-                     f"address do not exist yet: {', '.join(facts.missing_pinned)}. If Cilium hands one of those addresses "
-                     "to argocd-server, that service cannot get it later (70-validation's 'pinned IP' check fails): "
-                     "deploy them first, or pin argocd-server's address in the spec")
     if facts.checkout_error:
         notes.append(f"GitOps checkout: {facts.checkout_error}")
     if facts.git_apps:
@@ -154,12 +147,9 @@ def observe_argocd(target: Any, spec: LabSpec, options: StepOptions) -> ArgoFact
                 git_apps = tuple(d.obj["metadata"]["name"] for d in co.applications())
         except GitOpsError as e:
             err = str(e)
-    pinned = tuple(f"{s.namespace}/{s.name} {s.requested}" for s in derive_plan(spec).services
-                   if s.requested not in ("auto", "disabled") and s.name != "argocd-server"
-                   and kget(api, "v1", "Service", s.name, s.namespace) is None)
     return ArgoFacts(release=target.helm.get(NS, RELEASE), server=kget(api, "v1", "Service", "argocd-server", NS),
                      repo_secret=kget(api, "v1", "Secret", REPO_SECRET, NS), applications=apps, git_apps=git_apps,
-                     checkout_error=err, missing_pinned=pinned)
+                     checkout_error=err)
 
 
 def _lb_ip(svc: dict | None) -> str | None:

@@ -9,8 +9,10 @@ removed.
   spec service (annotations, ``status.loadBalancer.ingress``), MetalLB's ``IPAddressPool`` /
   ``L2Advertisement`` objects.
 - **plan** (pure): ``helm upgrade --install`` when chart version or values differ
-  (:mod:`falkit.ciliumvalues`, validated against the chart schema); pool/policy applied when absent
-  or different; per service the annotation changes (Cilium's ``lbipam.cilium.io/ips`` for pinned
+  (:mod:`falkit.ciliumvalues`, validated against the chart schema); pools/policy applied when absent
+  or different (``lb-pool`` without the pinned addresses, one pool per pinned address that only its
+  service can draw from: :func:`falkit.ciliumvalues.lb_pools`), a falkit pool the spec no longer
+  has deleted (disruptive); per service the annotation changes (Cilium's ``lbipam.cilium.io/ips`` for pinned
   ones, MetalLB's removed) — **disruptive**, the service's address changes for its clients; then a
   wait until every LoadBalancer service has its planned IP, and only after it MetalLB's
   L2Advertisements, IPAddressPools and release deleted, each a change of its own.
@@ -55,7 +57,7 @@ class ServiceFacts:
 @dataclass(frozen=True)
 class CiliumFacts:
     release: dict[str, Any] | None
-    pool: dict[str, Any] | None
+    pools: dict[str, dict[str, Any]]  # name -> falkit's CiliumLoadBalancerIPPools (labelled, or named lb-pool)
     policy: dict[str, Any] | None
     services: dict[str, ServiceFacts]  # "ns/name" ->
     metallb_release: dict[str, Any] | None
@@ -96,7 +98,7 @@ def _git_changes(target: Any, spec: LabSpec, services: dict[str, ServiceFacts]) 
 
 def observe_cilium(target: Any, spec: LabSpec) -> CiliumFacts:
     dyn = target.dynamic()
-    pool, policy = cv.lb_pool(spec), cv.l2_policy(spec)
+    pool, policy = cv.lb_pools(spec)[0], cv.l2_policy(spec)
     services = {f"{s.namespace}/{s.name}": _service(dyn, s.namespace, s.name) for s in spec.services if s.new_ip != "disabled"}
     mlb = []
     for kind in ("L2Advertisement", "IPAddressPool"):
@@ -104,7 +106,9 @@ def observe_cilium(target: Any, spec: LabSpec) -> CiliumFacts:
             mlb.append(("metallb.io/v1beta1", kind, o["metadata"].get("namespace", METALLB[0]), o["metadata"]["name"]))
     return CiliumFacts(
         target.helm.get(*cv.RELEASE),
-        get_or_none(dyn, pool["apiVersion"], pool["kind"], pool["metadata"]["name"]),
+        {p["metadata"]["name"]: p for p in list_objects(dyn, pool["apiVersion"], pool["kind"])
+         if p["metadata"]["name"] == cv.POOL_NAME or ((p["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by")
+                                                     == cv.MANAGED_BY["app.kubernetes.io/managed-by"])},
         get_or_none(dyn, policy["apiVersion"], policy["kind"], policy["metadata"]["name"]),
         services, target.helm.get(*METALLB), tuple(mlb), _git_changes(target, spec, services))
 
@@ -148,13 +152,23 @@ def plan_cilium(spec: LabSpec, facts: CiliumFacts, options: StepOptions) -> Plan
                               data={"values": values}))
     else:
         noops.append(Noop("helm-release", "kube-system/cilium", f"{version} with the planned values"))
-    for obj in (cv.lb_pool(spec), cv.l2_policy(spec)):
-        have = facts.pool if obj["kind"] == "CiliumLoadBalancerIPPool" else facts.policy
+    pools = cv.lb_pools(spec)
+    for obj in (*pools, cv.l2_policy(spec)):
+        name = obj["metadata"]["name"]
+        have = facts.pools.get(name) if obj["kind"] == "CiliumLoadBalancerIPPool" else facts.policy
         if _differs(have, obj):
-            changes.append(Change("update" if have else "create", "k8s-object", f"{obj['kind']}/{obj['metadata']['name']}", "spec",
-                                  (have or {}).get("spec"), obj["spec"], reason=obj["apiVersion"], data={"object": obj}))
+            why = "only for " + "/".join(obj["spec"]["serviceSelector"]["matchLabels"].values()) \
+                if obj["spec"].get("serviceSelector") else obj["apiVersion"]
+            changes.append(Change("update" if have else "create", "k8s-object", f"{obj['kind']}/{name}", "spec",
+                                  (have or {}).get("spec"), obj["spec"], reason=why, data={"object": obj}))
         else:
-            noops.append(Noop("k8s-object", f"{obj['kind']}/{obj['metadata']['name']}", "as planned"))
+            noops.append(Noop("k8s-object", f"{obj['kind']}/{name}", "as planned"))
+    wanted = {p["metadata"]["name"] for p in pools}
+    for name in sorted(facts.pools):
+        if name not in wanted:  # e.g. a service no longer pinned: its address returns to lb-pool
+            changes.append(Change("delete", "k8s-object", f"CiliumLoadBalancerIPPool/{name}", disruptive=True,
+                                  reason="falkit's pool the spec no longer has: services holding its addresses lose them",
+                                  data={"ref": (cv.cilium_api(spec.versions.cilium)["pool"], "CiliumLoadBalancerIPPool", None, name)}))
     plan_ips = planned_ips(spec)
     waits = False
     for key, svc in facts.services.items():

@@ -28,14 +28,22 @@ def test_values_validate_and_carry_settings(fal):
 @pytest.mark.parametrize("version,pool_api", [("1.17.14", "cilium.io/v2alpha1"), ("1.18.10", "cilium.io/v2"), ("1.19.4", "cilium.io/v2")])
 def test_pool_and_policy_validate_against_crds(fal, version, pool_api):
     spec = fal.model_copy(update={"versions": fal.versions.model_copy(update={"cilium": version})})
-    for obj in (cv.lb_pool(spec), cv.l2_policy(spec)):
+    for obj in (*cv.lb_pools(spec), cv.l2_policy(spec)):
         group_version = obj["apiVersion"].split("/")[1]
         path = next(p for p in cilium_crd_dir(version).rglob("*.yaml") if obj["kind"].lower() in p.name.replace("ies", "y"))
         crd = yaml.safe_load(path.read_text())
         schema = next(v for v in crd["spec"]["versions"] if v["name"] == group_version)["schema"]["openAPIV3Schema"]
         assert list(jsonschema.Draft7Validator(schema).iter_errors(obj)) == [], obj["kind"]
-    assert cv.lb_pool(spec)["apiVersion"] == pool_api
-    assert cv.lb_pool(spec)["spec"] == {"blocks": [{"start": "10.10.0.50", "stop": "10.10.0.99"}], "allowFirstLastIPs": "Yes"}
+    pool, traefik = cv.lb_pools(spec)
+    assert pool["apiVersion"] == pool_api
+    # Traefik's pinned 10.10.0.80 is kept out of the pool every service draws from ...
+    assert pool["spec"] == {"blocks": [{"start": "10.10.0.50", "stop": "10.10.0.79"},
+                                       {"start": "10.10.0.81", "stop": "10.10.0.99"}], "allowFirstLastIPs": "Yes"}
+    # ... in a pool only Traefik's Service matches (Cilium adds these labels for selection)
+    assert traefik["spec"]["blocks"] == [{"start": "10.10.0.80", "stop": "10.10.0.80"}]
+    assert traefik["spec"]["serviceSelector"] == {"matchLabels": {"io.kubernetes.service.namespace": "traefik",
+                                                                  "io.kubernetes.service.name": "traefik"}}
+    assert cv.pool_addresses([pool, traefik]) == {f"10.10.0.{i}" for i in range(50, 100)}
     assert cv.l2_policy(spec)["spec"]["loadBalancerIPs"] is True
 
 
@@ -46,7 +54,7 @@ def before(fal):
     return CiliumFacts(
         {"name": "cilium", "namespace": "kube-system", "version": fal.versions.cilium, "status": "deployed",
          "values": {"ipam": {"mode": "kubernetes"}, "kubeProxyReplacement": False}},
-        None, None,
+        {}, None,
         {"traefik/traefik": ServiceFacts("traefik", "traefik", True, {MLB: "10.30.0.100"}, ("10.30.0.100",)),
          "argocd/argocd-server": ServiceFacts("argocd", "argocd-server", True, {MLB: "10.30.0.80"}, ("10.30.0.80",))},
         {"name": "metallb"}, (("metallb.io/v1beta1", "L2Advertisement", "metallb-system", "default"),
@@ -59,6 +67,7 @@ def test_plan_from_before_state(fal):
     assert rows == [
         ("update", "helm-release", "kube-system/cilium", False),
         ("create", "k8s-object", "CiliumLoadBalancerIPPool/lb-pool", False),
+        ("create", "k8s-object", "CiliumLoadBalancerIPPool/lb-pinned-traefik-traefik", False),
         ("create", "k8s-object", "CiliumL2AnnouncementPolicy/l2-announcements", False),
         ("update", "service", "traefik/traefik", True),
         ("update", "service", "argocd/argocd-server", True),
@@ -67,18 +76,18 @@ def test_plan_from_before_state(fal):
         ("delete", "k8s-object", "metallb-system/IPAddressPool/default-pool", False),
         ("delete", "helm-release", "metallb-system/metallb", False),
     ]
-    traefik = plan.changes[3]
+    traefik = plan.changes[4]
     assert traefik.data["annotations"]["lbipam.cilium.io/ips"] == "10.10.0.80"
     assert traefik.data["annotations"][MLB] is None and "10.30.0.100 -> 10.10.0.80" in traefik.reason
-    argo = plan.changes[4]
+    argo = plan.changes[5]
     assert "lbipam.cilium.io/ips" not in argo.data["annotations"] and "-> pool" in argo.reason
-    assert plan.changes[5].data["services"] == {"traefik/traefik": "10.10.0.80", "argocd/argocd-server": "pool"}
+    assert plan.changes[6].data["services"] == {"traefik/traefik": "10.10.0.80", "argocd/argocd-server": "pool"}
 
 
 def test_converged_plan_is_empty(fal):
     done = CiliumFacts(
         {"version": fal.versions.cilium, "status": "deployed", "values": cv.values(fal)},
-        cv.lb_pool(fal), cv.l2_policy(fal),
+        {p["metadata"]["name"]: p for p in cv.lb_pools(fal)}, cv.l2_policy(fal),
         {"traefik/traefik": ServiceFacts("traefik", "traefik", True, {"lbipam.cilium.io/ips": "10.10.0.80"}, ("10.10.0.80",)),
          "argocd/argocd-server": ServiceFacts("argocd", "argocd-server", True, {}, ("10.10.0.50",))},
         None, ())
@@ -88,7 +97,8 @@ def test_converged_plan_is_empty(fal):
 
 def test_service_without_its_ip_keeps_metallb_until_waited(fal):
     f = before(fal)
-    facts = CiliumFacts({"version": fal.versions.cilium, "status": "deployed", "values": cv.values(fal)}, cv.lb_pool(fal),
+    facts = CiliumFacts({"version": fal.versions.cilium, "status": "deployed", "values": cv.values(fal)},
+                        {p["metadata"]["name"]: p for p in cv.lb_pools(fal)},
                         cv.l2_policy(fal), {"argocd/argocd-server": ServiceFacts("argocd", "argocd-server", True, {}, ())},
                         f.metallb_release, f.metallb_objects)
     kinds = [c.kind for c in plan_cilium(fal, facts, StepOptions()).changes]
@@ -125,3 +135,18 @@ def test_list_objects_against_the_emulator(tmp_path):
     finally:
         asyncio.run_coroutine_threadsafe(lab.stop(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
+
+
+def test_a_pool_the_spec_no_longer_has_is_deleted_as_disruptive(fal):
+    pools = {p["metadata"]["name"]: p for p in cv.lb_pools(fal)}
+    old = {"apiVersion": "cilium.io/v2", "kind": "CiliumLoadBalancerIPPool",
+           "metadata": {"name": "lb-pinned-media-sonarr", "labels": dict(cv.MANAGED_BY)},
+           "spec": {"blocks": [{"start": "10.10.0.60", "stop": "10.10.0.60"}]}}
+    done = CiliumFacts({"version": fal.versions.cilium, "status": "deployed", "values": cv.values(fal)},
+                       {**pools, "lb-pinned-media-sonarr": old}, cv.l2_policy(fal),
+                       {"traefik/traefik": ServiceFacts("traefik", "traefik", True, {"lbipam.cilium.io/ips": "10.10.0.80"},
+                                                        ("10.10.0.80",))}, None, ())
+    plan = plan_cilium(fal, done, StepOptions())
+    assert [(c.op, c.name, c.disruptive) for c in plan.changes] == [
+        ("delete", "CiliumLoadBalancerIPPool/lb-pinned-media-sonarr", True),
+        ("action", "LoadBalancer", False)]  # then every service is waited for its address again

@@ -209,3 +209,26 @@ def test_truenas_unreachable_without_vm(nas):
         TrueNasClient(url, api_key(ctx)).interfaces()
     assert e.value.status == 503 and "connection refused" in str(e.value)
 
+
+
+def test_pinned_address_goes_only_to_its_service(twin, tmp_path):
+    """falkit's pools (falkit.ciliumvalues.lb_pools): 10.10.0.80 sits in a pool of its own whose
+    serviceSelector names one Service by the labels Cilium adds for selection; an unpinned service
+    never gets it, even when it is the lowest free address and the pinned service is not there yet."""
+    from falkit import ciliumvalues as cv
+
+    ctx = make_ctx(twin, tmp_path, L2_ON)
+    narrow = SPEC.model_copy(update={"cilium": SPEC.cilium.model_copy(update={
+        "lb_pool": SPEC.cilium.lb_pool.model_copy(update={"start": "10.10.0.80", "stop": "10.10.0.81"})})})
+    for p in cv.lb_pools(narrow):
+        twin.custom.create_cluster_custom_object("cilium.io", "v2", "ciliumloadbalancerippools", p)
+    lb_service(twin, "argocd-server", "default")
+    lb_service(twin, "grafana", "default")
+    lbipam.reconcile(ctx)
+    assert status(twin, "argocd-server")[0] == ["10.10.0.81"]  # .80 is lower, but not for it
+    ips, cond = status(twin, "grafana")
+    assert ips == [] and cond.reason == "out_of_ips"
+    twin.core.create_namespace({"metadata": {"name": "traefik"}})
+    lb_service(twin, "traefik", "traefik", annotations={"lbipam.cilium.io/ips": "10.10.0.80"})
+    lbipam.reconcile(ctx)
+    assert status(twin, "traefik", "traefik")[0] == ["10.10.0.80"]

@@ -5,7 +5,8 @@ Cilium LB-IPAM (operator/pkg/lbipam/lbipam.go at the 1.18 line, read for this mo
 * Services ``type: LoadBalancer`` without ``spec.loadBalancerClass`` (or with
   ``io.cilium/l2-announcer``) once a ``CiliumLoadBalancerIPPool`` exists (``cilium.io/v2`` or
   ``v2alpha1`` -- one collection). Blocks are ``{cidr}`` or ``{start, stop}``; ``disabled`` pools
-  allocate nothing new; ``serviceSelector`` limits which services a pool serves;
+  allocate nothing new; ``serviceSelector`` limits which services a pool serves (with Cilium's
+  ``io.kubernetes.service.namespace``/``.name`` labels added: :func:`selection_labels`);
   ``allowFirstLastIPs: "No"`` reserves a CIDR's first and last address (FACTS.md, Cilium).
 * Requested IPs: annotation ``lbipam.cilium.io/ips`` or its alias ``io.cilium/lb-ipam-ips``
   (comma-separated), else ``spec.loadBalancerIP``; otherwise the lowest free address of the first
@@ -85,6 +86,15 @@ def _int(ip: str) -> int:
 
 def _ip(i: int) -> str:
     return str(ipaddress.IPv4Address(i))
+
+
+def selection_labels(svc: dict) -> dict[str, str]:
+    """A Service's labels as Cilium's selectors see them: with ``io.kubernetes.service.namespace``
+    and ``io.kubernetes.service.name`` added (Cilium's ``serviceLabelSet``), so a pool or L2
+    policy can select one Service that carries no labels at all."""
+    md = svc.get("metadata") or {}
+    return {**(md.get("labels") or {}), "io.kubernetes.service.namespace": md.get("namespace", ""),
+            "io.kubernetes.service.name": md.get("name", "")}
 
 
 def cilium_ranges(pool: dict) -> list[Range]:
@@ -236,7 +246,7 @@ def reconcile_ipam(ctx) -> dict[str, str]:
     taken_m: dict[int, str] = {}
 
     def c_ranges(svc):
-        sel = [r for p in enabled if match_labels(svc["metadata"].get("labels"), (p.get("spec") or {}).get("serviceSelector"))
+        sel = [r for p in enabled if match_labels(selection_labels(svc), (p.get("spec") or {}).get("serviceSelector"))
                for r in cilium_ranges(p)]
         return sel, [r for p in enabled for r in cilium_ranges(p)]
 
@@ -362,7 +372,7 @@ def reconcile_l2(ctx, owners: dict[str, str]) -> None:
             cands = _candidates(ctx, pol, cfg)
             for svc in items(ctx, "v1", "Service"):
                 key = _svc_key(svc)
-                if owners.get(key) == "cilium" and match_labels(svc["metadata"].get("labels"),
+                if owners.get(key) == "cilium" and match_labels(selection_labels(svc),
                                                                  (pol.get("spec") or {}).get("serviceSelector")):
                     name = f"cilium-l2announce-{svc['metadata']['namespace']}-{svc['metadata']['name']}"
                     wanted.setdefault(name, (svc, cands, cfg.lease_duration_s))
