@@ -152,7 +152,8 @@ def plan_benchmarks(spec: LabSpec, facts: BenchFacts, options: StepOptions) -> P
                                         "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": facts.storage_classes[t],
                                                  "resources": {"requests": {"storage": pvc_size(profile)}}}}))
         changes.append(Change("action", "fio", t, reason=f"kbench jobs, profile {profile}",
-                              data={"target": t, "pvc": pvc, "profile": profile}))
+                              data={"target": t, "pvc": pvc, "profile": profile,
+                                    "fingerprint": facts.fingerprints.get(t, "")}))
     return Plan(STEP, tuple(changes), tuple(noops), tuple(notes))
 
 
@@ -267,7 +268,6 @@ class BenchmarksStep:
             if c.kind in ("namespace", "pvc"):
                 kcreate(api, c.data)
         rdir = results_dir(target)
-        fps = observe(target, target.spec, options).fingerprints
         for c in plan.changes:
             if c.kind != "fio":
                 continue
@@ -281,7 +281,7 @@ class BenchmarksStep:
                 df = parse_fio_json(text)
             except (JobFailedError, ValueError, RuntimeError) as e:
                 raise StepError(STEP, f"fio on {t}: {e}") from e
-            save_result(rdir, t, profile, text, fps.get(t, ""))
+            save_result(rdir, t, profile, text, c.data["fingerprint"])
             bar(budget, f"{len(df)} jobs, {df['source'].iloc[0]}")
 
     def checks(self, target: Any, spec: LabSpec, options: StepOptions) -> list[Check]:

@@ -98,7 +98,7 @@ def _git_changes(target: Any, spec: LabSpec, services: dict[str, ServiceFacts]) 
 
 def observe_cilium(target: Any, spec: LabSpec) -> CiliumFacts:
     dyn = target.dynamic()
-    pool, policy = cv.lb_pools(spec)[0], cv.l2_policy(spec)
+    pool_api, policy = cv.cilium_api(spec.versions.cilium)["pool"], cv.l2_policy(spec)
     services = {f"{s.namespace}/{s.name}": _service(dyn, s.namespace, s.name) for s in spec.services if s.new_ip != "disabled"}
     mlb = []
     for kind in ("L2Advertisement", "IPAddressPool"):
@@ -106,7 +106,7 @@ def observe_cilium(target: Any, spec: LabSpec) -> CiliumFacts:
             mlb.append(("metallb.io/v1beta1", kind, o["metadata"].get("namespace", METALLB[0]), o["metadata"]["name"]))
     return CiliumFacts(
         target.helm.get(*cv.RELEASE),
-        {p["metadata"]["name"]: p for p in list_objects(dyn, pool["apiVersion"], pool["kind"])
+        {p["metadata"]["name"]: p for p in list_objects(dyn, pool_api, "CiliumLoadBalancerIPPool")
          if p["metadata"]["name"] == cv.POOL_NAME or ((p["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by")
                                                      == cv.MANAGED_BY["app.kubernetes.io/managed-by"])},
         get_or_none(dyn, policy["apiVersion"], policy["kind"], policy["metadata"]["name"]),
