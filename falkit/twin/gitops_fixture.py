@@ -8,12 +8,51 @@ it works on the operator's checkout (:mod:`falkit.gitops`)."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..gitops import DISABLED, application, git, git_identity, mayastor_application
+from .applications import DISABLED_SUFFIX as DISABLED
+from .applications import application
+
+# The Mayastor chart as the operator's repository names it: the ``mayastor`` chart of the Helm
+# repository published from openebs/mayastor-extensions (its README: ``helm repo add mayastor
+# https://openebs.github.io/mayastor-extensions/``), version = Mayastor's.
+MAYASTOR_CHART_REPO = "https://openebs.github.io/mayastor-extensions/"
+# Values an operator sets for Talos, keys of the chart's chart/values.yaml: ``io_engine.cpuCount``
+# (default "2"; the stored early-2.x chart, openebs/mayastor-extensions@01e89b40c97ef256683f826990dc246fe3ac19f3,
+# has the same default under ``mayastor.cpuCount``; "1" leaves a 2-vCPU worker one core),
+# ``csi.node.kubeletDir`` (/var/lib/kubelet, the chart default and Talos' kubelet root),
+# ``storageClass.enabled`` (the seed applies its own StorageClass). Not verified against v2.8's values.
+MAYASTOR_VALUES = {"io_engine": {"cpuCount": "1"}, "csi": {"node": {"kubeletDir": "/var/lib/kubelet"}},
+                   "storageClass": {"enabled": False}}
+MAYASTOR_PROVISIONER = "io.openebs.csi-mayastor"  # storageclass-parameters.md (falkit/data/upstream/mayastor)
+
+
+def _git(root: Path, *args: str) -> str:
+    proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=False,
+                          env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+    if proc.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} failed in {root}: {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc.stdout
+
+
+def _identity(root: Path) -> list[str]:
+    """A committer identity when the machine has none (a fresh CI machine)."""
+    proc = subprocess.run(["git", "-C", str(root), "config", "user.email"], capture_output=True, text=True, check=False)
+    return [] if proc.stdout.strip() else ["-c", "user.name=falkit-twin", "-c", "user.email=falkit-twin@localhost"]
+
+
+def _storage_class(spec: Any) -> dict:
+    """The seed's ``mayastor/storageclass.yaml`` (applied by hand): OpenEBS' StorageClass shape,
+    every parameter a string (falkit/data/upstream/mayastor/storageclass-parameters.md)."""
+    m = spec.mayastor
+    return {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": m.storage_class},
+            "provisioner": MAYASTOR_PROVISIONER, "allowVolumeExpansion": True,
+            "parameters": {"repl": str(m.replicas), "protocol": m.protocol,
+                           "thin": "true" if m.thin else "false", "fsType": m.fs_type}}
 
 # The Longhorn UI was a LoadBalancer on 10.30.0.70 (MetalLB) before the migration.
 _LONGHORN_VALUES = {"service": {"ui": {"type": "LoadBalancer"}},
@@ -150,11 +189,9 @@ def make_fixture_repo(path: str | os.PathLike, spec: Any, *, state: str = "befor
     - ``mayastor/storageclass.yaml`` (the seed ``kubectl apply``s it) and, in ``after``,
       ``mayastor-app.yaml`` (the ``mayastor`` chart).
 
-    The Applications are the children of :func:`platform_application`. ``state``: ``before`` (the
+    The Applications are the children of :func:`falkit.twin.applications.app_of_apps`. ``state``: ``before`` (the
     stack before the migration) or ``after`` (the seed's end state).
     """
-    from .. import mayastorvalues as mv
-
     if state not in ("before", "after"):
         raise ValueError(f"state must be 'before' or 'after', not {state!r}")
     g = spec.gitops
@@ -203,16 +240,18 @@ def make_fixture_repo(path: str | os.PathLike, spec: Any, *, state: str = "befor
     files["longhorn-ingress/ingress.yaml"] = _LONGHORN_INGRESS
     files["longhorn-rbac/rbac.yaml"] = _LONGHORN_RBAC
     files["mayastor/storageclass.yaml"] = ("# Applied by hand: kubectl apply -f kubernetes/platform/mayastor/storageclass.yaml\n"
-                                           + yaml.safe_dump(mv.storage_class(spec), sort_keys=False))
+                                           + yaml.safe_dump(_storage_class(spec), sort_keys=False))
     if state == "after":
-        app_file("mayastor-app.yaml", mayastor_application(spec), "OpenEBS Mayastor (replaces Longhorn)")
+        app_file("mayastor-app.yaml", application("mayastor", MAYASTOR_CHART_REPO, chart="mayastor",
+                                                  revision=spec.versions.mayastor, namespace=spec.mayastor.namespace,
+                                                  values=MAYASTOR_VALUES), "OpenEBS Mayastor (replaces Longhorn)")
     for rel, text in files.items():
         p = plat / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(text, encoding="utf-8")
     (root / "README.md").write_text("# homelab GitOps (falkit fixture)\n", encoding="utf-8")
     if not (root / ".git").exists():
-        git(root, "init", "-q", "-b", "main")
-    git(root, "add", "-A")
-    git(root, *git_identity(root), "commit", "-q", "-m", f"platform ({state} the migration)")
+        _git(root, "init", "-q", "-b", "main")
+    _git(root, "add", "-A")
+    _git(root, *_identity(root), "commit", "-q", "-m", f"platform ({state} the migration)")
     return root

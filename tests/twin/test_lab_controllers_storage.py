@@ -6,7 +6,8 @@ message for the chart's default cores 1,2 on a 2-vCPU VM; csi-node stuck in init
 not loaded...") without the module. DiskPools Online with the VM disk's capacity, not created for a
 disk the VM lacks. A repl-3 PVC binds with replicas on three distinct nodes; with two pools it stays
 Pending ("not enough suitable pools available, 2/3"); a stopped VM degrades the volume. Jobs: the
-fio Job's log parses as modelled fio JSON; copy keeps the checksum, the corrupt_copy fault breaks
+fio Job's log parses as modelled fio JSON, runs the pod's job file (not falkit's annotation) and
+divides helford's write speed among three replicas on it; copy keeps the checksum, the corrupt_copy fault breaks
 it; a Deployment gets Running pods and status. TrueNAS: falkit's client round-trips interfaces,
 NFS shares and services once the TrueNAS VM runs. The pve process is a child process on loopback
 (``pve_fixtures.start_pve``); the kube emulator is the ``twin`` fixture.
@@ -185,6 +186,29 @@ def job_done(twin, name, ns="default"):
 
 def create_job(twin, manifest, ns="default"):
     __import__("kubernetes").client.BatchV1Api(twin.api).create_namespaced_job(ns, manifest)
+
+
+def test_fio_runs_the_pods_job_file_on_the_volumes_replicas(twin, pve, tmp_path):
+    """The twin's fio (falkit.twin.lab.perf) plays the job file the pod hands fio, not falkit's
+    annotation, on the volume's real replicas: three replicas whose pools share helford write at
+    most a third of its sequential write; a read is served by one replica at the device's speed."""
+    ctx = make_ctx(twin, pve, tmp_path)
+    storage_class(twin)
+    for i, w in enumerate(WORKERS):
+        diskpool(twin, f"pool-{i}", w)
+    pvc(twin, "bench")
+    run(twin, mayastor.reconcile(ctx))
+    run(twin, mayastor.reconcile(ctx))
+    m = k8s_job_manifest("fio", "default", "bench", ["seq_write", "seq_read"], "quick", target="mayastor")
+    env = m["spec"]["template"]["spec"]["containers"][0]["env"][0]
+    env["value"] = env["value"].replace("[seq_read]", "[my_read]")  # the annotation still says seq_read
+    create_job(twin, m)
+    run(twin, workloads.reconcile(ctx))
+    df = parse_fio_json(job_done(twin, "fio")).set_index("job")
+    assert list(df.index) == ["seq_write", "my_read"]
+    dev = SPEC.storage("helford").device
+    assert df.loc["seq_write", "write_mib_s"] * 2**20 == pytest.approx(dev.seq_write_mb_s * 1e6 / 3)
+    assert df.loc["my_read", "read_mib_s"] * 2**20 == pytest.approx(dev.seq_read_mb_s * 1e6)
 
 
 def test_jobs_fio_copy_checksum_and_corruption(twin, pve, tmp_path):

@@ -56,13 +56,12 @@ from typing import Any
 
 import yaml
 
-from falkit.gitops import ObjectRef
-from falkit.ownership import TRACKING_ANNOTATION, tracking_id
 from falkit.twin.kube import ApiError
 from falkit.twin.kube.objects import now_iso
 
 from .charts import CHARTS, chart_key
 from .context import LabContext, Release
+from .tracking import TRACKING_ANNOTATION, ObjectRef, tracking_id
 
 log = logging.getLogger(__name__)
 MANAGER = "argocd-controller"

@@ -1,6 +1,6 @@
 """The "before" state (``lab_process --state before``): The Fal before the migration.
 
-From ``spec.previous`` (the seed; FACTS.md and ``falkit.twin.supervisor.pve_config_from_spec``,
+From ``spec.previous`` (the seed; docs/UPSTREAM.md and ``falkit.twin.supervisor.pve_config_from_spec``,
 which gives the pve process VMs 200/201 with MACs ``52:54:00:10:30:XX`` on vmbr0):
 
 - Talos configs in the old style applied to talos-cp-01 (10.30.0.10) and talos-worker-01
@@ -21,9 +21,9 @@ Nodes (and their readiness) come from the nodes controller once the VMs are seen
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 
-from falkit.plan import lb_addresses
-
+from ..applications import app_of_apps
 from .context import LabContext, TalosNode, VolumeData
 from .helm import HELM_MANAGER, ensure_namespace, upsert
 from .talos import _minor, derive, parse_config
@@ -121,7 +121,10 @@ def _releases(ctx: LabContext) -> None:
         ctx.store.patch("v1", "Service", "longhorn-frontend",
                         {"metadata": {"annotations": {"metallb.universe.tf/loadBalancerIPs": lh_ip}}},
                         namespace="longhorn-system", field_manager=HELM_MANAGER)
-    assert not lh_ip or lh_ip in lb_addresses(pool.start, pool.stop)
+    # MetalLB serves a requested address only from a pool's range: "an explicit start-end range of
+    # IPs", both ends included (falkit/data/upstream/metallb/metallb.io_ipaddresspools.yaml).
+    assert not lh_ip or (ipaddress.IPv4Address(pool.start) <= ipaddress.IPv4Address(lh_ip)
+                         <= ipaddress.IPv4Address(pool.stop))
 
 
 def _deployment(ns: str, name: str, image: str, port: int, claim: str | None = None) -> dict:
@@ -196,6 +199,4 @@ def _gitops(ctx: LabContext) -> None:
     ``STATE_DIR/gitops`` with the seed's layout), Argo CD manages the platform from it."""
     if ctx.spec.gitops is None or not (ctx.state_dir / "gitops" / ".git").exists():
         return
-    from ...gitops import platform_application
-
-    _apply(ctx, platform_application(ctx.spec.gitops))
+    _apply(ctx, app_of_apps(ctx.spec.gitops.repo_url, ctx.spec.gitops.platform_path))

@@ -12,8 +12,8 @@ kind (label    annotations                                   pod log
 falkit.io/job)
 =============  ============================================  ===========================================
 fio            label ``app.kubernetes.io/name: falkit-fio``,  fio JSON (``falkit.bench.fio.k8s_job_manifest``);
-               ``falkit.io/fio-jobs``, ``falkit.io/bench-``   the twin's is ``falkit.bench.model.
-               ``target``                                     fio_json_from_model`` (``falkit_modelled``)
+               ``falkit.io/fio-jobs``, ``falkit.io/bench-``   the twin's is ``falkit.twin.lab.perf.
+               ``target``                                     fio_output`` (``falkit_modelled``)
 copy           ``falkit.io/source-pvc``, ``falkit.io/target``  ``copied N bytes``
                ``-pvc`` (same namespace)
 checksum       ``falkit.io/pvc``                              ``sha256  <hex>`` (sha256 over the sorted
@@ -39,7 +39,17 @@ from typing import Any
 
 from falkit.twin.kube.objects import now_iso
 
-from .workloads import _ensure_pods, _pod_state, _pvc_names, record_event, set_condition, suffix, write_status
+from .workloads import (
+    LONGHORN_DRIVER,
+    MAYASTOR_DRIVER,
+    _ensure_pods,
+    _pod_state,
+    _pvc_names,
+    record_event,
+    set_condition,
+    suffix,
+    write_status,
+)
 
 IMAGES = {"copy": "busybox:1.37", "checksum": "busybox:1.37", "write": "busybox:1.37", "ping": "alpine:3.21"}
 COMMANDS = {
@@ -130,23 +140,30 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 def _fio_log(ctx, job: dict, ns: str) -> str:
-    from falkit.bench.model import Device, fio_json_from_model, the_fal
-    from falkit.plan import derive_io_engine_cores
+    """fio's JSON for the job file the pod runs, on the storage the claim is bound to (:mod:`.perf`)."""
+    from .mayastor import core_list, release
+    from .perf import Storage, fio_output
 
     ann, labels = _meta(job, "annotations"), _meta(job, "labels")
     spec = ctx.spec
-    dev = spec.storage(spec.cluster.vm_defaults.data_storage).device
-    claims = _pvc_names((job["spec"].get("template") or {}).get("spec") or {})
+    pod_spec = (job["spec"].get("template") or {}).get("spec") or {}
+    env = {e.get("name"): e.get("value") for c in pod_spec.get("containers") or [] for e in c.get("env") or []}
+    if not env.get("FALKIT_FIO_JOBFILE"):
+        raise JobError("fio: no job file given\n")
+    claims = _pvc_names(pod_spec)
     vol = volume_of(ctx, ns, claims[0]) if claims else None
-    replicas = len(vol.replicas) if vol and vol.replicas else spec.mayastor.replicas
-    hosts = {w.node or spec.host.node for w in spec.cluster.workers}
-    env = the_fal(device=Device(dev.physical_disk, dev.seq_read_mb_s, dev.seq_write_mb_s, dev.rand_read_iops,
-                                dev.rand_write_iops, dev.latency_ms),
-                  replicas=max(1, replicas), replicas_share_disk=len(hosts) == 1, off_host=len(hosts) > 1,
-                  io_engine_cores=len(derive_io_engine_cores(spec)))
-    jobs = [j for j in (ann.get("falkit.io/fio-jobs") or "").split(",") if j] or None
-    text = fio_json_from_model(labels.get("falkit.io/bench-target", "mayastor"), jobs, env,
-                               ann.get("falkit.io/fio-profile", "full"))
+    driver = vol.driver if vol is not None else ""
+    engine = {MAYASTOR_DRIVER: "mayastor", LONGHORN_DRIVER: "longhorn"}.get(driver, "local")
+    storage_name = spec.cluster.vm_defaults.os_storage if engine == "local" else spec.cluster.vm_defaults.data_storage
+    dev = (spec.storage(storage_name) or spec.storage(spec.cluster.vm_defaults.data_storage)).device
+    replicas = len(vol.replicas) if vol is not None and vol.replicas else 1
+    disks = {(spec.storage(spec.cluster.vm_defaults.data_storage).device.physical_disk, w.node or spec.host.node)
+             for w in spec.cluster.workers}
+    rel = release(ctx) if engine == "mayastor" else None
+    cores = len(core_list(rel)) if rel is not None else 1
+    st = Storage(engine, dev.seq_read_mb_s, dev.seq_write_mb_s, dev.rand_read_iops, dev.rand_write_iops,
+                 dev.latency_ms, replicas=replicas, shared_disk=len(disks) == 1, cores=max(1, cores))
+    text = fio_output(env["FALKIT_FIO_JOBFILE"], st, target_label=labels.get("falkit.io/bench-target"))
     if vol is not None:  # fio lays out and writes its test file
         vol.used_bytes = max(vol.used_bytes, int(ann.get("falkit.io/fio-size-mib", "64")) * 2**20)
         vol.checksum = hashlib.sha256(f"{vol.checksum}fio{job['metadata']['uid']}".encode()).hexdigest()
