@@ -104,6 +104,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return main_runs(args)
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import main_doctor
+
+    return main_doctor(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="falkit", description="Migrate The Fal to Talos + Cilium + Mayastor, rehearsed on the twin.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -145,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     jp = sub.add_parser("lab", help="JupyterLab on 127.0.0.1 (random token) to step through the notebooks")
     jp.add_argument("--port", type=int, default=None)
     jp.set_defaults(fn=cmd_lab)
+
+    dp = sub.add_parser("doctor", help="read-only readiness report for a target: one row per check, with the fix")
+    dp.add_argument("--target", choices=["live", "twin"], default="twin")
+    dp.add_argument("--params", default=DEFAULT_PARAMS, help=f"lab spec (default {DEFAULT_PARAMS})")
+    dp.add_argument("--json", action="store_true", help="the rows as JSON")
+    dp.set_defaults(fn=cmd_doctor)
 
     bp = sub.add_parser("bench", help="storage benchmarks with fio")
     bp.add_argument("--local", action="store_true", required=True, help="run the fio jobs against a local file")
