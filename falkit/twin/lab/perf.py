@@ -89,7 +89,7 @@ def parse_jobfile(text: str) -> tuple[dict, list[Job]]:
         if not sections:
             raise ValueError(f"fio: option outside a section: {line!r}")
         key, _, value = line.partition("=")
-        sections[-1][1][key.strip()] = value.strip()
+        sections[-1][1][key.strip()] = value.strip()  # a bare key (``stonewall``) has the value ''
     glob = next((opts for name, opts in sections if name == "global"), {})
     jobs = []
     for name, opts in sections:
@@ -147,6 +147,12 @@ def _side(iops: float, bs: int, runtime_ms: int, engine: str, qd: int) -> dict:
             "lat_ns": {k: v for k, v in clat.items() if k != "percentile"}}
 
 
+def _shown(options: dict) -> dict:
+    """The options fio's JSON reports: those with a value (bare flags such as ``stonewall`` are left
+    out, as in real fio 3.33 output, tests/bench/data/fio-3.33-quick-libaio-ext4.json)."""
+    return {k: v for k, v in options.items() if v != ""}
+
+
 _IDLE = {"io_bytes": 0, "io_kbytes": 0, "bw_bytes": 0, "bw": 0, "iops": 0.0, "runtime": 0, "total_ios": 0,
          "short_ios": 0, "drop_ios": 0}
 
@@ -167,10 +173,10 @@ def fio_output(jobfile: str, st: Storage, *, target_label: str | None = None) ->
         busy = _side(iops, job.bs, runtime_ms, st.engine, qd)
         write = "write" in job.rw
         out.append({"jobname": job.name, "groupid": i, "error": 0, "eta": 0,
-                    "elapsed": (job.ramp_s + job.runtime_s) * (i + 1), "job options": dict(job.options),
+                    "elapsed": (job.ramp_s + job.runtime_s) * (i + 1), "job options": _shown(job.options),
                     "read": dict(_IDLE) if write else busy, "write": busy if write else dict(_IDLE),
                     "job_runtime": runtime_ms, "falkit_limited_by": f"twin: {why} ({st.engine})"})
     doc = {"fio version": "falkit-twin", "falkit_modelled": True, "falkit_target": target_label,
            "falkit_note": "Modelled by the twin (falkit.twin.lab.perf) from the lab's device figures; not a measurement.",
-           "global options": dict(glob), "jobs": out}
+           "global options": _shown(glob), "jobs": out}
     return json.dumps(doc, indent=2)
