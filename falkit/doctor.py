@@ -62,8 +62,13 @@ class Row:
 
 
 def minimal_role() -> dict[str, Any]:
-    """The role falkit's token needs (``falkit/data/pve-role.json``)."""
-    return json.loads(ROLE_FILE.read_text(encoding="utf-8"))
+    """The role falkit's token needs (``falkit/data/pve-role.json``): ``role`` (name),
+    ``privileges`` (a list, or a dict privilege -> why) and ``pveum`` (the commands that create it)."""
+    data = json.loads(ROLE_FILE.read_text(encoding="utf-8"))
+    privs = data.get("privileges") or data.get("privs") or []
+    pveum = data.get("pveum") or []
+    return {"role": data.get("role", "Falkit"), "privileges": sorted(privs),
+            "pveum": [pveum] if isinstance(pveum, str) else list(pveum)}
 
 
 def _version(text: str) -> tuple[int, int, int] | None:

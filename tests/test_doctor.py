@@ -4,8 +4,11 @@ Behaviours: on a healthy twin (the operator's Talos secrets in place, talosctl a
 versions on PATH) every row is ok or warn and the exit code is 0, and the command changes nothing
 on the twin's Proxmox; each fault makes exactly its row block and the exit code 1: talosctl missing
 from PATH, a talosctl of another Talos minor, a helm too old for the spec's Kubernetes, the existing
-cluster's Talos secrets missing, and Plex's LXC template deleted from the node. A live target whose
-token secret is not set blocks on the proxmox row without opening any connection.
+cluster's Talos secrets missing, and Plex's LXC template deleted from the node. The GitOps row: a
+local bare remote is reachable and writable; an unreachable one blocks when ``gitops.push`` is on.
+The live path runs against the twin's Proxmox on its loopback address (token from the environment,
+CA in the live private dir); a live target whose token secret is not set blocks on the proxmox row
+without opening any connection.
 
 talosctl/helm are small loopback-free stand-in scripts printing the real tools' version lines
 (``talosctl version --client --short``: ``Client:`` then ``Talos vX.Y.Z``, siderolabs/talos
@@ -15,6 +18,7 @@ internal/version ``GetVersion``/``formatVersion``).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -76,8 +80,8 @@ def healthy(lab, monkeypatch):
     return lab
 
 
-def doctor(capsys, *extra: str) -> tuple[int, dict[str, dict]]:
-    code = main(["doctor", "--target", "twin", "--params", str(FAL), "--json", *extra])
+def doctor(capsys, *extra: str, params: Path = FAL, target: str = "twin") -> tuple[int, dict[str, dict]]:
+    code = main(["doctor", "--target", target, "--params", str(params), "--json", *extra])
     out = json.loads(capsys.readouterr().out)
     return code, {r["check"]: r for r in out["rows"]}
 
@@ -132,6 +136,61 @@ def test_the_existing_clusters_secrets_missing_blocks(healthy, capsys):
     assert code == 1 and blocking(rows) == {"talos-secrets"}
     assert "exists (VMs 200, 201)" in rows["talos-secrets"]["detail"]
     assert "--from-controlplane-config" in rows["talos-secrets"]["fix"]
+
+
+def _spec_with(tmp_path: Path, **changes) -> Path:
+    """parameters/fal.yaml with dotted-path ``changes`` (e.g. ``gitops__push=True``)."""
+    import yaml
+
+    data = yaml.safe_load(FAL.read_text())
+    for dotted, value in changes.items():
+        *head, last = dotted.split("__")
+        node = data
+        for k in head:
+            node = node[k]
+        node[last] = value
+    path = tmp_path / "lab.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_the_gitops_remote_reachable_and_writable_or_blocking_when_pushing(healthy, capsys, tmp_path):
+    import subprocess
+
+    checkout = Path(healthy["conn"]["gitops"]["checkout"])
+    bare = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    subprocess.run(["git", "-C", str(checkout), "remote", "add", "origin", str(bare)], check=True)
+    try:
+        code, rows = doctor(capsys)
+        assert code == 0 and rows["gitops-remote"]["status"] == "ok"
+        assert rows["gitops-remote"]["detail"] == f"origin ({bare}) reachable and writable"
+        # the remote goes away: with gitops.push the run would fail at the push, so doctor blocks
+        subprocess.run(["git", "-C", str(checkout), "remote", "set-url", "origin", str(tmp_path / "gone.git")], check=True)
+        code, rows = doctor(capsys, params=_spec_with(tmp_path, gitops__push=True))
+        assert code == 1 and blocking(rows) == {"gitops-remote"}
+        assert "is not reachable" in rows["gitops-remote"]["detail"]
+    finally:
+        subprocess.run(["git", "-C", str(checkout), "remote", "remove", "origin"], check=True)
+
+
+def test_live_mode_against_a_loopback_proxmox(healthy, capsys, monkeypatch, tmp_path):
+    """The live path (token from the environment, the CA in the live private dir) run against the
+    twin's Proxmox on its loopback address: the same rows from the same calls."""
+    from falkit.target import private_dir_for
+
+    px = healthy["conn"]["proxmox"]
+    assert ipaddress.ip_address(px["host"]).is_loopback  # never a real address
+    monkeypatch.setenv("FALKIT_PVE_TOKEN", Path(px["token_file"]).read_text().strip())
+    shutil.copy(px["ca_file"], private_dir_for("the-fal", "live") / "pve-ca.pem")
+    params = _spec_with(tmp_path, secrets__proxmox_url=f"https://{px['host']}:{px['port']}")
+    code, rows = doctor(capsys, params=params, target="live")
+    assert rows["proxmox"]["status"] == "ok", rows["proxmox"]
+    assert rows["privileges"]["status"] == "ok"
+    assert rows["storages"]["status"] == "ok" and rows["lxc-template"]["status"] == "ok"
+    assert "no remote 'origin'" not in rows["gitops-remote"]["detail"]  # live reads spec gitops.checkout
+    assert rows["gitops-remote"]["status"] == "block"  # ~/src/homelab-gitops is not a checkout here
+    assert code == 1
 
 
 def test_a_missing_lxc_template_blocks_its_row(healthy, capsys):
