@@ -44,7 +44,7 @@ POD_CONTROLLER = "falkit.twin/controller"
 
 def module_name(name: str) -> str:
     """The kernel's name of a module: ``nvme-tcp`` and ``nvme_tcp`` are one module (modprobe treats
-    ``-`` and ``_`` alike; /proc/modules lists the ``_`` form). FACTS.md, Mayastor."""
+    ``-`` and ``_`` alike; /proc/modules lists the ``_`` form). docs/UPSTREAM.md, Mayastor."""
     return name.strip().replace("-", "_")
 
 
@@ -230,7 +230,7 @@ class CiliumConfig:
     """The effective configuration of the installed Cilium release (``ctx.cilium_config()``).
 
     Defaults are the chart's: ``kubeProxyReplacement`` false, ``l2announcements.enabled`` false,
-    ``externalIPs.enabled`` false, client rate limit 5 qps / burst 10 (FACTS.md, Cilium), ``devices``
+    ``externalIPs.enabled`` false, client rate limit 5 qps / burst 10 (docs/UPSTREAM.md, Cilium), ``devices``
     empty (= auto-detect). ``lease_*`` are ``l2announcements.lease*`` in seconds (15 / 5 / 2).
     """
 
@@ -379,7 +379,7 @@ class LabContext:
     def cilium_config(self) -> CiliumConfig | None:
         """The installed Cilium's effective config, or None when Cilium is not installed. The
         LB-IPAM controller refuses L2 announcements unless ``kube_proxy_replacement`` and
-        ``l2_announcements`` are both true (FACTS.md, Cilium)."""
+        ``l2_announcements`` are both true (docs/UPSTREAM.md, Cilium)."""
         r = self.release_of("cilium")
         if r is None:
             return None

@@ -7,7 +7,7 @@ Cilium LB-IPAM (operator/pkg/lbipam/lbipam.go at the 1.18 line, read for this mo
   ``v2alpha1`` -- one collection). Blocks are ``{cidr}`` or ``{start, stop}``; ``disabled`` pools
   allocate nothing new; ``serviceSelector`` limits which services a pool serves (with Cilium's
   ``io.kubernetes.service.namespace``/``.name`` labels added: :func:`selection_labels`);
-  ``allowFirstLastIPs: "No"`` reserves a CIDR's first and last address (FACTS.md, Cilium).
+  ``allowFirstLastIPs: "No"`` reserves a CIDR's first and last address (docs/UPSTREAM.md, Cilium: the CRD field of v1.18.10).
 * Requested IPs: annotation ``lbipam.cilium.io/ips`` or its alias ``io.cilium/lb-ipam-ips``
   (comma-separated), else ``spec.loadBalancerIP``; otherwise the lowest free address of the first
   matching pool (pools by creation time).

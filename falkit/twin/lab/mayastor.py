@@ -1,7 +1,7 @@
 """OpenEBS Mayastor in the twin: io-engine and csi-node pods, DiskPools, volume provisioning.
 
-Facts behind it (FACTS.md, "OpenEBS Mayastor"; the chart stand-in in :mod:`falkit.twin.lab.charts`
-records the io-engine values in ``release.notes["io_engine"]``):
+Facts behind it (docs/UPSTREAM.md, "OpenEBS Mayastor", each with its source; the chart stand-in in
+:mod:`falkit.twin.lab.charts` records the io-engine values in ``release.notes["io_engine"]``):
 
 * **io-engine** pods exist only on nodes matching the DaemonSet's nodeSelector
   (``openebs.io/engine=mayastor``) while the mayastor/openebs release exists. Each requests
@@ -60,7 +60,7 @@ from .workloads import (
 
 log = logging.getLogger(__name__)
 MANAGER = "falkit-twin-mayastor"
-HUGEPAGES_NEEDED = 1024  # 2 GiB of 2 MiB pages (FACTS.md: exactly the request, zero slack)
+HUGEPAGES_NEEDED = 1024  # 2 GiB of 2 MiB pages (the chart's hugepages2Mi request "2Gi": exactly that, zero slack; docs/UPSTREAM.md)
 DISKPOOL_VERSIONS = ("openebs.io/v1beta2", "openebs.io/v1beta3")
 
 
