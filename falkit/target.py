@@ -225,14 +225,23 @@ class Target:
             return talos.TwinTalos(self.lab_api, self.journal)
         return talos.LiveTalos(str(self.private_dir / "talosconfig"), self.journal)
 
-    @cached_property
+    def tool_env(self) -> dict[str, str]:
+        """The environment falkit runs ``helm``/``talosctl`` in: the process's, with the twin's
+        stand-in directory (connection.json ``"bin"``) first on PATH on the twin."""
+        env = dict(os.environ)
+        bindir = self.connection.get("bin") if self.kind == "twin" else None
+        if bindir:
+            env["PATH"] = os.pathsep.join([bindir] + [p for p in env.get("PATH", "").split(os.pathsep) if p != bindir])
+        return env
+
+    @property
     def helm(self):
+        """The Helm backend (``helm`` on PATH, the same class on both targets), over the kubeconfig
+        in use now (it changes when 30-talos writes the new cluster's)."""
         from .backends import helm
 
-        if self.kind == "twin":
-            return helm.TwinHelm(self.lab_api, self.journal)
         path = self.kubeconfig_path()
-        return helm.LiveHelm(str(path or self.private_dir / "kubeconfig"), self.journal)
+        return helm.Helm(str(path or self.private_dir / "kubeconfig"), self.journal, env=self.tool_env())
 
     @cached_property
     def truenas(self):

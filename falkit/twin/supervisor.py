@@ -409,6 +409,11 @@ def up(spec_path: str | os.PathLike | dict, state: str = "auto", state_dir: str 
         _wait_settled(ready["lab"]["kube_server"])
     if gitops_dir is not None:
         conn["gitops"] = {"checkout": str(gitops_dir)}
+    if with_lab:
+        # The tool stand-ins (helm, talosctl) the target puts first on PATH (falkit.twin.tools).
+        from falkit.twin.tools import write_wrappers
+
+        conn["bin"] = str(write_wrappers(root))
     _write_json(root / "connection.json", conn, mode=0o600)
     return conn
 
