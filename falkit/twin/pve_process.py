@@ -26,6 +26,9 @@ What it adds to fakepve (which has a fixed 4 CPU / 8 GiB node and a stateless ``
   token ``root@pam!falkit`` is refused with ``403 Permission check failed (configuring device
   passthrough is only allowed for root@pam)``; a root@pam ticket (password file) may do it.
 - Storages from the config with their sizes; initial guests' disks are allocated on them.
+- The appliance index (``GET/POST /nodes/{node}/aplinfo``, pveam's API): config ``appliances``
+  lists the templates Proxmox could download; POST downloads one onto a ``vztmpl`` storage. The
+  twin starts without the Plex template on ``local`` (a fresh host has none).
 - A control API (plain HTTP, 127.0.0.1, random port) for faults, state dump and snapshots; every
   fault maps onto one of fakepve's own mechanisms (see :class:`Control`).
 
@@ -121,6 +124,8 @@ class TwinPve(FakePve):
         self.cpu_model = cpu.get("model", "AMD Ryzen 9 6800HX with Radeon Graphics")
         self.memory_total = int(cfg.get("memory_bytes") or int(cfg.get("memory_gb", 32)) * GIB)
         self.time_scale = float(cfg.get("time_scale", 0.0))
+        # The appliance index `pveam update` keeps (config "appliances"): what POST aplinfo downloads.
+        self.appliances: list[dict] = [dict(a) for a in cfg.get("appliances", [])]
         # ACL switched on, empty: root@pam and its tokens pass every privilege check, but PVE's
         # hard-coded `$authuser eq 'root@pam'` rules (LXC devN, bind mounts, ...) refuse tokens.
         self.acl = {}
@@ -473,9 +478,37 @@ class TwinPve(FakePve):
                 self.net_staged = None
         return await self.task(v["node"], "srvreload", "networking", user, body)
 
+    # ----------------------------------------------------- appliance templates (pveam)
+
+    async def _apl_list(self, v, user, extra):
+        """``GET /nodes/{node}/aplinfo``: the appliance index (pve-manager PVE/API2/Nodes.pm
+        ``aplinfo``, commit 14a22df35955; its entries are PVE::APLInfo's fields)."""
+        return [dict(a) for a in self.appliances]
+
+    async def _apl_download(self, v, user, extra):
+        """``POST /nodes/{node}/aplinfo`` (``apl_download``, same file): ``no such template`` for a
+        name not in the index, ``storage '<id>' does not support templates`` without ``vztmpl``
+        content; a ``download`` task puts ``vztmpl/<template>`` on the storage. The permission
+        (Datastore.AllocateTemplate on /storage/{storage}) comes from the API schema."""
+        appliance = next((a for a in self.appliances if a.get("template") == v.get("template")), None)
+        if appliance is None:
+            raise self._param_error(template="no such template")
+        store = self.storages.get(v["storage"])
+        if store is None:
+            raise PveError(500, f"storage '{v['storage']}' does not exist")
+        if "vztmpl" not in str(store.get("content", "")).split(","):
+            raise PveError(500, f"storage '{v['storage']}' does not support templates")
+
+        async def body():
+            await self.pause(5)
+            self.store_file(v["storage"], appliance["template"], int(appliance.get("size", 120 * MIB)), "vztmpl")
+        return await self.task(v["node"], "download", appliance["template"], user, body,
+                               log=[f"downloading {appliance.get('location')} to {appliance['template']}"])
+
     def _twin_routes(self):
         net = "/nodes/{node}/network"
-        return [("GET", net, self._net_list), ("POST", net, self._net_create),
+        return [("GET", "/nodes/{node}/aplinfo", self._apl_list), ("POST", "/nodes/{node}/aplinfo", self._apl_download),
+                ("GET", net, self._net_list), ("POST", net, self._net_create),
                 ("PUT", net, self._net_reload), ("DELETE", net, self._net_revert),
                 ("GET", net + "/{iface}", self._net_read), ("PUT", net + "/{iface}", self._net_update),
                 ("DELETE", net + "/{iface}", self._net_delete_iface)]

@@ -39,6 +39,15 @@ BEFORE_NETWORK = {"cidr": "10.30.0.0/24", "gateway": "10.30.0.1", "host_ip": "10
                   "mac_prefix": "52:54:00:10:30"}
 
 
+# An entry of Proxmox's appliance index (PVE::APLInfo fields; the system templates live under
+# download.proxmox.com/images/system/ — a string here, never fetched).
+APPLIANCE_DEBIAN_12 = {"template": "debian-12-standard_12.7-1_amd64.tar.zst", "type": "lxc", "os": "debian-12",
+                       "package": "debian-12-standard", "version": "12.7-1", "section": "system",
+                       "headline": "Debian 12 Bookworm (standard)", "architecture": "amd64",
+                       "location": "http://download.proxmox.com/images/system/debian-12-standard_12.7-1_amd64.tar.zst",
+                       "size": 120 * 1024 ** 2}
+
+
 # --------------------------------------------------------------------- paths
 
 def state_root(state_dir: str | os.PathLike | None = None) -> Path:
@@ -124,8 +133,10 @@ def pve_config_from_spec(spec: Any, state: str = "before") -> dict:
                    "model": cpu.get("model") or "AMD Ryzen 9 6800HX with Radeon Graphics"},
            "memory_gb": int(host.get("memory_gb") or 32),
            "storages": storages, "nics": [nic], "bridges": [bridge], "vms": [], "cts": [],
-           "templates": [{"storage": "local", "name": "debian-12-standard_12.7-1_amd64.tar.zst",
-                          "content": "vztmpl", "size": 120 * 1024 ** 2}],
+           # No LXC template on the host (a fresh PVE has none): the Plex step downloads it through
+           # the appliance index, as `pveam download` does (issue 13 fault 9).
+           "templates": [],
+           "appliances": [dict(APPLIANCE_DEBIAN_12)],
            "time_scale": 0.0}
     if state == "before":
         cluster = d.get("cluster") or {}
