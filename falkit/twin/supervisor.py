@@ -39,6 +39,8 @@ BEFORE_NETWORK = {"cidr": "10.30.0.0/24", "gateway": "10.30.0.1", "host_ip": "10
                   "mac_prefix": "52:54:00:10:30"}
 
 
+ROLE = json.loads((Path(__file__).resolve().parents[1] / "data" / "pve-role.json").read_text())
+
 # An entry of Proxmox's appliance index (PVE::APLInfo fields; the system templates live under
 # download.proxmox.com/images/system/ — a string here, never fetched).
 APPLIANCE_DEBIAN_12 = {"template": "debian-12-standard_12.7-1_amd64.tar.zst", "type": "lxc", "os": "debian-12",
@@ -137,7 +139,10 @@ def pve_config_from_spec(spec: Any, state: str = "before") -> dict:
            # the appliance index, as `pveam download` does (issue 13 fault 9).
            "templates": [],
            "appliances": [dict(APPLIANCE_DEBIAN_12)],
-           "time_scale": 0.0}
+           "time_scale": 0.0,
+           # The operator's API token as docs/SETUP describes it: privilege-separated (PVE's default),
+           # with exactly the documented role on / (falkit/data/pve-role.json, a data file).
+           "token": {"privsep": True, "acl": [{"path": ROLE["path"], "privs": list(ROLE["privileges"])}]}}
     if state == "before":
         cluster = d.get("cluster") or {}
         cp = (cluster.get("control_plane") or [{}])[0]
