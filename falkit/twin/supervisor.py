@@ -424,7 +424,7 @@ def up(spec_path: str | os.PathLike | dict, state: str = "auto", state_dir: str 
     if ready.get("lab") and state == "before":
         _wait_settled(ready["lab"]["kube_server"])
     if gitops_dir is not None:
-        conn["gitops"] = {"checkout": str(gitops_dir)}
+        conn["gitops"] = {"checkout": str(gitops_dir), "remote": str(root / "gitops-remote.git")}
     if with_lab:
         # The tool stand-ins (helm, talosctl) the target puts first on PATH (falkit.twin.tools).
         from falkit.twin.tools import write_wrappers
@@ -465,11 +465,12 @@ def _gitops_fixture(spec_path: Any, root: Path, state: str) -> Path | None:
     spec = load_spec_any(spec_path)
     if state != "before" or getattr(spec, "gitops", None) is None:
         return None
+    from falkit.twin.gitops_fixture import make_fixture_repo, make_remote
+
     path = root / "gitops"
     if not (path / ".git").exists():
-        from falkit.twin.gitops_fixture import make_fixture_repo
-
         make_fixture_repo(path, spec, state="before")
+    make_remote(path, root / "gitops-remote.git")  # what the twin's Argo CD follows (issue 13 fault 6)
     return path
 
 

@@ -10,8 +10,11 @@ Active once Argo CD is installed (a deployed ``argo-cd`` Helm release, or the De
   directly in ``path`` (``directory.recurse`` for sub-directories) named ``*.yaml``/``*.yml``/
   ``*.json``: a file renamed ``*.disabled`` is no longer part of the app. ``repoURL`` resolves to a
   local repository: ``file://`` URLs and absolute paths as they are; ``ctx.extra["argocd"]["repos"]
-  [url]`` (registered by the twin's set-up); the lab spec's ``gitops.repo_url`` -> the twin's own
-  checkout ``<state_dir>/gitops`` when it exists, else ``gitops.checkout``. A Helm chart source
+  [url]`` (registered by the twin's set-up); the lab spec's ``gitops.repo_url`` -> the twin's Git
+  server, the bare repository ``<state_dir>/gitops-remote.git`` (what falkit pushed: Argo CD
+  syncs the remote's revision, never a local checkout — argo-cd docs "Tracking and Deployment
+  Strategies": a branch/tag/HEAD ``targetRevision`` is resolved on the repository server), else
+  (older state dirs) the checkout ``<state_dir>/gitops``, else ``gitops.checkout``. A Helm chart source
   (``chart``) is rendered by the twin's chart stand-ins (:mod:`falkit.twin.lab.charts`) with
   ``helm.valuesObject``/``helm.values``; the rendered release (with the chart's ``notes``) is kept in
   ``ctx.extra["argocd"]["helm"][app]`` (:func:`chart_release`) — Argo CD runs ``helm template``, it
@@ -99,6 +102,9 @@ def repo_path(ctx: LabContext, url: str) -> Path:
         return Path(repos[url])
     g = getattr(ctx.spec, "gitops", None)
     if g is not None and url.rstrip("/") == g.repo_url.rstrip("/"):
+        remote = ctx.state_dir / "gitops-remote.git"
+        if (remote / "HEAD").exists():
+            return remote  # the twin's Git server: what was pushed, never the checkout's working state
         own = ctx.state_dir / "gitops"
         return own if (own / ".git").exists() else Path(os.path.expanduser(g.checkout))
     raise SourceError(f"repository not accessible: {url}: the twin knows no local repository for this URL")
@@ -123,6 +129,9 @@ def _repo_stamp(repo: Path) -> tuple:
             out.append((git / name).stat().st_mtime_ns)
         except OSError:
             out.append(0)
+    # A push to a bare repository updates refs/heads/* and writes no reflog: stamp the branch refs too.
+    for dirpath, _dirs, names in os.walk(git / "refs" / "heads"):
+        out += [(n, os.stat(os.path.join(dirpath, n)).st_mtime_ns) for n in sorted(names)]
     return tuple(out)
 
 
