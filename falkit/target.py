@@ -131,6 +131,8 @@ def check_pve_privileges(pve: Any, token_id: str) -> None:
     """Read-only: the token's privileges on ``/`` (``GET /access/permissions``) against the role.
     A new PVE token is privilege-separated (only its own ACLs count), so a token made without the
     ACL gets 403 on every call; this names what is missing before anything is applied."""
+    import requests
+
     from .pve import PveCallError, call
 
     role = pve_role()
@@ -138,6 +140,11 @@ def check_pve_privileges(pve: Any, token_id: str) -> None:
         held = call("read the API token's permissions", pve.access.permissions.get, path=role["path"]) or {}
     except PveCallError as e:
         raise TargetError(f"cannot read the Proxmox API token's permissions (GET /access/permissions): {e}") from e
+    except requests.exceptions.SSLError as e:
+        raise TargetError(f"Proxmox's TLS certificate is not trusted ({e.__class__.__name__}: certificate verify "
+                          f"failed): put the host's CA (/etc/pve/pve-root-ca.pem) in the private dir as pve-ca.pem") from e
+    except requests.exceptions.RequestException as e:
+        raise TargetError(f"Proxmox did not answer: {e}") from e
     have = set((held.get(role["path"]) or {}).keys())
     missing = [p for p in role["privileges"] if p not in have]
     if missing:
