@@ -252,3 +252,16 @@ def test_inactive_without_argocd(twin, tmp_path):
 ])
 def test_health(obj, expected):
     assert argocd.health(obj) == expected
+
+
+def test_helm_source_must_be_served_by_its_repository(twin, tmp_path):
+    """A chart source names a repository that publishes the chart (the same table as the twin's
+    helm stand-in): Mayastor from Cilium's repository is a comparison error, from its own renders."""
+    ctx, _ = lab(twin.store, tmp_path)
+    app = {"metadata": {"name": "mayastor"}, "spec": {"destination": {"namespace": "mayastor"}}}
+    with pytest.raises(argocd.SourceError, match="not found in https://helm.cilium.io/"):
+        argocd.render_helm(ctx, app, {"repoURL": "https://helm.cilium.io/", "chart": "mayastor",
+                                      "targetRevision": "2.8.0"})
+    objs, version = argocd.render_helm(ctx, app, {"repoURL": "https://openebs.github.io/mayastor-extensions/",
+                                                  "chart": "mayastor", "targetRevision": "2.8.0"})
+    assert objs and version == "2.8.0"

@@ -64,7 +64,7 @@ from falkit.ownership import TRACKING_ANNOTATION, tracking_id
 from falkit.twin.kube import ApiError
 from falkit.twin.kube.objects import now_iso
 
-from .charts import CHARTS, chart_key
+from .charts import CHARTS, chart_key, repository
 from .context import LabContext, Release
 
 log = logging.getLogger(__name__)
@@ -182,6 +182,12 @@ def read_directory(repo: Path, sha: str, path: str, recurse: bool = False) -> li
 def render_helm(ctx: LabContext, app: dict, source: dict) -> tuple[list[dict], str]:
     """``helm template`` of a chart source by the twin's chart stand-ins; ``(objects, version)``."""
     key = chart_key(source["chart"])
+    # The chart must be served by the repository the Application names (the twin's table of
+    # published chart repositories, falkit/twin/tools/chartrepos.py — the same the helm stand-in uses).
+    served = repository(str(source.get("repoURL") or ""))
+    if served is not None and source["chart"] not in served:
+        raise SourceError(f"chart {source['chart']!r} not found in {source.get('repoURL')} (it serves "
+                          f"{', '.join(sorted(served))})")
     if key not in CHARTS:
         raise SourceError(f"chart {source['chart']!r} not found in {source.get('repoURL')} (the twin knows "
                           f"{', '.join(sorted(CHARTS))})")
