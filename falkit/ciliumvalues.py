@@ -36,7 +36,7 @@ from .plan import derive_plan
 from .schemas import SchemaValidationError, validate_cilium_values
 from .spec import LabSpec
 
-CHART = "cilium/cilium"
+CHART = "cilium"  # from https://helm.cilium.io/ (falkit.backends.helm.CHART_REPOSITORIES)
 RELEASE = ("kube-system", "cilium")
 POOL_NAME = "lb-pool"
 POLICY_NAME = "l2-announcements"

@@ -67,6 +67,8 @@ def minimal_role() -> dict[str, Any]:
     data = json.loads(ROLE_FILE.read_text(encoding="utf-8"))
     privs = data.get("privileges") or data.get("privs") or []
     pveum = data.get("pveum") or []
+    if isinstance(pveum, str):
+        pveum = pveum.replace("{privs}", ",".join(sorted(privs))).replace("{token}", data.get("token", "root@pam!falkit"))
     return {"role": data.get("role", "Falkit"), "privileges": sorted(privs),
             "pveum": [pveum] if isinstance(pveum, str) else list(pveum)}
 

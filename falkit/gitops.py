@@ -14,8 +14,14 @@ source reads only ``*.yaml``, ``*.yml`` and ``*.json``).
 - Editing changes one document only, with ruamel.yaml round-trip on that document's text: every
   other document, comment, key order and quoting of the file stays byte-for-byte.
 - :meth:`Checkout.commit` writes the planned edits (refusing when the file changed since the plan),
-  commits them with the ``git`` CLI on ``spec.gitops.branch`` and pushes **only** when
-  ``spec.gitops.push`` is true. Nothing reaches a remote otherwise.
+  commits them with the ``git`` CLI on ``spec.gitops.branch`` (pushing it when ``spec.gitops.push``);
+  :meth:`Checkout.deliver` (called by :func:`falkit.ownership.apply_git_changes` before it waits
+  for Argo CD) then gets the commit where Argo CD reads it: Argo CD syncs the *remote's* tracked revision (the Applications' ``targetRevision``;
+  ``HEAD`` = the remote's default branch), never this checkout. With ``spec.gitops.push`` the
+  branch is pushed; with ``push`` and ``spec.gitops.merge`` the tracked branch is fast-forwarded
+  to the commit; otherwise :class:`GitOpsGateError` stops the step and says exactly what to push
+  and merge (default: ``merge: false`` — falkit never writes the tracked branch unless told to).
+  Nothing reaches a remote unless ``push`` is true.
 
 :func:`falkit.twin.gitops_fixture.make_fixture_repo` builds a repository with the seed's layout
 (tests and the twin).
@@ -56,6 +62,11 @@ class CheckoutConflictError(GitOpsError):
 
 class GitCommandError(GitOpsError):
     """``git`` exited non-zero; carries its stderr."""
+
+
+class GitOpsGateError(GitOpsError):
+    """falkit's commit is not in the revision Argo CD tracks and the spec does not let falkit put it
+    there: the message says exactly what to push and merge; re-run the notebook afterwards."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,8 @@ class Commit:
     files: tuple[str, ...]
     pushed: bool
     message: str
+    tracked: str = ""  # the remote branch Argo CD follows (the Applications' targetRevision)
+    merged: bool = False  # the commit is in ``tracked`` on the remote
 
 
 # ---------------------------------------------------------------------------------------------- text
@@ -295,6 +308,8 @@ class Checkout:
     branch: str = "falkit/migration"
     push: bool = False
     remote: str = "origin"
+    merge: bool = False
+    target_revision: str = "HEAD"
     longhorn_files: tuple[str, ...] = ("longhorn-app.yaml", "longhorn-ingress-app.yaml", "longhorn-rbac-app.yaml")
     _cache: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -303,7 +318,7 @@ class Checkout:
         """From ``spec.gitops``; ``root`` overrides ``checkout`` (the twin keeps its own)."""
         path = Path(os.path.expanduser(str(root if root is not None else gitops.checkout)))
         return cls(path, gitops.platform_path.strip("/"), gitops.branch, gitops.push,
-                   longhorn_files=tuple(gitops.longhorn_files))
+                   longhorn_files=tuple(gitops.longhorn_files), merge=bool(getattr(gitops, "merge", False)))
 
     @classmethod
     def for_target(cls, target: Any) -> Checkout:
@@ -456,9 +471,62 @@ class Checkout:
         sha = self.head()
         pushed = False
         if self.push:
-            git(self.root, "push", self.remote, f"{self.branch}:{self.branch}")
+            git(self.root, "push", "-q", self.remote, f"{self.branch}:{self.branch}")
             pushed = True
         return Commit(sha, self.branch, tuple(files), pushed, msg)
+
+    def tracked_branch(self) -> str:
+        """The remote branch Argo CD follows: ``target_revision``, or for ``HEAD`` the remote's
+        default branch (``git ls-remote --symref REMOTE HEAD``)."""
+        if self.target_revision not in ("", "HEAD"):
+            return self.target_revision.removeprefix("refs/heads/")
+        out = git(self.root, "ls-remote", "--symref", self.remote, "HEAD")
+        for line in out.splitlines():
+            if line.startswith("ref: refs/heads/") and line.endswith("\tHEAD"):
+                return line[len("ref: refs/heads/"):-len("\tHEAD")]
+        raise GitOpsError(f"cannot tell which branch {self.remote}'s HEAD is (git ls-remote --symref {self.remote} HEAD)")
+
+    def deliver(self, commit: Commit) -> Commit:
+        """Get ``commit`` into the revision Argo CD syncs (it reads the remote, never this checkout):
+
+        1. ``push``: push ``branch`` to ``remote`` (:meth:`commit` did when it made the commit);
+        2. already in the tracked branch on the remote: done;
+        3. ``push`` and ``merge``: fast-forward the tracked branch to the commit
+           (``git push REMOTE SHA:refs/heads/TRACKED``; git refuses anything but a fast-forward);
+        4. otherwise :class:`GitOpsGateError` naming the branch, the commit and the exact commands.
+        """
+        import dataclasses
+
+        if self.push and not commit.pushed:
+            git(self.root, "push", "-q", self.remote, f"{self.branch}:{self.branch}")
+            commit = dataclasses.replace(commit, pushed=True)
+        tracked = self.tracked_branch()
+        commit = dataclasses.replace(commit, tracked=tracked)
+        git(self.root, "fetch", "-q", self.remote, f"+refs/heads/{tracked}:refs/remotes/{self.remote}/{tracked}")
+        upstream = f"{self.remote}/{tracked}"
+        if self._is_ancestor(commit.sha, upstream):
+            return dataclasses.replace(commit, merged=True)
+        if self.push and self.merge:
+            if not self._is_ancestor(upstream, commit.sha):
+                raise GitOpsGateError(
+                    f"{upstream} has commits that {self.branch} (commit {commit.sha[:10]}) lacks, so falkit cannot "
+                    f"fast-forward it: in {self.root} run  git fetch {self.remote} && git rebase {upstream} "
+                    f"{self.branch} && git push --force-with-lease {self.remote} {self.branch}  then merge "
+                    f"{self.branch} into {tracked} (or re-run: falkit fast-forwards it), and re-run the notebook")
+            git(self.root, "push", "-q", self.remote, f"{commit.sha}:refs/heads/{tracked}")
+            return dataclasses.replace(commit, merged=True)
+        push = "" if commit.pushed else f"git -C {self.root} push {self.remote} {self.branch}; then "
+        raise GitOpsGateError(
+            f"Argo CD syncs {tracked} of {self.remote}; falkit's changes are commit {commit.sha[:10]} on branch "
+            f"{self.branch}{'' if commit.pushed else ' (local only: spec.gitops.push is false)'}. To deploy them: "
+            f"{push}merge {self.branch} into {tracked} (a pull request, or  git -C {self.root} push {self.remote} "
+            f"{self.branch}:{tracked}  for a fast-forward), then re-run this notebook. (With spec.gitops.push "
+            f"and spec.gitops.merge true falkit does both itself.)")
+
+    def _is_ancestor(self, a: str, b: str) -> bool:
+        proc = subprocess.run(["git", "-C", str(self.root), "merge-base", "--is-ancestor", a, b],
+                              capture_output=True, text=True, check=False)
+        return proc.returncode == 0
 
 
 # ---------------------------------------------------------------------------------------------- Applications

@@ -253,9 +253,17 @@ def kdelete(api_client: Any, api_version: str, kind: str, name: str, namespace: 
 
 
 def kraw_get(api_client: Any, path: str) -> Any:
-    """GET an arbitrary API path (e.g. a service proxy) and return the decoded JSON."""
+    """GET an arbitrary API path (e.g. a service proxy) and return the decoded JSON.
+
+    Public API only: ``kubernetes.dynamic.DynamicClient.request`` (the client's own generic call,
+    which builds the request with ``ApiClient.param_serialize`` and sends it with ``call_api``), so
+    it follows the client's signature — the private ``call_api(path, "GET", auth_settings=...)``
+    form of kubernetes <= 30 raises TypeError from kubernetes 31 on (issue 13 fault 7). A non-2xx
+    answer raises the client's ``ApiException`` subclass (e.g. ``NotFoundError``).
+    """
     import json as _json
 
-    resp = api_client.call_api(path, "GET", auth_settings=["BearerToken"], _preload_content=False,
-                               _return_http_data_only=True)
+    from kubernetes.dynamic import DynamicClient
+
+    resp = DynamicClient(api_client).request("GET", path, serialize=False)
     return _json.loads(resp.data)

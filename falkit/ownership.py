@@ -254,6 +254,10 @@ def apply_git_changes(changes: Iterable[Change], checkout: Checkout, api: Any | 
     changes = [c for c in changes if c.kind in ("git-file", "argocd-sync")]
     edits = [c.data.edit for c in changes if c.data.edit is not None]
     commit = checkout.commit(edits)
+    if commit is not None:
+        # Argo CD syncs the remote's tracked revision: push + fast-forward it, or stop at the gate
+        # that says what to merge (GitOpsGateError; spec.gitops.push/merge). Issue 13 fault 6.
+        commit = checkout.deliver(commit)
     if wait and api is not None:
         for c in changes:
             if c.data.app:

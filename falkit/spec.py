@@ -351,6 +351,9 @@ class GitOps(Model):
     )
     branch: str = "falkit/migration"
     push: bool = False
+    # Fast-forward the branch Argo CD tracks to falkit's commit (needs push). false: falkit stops
+    # at a gate that says what to merge (falkit.gitops.Checkout.deliver).
+    merge: bool = False
     credentials: SecretRef | None = None
 
 

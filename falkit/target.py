@@ -113,6 +113,47 @@ def pve_client(host: str, port: int, token_id: str, secret: str, verify: str | b
     return api
 
 
+def pve_role() -> dict[str, Any]:
+    """The minimal Proxmox role falkit's API token needs (falkit/data/pve-role.json): ``role``,
+    ``path``, ``privileges``, ``why`` (privilege -> what needs it) and the ``pveum`` line."""
+    import json
+
+    return json.loads((Path(__file__).resolve().parent / "data" / "pve-role.json").read_text())
+
+
+def pveum_line(token_id: str) -> str:
+    """The one shell line that creates the role and grants it to the token (on /)."""
+    role = pve_role()
+    return role["pveum"].format(privs=",".join(role["privileges"]), token=token_id)
+
+
+def check_pve_privileges(pve: Any, token_id: str) -> None:
+    """Read-only: the token's privileges on ``/`` (``GET /access/permissions``) against the role.
+    A new PVE token is privilege-separated (only its own ACLs count), so a token made without the
+    ACL gets 403 on every call; this names what is missing before anything is applied."""
+    import requests
+
+    from .pve import PveCallError, call
+
+    role = pve_role()
+    try:
+        held = call("read the API token's permissions", pve.access.permissions.get, path=role["path"]) or {}
+    except PveCallError as e:
+        raise TargetError(f"cannot read the Proxmox API token's permissions (GET /access/permissions): {e}") from e
+    except requests.exceptions.SSLError as e:
+        raise TargetError(f"Proxmox's TLS certificate is not trusted ({e.__class__.__name__}: certificate verify "
+                          f"failed): put the host's CA (/etc/pve/pve-root-ca.pem) in the private dir as pve-ca.pem") from e
+    except requests.exceptions.RequestException as e:
+        raise TargetError(f"Proxmox did not answer: {e}") from e
+    have = set((held.get(role["path"]) or {}).keys())
+    missing = [p for p in role["privileges"] if p not in have]
+    if missing:
+        need = "; ".join(f"{p} ({role['why'].get(p, '')})" for p in missing)
+        raise TargetError(f"the Proxmox API token {token_id} lacks {', '.join(missing)} on {role['path']}: {need}. "
+                          f"Nothing was applied. Grant falkit's role (docs/SETUP.md, 'Proxmox API token'): "
+                          f"{pveum_line(token_id)}")
+
+
 def pve_root_client(host: str, port: int, password: str, verify: str | bool, journal: Journal):
     """proxmoxer ``ProxmoxAPI`` logged in as the root@pam *user* (ticket): PVE allows only that
     login to set LXC device passthrough and host bind mounts ("only allowed for root@pam")."""
@@ -136,6 +177,7 @@ class Target:
         self.journal = journal
         self.private_dir = private_dir
         self.connection = connection or {}
+        self.token_id = ""  # the Proxmox API token id (user@realm!name), set by connect
         self._kube = None
 
     def __repr__(self) -> str:
@@ -225,14 +267,23 @@ class Target:
             return talos.TwinTalos(self.lab_api, self.journal)
         return talos.LiveTalos(str(self.private_dir / "talosconfig"), self.journal)
 
-    @cached_property
+    def tool_env(self) -> dict[str, str]:
+        """The environment falkit runs ``helm``/``talosctl`` in: the process's, with the twin's
+        stand-in directory (connection.json ``"bin"``) first on PATH on the twin."""
+        env = dict(os.environ)
+        bindir = self.connection.get("bin") if self.kind == "twin" else None
+        if bindir:
+            env["PATH"] = os.pathsep.join([bindir] + [p for p in env.get("PATH", "").split(os.pathsep) if p != bindir])
+        return env
+
+    @property
     def helm(self):
+        """The Helm backend (``helm`` on PATH, the same class on both targets), over the kubeconfig
+        in use now (it changes when 30-talos writes the new cluster's)."""
         from .backends import helm
 
-        if self.kind == "twin":
-            return helm.TwinHelm(self.lab_api, self.journal)
         path = self.kubeconfig_path()
-        return helm.LiveHelm(str(path or self.private_dir / "kubeconfig"), self.journal)
+        return helm.Helm(str(path or self.private_dir / "kubeconfig"), self.journal, env=self.tool_env())
 
     @cached_property
     def truenas(self):
@@ -291,15 +342,21 @@ def _twin_private_dir(spec: LabSpec, conn: dict, state_dir: str | os.PathLike | 
 
 def connect(spec: LabSpec | str | os.PathLike, target: str = "twin", state_dir: str | os.PathLike | None = None,
             journal: Journal | None = None, start_twin: bool = True, *, spec_path: str | os.PathLike | None = None,
-            time_factor: float = 0.0) -> Target:
-    """Connect to the twin or the live lab (see the module docstring). ``spec`` is a LabSpec or a path."""
+            time_factor: float = 0.0, check_privileges: bool = True) -> Target:
+    """Connect to the twin or the live lab (see the module docstring). ``spec`` is a LabSpec or a path.
+    ``check_privileges``: refuse (TargetError) a Proxmox token that lacks a privilege of falkit's role
+    (:func:`check_pve_privileges`); a read-only report such as ``falkit doctor`` passes False."""
     lab_spec, path = _load(spec, spec_path)
     journal = journal if journal is not None else Journal()
     if target == "twin":
-        return _connect_twin(lab_spec, path, state_dir, journal, start_twin, time_factor)
-    if target == "live":
-        return _connect_live(lab_spec, path, state_dir, journal)
-    raise TargetError(f"target must be 'twin' or 'live', not {target!r}")
+        t = _connect_twin(lab_spec, path, state_dir, journal, start_twin, time_factor)
+    elif target == "live":
+        t = _connect_live(lab_spec, path, state_dir, journal)
+    else:
+        raise TargetError(f"target must be 'twin' or 'live', not {target!r}")
+    if check_privileges:
+        check_pve_privileges(t.pve, t.token_id)
+    return t
 
 
 def _connect_twin(spec: LabSpec, path: Path | None, state_dir, journal: Journal, start_twin: bool,
@@ -316,8 +373,10 @@ def _connect_twin(spec: LabSpec, path: Path | None, state_dir, journal: Journal,
     token_id = f"{px.get('user', 'root@pam')}!{px['token_name']}"
     secret = Path(px["token_file"]).read_text().strip()
     pve = pve_client(px["host"], int(px["port"]), token_id, secret, px["ca_file"], journal)
-    return Target("twin", spec, pve=pve, node=px["node"], journal=journal, spec_path=path, connection=conn,
-                  private_dir=_twin_private_dir(spec, conn, state_dir))
+    t = Target("twin", spec, pve=pve, node=px["node"], journal=journal, spec_path=path, connection=conn,
+               private_dir=_twin_private_dir(spec, conn, state_dir))
+    t.token_id = token_id
+    return t
 
 
 def _connect_live(spec: LabSpec, path: Path | None, state_dir, journal: Journal) -> Target:
@@ -334,8 +393,10 @@ def _connect_live(spec: LabSpec, path: Path | None, state_dir, journal: Journal)
     pve = pve_client(url.hostname, url.port or 8006, sec.proxmox_token_id, secret, str(ca) if ca.is_file() else True,
                      journal)
     conn = {"target": "live", "proxmox": {"url": sec.proxmox_url, "node": spec.host.node}}
-    return Target("live", spec, pve=pve, node=spec.host.node, journal=journal, spec_path=path, connection=conn,
-                  private_dir=private)
+    t = Target("live", spec, pve=pve, node=spec.host.node, journal=journal, spec_path=path, connection=conn,
+               private_dir=private)
+    t.token_id = sec.proxmox_token_id
+    return t
 
 
 def connection_summary(target: Target) -> dict[str, Any]:

@@ -93,7 +93,7 @@ def test_edit_that_changes_nothing_is_no_edit(repo, spec):
 
 def test_commit_on_branch_and_never_push(repo, spec):
     root, remote = repo
-    co = Checkout.from_spec(spec.gitops, root)
+    co = Checkout.from_spec(spec.gitops.model_copy(update={"push": False}), root)
     assert co.push is False
     main = co.head("main")
     commit = co.commit([co.plan_edit(TRAEFIK_SVC, CILIUM_PATCH)])

@@ -145,9 +145,9 @@ def test_live_without_ca_fails_tls(state_env, tmp_path, monkeypatch):
     base, conn = state_env
     spec_path = _live_spec(tmp_path, conn)
     monkeypatch.setenv("FALKIT_TEST_PVE_TOKEN", open(conn["proxmox"]["token_file"]).read().strip())
-    t = connect(spec_path, "live")
-    with pytest.raises(requests.exceptions.SSLError):
-        t.pve.version.get()
+    with pytest.raises(TargetError, match="TLS certificate is not trusted") as exc:
+        connect(spec_path, "live")  # connect's read-only privilege check is its first call
+    assert isinstance(exc.value.__cause__, requests.exceptions.SSLError)
 
 
 def test_live_missing_token_names_the_variable(state_env, tmp_path, monkeypatch):

@@ -1,8 +1,9 @@
 """Client-side backends for what is not a Proxmox or Kubernetes API call: Talos and Helm.
 
-Each has a protocol and two implementations with the same behaviour: ``Twin*`` over the twin's
-lab API (loopback JSON, requests) and ``Live*`` over the real CLI (``talosctl``, ``helm``) via
-subprocess. Every mutating call is recorded in the run journal (``journal.record``) without its
+Helm has one implementation, :class:`falkit.backends.helm.Helm`, running the ``helm`` CLI on both
+targets (on the twin the twin's stand-in is first on PATH). Talos has a protocol and two
+implementations: ``TwinTalos`` over the twin's lab API (loopback JSON) and ``LiveTalos`` over
+``talosctl`` via subprocess. Every mutating call is recorded in the run journal (``journal.record``) without its
 body: configs, values and kubeconfigs hold secrets.
 """
 

@@ -1,29 +1,42 @@
-"""Helm backends: ``helm upgrade --install`` / ``get values`` / ``uninstall`` / ``list``.
+"""The Helm backend: ``helm upgrade --install`` / ``status`` / ``uninstall`` / ``list`` through the
+``helm`` CLI, on both targets.
 
-:class:`HelmBackend` is the protocol steps use; :class:`TwinHelm` calls the twin's lab API
-(``/lab/helm/releases``), :class:`LiveHelm` runs the ``helm`` CLI with the lab's kubeconfig. Values
-go to helm through a 0600 temporary file (``-f``), never as ``--set`` on the command line. A release
-is returned as ``{name, namespace, chart, version, values, revision, status}``; ``get`` returns None
-when it does not exist.
+On the live lab ``helm`` is the operator's Helm 3; on the twin it is the twin's stand-in
+(``falkit.twin.tools.helm``) that :class:`falkit.target.Target` puts first on PATH. There is no other
+path. Values go to helm through a 0600 temporary file (``-f``), never as ``--set`` on the command
+line. A release is returned as ``{name, namespace, chart, version, values, revision, status}``;
+``get`` returns None when it does not exist.
+
+Chart sources are explicit (issue 13 fault 5): every chart falkit installs comes from the
+repository URL in :data:`CHART_REPOSITORIES` (``--repo URL``) or an ``oci://`` reference, always
+at a pinned ``--version``. Helm refuses a bare chart name ("non-absolute URLs should be in form of
+repo_name/path_to_chart", pkg/downloader/chart_downloader.go) and an ``alias/chart`` needs a
+``helm repo add`` the operator may never have run, so neither is ever passed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import tempfile
 from typing import Any, Protocol
 
 import yaml
 
-from . import BackendError, LabApi, UnreachableError
+from .. import mayastorvalues as mv
+from . import BackendError, UnreachableError
 
-# Where each chart comes from on the live lab (repo URL, chart reference).
-CHART_REPOS = {
-    "cilium/cilium": ("https://helm.cilium.io/", "cilium"),
-    "metallb/metallb": ("https://metallb.github.io/metallb", "metallb"),
+# Where each chart falkit installs is published (the projects' own `helm repo add` lines; the twin
+# keeps the same table from those sources in falkit/twin/lab/charts.py).
+CHART_REPOSITORIES = {
+    "cilium": "https://helm.cilium.io/",  # docs.cilium.io, "Installation using Helm"
+    "metallb": "https://metallb.github.io/metallb",  # metallb.universe.tf/installation
+    mv.CHART: mv.CHART_REPO,  # mayastor: openebs/mayastor-extensions README
+    "argo-cd": "https://argoproj.github.io/argo-helm",  # argoproj/argo-helm README
 }
+_CHART_VERSION = re.compile(r"^(?P<chart>.+)-(?P<version>v?\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]*)?)$")
 
 
 class HelmBackend(Protocol):
@@ -36,54 +49,45 @@ class HelmBackend(Protocol):
     def list(self) -> list[dict[str, Any]]: ...
 
 
-class TwinHelm:
-    def __init__(self, lab_api_url: str, journal: Any = None, timeout: float = 60.0):
-        self.api = LabApi(lab_api_url, journal, "helm", timeout)
-
-    def get(self, ns: str, name: str) -> dict[str, Any] | None:
-        try:
-            return self.api.call("GET", f"/helm/releases/{ns}/{name}", f"helm get {ns}/{name}")
-        except BackendError as e:
-            if e.status == 404:
-                return None
-            raise
-
-    def upgrade_install(self, ns: str, name: str, chart: str, version: str, values: dict[str, Any]) -> dict[str, Any]:
-        return self.api.call("PUT", f"/helm/releases/{ns}/{name}", f"helm upgrade --install {ns}/{name}",
-                             f"chart={chart} version={version}", json={"chart": chart, "version": version, "values": values})
-
-    def uninstall(self, ns: str, name: str) -> dict[str, Any]:
-        return self.api.call("DELETE", f"/helm/releases/{ns}/{name}", f"helm uninstall {ns}/{name}")
-
-    def list(self) -> list[dict[str, Any]]:
-        return self.api.call("GET", "/helm/releases", "helm list")["releases"]
+def chart_source(chart: str) -> tuple[str, str | None]:
+    """``(chart argument, --repo URL or None)`` for a chart falkit installs; BackendError for a chart
+    with no explicit source (a bare name not in :data:`CHART_REPOSITORIES`, or a repo alias)."""
+    if chart.startswith("oci://"):
+        return chart, None
+    if chart in CHART_REPOSITORIES:
+        return chart, CHART_REPOSITORIES[chart]
+    raise BackendError(f"helm chart {chart}", "falkit installs charts only from an explicit repository URL or an "
+                       f"oci:// reference; {chart!r} is neither (known: {', '.join(sorted(CHART_REPOSITORIES))})")
 
 
-class LiveHelm:
-    """``helm`` via subprocess; ``argv_*`` build the command lines (tested without helm)."""
+class Helm:
+    """``helm`` via subprocess; ``argv_*`` build the command lines. ``env`` is the environment the
+    tool runs in (the target's: on the twin its PATH starts with the twin's stand-ins)."""
 
-    def __init__(self, kubeconfig_path: str, journal: Any = None, helm: str = "helm", timeout: float = 600.0):
+    def __init__(self, kubeconfig_path: str, journal: Any = None, helm: str = "helm", timeout: float = 660.0,
+                 env: dict[str, str] | None = None):
         self.kubeconfig = kubeconfig_path
         self.journal = journal
         self.helm = helm
         self.timeout = timeout
+        self.env = env
 
     def base(self) -> list[str]:
         return [self.helm, "--kubeconfig", self.kubeconfig]
 
     def argv_upgrade_install(self, ns: str, name: str, chart: str, version: str, values_file: str) -> list[str]:
-        repo, ref = CHART_REPOS.get(chart, (None, chart))
+        if not str(version or "").strip():
+            raise BackendError(f"helm upgrade {ns}/{name}", f"no chart version for {chart}: falkit installs pinned "
+                               f"versions only (spec.versions / the step's chart-version option)")
+        ref, repo = chart_source(chart)
         argv = self.base() + ["upgrade", "--install", name, ref]
         if repo is not None:
             argv += ["--repo", repo]
-        return argv + ["--version", version, "--namespace", ns, "--create-namespace", "-f", values_file,
+        return argv + ["--version", str(version), "--namespace", ns, "--create-namespace", "-f", values_file,
                        "--wait", "--timeout", "10m"]
 
-    def argv_get(self, ns: str, name: str) -> list[str]:
-        return self.base() + ["list", "--namespace", ns, "--filter", f"^{name}$", "-o", "json"]
-
-    def argv_get_values(self, ns: str, name: str) -> list[str]:
-        return self.base() + ["get", "values", name, "--namespace", ns, "-o", "json"]
+    def argv_status(self, ns: str, name: str) -> list[str]:
+        return self.base() + ["status", name, "--namespace", ns, "-o", "json"]
 
     def argv_uninstall(self, ns: str, name: str) -> list[str]:
         return self.base() + ["uninstall", name, "--namespace", ns, "--wait"]
@@ -93,30 +97,41 @@ class LiveHelm:
 
     def _run(self, argv: list[str], what: str, mutating: bool = False, summary: str = "") -> str:
         try:
-            p = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout, check=False)
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout, check=False, env=self.env)
         except FileNotFoundError as e:
-            raise BackendError(what, f"{self.helm} not found: install helm 3") from e
+            raise BackendError(what, f"{self.helm} not found on PATH: install Helm 3 (https://helm.sh/docs/intro/install/)") from e
         except subprocess.TimeoutExpired as e:
             raise UnreachableError(what, f"helm did not finish within {self.timeout:g} s") from e
         if mutating and self.journal is not None:
-            self.journal.record("helm", "PUT" if "upgrade" in argv else "DELETE", "/helm/" + what.split()[1], p.returncode,
-                                summary=summary)
+            self.journal.record("helm", "PUT" if "upgrade" in argv else "DELETE", "/helm/releases/" + what.split()[-1],
+                                p.returncode, summary=summary)
         if p.returncode != 0:
-            raise BackendError(what, (p.stderr or p.stdout).strip(), p.returncode)
+            err = (p.stderr or p.stdout).strip()
+            cls = UnreachableError if "Kubernetes cluster unreachable" in err else BackendError
+            raise cls(what, err, p.returncode)
         return p.stdout
 
     @staticmethod
-    def _release(item: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-        chart, _, version = str(item.get("chart", "")).rpartition("-")
+    def _from_list(item: dict[str, Any]) -> dict[str, Any]:
+        m = _CHART_VERSION.match(str(item.get("chart", "")))
+        chart, version = (m["chart"], m["version"]) if m else (str(item.get("chart", "")), "")
         return {"name": item.get("name"), "namespace": item.get("namespace"), "chart": chart, "version": version,
-                "values": values, "revision": int(item.get("revision", 0)), "status": item.get("status")}
+                "values": {}, "revision": int(item.get("revision", 0)), "status": item.get("status")}
 
     def get(self, ns: str, name: str) -> dict[str, Any] | None:
-        items = json.loads(self._run(self.argv_get(ns, name), f"helm list {ns}/{name}") or "[]")
-        if not items:
-            return None
-        values = json.loads(self._run(self.argv_get_values(ns, name), f"helm get values {ns}/{name}") or "null") or {}
-        return self._release(items[0], values)
+        try:
+            out = self._run(self.argv_status(ns, name), f"helm status {ns}/{name}")
+        except UnreachableError:
+            raise
+        except BackendError as e:
+            if "release: not found" in e.message:  # driver.ErrReleaseNotFound (pkg/storage/driver/driver.go)
+                return None
+            raise
+        rec = json.loads(out)
+        meta = (rec.get("chart") or {}).get("metadata") or {}
+        return {"name": rec.get("name"), "namespace": rec.get("namespace"), "chart": meta.get("name"),
+                "version": meta.get("version"), "values": rec.get("config") or {}, "revision": int(rec.get("version", 0)),
+                "status": (rec.get("info") or {}).get("status")}
 
     def upgrade_install(self, ns: str, name: str, chart: str, version: str, values: dict[str, Any]) -> dict[str, Any]:
         fd, path = tempfile.mkstemp(prefix="falkit-values-", suffix=".yaml")
@@ -135,4 +150,4 @@ class LiveHelm:
         return {"name": name, "namespace": ns, "uninstalled": True}
 
     def list(self) -> list[dict[str, Any]]:
-        return [self._release(i, {}) for i in json.loads(self._run(self.argv_list(), "helm list") or "[]")]
+        return [self._from_list(i) for i in json.loads(self._run(self.argv_list(), "helm list") or "[]")]

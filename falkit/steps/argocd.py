@@ -6,7 +6,7 @@ GitOps repository registered, the platform Applications created and waited for (
   checkout (:meth:`falkit.gitops.Checkout.for_target`; on the twin its own fixture repository).
 - **plan** (pure, :func:`plan_argocd`):
 
-  * the ``argo-cd`` chart (``argo/argo-cd``, version option ``argocd_chart_version``) with
+  * the ``argo-cd`` chart (from https://argoproj.github.io/argo-helm, version option ``argocd_chart_version``) with
     ``global.image.tag: v<spec.versions.argocd>`` and ``server.service.type: LoadBalancer``; the
     seed gives Argo CD an "Auto" address from the Cilium pool, so no IP annotation unless the spec
     pins one (then ``lbipam.cilium.io/ips`` — FACTS.md, Cilium);
@@ -43,7 +43,7 @@ from .base import Check, Progress, StepOptions, register
 STEP = "argocd"
 NS = "argocd"
 RELEASE = "argocd"
-CHART = "argo/argo-cd"
+CHART = "argo-cd"  # from https://argoproj.github.io/argo-helm (falkit.backends.helm.CHART_REPOSITORIES)
 CHART_VERSION = "9.1.0"  # DEFAULT (not in the seed): an argo-cd chart of the 3.x line; the image tag is the spec's
 REPO_SECRET = "repo-gitops"
 REPO_LABEL = ("argocd.argoproj.io/secret-type", "repository")

@@ -14,7 +14,11 @@ re-address a NAS it cannot reach yet. Option ``truenas_iso`` (e.g. ``local:iso/T
 attaches the installer ISO.
 
 **Plex** (``spec.plex``): an unprivileged LXC created with ``POST /nodes/{node}/lxc`` from
-``plex_template`` (default ``local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst``): cores,
+``plex_template`` (default ``local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst``). When that
+template is not on its storage, Proxmox downloads it first from its appliance index
+(``POST /nodes/{node}/aplinfo``, what ``pveam download`` does — pve-manager PVE/API2/Nodes.pm
+``apl_download``); a template missing from the index too is a ``blocked`` preflight that names
+the ``pveam`` command. Cores,
 memory and rootfs from the spec; ``net0``/``net1`` with the planned MACs and static addresses;
 GPU passthrough ``dev0=/dev/dri/renderD128,gid=<render gid>`` (Proxmox VE 8.1+; FACTS.md) so the
 container's ``render`` group can open the AMD 680M's render node; started.
@@ -229,7 +233,20 @@ def plan_truenas_plex(spec: LabSpec, facts: TnPlexFacts, options: StepOptions) -
             notes.append("root@pam only (Proxmox refuses device passthrough and host bind mounts to API tokens): set "
                          "secrets.proxmox_root_password, or on the host run  " + pct_set(p.vmid, missing))
         if have is None:
-            params = {"vmid": p.vmid, "ostemplate": str(options.extra.get("plex_template") or DEFAULT_TEMPLATE),
+            volid = template_volid(options)
+            if not facts.extra.get("template_present", True):
+                storage, name = volid.partition(":")[0], volid.rsplit("/", 1)[-1]
+                if facts.extra.get("template_appliance"):
+                    changes.append(Change("create", "lxc-template", volid, new="downloaded by Proxmox (appliance index)",
+                                          reason="the container's ostemplate is not on the host yet",
+                                          data={"storage": storage, "template": name}))
+                else:
+                    changes.append(Change("action", "preflight", volid, "ostemplate", reason=f"blocked: the LXC template "
+                                          f"{volid} is not on the host and not in Proxmox's appliance index",
+                                          data={"blocked": True, "message": f"LXC template {volid} missing",
+                                                "fix": f"run `pveam update && pveam download {storage} {name}` on the "
+                                                       f"host, or set the plex_template option to a template it has"}))
+            params = {"vmid": p.vmid, "ostemplate": volid,
                       "rootfs": f"{p.rootfs_storage}:{p.rootfs_gb}", "swap": 512, **want}
             changes.append(Change("create", "ct", p.hostname, new=f"unprivileged, {p.cores} cores, {p.memory_gb} GB, "
                                   + "net0+net1; dev0/mp0 by root@pam",
@@ -327,7 +344,30 @@ def observe(target: Any, spec: LabSpec, options: StepOptions) -> TnPlexFacts:
         err = err or f"kubernetes: {e}"
     root = getattr(target, "pve_root", None)
     extra = {"root_session": bool(root and root() is not None), "node": node}
+    if spec.plex and spec.plex.enabled:
+        extra.update(_template_facts(pve, node, template_volid(options)))
     return TnPlexFacts(vms, _lxc(pve, node), storages, err, shares, svc, workloads, pvs, extra, storage_config)
+
+
+def template_volid(options: StepOptions) -> str:
+    return str(options.extra.get("plex_template") or DEFAULT_TEMPLATE)
+
+
+def _template_facts(pve: Any, node: str, volid: str) -> dict[str, Any]:
+    """Is the LXC template on its storage, and can Proxmox download it (its appliance index)?
+    ``{"template_present": bool, "template_appliance": bool}`` (read-only calls)."""
+    storage, _, _rest = volid.partition(":")
+    name = volid.rsplit("/", 1)[-1]
+    try:
+        content = call(f"list templates on {storage}", pve.nodes(node).storage(storage).content.get, content="vztmpl")
+    except PveCallError:
+        content = []
+    present = any(c.get("volid") == volid for c in content)
+    try:
+        index = call("read the appliance index", pve.nodes(node).aplinfo.get)
+    except PveCallError:
+        index = []
+    return {"template_present": present, "template_appliance": any(a.get("template") == name for a in index)}
 
 
 def _pve(what: str, fn: Any, **kw: Any) -> Any:
@@ -396,6 +436,13 @@ class TrueNasPlexStep:
             if c.kind == "pve-storage" and c.op == "create":
                 progress.log(f"add Proxmox storage {c.name}: {c.new}")
                 _pve(f"add storage {c.name}", pve.storage.post, **c.data["params"])
+        for c in plan.changes:
+            if c.kind == "lxc-template":
+                # POST /nodes/{node}/aplinfo — what `pveam download STORAGE TEMPLATE` calls
+                # (pve-manager PVE/API2/Nodes.pm apl_download: Datastore.AllocateTemplate on the storage)
+                progress.log(f"download LXC template {c.data['template']} to {c.data['storage']}")
+                _wait(pve, node, _pve(f"download template {c.data['template']}", pve.nodes(node).aplinfo.post,
+                                      storage=c.data["storage"], template=c.data["template"]), timeout)
         for c in plan.changes:
             if c.kind == "ct" and c.op == "create":
                 progress.log(f"create CT {c.name}")

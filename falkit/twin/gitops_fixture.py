@@ -255,3 +255,25 @@ def make_fixture_repo(path: str | os.PathLike, spec: Any, *, state: str = "befor
     _git(root, "add", "-A")
     _git(root, *_identity(root), "commit", "-q", "-m", f"platform ({state} the migration)")
     return root
+
+
+def make_remote(checkout: str | os.PathLike, remote: str | os.PathLike) -> Path:
+    """The twin's GitOps *remote*: a bare repository at ``remote`` holding the checkout's ``main``
+    (its default branch, the ``HEAD`` Argo CD Applications track), set as the checkout's ``origin``.
+    The twin's Argo CD reads this remote, never the checkout — as the real one reads the operator's
+    Git server — so falkit's commits count only once pushed and merged into the tracked revision.
+    Kept when it exists (it is lab state)."""
+    import subprocess
+
+    def run(*args: str, cwd: Path) -> None:
+        subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
+
+    checkout, remote = Path(checkout), Path(remote)
+    if not (remote / "HEAD").exists():
+        remote.mkdir(parents=True, exist_ok=True)
+        run("init", "-q", "--bare", "-b", "main", cwd=remote)
+        run("push", "-q", str(remote), "main:main", cwd=checkout)
+    have = subprocess.run(["git", "remote"], cwd=checkout, capture_output=True, text=True, check=True).stdout.split()
+    run("remote", "set-url" if "origin" in have else "add", "origin", str(remote.resolve()), cwd=checkout)
+    run("fetch", "-q", "origin", cwd=checkout)
+    return remote

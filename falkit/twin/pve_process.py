@@ -21,11 +21,19 @@ What it adds to fakepve (which has a fixed 4 CPU / 8 GiB node and a stateless ``
 - A VM start whose NIC names a bridge that is not active fails inside the task as PVE's does: the
   log says ``bridge 'vmbr1' does not exist`` (pve-common PVE/Network.pm) and the task ends with
   ``TASK ERROR: start failed: QEMU exited with code 1`` (qemu-server).
+- The token ``root@pam!falkit`` is privilege-separated (config ``token``: ``{"privsep": true, "acl":
+  [{"path": "/", "privs": [...]}]}`` — the supervisor gives it exactly falkit's documented role,
+  falkit/data/pve-role.json): every call outside that role is PVE's 403 ``Permission check failed
+  (<path>, <privilege>)`` and ``GET /access/permissions`` shows the token's own privileges. Fault
+  ``token_privilege_missing`` ``{privilege, path}`` takes one away.
 - An ACL table is switched on (empty: root@pam and its tokens may do everything else), so PVE's
   root@pam-only rules apply to API tokens as on a real node: an LXC ``devN`` passthrough through the
   token ``root@pam!falkit`` is refused with ``403 Permission check failed (configuring device
   passthrough is only allowed for root@pam)``; a root@pam ticket (password file) may do it.
 - Storages from the config with their sizes; initial guests' disks are allocated on them.
+- The appliance index (``GET/POST /nodes/{node}/aplinfo``, pveam's API): config ``appliances``
+  lists the templates Proxmox could download; POST downloads one onto a ``vztmpl`` storage. The
+  twin starts without the Plex template on ``local`` (a fresh host has none).
 - A control API (plain HTTP, 127.0.0.1, random port) for faults, state dump and snapshots; every
   fault maps onto one of fakepve's own mechanisms (see :class:`Control`).
 
@@ -121,12 +129,20 @@ class TwinPve(FakePve):
         self.cpu_model = cpu.get("model", "AMD Ryzen 9 6800HX with Radeon Graphics")
         self.memory_total = int(cfg.get("memory_bytes") or int(cfg.get("memory_gb", 32)) * GIB)
         self.time_scale = float(cfg.get("time_scale", 0.0))
+        # The appliance index `pveam update` keeps (config "appliances"): what POST aplinfo downloads.
+        self.appliances: list[dict] = [dict(a) for a in cfg.get("appliances", [])]
         # ACL switched on, empty: root@pam and its tokens pass every privilege check, but PVE's
         # hard-coded `$authuser eq 'root@pam'` rules (LXC devN, bind mounts, ...) refuse tokens.
         self.acl = {}
         # Network: applied interfaces, and the staged configuration (None: no interfaces.new).
         self.net_active: dict[str, dict] = {}
         self.net_staged: dict[str, dict] | None = None
+        # Privilege-separated API tokens (PVE's default for a new token, `pveum user token add
+        # --privsep 1`): such a token holds only the privileges of its own ACL entries (and never
+        # more than its user — root@pam holds all), even when its user is root@pam. pve-docs
+        # pveum.adoc "API Tokens"; PVE::RPCEnvironment::permissions. fakepve treats every
+        # root@pam token as root: allowed/check_permissions/_permissions are narrowed below.
+        self.privsep_tokens: set[str] = set()
         # Twin faults on tasks: [{"id", "match", "vmid", "message", "times"}].
         self.task_faults: list[dict] = []
 
@@ -473,9 +489,91 @@ class TwinPve(FakePve):
                 self.net_staged = None
         return await self.task(v["node"], "srvreload", "networking", user, body)
 
+    # ----------------------------------------------------- privilege-separated tokens
+
+    def _privsep(self, user: str | None) -> bool:
+        return bool(user) and user in self.privsep_tokens
+
+    def allowed(self, user, path, priv):
+        if not self._privsep(user):
+            return super().allowed(user, path, priv)
+        paths = [path]  # ACL propagation as fakepve's allowed(): the path, its parents, the VM's pools
+        if path.startswith("/vms/"):
+            vmid = int(path.split("/")[2])
+            paths += ["/vms"] + ["/pool/" + name for name, ids in self.pools.items() if vmid in ids]
+        elif path.startswith("/storage/"):
+            sid = path.split("/")[2]
+            paths += ["/pool/" + name for name, meta in self.pool_info.items() if sid in meta["storage"]]
+        return any(priv in privs and (granted == "/" or any(p == granted or p.startswith(granted + "/")
+                                                            for p in paths))
+                   for granted, privs in (self.acl or {}).get(user, []))
+
+    def check_permissions(self, user, perms, values, declared=None):
+        if not self._privsep(user):
+            return super().check_permissions(user, perms, values, declared)
+        # fakepve's rule evaluation without its "root@pam's tokens pass" shortcut (generic.py)
+        if perms is None:
+            ok, why = False, "user != root@pam"
+        elif "check" in perms:
+            ok, why = self._check(user, perms["check"], values, declared)
+        elif perms.get("user") in ("all", "world"):
+            return
+        else:
+            ok, why = False, "user != root@pam"
+        if not ok:
+            raise PveError(403, f"Permission check failed ({why})" if why else "Permission check failed")
+
+    async def _permissions(self, v, user):
+        who = v.get("userid") or user
+        if not self._privsep(who):
+            return await super()._permissions(v, user)
+        held: dict[str, set] = {}
+        for path, privs in (self.acl or {}).get(who, []):
+            held.setdefault(path, set()).update(privs)
+        if v.get("path") is not None:
+            held = {p: ps for p, ps in held.items() if v["path"] == p or p == "/" or v["path"].startswith(p + "/")}
+        return {path: dict.fromkeys(sorted(privs), 1) for path, privs in sorted(held.items())}
+
+    def set_token(self, token_id: str, privsep: bool, acl: list[dict]) -> None:
+        """The token's privilege separation and its ACL entries ``[{path, privs}]``."""
+        if privsep:
+            self.privsep_tokens.add(token_id)
+        else:
+            self.privsep_tokens.discard(token_id)
+        self.acl = dict(self.acl or {})
+        self.acl[token_id] = [((e.get("path") or "/").rstrip("/") or "/", set(e.get("privs") or [])) for e in acl]
+
+    # ----------------------------------------------------- appliance templates (pveam)
+
+    async def _apl_list(self, v, user, extra):
+        """``GET /nodes/{node}/aplinfo``: the appliance index (pve-manager PVE/API2/Nodes.pm
+        ``aplinfo``, commit 14a22df35955; its entries are PVE::APLInfo's fields)."""
+        return [dict(a) for a in self.appliances]
+
+    async def _apl_download(self, v, user, extra):
+        """``POST /nodes/{node}/aplinfo`` (``apl_download``, same file): ``no such template`` for a
+        name not in the index, ``storage '<id>' does not support templates`` without ``vztmpl``
+        content; a ``download`` task puts ``vztmpl/<template>`` on the storage. The permission
+        (Datastore.AllocateTemplate on /storage/{storage}) comes from the API schema."""
+        appliance = next((a for a in self.appliances if a.get("template") == v.get("template")), None)
+        if appliance is None:
+            raise self._param_error(template="no such template")
+        store = self.storages.get(v["storage"])
+        if store is None:
+            raise PveError(500, f"storage '{v['storage']}' does not exist")
+        if "vztmpl" not in str(store.get("content", "")).split(","):
+            raise PveError(500, f"storage '{v['storage']}' does not support templates")
+
+        async def body():
+            await self.pause(5)
+            self.store_file(v["storage"], appliance["template"], int(appliance.get("size", 120 * MIB)), "vztmpl")
+        return await self.task(v["node"], "download", appliance["template"], user, body,
+                               log=[f"downloading {appliance.get('location')} to {appliance['template']}"])
+
     def _twin_routes(self):
         net = "/nodes/{node}/network"
-        return [("GET", net, self._net_list), ("POST", net, self._net_create),
+        return [("GET", "/nodes/{node}/aplinfo", self._apl_list), ("POST", "/nodes/{node}/aplinfo", self._apl_download),
+                ("GET", net, self._net_list), ("POST", net, self._net_create),
                 ("PUT", net, self._net_reload), ("DELETE", net, self._net_revert),
                 ("GET", net + "/{iface}", self._net_read), ("PUT", net + "/{iface}", self._net_update),
                 ("DELETE", net + "/{iface}", self._net_delete_iface)]
@@ -760,6 +858,13 @@ class Control:
             before = copy.deepcopy(pve.network)
             pve.slow_network(float(spec["latency"]), float(spec.get("jitter", 0)), node=spec.get("node"))
             return lambda: pve.network.update(before)
+        if kind == "token_privilege_missing":
+            # The operator's token lacks a privilege on a path (an incomplete role or ACL).
+            priv, path = str(spec["privilege"]), str(spec.get("path", "/"))
+            entries = (pve.acl or {}).get(TOKEN_ID, [])
+            before = [(p, set(ps)) for p, ps in entries]
+            pve.acl[TOKEN_ID] = [(p, ps - {priv} if p == path else ps) for p, ps in entries]
+            return lambda: pve.acl.__setitem__(TOKEN_ID, before)
         if kind == "storage_full":
             store = pve.storages[spec["storage"]]
             before = store["avail"]
@@ -793,6 +898,9 @@ async def serve(cfg: dict, state_dir: str, restore: str | None) -> None:
         pve.load_config(cfg)
     token = str(uuid.uuid4())
     pve.apitokens[TOKEN_ID] = token
+    tok = cfg.get("token")  # {"privsep": bool, "acl": [{"path", "privs"}]}; absent: a token without privsep
+    if tok:
+        pve.set_token(TOKEN_ID, bool(tok.get("privsep", True)), list(tok.get("acl") or []))
     token_file = os.path.join(state_dir, "pve-token")
     password_file = os.path.join(state_dir, "pve-password")
     _write_private(token_file, token + "\n")

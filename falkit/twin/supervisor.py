@@ -39,6 +39,17 @@ BEFORE_NETWORK = {"cidr": "10.30.0.0/24", "gateway": "10.30.0.1", "host_ip": "10
                   "mac_prefix": "52:54:00:10:30"}
 
 
+ROLE = json.loads((Path(__file__).resolve().parents[1] / "data" / "pve-role.json").read_text())
+
+# An entry of Proxmox's appliance index (PVE::APLInfo fields; the system templates live under
+# download.proxmox.com/images/system/ — a string here, never fetched).
+APPLIANCE_DEBIAN_12 = {"template": "debian-12-standard_12.7-1_amd64.tar.zst", "type": "lxc", "os": "debian-12",
+                       "package": "debian-12-standard", "version": "12.7-1", "section": "system",
+                       "headline": "Debian 12 Bookworm (standard)", "architecture": "amd64",
+                       "location": "http://download.proxmox.com/images/system/debian-12-standard_12.7-1_amd64.tar.zst",
+                       "size": 120 * 1024 ** 2}
+
+
 # --------------------------------------------------------------------- paths
 
 def state_root(state_dir: str | os.PathLike | None = None) -> Path:
@@ -124,9 +135,14 @@ def pve_config_from_spec(spec: Any, state: str = "before") -> dict:
                    "model": cpu.get("model") or "AMD Ryzen 9 6800HX with Radeon Graphics"},
            "memory_gb": int(host.get("memory_gb") or 32),
            "storages": storages, "nics": [nic], "bridges": [bridge], "vms": [], "cts": [],
-           "templates": [{"storage": "local", "name": "debian-12-standard_12.7-1_amd64.tar.zst",
-                          "content": "vztmpl", "size": 120 * 1024 ** 2}],
-           "time_scale": 0.0}
+           # No LXC template on the host (a fresh PVE has none): the Plex step downloads it through
+           # the appliance index, as `pveam download` does (issue 13 fault 9).
+           "templates": [],
+           "appliances": [dict(APPLIANCE_DEBIAN_12)],
+           "time_scale": 0.0,
+           # The operator's API token as docs/SETUP describes it: privilege-separated (PVE's default),
+           # with exactly the documented role on / (falkit/data/pve-role.json, a data file).
+           "token": {"privsep": True, "acl": [{"path": ROLE["path"], "privs": list(ROLE["privileges"])}]}}
     if state == "before":
         cluster = d.get("cluster") or {}
         cp = (cluster.get("control_plane") or [{}])[0]
@@ -408,7 +424,12 @@ def up(spec_path: str | os.PathLike | dict, state: str = "auto", state_dir: str 
     if ready.get("lab") and state == "before":
         _wait_settled(ready["lab"]["kube_server"])
     if gitops_dir is not None:
-        conn["gitops"] = {"checkout": str(gitops_dir)}
+        conn["gitops"] = {"checkout": str(gitops_dir), "remote": str(root / "gitops-remote.git")}
+    if with_lab:
+        # The tool stand-ins (helm, talosctl) the target puts first on PATH (falkit.twin.tools).
+        from falkit.twin.tools import write_wrappers
+
+        conn["bin"] = str(write_wrappers(root))
     _write_json(root / "connection.json", conn, mode=0o600)
     return conn
 
@@ -444,11 +465,12 @@ def _gitops_fixture(spec_path: Any, root: Path, state: str) -> Path | None:
     spec = load_spec_any(spec_path)
     if state != "before" or getattr(spec, "gitops", None) is None:
         return None
+    from falkit.twin.gitops_fixture import make_fixture_repo, make_remote
+
     path = root / "gitops"
     if not (path / ".git").exists():
-        from falkit.twin.gitops_fixture import make_fixture_repo
-
         make_fixture_repo(path, spec, state="before")
+    make_remote(path, root / "gitops-remote.git")  # what the twin's Argo CD follows (issue 13 fault 6)
     return path
 
 

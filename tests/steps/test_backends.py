@@ -1,5 +1,5 @@
-"""Backends: the talosctl and helm command lines LiveTalos/LiveHelm build (without running the
-tools; secrets go in 0600 files, never in argv), LiveTalos/LiveHelm turning a failing tool into
+"""Backends: the talosctl and helm command lines LiveTalos/Helm build (without running the
+tools; secrets go in 0600 files, never in argv), LiveTalos/Helm turning a failing tool into
 BackendError with its words (a stand-in executable script prints like the tool), and the lab API
 URL rules of the twin backends."""
 
@@ -11,7 +11,7 @@ import stat
 import pytest
 
 from falkit.backends import BackendError, UnreachableError, lab_base
-from falkit.backends.helm import LiveHelm
+from falkit.backends.helm import Helm
 from falkit.backends.talos import LiveTalos
 
 
@@ -30,8 +30,8 @@ def test_talosctl_argv():
 
 
 def test_helm_argv():
-    h = LiveHelm("/p/kubeconfig")
-    assert h.argv_upgrade_install("kube-system", "cilium", "cilium/cilium", "1.18.10", "/tmp/v.yaml") == [
+    h = Helm("/p/kubeconfig")
+    assert h.argv_upgrade_install("kube-system", "cilium", "cilium", "1.18.10", "/tmp/v.yaml") == [
         "helm", "--kubeconfig", "/p/kubeconfig", "upgrade", "--install", "cilium", "cilium", "--repo", "https://helm.cilium.io/",
         "--version", "1.18.10", "--namespace", "kube-system", "--create-namespace", "-f", "/tmp/v.yaml", "--wait", "--timeout", "10m"]
     assert h.argv_uninstall("metallb-system", "metallb")[-4:] == ["metallb", "--namespace", "metallb-system", "--wait"]
@@ -62,7 +62,7 @@ def test_live_talos_apply_passes_config_by_0600_file_and_reports_errors(tmp_path
 
 
 def test_live_helm_missing_tool(tmp_path):
-    h = LiveHelm("/p/kc", helm=str(tmp_path / "nope"))
+    h = Helm("/p/kc", helm=str(tmp_path / "nope"))
     with pytest.raises(BackendError, match="not found"):
         h.list()
 

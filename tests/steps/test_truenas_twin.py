@@ -2,12 +2,16 @@
 fakepve over HTTPS): the Plex container is created through the API token unprivileged with both
 NICs and the planned MACs and started; a second plan is empty (PVE's normalised property strings
 compare equal); the GPU and bind-mount checks fail honestly with the root-only ``pct set`` fix,
-because Proxmox refuses ``dev0``/host bind mounts to API tokens (fakepve answers 403 as PVE does)."""
+because Proxmox refuses ``dev0``/host bind mounts to API tokens (fakepve answers 403 as PVE does).
+Issue 13 fault 9: the twin starts without the LXC template, as a fresh host does; the step has
+Proxmox download it from its appliance index (POST /nodes/{node}/aplinfo) before creating the
+container, and a template Proxmox cannot download is a blocked preflight that creates nothing."""
 
 from __future__ import annotations
 
 import pytest
 
+from falkit.errors import StepError
 from falkit.steps.base import StepOptions
 from falkit.steps.network import NetworkStep
 from falkit.steps.truenas_plex import TrueNasPlexStep
@@ -37,8 +41,12 @@ def test_plex_container_on_the_twin(twin):
     step, opts = TrueNasPlexStep(), StepOptions(apply=True)
     plan = step.plan(twin.spec, step.observe(twin, twin.spec, opts), opts)
     # the twin has a root@pam password: GPU passthrough is set through a ticket login (tokens get 403)
-    assert [(c.op, c.kind) for c in plan.changes] == [("create", "ct"), ("update", "ct-config-root"), ("action", "ct")]
+    assert [(c.op, c.kind) for c in plan.changes] == [("create", "lxc-template"), ("create", "ct"),
+                                                      ("update", "ct-config-root"), ("action", "ct")]
+    local = twin.pve.nodes(twin.node).storage("local").content
+    assert local.get(content="vztmpl") == []  # the twin starts without the template
     step.apply(twin, plan, opts, Log())
+    assert [c["volid"] for c in local.get(content="vztmpl")] == ["local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"]
     cfg = twin.pve.nodes(twin.node).lxc(400).config.get()
     assert cfg["unprivileged"] == 1 or str(cfg["unprivileged"]) == "1"
     assert "hwaddr=52:54:00:10:10:30" in cfg["net0"].lower() and "bridge=vmbr1" in cfg["net1"]
@@ -49,6 +57,18 @@ def test_plex_container_on_the_twin(twin):
     assert checks["Plex container"].ok
     gpu = checks["transcoding device passed to the container"]
     assert gpu.ok and cfg["dev0"].startswith("/dev/dri/renderD128")
+
+
+def test_template_proxmox_cannot_download_is_blocked(twin):
+    step = TrueNasPlexStep()
+    opts = StepOptions(apply=True, extra={"plex_template": "local:vztmpl/no-such-template_1.0_amd64.tar.zst"})
+    plan = step.plan(twin.spec, step.observe(twin, twin.spec, opts), opts)
+    blocked = [c for c in plan.changes if (c.data or {}).get("blocked")]
+    assert len(blocked) == 1 and "pveam update && pveam download local no-such-template_1.0_amd64.tar.zst" in \
+        blocked[0].data["fix"]
+    with pytest.raises(StepError, match="LXC template local:vztmpl/no-such-template_1.0_amd64.tar.zst missing"):
+        step.apply(twin, plan, opts, Log())
+    assert twin.pve.nodes(twin.node).lxc.get() == []  # nothing applied
 
 
 def test_truenas_enabled_end_to_end_on_the_twin(tmp_path):

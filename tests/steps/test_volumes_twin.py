@@ -62,9 +62,10 @@ def setup(lab, tmp_path):
     spec = spec_from_data(d, pos)
     kcreate(lab.api, {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": TARGET_CLASS},
                       "provisioner": "driver.longhorn.io", "parameters": {"numberOfReplicas": "1"}})
-    from falkit.twin.gitops_fixture import make_fixture_repo
+    from falkit.twin.gitops_fixture import make_fixture_repo, make_remote
 
     checkout = make_fixture_repo(tmp_path / "gitops", spec)
+    make_remote(checkout, tmp_path / "gitops-remote.git")  # falkit pushes and merges (spec.gitops)
     platform = checkout / spec.gitops.platform_path
     lab.wait(lambda: all((p.get("status") or {}).get("phase") == "Bound"
                          for p in klist(lab.api, "v1", "PersistentVolumeClaim", "media"))

@@ -6,7 +6,11 @@ Services have IPs; a direct patch of an Argo CD-managed Service through the offi
 reverted by self-heal (after the scaled self-heal delay), while the same change made through falkit
 (plan_object_change -> a git-file change -> apply_git_changes) lands in a commit on the branch,
 syncs and stays; Longhorn's *.disabled renames make the parent prune the Longhorn Applications;
-an unreadable repository is a ComparisonError; nothing is pushed."""
+an unreadable repository is a ComparisonError. Argo CD follows the *remote* (issue 13 fault 6):
+the twin's Argo CD reads the bare repository falkit pushes to, at each Application's
+targetRevision (HEAD: the remote's default branch); a commit falkit was not allowed to push and
+merge is not synced, and falkit stops at a gate (GitOpsGateError) that names the branch, the
+commit and the tracked branch; with push and merge it fast-forwards main and waits for the sync."""
 
 from __future__ import annotations
 
@@ -16,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from falkit.gitops import Checkout, ObjectRef, git, platform_application
+from falkit.gitops import Checkout, GitOpsGateError, ObjectRef, git, platform_application
 from falkit.jobs import kget
 from falkit.ownership import apply_git_changes, managed_by, plan_object_change, plan_renames
 from falkit.spec import load_spec
-from falkit.twin.gitops_fixture import make_fixture_repo
+from falkit.twin.gitops_fixture import make_fixture_repo, make_remote
 from falkit.twin.lab import argocd, helm, lbipam, workloads
 from falkit.twin.lab.context import LabContext
 
@@ -35,6 +39,7 @@ def lab(store, tmp_path: Path, time_factor: float = 0.0) -> tuple[LabContext, Pa
     repo = tmp_path / "gitops"
     spec = spec.model_copy(update={"gitops": spec.gitops.model_copy(update={"checkout": str(repo)})})
     make_fixture_repo(repo, spec)
+    make_remote(repo, tmp_path / "state" / "gitops-remote.git")  # the twin's Git server, what Argo CD reads
     ctx = LabContext(store, spec, tmp_path / "state", time_factor=time_factor)
     for i in (1, 2, 3):
         store.create({"apiVersion": "v1", "kind": "Node",
@@ -87,7 +92,7 @@ def test_platform_applications_sync_from_git(twin, tmp_path):
     assert state(twin.store, "traefik") == ("Synced", "Progressing")
 
 
-def test_uncommitted_edits_are_not_synced(twin, tmp_path):
+def test_uncommitted_or_unpushed_edits_are_not_synced(twin, tmp_path):
     ctx, repo = lab(twin.store, tmp_path)
     settle(ctx, 2)
     f = repo / "kubernetes/platform/media/deployments.yaml"
@@ -95,6 +100,9 @@ def test_uncommitted_edits_are_not_synced(twin, tmp_path):
     settle(ctx, 2)
     assert twin.store.get("apps/v1", "Deployment", "sonarr", "media")["spec"]["replicas"] == 1
     git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "scale")
+    settle(ctx, 2)
+    assert twin.store.get("apps/v1", "Deployment", "sonarr", "media")["spec"]["replicas"] == 1  # local only
+    git(repo, "push", "-q", "origin", "main")
     settle(ctx, 2)
     assert twin.store.get("apps/v1", "Deployment", "sonarr", "media")["spec"]["replicas"] == 3
 
@@ -133,9 +141,11 @@ def test_change_through_falkit_lands_in_git_and_stays(twin, tmp_path):
         change = plan_object_change(SVC, observed, CILIUM, co)
         assert change.kind == "git-file" and change.name == "kubernetes/platform/traefik/service.yaml"
         assert "+    lbipam.cilium.io/ips: 10.10.0.80" in change.data.edit.diff
-        commit = apply_git_changes([change], co, twin.api, timeout=20)
-        assert commit.branch == "falkit/migration" and not commit.pushed
+        commit = apply_git_changes([change], co, twin.api, timeout=20)  # spec: push and merge
+        assert commit.branch == "falkit/migration" and commit.pushed and commit.merged and commit.tracked == "main"
         assert git(repo, "rev-parse", "falkit/migration").strip() == commit.sha
+        remote = tmp_path / "state" / "gitops-remote.git"
+        assert git(remote, "rev-parse", "main").strip() == git(remote, "rev-parse", "falkit/migration").strip() == commit.sha
         live = kget(twin.api, "v1", "Service", "traefik", "traefik")
         ann = live["metadata"]["annotations"]
         assert ann["lbipam.cilium.io/ips"] == "10.10.0.80" and "metallb.universe.tf/loadBalancerIPs" not in ann
@@ -148,9 +158,50 @@ def test_change_through_falkit_lands_in_git_and_stays(twin, tmp_path):
         time.sleep(0.5)  # self-heal has nothing to revert: Git says so
         assert kget(twin.api, "v1", "Service", "traefik", "traefik")["metadata"]["annotations"]["lbipam.cilium.io/ips"] == "10.10.0.80"
         assert plan_object_change(SVC, kget(twin.api, "v1", "Service", "traefik", "traefik"), CILIUM, co) is None
-        assert git(repo, "remote").strip() == ""  # the fixture has no remote; nothing could be pushed
     finally:
         task.cancel()
+
+
+def test_argocd_follows_the_remote_not_the_checkout(twin, tmp_path):
+    """A commit that is only local (push: false) or only pushed (merge: false) is not synced; the
+    gate says exactly what to merge; once main has it, Argo CD syncs that revision."""
+    ctx, repo = lab(twin.store, tmp_path)
+    settle(ctx)
+    remote = tmp_path / "state" / "gitops-remote.git"
+    main = git(remote, "rev-parse", "main").strip()
+    assert state(twin.store, "traefik")[0] == "Synced"
+    synced = twin.store.get(*APP, "traefik", "argocd")["status"]["sync"]["revision"]
+    assert synced == main
+    local = Checkout.from_spec(ctx.spec.gitops.model_copy(update={"push": False, "merge": False}))
+    change = plan_object_change(SVC, kget(twin.api, "v1", "Service", "traefik", "traefik"), CILIUM, local)
+    with pytest.raises(GitOpsGateError) as exc:
+        apply_git_changes([change], local, twin.api, timeout=5)
+    sha = git(repo, "rev-parse", "falkit/migration").strip()
+    msg = str(exc.value)
+    assert f"commit {sha[:10]} on branch falkit/migration" in msg and "Argo CD syncs main of origin" in msg
+    assert "push origin falkit/migration" in msg and "merge falkit/migration into main" in msg
+    settle(ctx, 3)
+    assert twin.store.get(*APP, "traefik", "argocd")["status"]["sync"]["revision"] == main  # not the local commit
+    assert "lbipam.cilium.io/ips" not in kget(twin.api, "v1", "Service", "traefik", "traefik")["metadata"]["annotations"]
+    pushed = Checkout.from_spec(ctx.spec.gitops.model_copy(update={"push": True, "merge": False}))
+    with pytest.raises(GitOpsGateError, match="merge falkit/migration into main"):
+        pushed.deliver(pushed.commit([]) or _commit_of(pushed, sha))
+    assert git(remote, "rev-parse", "falkit/migration").strip() == sha and git(remote, "rev-parse", "main").strip() == main
+    settle(ctx, 3)
+    assert twin.store.get(*APP, "traefik", "argocd")["status"]["sync"]["revision"] == main
+    merging = Checkout.from_spec(ctx.spec.gitops.model_copy(update={"push": True, "merge": True}))
+    done = merging.deliver(_commit_of(merging, sha))
+    assert done.merged and git(remote, "rev-parse", "main").strip() == sha
+    settle(ctx, 3)
+    assert twin.store.get(*APP, "traefik", "argocd")["status"]["sync"]["revision"] == sha
+    ann = kget(twin.api, "v1", "Service", "traefik", "traefik")["metadata"]["annotations"]
+    assert ann["lbipam.cilium.io/ips"] == "10.10.0.80"
+
+
+def _commit_of(co: Checkout, sha: str):
+    from falkit.gitops import Commit
+
+    return Commit(sha, co.branch, (), False, "")
 
 
 def test_longhorn_renames_prune_the_child_applications(twin, tmp_path):
@@ -201,3 +252,16 @@ def test_inactive_without_argocd(twin, tmp_path):
 ])
 def test_health(obj, expected):
     assert argocd.health(obj) == expected
+
+
+def test_helm_source_must_be_served_by_its_repository(twin, tmp_path):
+    """A chart source names a repository that publishes the chart (the same table as the twin's
+    helm stand-in): Mayastor from Cilium's repository is a comparison error, from its own renders."""
+    ctx, _ = lab(twin.store, tmp_path)
+    app = {"metadata": {"name": "mayastor"}, "spec": {"destination": {"namespace": "mayastor"}}}
+    with pytest.raises(argocd.SourceError, match="not found in https://helm.cilium.io/"):
+        argocd.render_helm(ctx, app, {"repoURL": "https://helm.cilium.io/", "chart": "mayastor",
+                                      "targetRevision": "2.8.0"})
+    objs, version = argocd.render_helm(ctx, app, {"repoURL": "https://openebs.github.io/mayastor-extensions/",
+                                                  "chart": "mayastor", "targetRevision": "2.8.0"})
+    assert objs and version == "2.8.0"

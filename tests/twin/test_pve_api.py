@@ -143,6 +143,9 @@ def test_lxc_dev0_is_refused_to_the_api_token(pve_empty):
 
 def test_lxc_dev0_with_a_root_ticket_reads_back(pve_empty):
     api = pve_empty.api_password()
+    # a fresh host has no LXC template: download it from the appliance index first (pveam download)
+    assert wait_task(api, "fal", api.nodes("fal").aplinfo.post(storage="local", template=LXC["ostemplate"].rsplit(
+        "/", 1)[-1]))["exitstatus"] == "OK"
     upid = api.nodes("fal").lxc.post(**LXC)
     assert wait_task(api, "fal", upid)["exitstatus"] == "OK"
     cfg = api.nodes("fal").lxc(400).config.get()

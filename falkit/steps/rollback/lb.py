@@ -15,7 +15,7 @@ from ...validation import lb_ip
 from ..base import Check, Progress, StepOptions
 from ._common import _ann, _key, _md, _wait
 
-METALLB_NS, METALLB_RELEASE, METALLB_CHART = "metallb-system", "metallb", "metallb/metallb"
+METALLB_NS, METALLB_RELEASE, METALLB_CHART = "metallb-system", "metallb", "metallb"  # --repo: backends.helm
 METALLB_API = "metallb.io/v1beta1"
 POOL_NAME, L2ADV_NAME = "default-pool", "default"
 METALLB_IPS = "metallb.universe.tf/loadBalancerIPs"

@@ -10,8 +10,11 @@ Active once Argo CD is installed (a deployed ``argo-cd`` Helm release, or the De
   directly in ``path`` (``directory.recurse`` for sub-directories) named ``*.yaml``/``*.yml``/
   ``*.json``: a file renamed ``*.disabled`` is no longer part of the app. ``repoURL`` resolves to a
   local repository: ``file://`` URLs and absolute paths as they are; ``ctx.extra["argocd"]["repos"]
-  [url]`` (registered by the twin's set-up); the lab spec's ``gitops.repo_url`` -> the twin's own
-  checkout ``<state_dir>/gitops`` when it exists, else ``gitops.checkout``. A Helm chart source
+  [url]`` (registered by the twin's set-up); the lab spec's ``gitops.repo_url`` -> the twin's Git
+  server, the bare repository ``<state_dir>/gitops-remote.git`` (what falkit pushed: Argo CD
+  syncs the remote's revision, never a local checkout — argo-cd docs "Tracking and Deployment
+  Strategies": a branch/tag/HEAD ``targetRevision`` is resolved on the repository server), else
+  (older state dirs) the checkout ``<state_dir>/gitops``, else ``gitops.checkout``. A Helm chart source
   (``chart``) is rendered by the twin's chart stand-ins (:mod:`falkit.twin.lab.charts`) with
   ``helm.valuesObject``/``helm.values``; the rendered release (with the chart's ``notes``) is kept in
   ``ctx.extra["argocd"]["helm"][app]`` (:func:`chart_release`) — Argo CD runs ``helm template``, it
@@ -59,7 +62,7 @@ import yaml
 from falkit.twin.kube import ApiError
 from falkit.twin.kube.objects import now_iso
 
-from .charts import CHARTS, chart_key
+from .charts import CHARTS, chart_key, repository
 from .context import LabContext, Release
 from .tracking import TRACKING_ANNOTATION, ObjectRef, tracking_id
 
@@ -98,6 +101,9 @@ def repo_path(ctx: LabContext, url: str) -> Path:
         return Path(repos[url])
     g = getattr(ctx.spec, "gitops", None)
     if g is not None and url.rstrip("/") == g.repo_url.rstrip("/"):
+        remote = ctx.state_dir / "gitops-remote.git"
+        if (remote / "HEAD").exists():
+            return remote  # the twin's Git server: what was pushed, never the checkout's working state
         own = ctx.state_dir / "gitops"
         return own if (own / ".git").exists() else Path(os.path.expanduser(g.checkout))
     raise SourceError(f"repository not accessible: {url}: the twin knows no local repository for this URL")
@@ -122,6 +128,9 @@ def _repo_stamp(repo: Path) -> tuple:
             out.append((git / name).stat().st_mtime_ns)
         except OSError:
             out.append(0)
+    # A push to a bare repository updates refs/heads/* and writes no reflog: stamp the branch refs too.
+    for dirpath, _dirs, names in os.walk(git / "refs" / "heads"):
+        out += [(n, os.stat(os.path.join(dirpath, n)).st_mtime_ns) for n in sorted(names)]
     return tuple(out)
 
 
@@ -172,6 +181,12 @@ def read_directory(repo: Path, sha: str, path: str, recurse: bool = False) -> li
 def render_helm(ctx: LabContext, app: dict, source: dict) -> tuple[list[dict], str]:
     """``helm template`` of a chart source by the twin's chart stand-ins; ``(objects, version)``."""
     key = chart_key(source["chart"])
+    # The chart must be served by the repository the Application names (the twin's table of
+    # published chart repositories, falkit/twin/tools/chartrepos.py — the same the helm stand-in uses).
+    served = repository(str(source.get("repoURL") or ""))
+    if served is not None and source["chart"] not in served:
+        raise SourceError(f"chart {source['chart']!r} not found in {source.get('repoURL')} (it serves "
+                          f"{', '.join(sorted(served))})")
     if key not in CHARTS:
         raise SourceError(f"chart {source['chart']!r} not found in {source.get('repoURL')} (the twin knows "
                           f"{', '.join(sorted(CHARTS))})")

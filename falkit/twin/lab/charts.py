@@ -25,16 +25,18 @@ from typing import Any
 
 from falkit.schemas import UPSTREAM, cilium_crd_dir, diskpool_api_version, validate_cilium_values
 from falkit.twin.kube import diskpool_crd, load_crd_file
+from falkit.twin.tools.chartrepos import (  # noqa: F401 - the repository table, re-exported
+    LATEST,
+    OCI_CHARTS,
+    REPOSITORIES,
+    chart_key,
+    latest_version,
+    repository,
+)
 
 from .context import POD_CONTROLLER, CiliumConfig, LabContext, Release
 
 HELM_MANAGER = "helm"
-
-
-def chart_key(chart: str) -> str:
-    """``cilium/cilium`` / ``oci://.../argo-cd`` / ``argocd`` -> the key in ``CHARTS``."""
-    name = chart.rstrip("/").rsplit("/", 1)[-1].lower()
-    return {"argocd": "argo-cd"}.get(name, name)
 
 
 # --------------------------------------------------------------------------------- object helpers
@@ -296,3 +298,4 @@ CHARTS: dict[str, Chart] = {
     "longhorn": Chart(_longhorn_render),
     "argo-cd": Chart(_argocd_render),
 }
+
