@@ -121,11 +121,11 @@ def _fmt(v: Any) -> str:
 
 
 def fmt_number(v: float) -> str:
-    """A float as a person reads it: ``166.67``, ``0.12``, ``20,000`` — never ``166.66666666666666``."""
+    """A float as a person reads it: ``166.7``, ``0.123``, ``26,667`` — never ``166.66666666666666``."""
     if v != v:  # NaN
         return ""
-    if v == int(v) and abs(v) < 1e15:
-        return f"{int(v):,}"
+    if (v == int(v) or abs(v) >= 1000) and abs(v) < 1e15:
+        return f"{round(v):,}"
     if abs(v) >= 100:
         return f"{v:,.1f}"
     if abs(v) >= 1:
