@@ -313,7 +313,9 @@ def report_banner(run: dict, notebook: str) -> str:
     build = run.get("falkit") or {}
     text = (f"{notebook} · {run.get('lab', '')} on the {run.get('target', '')} · run {run.get('id', '')} started "
             f"{_human_time(run.get('started'))} · falkit {build.get('version', 'unknown')} ({build.get('commit', 'unknown')})")
-    return f"<div class='falkit-banner'>{escape(text)} · <a href='index.html'>all notebooks of this run</a></div>"
+    return (f"<div class='falkit-banner' style='font-family: system-ui, sans-serif; font-size: 14px; padding: 6px 12px; "
+            f"background: #f3f3f3; border-bottom: 1px solid #ccc'>{escape(text)} · "
+            f"<a href='index.html'>all notebooks of this run</a></div>")
 
 
 def _summ(result: dict | None) -> dict[str, Any]:

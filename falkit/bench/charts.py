@@ -77,7 +77,7 @@ def _title(metric: str, unit: str) -> str:
 
 
 def comparison_chart(comparisons: Mapping[str, pd.DataFrame],
-                     title: str = "The seed's claims vs The Fal's physics vs the results") -> go.Figure:
+                     title: str = "The seed's claims vs The Fal's physics vs the results (MB/s = 10⁶ bytes/s)") -> go.Figure:
     """Longhorn and Mayastor side by side: one subplot per metric (units differ), in each a group of
     bars per storage engine — the seed's claim, the physical ceiling (a floor for latency) and the
     result. Input: ``{engine: model.compare_with_claims(...)}`` (engines without rows are left out)."""
@@ -106,7 +106,7 @@ def comparison_chart(comparisons: Mapping[str, pd.DataFrame],
         if hatch and any(hatch):
             marker["pattern"] = {"shape": hatch, "fgcolor": "#ffffff", "solidity": 0.3}
         fig.add_trace(go.Bar(name=name, x=labels, y=ys, marker=marker, legendgroup=name, showlegend=name not in shown,
-                             text=text, textposition="outside", cliponaxis=False,
+                             text=text, textposition="outside", cliponaxis=False, constraintext="none",
                              hovertemplate=[f"{lbl} · {name}: {tx} {unit}<extra></extra>" for lbl, tx in zip(labels, text, strict=True)]),
                       row=row, col=col)
         shown.add(name)
@@ -131,9 +131,13 @@ def comparison_chart(comparisons: Mapping[str, pd.DataFrame],
         fig.update_yaxes(range=[0, max(tops) * 1.25] if tops else None, tickformat="~s" if unit == "IOPS" else None,
                          separatethousands=True, row=row, col=col)
     fig.update_annotations(font_size=13)
-    fig.update_layout(title={"text": title, "y": 0.98}, barmode="group", height=330 * nrows + 130,
-                      margin={"t": 110, "b": 40}, legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0},
-                      uniformtext={"minsize": 9, "mode": "hide"}, template="plotly_white")
+    height = 330 * nrows + 170
+    # the legend sits in the top margin, above the subplot titles (which plotly puts just above each
+    # subplot): 60 px above the plotting area, the title above that
+    fig.update_layout(title={"text": title, "y": 1 - 16 / height, "yanchor": "top"}, barmode="group", height=height,
+                      margin={"t": 130, "b": 40},
+                      legend={"orientation": "h", "y": 1 + 60 / (height - 170), "yanchor": "bottom", "x": 0},
+                      template="plotly_white")
     return fig
 
 
