@@ -202,7 +202,7 @@ def test_html_export_renders_plotly_offline(runenv, tmp_path):
         from falkit.jupyter import isolated_env
 
         if not Path("/usr/bin/chromium").exists():
-            pytest.fail("needs Debian's chromium: apt-get install chromium (.ci/run installs it)")
+            pytest.fail("needs Debian's chromium: apt-get install chromium (scripts/test installs it)")
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"],
                                     env=isolated_env(tmp_path))
         page = browser.new_page()

@@ -2,7 +2,7 @@
 scratch checkout) with stand-ins for the system commands it calls: ``id``, ``apt-get``, ``sudo`` and
 the venv's ``pip``/``ruff``/``python``, each recording its arguments.
 
-Covers: missing fio/chromium are installed with ``apt-get update`` + ``apt-get install -y`` — directly
+Covers: missing fio/chromium (and python3-venv where python3 has no ensurepip) are installed with ``apt-get update`` + ``apt-get install -y`` — directly
 as root, through ``sudo -n`` otherwise; without root or password-less sudo the script stops before
 anything else with the command to run; an apt-get failure stops it with a message; nothing is
 installed when both are present; then the venv is created, falkit installed with its test extras,
@@ -52,8 +52,9 @@ def checkout(tmp_path):
     for name in ("pip", "ruff", "python"):
         _tool(venv / name, RECORD.format(name=f".venv/{name}"))
     # "python3": the version check passes, "-m venv .venv" is recorded (the fake venv is already there)
-    _tool(bin_dir / "python3", f'#!/usr/bin/env bash\n[ "$1" = "-c" ] && exec {sys.executable} "$@"\n'
-          'echo "python3 $*" >> "$CALLS"\n')
+    _tool(bin_dir / "python3", '#!/usr/bin/env bash\n[ "$1" = "-c" ] && [ -n "$NO_ENSUREPIP" ] && '
+          '[[ "$2" == *ensurepip* ]] && exit 1\n'
+          f'[ "$1" = "-c" ] && exec {sys.executable} "$@"\necho "python3 $*" >> "$CALLS"\n')
     chromium = tmp_path / "chromium"
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls),
            "FALKIT_FIO": str(tmp_path / "no-fio"), "FALKIT_CHROMIUM": str(chromium), "PYTHON": str(bin_dir / "python3")}
@@ -104,6 +105,13 @@ def test_neither_root_nor_sudo_stops_with_the_command_to_run(checkout):
     assert r.returncode == 1
     assert "sudo apt-get install -y fio chromium" in r.stderr and "neither run apt-get" in r.stderr
     assert _calls(calls) == ["sudo -n true"]  # nothing installed, no venv, no pytest
+
+
+def test_python_without_venv_support_gets_python3_venv(checkout):
+    repo, env, calls, _ = checkout
+    r = _run(repo, env, "--system-only", FAKE_UID="0", NO_ENSUREPIP="1")
+    assert r.returncode == 0, r.stderr
+    assert _calls(calls) == ["apt-get update -qq", "apt-get install -y -qq fio chromium python3-venv"]
 
 
 def test_apt_failure_stops(checkout):
