@@ -10,7 +10,7 @@ How a plan reads (``str(plan)``, ``repr(plan)`` and the notebook's HTML table):
 - a Terraform-style summary line, ``5 to add, 3 to change, 1 to destroy`` (plus ``, 4 to run`` for
   actions such as a reboot or a bootstrap), and one ``+``/``~``/``-``/``>`` symbol per change
   (create/update/delete/action), as ``terraform plan`` marks them;
-- the table left-aligned, every reason in full (old and new values are cut at 80 characters);
+- the table left-aligned, every reason in full (old and new values are cut at 160 characters);
 - configuration changes (a Talos machine config, Helm values, a Kubernetes object's spec) as a
   unified diff of their YAML, secrets redacted — what ``talosctl apply-config --dry-run`` shows —
   instead of digests. A change carries the two sides in ``data["yaml"] = (before, after)`` (one
@@ -207,7 +207,7 @@ class Plan:
                 f"<table class='falkit-plan'><tr>{th}</tr>{''.join(body)}</table>{notes}{''.join(diffs)}")
 
 
-def _short(value: Any, limit: int = 80) -> str:
+def _short(value: Any, limit: int = 160) -> str:
     if value is None:
         return ""
     text = value if isinstance(value, str) else repr(value)

@@ -18,8 +18,9 @@ Behaviour:
   mutating API call). Secrets are scrubbed from every archived file (:mod:`falkit.scrub`).
 - ``index.html``: the run as a page a person reads — time, falkit version and commit, lab, target,
   parameters, each notebook's status and counts (planned/applied changes, checks ok/failed,
-  mutating calls) linking its HTML report; rewritten with run.json. Each report is titled
-  ``<notebook> · <lab> · <time>`` and starts with a strip naming the run and linking the index.
+  mutating calls, preflight findings by severity) linking its HTML report; rewritten with
+  run.json. Each report is titled ``<notebook> · <lab> · <time>`` and starts with a strip naming
+  the run and linking the index.
 - Stops at the first failing notebook, prints which notebook and cell and why, exits 1, archives
   what ran; ``run.json`` has status ``failed`` and a ``resume`` command. ``--resume RUN`` continues
   from the failed notebook in the same directory.
@@ -234,7 +235,8 @@ tr.failed td {background: #fdd} tr.running td {background: #ffd}
 </style>"""
 
 _INDEX_COLUMNS = (("notebook", ""), ("status", ""), ("duration", "num"), ("planned", "num"), ("applied", "num"),
-                  ("checks ok", "num"), ("checks failed", "num"), ("mutating calls", "num"), ("report", ""))
+                  ("checks ok", "num"), ("checks failed", "num"), ("mutating calls", "num"), ("findings", ""),
+                  ("report", ""))
 
 
 def index_rows(run: dict) -> list[dict[str, Any]]:
@@ -247,6 +249,8 @@ def index_rows(run: dict) -> list[dict[str, Any]]:
                      "planned": n.get("planned", 0), "applied": n.get("applied", 0),
                      "checks ok": checks.get("ok", 0), "checks failed": checks.get("failed", 0),
                      "mutating calls": n.get("mutating_calls", 0),
+                     "findings": ", ".join(f"{k} {sev}" for sev in ("error", "warning", "info")
+                                           if (k := (n.get("findings") or {}).get(sev))),
                      "report": f"{n['notebook']}.html" if n.get("report") else "",
                      "error": n.get("error")})
     return rows

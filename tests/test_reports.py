@@ -154,6 +154,7 @@ def test_index_page_of_a_failed_run():
            "status": "failed", "falkit": {"version": "0.1.0", "commit": "b5a45f4abcde"},
            "notebooks": [
                {"notebook": "10-network", "status": "ok", "duration_s": 3.2, "planned": 2, "applied": 2,
+                "findings": {"warning": 5, "error": 1},
                 "checks": {"ok": 4, "failed": 0}, "mutating_calls": 3, "report": "10-network.html"},
                {"notebook": "20-vms", "status": "failed", "duration_s": 12.5, "planned": 14, "applied": 3,
                 "checks": {"ok": 0, "failed": 0}, "mutating_calls": 9, "report": "20-vms.html"}],
@@ -171,7 +172,7 @@ def test_index_page_of_a_failed_run():
     rows = re.findall(r"<tr class='(\w+)'>(.*?)</tr>", html)
     assert [r[0] for r in rows] == ["ok", "failed"]
     cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", rows[0][1])]
-    assert cells == ["10-network", "ok", "3.2 s", "2", "2", "4", "0", "3", "10-network.html"]
+    assert cells == ["10-network", "ok", "3.2 s", "2", "2", "4", "0", "3", "1 error, 5 warning", "10-network.html"]
     assert "<a href='20-vms.html'>" in html
     assert report_title("20-vms", "the-fal", "2026-12-03T08:40:05+00:00") == "20-vms · the-fal · 2026-12-03 08:40:05 UTC"
 

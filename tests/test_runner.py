@@ -239,7 +239,7 @@ def test_run_index_page_titles_and_readable_outputs(runenv):
     assert f"0.1.0 (commit {run['falkit']['commit']})" in index and "UTC" in index
     row = re.search(r"<tr class='ok'>(.*?)</tr>", index).group(1)
     cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
-    assert cells[0] == "10-tdesc" and cells[1] == "ok" and cells[3:9] == ["1", "1", "1", "0", "1", "10-tdesc.html"]
+    assert cells[0] == "10-tdesc" and cells[1] == "ok" and cells[3:10] == ["1", "1", "1", "0", "1", "", "10-tdesc.html"]
     assert "<a href='10-tdesc.html'>" in index
 
     html = (run_dir / "10-tdesc.html").read_text()

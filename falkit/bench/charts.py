@@ -10,7 +10,8 @@ How the charts read (the same in every figure):
   conversion.
 - Subplot titles name the measurement in words with its unit once (``Sequential read (MB/s)``),
   never a column name; the grid leaves room between titles.
-- Numbers are formatted for reading (``166.7``, ``20,000``, ``0.12``): on the bars and in hovers.
+- Numbers are formatted for reading (``166.7``, ``0.12``; IOPS on bars as ``26.7k``): on the bars and
+  in hovers.
 - **One colour per role**, in every subplot and in the legend: seed claim grey, physical ceiling
   blue, physical floor (latency: lower is better) purple, result green. A claim that is impossible
   on this hardware keeps its colour, is hatched and labelled "impossible". A result's legend entry
@@ -68,6 +69,14 @@ def source_label(source: str | None) -> str:
     return source or "no result"
 
 
+def _label(v: float, unit: str) -> str:
+    """A bar's label: IOPS in thousands (``26.7k``: three bars of five digits side by side would run
+    into each other), anything else :func:`~falkit.widgets.fmt_number` (``166.7``, ``0.291``)."""
+    if unit == "IOPS" and abs(v) >= 1000:
+        return f"{v / 1000:.3g}k"
+    return fmt_number(v)
+
+
 def _num(v) -> float | None:
     return None if v is None or pd.isna(v) else float(v)
 
@@ -94,14 +103,15 @@ def comparison_chart(comparisons: Mapping[str, pd.DataFrame],
     cols = min(3, len(metrics))
     nrows = -(-len(metrics) // cols)
     fig = make_subplots(rows=nrows, cols=cols, subplot_titles=[_title(m, u) for m, u in metrics],
-                        horizontal_spacing=0.08, vertical_spacing=0.22 if nrows > 1 else 0.1)
+                        horizontal_spacing=0.08, vertical_spacing=0.16 if nrows > 1 else 0.1)
     shown: set[str] = set()
 
     def bar(name: str, color: str, ys: list, row: int, col: int, unit: str, hatch: list[str] | None = None,
             texts: list[str] | None = None) -> None:
         if all(y is None for y in ys):
             return
-        text = [("" if y is None else fmt_number(y)) + (f" {t}" if t else "") for y, t in zip(ys, texts or [""] * len(ys), strict=True)]
+        text = [("" if y is None else _label(y, unit)) + (f" {t}" if t else "")
+                for y, t in zip(ys, texts or [""] * len(ys), strict=True)]
         marker: dict = {"color": color}
         if hatch and any(hatch):
             marker["pattern"] = {"shape": hatch, "fgcolor": "#ffffff", "solidity": 0.3}

@@ -130,7 +130,7 @@ def test_benchmark_chart_and_plan_in_the_html_report(chromium, tmp_path, shots):
         fills = {f for n, fs in svg["bars"] if n == name for f in fs if not f.startswith("url(")}
         assert fills == {_rgb(COLORS[role])}, (name, fills)  # the same colour in every subplot
 
-    assert {"550", "166.7", "600 impossible", "800 impossible", "90,000"} <= set(svg["barText"])
+    assert {"550", "166.7", "600 impossible", "800 impossible", "90k", "26.7k"} <= set(svg["barText"])
     assert not any("6666" in t for t in svg["barText"])
     assert svg["xticks"].count("Longhorn") == 5 and svg["xticks"].count("Mayastor") == 5
     assert "mb_s" not in svg["all"] and "MiB" not in svg["all"] and "524.5" not in svg["all"]
