@@ -124,13 +124,17 @@ def fmt_number(v: float) -> str:
     """A float as a person reads it: ``166.7``, ``0.123``, ``26,667`` — never ``166.66666666666666``."""
     if v != v:  # NaN
         return ""
+    if v in (float("inf"), float("-inf")):
+        return str(v)
     if (v == int(v) or abs(v) >= 1000) and abs(v) < 1e15:
         return f"{round(v):,}"
     if abs(v) >= 100:
-        return f"{v:,.1f}"
-    if abs(v) >= 1:
-        return f"{v:.2f}"
-    return f"{v:.3g}"
+        text = f"{v:,.1f}"
+    elif abs(v) >= 1:
+        text = f"{v:.2f}"
+    else:
+        return f"{v:.3g}"
+    return text.rstrip("0").rstrip(".")
 
 
 CHECK_COLUMNS = ("check", "subject", "expected", "observed", "ok", "fix")

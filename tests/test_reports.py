@@ -120,8 +120,8 @@ def test_yaml_diff_redacts_secret_keys():
 
 
 def test_numbers_are_formatted():
-    assert [fmt_number(x) for x in (166.66666666666666, 550.0, 20000.0, 0.5, 0.123456, 3.14159, 1234.5678)] == \
-        ["166.7", "550", "20,000", "0.5", "0.123", "3.14", "1,235"]
+    assert [fmt_number(x) for x in (166.66666666666666, 550.0, 20000.0, 0.5, 0.123456, 3.14159, 1234.5678, 4.5, 9.0)] == \
+        ["166.7", "550", "20,000", "0.5", "0.123", "3.14", "1,235", "4.5", "9"]
     html = Table([{"ceiling": 500 / 3}])._repr_html_()
     assert "166.7" in html and "166.666" not in html
     assert "166.666" not in text_table([{"ceiling": 500 / 3}], ["ceiling"])
