@@ -11,9 +11,13 @@ Covers:
 - numbers in tables are formatted (``166.7``, ``20,000``), never ``166.66666666666666``;
 - ``lab.checks(...)`` in a notebook shows its table once: the cell's echo of the returned list adds
   nothing (no ``[Check(check=…)]``), displaying the list later shows the table, ``repr`` is text;
+- the host-budget chart names each resource once (subplot title, no repeated tick label);
+- the host-budget chart names each resource once (subplot title, no repeated tick label);
 - the run's index page (``render_index``): time, falkit version and commit, lab, target, each
   notebook's status and counts and a link to its report; a failed run says where and how to resume.
-The index and the report titles of a real ``falkit run`` are covered in tests/test_runner_reports.py.
+The index and the report titles of a real ``falkit run`` are covered in tests/test_runner.py
+(``test_run_index_page_titles_and_readable_outputs``); the chart in Chromium in
+tests/browser/test_report_charts.py.
 """
 
 from __future__ import annotations
@@ -184,3 +188,14 @@ def fal():
     from falkit.spec import load_spec
 
     return load_spec(FAL)
+
+
+def test_host_budget_chart_names_each_resource_once(fal):
+    from falkit.charts import host_budget_chart
+    from falkit.plan import derive_plan
+
+    fig = host_budget_chart(fal, derive_plan(fal))
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles[:2] == ["RAM (GB)", "vCPU"] and len(titles) == len(set(titles))
+    axes = [fig.layout[k] for k in fig.layout if k.startswith("xaxis")]
+    assert len(axes) == len(titles) and all(ax.showticklabels is False for ax in axes)  # not again under the bar
