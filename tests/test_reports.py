@@ -12,7 +12,6 @@ Covers:
 - ``lab.checks(...)`` in a notebook shows its table once: the cell's echo of the returned list adds
   nothing (no ``[Check(check=…)]``), displaying the list later shows the table, ``repr`` is text;
 - the host-budget chart names each resource once (subplot title, no repeated tick label);
-- the host-budget chart names each resource once (subplot title, no repeated tick label);
 - the run's index page (``render_index``): time, falkit version and commit, lab, target, each
   notebook's status and counts and a link to its report; a failed run says where and how to resume.
 The index and the report titles of a real ``falkit run`` are covered in tests/test_runner.py
