@@ -80,6 +80,7 @@ def host_budget_chart(spec: LabSpec, plan: LabPlan, node: str | None = None):
                                  hovertemplate=f"capacity {capacity:g}, allocated {total:g}<extra>{res}</extra>"),
                       row=1, col=col)
         fig.update_yaxes(range=[0, max(capacity, total) * 1.15], row=1, col=col)
+    fig.update_xaxes(showticklabels=False)  # each subplot's title names its one bar
     fig.update_layout(barmode="stack", title=f"Host budget of {node}: allocated per VM/CT vs capacity",
                       height=420, legend={"orientation": "h", "y": -0.15}, margin={"t": 80})
     return fig

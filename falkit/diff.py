@@ -4,15 +4,42 @@ A :class:`Change` is one operation on one resource (``create``/``update``/``dele
 with the field, old and new value. A :class:`Plan` is an immutable tuple of changes plus the
 "already in place" notes (noops with a reason, as pyinfra reports them). Plans are printed,
 compared, archived as JSON and tested; ``apply`` functions execute exactly a plan's changes.
+
+How a plan reads (``str(plan)``, ``repr(plan)`` and the notebook's HTML table):
+
+- a Terraform-style summary line, ``5 to add, 3 to change, 1 to destroy`` (plus ``, 4 to run`` for
+  actions such as a reboot or a bootstrap), and one ``+``/``~``/``-``/``>`` symbol per change
+  (create/update/delete/action), as ``terraform plan`` marks them;
+- the table left-aligned, every reason in full (old and new values are cut at 160 characters);
+- configuration changes (a Talos machine config, Helm values, a Kubernetes object's spec) as a
+  unified diff of their YAML, secrets redacted — what ``talosctl apply-config --dry-run`` shows —
+  instead of digests. A change carries the two sides in ``data["yaml"] = (before, after)`` (one
+  YAML document each; ``None``: absent) or ``data["yaml_documents"] = (before, after)`` (lists of
+  documents, as a multi-document Talos config); a change whose ``old``/``new`` are themselves
+  mappings or lists is diffed from those. Values under secret-named keys (``token``,
+  ``secret``, ``key``, ``crt``, ``password``, ``id``…) are replaced by ``***REDACTED***`` (marked
+  ``(changed)`` when they differ), then :func:`falkit.scrub.scrub_text`'s patterns (PEM blocks,
+  bearer tokens, ...) run over the text.
 """
 
 from __future__ import annotations
 
+import difflib
+import re
 from dataclasses import asdict, dataclass, field
 from dataclasses import field as _field
+from html import escape
 from typing import Any, Literal
 
 Op = Literal["create", "update", "delete", "action"]
+#: ``terraform plan``'s marks: + create, ~ update in place, - destroy; ``>`` an action (reboot, bootstrap)
+SYMBOL = {"create": "+", "update": "~", "delete": "-", "action": ">"}
+COLUMNS = ("", "op", "kind", "name", "field", "old", "new", "flags", "reason")
+PLAN_STYLE = ("<style>table.falkit-plan th, table.falkit-plan td {text-align: left !important; vertical-align: top; "
+              "padding: 2px 8px} table.falkit-plan td.falkit-sym {font-family: monospace; font-weight: bold} "
+              "pre.falkit-yaml-diff {text-align: left; font-size: 90%; padding: 4px 8px; background: #f7f7f7; "
+              "overflow-x: auto}</style>")
+_SYM_COLOR = {"+": "#070", "~": "#a60", "-": "#b00", ">": "#04a"}
 
 
 @dataclass(frozen=True)
@@ -30,13 +57,45 @@ class Change:
 
     def describe(self) -> str:
         what = f"{self.kind} {self.name}" + (f" {self.field}" if self.field else "")
+        cells = self.diff_cells() if self.yaml_diff() else {"old": _short(self.old), "new": _short(self.new)}
         if self.op == "update":
-            return f"~ {what}: {_short(self.old)} -> {_short(self.new)}"
+            return f"~ {what}: {cells['old']} -> {cells['new']}"
         if self.op == "create":
-            return f"+ {what}" + (f" = {_short(self.new)}" if self.new not in (None, "") else "")
+            return f"+ {what}" + (f" = {cells['new']}" if cells["new"] else "")
         if self.op == "delete":
             return f"- {what}"
         return f"> {what}" + (f": {self.reason}" if self.reason else "")
+
+    @property
+    def symbol(self) -> str:
+        return SYMBOL.get(self.op, "?")
+
+    def yaml_diff(self) -> str:
+        """The unified diff of this change's configuration as YAML, secrets redacted ("" when the change
+        carries no configuration; see the module docstring)."""
+        data = self.data if isinstance(self.data, dict) else {}
+        label = f"{self.kind} {self.name}" + (f" {self.field}" if self.field else "")
+        if isinstance(data.get("yaml_documents"), tuple):
+            before, after = data["yaml_documents"]
+            return yaml_diff(before, after, label, documents=True)
+        if isinstance(data.get("yaml"), tuple):
+            before, after = data["yaml"]
+        elif isinstance(self.old, (dict, list)) or isinstance(self.new, (dict, list)):
+            before, after = self.old, self.new
+        else:
+            return ""
+        return yaml_diff(before, after, label)
+
+    def diff_cells(self) -> dict[str, str]:
+        """``old``/``new`` as a plan table shows them next to a YAML diff: a digest, a mapping or a long
+        value is replaced by a pointer to the diff; a short value (a chart version) stays."""
+        data = self.data if isinstance(self.data, dict) else {}
+        out = {}
+        for k in ("old", "new"):
+            v = getattr(self, k)
+            whole = "yaml_documents" in data or isinstance(v, (dict, list)) or len(str(v)) > 40
+            out[k] = ("(YAML diff below)" if v not in (None, "") else "") if whole else _short(v)
+        return out
 
     def row(self) -> dict[str, Any]:
         return {
@@ -77,6 +136,19 @@ class Plan:
     def destructive(self) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.destructive)
 
+    def counts(self) -> dict[str, int]:
+        """``{"add", "change", "destroy", "run"}``: the changes per op."""
+        ops = [c.op for c in self.changes]
+        return {"add": ops.count("create"), "change": ops.count("update"), "destroy": ops.count("delete"),
+                "run": ops.count("action")}
+
+    def summary(self) -> str:
+        """``"5 to add, 3 to change, 1 to destroy"`` (``", 4 to run"`` when there are actions), as
+        ``terraform plan`` ends."""
+        n = self.counts()
+        return (f"{n['add']} to add, {n['change']} to change, {n['destroy']} to destroy"
+                + (f", {n['run']} to run" if n["run"] else ""))
+
     def rows(self) -> list[dict[str, Any]]:
         return [c.row() for c in self.changes]
 
@@ -88,30 +160,108 @@ class Plan:
             "notes": list(self.notes),
         }
 
-    def __str__(self) -> str:
+    def head(self) -> str:
         if self.empty:
-            head = f"plan {self.step}: nothing to change ({len(self.noops)} already in place)"
-        else:
-            head = f"plan {self.step}: {len(self.changes)} change(s)"
-        lines = [head] + [f"  {c.describe()}" for c in self.changes]
+            return f"plan {self.step}: nothing to change ({len(self.noops)} already in place)"
+        return f"plan {self.step}: {len(self.changes)} change(s): {self.summary()}"
+
+    def __str__(self) -> str:
+        lines = [self.head()]
+        for c in self.changes:
+            lines.append(f"  {c.describe()}" + (f"  ({c.reason})" if c.reason and c.op != "action" else ""))
         lines += [f"  note: {n}" for n in self.notes]
+        for c in self.changes:
+            d = c.yaml_diff()
+            if d:
+                lines += ["", f"  {c.symbol} {c.kind} {c.name}:"] + [f"    {x}" for x in d.splitlines()]
         return "\n".join(lines)
 
+    __repr__ = __str__  # a notebook's text/plain and ``repr`` read like the plan, not a dataclass dump
+
     def _repr_html_(self) -> str:
-        from html import escape
-
+        head = f"<p><b>plan {escape(self.step)}</b>: "
         if self.empty:
-            return f"<p><b>plan {escape(self.step)}</b>: nothing to change ({len(self.noops)} already in place)</p>"
-        head = "".join(f"<th>{h}</th>" for h in ("op", "kind", "name", "field", "old", "new", "flags", "reason"))
-        body = "".join(
-            "<tr>" + "".join(f"<td>{escape(str(r[k]))}</td>" for k in ("op", "kind", "name", "field", "old", "new", "flags", "reason")) + "</tr>"
-            for r in self.rows()
-        )
-        return f"<p><b>plan {escape(self.step)}</b>: {len(self.changes)} change(s)</p><table class='falkit-plan'><tr>{head}</tr>{body}</table>"
+            return head + f"nothing to change ({len(self.noops)} already in place)</p>"
+        n = self.counts()
+        parts = [f"<span style='color:{_SYM_COLOR[sym]}'>{n[k]} to {k}</span>" if n[k] else f"{n[k]} to {k}"
+                 for k, sym in (("add", "+"), ("change", "~"), ("destroy", "-"))]
+        if n["run"]:
+            parts.append(f"<span style='color:{_SYM_COLOR['>']}'>{n['run']} to run</span>")
+        th = "".join(f"<th>{escape(h)}</th>" for h in COLUMNS)
+        body = []
+        for c, r in zip(self.changes, self.rows(), strict=True):
+            sym = c.symbol
+            cells = [f"<td class='falkit-sym' style='color:{_SYM_COLOR.get(sym, '#000')}'>{escape(sym)}</td>"]
+            if c.yaml_diff():
+                r = dict(r, **c.diff_cells())
+            cells += [f"<td>{escape(str(r[k]))}</td>" for k in COLUMNS[1:]]
+            body.append("<tr>" + "".join(cells) + "</tr>")
+        diffs = []
+        for c in self.changes:
+            d = c.yaml_diff()
+            if d:
+                diffs.append(f"<details open class='falkit-yaml-diff'><summary>{escape(c.symbol)} {escape(c.kind)} "
+                             f"{escape(c.name)}: YAML diff</summary><pre class='falkit-yaml-diff'>{escape(d)}</pre></details>")
+        notes = "".join(f"<p>note: {escape(x)}</p>" for x in self.notes)
+        return (f"{PLAN_STYLE}{head}{len(self.changes)} change(s): {', '.join(parts)}</p>"
+                f"<table class='falkit-plan'><tr>{th}</tr>{''.join(body)}</table>{notes}{''.join(diffs)}")
 
 
-def _short(value: Any, limit: int = 80) -> str:
+def _short(value: Any, limit: int = 160) -> str:
     if value is None:
         return ""
     text = value if isinstance(value, str) else repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---------------------------------------------------------------------------------------------- YAML diff
+
+REDACTED = "***REDACTED***"
+#: keys whose values are secrets in a Talos machine config, a kubeconfig or Helm values
+_SECRET_KEY = re.compile(r"(?i)token|secret|passw|(?:^|[^a-z])key$|[a-z]Key$|^crt$|^ca$|^id$|-data$")
+
+
+def _secret_key(key: Any) -> bool:
+    return isinstance(key, str) and bool(_SECRET_KEY.search(key))
+
+
+def _redact(value: Any, other: Any = None, secret: bool = False, mark: bool = False) -> Any:
+    """``value`` with every string/number leaf under a secret-named key replaced by :data:`REDACTED`;
+    with ``mark`` (the planned side), ``REDACTED (changed)`` where ``other`` (the same place on the
+    running side) differs, so the diff shows that a secret changes without showing it."""
+    if isinstance(value, dict):
+        o = other if isinstance(other, dict) else {}
+        return {k: _redact(v, o.get(k), secret or _secret_key(k), mark) for k, v in value.items()}
+    if isinstance(value, list):
+        o = other if isinstance(other, list) else []
+        return [_redact(v, o[i] if i < len(o) else None, secret, mark) for i, v in enumerate(value)]
+    if secret and value not in (None, "", True, False):
+        return f"{REDACTED} (changed)" if mark and other is not None and other != value else REDACTED
+    return value
+
+
+def _yaml_text(docs: Any, other: Any, documents: bool = False, mark: bool = False) -> list[str]:
+    import yaml
+
+    if docs is None:
+        return []
+    if documents:
+        others = list(other) if isinstance(other, (list, tuple)) else []
+        red = [_redact(d, others[i] if i < len(others) else None, mark=mark) for i, d in enumerate(docs)]
+        text = yaml.safe_dump_all(red, sort_keys=True, default_flow_style=False)
+    else:
+        text = yaml.safe_dump(_redact(docs, other, mark=mark), sort_keys=True, default_flow_style=False)
+    return text.splitlines()
+
+
+def yaml_diff(before: Any, after: Any, label: str = "config", documents: bool = False) -> str:
+    """A unified diff (3 lines of context) of ``before`` -> ``after`` dumped as YAML (``documents``:
+    each a list of YAML documents, dumped ``---``-separated), secrets redacted; "" when they are
+    equal. ``None`` on one side is an absent config (everything added or removed)."""
+    from .scrub import scrub_text
+
+    a, b = _yaml_text(before, after, documents), _yaml_text(after, before, documents, mark=True)
+    if a == b:
+        return ""
+    lines = difflib.unified_diff(a, b, fromfile=f"{label} (now)", tofile=f"{label} (planned)", lineterm="", n=3)
+    return scrub_text("\n".join(lines), ())

@@ -317,13 +317,13 @@ class Lab:
                         self._checks(name)
 
                 run.on_converged.append(later)
-                return []
+                return widgets.CheckList(shown=True)
             rec = self.result["steps"][name]
             rec["checks"] = "skipped"
             widgets.show(f"checks of {name} skipped: {len(run.plan.changes)} planned change(s) not applied "
                          f"(apply={self.apply})")
             self.save()
-            return []
+            return widgets.CheckList(shown=True)
         return self._checks(name)
 
     def _checks(self, name: str) -> list[Check]:
@@ -342,9 +342,9 @@ class Lab:
         self.result["steps"].setdefault(name, {"timings": {}}).setdefault("timings", {})["checks_s"] = round(time.monotonic() - t0, 3)
         self.save()
         failed = sum(1 for c in checks if not c.ok)
-        widgets.show(widgets.Table([c.row() for c in checks], title=f"Checks of {name}: {len(checks) - failed} ok, {failed} failed",
-                                   columns=["check", "subject", "expected", "observed", "ok", "fix"], status_column="ok"))
-        return checks
+        out = widgets.CheckList(checks, f"Checks of {name}: {len(checks) - failed} ok, {failed} failed", shown=True)
+        widgets.show(out.table())
+        return out
 
     # -- the end ---------------------------------------------------------------------------------
     def finish(self) -> None:

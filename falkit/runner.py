@@ -14,8 +14,13 @@ Behaviour:
 - Archive ``outputs/<UTC time>-<target>/``: each executed notebook, its HTML export (plotly.js
   embedded once per file, external scripts removed: it renders offline), ``<nb>.result.json`` (the
   notebook's own record), ``run.json`` (per notebook: status, duration, planned/applied changes,
-  findings, checks; totals) and ``journal.jsonl`` (every mutating API call). Secrets are scrubbed
-  from every archived file (:mod:`falkit.scrub`).
+  findings, checks; totals; the falkit version and git commit) and ``journal.jsonl`` (every
+  mutating API call). Secrets are scrubbed from every archived file (:mod:`falkit.scrub`).
+- ``index.html``: the run as a page a person reads — time, falkit version and commit, lab, target,
+  parameters, each notebook's status and counts (planned/applied changes, checks ok/failed,
+  mutating calls, preflight findings by severity) linking its HTML report; rewritten with
+  run.json. Each report is titled ``<notebook> · <lab> · <time>`` and starts with a strip naming
+  the run and linking the index.
 - Stops at the first failing notebook, prints which notebook and cell and why, exits 1, archives
   what ran; ``run.json`` has status ``failed`` and a ``resume`` command. ``--resume RUN`` continues
   from the failed notebook in the same directory.
@@ -156,8 +161,26 @@ class _Echo:
 # ---------------------------------------------------------------------------------------------- archive
 
 
-def export_html(ipynb: Path, html_path: Path) -> None:
-    """HTML export that renders offline: plotly figures embedded (plotly.js once), no external scripts."""
+def report_title(notebook: str, lab: str, when: str) -> str:
+    """``20-vms · the-fal · 2026-12-03 08:40 UTC``: an HTML report's title (its tab, its heading)."""
+    return f"{notebook} · {lab} · {_human_time(when)}"
+
+
+def _human_time(when: str | None) -> str:
+    if not when:
+        return ""
+    try:
+        t = _dt.datetime.fromisoformat(when)
+    except ValueError:
+        return when
+    return t.astimezone(_dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def export_html(ipynb: Path, html_path: Path, title: str | None = None, banner: str = "") -> None:
+    """HTML export that renders offline: plotly figures embedded (plotly.js once), no external scripts.
+
+    ``title`` becomes the page's ``<title>`` (nbconvert's default is the file name, or "Notebook");
+    ``banner`` (HTML) is put at the top of the page: the run it belongs to, a link to its index."""
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -165,12 +188,138 @@ def export_html(ipynb: Path, html_path: Path) -> None:
 
     nb = nbformat.read(ipynb, as_version=4)
     figures = embed_plotly_outputs(nb)
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    resources = {"metadata": {"name": title or ipynb.stem}}
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb, resources=resources)
     body = re.sub(r"<script[^>]*\ssrc=[\"']https?://[^>]*>\s*</script>", "", body)
     body = re.sub(r"<link[^>]*\shref=[\"']https?://[^>]*>", "", body)
     if figures:
         body = body.replace("</head>", plotly_script() + "</head>", 1)
+    if banner:
+        body = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + banner, body, count=1)
     html_path.write_text(body, encoding="utf-8")
+
+
+def falkit_build() -> dict[str, str]:
+    """``{"version", "commit"}`` of the falkit that runs: the package version and the source tree's git
+    commit (``+dirty`` with uncommitted changes; ``unknown`` outside a git checkout)."""
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ver = version("falkit")
+    except PackageNotFoundError:
+        ver = "unknown"
+    commit = "unknown"
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode == 0 and head.stdout.strip():
+            commit = head.stdout.strip()
+            dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                                   capture_output=True, text=True, timeout=10)
+            if dirty.returncode == 0 and dirty.stdout.strip():
+                commit += "+dirty"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"version": ver, "commit": commit}
+
+
+INDEX_STYLE = """<style>
+body {font-family: system-ui, sans-serif; margin: 1.5em 2em; color: #222}
+table {border-collapse: collapse; margin: 0.5em 0 1.2em}
+th, td {text-align: left; vertical-align: top; padding: 3px 10px; border-bottom: 1px solid #ddd}
+td.num, th.num {text-align: right}
+tr.failed td {background: #fdd} tr.running td {background: #ffd}
+.status-ok {color: #070; font-weight: bold} .status-failed {color: #b00; font-weight: bold}
+.falkit-banner {font-family: system-ui, sans-serif; padding: 6px 12px; background: #f3f3f3; border-bottom: 1px solid #ccc}
+</style>"""
+
+_INDEX_COLUMNS = (("notebook", ""), ("status", ""), ("duration", "num"), ("planned", "num"), ("applied", "num"),
+                  ("checks ok", "num"), ("checks failed", "num"), ("mutating calls", "num"), ("findings", ""),
+                  ("report", ""))
+
+
+def index_rows(run: dict) -> list[dict[str, Any]]:
+    """One row per notebook of ``run`` (run.json) as the index page shows it."""
+    rows = []
+    for n in run.get("notebooks") or []:
+        checks = n.get("checks") or {}
+        rows.append({"notebook": n["notebook"], "status": n.get("status", ""),
+                     "duration": f"{n['duration_s']:.1f} s" if "duration_s" in n else "",
+                     "planned": n.get("planned", 0), "applied": n.get("applied", 0),
+                     "checks ok": checks.get("ok", 0), "checks failed": checks.get("failed", 0),
+                     "mutating calls": n.get("mutating_calls", 0),
+                     "findings": ", ".join(f"{k} {sev}" for sev in ("error", "warning", "info")
+                                           if (k := (n.get("findings") or {}).get(sev))),
+                     "report": f"{n['notebook']}.html" if n.get("report") else "",
+                     "error": n.get("error")})
+    return rows
+
+
+def render_index(run: dict) -> str:
+    """The run's ``index.html``: when, which falkit (version, commit), lab, target, parameters and each
+    notebook's status and counts, linking each notebook's HTML report (pure: run.json in, HTML out)."""
+    from html import escape
+
+    t = run.get("totals") or {}
+    build = run.get("falkit") or {}
+    title = f"falkit run {run.get('id', '')}: {run.get('lab', '')} on the {run.get('target', '')}"
+    status = run.get("status", "")
+    facts = [("status", f"<span class='status-{escape(status)}'>{escape(status)}</span>"),
+             ("started", escape(_human_time(run.get("started")))),
+             ("finished", escape(_human_time(run.get("finished"))) or "—"),
+             ("falkit", escape(f"{build.get('version', 'unknown')} (commit {build.get('commit', 'unknown')})")),
+             ("lab", escape(str(run.get("lab", "")))), ("target", escape(str(run.get("target", "")))),
+             ("parameters", escape(str(run.get("params", "")))),
+             ("apply", "on" if run.get("apply") else "off (dry run)"),
+             ("options", escape(", ".join(f"{k}={v}" for k, v in (run.get("options") or {}).items()) or "defaults"))]
+    if run.get("resumed"):
+        facts.append(("resumed", escape(", ".join(_human_time(x) for x in run["resumed"]))))
+    if run.get("failed"):
+        f = run["failed"]
+        facts.append(("failed at", escape(f"{f.get('notebook')}: {f.get('ename')}: {str(f.get('evalue', ''))[:300]}")))
+        facts.append(("to resume", f"<code>{escape(str(run.get('resume', '')))}</code>"))
+    if run.get("remaining") and status != "ok":
+        facts.append(("not run yet", escape(", ".join(run["remaining"]))))
+    head = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts)
+    th = "".join(f"<th class='{c}'>{escape(name)}</th>" for name, c in _INDEX_COLUMNS)
+    body = []
+    for r in index_rows(run):
+        cells = []
+        for name, cls in _INDEX_COLUMNS:
+            v = r[name]
+            if name == "report":
+                cell = f"<a href='{escape(v)}'>{escape(v)}</a>" if v else "—"
+            elif name == "status":
+                cell = f"<span class='status-{escape(str(v))}'>{escape(str(v))}</span>"
+            else:
+                cell = escape(str(v))
+            cells.append(f"<td class='{cls}'>{cell}</td>")
+        body.append(f"<tr class='{escape(str(r['status']))}'>{''.join(cells)}</tr>")
+    totals = (f"{t.get('notebooks_ok', 0)} notebook(s) ok, {t.get('notebooks_failed', 0)} failed; "
+              f"{t.get('planned_changes', 0)} change(s) planned, {t.get('applied_changes', 0)} applied; "
+              f"checks {t.get('checks_ok', 0)} ok, {t.get('checks_failed', 0)} failed; "
+              f"{t.get('mutating_calls', 0)} mutating API call(s) (journal.jsonl); "
+              f"{t.get('duration_s', 0):.1f} s")
+    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>{INDEX_STYLE}"
+            f"</head><body><h1>{escape(title)}</h1><table class='falkit-run'>{head}</table>"
+            f"<h2>Notebooks</h2><table class='falkit-notebooks'><tr>{th}</tr>{''.join(body)}</table>"
+            f"<p class='falkit-totals'>{escape(totals)}</p>"
+            "<p>Also here: <a href='run.json'>run.json</a> (this page as data), <a href='journal.jsonl'>journal.jsonl</a> "
+            "(every mutating API call), each notebook's <code>.ipynb</code> and <code>.result.json</code>.</p>"
+            "</body></html>\n")
+
+
+def report_banner(run: dict, notebook: str) -> str:
+    """The strip at the top of a notebook's HTML report: which run, lab, target and falkit, and the way back."""
+    from html import escape
+
+    build = run.get("falkit") or {}
+    text = (f"{notebook} · {run.get('lab', '')} on the {run.get('target', '')} · run {run.get('id', '')} started "
+            f"{_human_time(run.get('started'))} · falkit {build.get('version', 'unknown')} ({build.get('commit', 'unknown')})")
+    return (f"<div class='falkit-banner' style='font-family: system-ui, sans-serif; font-size: 14px; padding: 6px 12px; "
+            f"background: #f3f3f3; border-bottom: 1px solid #ccc'>{escape(text)} · "
+            f"<a href='index.html'>all notebooks of this run</a></div>")
 
 
 def _summ(result: dict | None) -> dict[str, Any]:
@@ -205,10 +354,12 @@ def _totals(run: dict, run_dir: Path) -> dict[str, Any]:
 
 
 def _write_run(run: dict, run_dir: Path) -> None:
+    """run.json, and index.html from it (written together, so the page is never behind the data)."""
     run["totals"] = _totals(run, run_dir)
-    tmp = run_dir / "run.json.tmp"
-    tmp.write_text(json.dumps(run, indent=2, default=str) + "\n")
-    os.replace(tmp, run_dir / "run.json")
+    for name, text in (("run.json", json.dumps(run, indent=2, default=str) + "\n"), ("index.html", render_index(run))):
+        tmp = run_dir / f"{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, run_dir / name)
 
 
 def _scrub(cfg: RunConfig, run_dir: Path) -> int:
@@ -267,15 +418,17 @@ def execute(cfg: RunConfig, run_dir: Path, run: dict) -> int:
             entry["status"] = "failed" if error else "ok"
             if out.exists():
                 try:
-                    export_html(out, run_dir / f"{name}.html")
+                    export_html(out, run_dir / f"{name}.html", title=report_title(name, run.get("lab", ""), entry["started"]),
+                                banner=report_banner(run, name))
+                    entry["report"] = f"{name}.html"
                 except Exception as exc:  # an export problem must not hide the run's own result
                     entry["html_error"] = f"{type(exc).__name__}: {exc}"
-            _scrub(cfg, run_dir)
             if error:
                 entry["error"] = error
                 resume = f"falkit run --resume {run_dir}"
                 run.update(status="failed", failed={"notebook": name, **error}, resume=resume, finished=_now())
                 _write_run(run, run_dir)
+                _scrub(cfg, run_dir)  # after run.json/index.html: they quote the error
                 cell = f"cell {error['cell']} (In [{error['exec_count']}]: {error['source']})" if error["cell"] is not None else "before any cell ran"
                 print(f"falkit: {name} failed at {cell}\n  {error['ename']}: {_brief(str(error['evalue']))}\n"
                       f"  archived in {run_dir}\n  to resume: {resume}", file=sys.stderr, flush=True)
@@ -283,10 +436,12 @@ def execute(cfg: RunConfig, run_dir: Path, run: dict) -> int:
             print(f"    ok in {entry['duration_s']:.1f} s: {entry['planned']} planned, {entry['applied']} applied, "
                   f"{entry['mutating_calls']} mutating call(s), checks {entry['checks']['ok']} ok/"
                   f"{entry['checks']['failed']} failed", flush=True)
+            _scrub(cfg, run_dir)
     run.update(status="ok", remaining=[], finished=_now())
     run.pop("failed", None)
     run.pop("resume", None)
     _write_run(run, run_dir)
+    _scrub(cfg, run_dir)
     return 0
 
 
@@ -332,9 +487,10 @@ def run(args: Any) -> int:
             run_info = {"id": run_dir.name, "lab": spec.lab, "target": cfg.target, "params": str(cfg.params),
                         "apply": cfg.apply, "options": cfg.options, "started": _now(), "finished": None,
                         "status": "running", "notebooks": [], "remaining": [p.name for p in cfg.notebooks],
-                        "resumed": []}
+                        "resumed": [], "falkit": falkit_build()}
         else:
             run_info = dict(stored, status="running", options=cfg.options)
+            run_info.setdefault("falkit", falkit_build())
             run_info.setdefault("resumed", []).append(_now())
             print(f"resuming {run_dir.name} from {cfg.notebooks[0].stem}")
         print(f"falkit run: {spec.lab} on the {cfg.target}, apply={'on' if cfg.apply else 'off'}, "
@@ -342,7 +498,8 @@ def run(args: Any) -> int:
         rc = execute(cfg, run_dir, run_info)
         t = run_info["totals"]
         print(f"falkit run: {run_info['status']}: {t['notebooks_ok']} notebook(s) ok, {t['notebooks_failed']} failed, "
-              f"{t['applied_changes']} change(s) applied, {t['mutating_calls']} mutating API call(s); archive {run_dir}")
+              f"{t['applied_changes']} change(s) applied, {t['mutating_calls']} mutating API call(s); archive {run_dir}, "
+              f"report {run_dir / 'index.html'}")
         return rc
 
 

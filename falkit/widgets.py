@@ -62,7 +62,7 @@ def text_table(rows: Sequence[dict], columns: Sequence[str], limit: int = 70) ->
         return "(none)"
 
     def cell(v: Any) -> str:
-        t = "" if v is None else str(v)
+        t = fmt_number(v) if isinstance(v, float) else "" if v is None else str(v)
         t = t.replace("\n", " ")
         return t if len(t) <= limit else t[: limit - 1] + "…"
 
@@ -115,7 +115,65 @@ def _fmt(v: Any) -> str:
         return "ok"
     if v is False:
         return "FAIL"
+    if isinstance(v, float):
+        return fmt_number(v)
     return "" if v is None else str(v)
+
+
+def fmt_number(v: float) -> str:
+    """A float as a person reads it: ``166.7``, ``0.123``, ``26,667`` — never ``166.66666666666666``."""
+    if v != v:  # NaN
+        return ""
+    if v in (float("inf"), float("-inf")):
+        return str(v)
+    if (v == int(v) or abs(v) >= 1000) and abs(v) < 1e15:
+        return f"{round(v):,}"
+    if abs(v) >= 100:
+        text = f"{v:,.1f}"
+    elif abs(v) >= 1:
+        text = f"{v:.2f}"
+    else:
+        return f"{v:.3g}"
+    return text.rstrip("0").rstrip(".")
+
+
+CHECK_COLUMNS = ("check", "subject", "expected", "observed", "ok", "fix")
+
+
+class CheckList(list):
+    """What ``lab.checks(step)`` returns: a plain ``list`` of :class:`~falkit.steps.base.Check`, shown as
+    one table.
+
+    The runbook displays the table itself (also inside a gate's output, where a return value would
+    not show) and returns the list with ``shown=True``: the notebook's echo of that same call then
+    adds nothing — before, the list's repr ``[Check(check=…), …]`` followed the table. Displayed
+    again later (a cell with just ``checks``), it is the table; ``str``/``repr`` are the text table.
+    """
+
+    def __init__(self, checks: Iterable[Any] = (), title: str = "", *, shown: bool = False):
+        super().__init__(checks)
+        self.title = title
+        self._echo_pending = shown
+
+    def table(self) -> Table:
+        return Table([c.row() for c in self], columns=CHECK_COLUMNS, title=self.title, status_column="ok",
+                     empty="(no checks)")
+
+    def __repr__(self) -> str:
+        return str(self.table())
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        return self.table()._repr_html_()
+
+    def _ipython_display_(self) -> None:
+        if self._echo_pending:  # the runbook already displayed this table: the echo adds nothing
+            self._echo_pending = False
+            return
+        from IPython.display import display
+
+        display(self.table())
 
 
 # ---------------------------------------------------------------------------------------------- progress

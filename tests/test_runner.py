@@ -7,12 +7,17 @@ no-op (zero mutating calls); a failing notebook stops the run with notebook + ce
 run.json ``failed`` with a resume command, and ``--resume`` continues in the same archive from the
 failed notebook only; parameters are validated before anything runs (exit 2, nothing archived);
 ``--target live`` needs --apply and the token; the lock refuses a concurrent run and takes over a
-stale one; ``falkit runs`` lists runs; the HTML export renders its plotly chart offline in Chromium.
+stale one; ``falkit runs`` lists runs; the HTML export renders its plotly chart offline in Chromium;
+the archive's ``index.html`` (time, falkit version and commit, lab, target, each notebook's status
+and counts, a link to its report), reports titled ``<notebook> · <lab> · <time>`` with a banner
+back to the index, and what the executed notebook shows: the plan with its "to add/to change/to
+destroy" line, left-aligned, and the checks table once (no ``[Check(check=…)]`` echo).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -92,7 +97,7 @@ def test_run_archives_and_second_run_is_noop(runenv, capfd):
     assert run_dir.name.endswith("-twin")
     names = sorted(p.name for p in run_dir.iterdir())
     assert names == ["00-preflight.html", "00-preflight.ipynb", "00-preflight.result.json", "10-tdesc.html",
-                     "10-tdesc.ipynb", "10-tdesc.result.json", "journal.jsonl", "run.json"]
+                     "10-tdesc.ipynb", "10-tdesc.result.json", "index.html", "journal.jsonl", "run.json"]
     run = json.loads((run_dir / "run.json").read_text())
     assert run["status"] == "ok" and run["target"] == "twin" and run["apply"] is True
     assert run["options"]["allow_disruptive"] is True and run["options"]["t_value"] == 7
@@ -197,7 +202,7 @@ def test_html_export_renders_plotly_offline(runenv, tmp_path):
         from falkit.jupyter import isolated_env
 
         if not Path("/usr/bin/chromium").exists():
-            pytest.fail("needs Debian's chromium: apt-get install chromium (.ci/run installs it)")
+            pytest.fail("needs Debian's chromium: apt-get install chromium (scripts/test installs it)")
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"],
                                     env=isolated_env(tmp_path))
         page = browser.new_page()
@@ -219,3 +224,37 @@ def test_html_export_renders_plotly_offline(runenv, tmp_path):
         browser.close()
     assert errors == [] and requested == []
     assert bars >= 10 and tables >= 3
+
+
+def test_run_index_page_titles_and_readable_outputs(runenv):
+    base, conn, nbs, outputs = runenv
+    assert _run(outputs, "--only", "10", "--set", "t_value=11") == 0
+    run_dir = _only_run(outputs)
+    run = json.loads((run_dir / "run.json").read_text())
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    assert run["falkit"]["version"] == "0.1.0" and run["falkit"]["commit"].startswith(commit)
+    index = (run_dir / "index.html").read_text()
+    assert f"<title>falkit run {run_dir.name}: the-fal on the twin</title>" in index
+    assert f"0.1.0 (commit {run['falkit']['commit']})" in index and "UTC" in index
+    row = re.search(r"<tr class='ok'>(.*?)</tr>", index).group(1)
+    cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+    assert cells[0] == "10-tdesc" and cells[1] == "ok" and cells[3:10] == ["1", "1", "1", "0", "1", "", "10-tdesc.html"]
+    assert "<a href='10-tdesc.html'>" in index
+
+    html = (run_dir / "10-tdesc.html").read_text()
+    title = re.search(r"<title>(.*?)</title>", html).group(1)
+    assert re.fullmatch(r"10-tdesc · the-fal · \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", title), title
+    assert "<a href='index.html'>all notebooks of this run</a>" in html and f"run {run_dir.name}" in html
+
+    nb = json.loads((run_dir / "10-tdesc.ipynb").read_text())
+    def outputs_of(src):
+        cell = next(c for c in nb["cells"] if "".join(c["source"]).strip().startswith(src))
+        return cell["outputs"]
+    plan = [o for o in outputs_of('s = lab.step("t-desc")') if "text/html" in o.get("data", {})][0]["data"]
+    assert "".join(plan["text/plain"]).startswith("plan t-desc: 1 change(s): 0 to add, 1 to change, 0 to destroy")
+    assert "text-align: left" in "".join(plan["text/html"])
+    checks = outputs_of('lab.checks("t-desc")')
+    texts = [json.dumps(o) for o in checks]
+    assert len(checks) == 1 and "falkit-table" in texts[0] and "Checks of t-desc: 1 ok, 0 failed" in texts[0]
+    assert not any("Check(check=" in t for t in texts)

@@ -94,7 +94,8 @@ def plan_argocd(spec: LabSpec, facts: ArgoFacts, options: StepOptions) -> Plan:
         changes.append(Change("create", "helm-release", f"{NS}/{RELEASE}", new=f"{CHART} {version}", data=payload))
     elif rel.get("version") != version or rel.get("values") != values or rel.get("status") != "deployed":
         changes.append(Change("update", "helm-release", f"{NS}/{RELEASE}", "values/version",
-                              f"{rel.get('version')} {rel.get('values')}", f"{version} {values}", data=payload))
+                              f"{rel.get('version')} {rel.get('values')}", f"{version} {values}",
+                              data=dict(payload, yaml=(rel.get("values"), values))))
     else:
         noops.append(Noop("helm-release", f"{NS}/{RELEASE}", f"{CHART} {version} deployed"))
     if spec.gitops is None:

@@ -298,11 +298,12 @@ class BenchmarksStep:
 
 
 def report(lab: Any, outputs: str | Path | None = None) -> dict[str, Any]:
-    """The notebook's benchmark display: per target the results table, the claims comparison and
-    its chart ("modelled (twin)" or "measured"), and the trend across archived runs. Returns the
-    frames and figures (the notebook shows them)."""
+    """The notebook's benchmark display: the results table (bandwidth in MB/s, like the seed's claims:
+    :mod:`falkit.bench.charts`), per engine the claims table, one chart with Longhorn and Mayastor side
+    by side ("modelled (twin)" or "measured"), and the trend across archived runs. Returns the
+    frames and figures (``charts["comparison"]``, ``charts["trend"]``)."""
     from .. import widgets
-    from ..bench.charts import claims_chart, trend_chart
+    from ..bench.charts import METRIC_TITLES, comparison_chart, mb_s, trend_chart
 
     rdir = results_dir(lab.target)
     df = current_results(observe(lab.target, lab.spec, lab.step_options))
@@ -310,16 +311,21 @@ def report(lab: Any, outputs: str | Path | None = None) -> dict[str, Any]:
     if not len(df):
         widgets.show("no benchmark results yet (apply the benchmarks step)")
         return out
-    cols = ["target", "job", "read_mib_s", "write_mib_s", "iops", "clat_mean_ms", "clat_p99_ms", "source", "run"]
-    widgets.show(widgets.Table(df[cols].round(3).to_dict("records"), title="fio results"))
-    for t in ("mayastor", "longhorn"):
+    shown = df.assign(read_mb_s=df["read_mib_s"].map(mb_s), write_mb_s=df["write_mib_s"].map(mb_s))
+    cols = ["target", "job", "read_mb_s", "write_mb_s", "iops", "clat_mean_ms", "clat_p99_ms", "source", "run"]
+    widgets.show(widgets.Table(shown[cols].rename(columns={"read_mb_s": "read MB/s", "write_mb_s": "write MB/s",
+                                                          "clat_mean_ms": "mean latency ms", "clat_p99_ms": "p99 latency ms"})
+                               .to_dict("records"), title="fio results (bandwidth in MB/s = 10^6 bytes/s)"))
+    for t in ("longhorn", "mayastor"):
         cmp = comparison(lab.spec, df, t)
         if len(cmp):
             out["comparisons"][t] = cmp
-            fig = claims_chart(cmp, title=f"{t}: the seed's claims vs The Fal's physics")
-            out["charts"][t] = fig
-            widgets.show(widgets.Table(cmp.to_dict("records"), title=f"{t}: claims vs ceilings vs results"))
-            widgets.show(fig)
+            rows = [{"metric": METRIC_TITLES.get(r["metric"], r["metric"]), "claim": r["claim"], "ceiling": r["ceiling"],
+                     "result": r["result"], "verdict": r["verdict"]} for r in cmp.to_dict("records")]
+            widgets.show(widgets.Table(rows, title=f"{t}: the seed's claims vs physical ceilings vs results"))
+    if out["comparisons"]:
+        out["charts"]["comparison"] = comparison_chart(out["comparisons"])
+        widgets.show(out["charts"]["comparison"])
     base = Path(outputs) if outputs else (rdir.parent.parent if os.environ.get("FALKIT_RUN_DIR") else None)
     runs = trend(base) if base and base.is_dir() else []
     if runs:

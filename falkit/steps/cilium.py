@@ -149,7 +149,7 @@ def plan_cilium(spec: LabSpec, facts: CiliumFacts, options: StepOptions) -> Plan
                               rel.get("version") if rel else None, version,
                               reason="kubeProxyReplacement, L2 announcements, external IPs, rate limit "
                                      f"{values['k8sClientRateLimit']['qps']}/{values['k8sClientRateLimit']['burst']}",
-                              data={"values": values}))
+                              data={"values": values, "yaml": (rel.get("values") if rel else None, values)}))
     else:
         noops.append(Noop("helm-release", "kube-system/cilium", f"{version} with the planned values"))
     pools = cv.lb_pools(spec)

@@ -200,7 +200,8 @@ def plan_mayastor(spec: LabSpec, facts: MayastorFacts, options: StepOptions) -> 
         if rel.get("status") not in (None, "deployed"):
             diffs.append(("status", rel.get("status"), "deployed"))
         for f, old, new in diffs:
-            changes.append(Change("update", "helm-release", f"{ns}/{mv.RELEASE_NAME}", f, old, new, data=payload))
+            changes.append(Change("update", "helm-release", f"{ns}/{mv.RELEASE_NAME}", f, old, new,
+                                  data=dict(payload, yaml=(rel.get("values") or {}, values)) if f == "values" else payload))
         if not diffs:
             noops.append(Noop("helm-release", f"{ns}/{mv.RELEASE_NAME}", f"{chart} {version} deployed"))
     for n in facts.nodes:

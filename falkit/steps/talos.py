@@ -147,7 +147,9 @@ def plan_talos(spec: LabSpec, facts: TalosFacts, options: StepOptions) -> Plan:
                               config_digest(list(node.docs)) if node.docs else "maintenance", cfg.digest,
                               disruptive=not node.maintenance,
                               reason="; ".join(diff) or "secrets/cluster settings differ",
-                              data={"ip": node.reach_ip, "insecure": node.maintenance, "config": _Sealed(cfg)}))
+                              data={"ip": node.reach_ip, "insecure": node.maintenance, "config": _Sealed(cfg),
+                                    # shown as a YAML diff, secrets redacted (falkit.diff.Change.yaml_diff)
+                                    "yaml_documents": (list(node.docs) or None, list(cfg.docs))}))
     if not facts.bootstrapped:
         cp = facts.nodes.get(cp_name)
         changes.append(Change("action", "etcd", cp_name, "bootstrap", reason="once per cluster",

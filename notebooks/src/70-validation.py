@@ -30,13 +30,10 @@ lab.step("validation")
 
 # %% [markdown]
 # ## The checks
-# One row per check, grouped by area, failures with the command that shows more.
+# One table, one row per check, failures with the command that shows more; then the checks per area.
 
 # %%
 checks = lab.checks("validation")
-
-# %%
-validation.table(checks)
 
 # %%
 validation.summary_chart(checks)

@@ -1,7 +1,7 @@
 """Fixtures of the real-browser tests: the twin, JupyterLab on loopback and Chromium via Playwright.
 
 - ``chromium``: Debian's ``/usr/bin/chromium``; missing -> the test FAILS saying to install it
-  (``apt-get install chromium``; ``.ci/run`` does) — Playwright's bundled browser download does not
+  (``apt-get install chromium``; ``scripts/test`` does) — Playwright's bundled browser download does not
   work here (FACTS.md "Notebook stack").
 - ``browser_twin``: the twin in its "before" state with ``FALKIT_STATE_DIR`` in a temp dir; stopped
   with ``supervisor.down`` at the end.
@@ -40,7 +40,7 @@ OPTIONS = {"20-vms": {"allow_disruptive": True, "allow_destructive": False}}
 def chromium() -> Path:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: the browser test needs Debian's chromium — run "
-                    f"`apt-get install chromium` (as .ci/run does); Playwright's bundled browser is not used")
+                    f"`apt-get install chromium` (scripts/test, the README's test command, does); Playwright's bundled browser is not used")
     return CHROMIUM
 
 

@@ -82,8 +82,8 @@ def test_results_modelled_compared_and_charted(fal, tmp_path):
     # 800 MB/s sequential read from one SATA SSD (550 MB/s) is impossible whatever the software
     assert not cmp.set_index("metric").loc["seq_read_mb_s", "possible"]
     fig = claims_chart(cmp)
-    assert "modelled (twin)" in {t.name for t in fig.data}
-    assert "measured" not in {t.name for t in fig.data}
+    assert "result: modelled (twin)" in {t.name for t in fig.data}
+    assert "result: measured" not in {t.name for t in fig.data}
     save_result(tmp_path / "outputs" / "20261127T1200Z-twin" / "bench", "mayastor", "quick",
                 fio_json_from_model("mayastor", None, profile="quick"))
     runs = trend(tmp_path / "outputs")
