@@ -76,8 +76,14 @@ def _kube_client_class():
         journal: Journal | None = None
 
         def call_api(self, method, url, header_params=None, body=None, post_params=None, _request_timeout=None):
-            response = super().call_api(method, url, header_params=header_params, body=body,
-                                        post_params=post_params, _request_timeout=_request_timeout)
+            try:
+                response = super().call_api(method, url, header_params=header_params, body=body,
+                                            post_params=post_params, _request_timeout=_request_timeout)
+            except client.ApiException as exc:
+                # The client's error names a status, never the request: add the method and API path
+                # to its reason (the DynamicClient's errors copy it), so "503" says what failed.
+                exc.reason = f"{exc.reason} on {method.upper()} {urlsplit(url).path}"
+                raise
             if self.journal is not None:
                 path = urlsplit(url).path
                 segments = [x for x in path.split("/") if x]
