@@ -80,10 +80,13 @@ def _kube_client_class():
                 response = super().call_api(method, url, header_params=header_params, body=body,
                                             post_params=post_params, _request_timeout=_request_timeout)
             except client.ApiException as exc:
-                # The client's error names a status, never the request: add the method and API path
-                # to its reason (the DynamicClient's errors copy it), so "503" says what failed.
                 exc.reason = f"{exc.reason} on {method.upper()} {urlsplit(url).path}"
                 raise
+            if not 200 <= getattr(response, "status", 200) <= 299:
+                # The client's error (ApiException.from_response, raised after this returns) names a
+                # status and reason, never the request: add the method and API path to the reason it
+                # copies (the DynamicClient's errors copy it again), so "503" says what failed.
+                response.reason = f"{response.reason} on {method.upper()} {urlsplit(url).path}"
             if self.journal is not None:
                 path = urlsplit(url).path
                 segments = [x for x in path.split("/") if x]
