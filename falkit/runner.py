@@ -309,8 +309,9 @@ def _applied_so_far(entry: dict, result: dict | None, run_dir: Path) -> str:
 
 
 def _last_cell(out: Path) -> dict[str, Any]:
-    """Where a notebook stopped when the kernel died: the cell papermill marked running (else the
-    last one that completed), from the output notebook it saves after every cell. {} if unknown."""
+    """Where a notebook stopped when the kernel died: the last code cell papermill started (its
+    ``metadata.papermill.start_time``; papermill marks every cell "completed" after a dead kernel,
+    so the status says nothing), from the output notebook it saves after every cell. {} if unknown."""
     try:
         import nbformat
 
@@ -319,17 +320,13 @@ def _last_cell(out: Path) -> dict[str, Any]:
         return {}
     last = None
     for i, cell in enumerate(nb.cells):
-        status = ((cell.get("metadata") or {}).get("papermill") or {}).get("status")
-        if status == "running":
-            last = i
-            break
-        if status in ("completed", "failed") and cell.get("cell_type") == "code":
+        if cell.get("cell_type") == "code" and ((cell.get("metadata") or {}).get("papermill") or {}).get("start_time"):
             last = i
     if last is None:
         return {}
     cell = nb.cells[last]
     first = (cell.get("source") or "").strip().splitlines()[:1]
-    return {"cell": last, "exec_count": cell.get("execution_count"), "source": first[0] if first else ""}
+    return {"cell": last, "exec_count": cell.get("execution_count") or "?", "source": first[0] if first else ""}
 
 
 def pid_alive(pid: Any) -> bool:

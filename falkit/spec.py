@@ -696,7 +696,7 @@ def _problem_from_pydantic(err: dict, pos: Positions) -> SpecProblem:
         expected = etype.removesuffix("_type").replace("_", " ")
         msg = f"expected {expected}, got {shown}"
     elif etype == "literal_error":
-        msg = f"{excerpt(err['msg'].replace('Input should be', 'expected'), 160)[1:-1]}, got {shown}"
+        msg = f"{err['msg'].replace('Input should be', 'expected')}, got {shown}"
     elif etype == "value_error":
         msg = err["msg"].removeprefix("Value error, ")
     else:
