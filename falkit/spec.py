@@ -663,6 +663,8 @@ def looks_secret(value: Any) -> bool:
         return False
     if "PVEAPIToken" in value or re.search(r"![\w.-]+=\S{8,}", value) or "-----BEGIN" in value:
         return True
+    if re.search(r"://[^/@\s:]+:[^/@\s]+@", value):  # a URL with a password in it
+        return True
     return bool(_SECRET_VALUE.match(value.strip()))
 
 

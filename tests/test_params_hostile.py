@@ -233,8 +233,9 @@ PASSWORD = "Tr0ub4dor&3-correct-horse"
     {"secrets.proxmox_token_id": ["x", TOKEN]},
     {"lab": TOKEN},
     {"cluster.workers[0].ip": TOKEN},
+    {"gitops.repo_url": [f"https://bob:{PASSWORD}@git.example.invalid/homelab.git"]},
 ], ids=["proxmox_token", "root_password", "extra-key", "truenas-api_key", "gitops-credentials", "list",
-        "token-as-lab", "token-as-ip"])
+        "token-as-lab", "token-as-ip", "password-in-url"])
 def test_an_inline_secret_is_never_echoed(tmp_path, patch):
     f = write_yaml(tmp_path, patched(patch))
     r = plan(f)
