@@ -54,6 +54,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"\nFindings: {counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info")
         for f in findings:
             print(f"\n{f.severity.upper():8} {f.id}  ({f.subject})\n         {f.message}")
+            if f.place:
+                print(f"         at {f.place}")
             if f.fix:
                 print(f"         fix: {f.fix}")
     return 1 if has_errors(findings) else 0

@@ -3,6 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+EXCERPT_CHARS = 40
+
+
+def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, saying how long the whole was: an error
+    message names a value, it never echoes a 5 MB one."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f"{len(value):,} characters" if isinstance(value, str) else f"{len(text):,} characters as text"
+    return f"{text[:limit]}… ({size})"
 
 
 class FalkitError(Exception):
@@ -42,13 +55,23 @@ class ParameterError(FalkitError, ValueError):
     """A notebook/runner parameter is unknown or has the wrong type."""
 
 
+def _resume_hint() -> str:
+    """How to go on after a failed step: the run's own resume command inside ``falkit run``."""
+    import os
+
+    run_dir = os.environ.get("FALKIT_RUN_DIR")
+    if run_dir:
+        return f"fix the cause, then `falkit run --resume {run_dir}` (steps are idempotent)"
+    return "fix the cause, then re-run this notebook (steps are idempotent: plan -> apply -> verify)"
+
+
 class StepError(FalkitError, RuntimeError):
     """A runbook step failed against the lab. Says which step, why, and how to resume."""
 
     def __init__(self, step: str, message: str, resume: str | None = None):
         self.step = step
         self.reason = message
-        self.resume = resume or "fix the cause, then re-run the step (falkit run --resume RUN); it is idempotent"
+        self.resume = resume or _resume_hint()
         super().__init__(f"step {step!r} failed: {message}\n  to resume: {self.resume}")
 
 

@@ -4,6 +4,11 @@ its numbers and how to fix it.
 
 ``error`` blocks apply. Checks are a registry (``@check``), each returning findings; tests hold a
 YAML fixture per check and the ids it must produce.
+
+Each finding about a value in the parameters file carries the field path it is about (``at``);
+:func:`preflight` adds where that field is written (``where``: ``fal.yaml:126:5``, from the
+positions the loader kept), so ``falkit plan`` and 00-preflight name the place to fix, as a
+schema error does.
 """
 
 from __future__ import annotations
@@ -11,11 +16,12 @@ from __future__ import annotations
 import ipaddress
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from .plan import LabPlan, derive_plan, lb_addresses
 from .spec import LabSpec
+from .yamlsrc import FieldPath, format_path
 
 Severity = Literal["error", "warning", "info"]
 HUGEPAGE_MIB = 2
@@ -33,12 +39,27 @@ class Finding:
     message: str
     fix: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+    at: FieldPath = ()  # the field of the parameters file this finding is about
+    where: str = ""  # file:line:column of that field (filled in by preflight)
+
+    @property
+    def field_path(self) -> str:
+        """``cilium.lb_pool.start``: the field path, '' when the finding is about no one field."""
+        return format_path(self.at)
+
+    @property
+    def place(self) -> str:
+        """``fal.yaml:126:5 cilium.lb_pool.start``, as a schema error names it."""
+        return " ".join(x for x in (self.where, self.field_path) if x)
 
     def row(self) -> dict[str, Any]:
-        return {"severity": self.severity, "id": self.id, "subject": self.subject, "message": self.message, "fix": self.fix}
+        return {"severity": self.severity, "id": self.id, "subject": self.subject, "message": self.message, "fix": self.fix,
+                "where": self.place}
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["at"] = self.field_path
+        return out
 
 
 Check = Callable[[LabSpec, LabPlan], Iterator[Finding]]
@@ -53,7 +74,7 @@ def check(fn: Check) -> Check:
 def preflight(spec: LabSpec, plan: LabPlan | None = None) -> list[Finding]:
     """Run every check. Errors first, then warnings, then info."""
     plan = plan or derive_plan(spec)
-    out = [f for c in CHECKS for f in c(spec, plan)]
+    out = [replace(f, where=spec.where(f.at)) if f.at else f for c in CHECKS for f in c(spec, plan)]
     order = {"error": 0, "warning": 1, "info": 2}
     return sorted(out, key=lambda f: order[f.severity])
 
@@ -74,6 +95,43 @@ def _vt(version: str) -> tuple[int, ...]:
     return tuple(int(x) for x in version.split("."))
 
 
+def machine_paths(spec: LabSpec) -> dict[str, FieldPath]:
+    """Machine name -> its entry in the parameters file."""
+    out: dict[str, FieldPath] = {}
+    for i, cp in enumerate(spec.cluster.control_plane):
+        out.setdefault(cp.name, ("cluster", "control_plane", i))
+    for i, w in enumerate(spec.cluster.workers):
+        out.setdefault(w.name, ("cluster", "workers", i))
+    if spec.truenas:
+        out.setdefault(spec.truenas.name, ("truenas",))
+    if spec.plex:
+        out.setdefault(spec.plex.hostname, ("plex",))
+    return out
+
+
+def ip_paths(spec: LabSpec) -> dict[str, FieldPath]:
+    """Address -> the field that gives it to a machine or gateway (the first one)."""
+    out: dict[str, FieldPath] = {}
+    for key in ("management", "storage"):
+        out.setdefault(getattr(spec.networks, key).gateway, ("networks", key, "gateway"))
+    for base in machine_paths(spec).values():
+        entry = spec
+        for part in base:
+            entry = entry[part] if isinstance(part, int) else getattr(entry, part)
+        for attr in ("ip", "storage_ip"):
+            ip = getattr(entry, attr, None)
+            if ip:
+                out.setdefault(ip, base + (attr,))
+    return out
+
+
+def _node_path(spec: LabSpec, node: str) -> FieldPath:
+    if node == spec.host.node:
+        return ("host",)
+    i = next(i for i, n in enumerate(spec.host.other_nodes) if n.node == node)
+    return ("host", "other_nodes", i)
+
+
 # ---------------------------------------------------------------------------------------------
 # Addressing
 
@@ -87,10 +145,12 @@ def lb_pool(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
     if _ip(start) not in mgmt or _ip(stop) not in mgmt:
         yield Finding("addr.pool-outside-subnet", "error", f"pool {start}-{stop}",
                       f"the LoadBalancer pool must lie inside the management subnet {mgmt} (L2 announcements answer ARP only there)",
-                      f"choose a range inside {mgmt}")
+                      f"choose a range inside {mgmt}", at=("cilium", "lb_pool", "start" if _ip(start) not in mgmt else "stop"))
     if _ip(start) in stor or _ip(stop) in stor:
         yield Finding("addr.pool-in-storage-subnet", "error", f"pool {start}-{stop}",
-                      f"the LoadBalancer pool overlaps the storage subnet {stor}", "move the pool into the management subnet")
+                      f"the LoadBalancer pool overlaps the storage subnet {stor}", "move the pool into the management subnet",
+                      at=("cilium", "lb_pool", "start" if _ip(start) in stor else "stop"))
+    paths = ip_paths(spec)
     used: dict[str, str] = {spec.networks.management.gateway: "the management gateway", str(mgmt.network_address): "the network address",
                             str(mgmt.broadcast_address): "the broadcast address"}
     for v in plan.vms:
@@ -102,32 +162,39 @@ def lb_pool(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
     for ip, who in sorted(used.items(), key=lambda kv: _ip(kv[0])):
         if ip in pool:
             yield Finding("addr.pool-overlaps-host", "error", f"pool {start}-{stop}",
-                          f"{ip} ({who}) lies inside the LoadBalancer pool: Cilium could hand it to a service",
-                          f"move {who} or shrink the pool")
+                          f"{ip} ({who}) lies inside the LoadBalancer pool cilium.lb_pool: Cilium could hand it to a service",
+                          f"move {who} or shrink the pool",
+                          at=paths.get(ip, ("networks", "management", "cidr")))
 
 
 @check
 def service_ips(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
     pool = set(lb_addresses(spec.cilium.lb_pool.start, spec.cilium.lb_pool.stop))
     pinned = Counter(s.new_ip for s in spec.services if s.new_ip not in ("auto", "disabled"))
-    for s in spec.services:
+    hosts = ip_paths(spec)
+    for i, s in enumerate(spec.services):
         if s.new_ip in ("auto", "disabled"):
             continue
+        at = ("services", i, "new_ip")
+        if s.new_ip in hosts:
+            yield Finding("addr.service-ip-host", "error", f"service {s.namespace}/{s.name}",
+                          f"requested IP {s.new_ip} is already {format_path(hosts[s.new_ip])}: two hosts would answer ARP for it",
+                          "request another address inside the pool", at=at)
         if s.new_ip not in pool:
             yield Finding("addr.service-ip-outside-pool", "error", f"service {s.namespace}/{s.name}",
                           f"requested IP {s.new_ip} is outside the pool {spec.cilium.lb_pool.start}-{spec.cilium.lb_pool.stop}: "
                           "LB-IPAM would leave the service without an address",
-                          "request an address inside the pool, or widen the pool")
+                          "request an address inside the pool, or widen the pool", at=at)
         if pinned[s.new_ip] > 1:
             yield Finding("addr.service-ip-duplicate", "error", f"service {s.namespace}/{s.name}",
                           f"{s.new_ip} is requested by {pinned[s.new_ip]} services (without a sharing key only one gets it)",
-                          "give each service its own address")
+                          "give each service its own address", at=at)
     wanted = [s for s in spec.services if s.new_ip != "disabled"]
     size = plan.lb_pool_size
     if len(wanted) > size:
         yield Finding("addr.pool-too-small", "error", "LoadBalancer pool",
                       f"{len(wanted)} LoadBalancer services but the pool holds {size} addresses",
-                      "widen the pool")
+                      "widen the pool", at=("cilium", "lb_pool", "stop"))
     else:
         yield Finding("addr.pool-usage", "info", "LoadBalancer pool",
                       f"{len(wanted)} LoadBalancer service(s) in a pool of {size} addresses ({size - len(wanted)} free)",
@@ -136,9 +203,12 @@ def service_ips(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
 
 @check
 def macs(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
+    machines = machine_paths(spec)
     for problem in plan.mac_problems:
-        yield Finding("addr.mac-scheme", "error", problem.split(":")[0], problem,
-                      "keep host addresses at .2-.99 or change the MAC scheme")
+        name = problem.split(":")[0]
+        yield Finding("addr.mac-scheme", "error", name, problem,
+                      "keep host addresses at .2-.99 or change the MAC scheme",
+                      at=machines[name] + ("ip",) if name in machines else ("networks", "management", "mac_prefix"))
     seen: dict[str, str] = {}
     for v in list(plan.vms) + list(plan.containers):
         name = getattr(v, "name", None) or v.hostname
@@ -147,7 +217,8 @@ def macs(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
                 continue
             if n.mac in seen:
                 yield Finding("addr.mac-duplicate", "error", f"{name} {n.slot}",
-                              f"MAC {n.mac} is also used by {seen[n.mac]}", "give the networks different MAC prefixes")
+                              f"MAC {n.mac} is also used by {seen[n.mac]}", "give the networks different MAC prefixes",
+                              at=("networks", "storage" if n.slot != "net0" else "management", "mac_prefix"))
             else:
                 seen[n.mac] = f"{name} {n.slot}"
     if spec.previous and spec.previous.network.mac_prefix != spec.networks.management.mac_prefix:
@@ -206,11 +277,12 @@ def _node_memory(spec: LabSpec, plan: LabPlan, node: str) -> Iterator[Finding]:
     if headroom < 0:
         yield Finding("budget.memory", "error", f"host {node} RAM",
                       f"{numbers}: {-headroom:g} GB over. The host will swap or the OOM killer will stop a VM",
-                      "lower VM memory (e.g. workers) or leave TrueNAS disabled", data=b)
+                      "lower VM memory (e.g. workers) or leave TrueNAS disabled", data=b,
+                      at=_node_path(spec, node) + ("memory_gb",))
     elif headroom < 2:
         yield Finding("budget.memory", "warning", f"host {node} RAM",
                       f"{numbers}: {headroom:g} GB headroom (no room for page cache, ZFS ARC or a new VM)",
-                      "lower a worker's memory by 1-2 GB, or add RAM", data=b)
+                      "lower a worker's memory by 1-2 GB, or add RAM", data=b, at=_node_path(spec, node) + ("memory_gb",))
     else:
         yield Finding("budget.memory", "info", f"host {node} RAM", f"{numbers}: {headroom:g} GB headroom", data=b)
     if b["containers_gb"]:
@@ -219,7 +291,7 @@ def _node_memory(spec: LabSpec, plan: LabPlan, node: str) -> Iterator[Finding]:
             yield Finding("budget.memory-containers", "warning", f"host {node} RAM",
                           f"with container limits ({b['containers_gb']:g} GB) the total is {total:g} GB of {b['host_gb']} GB. "
                           "An LXC limit is a ceiling, not a reservation, but at full use the host is short",
-                          "lower the container's memory limit or a VM's memory", data=b)
+                          "lower the container's memory limit or a VM's memory", data=b, at=_node_path(spec, node) + ("memory_gb",))
 
 
 @check
@@ -234,7 +306,8 @@ def _node_cpu(spec: LabSpec, plan: LabPlan, node: str) -> Iterator[Finding]:
     vcpus = sum(v.cores for v in vms) + sum(c.cores for c in cts)
     for v in vms:
         if v.cores > threads:
-            yield Finding("budget.vcpu-vm", "error", v.name, f"{v.cores} vCPUs but the host has {threads} threads", "lower the cores")
+            yield Finding("budget.vcpu-vm", "error", v.name, f"{v.cores} vCPUs but the host has {threads} threads", "lower the cores",
+                          at=machine_paths(spec).get(v.name, ()) + ("cores",))
     sev: Severity = "warning" if vcpus > threads else "info"
     yield Finding("budget.vcpu", sev, f"host {node} CPU",
                   f"{vcpus} vCPUs on {threads} threads ({vcpus / threads:.2f}x)" + (": overcommitted" if vcpus > threads else ""),
@@ -259,7 +332,8 @@ def _node_storage(spec: LabSpec, plan: LabPlan, node: str) -> Iterator[Finding]:
             msg = f"{numbers}: {-free:g} GB over" + (" (thin pool: fine until the disks fill, then every VM on it stops)" if thin else "")
             if not thin or name in {d.storage for v in plan.vms for d in v.disks if d.role == "data"}:
                 sev = "error"
-            yield Finding("budget.storage", sev, f"storage {name}{where}", msg, "smaller disks or a larger storage", data=b)
+            yield Finding("budget.storage", sev, f"storage {name}{where}", msg, "smaller disks or a larger storage", data=b,
+                          at=("host", "storages", [s.name for s in spec.host.storages].index(name), "size_gb"))
         elif free == 0:
             yield Finding("budget.storage", "warning", f"storage {name}{where}", f"{numbers}: fully allocated, 0 GB headroom",
                           "keep 10% free on thin pools", data=b)
@@ -280,15 +354,16 @@ def hugepages(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
     if mib < IO_ENGINE_HUGEPAGES_MIB:
         yield Finding("mayastor.hugepages", "error", "workers vm.nr_hugepages",
                       f"{pages} x 2 MiB = {mib} MiB, but io-engine requests {IO_ENGINE_HUGEPAGES_MIB} MiB: it stays Pending",
-                      "set mayastor.hugepages_2mi to at least 1024 (2048 recommended)", data=data)
+                      "set mayastor.hugepages_2mi to at least 1024 (2048 recommended)", data=data, at=("mayastor", "hugepages_2mi"))
     elif mib == IO_ENGINE_HUGEPAGES_MIB:
         yield Finding("mayastor.hugepages", "warning", "workers vm.nr_hugepages",
                       f"{pages} x 2 MiB = {mib} MiB is exactly io-engine's request: zero slack; upstream reports on Talos "
                       f"needed 2048 pages. 2048 pages would reserve 4 GiB of each worker's {worker_gb} GB",
-                      "set mayastor.hugepages_2mi: 2048 if io-engine fails to allocate", data=data)
+                      "set mayastor.hugepages_2mi: 2048 if io-engine fails to allocate", data=data, at=("mayastor", "hugepages_2mi"))
     if mib / 1024 > worker_gb / 2:
         yield Finding("mayastor.hugepages-memory", "warning", "workers RAM",
-                      f"hugepages take {mib / 1024:g} GiB of {worker_gb} GB per worker, more than half", "give workers more RAM")
+                      f"hugepages take {mib / 1024:g} GiB of {worker_gb} GB per worker, more than half", "give workers more RAM",
+                      at=("mayastor", "hugepages_2mi"))
 
 
 @check
@@ -301,7 +376,7 @@ def io_engine(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
         if bad:
             yield Finding("mayastor.io-engine-cores", "error", "io-engine coreList",
                           f"cores {bad} do not exist on a {vcpus}-vCPU worker: io-engine fails with 'EAL: invalid core list'",
-                          f"use cores below {vcpus}, or leave io_engine_cores unset")
+                          f"use cores below {vcpus}, or leave io_engine_cores unset", at=("mayastor", "io_engine_cores"))
             return
     if vcpus <= CHART_DEFAULT_IO_ENGINE_CPUS:
         yield Finding("mayastor.io-engine-cores", "warning", "io-engine on workers",
@@ -310,14 +385,15 @@ def io_engine(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
                       f"{len(cores)} of {vcpus} vCPUs at 100% ({100 * len(cores) // vcpus}% of each worker), "
                       f"{len(cores) * workers} host threads permanently busy",
                       "give workers 4 vCPUs so io-engine can have 2 cores and workloads keep 2",
-                      data={"vcpus": vcpus, "core_list": list(cores), "host_threads_busy": len(cores) * workers})
+                      data={"vcpus": vcpus, "core_list": list(cores), "host_threads_busy": len(cores) * workers},
+                      at=("mayastor", "io_engine_cores") if spec.mayastor.io_engine_cores is not None else ("cluster", "workers"))
     else:
         yield Finding("mayastor.io-engine-cores", "info", "io-engine on workers",
                       f"coreList {list(cores)} on {vcpus}-vCPU workers ({len(cores) * workers} host threads busy-polling)")
     if workers < spec.mayastor.replicas:
         yield Finding("mayastor.io-engine-nodes", "error", "Mayastor replicas",
                       f"{spec.mayastor.replicas} replicas need {spec.mayastor.replicas} io-engine nodes; there are {workers} workers",
-                      "add workers or lower mayastor.replicas")
+                      "add workers or lower mayastor.replicas", at=("mayastor", "replicas"))
 
 
 @check
@@ -332,7 +408,8 @@ def kernel_modules(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
                       "write nvme_tcp")
     else:
         yield Finding("talos.nvme-tcp", "error", "talos kernel modules",
-                      f"nvme_tcp is not loaded ({mods}): Mayastor's NVMe-oF/TCP cannot connect volumes", "add nvme_tcp")
+                      f"nvme_tcp is not loaded ({mods}): Mayastor's NVMe-oF/TCP cannot connect volumes", "add nvme_tcp",
+                      at=("talos", "kernel_modules"))
     if "iscsi_tcp" in mods:
         yield Finding("talos.iscsi", "info", "talos kernel modules", "iscsi_tcp is only needed by Longhorn", "remove it after the migration")
 
@@ -421,19 +498,21 @@ def cilium(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
     version = spec.versions.cilium
     if c.l2_announcements and not c.kube_proxy_replacement:
         yield Finding("cilium.kube-proxy-replacement", "error", "Cilium L2 announcements",
-                      "L2 announcements need kubeProxyReplacement=true", "set cilium.kube_proxy_replacement: true")
+                      "L2 announcements need kubeProxyReplacement=true", "set cilium.kube_proxy_replacement: true",
+                      at=("cilium", "kube_proxy_replacement"))
     need = client_rate_limit(spec)
     if c.k8s_client_rate_limit and (c.k8s_client_rate_limit.qps < need["qps"] or c.k8s_client_rate_limit.burst < need["burst"]):
         yield Finding("cilium.rate-limit", "warning", "Cilium k8sClientRateLimit",
                       f"qps {c.k8s_client_rate_limit.qps}/burst {c.k8s_client_rate_limit.burst} is below {need['qps']}/{need['burst']} "
                       f"needed for {need['services']} L2 leases renewed every {c.lease_renew_deadline_s} s: leases lapse and IPs flap",
-                      "raise it or leave it unset so falkit sizes it", data=need)
+                      "raise it or leave it unset so falkit sizes it", data=need, at=("cilium", "k8s_client_rate_limit"))
     else:
         yield Finding("cilium.rate-limit", "info", "Cilium k8sClientRateLimit",
                       f"qps {need['qps']}, burst {need['burst']} for {need['services']} L2 lease(s)", data=need)
     if _vt(version) < (1, 16):
         yield Finding("cilium.version", "error", f"Cilium {version}",
-                      "falkit generates spec.blocks pools (Cilium 1.16+); older releases used spec.cidrs", "use Cilium 1.16 or newer")
+                      "falkit generates spec.blocks pools (Cilium 1.16+); older releases used spec.cidrs", "use Cilium 1.16 or newer",
+                      at=("versions", "cilium"))
     elif _minor(version) not in SHIPPED_CILIUM:
         yield Finding("cilium.schema", "warning", f"Cilium {version}",
                       f"no values schema shipped for {_minor(version)} (have {', '.join(SHIPPED_CILIUM)}); values are checked against the nearest",
@@ -449,7 +528,8 @@ def talos(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
     v = spec.versions.talos
     if _minor(v) not in SUPPORTED_TALOS:
         yield Finding("talos.version", "error", f"Talos {v}",
-                      f"no machine-config schema shipped for {_minor(v)} (have {', '.join(SUPPORTED_TALOS)})", "choose a supported version")
+                      f"no machine-config schema shipped for {_minor(v)} (have {', '.join(SUPPORTED_TALOS)})", "choose a supported version",
+                      at=("versions", "talos"))
         return
     if _vt(v) >= (1, 12):
         msg = "network settings go into separate documents (LinkConfig, HostnameConfig, ResolverConfig); machine.network.interfaces is gone from the schema"

@@ -411,6 +411,7 @@ def execute(cfg: RunConfig, run_dir: Path, run: dict) -> int:
                          "ename": exc.ename, "evalue": exc.evalue}
             except Exception as exc:  # kernel died, notebook unreadable, ...: still archived and reported
                 error = {"cell": None, "exec_count": None, "source": "", "ename": type(exc).__name__, "evalue": str(exc)}
+                error.update(_last_cell(out))  # papermill saved the notebook after each cell: where it stopped
             entry["duration_s"] = round(time.monotonic() - t0, 3)
             result_file = run_dir / f"{name}.result.json"
             result = json.loads(result_file.read_text()) if result_file.exists() else None
@@ -430,7 +431,8 @@ def execute(cfg: RunConfig, run_dir: Path, run: dict) -> int:
                 _write_run(run, run_dir)
                 _scrub(cfg, run_dir)  # after run.json/index.html: they quote the error
                 cell = f"cell {error['cell']} (In [{error['exec_count']}]: {error['source']})" if error["cell"] is not None else "before any cell ran"
-                print(f"falkit: {name} failed at {cell}\n  {error['ename']}: {_brief(str(error['evalue']))}\n"
+                done = _applied_so_far(entry, result, run_dir)
+                print(f"falkit: {name} failed at {cell}\n  {error['ename']}: {_brief(str(error['evalue']))}{done}\n"
                       f"  archived in {run_dir}\n  to resume: {resume}", file=sys.stderr, flush=True)
                 return 1
             print(f"    ok in {entry['duration_s']:.1f} s: {entry['planned']} planned, {entry['applied']} applied, "
@@ -443,6 +445,68 @@ def execute(cfg: RunConfig, run_dir: Path, run: dict) -> int:
     _write_run(run, run_dir)
     _scrub(cfg, run_dir)
     return 0
+
+
+def _applied_so_far(entry: dict, result: dict | None, run_dir: Path) -> str:
+    """What the failed notebook had changed: steps applied, a step cut off while applying, and the
+    mutating API calls the run's journal holds since the notebook started ('' when nothing)."""
+    from .journal import read_journal
+
+    parts = [f"{n}: {len(c)} change(s) applied" for n, c in (entry.get("applied_changes") or {}).items() if c]
+    for n, st in ((result or {}).get("steps") or {}).items():
+        if st.get("status") == "applying":
+            parts.append(f"{n}: was applying {len(st.get('planned') or [])} planned change(s) when it stopped")
+    calls = [j for j in read_journal(run_dir / "journal.jsonl") if str(j.get("t", "")) >= str(entry.get("started", ""))]
+    if calls:
+        parts.append(f"{len(calls)} mutating API call(s) (journal.jsonl), the last {calls[-1].get('method')} "
+                     f"{calls[-1].get('path')}")
+    return ("\n  applied before it stopped: " + "; ".join(parts)) if parts else ""
+
+
+def _last_cell(out: Path) -> dict[str, Any]:
+    """Where a notebook stopped when the kernel died: the last code cell papermill started (its
+    ``metadata.papermill.start_time``; papermill marks every cell "completed" after a dead kernel,
+    so the status says nothing), from the output notebook it saves after every cell. {} if unknown."""
+    try:
+        import nbformat
+
+        nb = nbformat.read(str(out), as_version=4)
+    except Exception:  # noqa: BLE001 - no notebook written yet
+        return {}
+    last = None
+    for i, cell in enumerate(nb.cells):
+        if cell.get("cell_type") == "code" and ((cell.get("metadata") or {}).get("papermill") or {}).get("start_time"):
+            last = i
+    if last is None:
+        return {}
+    cell = nb.cells[last]
+    first = (cell.get("source") or "").strip().splitlines()[:1]
+    return {"cell": last, "exec_count": cell.get("execution_count") or "?", "source": first[0] if first else ""}
+
+
+def pid_alive(pid: Any) -> bool:
+    """Whether process ``pid`` (of this machine) still exists."""
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _status(r: dict) -> str:
+    """A run's status; "running" whose runner process is gone is "interrupted" (killed, crashed)."""
+    status = r.get("status")
+    if status == "running" and r.get("pid") and r.get("host") == _host() and not pid_alive(r["pid"]):
+        return "interrupted"
+    return status
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
 
 
 def _run_dir_for(resume: str, outputs: Path) -> Path:
@@ -487,9 +551,9 @@ def run(args: Any) -> int:
             run_info = {"id": run_dir.name, "lab": spec.lab, "target": cfg.target, "params": str(cfg.params),
                         "apply": cfg.apply, "options": cfg.options, "started": _now(), "finished": None,
                         "status": "running", "notebooks": [], "remaining": [p.name for p in cfg.notebooks],
-                        "resumed": [], "falkit": falkit_build()}
+                        "resumed": [], "falkit": falkit_build(), "pid": os.getpid(), "host": _host()}
         else:
-            run_info = dict(stored, status="running", options=cfg.options)
+            run_info = dict(stored, status="running", options=cfg.options, pid=os.getpid(), host=_host())
             run_info.setdefault("falkit", falkit_build())
             run_info.setdefault("resumed", []).append(_now())
             print(f"resuming {run_dir.name} from {cfg.notebooks[0].stem}")
@@ -517,7 +581,7 @@ def _brief(text: str, lines: int = 8) -> str:
     """The cause without the client's dump (HTTP headers, tracebacks): what an operator reads."""
     for cut in ("\nHTTP response headers:", "\nOriginal traceback:"):
         text = text.split(cut, 1)[0]
-    out = text.splitlines()
+    out = [line for line in text.splitlines() if not line.strip().startswith("to resume:")]  # the runner says it once
     return "\n".join(out[:lines] + ([f"  … ({len(out) - lines} more line(s) in the archived notebook)"] if len(out) > lines else []))
 
 
@@ -538,9 +602,15 @@ def list_runs(outputs: Path) -> list[dict[str, Any]]:
             r = json.loads(d.read_text())
         except ValueError:
             continue
+        if r.get("status") == "running" and _status(r) == "interrupted":  # say so in run.json too, once
+            at = next((n["notebook"] for n in r.get("notebooks") or [] if n.get("status") == "running"), None)
+            r.update(status="interrupted", failed={"notebook": at, "ename": "interrupted",
+                                                   "evalue": f"the runner (pid {r.get('pid')}) ended without finishing"},
+                     resume=f"falkit run --resume {d.parent}")
+            _write_run(r, d.parent)
         t = r.get("totals") or {}
         rows.append({"run": d.parent.name, "started": r.get("started"), "target": r.get("target"), "lab": r.get("lab"),
-                     "status": r.get("status"), "ok": t.get("notebooks_ok", 0), "failed": t.get("notebooks_failed", 0),
+                     "status": _status(r), "ok": t.get("notebooks_ok", 0), "failed": t.get("notebooks_failed", 0),
                      "mutating calls": t.get("mutating_calls", 0),
                      "where": (r.get("failed") or {}).get("notebook", "")})
     return rows

@@ -16,9 +16,17 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
-from .errors import SpecError, SpecProblem
+from .errors import SpecError, SpecProblem, excerpt
 from .yamlsrc import FieldPath, Positions, format_path, load_yaml, parse_yaml
 
 # ---------------------------------------------------------------------------------------------
@@ -29,14 +37,15 @@ def _ipv4(value: str) -> str:
     try:
         return str(ipaddress.IPv4Address(value))
     except ValueError:
-        raise ValueError(f"expected an IPv4 address such as 10.10.0.11, got {value!r}") from None
+        raise ValueError(f"expected an IPv4 address such as 10.10.0.11, got {excerpt(value)}") from None
 
 
 def _cidr(value: str) -> str:
     try:
         net = ipaddress.IPv4Network(value, strict=True)
     except ValueError as exc:
-        raise ValueError(f"expected an IPv4 network in CIDR form such as 10.10.0.0/24, got {value!r} ({exc})") from None
+        raise ValueError(f"expected an IPv4 network in CIDR form such as 10.10.0.0/24, got {excerpt(value)}"
+                         + (f" ({exc})" if len(value) <= 40 else "")) from None
     return str(net)
 
 
@@ -45,10 +54,10 @@ _MAC_PREFIX = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){4}$")
 
 def _mac_prefix(value: str) -> str:
     if not _MAC_PREFIX.match(value):
-        raise ValueError(f"expected five MAC octets such as 52:54:00:10:10, got {value!r}")
+        raise ValueError(f"expected five MAC octets such as 52:54:00:10:10, got {excerpt(value)}")
     first = int(value[:2], 16)
     if first & 1:
-        raise ValueError(f"{value!r} is a multicast prefix (lowest bit of the first octet set); use a unicast one such as 52:54:00")
+        raise ValueError(f"{excerpt(value)} is a multicast prefix (lowest bit of the first octet set); use a unicast one such as 52:54:00")
     return value.lower()
 
 
@@ -57,7 +66,7 @@ _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 def _dns_name(value: str) -> str:
     if len(value) > 63 or not _NAME.match(value):
-        raise ValueError(f"expected a DNS label (lowercase letters, digits, '-'; at most 63), got {value!r}")
+        raise ValueError(f"expected a DNS label (lowercase letters, digits, '-'; at most 63), got {excerpt(value)}")
     return value
 
 
@@ -66,8 +75,26 @@ _VERSION = re.compile(r"^v?\d+\.\d+(\.\d+)?$")
 
 def _version(value: str) -> str:
     if not _VERSION.match(value):
-        raise ValueError(f"expected a version such as 1.18.10, got {value!r}")
+        raise ValueError(f"expected a version such as 1.18.10, got {excerpt(value)}")
     return value.lstrip("v")
+
+
+# A block device path: /dev/ then path characters only. No shell metacharacters, no spaces, no '..':
+# the value goes into a Talos machine config and into commands shown to the operator.
+_DEVICE = re.compile(r"^/dev/[A-Za-z0-9][A-Za-z0-9._:+/-]*$")
+
+
+def _device_path(value: str) -> str:
+    if not _DEVICE.match(value) or ".." in value.split("/"):
+        raise ValueError(f"expected a device path such as /dev/sda or /dev/disk/by-id/..., got {excerpt(value)}")
+    return value
+
+
+def _relative_path(value: str) -> str:
+    parts = value.replace("\\", "/").split("/")
+    if not value or value.startswith(("/", "~")) or ".." in parts or "\0" in value or re.match(r"^[A-Za-z]:", value):
+        raise ValueError(f"expected a path inside the checkout (relative, without '..'), got {excerpt(value)}")
+    return value
 
 
 IPv4 = Annotated[str, AfterValidator(_ipv4)]
@@ -75,6 +102,8 @@ CIDR = Annotated[str, AfterValidator(_cidr)]
 MacPrefix = Annotated[str, AfterValidator(_mac_prefix)]
 DnsName = Annotated[str, AfterValidator(_dns_name)]
 Version = Annotated[str, AfterValidator(_version)]
+DevicePath = Annotated[str, AfterValidator(_device_path)]
+RelativePath = Annotated[str, AfterValidator(_relative_path)]
 PositiveInt = Annotated[int, Field(gt=0)]
 VMID = Annotated[int, Field(ge=100, le=999_999_999)]
 Number = Annotated[float, Field(ge=0)]  # strict float accepts ints too
@@ -268,7 +297,7 @@ class Cilium(Model):
 class Mayastor(Model):
     replicas: PositiveInt = 3
     hugepages_2mi: Annotated[int, Field(ge=0)] = 1024
-    disk_device: str = "/dev/sdb"
+    disk_device: DevicePath = "/dev/sdb"
     storage_class: DnsName = "mayastor-3"
     protocol: Literal["nvmf"] = "nvmf"
     fs_type: Literal["ext4", "xfs", "btrfs"] = "ext4"
@@ -345,8 +374,8 @@ class Previous(Model):
 class GitOps(Model):
     repo_url: str
     checkout: str = Field(description="the operator's local checkout of the GitOps repository")
-    platform_path: str = "kubernetes/platform"
-    longhorn_files: list[str] = Field(
+    platform_path: RelativePath = "kubernetes/platform"
+    longhorn_files: list[RelativePath] = Field(
         default_factory=lambda: ["longhorn-app.yaml", "longhorn-ingress-app.yaml", "longhorn-rbac-app.yaml"]
     )
     branch: str = "falkit/migration"
@@ -385,7 +414,7 @@ class Talos(Model):
         default_factory=lambda: {"vm.overcommit_memory": "1", "vm.panic_on_oom": "0"},
         description="worker sysctls besides vm.nr_hugepages (which comes from mayastor.hugepages_2mi)",
     )
-    install_disk: str = "/dev/sda"
+    install_disk: DevicePath = "/dev/sda"
 
 
 class LabSpec(Model):
@@ -406,6 +435,21 @@ class LabSpec(Model):
     gitops: GitOps | None = None
     expectations: Expectations | None = None
     secrets: Secrets = Secrets()
+
+    _positions: Positions | None = PrivateAttr(None)
+
+    # -- where each value came from ----------------------------------------------------------
+    def where(self, path: FieldPath) -> str:
+        """``fal.yaml:42:7`` for a field path (the nearest parent the file has), '' when unknown."""
+        pos = self._positions
+        if pos is None:
+            return ""
+        line, col = pos.get(tuple(path))
+        file = pos.file
+        if os.path.isabs(file):  # shorter, and the same on every machine (00-preflight's stored output)
+            rel = os.path.relpath(file)
+            file = rel if not rel.startswith(os.path.join("..", "..")) else file
+        return file + (f":{line}" if line is not None else "") + (f":{col}" if line is not None and col is not None else "")
 
     # -- convenience -----------------------------------------------------------------------
     def storage(self, name: str) -> Storage | None:
@@ -437,8 +481,13 @@ def _cross_checks(spec: LabSpec) -> list[tuple[FieldPath, str]]:
         out.append((("networks", "storage", "bridge"), "the storage network needs its own bridge"))
 
     def inside(ip: str, net: ipaddress.IPv4Network, path: FieldPath, what: str) -> None:
-        if ipaddress.IPv4Address(ip) not in net:
+        addr = ipaddress.IPv4Address(ip)
+        if addr not in net:
             out.append((path, f"{what} {ip} is outside its subnet {net}"))
+        elif net.prefixlen <= 30 and addr in (net.network_address, net.broadcast_address):
+            which = "network" if addr == net.network_address else "broadcast"
+            out.append((path, f"{what} {ip} is the {which} address of {net}: no host can use it "
+                              f"(hosts are {net.network_address + 1}-{net.broadcast_address - 1})"))
 
     seen_names: dict[str, FieldPath] = {}
     seen_vmids: dict[int, FieldPath] = {}
@@ -450,8 +499,11 @@ def _cross_checks(spec: LabSpec) -> list[tuple[FieldPath, str]]:
         else:
             seen[value] = path
 
-    for net_key in ("management", "storage"):
-        unique("IP", seen_ips, getattr(spec.networks, net_key).gateway, ("networks", net_key, "gateway"))
+    for net_key, net in (("management", mgmt), ("storage", stor)):
+        gw = getattr(spec.networks, net_key).gateway
+        unique("IP", seen_ips, gw, ("networks", net_key, "gateway"))
+        if ipaddress.IPv4Address(gw) in net:
+            inside(gw, net, ("networks", net_key, "gateway"), "gateway")
     for i, cp in enumerate(spec.cluster.control_plane):
         base = ("cluster", "control_plane", i)
         unique("name", seen_names, cp.name, base + ("name",))
@@ -510,11 +562,87 @@ def _cross_checks(spec: LabSpec) -> list[tuple[FieldPath, str]]:
         out.append((("host", "cpu", "threads"), "threads cannot be fewer than cores"))
 
     svc_seen: dict[tuple[str, str], FieldPath] = {}
+    old_ips: dict[str, FieldPath] = {}
     for i, s in enumerate(spec.services):
         unique_key = (s.namespace, s.name)
         if unique_key in svc_seen:
             out.append((("services", i, "name"), f"duplicate service {s.namespace}/{s.name}"))
         svc_seen[unique_key] = ("services", i)
+        if s.old_ip:
+            if s.old_ip in old_ips:
+                out.append((("services", i, "old_ip"), f"old IP {s.old_ip} is also the old IP of {format_path(old_ips[s.old_ip])}: "
+                                                       "the hand-off table and DNS would send two services' clients to one address"))
+            else:
+                old_ips[s.old_ip] = ("services", i)
+
+    out += _mayastor_checks(spec)
+    out += _previous_checks(spec)
+    return out
+
+
+# Memory a worker needs besides the hugepages (all MiB):
+# - Talos reserves 384 MiB for the system on workers (kubelet systemReserved;
+#   siderolabs/talos pkg/machinery/constants/constants.go KubeletSystemReservedMemoryWorker = "384Mi",
+#   applied in internal/app/machined/pkg/controllers/k8s/kubelet_spec.go);
+# - the kubelet's default hard eviction threshold memory.available<100Mi (Kubernetes "Node-pressure
+#   Eviction" docs);
+# - io-engine's own 1 GiB memory request besides its hugepages (FACTS.md, Mayastor).
+# Hugepages are taken from RAM at boot and cannot be swapped or reclaimed: if they and these do not
+# fit, the worker cannot run io-engine (or anything), so it is an error, not a warning.
+TALOS_SYSTEM_RESERVED_MIB = 384
+KUBELET_EVICTION_HARD_MIB = 100
+IO_ENGINE_MEMORY_MIB = 1024
+HUGEPAGE_MIB = 2
+
+
+def _mayastor_checks(spec: LabSpec) -> list[tuple[FieldPath, str]]:
+    out: list[tuple[FieldPath, str]] = []
+    pages = spec.mayastor.hugepages_2mi
+    huge = pages * HUGEPAGE_MIB
+    need = huge + TALOS_SYSTEM_RESERVED_MIB + KUBELET_EVICTION_HARD_MIB + IO_ENGINE_MEMORY_MIB
+    for w in spec.cluster.workers:
+        ram = w.memory_gb * 1024
+        if need > ram:
+            out.append((("mayastor", "hugepages_2mi"),
+                        f"{pages} x 2 MiB = {huge:,} MiB of hugepages, plus {TALOS_SYSTEM_RESERVED_MIB} MiB Talos system reserve, "
+                        f"{KUBELET_EVICTION_HARD_MIB} MiB kubelet eviction threshold and {IO_ENGINE_MEMORY_MIB} MiB for io-engine, "
+                        f"is {need:,} MiB: more than worker {w.name}'s {w.memory_gb} GiB ({ram:,} MiB). "
+                        f"At most {max(0, (ram - need + huge) // HUGEPAGE_MIB)} pages fit (1024 is io-engine's need)"))
+            break
+    return out
+
+
+def _ranges_overlap(a: LbPool, b: LbPool) -> bool:
+    a0, a1 = ipaddress.IPv4Address(a.start), ipaddress.IPv4Address(a.stop)
+    b0, b1 = ipaddress.IPv4Address(b.start), ipaddress.IPv4Address(b.stop)
+    return a0 <= b1 and b0 <= a1
+
+
+def _previous_checks(spec: LabSpec) -> list[tuple[FieldPath, str]]:
+    out: list[tuple[FieldPath, str]] = []
+    prev = spec.previous
+    if prev is None:
+        return out
+    net = ipaddress.IPv4Network(prev.network.cidr)
+    seen: dict[str, FieldPath] = {}
+    for i, n in enumerate(prev.nodes):
+        path: FieldPath = ("previous", "nodes", i, "ip")
+        if n.ip in seen:
+            out.append((path, f"duplicate IP {n.ip} (also at {format_path(seen[n.ip])}): two old nodes cannot share an address"))
+        else:
+            seen[n.ip] = path
+        addr = ipaddress.IPv4Address(n.ip)
+        if addr not in net:
+            out.append((path, f"IP {n.ip} is outside the old network {net}"))
+        elif net.prefixlen <= 30 and addr in (net.network_address, net.broadcast_address):
+            out.append((path, f"IP {n.ip} is the {'network' if addr == net.network_address else 'broadcast'} address of {net}"))
+    # Both stacks run side by side during the migration (MetalLB on the old nodes until
+    # 90-decommission): one address in both pools would be answered by two ARP speakers.
+    if _ranges_overlap(prev.metallb_pool, spec.cilium.lb_pool):
+        out.append((("cilium", "lb_pool", "start"),
+                    f"the Cilium pool {spec.cilium.lb_pool.start}-{spec.cilium.lb_pool.stop} overlaps the old MetalLB pool "
+                    f"{prev.metallb_pool.start}-{prev.metallb_pool.stop} (previous.metallb_pool): while both stacks run, "
+                    "two L2 speakers would answer for the same address"))
     return out
 
 
@@ -522,23 +650,64 @@ def _cross_checks(spec: LabSpec) -> list[tuple[FieldPath, str]]:
 # Loading
 
 
+# Field names whose values are secrets, and values that look like one (a PVE API token
+# "user@realm!id=uuid", a long token-like string): an error never echoes them.
+_SECRET_FIELD = re.compile(r"token|passw|secret|api_?key|credential|private_?key|bearer|auth", re.I)
+_SECRET_VALUE = re.compile(r"^(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9+=._~!@$%^&*-]{16,}$")
+
+
+def is_secret_field(loc: FieldPath) -> bool:
+    """A field under ``secrets`` or one whose name says it holds a secret."""
+    return bool(loc) and (loc[0] == "secrets" or any(isinstance(k, str) and _SECRET_FIELD.search(k) for k in loc))
+
+
+def looks_secret(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    if "PVEAPIToken" in value or re.search(r"![\w.-]+=\S{8,}", value) or "-----BEGIN" in value:
+        return True
+    if re.search(r"://[^/@\s:]+:[^/@\s]+@", value):  # a URL with a password in it
+        return True
+    return bool(_SECRET_VALUE.match(value.strip()))
+
+
+def _shown(loc: FieldPath, value: Any) -> str:
+    """How an error names the value it got: a short excerpt, or nothing if it may be a secret."""
+    if is_secret_field(loc) and not isinstance(value, dict | list | bool | int | float | None):
+        return f"a {type(value).__name__} (not shown: it may be a secret)"
+    if looks_secret(value) or (isinstance(value, dict | list) and any(looks_secret(v) for v in _scalars(value))):
+        return f"a {type(value).__name__} (not shown: it looks like a secret)"
+    return f"{type(value).__name__} {excerpt(value)}"
+
+
+def _scalars(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _scalars(v)]
+    if isinstance(value, list):
+        return [x for v in value for x in _scalars(v)]
+    return [value]
+
+
 def _problem_from_pydantic(err: dict, pos: Positions) -> SpecProblem:
     loc: FieldPath = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
     etype = err["type"]
     inp = err.get("input")
+    shown = _shown(loc, inp)
     if etype == "extra_forbidden":
         msg = f"unknown field {loc[-1]!r}: not part of the lab spec (check the spelling; see parameters/fal.yaml)"
     elif etype == "missing":
         msg = "required field is missing"
     elif etype.endswith("_type"):
         expected = etype.removesuffix("_type").replace("_", " ")
-        msg = f"expected {expected}, got {type(inp).__name__} {inp!r}"
+        msg = f"expected {expected}, got {shown}"
     elif etype == "literal_error":
-        msg = f"{err['msg'].replace('Input should be', 'expected')}, got {inp!r}"
+        msg = f"{err['msg'].replace('Input should be', 'expected')}, got {shown}"
     elif etype == "value_error":
         msg = err["msg"].removeprefix("Value error, ")
     else:
-        msg = f"{err['msg']}, got {inp!r}"
+        msg = f"{err['msg']}, got {shown}"
+    if isinstance(inp, str) and len(inp) >= 4 and inp in msg and (is_secret_field(loc) or looks_secret(inp)):
+        msg = msg.replace(repr(inp), "(not shown)").replace(inp, "(not shown)")
     return pos.problem(loc, msg)
 
 
@@ -561,6 +730,7 @@ def spec_from_data(data: Any, pos: Positions) -> LabSpec:
     problems = [pos.problem(path, msg) for path, msg in _cross_checks(spec)]
     if problems:
         raise SpecError(problems)
+    spec._positions = pos
     return spec
 
 

@@ -76,8 +76,17 @@ def _kube_client_class():
         journal: Journal | None = None
 
         def call_api(self, method, url, header_params=None, body=None, post_params=None, _request_timeout=None):
-            response = super().call_api(method, url, header_params=header_params, body=body,
-                                        post_params=post_params, _request_timeout=_request_timeout)
+            try:
+                response = super().call_api(method, url, header_params=header_params, body=body,
+                                            post_params=post_params, _request_timeout=_request_timeout)
+            except client.ApiException as exc:
+                exc.reason = f"{exc.reason} on {method.upper()} {urlsplit(url).path}"
+                raise
+            if not 200 <= getattr(response, "status", 200) <= 299:
+                # The client's error (ApiException.from_response, raised after this returns) names a
+                # status and reason, never the request: add the method and API path to the reason it
+                # copies (the DynamicClient's errors copy it again), so "503" says what failed.
+                response.reason = f"{response.reason} on {method.upper()} {urlsplit(url).path}"
             if self.journal is not None:
                 path = urlsplit(url).path
                 segments = [x for x in path.split("/") if x]

@@ -332,7 +332,9 @@ def check_mayastor(spec: LabSpec, f: ValidationFacts) -> list[Check]:
     key, val = ENGINE_LABEL
     engine_nodes = sorted(_md(n).get("name") for n in f.nodes if (_md(n).get("labels") or {}).get(key) == val)
     workers = [w.name for w in spec.cluster.workers]
-    phases = {(p.get("spec") or {}).get("nodeName"): _st(p).get("phase", "Pending") for p in f.io_engine_pods}
+    from .steps.mayastor import pod_state
+
+    phases = {(p.get("spec") or {}).get("nodeName"): pod_state(p) for p in f.io_engine_pods}
     by_node = {_md(n).get("name"): n for n in f.nodes}
     for name in sorted(set(engine_nodes) | set(workers)):
         labelled = name in engine_nodes

@@ -8,7 +8,9 @@
   once per *storage fingerprint* (:func:`fingerprint`: target kind, profile, the StorageClass's
   provisioner and parameters, the Nodes, and for Mayastor the DiskPools' nodes and disks): a target
   whose result with that fingerprint is in this run's directory, or in an earlier archived run
-  (``outputs/*/bench``, newest first), is a noop — so a re-run of the migration runs no fio Job and
+  (``outputs/*/bench``, or any archive this lab's results were written to — the target's private
+  dir keeps their paths in ``bench-results.txt``, so a run with another ``--outputs`` finds them;
+  newest first), is a noop — so a re-run of the migration runs no fio Job and
   makes no API change. Option ``rebench=True`` measures again anyway; a changed StorageClass, a new
   worker or a new pool changes the fingerprint and is measured.
 - **apply**: creates the namespace and PVCs, runs the Jobs one after another (they share one disk
@@ -84,10 +86,32 @@ def _result_fingerprint(path: Path) -> str | None:
         return None
 
 
-def earlier_result(outputs: Path, current: Path, target: str, fp: str) -> Path | None:
-    """The newest archived ``<run>/bench/<target>.json`` (other than ``current``'s) with fingerprint ``fp``."""
-    for path in sorted(outputs.glob(f"*/bench/{target}.json"), reverse=True):
-        if path.parent != current and _result_fingerprint(path) == fp:
+RESULTS_INDEX = "bench-results.txt"  # in the target's private dir: every result file written, one path a line
+
+
+def remember_result(target: Any, path: Path) -> None:
+    """Note ``path`` in the lab's index, so a run archived under another ``--outputs`` finds it."""
+    index = Path(target.private_dir) / RESULTS_INDEX
+    index.parent.mkdir(parents=True, exist_ok=True)
+    with open(index, "a", encoding="utf-8") as fh:
+        fh.write(f"{Path(path).resolve()}\n")
+
+
+def known_results(target: Any) -> list[Path]:
+    try:
+        text = (Path(target.private_dir) / RESULTS_INDEX).read_text(encoding="utf-8")
+    except OSError:
+        return []
+    return [Path(line) for line in dict.fromkeys(text.splitlines()) if line.strip()]
+
+
+def earlier_result(outputs: Path, current: Path, target: str, fp: str, known: list[Path] = ()) -> Path | None:
+    """The newest archived ``<run>/bench/<target>.json`` (other than ``current``'s) with fingerprint
+    ``fp``: under ``outputs``, or among ``known`` result files (other archives; newest run id first)."""
+    found = {p.resolve() for p in outputs.glob(f"*/bench/{target}.json")}
+    found |= {p for p in known if p.name == f"{target}.json" and p.is_file()}
+    for path in sorted(found, key=lambda p: (p.parent.parent.name, str(p)), reverse=True):
+        if path.parent != Path(current).resolve() and _result_fingerprint(path) == fp:
             return path
     return None
 
@@ -175,8 +199,9 @@ def observe(target: Any, spec: LabSpec, options: StepOptions) -> BenchFacts:
     reusable: dict[str, str] = {}
     run = os.environ.get("FALKIT_RUN_DIR")
     if run:
+        known = known_results(target)
         for t, fp in fps.items():
-            if t not in done and (hit := earlier_result(Path(run).parent, rdir, t, fp)) is not None:
+            if t not in done and (hit := earlier_result(Path(run).parent, rdir, t, fp, known)) is not None:
                 reusable[t] = str(hit)
     return BenchFacts(
         storage_classes=present,
@@ -281,7 +306,7 @@ class BenchmarksStep:
                 df = parse_fio_json(text)
             except (JobFailedError, ValueError, RuntimeError) as e:
                 raise StepError(STEP, f"fio on {t}: {e}") from e
-            save_result(rdir, t, profile, text, c.data["fingerprint"])
+            remember_result(target, save_result(rdir, t, profile, text, c.data["fingerprint"]))
             bar(budget, f"{len(df)} jobs, {df['source'].iloc[0]}")
 
     def checks(self, target: Any, spec: LabSpec, options: StepOptions) -> list[Check]:

@@ -83,7 +83,7 @@ class MayastorFacts:
     pools: dict[str, dict[str, Any]] = field(default_factory=dict)
     storage_class: dict[str, Any] | None = None
     test_pvc: dict[str, Any] | None = None
-    io_engine: dict[str, str] = field(default_factory=dict)  # node -> pod phase
+    io_engine: dict[str, str] = field(default_factory=dict)  # node -> pod state (pod_state)
     # Argo CD deploys Mayastor when it manages the platform (the seed: "Mayastor will be deployed
     # by ArgoCD"): then falkit writes mayastor-app.yaml into the GitOps checkout instead of
     # installing the chart with Helm. ``gitops_change`` is that file's change (None: Git has it).
@@ -301,15 +301,33 @@ def _argocd_facts(target: Any, spec: LabSpec, api: Any) -> dict[str, Any]:
     return {"via_argocd": True, "gitops_change": change}
 
 
+def pod_state(pod: dict) -> str:
+    """``Running`` for a pod whose containers run; else what the operator must read: the waiting
+    reason of a container (``CrashLoopBackOff``; a crash-looping pod's *phase* stays ``Running``),
+    its restarts and the last termination's message (Kubernetes ContainerStatus: state.waiting,
+    lastState.terminated), or the pod phase."""
+    st = pod.get("status") or {}
+    phase = st.get("phase", "Pending")
+    for cs in st.get("containerStatuses") or []:
+        waiting = (cs.get("state") or {}).get("waiting")
+        if waiting and waiting.get("reason"):
+            last = ((cs.get("lastState") or {}).get("terminated") or {}).get("message") or ""
+            last = last.strip().splitlines()[-1][:160] if last.strip() else ""
+            restarts = cs.get("restartCount", 0)
+            return (f"{waiting['reason']}" + (f" after {restarts} restart(s)" if restarts else "")
+                    + (f": {last}" if last else ""))
+    return phase
+
+
 def io_engine_pods(api: Any, ns: str) -> dict[str, str]:
-    """node -> phase of its io-engine pod (``app=io-engine``, the chart's label)."""
+    """node -> state of its io-engine pod (``app=io-engine``, the chart's label): see :func:`pod_state`."""
     out = {}
     for p in klist(api, "v1", "Pod", ns):
         labels = p["metadata"].get("labels") or {}
         if labels.get("app") == "io-engine" or "io-engine" in p["metadata"]["name"]:
             node = (p.get("spec") or {}).get("nodeName")
             if node:
-                out[node] = (p.get("status") or {}).get("phase", "Pending")
+                out[node] = pod_state(p)
     return out
 
 
@@ -348,9 +366,9 @@ def components_ready(api: Any, spec: LabSpec) -> tuple[bool, int, str]:
             else:
                 waiting.append(f"{o['metadata']['name']} {have or 0}/{want}")
     eng = io_engine_pods(api, ns)
-    missing = [w.name for w in spec.cluster.workers if eng.get(w.name) != "Running"]
-    if missing:
-        waiting.append("io-engine not Running on " + ", ".join(missing))
+    missing = [f"{w.name} ({eng.get(w.name, 'no pod')})" for w in spec.cluster.workers if eng.get(w.name) != "Running"]
+    if missing:  # before the DaemonSet counts: the node and the reason are what the operator needs
+        waiting.insert(0, "io-engine not Running on " + ", ".join(missing))
     not_ready = [w.name for w in spec.cluster.workers if not _node_ready(kget(api, "v1", "Node", w.name))]
     if not_ready:
         waiting.insert(0, "nodes not Ready: " + ", ".join(not_ready))
