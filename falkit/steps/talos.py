@@ -25,10 +25,12 @@ objects through the Kubernetes API, live and on the twin alike. 40-cilium then w
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends import BackendError
+from ..backends.talos import ForeignCAError
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
 from ..kube import WaitTimeoutError, wait_for
@@ -49,6 +51,34 @@ from ..talosconfig import (
 from .base import Check, Progress, StepOptions, register
 
 SECRETS_FILE = "talos-secrets.yaml"
+#: Where an operator puts an existing cluster's identity, in the private state dir (docs/ARCHITECTURE.md,
+#: "Existing cluster identity"), in the order falkit looks: talosctl's secrets bundle (``talosctl gen
+#: secrets`` / ``gen config``'s secrets.yaml), a control-plane machine config, a Terraform state.
+IMPORT_FILES = ("secrets.yaml", "controlplane.yaml", "terraform.tfstate")
+HEALTH_PROBE_S = 120.0  # one `talosctl health --wait-timeout` probe inside the step's wait
+
+
+def import_secrets(target: Any) -> tuple[SecretsBundle | None, str]:
+    """The existing cluster's secrets from the private dir: ``(bundle, file name)`` or ``(None, "")``."""
+    for name in IMPORT_FILES:
+        text = target.read_private(name)
+        if not text:
+            continue
+        try:
+            if name == "secrets.yaml":
+                return SecretsBundle.from_yaml(text), name
+            if name == "controlplane.yaml":
+                return SecretsBundle.from_machine_config(text), name
+            return SecretsBundle.from_terraform_state(text), name
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise StepError("talos", f"{name} in {target.private_dir} cannot be imported: {e}") from e
+    return None, ""
+
+
+def _where(target: Any) -> str:
+    return (f"put the existing cluster's secrets in {target.private_dir}/: secrets.yaml (from `talosctl gen secrets` "
+            "or `talosctl gen config`), or controlplane.yaml (a control-plane machine config, as `talosctl gen secrets "
+            "--from-controlplane-config` reads it), or terraform.tfstate (holding talos_machine_secrets)")
 
 
 @dataclass(frozen=True)
@@ -71,13 +101,38 @@ class TalosFacts:
     kubeconfig_saved: bool
     health_ok: bool = False
     health: tuple[dict[str, Any], ...] = field(default=())
+    imported: str = ""  # the file the secrets were imported from ("" = none)
+    foreign: tuple[str, ...] = ()  # nodes that run a configured Talos of another CA
+    misaddressed: tuple[str, ...] = ()  # running VMs whose node answers nowhere falkit expects
+
+
+def _running_vms(target: Any) -> dict[str, dict]:
+    """VM name -> Proxmox status entry of the running QEMU VMs (empty when Proxmox cannot say)."""
+    try:
+        return {str(v.get("name")): v for v in target.pve.nodes(target.node).qemu.get() if v.get("status") == "running"}
+    except Exception:  # noqa: BLE001 - only a hint for the addressing message
+        return {}
 
 
 def observe_talos(target: Any, spec: LabSpec) -> TalosFacts:
     text = target.read_private(SECRETS_FILE)
-    bundle = SecretsBundle.from_yaml(text) if text else new_secrets()
+    imported = ""
+    if text:
+        bundle = SecretsBundle.from_yaml(text)
+    else:
+        found, imported = import_secrets(target)
+        bundle = found if found is not None else new_secrets()
+    saved_tc = target.read_private("talosconfig")
+    ctx = contextlib.nullcontext(target.talos) if saved_tc and text else target.talos.using(talosconfig(spec, bundle))
+    with ctx as talos:
+        return _observe(target, spec, talos, bundle, bool(text), saved_tc is not None and bool(text), imported)
+
+
+def _observe(target: Any, spec: LabSpec, talos: Any, bundle: SecretsBundle, saved: bool, tc_saved: bool,
+             imported: str) -> TalosFacts:
     prev = {n.name: n.ip for n in (spec.previous.nodes if spec.previous else ())}
     nodes: dict[str, NodeFacts] = {}
+    foreign: list[str] = []
     for vm in derive_plan(spec).vms:
         if vm.role not in ("control-plane", "worker"):
             continue
@@ -86,7 +141,11 @@ def observe_talos(target: Any, spec: LabSpec) -> TalosFacts:
             if not ip:
                 continue
             try:
-                ver = target.talos.version(ip)
+                ver = talos.version(ip)
+            except ForeignCAError as e:
+                foreign.append(f"{vm.name} ({ip})")
+                facts = NodeFacts(vm.name, vm.ip, None, error=f"{ip}: {e.message}")
+                break
             except BackendError as e:
                 facts = NodeFacts(vm.name, vm.ip, None, error=f"{ip}: {e.message}")
                 continue
@@ -94,21 +153,31 @@ def observe_talos(target: Any, spec: LabSpec) -> TalosFacts:
             docs: tuple = ()
             if not maintenance:
                 try:
-                    docs = tuple(load_documents(target.talos.get_config(ip)))
+                    docs = tuple(load_documents(talos.get_config(ip)))
                 except BackendError as e:
                     facts = NodeFacts(vm.name, vm.ip, None, error=f"{ip}: {e.message}")
                     continue
             facts = NodeFacts(vm.name, vm.ip, ip, maintenance, docs)
             break
         nodes[vm.name] = facts
-    try:
-        h = target.talos.health()
-    except BackendError as e:
-        h = {"ok": False, "checks": [{"name": "talos health", "ok": False, "message": e.message}]}
-    checks = tuple(h.get("checks") or ())
-    boot = any(c.get("ok") for c in checks if "etcd" in str(c.get("name", "")))
-    return TalosFacts(bundle, bool(text), target.read_private("talosconfig") is not None, nodes, boot,
-                      target.read_private("kubeconfig") is not None, bool(h.get("ok")), checks)
+    running = _running_vms(target)
+    misaddressed = tuple(f"{n.name} (planned {n.ip})" for n in nodes.values()
+                         if n.reach_ip is None and n.name in running
+                         and any(w in n.error for w in ("refused", "no route", "i/o timeout", "did not finish")))
+    cp_name = next(v.name for v in derive_plan(spec).vms if v.role == "control-plane")
+    cp = nodes.get(cp_name)
+    boot = False
+    h: dict[str, Any] = {"ok": False, "checks": [{"name": "talos health", "ok": False, "message": "no control plane"}]}
+    if cp is not None and cp.reach_ip and not cp.maintenance:
+        # bootstrapped = etcd runs on the control plane (`talosctl service etcd`), not a health check's name
+        try:
+            boot = talos.etcd_running(cp.reach_ip)
+        except BackendError:
+            boot = False
+        if boot:
+            h = talos.health(cp.reach_ip, 1.0)
+    return TalosFacts(bundle, saved, tc_saved, nodes, boot, target.read_private("kubeconfig") is not None,
+                      bool(h.get("ok")), tuple(h.get("checks") or ()), imported, tuple(foreign), misaddressed)
 
 
 class _Sealed:
@@ -122,13 +191,31 @@ class _Sealed:
 
 
 def plan_talos(spec: LabSpec, facts: TalosFacts, options: StepOptions) -> Plan:
+    if facts.foreign:
+        raise StepError("talos", f"{', '.join(facts.foreign)} run(s) a Talos cluster whose CA is not the one falkit "
+                                 "holds: falkit will not generate new secrets for a cluster that already exists; "
+                                 "put its secrets in the private state directory (secrets.yaml, controlplane.yaml or "
+                                 "terraform.tfstate: docs/ARCHITECTURE.md, Existing cluster identity) and re-run")
+    if not facts.secrets_saved and not facts.imported and spec.previous is not None and spec.previous.nodes:
+        raise StepError("talos", "the lab has an existing Talos cluster (spec.previous) but no secrets of it: falkit "
+                                 "will not generate new secrets for a cluster that already exists; put them in the "
+                                 "private state directory: secrets.yaml (from `talosctl gen secrets`), controlplane.yaml "
+                                 "(a control-plane machine config, as `talosctl gen secrets --from-controlplane-config` "
+                                 "reads it) or terraform.tfstate (holding talos_machine_secrets)")
+    if facts.misaddressed:
+        raise StepError("talos", f"{', '.join(facts.misaddressed)}: the VM runs but its Talos node does not answer at "
+                                 "its planned IP. A Talos ISO VM takes its address by DHCP in maintenance mode: "
+                                 "reserve each planned IP for its VM's MAC on the DHCP server (the MACs are in the "
+                                 "20-vms plan), restart the VM, and re-run 30-talos")
     schematic = str(options.extra.get("talos_schematic") or VANILLA_SCHEMATIC)
     configs = render(spec, facts.secrets, schematic)
     changes: list[Change] = []
     noops: list[Noop] = []
     notes: list[str] = []
     if not facts.secrets_saved:
-        changes.append(Change("create", "talos-secrets", SECRETS_FILE, reason="cluster secrets, created once (private state dir, 0600)",
+        reason = (f"the existing cluster's secrets, imported from {facts.imported} (private state dir, 0600)"
+                  if facts.imported else "cluster secrets, created once (private state dir, 0600)")
+        changes.append(Change("create", "talos-secrets", SECRETS_FILE, reason=reason,
                               data={"bundle": _Sealed(facts.secrets)}))
     if not facts.talosconfig_saved or not facts.secrets_saved:
         changes.append(Change("create", "talosconfig", "talosconfig", reason="talosctl client config (private state dir, 0600)",
@@ -156,7 +243,8 @@ def plan_talos(spec: LabSpec, facts: TalosFacts, options: StepOptions) -> Plan:
         changes.append(Change("action", "kubeconfig", "kubeconfig", "fetch", reason="admin kubeconfig into the private state dir",
                               data={"ip": facts.nodes[cp_name].ip if cp_name in facts.nodes else None}))
     if changes:
-        changes.append(Change("action", "cluster", spec.cluster.name, "wait", reason="Kubernetes API and talos health"))
+        changes.append(Change("action", "cluster", spec.cluster.name, "wait", reason="Kubernetes API and talos health",
+                              data={"ip": facts.nodes[cp_name].ip if cp_name in facts.nodes else None}))
     if tuple(int(x) for x in spec.versions.talos.split(".")[:2]) >= (1, 12):
         notes.append("Talos 1.12+: the schematic of the ISO and installer must carry the kernel argument net.ifnames=0 "
                      "(eth0/eth1 names)")
@@ -193,12 +281,8 @@ class TalosStep:
                     bar = progress.task(f"bootstrap {c.name}", 1)
                     wait_for(lambda ip=c.data["ip"]: target.talos.version(ip), lambda v: not v.get("maintenance"),
                              options.wait_timeout_s, f"{c.name} up after install", bar)
-                    try:
-                        target.talos.bootstrap(c.data["ip"])
-                    except BackendError as e:
-                        if "not empty" not in e.message:  # already bootstrapped: fine
-                            raise
-                    bar(1, "bootstrapped")
+                    res = target.talos.bootstrap(c.data["ip"])  # AlreadyExists: bootstrapped already
+                    bar(1, "bootstrapped already" if res.get("already") else "bootstrapped")
                 elif c.kind == "kubeconfig":
                     bar = progress.task("kubeconfig", 1)
                     text = wait_for(lambda ip=c.data["ip"]: target.talos.kubeconfig(ip), bool, options.wait_timeout_s,
@@ -206,8 +290,9 @@ class TalosStep:
                     target.write_private("kubeconfig", text)
                 elif c.kind == "cluster":
                     bar = progress.task(f"health of {c.name}", 1)
-                    wait_for(target.talos.health, lambda h: _healthy(target, h), options.wait_timeout_s, "talos health",
-                             bar, describe=_health_text)
+                    probe = min(HEALTH_PROBE_S, float(options.wait_timeout_s))
+                    wait_for(lambda ip=c.data.get("ip"), p=probe: target.talos.health(ip, p), lambda h: _healthy(target, h),
+                             options.wait_timeout_s, "talos health", bar, describe=_health_text)
         except (BackendError, WaitTimeoutError) as e:
             last = getattr(e, "last", None)
             detail = f" (last: {_health_text(last) if isinstance(last, dict) else last})" if last is not None else ""
