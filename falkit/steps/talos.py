@@ -1,15 +1,29 @@
 """Step 30-talos: machine configs applied, etcd bootstrapped once, kubeconfig fetched, cluster healthy.
 
-- **observe**: the secrets bundle from the private state dir (``talos-secrets.yaml``; a fresh one,
-  in memory only, when absent); per node ``talos version`` at its planned IP — and, if that does
-  not answer, at its pre-migration IP (``spec.previous.nodes``: before the VM step's MAC change the
-  node still runs its old address) — then ``get machineconfig`` when it is configured; health
-  (``etcd bootstrapped``); whether the private kubeconfig exists.
-- **plan** (pure): save the secrets bundle (once), write the talosconfig; ``apply-config`` per node
-  whose running config differs from the generated one (``insecure`` in maintenance mode; a
-  configured node is **disruptive**: it may reboot or change address), with a readable summary
-  diff (modules, sysctls, addresses, labels, mounts); ``bootstrap`` once; fetch the kubeconfig;
-  wait for health. A node that answers nowhere is a note, not a change.
+Everything goes through ``target.talos`` (:class:`falkit.backends.talos.Talos`: ``talosctl``; on the
+twin its stand-in, first on PATH). docs/ARCHITECTURE.md "Talos" has the texts it reads and why.
+
+- **observe**: the secrets bundle from the private state dir — ``talos-secrets.yaml`` (falkit's,
+  saved once), else an existing cluster's secrets imported from ``secrets.yaml``, ``controlplane.yaml``
+  or ``terraform.tfstate`` (:data:`IMPORT_FILES`), else a fresh one in memory; with its talosconfig
+  (saved, or a temporary 0600 file) per node ``talosctl version`` at its planned IP — and, if that
+  does not answer, at its pre-migration IP (``spec.previous.nodes``) — then ``get machineconfig``
+  when it is configured. A node answering the talosconfig with x509's "unknown authority" and
+  ``--insecure`` with the maintenance service's "not implemented in maintenance mode" is in
+  maintenance mode; one answering ``--insecure`` with "certificate required" belongs to a cluster of
+  another CA. Bootstrapped = ``talosctl service etcd`` Running on the control plane; health
+  (``talosctl health``) when it is; whether the private kubeconfig exists; running VMs whose node
+  answers nowhere (DHCP gave it another address).
+- **plan** (pure): **refused** (StepError) when a node runs a cluster of another CA, when the spec
+  has a ``previous`` cluster but no secrets were found (never new secrets for a cluster that
+  exists: the message names the files and the directory), or when a running VM's node does not
+  answer at its planned IP (reserve the IPs for the MACs on the DHCP server). Otherwise: save the
+  secrets bundle (once; "imported from ..." when it was), write the talosconfig; ``apply-config``
+  per node whose running config differs from the generated one (``--insecure`` in maintenance
+  mode; a configured node is **disruptive**: it may reboot or change address), with a readable
+  summary diff (modules, sysctls, addresses, labels, mounts); ``bootstrap`` once (its
+  AlreadyExists counts as done); fetch the kubeconfig; wait for health. A node that answers
+  nowhere and has no running VM is a note, not a change.
 - **apply**: validates every document against the Talos schema first (falkit.schemas), then does
   exactly the plan's changes; secrets, talosconfig and kubeconfig go only to the private dir (0600)
   via ``target.write_private``. Change values never carry secrets (``data`` holds redacted objects).
@@ -17,10 +31,15 @@
   HugePages_Total on workers, health ok.
 
 A new cluster has no CNI until 40-cilium installs Cilium (``cluster.network.cni.name: none``, as
-Talos' Cilium guide sets it), so its nodes stay NotReady with kubelet's "NetworkPluginNotReady".
-Health counts as reached when that is the *only* thing failing (:func:`cni_pending`): every other
-check passes and every NotReady Node says its network plugin is not ready — checked on the Node
-objects through the Kubernetes API, live and on the twin alike. 40-cilium then waits for Ready.
+Talos' Cilium guide sets it), so its nodes stay NotReady with kubelet's "NetworkPluginNotReady" and
+talosctl 1.11/1.12's health stops at "all k8s nodes to report ready" (1.13 skips that check when the
+CNI is disabled). Health counts as reached when that is the *only* thing failing
+(:func:`cni_pending`): every other check passes and every NotReady Node says its network plugin is
+not ready — checked on the Node objects through the Kubernetes API, live and on the twin alike. Each
+health probe is ``talosctl health --wait-timeout`` of at most :data:`HEALTH_PROBE_S` inside the
+step's wait (the subprocess may run longer than its wait-timeout, never shorter). 40-cilium then
+waits for Ready; the Cilium values reach the API server through KubePrism (localhost:7445), which
+every config here enables (falkit.talosconfig).
 """
 
 from __future__ import annotations
