@@ -1,8 +1,8 @@
 """Client-side backends for what is not a Proxmox or Kubernetes API call: Talos and Helm.
 
-Each has a protocol and two implementations with the same behaviour: ``Twin*`` over the twin's
-lab API (loopback JSON, requests) and ``Live*`` over the real CLI (``talosctl``, ``helm``) via
-subprocess. Every mutating call is recorded in the run journal (``journal.record``) without its
+Talos has one backend on both targets, ``talosctl`` via subprocess (:mod:`.talos`; on the twin
+the stand-in on PATH). Helm: ``TwinHelm`` over the twin's lab API (loopback JSON, requests) and
+``LiveHelm`` over ``helm``. Every mutating call is recorded in the run journal (``journal.record``) without its
 body: configs, values and kubeconfigs hold secrets.
 """
 
