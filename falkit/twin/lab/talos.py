@@ -1,17 +1,28 @@
-"""The Talos stand-in: what ``talosctl apply-config / bootstrap / kubeconfig / get machineconfig /
-read / health / version`` do, performed on the twin's state.
+"""The twin's Talos model: what ``talosctl apply-config / bootstrap / kubeconfig / get machineconfig /
+read / health / version / service`` do, performed on the twin's state. falkit never calls it
+directly: the ``talosctl`` stand-in (falkit/twin/tools/talosctl.py) does, through the lab API, and
+says how it connects so that apid's TLS handshake is modelled (:func:`handshake`).
 
 A node is addressed by IP, as ``talosctl --nodes IP``. The IP reaches a VM of the twin's Proxmox
-when (a) the VM's NIC has the MAC the spec plans for that IP — the seed fixes MACs so that DHCP
-reservations give each VM its planned IP and a fresh Talos VM in maintenance mode answers there
-(FACTS.md, Proxmox; ``falkit.plan.mac_for``, the "before" network's ``previous.network.mac_prefix``)
-— or (b) the VM's applied config holds that address. The VM must exist and run; otherwise the
-error is the one talosctl prints for a dead endpoint (connection refused).
+when (a) the VM's configured node holds that address (static, or the lease it keeps), or (b) the
+lab router's DHCP gives it to the VM: a reservation on the VM's MAC (:func:`reservations`, the
+seed's MAC scheme, written here for the twin) or, without one, a pool lease (:func:`pool_lease`,
+fault ``dhcp_no_reservations``). The VM must exist and run; otherwise the error is the one
+talosctl prints for a dead endpoint (connection refused).
+
+TLS (siderolabs/talos @ v1.11.6): a node in maintenance mode serves a self-signed certificate, so a
+talosconfig client fails with x509's "certificate signed by unknown authority", and an
+``--insecure`` client gets the reader role only (admin APIs: "API is not implemented in maintenance
+mode"); a configured node trusts only clients signed by its OS CA (``machine.ca``) and requires a
+client certificate ("tls: certificate required"). The "before" nodes' CA is the twin's own
+(:func:`before_identity`), kept for the operator in ``STATE/operator/secrets.yaml``.
 
 ``apply`` validates every YAML document against the real Talos schema of ``spec.versions.talos``
 (``falkit.schemas.validate_talos_documents``): a rejected config is not stored. An accepted one is
 remembered with what it sets (hostname, addresses, node labels, kernel modules, sysctls, kubelet
 extra mounts, machine type); a node in maintenance mode then installs and reboots (~90 s real).
+``health`` reports talosctl's checks in upstream order; ``etcd_state`` what ``service etcd`` shows;
+``kube_prism`` / ``cilium_api_error`` whether Cilium's agent reaches the API server it is told to use.
 """
 
 from __future__ import annotations
