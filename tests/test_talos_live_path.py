@@ -91,6 +91,7 @@ def test_existing_cluster_without_its_secrets_is_refused(twin):
         msg = str(exc.value)
         assert "will not generate new secrets for a cluster that already exists" in msg
         assert "secrets.yaml" in msg and "controlplane.yaml" in msg and "terraform.tfstate" in msg
+        assert f"put the existing cluster's secrets in {lab.target.private_dir} (mode 0600)" in msg
         assert lab.target.read_private("talos-secrets.yaml") is None  # nothing applied
     finally:
         kept.write_text(text)

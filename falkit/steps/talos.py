@@ -94,10 +94,12 @@ def import_secrets(target: Any) -> tuple[SecretsBundle | None, str]:
     return None, ""
 
 
-def _where(target: Any) -> str:
-    return (f"put the existing cluster's secrets in {target.private_dir}/: secrets.yaml (from `talosctl gen secrets` "
-            "or `talosctl gen config`), or controlplane.yaml (a control-plane machine config, as `talosctl gen secrets "
-            "--from-controlplane-config` reads it), or terraform.tfstate (holding talos_machine_secrets)")
+def where_secrets_go(private_dir: str) -> str:
+    """What to put where, for a refusal (docs/ARCHITECTURE.md, "Existing cluster identity")."""
+    return (f"put the existing cluster's secrets in {private_dir or 'the private state directory'} (mode 0600), one "
+            "of: secrets.yaml (from `talosctl gen secrets`, or the one `talosctl gen config` wrote), "
+            "controlplane.yaml (a control-plane machine config, as `talosctl gen secrets --from-controlplane-config` "
+            "reads it), terraform.tfstate (a Terraform state holding talos_machine_secrets); then re-run 30-talos")
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ class TalosFacts:
     imported: str = ""  # the file the secrets were imported from ("" = none)
     foreign: tuple[str, ...] = ()  # nodes that run a configured Talos of another CA
     misaddressed: tuple[str, ...] = ()  # running VMs whose node answers nowhere falkit expects
+    private_dir: str = ""  # where an existing cluster's secrets go (for the refusal)
 
 
 def _running_vms(target: Any) -> dict[str, dict]:
@@ -196,7 +199,8 @@ def _observe(target: Any, spec: LabSpec, talos: Any, bundle: SecretsBundle, save
         if boot:
             h = talos.health(cp.reach_ip, 1.0)
     return TalosFacts(bundle, saved, tc_saved, nodes, boot, target.read_private("kubeconfig") is not None,
-                      bool(h.get("ok")), tuple(h.get("checks") or ()), imported, tuple(foreign), misaddressed)
+                      bool(h.get("ok")), tuple(h.get("checks") or ()), imported, tuple(foreign), misaddressed,
+                      str(getattr(target, "private_dir", "") or ""))
 
 
 class _Sealed:
@@ -212,15 +216,12 @@ class _Sealed:
 def plan_talos(spec: LabSpec, facts: TalosFacts, options: StepOptions) -> Plan:
     if facts.foreign:
         raise StepError("talos", f"{', '.join(facts.foreign)} run(s) a Talos cluster whose CA is not the one falkit "
-                                 "holds: falkit will not generate new secrets for a cluster that already exists; "
-                                 "put its secrets in the private state directory (secrets.yaml, controlplane.yaml or "
-                                 "terraform.tfstate: docs/ARCHITECTURE.md, Existing cluster identity) and re-run")
+                                 "holds (the node refuses its talosconfig): falkit will not generate new secrets for a "
+                                 f"cluster that already exists; {where_secrets_go(facts.private_dir)}")
     if not facts.secrets_saved and not facts.imported and spec.previous is not None and spec.previous.nodes:
         raise StepError("talos", "the lab has an existing Talos cluster (spec.previous) but no secrets of it: falkit "
-                                 "will not generate new secrets for a cluster that already exists; put them in the "
-                                 "private state directory: secrets.yaml (from `talosctl gen secrets`), controlplane.yaml "
-                                 "(a control-plane machine config, as `talosctl gen secrets --from-controlplane-config` "
-                                 "reads it) or terraform.tfstate (holding talos_machine_secrets)")
+                                 "will not generate new secrets for a cluster that already exists; "
+                                 f"{where_secrets_go(facts.private_dir)}")
     if facts.misaddressed:
         raise StepError("talos", f"{', '.join(facts.misaddressed)}: the VM runs but its Talos node does not answer at "
                                  "its planned IP. A Talos ISO VM takes its address by DHCP in maintenance mode: "
