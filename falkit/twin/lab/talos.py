@@ -108,9 +108,10 @@ CERTIFICATE_REQUIRED = ('rpc error: code = Unavailable desc = connection error: 
 # The maintenance service grants an insecure client the reader role only; admin APIs such as
 # Version answer this (internal/app/maintenance/server.go @ v1.11.6, assertAdminRole).
 MAINTENANCE_UNIMPLEMENTED = "rpc error: code = Unimplemented desc = API is not implemented in maintenance mode"
-# A client certificate from another CA: the server rejects it (Go crypto/tls "bad certificate"
-# alert). Not confirmed against a real node: only reached when a talosconfig carries the node's CA
-# but a client certificate that CA did not sign.
+# A client certificate the node's CA did not sign: Go's server sends the bad_certificate alert
+# (golang/go src/crypto/tls/handshake_server.go, processCertsFromClient, as stored at 0007017f; newer
+# Go releases may name the alert differently — not confirmed against a real node). Only reached when
+# a talosconfig carries the node's CA but a client certificate that CA did not sign.
 BAD_CERTIFICATE = ('rpc error: code = Unavailable desc = connection error: desc = "error reading server '
                    'preface: remote error: tls: bad certificate"')
 
