@@ -116,5 +116,6 @@ def clear(ctx: LabContext) -> int:
 
 def state(ctx: LabContext) -> dict[str, Any]:
     return {**ctx.faults.to_json(), "kube_api_down": bool(ctx.store.faults.down) and ctx.bootstrapped,
+            "dhcp_no_reservations": bool((ctx.extra.get("talos") or {}).get("dhcp_no_reservations")),
             "kube_rules": [{"status": r.status, "remaining": r.remaining, "path": r.path.pattern}
                            for r in list(ctx.store.faults.rules)]}
