@@ -116,7 +116,8 @@ def test_fresh_vms_without_dhcp_reservations_are_refused(twin):
         with pytest.raises(StepError) as exc:
             _open(twin).step("talos")
         msg = str(exc.value)
-        assert "talos-worker-02 (planned 10.10.0.12)" in msg and "DHCP" in msg and "reserve each planned IP" in msg
+        assert "talos-worker-02 (planned 10.10.0.12, MAC 52:54:00:10:10:12)" in msg
+        assert "DHCP" in msg and "reserve each planned IP for its VM's MAC" in msg
         # the node is there, at the address DHCP leased it (the twin's pool starts at .100)
         p = subprocess.run(["talosctl", "-n", "10.10.0.102", "-e", "10.10.0.102", "version", "--insecure"],
                            capture_output=True, text=True)

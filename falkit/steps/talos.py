@@ -183,7 +183,8 @@ def _observe(target: Any, spec: LabSpec, talos: Any, bundle: SecretsBundle, save
             break
         nodes[vm.name] = facts
     running = _running_vms(target)
-    misaddressed = tuple(f"{n.name} (planned {n.ip})" for n in nodes.values()
+    macs = {v.name: v.nics[0].mac for v in derive_plan(spec).vms if v.nics}
+    misaddressed = tuple(f"{n.name} (planned {n.ip}, MAC {macs.get(n.name) or '?'})" for n in nodes.values()
                          if n.reach_ip is None and n.name in running
                          and any(w in n.error for w in ("refused", "no route", "i/o timeout", "did not finish")))
     cp_name = next(v.name for v in derive_plan(spec).vms if v.role == "control-plane")
@@ -225,8 +226,8 @@ def plan_talos(spec: LabSpec, facts: TalosFacts, options: StepOptions) -> Plan:
     if facts.misaddressed:
         raise StepError("talos", f"{', '.join(facts.misaddressed)}: the VM runs but its Talos node does not answer at "
                                  "its planned IP. A Talos ISO VM takes its address by DHCP in maintenance mode: "
-                                 "reserve each planned IP for its VM's MAC on the DHCP server (the MACs are in the "
-                                 "20-vms plan), restart the VM, and re-run 30-talos")
+                                 "reserve each planned IP for its VM's MAC on the DHCP server (as listed; every "
+                                 "node's MAC is in the 20-vms plan), restart the VM, and re-run 30-talos")
     schematic = str(options.extra.get("talos_schematic") or VANILLA_SCHEMATIC)
     configs = render(spec, facts.secrets, schematic)
     changes: list[Change] = []
