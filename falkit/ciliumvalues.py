@@ -3,7 +3,9 @@
 Values follow Sidero's "Deploying Cilium CNI" guide for Talos (docs.siderolabs.com,
 kubernetes-guides/cni/deploying-cilium, Cilium 1.18): ``ipam.mode: kubernetes``; kube-proxy
 replaced (``kubeProxyReplacement: true``; Talos' ``cluster.proxy.disabled: true``) with the API
-server reached through KubePrism at ``localhost:7445``; Talos already mounts cgroup v2 and bpffs
+server reached through KubePrism at ``localhost:7445`` — which exists only because 30-talos enables
+``machine.features.kubePrism`` on that port (:data:`falkit.talosconfig.KUBEPRISM_PORT`; Talos leaves it
+off unless the config turns it on); Talos already mounts cgroup v2 and bpffs
 (``cgroup.autoMount.enabled: false``, ``cgroup.hostRoot: /sys/fs/cgroup``); Talos does not let
 workloads load kernel modules, so ``SYS_MODULE`` is dropped from the agent's capabilities.
 
@@ -35,6 +37,7 @@ from .findings import cilium_api, client_rate_limit
 from .plan import derive_plan
 from .schemas import SchemaValidationError, validate_cilium_values
 from .spec import LabSpec
+from .talosconfig import KUBEPRISM_PORT
 
 CHART = "cilium"  # from https://helm.cilium.io/ (falkit.backends.helm.CHART_REPOSITORIES)
 RELEASE = ("kube-system", "cilium")
@@ -60,7 +63,7 @@ def values(spec: LabSpec) -> dict[str, Any]:
         "ipam": {"mode": "kubernetes"},
         "kubeProxyReplacement": bool(c.kube_proxy_replacement),
         "k8sServiceHost": "localhost",
-        "k8sServicePort": 7445,
+        "k8sServicePort": KUBEPRISM_PORT,
         "securityContext": {"capabilities": {"ciliumAgent": AGENT_CAPABILITIES, "cleanCiliumState": CLEAN_STATE_CAPABILITIES}},
         "cgroup": {"autoMount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"},
         "l2announcements": {"enabled": bool(c.l2_announcements), "leaseRenewDeadline": f"{c.lease_renew_deadline_s}s"},

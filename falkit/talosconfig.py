@@ -53,6 +53,7 @@ from .plan import VmPlan, derive_plan
 from .schemas import check_talos_documents, dump_documents
 from .spec import LabSpec
 
+KUBEPRISM_PORT = 7445  # constants.DefaultKubePrismPort (pkg/machinery/constants/constants.go @ v1.11.6)
 VANILLA_SCHEMATIC = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
 TEN_YEARS = dt.timedelta(days=3650)
 
@@ -85,6 +86,62 @@ class SecretsBundle:
     @classmethod
     def from_yaml(cls, text: str) -> SecretsBundle:
         return cls(yaml.safe_load(text))
+
+    @classmethod
+    def from_machine_config(cls, text: str) -> SecretsBundle:
+        """The bundle of an existing cluster from one of its control-plane machine configs, as
+        ``talosctl gen secrets --from-controlplane-config`` derives it (pkg/machinery/config/
+        generate/secrets/bundle.go ``NewBundleFromConfig`` @ v1.11.6): cluster id/secret, bootstrap
+        token, secretbox/aescbc secrets, trustd token (``machine.token``) and the CAs."""
+        main = next((d for d in yaml.safe_load_all(text) if isinstance(d, dict) and d.get("version") == "v1alpha1"),
+                    None)
+        if main is None:
+            raise ValueError("no v1alpha1 machine config document")
+        m, c = main.get("machine") or {}, main.get("cluster") or {}
+        if m.get("type") not in ("controlplane", "init") or not (m.get("ca") or {}).get("key"):
+            raise ValueError("not a control-plane machine config (machine.type controlplane with the OS CA key)")
+        secrets = {"bootstraptoken": c.get("token"), "secretboxencryptionsecret": c.get("secretboxEncryptionSecret")}
+        if c.get("aescbcEncryptionSecret"):
+            secrets["aescbcencryptionsecret"] = c["aescbcEncryptionSecret"]
+        return cls({"cluster": {"id": c.get("id"), "secret": c.get("secret")}, "secrets": secrets,
+                    "trustdinfo": {"token": m.get("token")},
+                    "certs": {"etcd": (c.get("etcd") or {}).get("ca"), "k8s": c.get("ca"),
+                              "k8saggregator": c.get("aggregatorCA"),
+                              "k8sserviceaccount": {"key": (c.get("serviceAccount") or {}).get("key")},
+                              "os": m.get("ca")}})
+
+    @classmethod
+    def from_terraform_state(cls, text: str) -> SecretsBundle:
+        """The bundle from a Terraform state holding a ``talos_machine_secrets`` resource (the seed's
+        setup; siderolabs/terraform-provider-talos, attribute ``machine_secrets``: ``cluster{id,
+        secret}``, ``secrets{bootstrap_token, secretbox_encryption_secret}``, ``trustdinfo{token}``,
+        ``certs{etcd, k8s, k8s_aggregator, os: {cert, key}; k8s_serviceaccount{key}}``)."""
+        import json
+
+        state = json.loads(text)
+        for res in state.get("resources") or []:
+            if res.get("type") != "talos_machine_secrets":
+                continue
+            ms = ((res.get("instances") or [{}])[0].get("attributes") or {}).get("machine_secrets")
+            if isinstance(ms, list):
+                ms = ms[0] if ms else None
+            if not ms:
+                continue
+            certs = ms.get("certs") or {}
+
+            def pair(k: str, certs: dict = certs) -> dict[str, str]:
+                v = certs.get(k) or {}
+                return {"crt": v.get("cert"), "key": v.get("key")}
+
+            sec = ms.get("secrets") or {}
+            return cls({"cluster": dict(ms.get("cluster") or {}),
+                        "secrets": {"bootstraptoken": sec.get("bootstrap_token"),
+                                    "secretboxencryptionsecret": sec.get("secretbox_encryption_secret")},
+                        "trustdinfo": {"token": (ms.get("trustdinfo") or {}).get("token")},
+                        "certs": {"etcd": pair("etcd"), "k8s": pair("k8s"), "k8saggregator": pair("k8s_aggregator"),
+                                  "k8sserviceaccount": {"key": (certs.get("k8s_serviceaccount") or {}).get("key")},
+                                  "os": pair("os")}})
+        raise ValueError("no talos_machine_secrets resource in the Terraform state")
 
     def cert(self, name: str) -> dict[str, str]:
         return self.data["certs"][name]
@@ -216,6 +273,10 @@ def machine_config(spec: LabSpec, vm: VmPlan, bundle: SecretsBundle, schematic: 
         "ca": {"crt": ca_os["crt"], "key": ca_os["key"] if cp else ""},
         "certSANs": [vm.ip],
         "kubelet": {"defaultRuntimeSeccompProfileEnabled": True},
+        # KubePrism (localhost:7445), which the Cilium values use as the API server: off unless the
+        # config enables it (v1alpha1_features.go, KubePrism.Enabled @ v1.11.6; only `talosctl gen
+        # config` writes it, contract.go KubePrismEnabled). falkit.ciliumvalues.KUBEPRISM_PORT.
+        "features": {"kubePrism": {"enabled": True, "port": KUBEPRISM_PORT}},
         "install": {"disk": spec.talos.install_disk, "image": f"factory.talos.dev/installer/{schematic}:v{version}",
                     "wipe": False},
     }

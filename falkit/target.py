@@ -18,6 +18,11 @@ The same clients serve both targets, and none is monkeypatched:
   the twin's ``ca_file``; for live ``pve-ca.pem`` in the private dir, else the system CAs). Mutating
   calls reach the journal through a requests response hook on proxmoxer's session
   (``ProxmoxAPI._store["session"]``, a ``requests.Session``).
+- ``target.talos`` runs ``talosctl`` with the private dir's talosconfig on both targets. For the twin,
+  :func:`connect` puts the twin's ``bin`` directory (``connection.json`` ``bin_dir``: executable
+  ``talosctl``/``helm`` wrappers of the twin's stand-ins, written by ``falkit twin up``) first on
+  ``PATH`` of this process — so of every subprocess and kernel it starts — and the same command
+  lines reach the twin (:func:`use_twin_tools`).
 - ``target.kube()`` is a :class:`JournaledApiClient` (a ``kubernetes.client.ApiClient`` whose
   ``call_api`` records non-GET calls) built from the kubeconfig: the private dir's (written by the
   Talos step after bootstrap), else, on the twin, the twin's admin kubeconfig of the "before"
@@ -272,15 +277,13 @@ class Target:
     def talos(self):
         from .backends import talos
 
-        if self.kind == "twin":
-            return talos.TwinTalos(self.lab_api, self.journal)
-        return talos.LiveTalos(str(self.private_dir / "talosconfig"), self.journal)
+        return talos.Talos(str(self.private_dir / "talosconfig"), self.journal)
 
     def tool_env(self) -> dict[str, str]:
         """The environment falkit runs ``helm``/``talosctl`` in: the process's, with the twin's
-        stand-in directory (connection.json ``"bin"``) first on PATH on the twin."""
+        stand-in directory (connection.json ``"bin_dir"``) first on PATH on the twin."""
         env = dict(os.environ)
-        bindir = self.connection.get("bin") if self.kind == "twin" else None
+        bindir = self.connection.get("bin_dir") if self.kind == "twin" else None
         if bindir:
             env["PATH"] = os.pathsep.join([bindir] + [p for p in env.get("PATH", "").split(os.pathsep) if p != bindir])
         return env
@@ -345,6 +348,13 @@ def _twin_private_dir(spec: LabSpec, conn: dict, state_dir: str | os.PathLike | 
         if entry.name == "run.lock":
             continue
         shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    # What the twin's operator keeps where docs/ARCHITECTURE.md tells an operator to put it (the
+    # existing cluster's Talos secrets, "Existing cluster identity"): the twin's operator/ dir.
+    operator = Path(str(conn.get("state_dir") or "")) / "operator"
+    if conn.get("state_dir") and operator.is_dir():
+        for f in sorted(operator.iterdir()):
+            if f.is_file() and not f.name.startswith("."):
+                write_private_file(path / f.name, f.read_text())
     write_private_file(marker, started)
     return path
 
@@ -368,6 +378,17 @@ def connect(spec: LabSpec | str | os.PathLike, target: str = "twin", state_dir: 
     return t
 
 
+def use_twin_tools(conn: dict) -> str | None:
+    """Put the twin's tool wrappers (``conn["bin_dir"]``) first on this process' ``PATH`` (inherited
+    by subprocesses and notebook kernels); returns the directory, or None when the twin has none."""
+    bin_dir = conn.get("bin_dir")
+    if not bin_dir or not Path(bin_dir).is_dir():
+        return None
+    parts = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != bin_dir]
+    os.environ["PATH"] = os.pathsep.join([bin_dir, *parts])
+    return bin_dir
+
+
 def _connect_twin(spec: LabSpec, path: Path | None, state_dir, journal: Journal, start_twin: bool,
                   time_factor: float) -> Target:
     from .twin import supervisor
@@ -385,6 +406,7 @@ def _connect_twin(spec: LabSpec, path: Path | None, state_dir, journal: Journal,
     t = Target("twin", spec, pve=pve, node=px["node"], journal=journal, spec_path=path, connection=conn,
                private_dir=_twin_private_dir(spec, conn, state_dir))
     t.token_id = token_id
+    use_twin_tools(conn)
     return t
 
 

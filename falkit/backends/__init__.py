@@ -1,9 +1,8 @@
 """Client-side backends for what is not a Proxmox or Kubernetes API call: Talos and Helm.
 
-Helm has one implementation, :class:`falkit.backends.helm.Helm`, running the ``helm`` CLI on both
-targets (on the twin the twin's stand-in is first on PATH). Talos has a protocol and two
-implementations: ``TwinTalos`` over the twin's lab API (loopback JSON) and ``LiveTalos`` over
-``talosctl`` via subprocess. Every mutating call is recorded in the run journal (``journal.record``) without its
+Talos and Helm each have one backend, used on both targets: :class:`falkit.backends.talos.Talos`
+runs ``talosctl`` and :class:`falkit.backends.helm.Helm` runs ``helm`` (on the twin, the twin's
+stand-ins are first on PATH). Every mutating call is recorded in the run journal (``journal.record``) without its
 body: configs, values and kubeconfigs hold secrets.
 """
 

@@ -1,78 +1,82 @@
-"""Talos backends: what ``talosctl`` does, for the twin and for the live lab.
+"""Talos through ``talosctl``: one backend for the live lab and the twin.
 
-:class:`TalosBackend` is the protocol the talos step uses. :class:`TwinTalos` calls the twin's lab
-API (``/lab/talos/...``, docs/ARCHITECTURE.md); :class:`LiveTalos` runs ``talosctl`` with the
-private talosconfig. Both raise :class:`~falkit.backends.BackendError` with the tool's own words
-and :class:`~falkit.backends.UnreachableError` when the node does not answer. Configs are passed to
-talosctl through a 0600 temporary file, never on the command line.
+:class:`Talos` runs ``talosctl`` (found on ``PATH``) with the private talosconfig. On the twin,
+``PATH`` starts with the twin's ``bin`` directory, whose ``talosctl`` is the twin's stand-in
+(``falkit.twin.tools.talosctl``): the same command lines, outputs and error texts on both targets.
+Errors raise :class:`~falkit.backends.BackendError` with talosctl's own words;
+:class:`~falkit.backends.UnreachableError` when the node does not answer; :class:`ForeignCAError`
+when a node answers as a configured Talos node that does not trust the talosconfig's CA. Configs
+are passed through a 0600 temporary file, never on the command line.
+
+What talosctl says, and how falkit reads it (siderolabs/talos @ v1.11.6, 1e50b9f8):
+
+- **maintenance mode**: a fresh node serves a self-signed certificate, so a client presenting a
+  talosconfig fails with ``x509: certificate signed by unknown authority``; with ``--insecure`` the
+  maintenance service answers admin APIs such as Version with "API is not implemented in
+  maintenance mode" (internal/app/maintenance/server.go, ``assertAdminRole``). A *configured* node
+  asked with ``--insecure`` refuses the handshake ("tls: certificate required"): a node of a cluster
+  whose secrets falkit does not hold (:class:`ForeignCAError`).
+- **bootstrapped**: ``talosctl service etcd`` on a control-plane node shows STATE ``Running``
+  once etcd runs; before bootstrap it waits in ``Preparing`` (internal/app/machined/pkg/system/
+  services/etcd.go). ``bootstrap`` on a bootstrapped node answers ``AlreadyExists desc = etcd data
+  directory is not empty`` (internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go).
+- **health**: ``talosctl health --wait-timeout D`` prints ``waiting for <check>: <state>`` lines
+  on stderr and fails with DeadlineExceeded when a check does not pass within D
+  (cmd/talosctl/cmd/talos/health.go; pkg/cluster/check/default.go): :meth:`Talos.health` returns
+  every check it saw. The subprocess limit is D plus a margin, never less than D.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import subprocess
 import tempfile
-from typing import Any, Protocol
+from collections.abc import Iterator
+from typing import Any
 
 import yaml
 
-from . import BackendError, LabApi, UnreachableError
+from . import BackendError, UnreachableError
+
+#: texts by which a node in maintenance mode (or a node that does not trust the talosconfig)
+#: answers a client presenting a talosconfig; see the module docstring.
+NOT_TRUSTED = ("x509: certificate signed by unknown authority", "certificate required", "maintenance mode")
+MAINTENANCE = "API is not implemented in maintenance mode"
+ALREADY_BOOTSTRAPPED = "etcd data directory is not empty"
+HEALTH_LINE = re.compile(r"^waiting for (.+?): (.*)$")
+HEALTH_MARGIN_S = 60.0
 
 
-class TalosBackend(Protocol):
-    def apply_config(self, node: str, config_yaml: str, insecure: bool) -> dict[str, Any]: ...
-
-    def bootstrap(self, node: str) -> dict[str, Any]: ...
-
-    def kubeconfig(self, node: str | None = None) -> str: ...
-
-    def health(self, node: str | None = None) -> dict[str, Any]: ...
-
-    def read(self, node: str, path: str) -> str: ...
-
-    def version(self, node: str) -> dict[str, Any]: ...
-
-    def get_config(self, node: str) -> str: ...
+class ForeignCAError(BackendError):
+    """The node is configured and does not trust the talosconfig's CA (another cluster's secrets)."""
 
 
-class TwinTalos:
-    """Talos over the twin's lab API."""
+class Talos:
+    """Talos via ``talosctl`` (subprocess). ``argv_*`` build the command lines."""
 
-    def __init__(self, lab_api_url: str, journal: Any = None, timeout: float = 30.0):
-        self.api = LabApi(lab_api_url, journal, "talos", timeout)
-
-    def apply_config(self, node: str, config_yaml: str, insecure: bool) -> dict[str, Any]:
-        return self.api.call("POST", "/talos/apply", f"talos apply-config {node}", f"node={node} insecure={insecure}",
-                             json={"node": node, "config": config_yaml, "insecure": insecure})
-
-    def bootstrap(self, node: str) -> dict[str, Any]:
-        return self.api.call("POST", "/talos/bootstrap", f"talos bootstrap {node}", f"node={node}", json={"node": node})
-
-    def kubeconfig(self, node: str | None = None) -> str:
-        kc = self.api.call("GET", "/talos/kubeconfig", "talos kubeconfig")["kubeconfig"]
-        return kc if isinstance(kc, str) else yaml.safe_dump(kc, sort_keys=False)
-
-    def health(self, node: str | None = None) -> dict[str, Any]:
-        return self.api.call("GET", "/talos/health", "talos health")
-
-    def read(self, node: str, path: str) -> str:
-        return self.api.call("GET", "/talos/read", f"talos read {node} {path}", params={"node": node, "path": path})["content"]
-
-    def version(self, node: str) -> dict[str, Any]:
-        return self.api.call("GET", "/talos/version", f"talos version {node}", params={"node": node})
-
-    def get_config(self, node: str) -> str:
-        return self.api.call("GET", "/talos/config", f"talos get machineconfig {node}", params={"node": node})["config"]
-
-
-class LiveTalos:
-    """Talos via ``talosctl`` (subprocess). ``argv_*`` build the command lines (tested without talosctl)."""
-
-    def __init__(self, talosconfig_path: str, journal: Any = None, talosctl: str = "talosctl", timeout: float = 300.0):
+    def __init__(self, talosconfig_path: str, journal: Any = None, talosctl: str = "talosctl", timeout: float = 120.0):
         self.talosconfig = talosconfig_path
         self.journal = journal
         self.talosctl = talosctl
         self.timeout = timeout
+
+    @contextlib.contextmanager
+    def using(self, talosconfig_text: str) -> Iterator[Talos]:
+        """Use ``talosconfig_text`` (a talosconfig not saved yet) for the calls inside the block:
+        written to a 0600 temporary file, removed afterwards."""
+        fd, path = tempfile.mkstemp(prefix="falkit-talosconfig-", suffix=".yaml")
+        saved = self.talosconfig
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(talosconfig_text)
+            self.talosconfig = path
+            yield self
+        finally:
+            self.talosconfig = saved
+            os.unlink(path)
 
     def base(self, node: str | None, insecure: bool = False) -> list[str]:
         argv = [self.talosctl]
@@ -91,8 +95,8 @@ class LiveTalos:
     def argv_kubeconfig(self, node: str, out: str) -> list[str]:
         return self.base(node) + ["kubeconfig", out, "--force"]
 
-    def argv_health(self, node: str | None) -> list[str]:
-        return self.base(node) + ["health", "--wait-timeout", "10m"]
+    def argv_health(self, node: str | None, wait_timeout_s: float) -> list[str]:
+        return self.base(node) + ["health", "--wait-timeout", f"{int(max(wait_timeout_s, 1))}s"]
 
     def argv_read(self, node: str, path: str) -> list[str]:
         return self.base(node) + ["read", path]
@@ -103,18 +107,28 @@ class LiveTalos:
     def argv_get_config(self, node: str) -> list[str]:
         return self.base(node) + ["get", "machineconfig", "-o", "yaml"]
 
-    def _run(self, argv: list[str], what: str, mutating: bool = False, summary: str = "") -> str:
+    def argv_service(self, node: str, service: str) -> list[str]:
+        return self.base(node) + ["service", service]
+
+    def _exec(self, argv: list[str], what: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+        limit = self.timeout if timeout is None else timeout
         try:
-            p = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout, check=False)
+            return subprocess.run(argv, capture_output=True, text=True, timeout=limit, check=False)
         except FileNotFoundError as e:
-            raise BackendError(what, f"{self.talosctl} not found: install talosctl matching the cluster's Talos version") from e
+            raise BackendError(what, f"{self.talosctl} not found: install talosctl matching the cluster's Talos "
+                                     "version (on the twin: start it with `falkit twin up`)") from e
         except subprocess.TimeoutExpired as e:
-            raise UnreachableError(what, f"talosctl did not finish within {self.timeout:g} s") from e
+            raise UnreachableError(what, f"talosctl did not finish within {limit:g} s") from e
+
+    def _run(self, argv: list[str], what: str, mutating: bool = False, summary: str = "",
+             timeout: float | None = None) -> str:
+        p = self._exec(argv, what, timeout)
         if mutating and self.journal is not None:
             self.journal.record("talos", "POST", "/talosctl/" + what.split()[1], p.returncode, summary=summary)
         if p.returncode != 0:
             err = (p.stderr or p.stdout).strip()
-            cls = UnreachableError if ("connection refused" in err or "Unavailable" in err) else BackendError
+            trust = any(t in err for t in NOT_TRUSTED)
+            cls = UnreachableError if not trust and ("connection refused" in err or "Unavailable" in err) else BackendError
             raise cls(what, err, p.returncode)
         return p.stdout
 
@@ -124,15 +138,36 @@ class LiveTalos:
             os.fchmod(fd, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(config_yaml)
-            out = self._run(self.argv_apply(node, path, insecure), f"talosctl apply-config {node}", True,
-                            f"node={node} insecure={insecure}")
+            p = self._exec(self.argv_apply(node, path, insecure), f"talosctl apply-config {node}")
+            if self.journal is not None:
+                self.journal.record("talos", "POST", "/talosctl/apply-config", p.returncode,
+                                    summary=f"node={node} insecure={insecure}")
         finally:
             os.unlink(path)
-        return {"node": node, "message": out.strip()}
+        if p.returncode != 0:
+            err = (p.stderr or p.stdout).strip()
+            cls = UnreachableError if "connection refused" in err else BackendError
+            raise cls(f"talosctl apply-config {node}", err, p.returncode)
+        # the mode details ("Applied configuration ...") go to stderr (helpers.PrintApplyResults)
+        return {"node": node, "message": (p.stderr or p.stdout).strip() or "applied (maintenance mode: installing)"}
 
     def bootstrap(self, node: str) -> dict[str, Any]:
-        self._run(self.argv_bootstrap(node), f"talosctl bootstrap {node}", True, f"node={node}")
+        """``talosctl bootstrap``; a cluster that is bootstrapped already is not an error."""
+        try:
+            self._run(self.argv_bootstrap(node), f"talosctl bootstrap {node}", True, f"node={node}")
+        except BackendError as e:
+            if ALREADY_BOOTSTRAPPED not in e.message:
+                raise
+            return {"node": node, "bootstrapped": True, "already": True}
         return {"node": node, "bootstrapped": True}
+
+    def etcd_running(self, node: str) -> bool:
+        """Whether etcd runs on the control-plane node ``node`` (``talosctl service etcd``: STATE
+        Running), i.e. the cluster is bootstrapped. Raises when the node does not answer."""
+        out = self._run(self.argv_service(node, "etcd"), f"talosctl service etcd {node}")
+        state = next((line.split(None, 1)[1].strip() for line in out.splitlines()
+                      if line.startswith("STATE") and len(line.split(None, 1)) == 2), "")
+        return state == "Running"
 
     def kubeconfig(self, node: str | None = None) -> str:
         if node is None:
@@ -143,26 +178,53 @@ class LiveTalos:
             with open(out) as fh:
                 return fh.read()
 
-    def health(self, node: str | None = None) -> dict[str, Any]:
-        try:
-            out = self._run(self.argv_health(node), "talosctl health")
-        except BackendError as e:
-            return {"ok": False, "checks": [{"name": "talosctl health", "ok": False, "message": e.message}]}
-        return {"ok": True, "checks": [{"name": "talosctl health", "ok": True, "message": out.strip()[-200:]}]}
+    def health(self, node: str | None = None, wait_timeout_s: float = 60.0) -> dict[str, Any]:
+        """``talosctl health --wait-timeout``: ``{"ok", "checks": [{"name", "ok", "message"}]}``,
+        one entry per check talosctl reported (its last state). The subprocess may run
+        ``wait_timeout_s`` plus a margin: never less than talosctl's own wait."""
+        what = "talosctl health"
+        p = self._exec(self.argv_health(node, wait_timeout_s), what, wait_timeout_s + HEALTH_MARGIN_S)
+        checks: dict[str, str] = {}
+        for line in (p.stderr or "").splitlines():
+            m = HEALTH_LINE.match(line.strip())
+            if m:
+                checks[m.group(1)] = m.group(2)
+        rows = [{"name": n, "ok": msg in ("OK", "SKIP"), "message": msg} for n, msg in checks.items()]
+        if p.returncode == 0:
+            return {"ok": True, "checks": rows}
+        err = (p.stderr or p.stdout).strip().splitlines()
+        if not rows:
+            return {"ok": False, "checks": [{"name": what, "ok": False, "message": err[-1] if err else "failed"}]}
+        if all(r["ok"] for r in rows):  # the wait ended between two checks
+            rows.append({"name": what, "ok": False, "message": err[-1] if err else "failed"})
+        return {"ok": False, "checks": rows}
 
     def read(self, node: str, path: str) -> str:
         return self._run(self.argv_read(node, path), f"talosctl read {node} {path}")
 
     def version(self, node: str) -> dict[str, Any]:
+        """``{"node", "talos", "maintenance"}``. A node that refuses the talosconfig is asked again
+        with ``--insecure``: the maintenance service's answer means maintenance mode; "certificate
+        required" means a configured node of another CA (:class:`ForeignCAError`)."""
         try:
             out = self._run(self.argv_version(node), f"talosctl version {node}")
             maintenance = False
         except BackendError as e:
-            if "certificate required" not in e.message and "maintenance" not in e.message:
+            if not any(t in e.message for t in NOT_TRUSTED):
                 raise
-            out = self._run(self.argv_version(node, insecure=True), f"talosctl version --insecure {node}")
+            try:
+                out = self._run(self.argv_version(node, insecure=True), f"talosctl version --insecure {node}")
+            except BackendError as e2:
+                if MAINTENANCE in e2.message:
+                    return {"node": node, "talos": "", "maintenance": True}
+                if "certificate required" in e2.message:
+                    raise ForeignCAError(f"talosctl version {node}", (
+                        f"{node} runs a configured Talos whose CA is not the talosconfig's ({e.message}); "
+                        "its cluster's secrets are needed")) from e2
+                raise
             maintenance = True
-        tag = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.strip().startswith("Tag:")), "")
+        server = out.split("Server:", 1)[-1]
+        tag = next((line.split(":", 1)[1].strip() for line in server.splitlines() if line.strip().startswith("Tag:")), "")
         return {"node": node, "talos": tag, "maintenance": maintenance}
 
     def get_config(self, node: str) -> str:

@@ -1,15 +1,29 @@
 """Step 30-talos: machine configs applied, etcd bootstrapped once, kubeconfig fetched, cluster healthy.
 
-- **observe**: the secrets bundle from the private state dir (``talos-secrets.yaml``; a fresh one,
-  in memory only, when absent); per node ``talos version`` at its planned IP — and, if that does
-  not answer, at its pre-migration IP (``spec.previous.nodes``: before the VM step's MAC change the
-  node still runs its old address) — then ``get machineconfig`` when it is configured; health
-  (``etcd bootstrapped``); whether the private kubeconfig exists.
-- **plan** (pure): save the secrets bundle (once), write the talosconfig; ``apply-config`` per node
-  whose running config differs from the generated one (``insecure`` in maintenance mode; a
-  configured node is **disruptive**: it may reboot or change address), with a readable summary
-  diff (modules, sysctls, addresses, labels, mounts); ``bootstrap`` once; fetch the kubeconfig;
-  wait for health. A node that answers nowhere is a note, not a change.
+Everything goes through ``target.talos`` (:class:`falkit.backends.talos.Talos`: ``talosctl``; on the
+twin its stand-in, first on PATH). docs/ARCHITECTURE.md "Talos" has the texts it reads and why.
+
+- **observe**: the secrets bundle from the private state dir — ``talos-secrets.yaml`` (falkit's,
+  saved once), else an existing cluster's secrets imported from ``secrets.yaml``, ``controlplane.yaml``
+  or ``terraform.tfstate`` (:data:`IMPORT_FILES`), else a fresh one in memory; with its talosconfig
+  (saved, or a temporary 0600 file) per node ``talosctl version`` at its planned IP — and, if that
+  does not answer, at its pre-migration IP (``spec.previous.nodes``) — then ``get machineconfig``
+  when it is configured. A node answering the talosconfig with x509's "unknown authority" and
+  ``--insecure`` with the maintenance service's "not implemented in maintenance mode" is in
+  maintenance mode; one answering ``--insecure`` with "certificate required" belongs to a cluster of
+  another CA. Bootstrapped = ``talosctl service etcd`` Running on the control plane; health
+  (``talosctl health``) when it is; whether the private kubeconfig exists; running VMs whose node
+  answers nowhere (DHCP gave it another address).
+- **plan** (pure): **refused** (StepError) when a node runs a cluster of another CA, when the spec
+  has a ``previous`` cluster but no secrets were found (never new secrets for a cluster that
+  exists: the message names the files and the directory), or when a running VM's node does not
+  answer at its planned IP (reserve the IPs for the MACs on the DHCP server). Otherwise: save the
+  secrets bundle (once; "imported from ..." when it was), write the talosconfig; ``apply-config``
+  per node whose running config differs from the generated one (``--insecure`` in maintenance
+  mode; a configured node is **disruptive**: it may reboot or change address), with a readable
+  summary diff (modules, sysctls, addresses, labels, mounts); ``bootstrap`` once (its
+  AlreadyExists counts as done); fetch the kubeconfig; wait for health. A node that answers
+  nowhere and has no running VM is a note, not a change.
 - **apply**: validates every document against the Talos schema first (falkit.schemas), then does
   exactly the plan's changes; secrets, talosconfig and kubeconfig go only to the private dir (0600)
   via ``target.write_private``. Change values never carry secrets (``data`` holds redacted objects).
@@ -17,18 +31,25 @@
   HugePages_Total on workers, health ok.
 
 A new cluster has no CNI until 40-cilium installs Cilium (``cluster.network.cni.name: none``, as
-Talos' Cilium guide sets it), so its nodes stay NotReady with kubelet's "NetworkPluginNotReady".
-Health counts as reached when that is the *only* thing failing (:func:`cni_pending`): every other
-check passes and every NotReady Node says its network plugin is not ready — checked on the Node
-objects through the Kubernetes API, live and on the twin alike. 40-cilium then waits for Ready.
+Talos' Cilium guide sets it), so its nodes stay NotReady with kubelet's "NetworkPluginNotReady" and
+talosctl 1.11/1.12's health stops at "all k8s nodes to report ready" (1.13 skips that check when the
+CNI is disabled). Health counts as reached when that is the *only* thing failing
+(:func:`cni_pending`): every other check passes and every NotReady Node says its network plugin is
+not ready — checked on the Node objects through the Kubernetes API, live and on the twin alike. Each
+health probe is ``talosctl health --wait-timeout`` of at most :data:`HEALTH_PROBE_S` inside the
+step's wait (the subprocess may run longer than its wait-timeout, never shorter). 40-cilium then
+waits for Ready; the Cilium values reach the API server through KubePrism (localhost:7445), which
+every config here enables (falkit.talosconfig).
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends import BackendError
+from ..backends.talos import ForeignCAError
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
 from ..kube import WaitTimeoutError, wait_for
@@ -49,6 +70,36 @@ from ..talosconfig import (
 from .base import Check, Progress, StepOptions, register
 
 SECRETS_FILE = "talos-secrets.yaml"
+#: Where an operator puts an existing cluster's identity, in the private state dir (docs/ARCHITECTURE.md,
+#: "Existing cluster identity"), in the order falkit looks: talosctl's secrets bundle (``talosctl gen
+#: secrets`` / ``gen config``'s secrets.yaml), a control-plane machine config, a Terraform state.
+IMPORT_FILES = ("secrets.yaml", "controlplane.yaml", "terraform.tfstate")
+HEALTH_PROBE_S = 120.0  # one `talosctl health --wait-timeout` probe inside the step's wait
+
+
+def import_secrets(target: Any) -> tuple[SecretsBundle | None, str]:
+    """The existing cluster's secrets from the private dir: ``(bundle, file name)`` or ``(None, "")``."""
+    for name in IMPORT_FILES:
+        text = target.read_private(name)
+        if not text:
+            continue
+        try:
+            if name == "secrets.yaml":
+                return SecretsBundle.from_yaml(text), name
+            if name == "controlplane.yaml":
+                return SecretsBundle.from_machine_config(text), name
+            return SecretsBundle.from_terraform_state(text), name
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise StepError("talos", f"{name} in {target.private_dir} cannot be imported: {e}") from e
+    return None, ""
+
+
+def where_secrets_go(private_dir: str) -> str:
+    """What to put where, for a refusal (docs/ARCHITECTURE.md, "Existing cluster identity")."""
+    return (f"put the existing cluster's secrets in {private_dir or 'the private state directory'} (mode 0600), one "
+            "of: secrets.yaml (from `talosctl gen secrets`, or the one `talosctl gen config` wrote), "
+            "controlplane.yaml (a control-plane machine config, as `talosctl gen secrets --from-controlplane-config` "
+            "reads it), terraform.tfstate (a Terraform state holding talos_machine_secrets); then re-run 30-talos")
 
 
 @dataclass(frozen=True)
@@ -71,13 +122,39 @@ class TalosFacts:
     kubeconfig_saved: bool
     health_ok: bool = False
     health: tuple[dict[str, Any], ...] = field(default=())
+    imported: str = ""  # the file the secrets were imported from ("" = none)
+    foreign: tuple[str, ...] = ()  # nodes that run a configured Talos of another CA
+    misaddressed: tuple[str, ...] = ()  # running VMs whose node answers nowhere falkit expects
+    private_dir: str = ""  # where an existing cluster's secrets go (for the refusal)
+
+
+def _running_vms(target: Any) -> dict[str, dict]:
+    """VM name -> Proxmox status entry of the running QEMU VMs (empty when Proxmox cannot say)."""
+    try:
+        return {str(v.get("name")): v for v in target.pve.nodes(target.node).qemu.get() if v.get("status") == "running"}
+    except Exception:  # noqa: BLE001 - only a hint for the addressing message
+        return {}
 
 
 def observe_talos(target: Any, spec: LabSpec) -> TalosFacts:
     text = target.read_private(SECRETS_FILE)
-    bundle = SecretsBundle.from_yaml(text) if text else new_secrets()
+    imported = ""
+    if text:
+        bundle = SecretsBundle.from_yaml(text)
+    else:
+        found, imported = import_secrets(target)
+        bundle = found if found is not None else new_secrets()
+    saved_tc = target.read_private("talosconfig")
+    ctx = contextlib.nullcontext(target.talos) if saved_tc and text else target.talos.using(talosconfig(spec, bundle))
+    with ctx as talos:
+        return _observe(target, spec, talos, bundle, bool(text), saved_tc is not None and bool(text), imported)
+
+
+def _observe(target: Any, spec: LabSpec, talos: Any, bundle: SecretsBundle, saved: bool, tc_saved: bool,
+             imported: str) -> TalosFacts:
     prev = {n.name: n.ip for n in (spec.previous.nodes if spec.previous else ())}
     nodes: dict[str, NodeFacts] = {}
+    foreign: list[str] = []
     for vm in derive_plan(spec).vms:
         if vm.role not in ("control-plane", "worker"):
             continue
@@ -86,7 +163,11 @@ def observe_talos(target: Any, spec: LabSpec) -> TalosFacts:
             if not ip:
                 continue
             try:
-                ver = target.talos.version(ip)
+                ver = talos.version(ip)
+            except ForeignCAError as e:
+                foreign.append(f"{vm.name} ({ip})")
+                facts = NodeFacts(vm.name, vm.ip, None, error=f"{ip}: {e.message}")
+                break
             except BackendError as e:
                 facts = NodeFacts(vm.name, vm.ip, None, error=f"{ip}: {e.message}")
                 continue
@@ -94,21 +175,33 @@ def observe_talos(target: Any, spec: LabSpec) -> TalosFacts:
             docs: tuple = ()
             if not maintenance:
                 try:
-                    docs = tuple(load_documents(target.talos.get_config(ip)))
+                    docs = tuple(load_documents(talos.get_config(ip)))
                 except BackendError as e:
                     facts = NodeFacts(vm.name, vm.ip, None, error=f"{ip}: {e.message}")
                     continue
             facts = NodeFacts(vm.name, vm.ip, ip, maintenance, docs)
             break
         nodes[vm.name] = facts
-    try:
-        h = target.talos.health()
-    except BackendError as e:
-        h = {"ok": False, "checks": [{"name": "talos health", "ok": False, "message": e.message}]}
-    checks = tuple(h.get("checks") or ())
-    boot = any(c.get("ok") for c in checks if "etcd" in str(c.get("name", "")))
-    return TalosFacts(bundle, bool(text), target.read_private("talosconfig") is not None, nodes, boot,
-                      target.read_private("kubeconfig") is not None, bool(h.get("ok")), checks)
+    running = _running_vms(target)
+    macs = {v.name: v.nics[0].mac for v in derive_plan(spec).vms if v.nics}
+    misaddressed = tuple(f"{n.name} (planned {n.ip}, MAC {macs.get(n.name) or '?'})" for n in nodes.values()
+                         if n.reach_ip is None and n.name in running
+                         and any(w in n.error for w in ("refused", "no route", "i/o timeout", "did not finish")))
+    cp_name = next(v.name for v in derive_plan(spec).vms if v.role == "control-plane")
+    cp = nodes.get(cp_name)
+    boot = False
+    h: dict[str, Any] = {"ok": False, "checks": [{"name": "talos health", "ok": False, "message": "no control plane"}]}
+    if cp is not None and cp.reach_ip and not cp.maintenance:
+        # bootstrapped = etcd runs on the control plane (`talosctl service etcd`), not a health check's name
+        try:
+            boot = talos.etcd_running(cp.reach_ip)
+        except BackendError:
+            boot = False
+        if boot:
+            h = talos.health(cp.reach_ip, 1.0)
+    return TalosFacts(bundle, saved, tc_saved, nodes, boot, target.read_private("kubeconfig") is not None,
+                      bool(h.get("ok")), tuple(h.get("checks") or ()), imported, tuple(foreign), misaddressed,
+                      str(getattr(target, "private_dir", "") or ""))
 
 
 class _Sealed:
@@ -122,13 +215,28 @@ class _Sealed:
 
 
 def plan_talos(spec: LabSpec, facts: TalosFacts, options: StepOptions) -> Plan:
+    if facts.foreign:
+        raise StepError("talos", f"{', '.join(facts.foreign)} run(s) a Talos cluster whose CA is not the one falkit "
+                                 "holds (the node refuses its talosconfig): falkit will not generate new secrets for a "
+                                 f"cluster that already exists; {where_secrets_go(facts.private_dir)}")
+    if not facts.secrets_saved and not facts.imported and spec.previous is not None and spec.previous.nodes:
+        raise StepError("talos", "the lab has an existing Talos cluster (spec.previous) but no secrets of it: falkit "
+                                 "will not generate new secrets for a cluster that already exists; "
+                                 f"{where_secrets_go(facts.private_dir)}")
+    if facts.misaddressed:
+        raise StepError("talos", f"{', '.join(facts.misaddressed)}: the VM runs but its Talos node does not answer at "
+                                 "its planned IP. A Talos ISO VM takes its address by DHCP in maintenance mode: "
+                                 "reserve each planned IP for its VM's MAC on the DHCP server (as listed; every "
+                                 "node's MAC is in the 20-vms plan), restart the VM, and re-run 30-talos")
     schematic = str(options.extra.get("talos_schematic") or VANILLA_SCHEMATIC)
     configs = render(spec, facts.secrets, schematic)
     changes: list[Change] = []
     noops: list[Noop] = []
     notes: list[str] = []
     if not facts.secrets_saved:
-        changes.append(Change("create", "talos-secrets", SECRETS_FILE, reason="cluster secrets, created once (private state dir, 0600)",
+        reason = (f"the existing cluster's secrets, imported from {facts.imported} (private state dir, 0600)"
+                  if facts.imported else "cluster secrets, created once (private state dir, 0600)")
+        changes.append(Change("create", "talos-secrets", SECRETS_FILE, reason=reason,
                               data={"bundle": _Sealed(facts.secrets)}))
     if not facts.talosconfig_saved or not facts.secrets_saved:
         changes.append(Change("create", "talosconfig", "talosconfig", reason="talosctl client config (private state dir, 0600)",
@@ -158,7 +266,8 @@ def plan_talos(spec: LabSpec, facts: TalosFacts, options: StepOptions) -> Plan:
         changes.append(Change("action", "kubeconfig", "kubeconfig", "fetch", reason="admin kubeconfig into the private state dir",
                               data={"ip": facts.nodes[cp_name].ip if cp_name in facts.nodes else None}))
     if changes:
-        changes.append(Change("action", "cluster", spec.cluster.name, "wait", reason="Kubernetes API and talos health"))
+        changes.append(Change("action", "cluster", spec.cluster.name, "wait", reason="Kubernetes API and talos health",
+                              data={"ip": facts.nodes[cp_name].ip if cp_name in facts.nodes else None}))
     if tuple(int(x) for x in spec.versions.talos.split(".")[:2]) >= (1, 12):
         notes.append("Talos 1.12+: the schematic of the ISO and installer must carry the kernel argument net.ifnames=0 "
                      "(eth0/eth1 names)")
@@ -195,12 +304,8 @@ class TalosStep:
                     bar = progress.task(f"bootstrap {c.name}", 1)
                     wait_for(lambda ip=c.data["ip"]: target.talos.version(ip), lambda v: not v.get("maintenance"),
                              options.wait_timeout_s, f"{c.name} up after install", bar)
-                    try:
-                        target.talos.bootstrap(c.data["ip"])
-                    except BackendError as e:
-                        if "not empty" not in e.message:  # already bootstrapped: fine
-                            raise
-                    bar(1, "bootstrapped")
+                    res = target.talos.bootstrap(c.data["ip"])  # AlreadyExists: bootstrapped already
+                    bar(1, "bootstrapped already" if res.get("already") else "bootstrapped")
                 elif c.kind == "kubeconfig":
                     bar = progress.task("kubeconfig", 1)
                     text = wait_for(lambda ip=c.data["ip"]: target.talos.kubeconfig(ip), bool, options.wait_timeout_s,
@@ -208,8 +313,9 @@ class TalosStep:
                     target.write_private("kubeconfig", text)
                 elif c.kind == "cluster":
                     bar = progress.task(f"health of {c.name}", 1)
-                    wait_for(target.talos.health, lambda h: _healthy(target, h), options.wait_timeout_s, "talos health",
-                             bar, describe=_health_text)
+                    probe = min(HEALTH_PROBE_S, float(options.wait_timeout_s))
+                    wait_for(lambda ip=c.data.get("ip"), p=probe: target.talos.health(ip, p), lambda h: _healthy(target, h),
+                             options.wait_timeout_s, "talos health", bar, describe=_health_text)
         except (BackendError, WaitTimeoutError) as e:
             last = getattr(e, "last", None)
             detail = f" (last: {_health_text(last) if isinstance(last, dict) else last})" if last is not None else ""

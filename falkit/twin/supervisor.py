@@ -322,6 +322,39 @@ def _write_kubeconfig(path: Path, server: str) -> None:
     _write_json(path, cfg, mode=0o600)  # JSON is valid YAML: kubectl and the kubernetes client read it
 
 
+TOOLS = ("talosctl", "helm")
+
+
+def write_tool_wrappers(root: Path, spec: Any = None) -> Path:
+    """Executable wrappers ``ROOT/bin/<tool>`` for the twin's stand-ins (``exec <python> -m
+    falkit.twin.tools.<tool> "$@"``), for every name in :data:`TOOLS`; falkit.target puts ``ROOT/bin``
+    first on PATH for the twin target. The wrapper pins the twin's directory, the falkit package
+    the twin runs, and the Talos version the twin's nodes run (the stand-in's client version)."""
+    import shlex
+
+    bin_dir = root / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    pkg_parent = str(Path(__file__).resolve().parents[2])
+    talos_version = ""
+    try:
+        talos_version = str(((_as_dict(spec).get("versions") or {}).get("talos")) or "") if spec is not None else ""
+    except TypeError:
+        talos_version = ""
+    for tool in TOOLS:
+        text = ("#!/bin/sh\n"
+                f"# falkit twin stand-in for {tool} (falkit/twin/tools/{tool}.py); written by `falkit twin up`\n"
+                f"FALKIT_TWIN_DIR={shlex.quote(str(root))}; export FALKIT_TWIN_DIR\n"
+                f"FALKIT_TWIN_TALOS_VERSION={shlex.quote(talos_version)}; export FALKIT_TWIN_TALOS_VERSION\n"
+                f"PYTHONPATH={shlex.quote(pkg_parent)}${{PYTHONPATH:+:$PYTHONPATH}}; export PYTHONPATH\n"
+                f"exec {shlex.quote(sys.executable)} -m falkit.twin.tools.{tool} \"$@\"\n")
+        path = bin_dir / tool
+        tmp = bin_dir / f".{tool}.tmp.{os.getpid()}"
+        tmp.write_text(text)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, path)
+    return bin_dir
+
+
 def _connection(root: Path, pve: dict, lab: dict | None, started: str) -> dict:
     conn: dict[str, Any] = {
         "target": "twin", "started": started, "state_dir": str(root),
@@ -425,11 +458,8 @@ def up(spec_path: str | os.PathLike | dict, state: str = "auto", state_dir: str 
         _wait_settled(ready["lab"]["kube_server"])
     if gitops_dir is not None:
         conn["gitops"] = {"checkout": str(gitops_dir), "remote": str(root / "gitops-remote.git")}
-    if with_lab:
-        # The tool stand-ins (helm, talosctl) the target puts first on PATH (falkit.twin.tools).
-        from falkit.twin.tools import write_wrappers
-
-        conn["bin"] = str(write_wrappers(root))
+    # The tool stand-ins (talosctl, helm: falkit.twin.tools) that falkit.target puts first on PATH.
+    conn["bin_dir"] = str(write_tool_wrappers(root, spec_data))
     _write_json(root / "connection.json", conn, mode=0o600)
     return conn
 

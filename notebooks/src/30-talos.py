@@ -1,8 +1,14 @@
 # %% [markdown]
 # # 30 · Talos: machine configs, bootstrap, kubeconfig
 #
-# falkit generates the machine configs for the configured Talos version from a secrets bundle it
-# creates once and keeps in the private state directory (0600) — never in this notebook's outputs.
+# falkit generates the machine configs for the configured Talos version from the cluster's secrets
+# bundle, kept in the private state directory (0600) — never in this notebook's outputs. An existing
+# cluster's secrets are imported (`secrets.yaml`, a control-plane `controlplane.yaml` or a
+# `terraform.tfstate` with `talos_machine_secrets`, put in the private state directory); falkit
+# refuses to make new ones for a cluster that already exists. Everything goes through `talosctl`
+# (on the twin, its stand-in on PATH): fresh VMs in maintenance mode get their config with
+# `--insecure`, bootstrap runs only when etcd does not, and every node enables KubePrism
+# (localhost:7445), which the Cilium values of the next notebook use.
 # The seed's worker patches: kernel module `nvme-tcp` — written `nvme_tcp`, the module's real name
 # (modprobe accepts both, `/proc/modules` lists `nvme_tcp`); sysctls `vm.nr_hugepages` (Mayastor's
 # hugepages), `vm.overcommit_memory`, `vm.panic_on_oom`; eth0 on 10.10.0.0/24 and eth1 on

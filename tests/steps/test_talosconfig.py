@@ -2,16 +2,26 @@
 ResolverConfig documents) validate against the real schemas and carry the seed's patches (nvme_tcp
 spelled as the kernel does, hugepages + sysctls, mayastor label, /var/local mount, CNI none,
 kube-proxy off); a wrong document is rejected; secrets never show in a repr; the talos plan from
-the "before" state shows a per-node config diff and is empty once nodes run the planned config."""
+the "before" state shows a per-node config diff and is empty once nodes run the planned config.
+
+Issue 13: every node's config enables KubePrism on 7445, the port the Cilium values use (fault 1);
+an existing cluster's secrets are imported from a control-plane machine config (as ``talosctl gen
+secrets --from-controlplane-config``) or a Terraform state's ``talos_machine_secrets``, and a lab
+with a ``previous`` cluster but no secrets is refused, naming the files (fault 4)."""
 
 from __future__ import annotations
 
-import pytest
+import json
 
+import pytest
+import yaml
+
+from falkit.ciliumvalues import values as cilium_values
+from falkit.errors import StepError
 from falkit.schemas import SchemaValidationError, check_talos_documents
 from falkit.steps.base import StepOptions
 from falkit.steps.talos import NodeFacts, TalosFacts, plan_talos
-from falkit.talosconfig import config_digest, new_secrets, render, summary, summary_diff
+from falkit.talosconfig import SecretsBundle, config_digest, new_secrets, render, summary, summary_diff
 
 
 @pytest.fixture(scope="module")
@@ -77,14 +87,14 @@ OLD_WORKER = [{"version": "v1alpha1", "machine": {
     "kubelet": {"extraMounts": [{"destination": "/var/lib/longhorn"}]}}, "cluster": {"network": {"cni": {"name": "flannel"}}}}]
 
 
-def _facts(fal, bundle, nodes, saved=True, boot=True, kc=True):
-    return TalosFacts(bundle, saved, saved, nodes, boot, kc, True)
+def _facts(fal, bundle, nodes, saved=True, boot=True, kc=True, imported=""):
+    return TalosFacts(bundle, saved, saved, nodes, boot, kc, True, imported=imported)
 
 
 def test_plan_from_before_state(fal, bundle):
     nodes = {"talos-worker-01": NodeFacts("talos-worker-01", "10.10.0.11", "10.30.0.11", False, tuple(OLD_WORKER)),
              "talos-worker-02": NodeFacts("talos-worker-02", "10.10.0.12", "10.10.0.12", True)}
-    plan = plan_talos(fal, _facts(fal, bundle, nodes, saved=False, kc=False), StepOptions())
+    plan = plan_talos(fal, _facts(fal, bundle, nodes, saved=False, kc=False, imported="secrets.yaml"), StepOptions())
     rows = [(c.op, c.kind, c.name, c.field, c.disruptive) for c in plan.changes]
     assert rows == [("create", "talos-secrets", "talos-secrets.yaml", "", False), ("create", "talosconfig", "talosconfig", "", False),
                     ("update", "talos-config", "talos-worker-01", "", True), ("create", "talos-config", "talos-worker-02", "", False),
@@ -116,3 +126,45 @@ def test_bootstrap_planned_once(fal, bundle):
 def test_summary_diff_words():
     assert summary_diff([], [{"version": "v1alpha1", "machine": {"kernel": {"modules": [{"name": "nvme-tcp"}]}}}]) == [
         "modules: (none) -> nvme_tcp"]
+
+
+def test_existing_cluster_without_secrets_is_refused(fal, bundle):
+    nodes = {"talos-worker-01": NodeFacts("talos-worker-01", "10.10.0.11", "10.30.0.11", False, tuple(OLD_WORKER))}
+    with pytest.raises(StepError, match="will not generate new secrets for a cluster that already exists") as exc:
+        plan_talos(fal, _facts(fal, bundle, nodes, saved=False, kc=False), StepOptions())
+    assert all(f in str(exc.value) for f in ("secrets.yaml", "controlplane.yaml", "terraform.tfstate"))
+
+
+@pytest.mark.parametrize("version", ["1.11.6", "1.13.0"])
+def test_kubeprism_enabled_on_the_port_cilium_uses(fal, bundle, version):
+    port = cilium_values(fal)["k8sServicePort"]
+    for cfg in render(_spec(fal, version), bundle).values():
+        main = cfg.docs[0]
+        assert main["machine"]["features"]["kubePrism"] == {"enabled": True, "port": port}
+
+
+def test_secrets_imported_from_a_controlplane_config_and_a_terraform_state(fal, bundle):
+    cp = render(fal, bundle)["talos-cp-01"].text
+    got = SecretsBundle.from_machine_config(cp).data
+    assert got["certs"]["os"] == bundle.data["certs"]["os"] and got["certs"]["etcd"] == bundle.data["certs"]["etcd"]
+    assert got["cluster"] == bundle.data["cluster"] and got["trustdinfo"] == bundle.data["trustdinfo"]
+    assert got["secrets"]["bootstraptoken"] == bundle.data["secrets"]["bootstraptoken"]
+    assert render(fal, SecretsBundle(got))["talos-worker-02"].digest == render(fal, bundle)["talos-worker-02"].digest
+    worker = render(fal, bundle)["talos-worker-01"].text
+    with pytest.raises(ValueError, match="not a control-plane machine config"):
+        SecretsBundle.from_machine_config(worker)
+    c = bundle.data["certs"]
+    ms = {"cluster": bundle.data["cluster"],
+          "secrets": {"bootstrap_token": bundle.data["secrets"]["bootstraptoken"],
+                      "secretbox_encryption_secret": bundle.data["secrets"]["secretboxencryptionsecret"]},
+          "trustdinfo": bundle.data["trustdinfo"],
+          "certs": {"etcd": {"cert": c["etcd"]["crt"], "key": c["etcd"]["key"]},
+                    "k8s": {"cert": c["k8s"]["crt"], "key": c["k8s"]["key"]},
+                    "k8s_aggregator": {"cert": c["k8saggregator"]["crt"], "key": c["k8saggregator"]["key"]},
+                    "k8s_serviceaccount": {"key": c["k8sserviceaccount"]["key"]},
+                    "os": {"cert": c["os"]["crt"], "key": c["os"]["key"]}}}
+    state = {"version": 4, "resources": [{"mode": "managed", "type": "talos_machine_secrets", "name": "this",
+                                          "instances": [{"attributes": {"machine_secrets": ms}}]}]}
+    tf = SecretsBundle.from_terraform_state(json.dumps(state))
+    assert render(fal, tf)["talos-cp-01"].digest == render(fal, bundle)["talos-cp-01"].digest
+    assert yaml.safe_load(tf.to_yaml())["certs"]["os"] == c["os"]

@@ -2,9 +2,22 @@
 nothing), what an applied config does (/proc/meminfo hugepages, /proc/modules, disks, hostname),
 reaching nodes by MAC (a VM created through proxmoxer answers at its planned IP), connection
 refused for unknown/stopped VMs, bootstrap (API 503 before, 409 twice, workers refused) and the
-kubeconfig used by the official client."""
+kubeconfig used by the official client.
+
+The ``talosctl`` stand-in (falkit/twin/tools/talosctl.py, run as a subprocess through the wrapper
+the supervisor writes) against the same lab (issue 13): apid's TLS as talosctl meets it — a node in
+maintenance mode answers a talosconfig with x509's "certificate signed by unknown authority" and
+``--insecure`` admin calls with "API is not implemented in maintenance mode" (fault 2); the
+before-state nodes accept only talosconfigs of their own OS CA (the operator's secrets.yaml the
+twin writes) and refuse others with the same x509 text, ``--insecure`` with "certificate required"
+(fault 4); ``service etcd`` and ``health`` output (fault 3). KubePrism (fault 1): Cilium values at
+localhost:7445 on nodes without ``machine.features.kubePrism`` keep the Nodes NotReady, with
+Cilium's "Unable to contact k8s api-server" on its agent pods."""
 
 from __future__ import annotations
+
+import json
+import subprocess
 
 import pytest
 import requests
@@ -162,4 +175,110 @@ def test_bootstrap_brings_up_the_api_once(lab, tmp_path):
     finally:
         api.close()
     health = get(lab, "/talos/health").json()
-    assert {c["name"]: c["ok"] for c in health["checks"]}["etcd bootstrapped"] is True
+    assert {c["name"]: c["ok"] for c in health["checks"]}["etcd to be healthy"] is True
+
+
+# ------------------------------------------------------------------------------ the talosctl stand-in
+
+def standin(lab, tmp_path):
+    """A ``talosctl`` wrapper (as ``falkit twin up`` writes it) whose twin dir points at this lab."""
+    from falkit.twin.supervisor import write_tool_wrappers
+
+    root = tmp_path / "twin-dir"
+    root.mkdir(exist_ok=True)
+    (root / "connection.json").write_text(json.dumps({"lab_api": lab.url + "/lab"}))
+    return str(write_tool_wrappers(root) / "talosctl")
+
+
+def run(tool, *args):
+    return subprocess.run([tool, *args], capture_output=True, text=True, timeout=60)
+
+
+def a_talosconfig(tmp_path, bundle_data, name="tc"):
+    from lab_fixtures import FAL
+
+    from falkit.spec import load_spec
+    from falkit.talosconfig import SecretsBundle, talosconfig
+
+    path = tmp_path / name
+    path.write_text(talosconfig(load_spec(FAL), SecretsBundle(bundle_data)))
+    return str(path)
+
+
+def test_standin_maintenance_node_answers_x509_and_insecure_is_maintenance_only(lab, tmp_path):
+    from falkit.talosconfig import new_secrets
+
+    tool = standin(lab, tmp_path)
+    tc = a_talosconfig(tmp_path, new_secrets().data)
+    p = run(tool, "--talosconfig", tc, "-n", OLD_WORKER, "-e", OLD_WORKER, "version", "--short")
+    assert p.returncode == 1
+    assert p.stderr.strip().endswith("x509: certificate signed by unknown authority\"")
+    assert f"error getting version from node {OLD_WORKER}: rpc error: code = Unavailable" in p.stderr
+    p = run(tool, "-n", OLD_WORKER, "-e", OLD_WORKER, "version", "--insecure")
+    assert p.returncode == 1 and "code = Unimplemented desc = API is not implemented in maintenance mode" in p.stderr
+    cfg = tmp_path / "w.yaml"
+    cfg.write_text(worker_config())
+    p = run(tool, "-n", OLD_WORKER, "-e", OLD_WORKER, "apply-config", "--insecure", "--file", str(cfg))
+    assert p.returncode == 0, p.stderr
+    assert lab.ctx.talos_nodes[OLD_WORKER].configured
+
+
+def test_standin_before_nodes_trust_only_their_own_ca(lab_before, tmp_path):
+    from falkit.talosconfig import new_secrets
+
+    lab = lab_before
+    tool = standin(lab, tmp_path)
+    operator = yaml.safe_load((lab.ctx.state_dir / "operator" / "secrets.yaml").read_text())
+    own = a_talosconfig(tmp_path, operator, "own")
+    other = a_talosconfig(tmp_path, new_secrets().data, "other")
+    p = run(tool, "--talosconfig", other, "-n", OLD_CP, "-e", OLD_CP, "version")
+    assert p.returncode == 1 and "x509: certificate signed by unknown authority" in p.stderr
+    p = run(tool, "-n", OLD_CP, "-e", OLD_CP, "version", "--insecure")
+    assert p.returncode == 1 and "remote error: tls: certificate required" in p.stderr
+    p = run(tool, "--talosconfig", own, "-n", OLD_CP, "-e", OLD_CP, "version")
+    assert p.returncode == 0, p.stderr
+    assert "Server:\n\tNODE:        10.30.0.10\n\tTag:         v1.11.6" in p.stdout
+    p = run(tool, "--talosconfig", own, "-n", OLD_CP, "-e", OLD_CP, "service", "etcd")
+    assert p.returncode == 0 and "\nSTATE    Running\n" in p.stdout
+    p = run(tool, "--talosconfig", own, "-n", OLD_CP, "-e", OLD_CP, "get", "machineconfig", "-o", "yaml")
+    got = yaml.safe_load(p.stdout)
+    assert got["node"] == OLD_CP and "talos-cp-01" in got["spec"]
+    p = run(tool, "--talosconfig", own, "-n", OLD_CP, "-e", OLD_CP, "bootstrap")
+    assert p.returncode == 1
+    assert p.stderr.strip() == ("error executing bootstrap: rpc error: code = AlreadyExists desc = etcd data directory "
+                                "is not empty")
+    p = run(tool, "--talosconfig", own, "-n", OLD_CP, "-e", OLD_CP, "health", "--wait-timeout", "10m")
+    assert p.returncode == 0, p.stderr
+    lines = p.stderr.splitlines()
+    assert lines[0] == 'discovered nodes: ["10.30.0.10" "10.30.0.11"]'
+    assert "waiting for etcd to be healthy: OK" in lines and "waiting for all k8s nodes to report ready: OK" in lines
+
+
+def test_kubeprism_off_keeps_cilium_from_the_api_server(lab_before):
+    lab = lab_before
+    # the before state's cilium DaemonSet has its status first (the twin's Helm refuses to upgrade a
+    # release whose DaemonSet has none yet: a twin race, not what this test is about)
+    lab.wait(lambda: (lab.apps.read_namespaced_daemon_set("cilium", "kube-system").status.desired_number_scheduled
+                      or 0) > 0, what="cilium DaemonSet status")
+    cilium = next(r for r in lab.lab.call("GET", "/helm/releases")["releases"] if r["name"] == "cilium")
+    r = requests.put(lab.url + "/lab/helm/releases/kube-system/cilium", timeout=10,
+                     json={"chart": cilium["chart"], "version": cilium["version"],
+                           "values": {"ipam": {"mode": "kubernetes"}, "kubeProxyReplacement": True,
+                                      "k8sServiceHost": "localhost", "k8sServicePort": 7445}})
+    assert r.status_code == 200, r.text
+
+    def not_ready():
+        nodes = lab.core.list_node().items
+        return nodes and all(next(c.status for c in n.status.conditions if c.type == "Ready") == "False" for n in nodes)
+
+    lab.wait(not_ready, what="Nodes NotReady (KubePrism off)")
+    node = lab.core.list_node().items[0]
+    cond = next(c for c in node.status.conditions if c.type == "Ready")
+    assert "cni plugin not initialized" in cond.message
+
+    def cilium_says_why():
+        evs = lab.core.list_namespaced_event("kube-system").items
+        return [e for e in evs if e.reason == "BackOff" and "Unable to contact k8s api-server" in e.message]
+
+    ev = lab.wait(cilium_says_why, what="cilium agent BackOff event")[0]
+    assert 'dial tcp [::1]:7445: connect: connection refused' in ev.message and ev.type == "Warning"

@@ -1,6 +1,7 @@
 """The lab API (loopback JSON under ``/lab``; table in docs/ARCHITECTURE.md) and ``install``.
 
-Routes: ``POST /lab/talos/apply|bootstrap``, ``GET /lab/talos/kubeconfig|config|read|health|version``,
+Routes: ``POST /lab/talos/apply|bootstrap``, ``GET /lab/talos/kubeconfig|config|read|health|version|service``
+(the twin's Talos model, used by the ``talosctl`` stand-in ``falkit.twin.tools.talosctl``),
 ``GET /lab/helm/releases``, ``GET|PUT|DELETE /lab/helm/releases/{ns}/{name}`` (+ ``/history``),
 ``GET|POST|DELETE /lab/faults``, ``POST /lab/snapshot``, ``GET /lab/state``.
 Errors answer ``{"error": message, "issues": [...]}`` with the status of the failure (400 schema,
@@ -65,6 +66,18 @@ def _node_param(request: web.Request, body: dict | None = None) -> str:
     return str(node)
 
 
+def _talos_client(request: web.Request) -> Any:
+    """How the talosctl stand-in connects (falkit.twin.lab.talos.handshake): header
+    ``X-Talos-Client: insecure`` or ``talosconfig`` (+ ``X-Talos-CA`` / ``X-Talos-Crt``, base64 PEM);
+    absent: an internal caller (no TLS modelled)."""
+    mode = request.headers.get("X-Talos-Client")
+    if mode is None:
+        return talos.INTERNAL
+    if mode == "insecure":
+        return None
+    return {"ca": request.headers.get("X-Talos-CA", ""), "crt": request.headers.get("X-Talos-Crt", "")}
+
+
 def _handles(fn):
     async def wrapper(request: web.Request) -> web.StreamResponse:
         try:
@@ -84,42 +97,52 @@ async def talos_apply(request: web.Request) -> web.Response:
     node = _node_param(request, body)
     if not isinstance(body.get("config"), str):
         return web.json_response({"error": "'config' must be the machine config as YAML text"}, status=400)
-    return web.json_response(await talos.apply(_ctx(request), node, body["config"], bool(body.get("insecure"))))
+    return web.json_response(await talos.apply(_ctx(request), node, body["config"], bool(body.get("insecure")),
+                                               _talos_client(request), bool(body.get("dry_run"))))
 
 
 @_handles
 async def talos_bootstrap(request: web.Request) -> web.Response:
     body = await _json(request)
-    return web.json_response(await talos.bootstrap(_ctx(request), _node_param(request, body)))
+    return web.json_response(await talos.bootstrap(_ctx(request), _node_param(request, body), _talos_client(request)))
 
 
 @_handles
 async def talos_kubeconfig(request: web.Request) -> web.Response:
     ctx = _ctx(request)
+    if request.query.get("node"):
+        await talos.running_node(ctx, _node_param(request), _talos_client(request))
     server = ctx.kube_server or f"{request.scheme}://{request.host}"
     return web.json_response({"kubeconfig": talos.kubeconfig(ctx, server)})
 
 
 @_handles
 async def talos_config(request: web.Request) -> web.Response:
-    return web.json_response(await talos.get_config(_ctx(request), _node_param(request)))
+    return web.json_response(await talos.get_config(_ctx(request), _node_param(request), _talos_client(request)))
 
 
 @_handles
 async def talos_read(request: web.Request) -> web.Response:
     path = request.query.get("path") or ""
-    text = await talos.read(_ctx(request), _node_param(request), path)
+    text = await talos.read(_ctx(request), _node_param(request), path, _talos_client(request))
     return web.json_response({"node": request.query["node"], "path": path, "content": text})
 
 
 @_handles
 async def talos_health(request: web.Request) -> web.Response:
-    return web.json_response(await talos.health(_ctx(request)))
+    node = _node_param(request) if request.query.get("node") else None
+    return web.json_response(await talos.health(_ctx(request), node, _talos_client(request)))
 
 
 @_handles
 async def talos_version(request: web.Request) -> web.Response:
-    return web.json_response(await talos.version(_ctx(request), _node_param(request)))
+    return web.json_response(await talos.version(_ctx(request), _node_param(request), _talos_client(request)))
+
+
+@_handles
+async def talos_service(request: web.Request) -> web.Response:
+    return web.json_response(await talos.service(_ctx(request), _node_param(request), request.query.get("id", ""),
+                                                 _talos_client(request)))
 
 
 # --------------------------------------------------------------------------------- helm
@@ -229,6 +252,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/lab/talos/read", talos_read)
     r.add_get("/lab/talos/health", talos_health)
     r.add_get("/lab/talos/version", talos_version)
+    r.add_get("/lab/talos/service", talos_service)
     r.add_get("/lab/helm/releases", helm_list)
     r.add_get("/lab/helm/releases/{ns}/{name}", helm_get)
     r.add_get("/lab/helm/releases/{ns}/{name}/history", helm_history)

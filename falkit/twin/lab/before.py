@@ -26,7 +26,7 @@ import ipaddress
 from ..applications import app_of_apps
 from .context import LabContext, TalosNode, VolumeData
 from .helm import HELM_MANAGER, ensure_namespace, upsert
-from .talos import _minor, derive, parse_config
+from .talos import _minor, before_identity, derive, parse_config
 
 MANAGER = "falkit-before"
 LONGHORN_DRIVER = "driver.longhorn.io"
@@ -40,7 +40,11 @@ def old_config(ctx: LabContext, name: str, ip: str, machine_type: str, endpoint_
     import yaml
 
     spec = ctx.spec
+    ident = before_identity(ctx)  # the existing cluster's own CA (falkit.twin.lab.talos)
+    os_ca = ident["certs"]["os"]
     machine: dict = {"type": machine_type, "install": {"disk": spec.talos.install_disk},
+                     "token": ident["trustdinfo"]["token"],
+                     "ca": {"crt": os_ca["crt"], "key": os_ca["key"] if machine_type == "controlplane" else ""},
                      "kernel": {"modules": [{"name": "iscsi_tcp"}]},
                      "kubelet": {"extraMounts": [{"destination": "/var/lib/longhorn", "type": "bind",
                                                   "source": "/var/lib/longhorn",

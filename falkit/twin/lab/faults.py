@@ -11,6 +11,9 @@ node_not_ready       node (Node name)              its kubelet stops posting sta
 diskpool_degraded    pool (DiskPool name)          the Mayastor controller reports the pool Degraded
 io_engine_crash      node (Node name)              that node's io-engine pod goes CrashLoopBackOff
 talos_apply_error    node (IP), message            ``talos apply`` to that node answers 500 ``message``
+dhcp_no_reservations —                             the router has no DHCP reservations for the planned
+                                                   addresses: a fresh Talos VM gets a pool address
+                                                   (falkit.twin.lab.talos.reservations)
 ===================  ============================  =====================================================
 
 ``DELETE /lab/faults`` clears all of them (and the emulator's; the API stays down when the cluster
@@ -72,6 +75,11 @@ def _talos_apply(ctx: LabContext, spec: dict[str, Any]) -> dict[str, Any]:
     return {"kind": "talos_apply_error", "node": node, "message": message}
 
 
+def _dhcp_no_reservations(ctx: LabContext, spec: dict[str, Any]) -> dict[str, Any]:
+    ctx.extra.setdefault("talos", {})["dhcp_no_reservations"] = True
+    return {"kind": "dhcp_no_reservations"}
+
+
 FAULTS: dict[str, Callable[[LabContext, dict[str, Any]], dict[str, Any]]] = {
     "kube_http_error": _kube_http,
     "kube_api_down": _kube_down,
@@ -79,6 +87,7 @@ FAULTS: dict[str, Callable[[LabContext, dict[str, Any]], dict[str, Any]]] = {
     "diskpool_degraded": _set_member("diskpool_degraded", "pool"),
     "io_engine_crash": _set_member("io_engine_crash", "node"),
     "talos_apply_error": _talos_apply,
+    "dhcp_no_reservations": _dhcp_no_reservations,
 }
 
 
@@ -97,6 +106,7 @@ def clear(ctx: LabContext) -> int:
     data = ctx.faults.to_json()
     n = sum(len(v) for v in data.values())
     ctx.faults.clear()
+    n += int(bool((ctx.extra.get("talos") or {}).pop("dhcp_no_reservations", False)))
     ctx.store.faults.clear()
     if not ctx.bootstrapped:
         ctx.store.faults.api_down()  # no cluster yet: the API stays unavailable
@@ -106,5 +116,6 @@ def clear(ctx: LabContext) -> int:
 
 def state(ctx: LabContext) -> dict[str, Any]:
     return {**ctx.faults.to_json(), "kube_api_down": bool(ctx.store.faults.down) and ctx.bootstrapped,
+            "dhcp_no_reservations": bool((ctx.extra.get("talos") or {}).get("dhcp_no_reservations")),
             "kube_rules": [{"status": r.status, "remaining": r.remaining, "path": r.path.pattern}
                            for r in list(ctx.store.faults.rules)]}

@@ -27,6 +27,7 @@ from falkit.twin.kube import ApiError
 
 from .context import LabContext, TalosNode
 from .pvereader import PveUnavailableError, Vm
+from .talos import cilium_api_error, report_cilium_error
 
 log = logging.getLogger(__name__)
 MANAGER = "kubelet"
@@ -116,6 +117,11 @@ def _ready(ctx: LabContext, vm: Vm, node: TalosNode) -> tuple[tuple[str, str, st
         return ("Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status."), True
     if ctx.release_of("cilium") is None:
         ctx.forget(f"cni-ready:{node.hostname}")
+        return ("False", "KubeletNotReady", CNI_MESSAGE), False
+    cilium_error = cilium_api_error(ctx, node)  # e.g. KubePrism off (falkit.twin.lab.talos)
+    if cilium_error:
+        ctx.forget(f"cni-ready:{node.hostname}")
+        report_cilium_error(ctx, node.hostname, cilium_error)
         return ("False", "KubeletNotReady", CNI_MESSAGE), False
     if ctx.due(f"cni-ready:{node.hostname}", NODE_READY_AFTER_CNI_S):
         return ("True", "KubeletReady", "kubelet is posting ready status"), False

@@ -1,22 +1,35 @@
-"""The Talos stand-in: what ``talosctl apply-config / bootstrap / kubeconfig / get machineconfig /
-read / health / version`` do, performed on the twin's state.
+"""The twin's Talos model: what ``talosctl apply-config / bootstrap / kubeconfig / get machineconfig /
+read / health / version / service`` do, performed on the twin's state. falkit never calls it
+directly: the ``talosctl`` stand-in (falkit/twin/tools/talosctl.py) does, through the lab API, and
+says how it connects so that apid's TLS handshake is modelled (:func:`handshake`).
 
 A node is addressed by IP, as ``talosctl --nodes IP``. The IP reaches a VM of the twin's Proxmox
-when (a) the VM's NIC has the MAC the spec plans for that IP — the seed fixes MACs so that DHCP
-reservations give each VM its planned IP and a fresh Talos VM in maintenance mode answers there
-(FACTS.md, Proxmox; ``falkit.plan.mac_for``, the "before" network's ``previous.network.mac_prefix``)
-— or (b) the VM's applied config holds that address. The VM must exist and run; otherwise the
-error is the one talosctl prints for a dead endpoint (connection refused).
+when (a) the VM's configured node holds that address (static, or the lease it keeps), or (b) the
+lab router's DHCP gives it to the VM: a reservation on the VM's MAC (:func:`reservations`, the
+seed's MAC scheme, written here for the twin) or, without one, a pool lease (:func:`pool_lease`,
+fault ``dhcp_no_reservations``). The VM must exist and run; otherwise the error is the one
+talosctl prints for a dead endpoint (connection refused).
+
+TLS (siderolabs/talos @ v1.11.6): a node in maintenance mode serves a self-signed certificate, so a
+talosconfig client fails with x509's "certificate signed by unknown authority", and an
+``--insecure`` client gets the reader role only (admin APIs: "API is not implemented in maintenance
+mode"); a configured node trusts only clients signed by its OS CA (``machine.ca``) and requires a
+client certificate ("tls: certificate required"). The "before" nodes' CA is the twin's own
+(:func:`before_identity`), kept for the operator in ``STATE/operator/secrets.yaml``.
 
 ``apply`` validates every YAML document against the real Talos schema of ``spec.versions.talos``
 (``falkit.schemas.validate_talos_documents``): a rejected config is not stored. An accepted one is
 remembered with what it sets (hostname, addresses, node labels, kernel modules, sysctls, kubelet
 extra mounts, machine type); a node in maintenance mode then installs and reboots (~90 s real).
+``health`` reports talosctl's checks in upstream order; ``etcd_state`` what ``service etcd`` shows;
+``kube_prism`` / ``cilium_api_error`` whether Cilium's agent reaches the API server it is told to use.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import ipaddress
 import time
@@ -24,9 +37,9 @@ import uuid
 from typing import Any
 
 import yaml
+from cryptography import x509
 
 from falkit.errors import TwinError
-from falkit.plan import MacSchemeError, mac_for
 from falkit.schemas import dump_documents, validate_talos_documents
 
 from .context import LabContext, TalosNode, module_name
@@ -73,32 +86,131 @@ def refused(ip: str) -> TalosUnreachableError:
         f'dial tcp {ip}:{APID_PORT}: connect: connection refused"')
 
 
-# --------------------------------------------------------------------------------- config parsing
+# --------------------------------------------------------------------------------- TLS and errors
 
-def planned_macs(ctx: LabContext) -> dict[str, str]:
-    """IP -> MAC the spec plans for it: the cluster's management and storage NICs (and TrueNAS),
-    and the pre-migration nodes on the previous network."""
+#: ``X-Talos-Client`` absent: a caller inside the twin (its own tests, the before-state builder);
+#: no TLS is modelled. The talosctl stand-in always says how it connects.
+INTERNAL = "internal"
+
+# grpc-go wraps a failed TLS handshake as ``connection error: desc = "transport: authentication
+# handshake failed: <crypto/tls error>"`` with code Unavailable; Go's crypto/tls reports a server
+# certificate from another CA as "tls: failed to verify certificate: x509: certificate signed by
+# unknown authority". A Talos node in maintenance mode serves a self-signed certificate
+# (internal/app/machined/pkg/controllers/runtime/maintenance_service.go @ v1.11.6,
+# ``maintenance.NewTLSProvider``), so a client that presents a talosconfig fails that way.
+UNKNOWN_AUTHORITY = ('rpc error: code = Unavailable desc = connection error: desc = "transport: authentication '
+                     'handshake failed: tls: failed to verify certificate: x509: certificate signed by unknown '
+                     'authority"')
+# apid requires a client certificate; a client without one (``--insecure``) gets TLS 1.3's
+# certificate_required alert (RFC 8446 §4.4.2.4; Go's text "remote error: tls: certificate required").
+CERTIFICATE_REQUIRED = ('rpc error: code = Unavailable desc = connection error: desc = "error reading server '
+                        'preface: remote error: tls: certificate required"')
+# The maintenance service grants an insecure client the reader role only; admin APIs such as
+# Version answer this (internal/app/maintenance/server.go @ v1.11.6, assertAdminRole).
+MAINTENANCE_UNIMPLEMENTED = "rpc error: code = Unimplemented desc = API is not implemented in maintenance mode"
+# A client certificate the node's CA did not sign: Go's server sends the bad_certificate alert
+# (golang/go src/crypto/tls/handshake_server.go, processCertsFromClient, as stored at 0007017f; newer
+# Go releases may name the alert differently — not confirmed against a real node). Only reached when
+# a talosconfig carries the node's CA but a client certificate that CA did not sign.
+BAD_CERTIFICATE = ('rpc error: code = Unavailable desc = connection error: desc = "error reading server '
+                   'preface: remote error: tls: bad certificate"')
+
+
+def _pem(b64: str) -> x509.Certificate | None:
+    try:
+        return x509.load_pem_x509_certificate(base64.b64decode(b64))
+    except (ValueError, TypeError, binascii.Error):
+        return None
+
+
+def node_ca(node: TalosNode | None) -> str:
+    """The node's Talos API CA (``machine.ca.crt``, base64 PEM) from its applied config; "" if none."""
+    if node is None:
+        return ""
+    main = next((d for d in node.docs if d.get("version") == "v1alpha1" and "kind" not in d), {}) or {}
+    return str(((main.get("machine") or {}).get("ca") or {}).get("crt") or "")
+
+
+def handshake(node: TalosNode | None, client: Any, *, maintenance_ok: bool = False) -> None:
+    """Model apid's TLS handshake for ``client``: :data:`INTERNAL`, None (``--insecure``) or
+    ``{"ca", "crt"}`` (base64 PEM from the talosconfig). Raises what talosctl would see."""
+    if client == INTERNAL:
+        return
+    configured = node is not None and node.configured
+    if client is None:
+        if configured:
+            raise TalosUnreachableError(CERTIFICATE_REQUIRED)
+        if not maintenance_ok:
+            raise TalosError(MAINTENANCE_UNIMPLEMENTED, status=501)
+        return
+    if not configured:
+        raise TalosUnreachableError(UNKNOWN_AUTHORITY)
+    ca, theirs = _pem(node_ca(node)), _pem(str(client.get("ca") or ""))
+    if ca is None or theirs is None or ca != theirs:
+        raise TalosUnreachableError(UNKNOWN_AUTHORITY)
+    crt = _pem(str(client.get("crt") or ""))
+    try:
+        if crt is None:
+            raise ValueError("no client certificate")
+        crt.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, Exception):  # noqa: BLE001 - any verification failure
+        raise TalosUnreachableError(BAD_CERTIFICATE) from None
+
+
+# --------------------------------------------------------------------------------- DHCP
+
+def seed_mac(prefix: str, ip: str) -> str | None:
+    """The seed's MAC scheme (written here for the twin, not taken from falkit): the IP's last
+    octet as the last MAC byte's digits (10.10.0.11 -> ``<prefix>:11``; >= 100 in hex)."""
+    try:
+        octet = int(ip.rsplit(".", 1)[1])
+    except (IndexError, ValueError):
+        return None
+    if octet > 255:
+        return None
+    return (f"{prefix}:{octet:02d}" if octet < 100 else f"{prefix}:{octet:02x}").lower()
+
+
+def reservations(ctx: LabContext) -> dict[str, str]:
+    """The lab router's DHCP reservations, IP -> MAC: the operator reserved the planned addresses
+    of the cluster's NICs on the seed's MACs (FACTS.md, Proxmox: the seed fixes MACs so that DHCP
+    reservations give each VM its planned IP), and the pre-migration nodes have theirs. The fault
+    ``dhcp_no_reservations`` models a router without the new ones: a fresh Talos VM in
+    maintenance mode then gets a pool address (:func:`pool_lease`), not its planned IP."""
     spec = ctx.spec
     out: dict[str, str] = {}
 
     def put(prefix: str, ip: str | None) -> None:
-        if ip:
-            try:
-                out[ip] = mac_for(prefix, ip)
-            except MacSchemeError:
-                pass
+        mac = seed_mac(prefix, ip) if ip else None
+        if mac:
+            out[ip] = mac
 
-    mg, st = spec.networks.management.mac_prefix, spec.networks.storage.mac_prefix
-    for cp in spec.cluster.control_plane:
-        put(mg, cp.ip)
-    for w in spec.cluster.workers:
-        put(mg, w.ip)
-        put(st, w.storage_ip)
+    if not (ctx.extra.get("talos") or {}).get("dhcp_no_reservations"):
+        mg, st = spec.networks.management.mac_prefix, spec.networks.storage.mac_prefix
+        for cp in spec.cluster.control_plane:
+            put(mg, cp.ip)
+        for w in spec.cluster.workers:
+            put(mg, w.ip)
+            put(st, w.storage_ip)
     if spec.previous:
         for n in spec.previous.nodes:
             put(spec.previous.network.mac_prefix, n.ip)
     return out
 
+
+def pool_lease(ctx: LabContext, vm: Vm) -> str | None:
+    """The address a DHCP server without a reservation leases to ``vm``'s first NIC on the
+    management network: the pool starts at .100 of that network (the twin's router; a real one
+    picks any free address — never, by design, the one falkit planned)."""
+    spec = ctx.spec
+    mac = next(iter(vm.macs.values()), "")
+    if not mac.startswith(spec.networks.management.mac_prefix.lower()):
+        return None
+    net = ipaddress.IPv4Network(spec.networks.management.cidr, strict=False)
+    return str(net.network_address + 100 + vm.vmid % 100)
+
+
+# --------------------------------------------------------------------------------- config parsing
 
 def _minor(version: str) -> tuple[int, int]:
     major, minor = version.lstrip("v").split(".")[:2]
@@ -161,7 +273,10 @@ def parse_config(text: str, version: str) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------- reaching nodes
 
 async def find_vm(ctx: LabContext, ip: str) -> tuple[Vm, TalosNode | None]:
-    """The running VM behind ``ip`` and its TalosNode (None if never configured); else refused."""
+    """The running VM behind ``ip`` and its TalosNode (None if never configured); else refused.
+
+    A configured node answers at its address (static, or the lease it holds); an unconfigured VM
+    at the address DHCP gives it: its reservation (:func:`reservations`), else a pool lease."""
     if ctx.pve is None:
         raise refused(ip)
     try:
@@ -170,7 +285,7 @@ async def find_vm(ctx: LabContext, ip: str) -> tuple[Vm, TalosNode | None]:
         raise refused(ip) from None
     node = ctx.talos_nodes.get(ip)
     vm = None
-    mac = planned_macs(ctx).get(ip)
+    mac = reservations(ctx).get(ip)
     if mac:
         vm = next((v for v in vms if mac in v.macs.values()), None)
     if vm is None:
@@ -178,6 +293,9 @@ async def find_vm(ctx: LabContext, ip: str) -> tuple[Vm, TalosNode | None]:
         if owner is not None and owner.vmid is not None:
             vm = next((v for v in vms if v.vmid == owner.vmid), None)
             node = owner
+    if vm is None:  # an unreserved VM answers at its pool lease
+        vm = next((v for v in vms if v.running and pool_lease(ctx, v) == ip
+                   and not any(n.vmid == v.vmid and n.configured for n in ctx.talos_nodes.values())), None)
     if vm is None or not vm.running:
         raise refused(ip)
     if node is None:
@@ -192,36 +310,48 @@ def _settle(ctx: LabContext, node: TalosNode) -> None:
         node.mode = "running"
 
 
-async def running_node(ctx: LabContext, ip: str) -> tuple[Vm, TalosNode]:
-    """A configured node that finished installing; else refused (rebooting) or 404 (maintenance)."""
+async def running_node(ctx: LabContext, ip: str, client: Any = INTERNAL) -> tuple[Vm, TalosNode]:
+    """A configured node that finished installing; else refused (rebooting), the TLS handshake's
+    error (:func:`handshake`) or 404 (maintenance, internal callers)."""
     vm, node = await find_vm(ctx, ip)
+    if node is not None and node.configured:
+        _settle(ctx, node)
+        if node.mode != "running":
+            raise refused(ip)  # installing / rebooting: apid is not up
+    handshake(node, client)
     if node is None or not node.configured:
         raise TalosNotFoundError(f"node {ip} is in maintenance mode: no machine configuration")
-    _settle(ctx, node)
-    if node.mode != "running":
-        raise refused(ip)  # installing / rebooting: apid is not up
     return vm, node
 
 
 # --------------------------------------------------------------------------------- operations
 
-async def apply(ctx: LabContext, ip: str, text: str, insecure: bool = False) -> dict[str, Any]:
-    """``talosctl apply-config [--insecure] --nodes IP --file F``."""
+async def apply(ctx: LabContext, ip: str, text: str, insecure: bool = False, client: Any = INTERNAL,
+                dry_run: bool = False) -> dict[str, Any]:
+    """``talosctl apply-config [--insecure] [--dry-run] --nodes IP --file F``."""
     vm, node = await find_vm(ctx, ip)
     maintenance = node is None or not node.configured
-    if maintenance and not insecure:
-        raise TalosUnreachableError(
-            'rpc error: code = Unavailable desc = connection error: desc = "transport: authentication handshake '
-            'failed: tls: failed to verify certificate: x509: certificate signed by unknown authority"')
-    if not maintenance and insecure:
-        raise TalosUnreachableError(
-            'rpc error: code = Unavailable desc = connection error: desc = "error reading server preface: '
-            'remote error: tls: certificate required"')
+    if node is not None and node.configured:
+        _settle(ctx, node)
+        if node.mode != "running":
+            raise refused(ip)
+    if client == INTERNAL:
+        if maintenance and not insecure:
+            raise TalosUnreachableError(UNKNOWN_AUTHORITY)
+        if not maintenance and insecure:
+            raise TalosUnreachableError(CERTIFICATE_REQUIRED)
+    else:
+        handshake(node, None if insecure else client, maintenance_ok=True)
     if ip in ctx.faults.talos_apply_error:
         raise TalosError(ctx.faults.talos_apply_error[ip], status=500)
     version = ctx.spec.versions.talos
     docs = parse_config(text, version)
     fields = derive(docs, ip)
+    if dry_run:  # internal/app/maintenance/server.go @ v1.11.6 (ApplyConfiguration, DryRun)
+        return {"node": ip, "mode": node.mode if node else "maintenance", "hostname": fields["hostname"],
+                "reboot": False, "dry_run": True,
+                "message": "Dry run summary:\nNode is running in maintenance mode and does not have a config yet."
+                if maintenance else "Dry run summary:\nApplied configuration without a reboot (dry run)"}
     now = time.time()
     if maintenance:
         node = ctx.talos_nodes.get(ip) or TalosNode(ip=ip)
@@ -256,13 +386,16 @@ async def apply(ctx: LabContext, ip: str, text: str, insecure: bool = False) -> 
     _settle(ctx, node)
     ctx.notify()
     return {"node": node.ip, "mode": node.mode, "hostname": node.hostname, "reboot": reboot,
+            "maintenance_install": maintenance,
             "message": "Applied configuration with a reboot" if reboot else "Applied configuration without a reboot"}
 
 
-async def bootstrap(ctx: LabContext, ip: str) -> dict[str, Any]:
+async def bootstrap(ctx: LabContext, ip: str, client: Any = INTERNAL) -> dict[str, Any]:
     """``talosctl bootstrap``: once per cluster, on a control-plane node. The Kubernetes API answers
-    ``BOOTSTRAP_S`` (scaled) later; until then the emulator returns 503."""
-    _vm, node = await running_node(ctx, ip)
+    ``BOOTSTRAP_S`` (scaled) later; until then the emulator returns 503. A second bootstrap answers
+    machined's "etcd data directory is not empty" (internal/app/machined/internal/server/v1alpha1/
+    v1alpha1_server.go @ v1.11.6, Bootstrap)."""
+    _vm, node = await running_node(ctx, ip, client)
     if node.machine_type not in ("controlplane", "init"):
         raise TalosError("rpc error: code = FailedPrecondition desc = bootstrap is not available on worker nodes",
                          status=400)
@@ -307,19 +440,20 @@ def kubeconfig(ctx: LabContext, server: str) -> dict[str, Any]:
             "preferences": {}}
 
 
-async def get_config(ctx: LabContext, ip: str) -> dict[str, Any]:
-    _vm, node = await running_node(ctx, ip)
+async def get_config(ctx: LabContext, ip: str, client: Any = INTERNAL) -> dict[str, Any]:
+    _vm, node = await running_node(ctx, ip, client)
     return {"node": ip, "config": dump_documents(node.docs), "mode": node.mode,
             "hostname": node.hostname, "type": node.machine_type, "addresses": node.addresses}
 
 
-async def version(ctx: LabContext, ip: str) -> dict[str, Any]:
+async def version(ctx: LabContext, ip: str, client: Any = INTERNAL) -> dict[str, Any]:
     _vm, node = await find_vm(ctx, ip)
     maintenance = node is None or not node.configured
     if node is not None:
         _settle(ctx, node)
         if node.mode == "installing":
             raise refused(ip)
+    handshake(node, client)  # maintenance + --insecure: Unimplemented (admin API)
     return {"node": ip, "talos": "v" + ctx.spec.versions.talos, "kubernetes": "v" + ctx.spec.versions.kubernetes,
             "maintenance": maintenance}
 
@@ -347,10 +481,10 @@ def _disks(vm: Vm) -> dict[str, int]:
     return {f"sd{chr(ord('a') + i)}": d.size_bytes for i, d in enumerate(scsi)}
 
 
-async def read(ctx: LabContext, ip: str, path: str) -> str:
+async def read(ctx: LabContext, ip: str, path: str, client: Any = INTERNAL) -> str:
     """``talosctl read``: /proc/meminfo, /proc/modules, /proc/cpuinfo, /sys/block (listing),
     /sys/block/sdX/size (512-byte sectors), /proc/sys/<sysctl>, /etc/hostname."""
-    vm, node = await running_node(ctx, ip)
+    vm, node = await running_node(ctx, ip, client)
     disks = _disks(vm)
     if path == "/proc/meminfo":
         return _meminfo(vm, node)
@@ -376,28 +510,104 @@ async def read(ctx: LabContext, ip: str, path: str) -> str:
     raise TalosNotFoundError(f"rpc error: code = NotFound desc = open {path}: no such file or directory")
 
 
-async def health(ctx: LabContext) -> dict[str, Any]:
-    """``talosctl health``: etcd, the Kubernetes API, every configured node registered and Ready."""
+def kube_prism(node: TalosNode) -> bool:
+    """``machine.features.kubePrism.enabled`` of the node's config. Off unless the config turns it
+    on: ``FeaturesConfig.KubePrism`` returns an empty KubePrism when the key is absent and
+    ``Enabled`` dereferences a nil pointer to false (pkg/machinery/config/types/v1alpha1/
+    v1alpha1_features.go @ v1.11.6 and @ ad88231); only ``talosctl gen config`` writes it, for
+    version contracts above 1.5 (pkg/machinery/config/contract.go, KubePrismEnabled;
+    generate/init.go and worker.go). Port 7445 (constants.DefaultKubePrismPort)."""
+    main = next((d for d in node.docs if d.get("version") == "v1alpha1" and "kind" not in d), {}) or {}
+    kp = (((main.get("machine") or {}).get("features") or {}).get("kubePrism") or {})
+    return kp.get("enabled") is True
+
+
+def etcd_state(ctx: LabContext, node: TalosNode) -> tuple[str, str, str]:
+    """``talosctl service etcd``'s STATE, HEALTH and last event on a control-plane node. Before
+    bootstrap etcd waits in its pre-state (buildInitialCluster retries and logs "please run
+    `talosctl bootstrap`", internal/app/machined/pkg/system/services/etcd.go @ v1.11.6)."""
+    if ctx.bootstrapped:
+        return "Running", "OK", "Health check successful"
+    return "Preparing", "?", "Running pre state"
+
+
+# Check names and order of DefaultClusterChecks: PreBootSequenceChecks, K8sComponentsReadinessChecks,
+# then node readiness, kube-proxy, coredns, schedulable (pkg/cluster/check/default.go @ v1.11.6).
+PRE_BOOT = ("etcd to be healthy", "etcd members to be consistent across nodes", "etcd members to be control plane nodes",
+            "apid to be ready", "all nodes memory sizes", "all nodes disk sizes", "no diagnostics",
+            "kubelet to be healthy", "all nodes to finish boot sequence")
+K8S_COMPONENTS = ("all k8s nodes to report", "all control plane static pods to be running",
+                  "all control plane components to be ready")
+# From Talos 1.13 the node-readiness and coredns checks are skipped when the CNI is disabled
+# (commit 57599fb "fix: skip some readiness checks when the CNI is disabled", first in v1.13.0).
+CNI_SKIP_FROM = (1, 13)
+
+
+async def health(ctx: LabContext, ip: str | None = None, client: Any = INTERNAL) -> dict[str, Any]:
+    """``talosctl health`` (server side, run by the node ``ip``): the checks in upstream order, each
+    ``{"name", "ok", "message"}`` with ``message`` the condition's last error ("OK", "SKIP"), up to
+    and including the first that fails (check.Wait stops there). ``nodes``: the discovered IPs."""
+    if ip is not None:
+        await running_node(ctx, ip, client)
+    nodes = sorted((n for n in ctx.talos_nodes.values() if n.configured), key=lambda n: n.ip)
+    cps = [n for n in nodes if n.machine_type in ("controlplane", "init")]
+    objs = {n["metadata"]["name"]: n for n in ctx.store.list("v1", "Node")["items"]} if api_available(ctx) else {}
+
+    def ready(name: str) -> bool:
+        conds = {c["type"]: c for c in ((objs.get(name) or {}).get("status") or {}).get("conditions") or []}
+        return (conds.get("Ready") or {}).get("status") == "True"
+
+    pending = [n for n in nodes if n.mode != "running" and not n.is_ready()]
+    results: list[tuple[str, str]] = []
+    for name in PRE_BOOT:
+        if name == "etcd to be healthy" and not ctx.bootstrapped:
+            bad = "; ".join(f'{n.ip}: service "etcd" not in expected state "Running": current state '
+                            f'[Preparing] Running pre state' for n in cps) or "no control plane nodes"
+            results.append((name, bad))
+        elif name == "all nodes to finish boot sequence" and pending:
+            results.append((name, f"node {pending[0].ip} is not ready yet"))
+        else:
+            results.append((name, "OK"))
+    for name in K8S_COMPONENTS:
+        if not api_available(ctx):
+            results.append((name, "the Kubernetes API is not available"))
+        elif name == "all k8s nodes to report":
+            missing = [n.ip for n in nodes if n.hostname not in objs]
+            results.append((name, f"some nodes are not reported: {missing}" if missing else "OK"))
+        else:
+            results.append((name, "OK"))
+    cni_none = all((((next((d for d in n.docs if d.get("version") == "v1alpha1" and "kind" not in d), {}) or {})
+                     .get("cluster") or {}).get("network") or {}).get("cni", {}).get("name") == "none" for n in cps)
+    skip_cni = cni_none and _minor(ctx.spec.versions.talos) >= CNI_SKIP_FROM
+    not_ready = sorted(name for name in objs if not ready(name))
+    results.append(("all k8s nodes to report ready", "SKIP" if skip_cni else
+                    (f"some nodes are not ready: [{' '.join(not_ready)}]" if not_ready else "OK")))
+    results.append(("kube-proxy to report ready", "SKIP"))  # proxy disabled: no DaemonSet, skipped
+    results.append(("coredns to report ready", "SKIP" if skip_cni or not not_ready else "OK"))
+    results.append(("all k8s nodes to report schedulable", "OK"))
     checks = []
-    cps = [n for n in ctx.talos_nodes.values() if n.configured and n.machine_type in ("controlplane", "init")]
-    checks.append({"name": "etcd bootstrapped", "ok": ctx.bootstrapped,
-                   "message": "" if ctx.bootstrapped else "etcd is not bootstrapped"})
-    checks.append({"name": "kubernetes api", "ok": api_available(ctx),
-                   "message": "" if api_available(ctx) else "the Kubernetes API is not available"})
-    checks.append({"name": "control plane nodes", "ok": bool(cps), "message": f"{len(cps)} control plane node(s)"})
-    ready, why = {}, {}
-    for n in ctx.store.list("v1", "Node")["items"]:
-        conds = {c["type"]: c for c in (n.get("status") or {}).get("conditions") or []}
-        ready[n["metadata"]["name"]] = (conds.get("Ready") or {}).get("status") == "True"
-        why[n["metadata"]["name"]] = (conds.get("Ready") or {}).get("message") or ""
-    for n in sorted(ctx.talos_nodes.values(), key=lambda n: n.hostname):
-        if not n.configured:
-            continue
-        ok = ready.get(n.hostname, False)
-        checks.append({"name": f"node {n.hostname} ready", "ok": ok,
-                       "message": "" if ok else ("not registered" if n.hostname not in ready
-                                                 else f"NotReady: {why[n.hostname]}".rstrip(": "))})
-    return {"ok": all(c["ok"] for c in checks), "checks": checks}
+    for name, msg in results:
+        ok = msg in ("OK", "SKIP")
+        checks.append({"name": name, "ok": ok, "message": msg})
+        if not ok:
+            break
+    return {"ok": all(c["ok"] for c in checks), "checks": checks, "nodes": [n.ip for n in nodes],
+            "time_factor": ctx.time_factor}
+
+
+async def service(ctx: LabContext, ip: str, name: str, client: Any = INTERNAL) -> dict[str, Any]:
+    """``talosctl service NAME`` on a configured node: etcd on control-plane nodes (see
+    :func:`etcd_state`); kubelet, apid, containerd, machined Running everywhere."""
+    _vm, node = await running_node(ctx, ip, client)
+    if name == "etcd":
+        if node.machine_type not in ("controlplane", "init"):
+            raise TalosNotFoundError(f'service "{name}" is not registered on any nodes')
+        state, health_, event = etcd_state(ctx, node)
+    elif name in ("kubelet", "apid", "containerd", "machined", "trustd", "udevd", "cri"):
+        state, health_, event = "Running", "OK", "Health check successful"
+    else:
+        raise TalosNotFoundError(f'service "{name}" is not registered on any nodes')
+    return {"node": node.hostname or ip, "id": name, "state": state, "health": health_, "event": event}
 
 
 def is_ip(value: str) -> bool:
@@ -406,3 +616,125 @@ def is_ip(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# --------------------------------------------------------------------------------- before-state identity
+
+def _ca_pem(common_name: str, key: Any) -> bytes:
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else [])
+    now = dt.datetime.now(dt.UTC)
+    b = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+         .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+         .not_valid_after(now + dt.timedelta(days=3650))
+         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True))
+    cert = b.sign(key, None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256())
+    from cryptography.hazmat.primitives import serialization
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def before_identity(ctx: LabContext) -> dict[str, Any]:
+    """The pre-migration cluster's secrets bundle, in ``talosctl gen secrets``' layout
+    (pkg/machinery/config/generate/secrets/bundle.go @ v1.11.6: cluster, secrets, trustdinfo,
+    certs.{etcd,k8s,k8saggregator,k8sserviceaccount,os}; keys/certs as base64 PEM), made once per
+    twin by the twin itself. Its OS CA signs the before nodes' apid certificates, so they accept
+    only talosconfigs of this CA. The operator's copy is written to ``STATE/operator/secrets.yaml``
+    (the twin's stand-in for "the operator kept secrets.yaml"; falkit.target copies it to the
+    private state dir, where docs/ARCHITECTURE.md tells operators to put it)."""
+    import secrets as rnd
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    extra = ctx.extra.setdefault("talos", {})
+    if extra.get("before_secrets"):
+        return extra["before_secrets"]
+
+    def b64(b: bytes) -> str:
+        return base64.b64encode(b).decode()
+
+    def key_pem(k: Any) -> bytes:
+        return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                               serialization.NoEncryption())
+
+    certs: dict[str, Any] = {}
+    for name, cn in (("etcd", "etcd"), ("k8s", "kubernetes"), ("k8saggregator", "front-proxy")):
+        k = ec.generate_private_key(ec.SECP256R1())
+        certs[name] = {"crt": b64(_ca_pem(cn, k)), "key": b64(key_pem(k))}
+    osk = ed25519.Ed25519PrivateKey.generate()
+    certs["os"] = {"crt": b64(_ca_pem("talos", osk)), "key": b64(key_pem(osk))}
+    certs["k8sserviceaccount"] = {"key": b64(key_pem(ec.generate_private_key(ec.SECP256R1())))}
+    alnum = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+    def tok() -> str:
+        return "".join(rnd.choice(alnum) for _ in range(6)) + "." + "".join(rnd.choice(alnum) for _ in range(16))
+
+    bundle = {"cluster": {"id": b64(rnd.token_bytes(32)), "secret": b64(rnd.token_bytes(32))},
+              "secrets": {"bootstraptoken": tok(), "secretboxencryptionsecret": b64(rnd.token_bytes(32))},
+              "trustdinfo": {"token": tok()}, "certs": certs}
+    extra["before_secrets"] = bundle
+    out = ctx.state_dir / "operator" if getattr(ctx, "state_dir", None) else None
+    if out is not None:
+        import os
+
+        out.mkdir(parents=True, exist_ok=True)
+        os.chmod(out, 0o700)
+        path = out / "secrets.yaml"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(yaml.safe_dump(bundle, sort_keys=False))
+    return bundle
+
+
+# --------------------------------------------------------------------------------- KubePrism and Cilium
+
+LOCALHOST = ("localhost", "127.0.0.1", "::1")
+
+
+def cilium_api_error(ctx: LabContext, node: TalosNode) -> str | None:
+    """Cilium's own error when its agent on ``node`` cannot reach the API server it is told to use,
+    else None. Modelled: ``k8sServiceHost`` on localhost (KubePrism's address, Talos' Cilium guide)
+    while the node's config does not enable KubePrism on that port (:func:`kube_prism`) — nothing
+    listens there, the agent's connection is refused and it exits; it never writes its CNI config,
+    so kubelet keeps the Node NotReady ("cni plugin not initialized"). The text is the agent's
+    log line (cilium/cilium pkg/k8s/client: "Establishing connection to apiserver" then "Unable to
+    contact k8s api-server" with the client-go error; Cilium docs, Troubleshooting "Unable to contact
+    k8s api-server"); the address is the one Go dials for ``localhost`` first ([::1])."""
+    r = ctx.release_of("cilium")
+    if r is None:
+        return None
+    host = str(r.values.get("k8sServiceHost") or "")
+    if host not in LOCALHOST:
+        return None
+    try:
+        port = int(r.values.get("k8sServicePort") or 443)
+    except (TypeError, ValueError):
+        port = 443
+    main = next((d for d in node.docs if d.get("version") == "v1alpha1" and "kind" not in d), {}) or {}
+    kp = (((main.get("machine") or {}).get("features") or {}).get("kubePrism") or {})
+    if kube_prism(node) and int(kp.get("port") or 7445) == port:
+        return None
+    addr = "[::1]" if host == "localhost" else host
+    return (f'level=error msg="Unable to contact k8s api-server" module=k8s-client ipAddr=https://{host}:{port} '
+            f'error="Get \\"https://{host}:{port}/api/v1/namespaces/kube-system\\": dial tcp {addr}:{port}: '
+            f'connect: connection refused"')
+
+
+def report_cilium_error(ctx: LabContext, node_name: str, message: str) -> None:
+    """The kubelet's Warning ``BackOff`` Event on the node's cilium agent pod, carrying the agent's
+    last log line (the chart's agent container uses ``terminationMessagePolicy:
+    FallbackToLogsOnError``, so a real cluster shows it as the container's last termination
+    message)."""
+    from .workloads import record_event  # local: workloads imports context, not this module
+
+    for pod in ctx.store.list("v1", "Pod", namespace="kube-system")["items"]:
+        labels = pod["metadata"].get("labels") or {}
+        if labels.get("k8s-app") == "cilium" and (pod.get("spec") or {}).get("nodeName") == node_name:
+            record_event(ctx, pod, "BackOff",
+                         f"Back-off restarting failed container cilium-agent in pod {pod['metadata']['name']}: "
+                         f"{message}", "Warning", component="kubelet")

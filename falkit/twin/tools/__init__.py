@@ -1,45 +1,36 @@
-"""The twin's stand-ins for the command-line tools falkit runs (``helm``; ``talosctl``).
+"""The twin's stand-ins for the command-line tools falkit runs (``talosctl``, ``helm``).
 
-Each is a module runnable as ``python -m falkit.twin.tools.NAME`` that accepts the flags falkit
-uses and answers with the real tool's output formats, exit codes and error texts (each cited to
-the upstream source file it comes from), working on the twin's lab over loopback.
-
-:func:`write_wrappers` writes ``ROOT/bin/NAME`` for each of them: a ``/bin/sh`` script that sets
-``FALKIT_TWIN_DIR=ROOT`` and execs the module with the interpreter the twin runs on. The twin
-supervisor calls it on ``up`` and records the directory as ``connection.json``'s ``"bin"``;
-:class:`falkit.target.Target` puts that directory first on the PATH of the tools it runs, so
-falkit runs ``helm`` exactly as on the live lab.
+Each is a module runnable as ``python -m falkit.twin.tools.<name>``; the twin's supervisor writes
+executable wrappers ``$FALKIT_STATE_DIR/twin/bin/<name>`` and falkit puts that directory first on
+``PATH`` for the twin target, so falkit runs the very same command lines on both targets. A
+stand-in accepts the flags falkit uses, prints the real tool's output formats and error texts
+(each cited to its upstream source) and exits with its exit codes; it reaches the twin's lab API
+on loopback only (``connection.json`` in the twin's state directory).
 """
 
 from __future__ import annotations
 
+import json
 import os
-import shlex
-import sys
 from pathlib import Path
 
-TOOLS = ("helm", "talosctl")
+
+def twin_dir() -> Path:
+    """The twin's state directory: ``$FALKIT_TWIN_DIR`` (the wrapper sets it), else
+    ``$FALKIT_STATE_DIR/twin``, else ``~/.local/state/falkit/twin``."""
+    if os.environ.get("FALKIT_TWIN_DIR"):
+        return Path(os.environ["FALKIT_TWIN_DIR"])
+    base = os.environ.get("FALKIT_STATE_DIR") or os.path.join(os.path.expanduser("~"), ".local", "state", "falkit")
+    return Path(base) / "twin"
 
 
-def write_wrappers(root: Path, python: str | None = None) -> Path:
-    """Write ``root/bin/<tool>`` for every stand-in module that exists; returns the bin dir."""
-    import importlib.util
-
-    bindir = Path(root) / "bin"
-    bindir.mkdir(parents=True, exist_ok=True)
-    pkg_parent = str(Path(__file__).resolve().parents[3])
-    for tool in TOOLS:
-        if importlib.util.find_spec(f"falkit.twin.tools.{tool}") is None:
-            continue
-        script = ("#!/bin/sh\n"
-                  f"# falkit twin stand-in for `{tool}` (loopback only): falkit.twin.tools.{tool}\n"
-                  f"FALKIT_TWIN_DIR={shlex.quote(str(Path(root).resolve()))}\n"
-                  f"PYTHONPATH={shlex.quote(pkg_parent)}${{PYTHONPATH:+:$PYTHONPATH}}\n"
-                  "export FALKIT_TWIN_DIR PYTHONPATH\n"
-                  f"exec {shlex.quote(python or sys.executable)} -m falkit.twin.tools.{tool} \"$@\"\n")
-        path = bindir / tool
-        tmp = path.with_name(f".{tool}.tmp.{os.getpid()}")
-        tmp.write_text(script)
-        tmp.chmod(0o755)
-        os.replace(tmp, path)
-    return bindir
+def lab_api() -> str | None:
+    """The lab API base URL (``.../lab``) of the running twin, or None when no twin is up."""
+    try:
+        conn = json.loads((twin_dir() / "connection.json").read_text())
+    except (OSError, ValueError):
+        return None
+    url = str(conn.get("lab_api") or "").rstrip("/")
+    if not url.startswith(("http://127.", "http://localhost")):
+        return None  # loopback only
+    return url if url.endswith("/lab") else url + "/lab"
