@@ -313,6 +313,7 @@ class Lab:
             extra={k: v for k, v in options.items() if k not in BASE_OPTIONS})
         self.interactive = widgets.interactive()
         self._lock: Any = None
+        self._run_dir = os.environ.get("FALKIT_RUN_DIR")
         self._mark = target.journal.mark()
         self._t0 = time.monotonic()
         self._runs: dict[str, StepRun] = {}
@@ -329,8 +330,8 @@ class Lab:
     # -- archive ---------------------------------------------------------------------------------
     @property
     def run_dir(self) -> Path | None:
-        run_dir = os.environ.get("FALKIT_RUN_DIR")
-        return Path(run_dir) if run_dir else None
+        """``$FALKIT_RUN_DIR`` as it was when the lab opened (the run or session it belongs to)."""
+        return Path(self._run_dir) if self._run_dir else None
 
     @property
     def result_path(self) -> Path | None:
@@ -352,9 +353,8 @@ class Lab:
     def resume_hint(self) -> str:
         if self.interactive:
             return "fix the cause, then press Apply again or run the cell again (steps are idempotent)"
-        run_dir = os.environ.get("FALKIT_RUN_DIR")
-        if run_dir:
-            return f"fix the cause, then `falkit run --resume {run_dir}` (steps are idempotent)"
+        if self.run_dir:
+            return f"fix the cause, then `falkit run --resume {self.run_dir}` (steps are idempotent)"
         return "fix the cause, then re-run this notebook (steps are idempotent: plan -> apply -> verify)"
 
     def _resumable(self, exc: FalkitError) -> FalkitError:
