@@ -748,7 +748,7 @@ class StepRun:
     def _replan_or_apply(self) -> bool | None:
         lab = self.lab
         fresh = lab.plan_step(self.name)
-        if [c.row() for c in fresh.changes] != [c.row() for c in self.plan.changes]:
+        if plan_key(fresh) != plan_key(self.plan):
             old = [c.describe() for c in self.plan.changes]
             new = [c.describe() for c in fresh.changes]
             diff = [f"+ now planned: {d}" for d in new if d not in old] + [f"- no longer planned: {d}" for d in old if d not in new]
@@ -838,6 +838,14 @@ class StepRun:
             delay = min(delay * 2, POLL_S[1])
         widgets.show(f"{self.name}: applied {len(self.plan.changes)} change(s); converged (a fresh plan is empty)")
         self._converged_now(t0)
+
+
+def plan_key(plan: Plan) -> list[tuple]:
+    """What makes two plans the same plan for the same lab: each change's operation, resource, field,
+    observed (old) value and flags. The desired (new) value is left out: it comes from the spec, and
+    some are rendered from material generated per plan until it exists (Talos machine configs before
+    ``talos-secrets.yaml`` is written hash differently each time)."""
+    return [(c.op, c.kind, c.name, c.field, str(c.old), c.disruptive, c.destructive) for c in plan.changes]
 
 
 def waiting_for_text(plan: Plan, limit: int = 4) -> str:
