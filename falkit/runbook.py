@@ -13,16 +13,25 @@ Behaviour covered here:
 - **Options** are validated before anything connects: the known ones (:data:`BASE_OPTIONS`) plus
   those steps declare as a class attribute ``options = {"name": (type, default)}``; unknown or
   ill-typed -> :class:`~falkit.errors.ParameterError` (papermill itself only warns).
-- **Refusal**: a plan with disruptive changes is refused (:class:`~falkit.errors.RefusedError` naming
-  the changes and the option) unless ``allow_disruptive``; destructive ones unless
-  ``allow_destructive`` — checked before anything is applied.
-- **Apply**: headless runs apply iff ``apply=True``; in JupyterLab an Apply button (a second
-  confirmation for destructive changes) applies on click. After applying, the step is re-observed
-  until a fresh plan is empty (converged) or ``wait_timeout_s`` passes ->
-  :class:`~falkit.errors.StepError` with how to resume.
+- **Refusal**: :func:`refuse` (pure: plan + options) refuses disruptive changes unless
+  ``allow_disruptive``, destructive ones unless ``allow_destructive``, and *blocked* changes (a
+  prerequisite an earlier notebook provides, ``data["blocked"]``, naming it: "run 10-network first")
+  always — checked before anything is applied, the same way headless and at a JupyterLab gate.
+  Headless: :class:`~falkit.errors.RefusedError` naming the changes and how to allow them. Plans
+  never depend on ``allow_*``: the options refuse, they do not change what is planned.
+- **Apply**: headless runs apply iff ``apply=True``. In JupyterLab a gate (docs/INTERACTIVE.md):
+  no Apply button for a refused plan; otherwise Apply (a second confirmation for destructive or
+  disruptive changes) re-plans from the lab as it is (:func:`plan_key`; a changed plan is shown with
+  its difference and waits for a new click), takes the run lock (:mod:`falkit.lock`) and applies.
+  While a gate waits, later ``step``/``checks``/``finish`` calls wait too (:meth:`Lab.defer`) and run
+  in order once it converged — Run All stops at the first gate. After applying, the step is
+  re-observed until a fresh plan is empty (converged) or ``wait_timeout_s`` passes ->
+  :class:`~falkit.errors.StepError` with how to resume; the waits name the changes they wait for.
 - **Results**: ``$FALKIT_RUN_DIR/<notebook>.result.json`` (written after every phase, so a failed
   notebook leaves its partial result): planned/applied changes, noops, findings, checks, timings and
-  the number of mutating API calls (journal).
+  the number of mutating API calls (journal). A JupyterLab lab also enters it in the run directory's
+  ``run.json`` (:func:`record_session`, ``falkit run``'s format) — its own ``outputs/<time>-<target>-lab``
+  when ``$FALKIT_RUN_DIR`` is unset — so ``falkit runs`` lists the session.
 - ``params`` is resolved against the current directory (papermill runs notebooks with
   cwd = notebooks/, so ``../parameters/fal.yaml`` works there); absolute paths work anywhere.
 """

@@ -300,8 +300,12 @@ class BenchmarksStep:
 def report(lab: Any, outputs: str | Path | None = None) -> dict[str, Any]:
     """The notebook's benchmark display: per target the results table, the claims comparison and
     its chart ("modelled (twin)" or "measured"), and the trend across archived runs. Returns the
-    frames and figures (the notebook shows them)."""
+    frames and figures (the notebook shows them). In JupyterLab, while a gate above waits, it runs
+    once that step converged (``lab.defer``; docs/INTERACTIVE.md) and returns ``{}`` now."""
     from .. import widgets
+
+    if getattr(lab, "defer", None) and lab.defer("the benchmark report", lambda: report(lab, outputs)):
+        return {}
     from ..bench.charts import claims_chart, trend_chart
 
     rdir = results_dir(lab.target)
