@@ -42,13 +42,17 @@ class ParameterError(FalkitError, ValueError):
     """A notebook/runner parameter is unknown or has the wrong type."""
 
 
+DEFAULT_RESUME = ("fix the cause, then re-run the step's notebook (it is idempotent); `falkit runs` lists the "
+                  "archived runs, `falkit run --resume <its directory>` continues a failed one")
+
+
 class StepError(FalkitError, RuntimeError):
     """A runbook step failed against the lab. Says which step, why, and how to resume."""
 
     def __init__(self, step: str, message: str, resume: str | None = None):
         self.step = step
         self.reason = message
-        self.resume = resume or "fix the cause, then re-run the step (falkit run --resume RUN); it is idempotent"
+        self.resume = resume or DEFAULT_RESUME
         super().__init__(f"step {step!r} failed: {message}\n  to resume: {self.resume}")
 
 

@@ -51,7 +51,7 @@ from typing import Any
 
 from . import widgets
 from .diff import Change, Plan
-from .errors import FalkitError, ParameterError, RefusedError, StepError
+from .errors import DEFAULT_RESUME, FalkitError, ParameterError, RefusedError, StepError
 from .journal import Journal
 from .steps.base import Check, StepOptions, get_step
 
@@ -368,7 +368,7 @@ class Lab:
 
     def _resumable(self, exc: FalkitError) -> FalkitError:
         """``exc`` with this notebook's resume hint when it carries StepError's generic one."""
-        if isinstance(exc, StepError) and "--resume RUN" in exc.resume:
+        if isinstance(exc, StepError) and exc.resume == DEFAULT_RESUME:
             try:
                 new = type(exc)(exc.step, exc.reason, self.resume_hint())
             except TypeError:  # a subclass with another signature keeps its own words
@@ -660,13 +660,11 @@ class StepRun:
     def __repr__(self) -> str:
         return self._status_text()
 
-    def _ipython_display_(self) -> None:
-        """In JupyterLab a live status line (it follows the gate: waiting, applying, applied)."""
+    def _display_live(self) -> None:
+        """With a gate (JupyterLab): the cell's value is a live status line that follows the gate
+        (waiting, applying, applied); set as the instance's ``_ipython_display_`` then only."""
         from IPython.display import display
 
-        if not self.lab.interactive:
-            display({"text/plain": repr(self), "text/html": self._repr_html_()}, raw=True)
-            return
         if self._status_widget is None:
             import ipywidgets as w
 
@@ -732,6 +730,7 @@ class StepRun:
                                          dashboard=self.lab._dashboard,
                                          refused=self._refused_html(refusal) if refusal else None)
         widgets.show(self.gate)
+        self._ipython_display_ = self._display_live
         if refusal:
             self._refuse(refusal)
         else:

@@ -241,7 +241,7 @@ def test_gate_work_is_archived_like_a_run(gate_twin, capsys):
     assert run_dir is not None and run_dir.parent == base / "outputs" and run_dir.name.endswith("-twin-lab")
     with kernel(lab):  # Run All: every cell runs before anyone can click
         s = lab.step("t-desc").apply()
-        s._ipython_display_()  # the cell's value: a live status line
+        s._ipython_display_()  # the cell's value: a live status line (IPython calls this)
         assert lab.checks("t-desc") == []
         lab.finish()
     assert "waiting for approval" in s._status_widget.value and lab.result["finished"] is None
