@@ -9,6 +9,8 @@ Covers, in file order (the first tests need the before state: only vmbr0, old ad
   applies nothing, the lab unchanged; later cells wait instead of planning.
 - item 7: with 10-network skipped, 20-vms' plan is refused as blocked on bridge vmbr1 ("run
   10-network first") — headless and at the gate — and nothing is applied (no ISO download, no VM);
+  with ISOs taken off the ``local`` storage the plan is blocked on it; 60-truenas-plex without
+  10-network is refused naming it and creates no container;
   a failed progress bar is red and does not say "100%"; a step's error names the real run directory
   to resume (never a literal ``--resume RUN``).
 - item 3: a gate re-plans at click time: when the lab changed since the plan was shown, nothing is
@@ -110,6 +112,31 @@ def test_vms_without_network_is_refused_naming_the_notebook(gate_twin):
     assert h.target.journal.count(mark) == 0 and lab.target.journal.count(lab._mark) == 0
     assert sorted(v["vmid"] for v in node.qemu.get()) == vms_before
     assert node.storage("local").content.get(content="iso") == isos_before  # no ISO download
+
+
+def test_vms_without_iso_storage_is_refused(gate_twin):
+    h = headless("20-vms", allow_disruptive=True)
+    local = h.target.pve.storage("local")
+    content = local.get()["content"]
+    local.put(content="vztmpl,backup,snippets")  # an operator took ISOs off `local`
+    try:
+        blocked = {c.name: c for c in h.step("vms").plan.changes if (c.data or {}).get("blocked")}
+        assert "local" in blocked and "does not allow content 'iso'" in blocked["local"].reason
+        assert "add 'iso' to the content of storage 'local'" in runbook.refuse(h._runs["vms"].plan, h.step_options).text()
+    finally:
+        local.put(content=content)
+
+
+def test_truenas_plex_without_network_is_refused_naming_the_notebook(gate_twin):
+    h = headless("60-truenas-plex")
+    node = h.target.pve.nodes(h.target.node)
+    cts = node.lxc.get()
+    s = h.step("truenas_plex")
+    blocked = [c for c in s.plan.changes if (c.data or {}).get("blocked")]
+    assert [(c.kind, c.name) for c in blocked] == [("prerequisite", "vmbr1")]
+    with pytest.raises(RefusedError, match="run 10-network first"):
+        s.apply()
+    assert node.lxc.get() == cts and h.target.journal.count(h._mark) == 0
 
 
 def test_failed_progress_bar_is_red_and_not_100_percent(capsys):
