@@ -61,6 +61,7 @@ def interactive(notebook: str, run_dir=None, apply: bool = False, **options) -> 
     """A lab as a JupyterLab kernel opens it (FALKIT_RUN_DIR as given, else a new outputs/…-lab)."""
     with mode("FALKIT_INTERACTIVE", run_dir):
         lab = runbook.open(FAL, target="twin", apply=apply, notebook=notebook, **options)
+        lab.interactive = True  # what FALKIT_INTERACTIVE gave it (set as older tests do, too)
         lab._run_dir_env = os.environ.get("FALKIT_RUN_DIR")
     return lab
 

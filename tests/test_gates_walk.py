@@ -75,7 +75,7 @@ def test_every_gate_shows_falkit_runs_plan(gate_twin):
         seen: set[str] = set()
         while True:
             compared += compare_new(lab, nb, defaults, seen)
-            run = lab.waiting_for()
+            run = next((r for r in lab._runs.values() if r.gate is not None and not r.converged), None)  # the gate shown
             if run is None:
                 break
             later = steps[steps.index(run.name) + 1:]
