@@ -436,8 +436,12 @@ class Lab:
         what = run.name if isinstance(run, StepRun) else "the step above"
         out.waiting_on = run
         with out:
-            widgets.show(f"⏳ {label} waits for {what} to be applied (its gate above); "
-                         "it runs then, on the lab as it is at that time")
+            if isinstance(run, StepRun) and run.record.get("status") == "refused":
+                widgets.show(f"⏳ {label} waits for {what}, which is refused above: allow it in the parameters "
+                             "cell (or change the lab) and run the notebook again")
+            else:
+                widgets.show(f"⏳ {label} waits for {what} to be applied (its gate above); "
+                             "it runs then, on the lab as it is at that time")
         widgets.show(out)
         self._queue.append((label, fn, out))
         return True
