@@ -146,7 +146,9 @@ class Progress:
     """Live progress per task (implements ``falkit.steps.base.Progress``).
 
     ``update = progress.task("create talos-worker-02", total=100)`` then ``update(done, message)``.
-    ``total=None`` means ``done`` is a fraction (0..1). Headless lines are printed when the percentage
+    ``total=None`` means ``done`` is a fraction (0..1). A message starting with "failed" ends the task
+    as failed: a red bar labelled with the message (never a green "100% failed"); headless one line
+    ``[nb] task: failed: …``. Headless lines are printed when the percentage
     crosses a 10 % step, the message changes, or the task ends. Thread-safe (steps run tasks in
     parallel threads). In JupyterLab the (empty) box of bars is displayed when the ``Progress`` is
     created, so bars added from worker threads still land in the right output area.
