@@ -55,6 +55,10 @@ class ParameterError(FalkitError, ValueError):
     """A notebook/runner parameter is unknown or has the wrong type."""
 
 
+DEFAULT_RESUME = ("fix the cause, then re-run the step's notebook (it is idempotent); `falkit runs` lists the "
+                  "archived runs, `falkit run --resume <its directory>` continues a failed one")
+
+
 def _resume_hint() -> str:
     """How to go on after a failed step: the run's own resume command inside ``falkit run``."""
     import os
@@ -62,7 +66,7 @@ def _resume_hint() -> str:
     run_dir = os.environ.get("FALKIT_RUN_DIR")
     if run_dir:
         return f"fix the cause, then `falkit run --resume {run_dir}` (steps are idempotent)"
-    return "fix the cause, then re-run this notebook (steps are idempotent: plan -> apply -> verify)"
+    return DEFAULT_RESUME
 
 
 class StepError(FalkitError, RuntimeError):

@@ -21,6 +21,14 @@ Behaviour covered:
 - The server is ready when ``GET /api/status`` answers 200 with the token; if the process exits
   first or ``timeout_s`` passes, :class:`JupyterError` carries the end of its log.
 - :meth:`LabServer.stop` terminates the process group (the server and its kernels), then kills it.
+- ``falkit lab`` (:func:`run_lab`) never serves the repository's notebooks: it makes a **session**
+  (:func:`make_session`), a run directory ``outputs/<UTC time>-lab/`` holding a copy of
+  ``notebooks/*.ipynb`` with their outputs stripped and ``parameters`` linked to the repository's
+  (so ``../parameters/fal.yaml`` resolves as in the repository), serves that directory, and gives
+  the kernels ``FALKIT_RUN_DIR`` = the session: what a gate applies is journaled and archived there
+  like a ``falkit run`` (``run.json``, ``<nb>.result.json``, ``journal.jsonl``; ``falkit runs`` lists
+  it). Autosave writes into the copy; the tracked notebooks (with their nbval reference outputs)
+  stay as committed.
 """
 
 from __future__ import annotations
@@ -251,15 +259,46 @@ def start_lab(root_dir: str | os.PathLike, *, state_dir: str | os.PathLike | Non
     return server
 
 
+def make_session(root_dir: str | os.PathLike, outputs: str | os.PathLike | None = None) -> Path:
+    """A session directory ``<outputs>/<UTC time>-lab`` (default ``$FALKIT_OUTPUTS`` or
+    ``<root_dir>/outputs``): ``notebooks/`` with copies of ``<root_dir>/notebooks/NN-*.ipynb``, outputs
+    and execution counts stripped; ``parameters`` a link to ``<root_dir>/parameters``."""
+    import nbformat
+
+    root = Path(root_dir).resolve()
+    base = Path(outputs or os.environ.get("FALKIT_OUTPUTS") or root / "outputs").resolve()
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    session = base / f"{stamp}-lab"
+    n = 1
+    while session.exists():
+        n += 1
+        session = base / f"{stamp}-lab-{n}"
+    (session / "notebooks").mkdir(parents=True)
+    for src in sorted((root / "notebooks").glob("[0-9][0-9]-*.ipynb")):
+        nb = nbformat.read(src, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs = []
+                cell.execution_count = None
+        nbformat.write(nb, session / "notebooks" / src.name)
+    if (root / "parameters").is_dir():
+        (session / "parameters").symlink_to(root / "parameters", target_is_directory=True)
+    return session
+
+
 def run_lab(root_dir: str | os.PathLike, *, port: int | None = None, state_dir: str | os.PathLike | None = None,
-            out=None) -> int:
-    """``falkit lab``: start JupyterLab on loopback, print the URL, wait until Ctrl-C or the server exits."""
+            out=None, outputs: str | os.PathLike | None = None) -> int:
+    """``falkit lab``: make a session copy of the notebooks (:func:`make_session`), start JupyterLab on
+    loopback serving it, print the URL, wait until Ctrl-C or the server exits."""
     out = out or sys.stdout
     base = os.environ.get("FALKIT_STATE_DIR") or os.path.expanduser("~/.local/state/falkit")
     state = Path(state_dir) if state_dir else Path(base) / "jupyter"
-    server = start_lab(root_dir, state_dir=state, port=port, home=False)
+    session = make_session(root_dir, outputs)
+    server = start_lab(session, state_dir=state, port=port, home=False,
+                       env={"FALKIT_RUN_DIR": str(session), "FALKIT_OUTPUTS": str(session.parent)})
     print(f"JupyterLab on {server.lab_url('notebooks', reset=False)}", file=out, flush=True)
-    print(f"(Jupyter state in {state}; log {server.log_path}; Ctrl-C stops it)", file=out, flush=True)
+    print(f"(session copy of the notebooks and its archive: {session}; `falkit runs` lists it. "
+          f"Jupyter state in {state}; log {server.log_path}; Ctrl-C stops it)", file=out, flush=True)
     try:
         return server.process.wait()
     except KeyboardInterrupt:

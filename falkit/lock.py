@@ -5,6 +5,11 @@ The lock is a file ``run.lock`` in the lab's private state directory
 holding ``{pid, host, time, command}``. A second run gets :class:`~falkit.errors.LockError` saying
 who holds it. A lock whose holder is on this host and whose pid is dead is stale: it is taken over
 (and said so). A lock from another host is never broken automatically.
+
+With ``reentrant=True`` (JupyterLab labs only; ``falkit run`` never) the lock is re-entrant within one
+process: a JupyterLab kernel that opens the lab again (the notebook
+run a second time) or whose gates apply several steps shares the one lock file it holds; the file
+goes when the last holder in the process releases it (or the process ends: then it is stale).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 from .errors import LockError
 
 LOCK_NAME = "run.lock"
+_HELD_HERE: dict[str, int] = {}  # lock path -> holders in this process (re-entrant use)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -38,8 +44,9 @@ def _pid_alive(pid: int) -> bool:
 class RunLock:
     """``with RunLock(dir, what="falkit run ..."):`` — raises ``LockError`` if another run holds it."""
 
-    def __init__(self, directory: str | os.PathLike, what: str = ""):
+    def __init__(self, directory: str | os.PathLike, what: str = "", *, reentrant: bool = False):
         self.path = Path(directory) / LOCK_NAME
+        self.reentrant = reentrant
         self.what = what or " ".join(sys.argv)
         self.held = False
         self.took_over: dict | None = None
@@ -63,6 +70,12 @@ class RunLock:
                     if self._stale_garbage():
                         continue
                     raise LockError(f"{self.path} exists but cannot be read; if no falkit run is active, remove it") from None
+                key = str(self.path)
+                if held.get("host") == me["host"] and held.get("pid") == me["pid"] and self.reentrant \
+                        and _HELD_HERE.get(key):
+                    _HELD_HERE[key] += 1  # this process holds it already (re-entrant)
+                    self.held = True
+                    return self
                 if held.get("host") == me["host"] and not _pid_alive(int(held.get("pid", -1))):
                     self.took_over = held
                     self.path.unlink(missing_ok=True)
@@ -73,6 +86,8 @@ class RunLock:
             with os.fdopen(fd, "w") as fh:
                 json.dump(me, fh)
             self.held = True
+            if self.reentrant:
+                _HELD_HERE[str(self.path)] = 1
             return self
         raise LockError(f"could not take the lock {self.path}")
 
@@ -91,9 +106,13 @@ class RunLock:
 
     def release(self) -> None:
         if self.held:
-            held = self.holder()
-            if held and held.get("pid") == os.getpid():
-                self.path.unlink(missing_ok=True)
+            key = str(self.path)
+            _HELD_HERE[key] = _HELD_HERE.get(key, 1) - 1 if self.reentrant else 0
+            if _HELD_HERE[key] <= 0:
+                _HELD_HERE.pop(key, None)
+                held = self.holder()
+                if held and held.get("pid") == os.getpid():
+                    self.path.unlink(missing_ok=True)
             self.held = False
 
     def __enter__(self) -> RunLock:

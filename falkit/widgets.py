@@ -6,7 +6,8 @@ Two modes, chosen by :func:`interactive`:
   an ``IntProgress`` per task in an ``HBox``, Apply buttons, a refreshable dashboard;
 - **headless** (papermill, nbval, plain Python): never a widget. Progress is printed as plain log
   lines (``[20-vms] create talos-worker-02: 40% cloning``), the dashboard as text, and nothing waits
-  for a click. ``FALKIT_HEADLESS=1`` forces headless mode.
+  for a click. ``FALKIT_HEADLESS=1`` forces headless mode; ``FALKIT_INTERACTIVE=1`` forces
+  JupyterLab mode (tests drive the runbook's gates in-process that way).
 
 The approval gate and the lab dashboard are documented in docs/INTERACTIVE.md; the dashboard's code
 is in :mod:`falkit.dashboard` (``widgets.Dashboard`` still works).
@@ -37,6 +38,8 @@ def interactive() -> bool:
     """True in a JupyterLab kernel (``JPY_SESSION_NAME`` set), False for papermill/nbval/scripts."""
     if os.environ.get("FALKIT_HEADLESS"):
         return False
+    if os.environ.get("FALKIT_INTERACTIVE"):
+        return True
     return bool(os.environ.get("JPY_SESSION_NAME")) and in_ipython()
 
 
@@ -51,6 +54,24 @@ def show(obj: Any) -> None:
         display(obj)
     else:
         print(str(obj), flush=True)
+
+
+def show_error(exc: BaseException) -> None:
+    """An error where a cell's output would be (in a gate or a deferred cell): its type and words."""
+    text = f"{type(exc).__name__}: {exc}"
+    if in_ipython():
+        from IPython.display import HTML, display
+
+        display(HTML(f"<pre style='color:#b00; white-space:pre-wrap'>{escape(text)}</pre>"))
+    else:
+        print(text, flush=True)
+
+
+def output_area() -> Any:
+    """An ``ipywidgets.Output``: what is shown inside ``with area:`` lands there, also later."""
+    import ipywidgets as w
+
+    return w.Output()
 
 
 # ---------------------------------------------------------------------------------------------- tables
@@ -183,7 +204,9 @@ class Progress:
     """Live progress per task (implements ``falkit.steps.base.Progress``).
 
     ``update = progress.task("create talos-worker-02", total=100)`` then ``update(done, message)``.
-    ``total=None`` means ``done`` is a fraction (0..1). Headless lines are printed when the percentage
+    ``total=None`` means ``done`` is a fraction (0..1). A message starting with "failed" ends the task
+    as failed: a red bar labelled with the message (never a green "100% failed"); headless one line
+    ``[nb] task: failed: …``. Headless lines are printed when the percentage
     crosses a 10 % step, the message changes, or the task ends. Thread-safe (steps run tasks in
     parallel threads). In JupyterLab the (empty) box of bars is displayed when the ``Progress`` is
     created, so bars added from worker threads still land in the right output area.
@@ -232,13 +255,23 @@ class Progress:
 
         def update(done: float, message: str = "") -> None:
             pct = max(0, min(100, int(round(100.0 * float(done) / total_f))))
+            failed = message.lower().startswith("failed")
             if bar is not None:
-                bar.value = pct
-                label.value = f"{pct}% {message}".strip()
-                bar.bar_style = "success" if pct >= 100 else ""
-                st.update(pct=pct, message=message)
+                if failed:  # a failed task is red and says so; it is not "100%" of anything
+                    bar.bar_style = "danger"
+                    label.value = message
+                else:
+                    bar.value = pct
+                    label.value = f"{pct}% {message}".strip()
+                    bar.bar_style = "success" if pct >= 100 else ""
+                st.update(pct=pct, message=message, failed=failed)
                 return
             bucket = pct // 10
+            if failed:
+                if message != st["message"]:
+                    st.update(pct=pct, bucket=bucket, message=message, failed=True)
+                    self._print(f"[{self.notebook}] {name}: {message}")
+                return
             if bucket != st["bucket"] or message != st["message"] or (pct == 100 and st["pct"] != 100):
                 st.update(pct=pct, bucket=bucket, message=message)
                 self._print(f"[{self.notebook}] {name}: {pct}%" + (f" {message}" if message else ""))
@@ -264,31 +297,30 @@ class ApprovalGate:
     - While ``on_apply`` runs, the lab dashboard (``dashboard``, else the last one shown in this
       kernel) refreshes from a background thread every ``refresh_s``, so it moves while the kernel
       is busy in the button's callback; it is refreshed once more at the end.
+    - ``refused`` (the runbook's refusal and how to allow it): the gate has **no** Apply button; it
+      says the plan is refused and why (``state == "refused"``). Nothing a click does can apply it.
+    - ``on_apply`` returning None: the plan changed under the gate (the runbook re-plans at click
+      time and called :meth:`replan`); nothing was applied and the gate waits again.
     - Only for JupyterLab: headless runs never build a gate and never wait for a click (the runbook
       applies iff its ``apply`` parameter is true). ``str(gate)`` says what it waits for.
     """
 
-    def __init__(self, title: str, on_apply: Callable[[], bool], destructive: Sequence[str] = (), *,
-                 disruptive: Sequence[str] = (), dashboard: Any = None, refresh_s: float = 1.0):
+    def __init__(self, title: str, on_apply: Callable[[], bool | None], destructive: Sequence[str] = (), *,
+                 disruptive: Sequence[str] = (), dashboard: Any = None, refresh_s: float = 1.0,
+                 refused: str | None = None):
         import ipywidgets as w
 
-        self.title = title
         self.on_apply = on_apply
-        self.destructive = list(destructive)
-        self.disruptive = [d for d in disruptive if d not in self.destructive]
         self.dashboard = dashboard
         self.refresh_s = refresh_s
-        self.state = "waiting"
         self.error: BaseException | None = None
-        self.heading = w.HTML(f"<b>{escape(title)}</b> — review the plan above; nothing is applied until you press "
-                              f"Apply.")
+        self.heading = w.HTML("")
         self.apply_button = w.Button(description="Apply", button_style="primary", icon="play", tooltip=title)
-        self.confirm_button = w.Button(description=f"Confirm {self._risky_words()}", button_style="danger",
-                                       icon="exclamation-triangle",
+        self.confirm_button = w.Button(description="Confirm", button_style="danger", icon="exclamation-triangle",
                                        layout=w.Layout(display="none", width="auto"))
         self.cancel_button = w.Button(description="Cancel", layout=w.Layout(display="none"))
         self.warning = w.HTML("", layout=w.Layout(display="none"))
-        self.status = w.HTML("<i>waiting for approval</i>")
+        self.status = w.HTML("")
         self.output = w.Output()
         self.apply_button.on_click(self._on_apply)
         self.confirm_button.on_click(self._on_confirm)
@@ -296,6 +328,36 @@ class ApprovalGate:
         self.buttons = w.HBox([self.apply_button, self.confirm_button, self.cancel_button])
         self.widget = w.VBox([self.heading, self.buttons, self.warning, self.status, self.output])
         self.widget.add_class("falkit-approval")
+        self._setup(title, destructive, disruptive, refused)
+
+    def _setup(self, title: str, destructive: Sequence[str], disruptive: Sequence[str], refused: str | None) -> None:
+        self.title = title
+        self.destructive = list(destructive)
+        self.disruptive = [d for d in disruptive if d not in self.destructive]
+        self.refused = refused
+        self.confirm_button.description = f"Confirm {self._risky_words()}"
+        self.warning.layout.display = "none"
+        self.confirm_button.layout.display = self.cancel_button.layout.display = "none"
+        if refused:
+            self.heading.value = f"<b>{escape(title)}</b> — <b style='color:#b00'>refused</b>: nothing can be applied here."
+            self.apply_button.layout.display = "none"
+            self.buttons.layout.display = "none"
+            self.apply_button.disabled = True
+            self._set_status(f"<b style='color:#b00'>refused:</b> {escape(refused)}", "refused")
+            return
+        self.heading.value = (f"<b>{escape(title)}</b> — review the plan above; nothing is applied until you press "
+                              "Apply.")
+        self.apply_button.layout.display = self.buttons.layout.display = ""
+        self.apply_button.disabled = False
+        self._set_status("<i>waiting for approval</i>", "waiting")
+
+    def replan(self, title: str, destructive: Sequence[str] = (), disruptive: Sequence[str] = (), *,
+               refused: str | None = None) -> None:
+        """The plan changed (re-planned at click time): show the new title/risks, wait for a new click."""
+        self._setup(title, destructive, disruptive, refused)
+        if not refused:
+            self._set_status("<b style='color:#a60'>the lab changed since the plan was shown</b>: nothing applied; "
+                             "review the new plan below and press Apply again", "waiting")
 
     @property
     def done(self) -> bool:
@@ -326,7 +388,7 @@ class ApprovalGate:
         self.status.value = html
 
     def _on_apply(self, _button: Any = None) -> None:
-        if self.state in ("applying", "converged"):
+        if self.state in ("applying", "converged", "refused") or self.refused:
             return
         if self.needs_confirmation:
             items = "".join(f"<li>{escape(d)} <b style='color:#b00'>(destructive: can lose data)</b></li>"
@@ -343,7 +405,7 @@ class ApprovalGate:
         self._run()
 
     def _on_confirm(self, _button: Any = None) -> None:
-        if self.state == "confirming":
+        if self.state == "confirming" and not self.refused:
             self._run()
 
     def _on_cancel(self, _button: Any = None) -> None:
@@ -369,11 +431,11 @@ class ApprovalGate:
         started = dash is not None and not dash.running
         if started:
             dash.start(self.refresh_s)
-        ok = False
+        ok: bool | None = False
         try:
             with self.output:
                 try:
-                    ok = bool(self.on_apply())
+                    ok = self.on_apply()
                 except Exception as exc:  # shown to the operator in the gate; the step records it
                     self.error = exc
         finally:
@@ -384,6 +446,8 @@ class ApprovalGate:
                     dash.refresh()
                 except Exception:  # the dashboard shows what it can; the gate's result stands
                     pass
+        if ok is None and self.error is None:  # re-planned: replan() set the gate up again
+            return
         self.warning.layout.display = "none"
         self.confirm_button.layout.display = self.cancel_button.layout.display = "none"
         if self.error is not None:

@@ -9,4 +9,4 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "twin"))
-pytest.register_assert_rewrite("helpers", "pve_fixtures", "lab_fixtures", "serving")
+pytest.register_assert_rewrite("helpers", "pve_fixtures", "lab_fixtures", "serving", "gates_support")

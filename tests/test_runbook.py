@@ -174,7 +174,7 @@ def test_interactive_gate_applies_on_click_with_destructive_confirm(state_env):
     assert _value(lab) == 1 and not s.gate.done  # destructive: waits for the confirmation
     assert s.gate.confirm_button.layout.display == ""
     s.gate.confirm_button.click()
-    assert s.gate.done and s.converged and _value(lab) == 2
+    assert s.gate.done and s.converged and _value(lab) == 2, repr(s.gate.error)
     assert s.gate.apply_button.layout.display == "none"
     assert [c["ok"] for c in lab.result["checks"]] == [True]  # the deferred checks ran
     _set(lab, 1)

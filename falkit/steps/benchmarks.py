@@ -326,8 +326,13 @@ def report(lab: Any, outputs: str | Path | None = None) -> dict[str, Any]:
     """The notebook's benchmark display: the results table (bandwidth in MB/s, like the seed's claims:
     :mod:`falkit.bench.charts`), per engine the claims table, one chart with Longhorn and Mayastor side
     by side ("modelled (twin)" or "measured"), and the trend across archived runs. Returns the
-    frames and figures (``charts["comparison"]``, ``charts["trend"]``)."""
+    frames and figures (``charts["comparison"]``, ``charts["trend"]``). In JupyterLab, while a gate
+    above waits, it runs once that step converged (``lab.defer``; docs/INTERACTIVE.md) and returns
+    ``{}`` now."""
     from .. import widgets
+
+    if getattr(lab, "defer", None) and lab.defer("the benchmark report", lambda: report(lab, outputs)):
+        return {}
     from ..bench.charts import METRIC_TITLES, comparison_chart, mb_s, trend_chart
 
     rdir = results_dir(lab.target)

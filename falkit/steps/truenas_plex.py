@@ -302,7 +302,49 @@ def plan_truenas_plex(spec: LabSpec, facts: TnPlexFacts, options: StepOptions) -
             if server and server != t.storage_ip:
                 notes.append(f"PV {pv['metadata']['name']} mounts NFS from {server}: a PV's source is immutable; create a "
                              f"new PV/PVC with nfs.server {t.storage_ip} and point the workload at it")
-    return Plan(STEP, tuple(changes), tuple(noops), tuple(notes))
+    return Plan(STEP, tuple(prerequisites(spec, facts, changes) + changes), tuple(noops), tuple(notes))
+
+
+def prerequisites(spec: LabSpec, facts: TnPlexFacts, changes: list[Change]) -> list[Change]:
+    """What earlier notebooks must provide, as ``blocked`` changes naming the notebook to run first:
+    the bridges of a VM/CT to create (10-network), their disk/rootfs storages, and — to repoint
+    apps' NFS mounts — a Kubernetes API (30-talos). Only from facts that were observed
+    (``extra["bridges"]``, ``extra["storage_content"]``, ``extra["kube_error"]``)."""
+    out: list[Change] = []
+    node_plan = derive_plan(spec)
+    creating = [c for c in changes if c.op == "create" and c.kind in ("vm", "ct")]
+    bridges = facts.extra.get("bridges")
+    if creating and bridges is not None:
+        guests = [node_plan.vm(spec.truenas.name)] if any(c.kind == "vm" for c in creating) else []
+        guests += list(node_plan.containers[:1]) if any(c.kind == "ct" for c in creating) else []
+        for br in sorted({n.bridge for g in guests for n in g.nics}):
+            if not bridges.get(br):
+                msg = (f"bridge {br} does not exist on node {facts.extra.get('node', '')}" if br not in bridges
+                       else f"bridge {br} is staged but not applied")
+                out.append(Change("action", "prerequisite", br, "bridge", reason=f"blocked: {msg} — run 10-network first",
+                                  data={"blocked": True, "message": msg, "run_first": "10-network"}))
+    content = facts.extra.get("storage_content")
+    if creating and content is not None:
+        need: dict[str, str] = {}
+        if any(c.kind == "vm" for c in creating):
+            for d in node_plan.vm(spec.truenas.name).disks:
+                need.setdefault(d.storage, "images")
+        if any(c.kind == "ct" for c in creating):
+            need.setdefault(node_plan.containers[0].rootfs_storage, "rootdir")
+        for sid, kind in sorted(need.items()):
+            have = content.get(sid)
+            if have is not None and kind in [x.strip() for x in have.split(",")]:
+                continue
+            msg = (f"storage {sid!r} does not exist" if have is None
+                   else f"storage {sid!r} does not allow content {kind!r} (it has {have or 'none'})")
+            out.append(Change("action", "prerequisite", sid, "storage", reason=f"blocked: {msg}",
+                              data={"blocked": True, "message": msg,
+                                    "fix": f"create storage {sid!r} with content {kind!r}, or change the lab YAML"}))
+    if spec.truenas is not None and facts.extra.get("kube_error"):
+        msg = f"no Kubernetes API to repoint the apps' NFS mounts ({facts.extra['kube_error']})"
+        out.append(Change("action", "prerequisite", "kubernetes", "api", reason=f"blocked: {msg} — run 30-talos first",
+                          data={"blocked": True, "message": msg, "run_first": "30-talos"}))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,10 +382,16 @@ def observe(target: Any, spec: LabSpec, options: StepOptions) -> TnPlexFacts:
         api = target.kube()
         workloads = tuple(w for k in ("Deployment", "StatefulSet") for w in klist(api, "apps/v1", k))
         pvs = tuple(klist(api, "v1", "PersistentVolume"))
-    except Exception as e:  # noqa: BLE001 - no cluster yet: nothing to repoint
+    except Exception as e:  # noqa: BLE001 - no cluster yet: a blocked prerequisite (run 30-talos first)
         err = err or f"kubernetes: {e}"
+        kube_error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    else:
+        kube_error = ""
     root = getattr(target, "pve_root", None)
-    extra = {"root_session": bool(root and root() is not None), "node": node}
+    ifaces = call(f"read network of {node}", pve.nodes(node).network.get)
+    extra = {"root_session": bool(root and root() is not None), "node": node, "kube_error": kube_error,
+             "bridges": {str(i["iface"]): bool(i.get("active")) for i in ifaces if i.get("type") == "bridge"},
+             "storage_content": {sid: str(c.get("content") or "") for sid, c in storage_config.items()}}
     if spec.plex and spec.plex.enabled:
         extra.update(_template_facts(pve, node, template_volid(options)))
     return TnPlexFacts(vms, _lxc(pve, node), storages, err, shares, svc, workloads, pvs, extra, storage_config)

@@ -27,10 +27,19 @@ from disk, so their CD-ROM is not compared.
   apply refuses it and says what to do by hand); a smaller disk -> ``resize`` action
   (``PUT …/resize``); a missing disk -> ``update`` allocating it;
 - a running VM whose next-start config differs from what runs (pending changes) -> ``reboot``
-  (disruptive) when ``allow_disruptive``; otherwise a note says the change waits for a restart;
+  (disruptive). The reboot is always in the plan — a NIC or memory change is not in effect until
+  then — so the plan is the same whatever the options; without ``allow_disruptive`` the runbook
+  refuses it (:func:`falkit.runbook.refuse`), in JupyterLab and headless alike;
 - a stopped VM -> ``start``;
 - a VM named ``talos-*`` or listed under ``previous.nodes`` that the spec no longer has: a note,
   or a destructive ``delete`` when ``allow_destructive``. Other VMs on the node are never touched.
+
+**Prerequisites** (from earlier notebooks) are planned as ``blocked`` changes that no option allows,
+each naming what to do first: the bridges the VMs' NICs use must exist and be applied on the node
+(10-network creates ``vmbr1``; a VM started on a missing bridge fails with QEMU's "bridge 'vmbr1'
+does not exist"); the storages of disks to allocate must exist with content ``images``; the ISO
+storage must exist with content ``iso`` when the ISO is downloaded or a VM is created. Observed with
+``GET /nodes/{node}/network`` and ``GET /storage`` (PVE API viewer).
 
 Apply waits for every task with ``options.wait_timeout_s`` and raises StepError naming the VM and
 PVE's words (``TASK ERROR: …``, ``VM is locked (backup)``).
@@ -75,6 +84,8 @@ class VmFacts:
     vms: dict[int, VmState]
     isos: tuple[str, ...] = ()
     cluster_names: tuple[str, ...] = field(default=())
+    bridges: dict[str, bool] | None = None  # iface -> applied (active); None: not observed
+    storages: dict[str, str] | None = None  # storage id -> content ("images,iso,..."); None: not observed
 
 
 def iso_name(spec: LabSpec) -> str:
@@ -112,6 +123,50 @@ def _same(key: str, have: Any, want: str) -> bool:
     return str(have) == want if have is not None else False
 
 
+def prerequisites(spec: LabSpec, facts: VmFacts, to_create: list[VmPlan], changes: list[Change]) -> list[Change]:
+    """Blocked changes for what earlier notebooks (or the host) must provide first (module docstring)."""
+    out: list[Change] = []
+    if not changes and not to_create:
+        return out
+    nets = {spec.networks.management.bridge: "management", spec.networks.storage.bridge: "storage"}
+    if facts.bridges is not None:
+        used = sorted({n.bridge for v in cluster_vms(spec) for n in v.nics})
+        for br in used:
+            state = facts.bridges.get(br)
+            if state is None:
+                msg = f"bridge {br} ({nets.get(br, 'a')} network) does not exist on node {facts.node}: a VM NIC on it cannot start"
+            elif not state:
+                msg = f"bridge {br} is staged but not applied on node {facts.node} (no network reload yet)"
+            else:
+                continue
+            out.append(Change("action", "prerequisite", br, "bridge", reason=f"blocked: {msg} — run 10-network first",
+                              data={"blocked": True, "message": msg, "run_first": "10-network"}))
+    if facts.storages is not None:
+        need: dict[str, str] = {}
+        for vm in to_create:
+            for d in vm.disks:
+                need.setdefault(d.storage, "images")
+        for c in changes:
+            if c.kind == "vm-config" and c.field.startswith("scsi") and c.old is None:
+                need.setdefault(str(c.new).split(":", 1)[0], "images")
+        if to_create or any(c.kind == "iso" for c in changes):
+            need.setdefault(ISO_STORAGE, "iso")
+        for sid, content in sorted(need.items()):
+            have = facts.storages.get(sid)
+            if have is None:
+                msg = f"storage {sid!r} does not exist (needed for {'the Talos ISO' if content == 'iso' else 'VM disks'})"
+            elif content not in [x.strip() for x in have.split(",")]:
+                msg = f"storage {sid!r} does not allow content {content!r} (it has {have or 'none'})"
+            else:
+                continue
+            fix = (f"add {content!r} to the content of storage {sid!r} (Datacenter -> Storage), or create it"
+                   if content == "iso" else f"create storage {sid!r} with content 'images' on node {facts.node}, "
+                   "or change the disks' storage in the lab YAML")
+            out.append(Change("action", "prerequisite", sid, "storage", reason=f"blocked: {msg}",
+                              data={"blocked": True, "message": msg, "fix": fix}))
+    return out
+
+
 def plan_vms(spec: LabSpec, facts: VmFacts, options: StepOptions) -> Plan:
     """Pure: facts in, changes out (see the module docstring)."""
     changes: list[Change] = []
@@ -140,13 +195,9 @@ def plan_vms(spec: LabSpec, facts: VmFacts, options: StepOptions) -> Plan:
         pending_after = bool(state.pending) or any(c.data and c.data.get("pending") for c in vm_changes)
         if state.status == "running" and pending_after:
             keys = sorted(set(state.pending) | {c.field for c in vm_changes if c.data and c.data.get("pending")})
-            if options.allow_disruptive:
-                changes.append(Change("action", "vm", vm.name, "reboot", disruptive=True,
-                                      reason="apply pending changes: " + ", ".join(keys),
-                                      data={"vmid": vm.vmid, "action": "reboot"}))
-            else:
-                notes.append(f"{vm.name}: pending until the VM restarts ({', '.join(keys)}); "
-                             "re-run with allow_disruptive=True to restart it")
+            changes.append(Change("action", "vm", vm.name, "reboot", disruptive=True,
+                                  reason="apply pending changes: " + ", ".join(keys),
+                                  data={"vmid": vm.vmid, "action": "reboot"}))
         elif state.status != "running":
             changes.append(Change("action", "vm", vm.name, "start", reason=f"VM is {state.status}",
                                   data={"vmid": vm.vmid, "action": "start"}))
@@ -162,7 +213,8 @@ def plan_vms(spec: LabSpec, facts: VmFacts, options: StepOptions) -> Plan:
                                   data={"vmid": vmid, "running": state.status == "running"}))
         else:
             notes.append(f"VM {vmid} ({state.name}) is not in the spec; kept (allow_destructive=True deletes it)")
-    return Plan("vms", tuple(changes), tuple(noops), tuple(notes))
+    blocked = prerequisites(spec, facts, to_create, changes)
+    return Plan("vms", tuple(blocked + changes), tuple(noops), tuple(notes))
 
 
 def _drift(spec: LabSpec, vm: VmPlan, state: VmState) -> list[Change]:
@@ -225,7 +277,10 @@ def observe_vms(pve: Any, node: str, spec: LabSpec) -> VmFacts:
     except PveCallError:
         isos = ()
     names = tuple(n.name for n in (spec.previous.nodes if spec.previous else ()))
-    return VmFacts(node, vms, isos, names)
+    ifaces = call(f"read network of {node}", pve.nodes(node).network.get)
+    bridges = {str(i["iface"]): bool(i.get("active")) for i in ifaces if i.get("type") == "bridge"}
+    storages = {str(s["storage"]): str(s.get("content") or "") for s in call("list storages", pve.storage.get)}
+    return VmFacts(node, vms, isos, names, bridges, storages)
 
 
 @register("vms")
@@ -241,6 +296,9 @@ class VmsStep:
 
     def apply(self, target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
         pve, node = target.pve, target.node
+        blocked = [c for c in plan.changes if c.data and c.data.get("blocked")]
+        if blocked:  # the runbook refuses such a plan before apply; never act on one anyway
+            raise StepError("vms", "; ".join(c.reason for c in blocked), resume="run the notebook named above first")
         refused = [c for c in plan.changes if c.data and c.data.get("refuse")]
         if refused:
             raise StepError("vms", "; ".join(f"{c.name} {c.field}: {c.reason}" for c in refused),
@@ -287,12 +345,13 @@ class VmsStep:
         for vm in cluster_vms(spec):
             st = facts.vms.get(vm.vmid)
             drift = _drift(spec, vm, st) if st else []
-            ok = st is not None and st.status == "running" and not drift
+            ok = st is not None and st.status == "running" and not drift and not st.pending  # pending: not in effect
             observed = "absent" if st is None else f"{st.status}" + (f", drift: {', '.join(c.field for c in drift)}" if drift else "") \
                 + (f", pending: {', '.join(sorted(st.pending))}" if st.pending else "")
             out.append(Check("VM as planned", f"{vm.name} ({vm.vmid})", f"running, {vm.cores} vCPU, {vm.memory_gb} GiB, "
                              + ", ".join(f"{n.slot} {n.mac}" for n in vm.nics), observed, ok,
-                             "" if ok else "re-run 20-vms with apply (allow_disruptive for MAC changes)"))
+                             "" if ok else "re-run 20-vms with apply and allow_disruptive (MAC changes and the restarts "
+                             "that make pending changes take effect)"))
         return out
 
 

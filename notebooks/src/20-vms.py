@@ -8,8 +8,10 @@
 #
 # Missing VMs are created in parallel (one progress bar per Proxmox task) and booted from the Talos
 # ISO (downloaded to `local` first if absent). Drift in an existing VM is a change: memory/cores
-# wait as pending changes for a restart; a MAC or bridge change is **disruptive**; a disk can grow
-# online but never shrink (**destructive**, refused). Restarts happen only with `allow_disruptive`.
+# wait as pending changes for a restart, and the plan restarts the VM (**disruptive**); a MAC or
+# bridge change is **disruptive**; a disk can grow online but never shrink (**destructive**,
+# refused). Without `allow_disruptive` the plan is refused as a whole — here and in `falkit run`.
+# The bridges come from 10-network: without `vmbr1` the plan is refused ("run 10-network first").
 
 # %% tags=["parameters"]
 params = "../parameters/fal.yaml"

@@ -39,6 +39,8 @@ def twin(tmp_path):
 
 def test_plex_container_on_the_twin(twin):
     step, opts = TrueNasPlexStep(), StepOptions(apply=True)
+    net = NetworkStep()  # vmbr1 (the storage bridge) first, as 10-network does: the plan is blocked without it
+    net.apply(twin, net.plan(twin.spec, net.observe(twin, twin.spec, opts), opts), opts, Log())
     plan = step.plan(twin.spec, step.observe(twin, twin.spec, opts), opts)
     # the twin has a root@pam password: GPU passthrough is set through a ticket login (tokens get 403)
     assert [(c.op, c.kind) for c in plan.changes] == [("create", "lxc-template"), ("create", "ct"),
