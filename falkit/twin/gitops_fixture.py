@@ -526,12 +526,12 @@ provider "proxmox" {{
 
 provider "helm" {{
   kubernetes = {{
-    config_path = local_sensitive_file.kubeconfig.filename
+    config_path = var.kubeconfig_path
   }}
 }}
 
 provider "kubernetes" {{
-  config_path = local_sensitive_file.kubeconfig.filename
+  config_path = var.kubeconfig_path
 }}
 
 # ---------------------------------------------------------------- VMs
@@ -621,17 +621,6 @@ resource "talos_machine_bootstrap" "this" {{
   depends_on           = [talos_machine_configuration_apply.controlplane]
 }}
 
-resource "talos_cluster_kubeconfig" "this" {{
-  client_configuration = talos_machine_secrets.this.client_configuration
-  node                 = var.control_plane.ip
-  depends_on           = [talos_machine_bootstrap.this]
-}}
-
-resource "local_sensitive_file" "kubeconfig" {{
-  content  = talos_cluster_kubeconfig.this.kubeconfig_raw
-  filename = "${{path.module}}/kubeconfig"
-}}
-
 # ---------------------------------------------------------------- MetalLB
 
 resource "helm_release" "metallb" {{
@@ -700,6 +689,12 @@ variable "proxmox_api_token" {{
   description = "Proxmox VE API token (user@realm!name=secret), from TF_VAR_proxmox_api_token"
   type        = string
   sensitive   = true
+}}
+
+variable "kubeconfig_path" {{
+  description = "The cluster's admin kubeconfig (talosctl kubeconfig), for the helm and kubernetes providers"
+  type        = string
+  default     = "~/.kube/config"
 }}
 
 variable "proxmox_node" {{
