@@ -11,7 +11,8 @@ Covers:
   twin's fixture wrote before the migration, and a second rollback plans nothing;
 - a ``terraform`` stand-in first on PATH that plans a destroy (Terraform's plan text, exit 2 of
   ``-detailed-exitcode``) stops the run at 20-vms, naming the resource; it was run with
-  ``plan -detailed-exitcode`` in the Terraform directory.
+  ``plan -detailed-exitcode`` in the Terraform directory; resumed with ``allow_destructive=true``
+  the run passes, the destroy still shown.
 """
 
 from __future__ import annotations
@@ -211,3 +212,10 @@ def test_terraform_plan_with_a_destroy_stops_the_run_naming_the_resource(twin, t
     assert rows["module.talos_cp.proxmox_virtual_environment_vm.this"]["observed"] == "will be updated in-place"
     calls = record.read_text().splitlines()
     assert calls and all(c.startswith(f"{tf_root}|plan -detailed-exitcode -no-color") for c in calls)
+
+    # allowed explicitly, the same plan no longer stops the run (the row stays, marked ok)
+    assert main(["run", "--outputs", str(outputs), "--resume", str(run_dir), "--set", "allow_destructive=true"]) == 0
+    res = _result(run_dir)
+    rows = {c["subject"]: c for c in res["checks"] if c["step"] == "terraform" and c["check"] == "terraform plan"}
+    assert rows[address]["ok"] is True and rows[address]["observed"] == "will be destroyed"
+    assert res["status"] == "ok" and len(record.read_text().splitlines()) == len(calls) + 1
