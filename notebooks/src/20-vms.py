@@ -43,5 +43,19 @@ lab.step("vms").apply()
 # %%
 lab.checks("vms")
 
+# %% [markdown]
+# ## Terraform
+# In the seed, Terraform (`infrastructure/terraform` in the GitOps repository) owns these VMs. Its
+# code follows the migration in the same Git checkout (storage NIC, MAC prefix, `mayastor_disk`,
+# the workers with their `storage_ip`, `cilium_lb_ip_pool`, MetalLB removed), or the next
+# `terraform apply` would undo it. With `terraform` on PATH in an initialised directory, its
+# `terraform plan` must not destroy anything (`allow_destructive` accepts it).
+
+# %%
+lab.step("terraform").apply()
+
+# %%
+lab.checks("terraform")
+
 # %%
 lab.finish()

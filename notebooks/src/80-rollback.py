@@ -70,6 +70,17 @@ lab.step("rollback-workers").apply()
 lab.checks("rollback-workers")
 
 # %% [markdown]
+# ## Terraform's code back
+# The seed's `git checkout <previous-commit>` for `infrastructure/terraform`: every file falkit edited
+# there gets its content from before falkit's first edit. Then run `terraform apply` yourself.
+
+# %%
+lab.step("rollback-terraform").apply()
+
+# %%
+lab.checks("rollback-terraform")
+
+# %% [markdown]
 # ## The before-state
 # Service IPs and volume data as before the migration.
 

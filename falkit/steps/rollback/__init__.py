@@ -82,6 +82,7 @@ from .lb import (
 )
 from .longhorn import apply_longhorn, plan_longhorn
 from .state import BEFORE_FILE, before_state_checks, lab_state, record_before_state
+from .terraform import RollbackTerraform  # noqa: F401  (registers rollback-terraform)
 from .volumes import (
     ROLLED_BACK,
     VolFacts,
