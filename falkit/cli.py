@@ -442,6 +442,9 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by it
+    except KeyboardInterrupt:
+        print("falkit: interrupted", file=sys.stderr)
+        return 130  # 128 + SIGINT
     except SpecError as exc:
         print(f"falkit: {exc}", file=sys.stderr)
         print("nothing was changed.", file=sys.stderr)

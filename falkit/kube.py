@@ -61,26 +61,27 @@ class WaitReporter:
         self.clock = clock
         self.start = clock()
         self.last = self.start  # the time of the last line (the start: the first line comes after `every`)
-        self.shown = 0  # seconds waited, as the progress message says it
+        self.shown: str | None = None  # the time waited, as the progress message says it
 
-    @property
-    def elapsed(self) -> float:
-        return self.clock() - self.start
+    def _secs(self, seconds: float) -> str:
+        return f"{seconds:.0f}" if self.every >= 1 else f"{seconds:.1f}"
 
-    def line(self, detail: str) -> str:
-        return f"waiting for {self.what}: {detail} ({self.elapsed:.0f} s of {self.timeout:g} s)"
+    def line(self, detail: str, now: float | None = None) -> str:
+        waited = (self.clock() if now is None else now) - self.start
+        return f"waiting for {self.what}: {detail} ({self._secs(waited)} s of {self.timeout:g} s)"
 
     def __call__(self, detail: str, done: bool = False) -> None:
         now = self.clock()
-        due = now - self.last >= self.every
+        due = not done and now - self.last >= self.every
         if due:
             self.last = now
-            self.shown = int(now - self.start)
+            self.shown = self._secs(now - self.start)
         if self.progress is not None:
             frac = 1.0 if done else min(0.99, (now - self.start) / self.timeout) if self.timeout else 0.0
-            self.progress(frac, detail if done or not self.shown else f"{detail} (waiting {self.shown} s of {self.timeout:g} s)")
-        elif due and not done:
-            print(self.line(detail), file=self.out or sys.stdout, flush=True)
+            self.progress(frac, detail if done or self.shown is None else
+                          f"{detail} (waiting {self.shown} s of {self.timeout:g} s)")
+        elif due:
+            print(self.line(detail, now), file=self.out or sys.stdout, flush=True)
 
 
 class WaitTimeoutError(FalkitError, TimeoutError):

@@ -146,6 +146,19 @@ def resolve_params(params: str | os.PathLike) -> Path:
     return path if path.is_absolute() else (Path.cwd() / path).resolve()
 
 
+def missing_params_message(params: str | os.PathLike, path: Path) -> str:
+    """Why ``params`` names no file, and — when it is the notebooks' ``../parameters/…`` default run
+    from the repository root (``papermill notebooks/NN.ipynb …`` without ``--cwd``) — what to run."""
+    text = f"params: no such lab file {path} (relative paths are resolved against {Path.cwd()})"
+    rel = Path(params).expanduser()
+    nb_dir = Path.cwd() / "notebooks"
+    if not rel.is_absolute() and nb_dir.is_dir() and (nb_dir / rel).resolve().is_file():
+        text += (f". The notebooks' {params!r} is relative to the notebooks/ directory: run papermill there, "
+                 f"e.g. `papermill --cwd notebooks notebooks/00-preflight.ipynb out.ipynb`, or pass "
+                 f"`-p params {os.path.relpath(nb_dir / rel)}` — or use `falkit run`")
+    return text
+
+
 # ---------------------------------------------------------------------------------------------- the lab
 
 
@@ -162,7 +175,7 @@ def open(params: str | os.PathLike, target: str = "twin", apply: bool = False, n
     checked = validate_parameters(params, target, apply, options)
     path = resolve_params(params)
     if not path.is_file():
-        raise ParameterError(f"params: no such lab file {path} (relative paths are resolved against {Path.cwd()})")
+        raise ParameterError(missing_params_message(params, path))
     spec = load_spec(path)
     journal = Journal()
     tgt = connect(spec, target, journal=journal, spec_path=path, time_factor=checked["options"]["time_factor"])
