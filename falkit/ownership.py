@@ -252,8 +252,11 @@ def wait_for_sync(api: Any, change: GitChange, commit: Commit | None, *, timeout
         if app is not None and sync == "Synced" and rev_ok and not obj_ok:
             stuck_since = now if stuck_since is None else stuck_since
             if now - stuck_since >= min(stuck_after, timeout):
+                def shown(v: Any) -> str:
+                    return "absent" if v is None else repr(v)
+
                 want = "it should be gone" if change.gone else "; ".join(
-                    f"{f}: live {get_field(live, f, change.expect)!r}, Git {get_field(change.expect, f, change.expect)!r}"
+                    f"{f}: live {shown(get_field(live, f, change.expect))}, Git {shown(get_field(change.expect, f, change.expect))}"
                     for f in patch_fields(change.expect or {})
                     if get_field(live, f, change.expect) != get_field(change.expect, f, change.expect))
                 raise SyncTimeoutError(
