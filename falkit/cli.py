@@ -184,9 +184,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def resolve_only(only: list[str] | None) -> list[str] | None:
-    """``--only`` items -> notebook stems: ``00``, ``00-preflight``, ``preflight``, ``00-preflight.ipynb``
-    and ``truenas-plex`` all name a notebook. An item that names none (or more than one, by name)
-    is a :class:`~falkit.errors.ParameterError` listing the notebooks."""
+    """``--only`` items -> notebook stems, in notebook order: a number or prefix (``00``, ``4`` for
+    40 and 45), a full name (``00-preflight``, ``00-preflight.ipynb``) or a name without its number
+    (``preflight``, ``truenas-plex``). An item that names no notebook is a
+    :class:`~falkit.errors.ParameterError` listing the notebooks."""
     from .errors import ParameterError
     from .runner import NOTEBOOK_PATTERN, notebooks_dir
 
@@ -194,16 +195,16 @@ def resolve_only(only: list[str] | None) -> list[str] | None:
         return only
     directory = notebooks_dir()
     stems = sorted(p.stem for p in directory.glob("*.ipynb") if NOTEBOOK_PATTERN.match(p.name))
-    out: list[str] = []
+    chosen: set[str] = set()
     for item in only:
         key = Path(item).name.removesuffix(".ipynb")
-        hits = [s for s in stems if s == key or s.startswith(key) or s.split("-", 1)[1] == key]
-        if len(hits) != 1 or not key:
-            what = "names no notebook" if not hits else f"is ambiguous ({', '.join(hits)})"
-            raise ParameterError(f"--only {item!r} {what}; the notebooks in {directory} are: {', '.join(stems)} "
-                                 "(give a number, e.g. 40, a name, e.g. cilium, or both, e.g. 40-cilium)")
-        out.append(hits[0])
-    return out
+        hits = [s for s in stems if key and (s.startswith(key) or s.split("-", 1)[1] == key)]
+        if not hits:
+            raise ParameterError(f"--only {item!r} names no notebook; the notebooks in {directory} are: "
+                                 f"{', '.join(stems)} (give a number, e.g. 40, a name, e.g. cilium, or both, "
+                                 "e.g. 40-cilium)")
+        chosen.update(hits)
+    return [s for s in stems if s in chosen]
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -51,8 +51,9 @@ def test_plan_json_into_a_closed_pipe_ends_without_a_traceback(tmp_path):
 
 
 def test_only_takes_names_and_refuses_unknown_ones_with_the_list(tmp_path):
-    assert resolve_only(["preflight", "40", "truenas-plex", "45-argocd.ipynb"]) == [
-        "00-preflight", "40-cilium", "60-truenas-plex", "45-argocd"]
+    assert resolve_only(["truenas-plex", "preflight", "40", "45-argocd.ipynb"]) == [
+        "00-preflight", "40-cilium", "45-argocd", "60-truenas-plex"]  # in notebook order
+    assert resolve_only(["4"]) == ["40-cilium", "45-argocd"]  # a prefix, as before
     r = subprocess.run([sys.executable, "-m", "falkit.cli", "run", "--only", "preflite", "--outputs",
                         str(tmp_path / "out")], cwd=ROOT, env=env_with(tmp_path), capture_output=True, text=True,
                        timeout=60)
