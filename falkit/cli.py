@@ -271,7 +271,8 @@ def would_change(run: dict, run_dir: Path | None = None) -> str:
             planned = info.get("planned") or []
             total += len(planned)
             st = info.get("status") or ""
-            lines.append(f"  {step}: {len(planned)} change(s)" + (f" — {st}" if st and not planned or "refus" in st else ""))
+            show_status = "refus" in st or (st and not planned)  # a refusal always; otherwise only with nothing planned
+            lines.append(f"  {step}: {len(planned)} change(s)" + (f" — {st}" if show_status else ""))
             lines += [f"    {_change_line(c)}" for c in planned]
             lines += [f"    note: {n}" for n in info.get("notes") or []]
     lines.append(f"\n{total} change(s) planned in {len(run.get('notebooks') or [])} notebook(s); "

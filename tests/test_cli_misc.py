@@ -170,3 +170,19 @@ def test_papermill_from_the_repository_root(tmp_path, papermill_env):
     assert "falkit twin: started a twin in its 'before' state" in said
     assert f"stop it with `FALKIT_STATE_DIR={tmp_path / 'state'} falkit twin down`" in said
     assert (tmp_path / "state" / "twin" / "connection.json").exists()  # it is still up, as it said
+
+
+def test_no_apply_listing_shows_refusals_from_the_results(tmp_path):
+    """`would_change` reads each notebook's result: changes, a refused step's status, notes."""
+    from falkit.cli import would_change
+
+    change = {"op": "update", "kind": "vm-config", "name": "talos-cp-01", "field": "net0", "old": "virtio=A",
+              "new": "virtio=B", "flags": "disruptive", "reason": "MAC change"}
+    (tmp_path / "20-vms.result.json").write_text(json.dumps({"steps": {"vms": {
+        "planned": [change], "status": "refused: 1 disruptive change(s) need allow_disruptive=True",
+        "notes": ["bridge vmbr1 is missing: run 10-network first"]}}}))
+    run = {"notebooks": [{"notebook": "20-vms", "status": "ok"}]}
+    text = would_change(run, tmp_path)
+    assert "  vms: 1 change(s) — refused: 1 disruptive change(s) need allow_disruptive=True" in text
+    assert "    ~ vm-config talos-cp-01 net0: virtio=A -> virtio=B  [disruptive]  (MAC change)" in text
+    assert "    note: bridge vmbr1 is missing: run 10-network first" in text

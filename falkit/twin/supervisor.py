@@ -31,6 +31,7 @@ import importlib.util
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -383,8 +384,10 @@ def _lock_holders(root: Path) -> list[str]:
         except (OSError, ValueError):
             continue
         pid = int(holder.get("pid") or 0)
-        if pid and pid != os.getpid() and Path(f"/proc/{pid}").exists():
-            out.append(f"{lock.parent.name}: pid {pid} ({holder.get('command', '?')}, since {holder.get('time', '?')})")
+        other_host = holder.get("host") not in (None, socket.gethostname())  # its pid means nothing here: held
+        if other_host or (pid and pid != os.getpid() and Path(f"/proc/{pid}").exists()):
+            out.append(f"{lock.parent.name}: pid {pid} on {holder.get('host', '?')} ({holder.get('command', '?')}, "
+                       f"since {holder.get('time', '?')})")
     return out
 
 
@@ -527,7 +530,8 @@ def _wait_settled(server: str, quiet_s: float = 1.5, timeout_s: float = 30.0) ->
 def _gitops_fixture(spec_path: Any, root: Path, state: str) -> Path | None:
     """The twin's GitOps repository (the seed's layout) at ``STATE_DIR/gitops``: the operator's
     checkout stand-in that the twin's Argo CD syncs from. Made when missing: :func:`up` removes it
-    first unless told to keep it (a restore), so it matches the lab the processes build. None when the spec has no gitops section or the state is empty."""
+    first unless told to keep it (a restore), so it matches the lab the processes build. None when
+    the spec has no gitops section or the state is empty."""
     spec = load_spec_any(spec_path)
     if state != "before" or getattr(spec, "gitops", None) is None:
         return None
