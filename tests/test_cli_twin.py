@@ -156,6 +156,7 @@ def test_twin_down_and_up_is_fresh_by_default(lab):
 def test_twin_reset_is_refused_while_a_run_holds_the_lock(lab):
     env, state = lab["env"], lab["state"]
     lock = state / "private" / "the-fal" / "run.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         lock.write_text(json.dumps({"pid": sleeper.pid, "host": "h", "time": "t", "command": "falkit run"}))
