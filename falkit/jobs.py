@@ -173,6 +173,9 @@ def run_job(api_client: Any, manifest: dict[str, Any], timeout_s: float = 600.0,
             raise
     batch.create_namespaced_job(ns, manifest)
     start = time.monotonic()
+    from .kube import WaitReporter
+
+    report = WaitReporter(f"Job {ns}/{name}", timeout_s)
     while True:
         job = batch.read_namespaced_job_status(name, ns)
         st = job.status
@@ -182,6 +185,7 @@ def run_job(api_client: Any, manifest: dict[str, Any], timeout_s: float = 600.0,
         if failed:
             raise JobFailedError(name, "failed", job_pod_log(api_client, ns, name))
         elapsed = time.monotonic() - start
+        report(f"{(st.active or 0) if st else 0} pod(s) active, {(st.succeeded or 0) if st else 0} succeeded")
         if on_poll:
             on_poll(elapsed)
         if elapsed > timeout_s:

@@ -212,14 +212,27 @@ def app_status(app: dict | None) -> tuple[str, str, str]:
     return sync.get("status") or "Unknown", (st.get("health") or {}).get("status") or "Unknown", sync.get("revision") or ""
 
 
+STUCK_AFTER_S = 30.0
+
+
 def wait_for_sync(api: Any, change: GitChange, commit: Commit | None, *, timeout: float = 300.0, poll: float = 0.2,
-                  progress: Callable[[float, str], None] | None = None) -> dict | None:
+                  progress: Callable[[float, str], None] | None = None, stuck_after: float = STUCK_AFTER_S) -> dict | None:
     """Wait until Application ``change.app`` reports ``commit`` as its revision (when it tracks this
     repository) and Synced, and the live object carries ``change.expect`` (or is gone). Returns the
     live object. :class:`SyncTimeoutError` says what Argo CD reported last and, when the commit was
-    not pushed, that Argo CD cannot see it until it is."""
+    not pushed, that Argo CD cannot see it until it is.
+
+    Says what it waits for at least every :func:`falkit.kube.report_every` seconds. Fails fast
+    (after ``stuck_after`` seconds, not ``timeout``) when Argo CD reports the Application Synced at
+    the expected revision while the live object still lacks the change: Argo CD then considers the
+    object in sync with Git and will not change it, so waiting cannot help (seen when the GitOps
+    repository is ahead of the lab: a twin started with an earlier rehearsal's repository)."""
+    from .kube import WaitReporter
+
     start = time.monotonic()
     last = ""
+    stuck_since: float | None = None
+    report = WaitReporter(f"Argo CD to sync {change.app} ({change.ref or 'its Application'})", timeout, progress)
     while True:
         app = _get(api, *APPLICATION, change.app or "", ARGOCD_NS) if change.app else None
         sync, health, rev = app_status(app)
@@ -232,10 +245,28 @@ def wait_for_sync(api: Any, change: GitChange, commit: Commit | None, *, timeout
         ok = (app is None and change.gone) or (sync == "Synced" and rev_ok and obj_ok)
         last = f"{change.app}: {sync}/{health} revision {rev[:10] or '-'}" + ("" if obj_ok else f"; {change.ref} not yet")
         elapsed = time.monotonic() - start
-        if progress:
-            progress(1.0 if ok else min(0.99, elapsed / timeout), last)
+        report(last, ok)
         if ok:
             return live
+        now = time.monotonic()
+        if app is not None and sync == "Synced" and rev_ok and not obj_ok:
+            stuck_since = now if stuck_since is None else stuck_since
+            if now - stuck_since >= min(stuck_after, timeout):
+                def shown(v: Any) -> str:
+                    return "absent" if v is None else repr(v)
+
+                want = "it should be gone" if change.gone else "; ".join(
+                    f"{f}: live {shown(get_field(live, f, change.expect))}, Git {shown(get_field(change.expect, f, change.expect))}"
+                    for f in patch_fields(change.expect or {})
+                    if get_field(live, f, change.expect) != get_field(change.expect, f, change.expect))
+                raise SyncTimeoutError(
+                    f"Argo CD reports {change.app} Synced at revision {rev[:10] or '-'} for {now - stuck_since:.0f} s, "
+                    f"but {change.ref} is not as Git says ({want}): Argo CD sees nothing left to sync, so waiting "
+                    f"longer cannot help. The live object differs from the manifest in a way Argo CD does not "
+                    f"correct (e.g. an annotation set outside Git), or the GitOps repository is ahead of the lab "
+                    f"(on the twin: an earlier rehearsal's commits — `falkit twin reset` starts it clean)")
+        else:
+            stuck_since = None
         if elapsed > timeout:
             hint = ""
             if commit is not None and not commit.pushed:

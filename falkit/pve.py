@@ -80,16 +80,29 @@ def task_log(pve: Any, node: str, upid: str, limit: int = 50) -> list[str]:
         return []
 
 
+def task_label(upid: str) -> str:
+    """``qmcreate 202`` from ``UPID:node:pid:pstart:starttime:qmcreate:202:root@pam!falkit:`` (PVE's
+    UPID layout, pve-common ``PVE::Tools::upid_decode``); the UPID itself when it has another shape."""
+    parts = str(upid).split(":")
+    return f"{parts[5]} {parts[6]}".strip() if len(parts) >= 8 and parts[0] == "UPID" else str(upid)
+
+
 def wait_task(pve: Any, node: str, upid: str, timeout: float = 600.0, poll: float = 0.1,
               on_poll: Callable[[dict], None] | None = None) -> dict:
     """Wait until task ``upid`` stops; returns its status. Raises, never returns None.
 
     :class:`TaskFailedError` when ``exitstatus`` is not ``OK`` (PVE's message and the log tail),
-    :class:`TaskTimeoutError` after ``timeout`` seconds. ``on_poll(status)`` sees every poll.
+    :class:`TaskTimeoutError` after ``timeout`` seconds. ``on_poll(status)`` sees every poll. Says
+    what it waits for (the task's type and object, from the UPID) every
+    :func:`falkit.kube.report_every` seconds.
     """
+    from .kube import WaitReporter
+
     deadline = time.monotonic() + timeout
+    report = WaitReporter(f"Proxmox task {task_label(upid)} on {node}", timeout)
     while True:
         status = call(f"task {upid}", pve.nodes(node).tasks(upid).status.get)
+        report(str(status.get("status") or "unknown"), status.get("status") == "stopped")
         if on_poll is not None:
             on_poll(status)
         if status.get("status") == "stopped":

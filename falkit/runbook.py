@@ -222,6 +222,17 @@ def refuse(plan: Plan, options: StepOptions) -> Refusal:
     return Refusal(blocked=tuple(c for c in plan.changes if isinstance(c.data, dict) and c.data.get("blocked")),
                    disruptive=() if options.allow_disruptive else plan.disruptive,
                    destructive=() if options.allow_destructive else plan.destructive)
+def missing_params_message(params: str | os.PathLike, path: Path) -> str:
+    """Why ``params`` names no file, and — when it is the notebooks' ``../parameters/…`` default run
+    from the repository root (``papermill notebooks/NN.ipynb …`` without ``--cwd``) — what to run."""
+    text = f"params: no such lab file {path} (relative paths are resolved against {Path.cwd()})"
+    rel = Path(params).expanduser()
+    nb_dir = Path.cwd() / "notebooks"
+    if not rel.is_absolute() and nb_dir.is_dir() and (nb_dir / rel).resolve().is_file():
+        text += (f". The notebooks' {params!r} is relative to the notebooks/ directory: run papermill there, "
+                 f"e.g. `papermill --cwd notebooks notebooks/00-preflight.ipynb out.ipynb`, or pass "
+                 f"`-p params {os.path.relpath(nb_dir / rel)}` — or use `falkit run`")
+    return text
 
 
 # ---------------------------------------------------------------------------------------------- the lab
@@ -267,7 +278,7 @@ def open(params: str | os.PathLike, target: str = "twin", apply: bool = False, n
     checked = validate_parameters(params, target, apply, options)
     path = resolve_params(params)
     if not path.is_file():
-        raise ParameterError(f"params: no such lab file {path} (relative paths are resolved against {Path.cwd()})")
+        raise ParameterError(missing_params_message(params, path))
     spec = load_spec(path)
     interactive = widgets.interactive()
     lock = None

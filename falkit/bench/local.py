@@ -4,6 +4,15 @@ Same job definitions as the Kubernetes Job (``falkit.bench.fio``): libaio + O_DI
 filesystem refuses O_DIRECT (older tmpfs, some FUSE and overlay filesystems) the run falls back to
 ``ioengine=psync, direct=0`` and says so: such numbers include the page cache and iodepth is
 effectively 1.
+
+Before writing, the directory's free space is checked against the data file (the profile's size,
+or ``--size-mib``) plus :data:`HEADROOM_BYTES`: too little is refused with both numbers in bytes,
+before anything is written (:class:`InsufficientSpaceError`). While fio runs, a line every
+``progress_every`` seconds (5 by default, on stderr from ``falkit bench``) says how far it is: the
+data file's size while fio lays it out (a 15 GiB file for ``--profile full``), then the time
+spent running the jobs. The data and job files are removed however the run ends — fio fails, an
+exception, Ctrl-C (SIGINT) or SIGTERM (``falkit bench`` turns SIGTERM into an exception, see
+:func:`falkit.cli._exit_on_sigterm`) — and a fio still running is stopped first.
 """
 
 from __future__ import annotations
@@ -16,7 +25,9 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -31,12 +42,37 @@ from falkit.bench.fio import (
     resolve_jobs,
 )
 
-__all__ = ["add_bench_arguments", "find_fio", "fio_version", "main_bench", "run_local", "supports_o_direct"]
+__all__ = ["HEADROOM_BYTES", "InsufficientSpaceError", "add_bench_arguments", "check_free_space", "find_fio", "fio_version", "main_bench", "run_local", "supports_o_direct"]
 
 FALLBACK_NOTE = (
     "the filesystem refused O_DIRECT: ran with ioengine=psync, direct=0 (page cache included, "
     "queue depth effectively 1) -- not comparable with the storage benchmarks"
 )
+
+
+MIB = 1024 ** 2
+HEADROOM_BYTES = 64 * MIB  # beyond the data file: fio's job and output files, filesystem metadata
+
+
+class InsufficientSpaceError(FioError):
+    """The directory has too little free space for fio's data file."""
+
+    def __init__(self, directory: Path, needed: int, available: int):
+        self.directory, self.needed, self.available = directory, needed, available
+        super().__init__(
+            f"not enough free space in {directory} for fio's data file: needs {needed:,} bytes "
+            f"({needed / 1024 ** 3:.1f} GiB, the file plus {HEADROOM_BYTES // MIB} MiB headroom), "
+            f"{available:,} bytes ({available / 1024 ** 3:.1f} GiB) available. Nothing was written; use a directory "
+            f"with more space (--dir) or a smaller file (--size-mib, or --profile quick)")
+
+
+def check_free_space(directory: str | os.PathLike, size_bytes: int) -> None:
+    """Raise :class:`InsufficientSpaceError` unless ``directory`` has ``size_bytes`` + headroom free."""
+    d = Path(directory)
+    needed = int(size_bytes) + HEADROOM_BYTES
+    available = shutil.disk_usage(d).free
+    if available < needed:
+        raise InsufficientSpaceError(d, needed, available)
 
 
 def find_fio() -> str:
@@ -82,13 +118,18 @@ def run_local(
     *,
     direct: bool | None = None,
     timeout_s: float | None = None,
+    size_mib: int | None = None,
+    progress: Callable[[str], None] | None = None,
+    progress_every: float = 5.0,
 ) -> pd.DataFrame:
     """Run fio in ``directory`` and return ``parse_fio_json`` rows (``source = measured``).
 
     ``direct=None`` probes O_DIRECT and falls back to psync/buffered when refused; ``True`` or
-    ``False`` forces a mode. ``df.attrs`` holds ``fio_version``, ``ioengine``, ``direct``,
-    ``directory``, ``profile``, ``note`` (the fallback note or "") and ``raw_json`` (fio's output).
-    The data file and job file are removed afterwards.
+    ``False`` forces a mode. ``size_mib`` overrides the profile's file size. ``progress(line)`` is
+    called at least every ``progress_every`` seconds while fio runs (see the module docstring).
+    ``df.attrs`` holds ``fio_version``, ``ioengine``, ``direct``, ``directory``, ``profile``,
+    ``size_mib``, ``note`` (the fallback note or "") and ``raw_json`` (fio's output). The data file
+    and job file are removed afterwards, also on an exception or a signal turned into one.
     """
     fio = find_fio()
     d = Path(directory)
@@ -96,25 +137,66 @@ def run_local(
         raise FioError(f"not a directory: {d}")
     selected = resolve_jobs(jobs)
     prof = profile_settings(profile)
+    if size_mib is not None:
+        if size_mib <= 0:
+            raise FioError(f"--size-mib must be > 0, not {size_mib}")
+        prof = replace(prof, size_mib=int(size_mib))
+    size_bytes = prof.size_mib * MIB
+    check_free_space(d, size_bytes)
     use_direct = supports_o_direct(d) if direct is None else direct
     ioengine = "libaio" if use_direct else "psync"
     note = "" if use_direct else FALLBACK_NOTE
+    say = progress or (lambda line: None)
     fd, data_file = tempfile.mkstemp(prefix="falkit-fio-", suffix=".dat", dir=d)
     os.close(fd)
     job_fd, job_path = tempfile.mkstemp(prefix="falkit-", suffix=".fio")
+    out_fd, out_path = tempfile.mkstemp(prefix="falkit-fio-", suffix=".json")
+    os.close(out_fd)
+    proc: subprocess.Popen | None = None
     try:
         with os.fdopen(job_fd, "w") as f:
             f.write(jobfile(selected, data_file, prof, ioengine=ioengine, direct=use_direct))
-        limit = timeout_s or 60 + len(selected) * (prof.ramp_time_s + prof.runtime_s) * 3
-        try:
-            proc = subprocess.run(fio_command(job_path, fio=fio), capture_output=True, text=True, timeout=limit)
-        except subprocess.TimeoutExpired as e:
-            raise FioError(f"fio did not finish within {limit:.0f} s") from e
+        run_s = len(selected) * (prof.ramp_time_s + prof.runtime_s)
+        limit = timeout_s or 60 + run_s * 3
+        with open(os.devnull, "rb") as devnull, tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(fio_command(job_path, fio=fio, output_path=out_path), stdin=devnull,
+                                    stdout=subprocess.DEVNULL, stderr=err)
+            start = time.monotonic()
+            last = None
+            laid_out_at = None
+            while proc.poll() is None:
+                now = time.monotonic()
+                if now - start > limit:
+                    raise FioError(f"fio did not finish within {limit:.0f} s")
+                if last is None or now - last >= progress_every:
+                    last = now
+                    try:
+                        written = os.stat(data_file).st_size
+                    except FileNotFoundError:
+                        written = 0
+                    if written < size_bytes and laid_out_at is None:
+                        say(f"fio: laying out its data file {data_file}: {written / MIB:,.0f} of {prof.size_mib:,} MiB "
+                            f"({100 * written // size_bytes}%), {now - start:.0f} s")
+                    else:
+                        laid_out_at = laid_out_at or now
+                        say(f"fio: running {len(selected)} job(s) on {data_file}: {now - laid_out_at:.0f} s "
+                            f"of about {run_s} s")
+                time.sleep(0.1)
+            err.seek(0)
+            stderr = err.read().decode(errors="replace")
+        output = Path(out_path).read_text(errors="replace")
         if proc.returncode != 0:
-            raise FioError(f"fio exited with {proc.returncode}: {(proc.stderr or proc.stdout).strip()[:2000]}")
-        df = parse_fio_json(proc.stdout)
+            raise FioError(f"fio exited with {proc.returncode}: {(stderr or output).strip()[:2000]}")
+        df = parse_fio_json(output)
     finally:
-        for p in (data_file, job_path):
+        if proc is not None and proc.poll() is None:  # interrupted: stop fio before removing its file
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for p in (data_file, job_path, out_path):
             try:
                 os.unlink(p)
             except FileNotFoundError:
@@ -125,8 +207,9 @@ def run_local(
         direct=use_direct,
         directory=str(d.resolve()),
         profile=prof.name,
+        size_mib=prof.size_mib,
         note=note,
-        raw_json=proc.stdout,
+        raw_json=output,
     )
     return df
 
@@ -137,10 +220,16 @@ def run_local(
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``falkit bench`` options to ``parser``."""
-    parser.add_argument("--local", action="store_true", help="run fio on this machine (loopback only)")
+    parser.add_argument("--local", action="store_true",
+                        help="run fio on this machine against a file in --dir (the only mode here; the cluster "
+                             "benchmarks run as Kubernetes Jobs from the notebooks)")
     parser.add_argument("--dir", default=".", help="directory for fio's data file (default: current directory)")
     parser.add_argument("--profile", choices=("quick", "full"), default="quick",
                         help="quick: 1 s per job, 64 MiB file; full: kbench's ramp 5 s, runtime 20 s, ~15 GiB file")  # fmt: skip
+    parser.add_argument("--size-mib", type=int, default=None,
+                        help="size of fio's data file in MiB (default: the profile's)")
+    parser.add_argument("--progress-every", type=float, default=5.0, metavar="SECONDS",
+                        help="print progress to stderr at least this often while fio runs (default 5)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON records")
     return parser
 
@@ -160,8 +249,13 @@ def main_bench(args: argparse.Namespace) -> int:
         print("falkit bench: only --local is available here; cluster benchmarks run as Jobs from the notebooks",
               file=sys.stderr)  # fmt: skip
         return 2
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
     try:
-        df = run_local(getattr(args, "dir", ".") or ".", profile=getattr(args, "profile", "quick"))
+        df = run_local(getattr(args, "dir", ".") or ".", profile=getattr(args, "profile", "quick"),
+                       size_mib=getattr(args, "size_mib", None), progress=say,
+                       progress_every=getattr(args, "progress_every", 5.0))
     except FioError as e:
         print(f"falkit bench: {e}", file=sys.stderr)
         return 1

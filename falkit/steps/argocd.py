@@ -35,6 +35,7 @@ from ..diff import Change, Noop, Plan
 from ..errors import StepError
 from ..gitops import Checkout, GitOpsError, platform_application
 from ..jobs import kget, klist
+from ..kube import WaitReporter
 from ..ownership import APPLICATION, app_status
 from ..plan import derive_plan
 from ..spec import LabSpec
@@ -223,6 +224,7 @@ class ArgoCdStep:
         bars = {n: progress.task(f"application {n}") for n in names}
         deadline = time.monotonic() + options.wait_timeout_s
         start = time.monotonic()
+        report = WaitReporter("Argo CD Applications to be Synced/Healthy", options.wait_timeout_s)
         while True:
             rows = {r["application"]: r for r in app_rows(api)}
             pending = []
@@ -235,6 +237,7 @@ class ArgoCdStep:
                     pending.append(f"{n} ({msg})")
             if not pending:
                 return
+            report(", ".join(pending))
             if time.monotonic() > deadline:
                 raise StepError(STEP, f"Applications not Synced/Healthy after {options.wait_timeout_s:g} s: "
                                       + ", ".join(pending))

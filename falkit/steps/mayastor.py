@@ -50,6 +50,7 @@ from ..jobs import (
     run_job,
     write_job,
 )
+from ..kube import WaitReporter
 from ..plan import derive_io_engine_cores, derive_plan
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
@@ -335,11 +336,13 @@ def _wait(what: str, timeout: float, fn, progress: Progress, total: float | None
     """Poll ``fn() -> (done, value, message)`` until done; raises StepError on timeout."""
     bar = progress.task(what, total)
     start = time.monotonic()
+    report = WaitReporter(what, timeout)
     while True:
         done, value, msg = fn()
         bar(value if isinstance(value, (int, float)) else 0, msg)
         if done:
             return value
+        report(msg)
         if time.monotonic() - start > timeout:
             raise StepError(STEP, f"{what}: not done after {timeout:g} s ({msg})")
         time.sleep(poll)

@@ -53,6 +53,7 @@ from typing import Any
 
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
+from ..kube import WaitReporter
 from ..plan import VmPlan, derive_plan
 from ..pve import (
     PveCallError,
@@ -63,6 +64,7 @@ from ..pve import (
     list_vms,
     parse_drive,
     parse_net,
+    task_label,
     task_log,
 )
 from ..spec import LabSpec
@@ -369,7 +371,9 @@ def wait_all(pve: Any, node: str, upids: dict[str, str], timeout: float, progres
     left = dict(upids)
     failed: list[str] = []
     deadline = time.monotonic() + timeout
+    report = WaitReporter(f"Proxmox tasks on {node}", timeout)
     while left:
+        report(", ".join(f"{verb} {name} ({task_label(upid)})" for name, upid in left.items()) + " still running")
         for name, upid in list(left.items()):
             try:
                 st = call(f"task {upid}", pve.nodes(node).tasks(upid).status.get)

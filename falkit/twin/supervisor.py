@@ -11,6 +11,17 @@ The twin is two detached processes on loopback, each started with ``start_new_se
 ``DIR/connection.json`` (the shape in docs/ARCHITECTURE.md; secrets only as paths of 0600 files) and
 ``DIR/pids.json`` (each pid with the command line it was started with, so ``down`` stops exactly the
 processes it started). Logs are in ``DIR/logs/``.
+
+**A twin always starts in its start state** (issue 12, item 4). Its two processes hold the lab in
+memory, so every ``up`` builds the "before" (or empty) lab anew; what a twin instance leaves on disk
+— the GitOps repository ``DIR/gitops`` (the rehearsal's commits on ``falkit/migration``), the
+private state ``DIR/private/<lab>/`` (talosconfig, kubeconfig, Talos secrets, benchmark results) and
+``DIR/spec.json`` — is removed by ``up`` too (``fresh=True``, the default), so a lab built fresh
+never meets a repository that is already migrated (the "before" twin's Traefik would be
+``<pending>`` and 40-cilium would wait for a sync that cannot change anything). Only a restore
+(``up(restore=SNAPSHOT)``) or ``fresh=False`` keeps them. :func:`reset` stops a running twin and
+starts it again fresh (``falkit twin reset``); it refuses while a ``falkit run`` holds a lab's lock.
+The lock file ``run.lock`` itself is never removed here (the run that starts the twin holds it).
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ import importlib.util
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -379,15 +391,84 @@ def _connection(root: Path, pve: dict, lab: dict | None, started: str) -> dict:
     return conn
 
 
+def clean(state_dir: str | os.PathLike | None = None) -> list[str]:
+    """Remove what an earlier twin instance left behind (see the module docstring): the GitOps
+    repository, every lab's private state except ``run.lock``, ``spec.json``. Returns the removed
+    paths, relative to the twin's directory. The twin must not be running."""
+    import shutil
+
+    root = state_root(state_dir)
+    removed: list[str] = []
+
+    def rm(path: Path) -> None:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        else:
+            return
+        removed.append(str(path.relative_to(root)))
+
+    for repo in sorted(root.glob("gitops*")):  # the checkout, and a bare "remote" next to it if there is one
+        rm(repo)
+    rm(root / "spec.json")
+    private = root / "private"
+    if private.is_dir():
+        for lab in sorted(private.iterdir()):
+            if not lab.is_dir():
+                rm(lab)
+                continue
+            for entry in sorted(lab.iterdir()):
+                if entry.name != "run.lock":
+                    rm(entry)
+    return removed
+
+
+def _lock_holders(root: Path) -> list[str]:
+    """The ``falkit run`` (or JupyterLab session) holding a lab's lock in this twin, if alive."""
+    out = []
+    for lock in sorted((root / "private").glob("*/run.lock")):
+        try:
+            holder = json.loads(lock.read_text())
+        except (OSError, ValueError):
+            continue
+        pid = int(holder.get("pid") or 0)
+        other_host = holder.get("host") not in (None, socket.gethostname())  # its pid means nothing here: held
+        if other_host or (pid and pid != os.getpid() and Path(f"/proc/{pid}").exists()):
+            out.append(f"{lock.parent.name}: pid {pid} on {holder.get('host', '?')} ({holder.get('command', '?')}, "
+                       f"since {holder.get('time', '?')})")
+    return out
+
+
+def reset(spec_path: str | os.PathLike | dict, state: str = "auto", state_dir: str | os.PathLike | None = None,
+          time_factor: float = 0.0, *, timeout: float = READY_TIMEOUT_S, quiet: bool = False) -> dict:
+    """``falkit twin reset``: stop the twin if it runs, remove what it left (:func:`clean`) and start
+    it again in its start state. Refused (TwinError) while a run holds one of its labs' locks."""
+    root = state_root(state_dir)
+    holders = _lock_holders(root)
+    if holders:
+        raise TwinError("the twin is in use: " + "; ".join(holders) + ". Let that run finish (or stop it) "
+                        "before resetting the twin; nothing was changed.")
+    down(root)
+    removed = clean(root)
+    conn = up(spec_path, state=state, state_dir=root, time_factor=time_factor, fresh=False, timeout=timeout,
+              quiet=quiet)
+    return dict(conn, removed=removed)
+
+
 def up(spec_path: str | os.PathLike | dict, state: str = "auto", state_dir: str | os.PathLike | None = None,
        time_factor: float = 0.0, restore: str | os.PathLike | None = None, *, with_lab: bool = True,
-       timeout: float = READY_TIMEOUT_S) -> dict:
+       timeout: float = READY_TIMEOUT_S, fresh: bool | None = None, quiet: bool = False) -> dict:
     """Start the twin (or return the connection of the one already up); returns connection.json's data.
 
     ``state``: ``before`` (the pre-migration lab of ``spec.previous``), ``empty`` (a bare host), or
     ``auto``: ``before`` when the spec has a ``previous`` section, else ``empty`` (a greenfield lab).
     ``time_factor`` is fakepve's time_scale (real seconds per PVE second; 0 finishes tasks at once).
-    ``restore`` is a snapshot written by :func:`snapshot`. ``with_lab=False`` starts only the Proxmox
+    ``restore`` is a snapshot written by :func:`snapshot`. ``fresh`` (default: true unless
+    ``restore``) first removes what an earlier instance left (:func:`clean`: GitOps repository,
+    private state; the returned dict lists them as ``removed``); ``fresh=False`` keeps them. Unless
+    ``quiet``, says on stderr that a twin was started and how to stop it (a notebook run with
+    papermill starts one and leaves it running). ``with_lab=False`` starts only the Proxmox
     half (for tests of it; ``connection.json`` then has no kubernetes/lab_api keys).
     Raises TwinError if lab_process does not exist yet, or a process does not get ready in time.
     """
@@ -405,6 +486,9 @@ def up(spec_path: str | os.PathLike | dict, state: str = "auto", state_dir: str 
         raise TwinError("falkit.twin.lab_process does not exist yet: the twin's Kubernetes/lab half cannot start "
                         "(use up(..., with_lab=False) for the Proxmox half alone)")
     spec_data = load_spec_any(spec_path)
+    if fresh is None:
+        fresh = restore is None
+    removed = clean(root) if fresh else []
     if state == "auto":
         state = "before" if _as_dict(spec_data).get("previous") else "empty"
     if state not in ("before", "empty"):
@@ -461,7 +545,13 @@ def up(spec_path: str | os.PathLike | dict, state: str = "auto", state_dir: str 
     # The tool stand-ins (talosctl, helm: falkit.twin.tools) that falkit.target puts first on PATH.
     conn["bin_dir"] = str(write_tool_wrappers(root, spec_data))
     _write_json(root / "connection.json", conn, mode=0o600)
-    return conn
+    if not quiet:
+        where = f"FALKIT_STATE_DIR={root.parent} " if os.environ.get("FALKIT_STATE_DIR") else ""
+        print(f"falkit twin: started a twin in its {state!r} state (state dir {root}"
+              + (f"; removed what the last twin left: {', '.join(removed)}" if removed else "")
+              + f"). It keeps running after this process ends: stop it with `{where}falkit twin down`",
+              file=sys.stderr, flush=True)
+    return dict(conn, removed=removed) if removed else conn
 
 
 def _wait_settled(server: str, quiet_s: float = 1.5, timeout_s: float = 30.0) -> None:
@@ -490,8 +580,9 @@ def _wait_settled(server: str, quiet_s: float = 1.5, timeout_s: float = 30.0) ->
 
 def _gitops_fixture(spec_path: Any, root: Path, state: str) -> Path | None:
     """The twin's GitOps repository (the seed's layout) at ``STATE_DIR/gitops``: the operator's
-    checkout stand-in that the twin's Argo CD syncs from. Kept across restarts (it is lab state);
-    made fresh when missing. None when the spec has no gitops section or the state is empty."""
+    checkout stand-in that the twin's Argo CD syncs from. Made when missing: :func:`up` removes it
+    first unless told to keep it (a restore), so it matches the lab the processes build. None when
+    the spec has no gitops section or the state is empty."""
     spec = load_spec_any(spec_path)
     if state != "before" or getattr(spec, "gitops", None) is None:
         return None

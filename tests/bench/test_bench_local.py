@@ -66,7 +66,7 @@ def test_main_bench_without_local_is_a_usage_error(capsys):
 @needs_fio
 def test_main_bench_prints_table_and_json(tmp_path, capsys, monkeypatch):
     real = local.run_local
-    monkeypatch.setattr(local, "run_local", lambda d, profile: real(d, profile=profile, jobs=["seq_read"]))
+    monkeypatch.setattr(local, "run_local", lambda d, profile, **kw: real(d, profile=profile, jobs=["seq_read"], **kw))
     parser = add_bench_arguments(argparse.ArgumentParser())
     assert main_bench(parser.parse_args(["--local", "--dir", str(tmp_path)])) == 0
     out = capsys.readouterr().out
