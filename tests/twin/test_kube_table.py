@@ -183,3 +183,24 @@ def test_openapi_v3_documents(twin, upstream):
     assert pool["x-kubernetes-group-version-kind"] == [{"group": "cilium.io", "kind": "CiliumLoadBalancerIPPool",
                                                         "version": "v2"}]
     assert "blocks" in pool["properties"]["spec"]["properties"]
+
+
+@needs_kubectl
+def test_kubectl_create_and_apply_validate_on_the_server(twin, tmp_path):
+    pvc = ("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: test-pvc\nspec:\n"
+           "  accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: 1Gi\n")
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "KUBECACHEDIR": str(tmp_path / "cache")}
+
+    def run(*args, stdin):
+        return subprocess.run([KUBECTL, "--kubeconfig", str(twin.kubeconfig), *args], input=stdin,
+                              capture_output=True, text=True, timeout=60, env=env)
+    bad = run("create", "-f", "-", stdin=pvc + "  storageClasName: x\n")
+    assert bad.returncode == 1
+    assert ('PersistentVolumeClaim in version "v1" cannot be handled as a PersistentVolumeClaim: strict decoding '
+            'error: unknown field "spec.storageClasName"') in bad.stderr, bad.stderr
+    ok = run("apply", "-f", "-", stdin=pvc)
+    assert ok.returncode == 0 and "persistentvolumeclaim/test-pvc created" in ok.stdout, ok.stderr
+    assert twin.core.read_namespaced_persistent_volume_claim("test-pvc", "default").spec.resources.requests == {
+        "storage": "1Gi"}
+    again = run("apply", "-f", "-", stdin=pvc)
+    assert again.returncode == 0 and "persistentvolumeclaim/test-pvc unchanged" in again.stdout, again.stderr

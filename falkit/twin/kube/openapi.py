@@ -227,6 +227,21 @@ class OpenAPIV3:
 
     def __init__(self) -> None:
         self._cache: dict[str, tuple[str, bytes]] = {}
+        self._digests: dict[int, tuple[object, str]] = {}
+
+    def _schema_digest(self, schema) -> str:
+        """A CRD version schema's digest, memoised per schema object (a CRD update registers new
+        schema objects, so a changed CRD gets a new digest)."""
+        if schema is None:
+            return "-"
+        hit = self._digests.get(id(schema))
+        if hit is not None and hit[0] is schema:
+            return hit[1]
+        digest = hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest()
+        if len(self._digests) > 256:
+            self._digests.clear()
+        self._digests[id(schema)] = (schema, digest)
+        return digest
 
     @staticmethod
     def _gv_path(group: str, version: str) -> str:
@@ -239,7 +254,7 @@ class OpenAPIV3:
         for rt in types:
             h.update(f"|{rt.plural}:{rt.kind}:{rt.namespaced}:{','.join(rt.verbs)}".encode())
             if rt.crd:
-                h.update(json.dumps(crd_schemas.get((rt.group, rt.version, rt.plural)), sort_keys=True).encode())
+                h.update(self._schema_digest(crd_schemas.get((rt.group, rt.version, rt.plural))).encode())
         return types, h.hexdigest().upper()
 
     def root(self, reg: Registry, crd_schemas: dict) -> dict:

@@ -17,6 +17,7 @@ apply), DELETE (single and collection). Query parameters honoured: ``dryRun=All`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 
@@ -107,6 +108,20 @@ async def _body(request: web.Request):
         return json.loads(raw)
     except ValueError as e:
         raise bad_request(f"error decoding request body: {e}") from None
+
+
+@contextlib.contextmanager
+def _decode_errors(rt):
+    """Create and update decode the body, so a strict decoding error gets the handlers' prefix
+    (k8s.io/apiserver/pkg/endpoints/handlers/rest.go ``transformDecodeError``: "%s in version %q cannot
+    be handled as a %s: %v"); patches report it bare (handlers/patch.go)."""
+    try:
+        yield
+    except ApiError as e:
+        if e.code == 400 and e.message.startswith("strict decoding error"):
+            e.message = f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: {e.message}'
+            e.args = (e.message,)
+        raise
 
 
 def _wants_table(request: web.Request) -> bool:
@@ -208,8 +223,9 @@ async def _resource(request: web.Request, group: str, version: str, segs: list[s
             return _json(lst)
         if m == "POST":
             body = await _body(request)
-            obj = store.create_rt(rt, body, namespace=ns, dry_run=_dry_run(request), field_manager=_manager(request),
-                                  field_validation=fv, warnings=warnings)
+            with _decode_errors(rt):
+                obj = store.create_rt(rt, body, namespace=ns, dry_run=_dry_run(request),
+                                      field_manager=_manager(request), field_validation=fv, warnings=warnings)
             return _json(obj, 201, warnings)
         if m == "DELETE":
             body = await _body(request) or {}
@@ -235,8 +251,9 @@ async def _resource(request: web.Request, group: str, version: str, segs: list[s
         return _json(obj)
     if m == "PUT":
         body = await _body(request)
-        obj = store.update_rt(rt, body, name, ns, subresource=sub, dry_run=_dry_run(request),
-                              field_manager=_manager(request), field_validation=fv, warnings=warnings)
+        with _decode_errors(rt):
+            obj = store.update_rt(rt, body, name, ns, subresource=sub, dry_run=_dry_run(request),
+                                  field_manager=_manager(request), field_validation=fv, warnings=warnings)
         return _json(obj, 200, warnings)
     if m == "PATCH":
         ptype = PATCH_TYPES.get(request.content_type)
