@@ -1,6 +1,7 @@
 """Latency of the kube emulator as a collection grows: p99 per object-count window up to 10,000.
 
-Starts ``python -m falkit.twin.lab_process`` on 127.0.0.1, then, for each object count (100, 1,000,
+Starts ``python -m falkit.twin.lab_process --emulator-only`` on 127.0.0.1 (``--with-lab``: the whole
+lab process, its controllers ticking on the same event loop), then, for each object count (100, 1,000,
 2,000, 5,000, 10,000 ConfigMaps in one namespace, in groups of 10 labelled ``app=g<i // 10>``, all
 ``tier=x``), runs a window of mixed requests through the official client at that count — get, list
 with a label selector (``app=g<k>,tier in (x)``: one group, 10 objects, as a Deployment's pods are
@@ -14,7 +15,8 @@ Growing the collection between windows is not measured (it goes through a plain 
 each request's thread CPU time as well as wall time: the emulator's own cost per request, which a
 busy shared machine disturbs far less than end-to-end latency.
 
-    python benchmarks/bench_kube.py [--counts 100,1000,2000,5000,10000] [--window 1000] [--store] [--out f.json]
+    python benchmarks/bench_kube.py [--counts 100,1000,2000,5000,10000] [--window 1000] [--store | --with-lab]
+                                    [--out f.json]
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ from kubernetes import client
 NS = "bench"
 
 
-def _start(state: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "falkit.twin.lab_process", "--state-dir", str(state)],
-                            cwd=Path(__file__).resolve().parents[1])
+def _start(state: Path, with_lab: bool = False) -> tuple[subprocess.Popen, str]:
+    argv = [sys.executable, "-m", "falkit.twin.lab_process", "--state-dir", str(state)]
+    if not with_lab:
+        argv.append("--emulator-only")
+    proc = subprocess.Popen(argv, cwd=Path(__file__).resolve().parents[1])
     deadline = time.monotonic() + 60
     while not (state / "lab.json").exists():
         if time.monotonic() > deadline or proc.poll() is not None:
@@ -122,8 +126,8 @@ def run(counts: list[int], window: int, server: str) -> list[dict]:
     return windows
 
 
-def _served(counts: list[int], window: int, tmp: Path) -> list[dict]:
-    proc, server = _start(tmp)
+def _served(counts: list[int], window: int, tmp: Path, with_lab: bool) -> list[dict]:
+    proc, server = _start(tmp, with_lab)
     try:
         return run(counts, window, server)
     finally:
@@ -193,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--counts", default="100,1000,2000,5000,10000")
     ap.add_argument("--window", type=int, default=1000)
+    ap.add_argument("--with-lab", action="store_true", help="the whole lab process (controllers too)")
     ap.add_argument("--store", action="store_true", help="in-process against a Store; thread CPU time")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
@@ -202,13 +207,13 @@ def main(argv: list[str] | None = None) -> int:
         print("in-process Store, thread CPU time per request (req/s = 1 / mean CPU time)")
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            windows = _served(counts, args.window, Path(tmp))
+            windows = _served(counts, args.window, Path(tmp), args.with_lab)
     print(f"{'objects':>8} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}  p99 by op (ms)")
     for w in windows:
         ops = " ".join(f"{k}={v}" for k, v in w["p99_by_op_ms"].items())
         print(f"{w['objects']:>8} {w['req_per_s']:>8} {w['p50_ms']:>8} {w['p95_ms']:>8} {w['p99_ms']:>8}  {ops}")
     if args.out:
-        args.out.write_text(json.dumps({"counts": counts, "window": args.window, "store": args.store,
+        args.out.write_text(json.dumps({"counts": counts, "window": args.window, "store": args.store, "with_lab": args.with_lab,
                                         "loadavg": os.getloadavg(), "windows": windows}, indent=2))
     return 0
 
