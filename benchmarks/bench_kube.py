@@ -80,6 +80,9 @@ def run(counts: list[int], window: int, server: str) -> list[dict]:
     for j in range(20):  # a second collection listed by label in its own namespace
         core.create_namespaced_pod("default", {"metadata": {"name": f"pod-{j}", "labels": {"app": f"p{j % 4}"}},
                                                "spec": pod_spec})
+    for j in range(200):  # warm-up, not measured: the client's connection pool, first-request paths
+        core.read_namespaced_pod(f"pod-{j % 20}", "default")
+        core.list_namespaced_pod("default", label_selector=f"app=p{j % 4}")
     windows, have, nxt = [], 0, 0
     for count in counts:
         _grow(http, server, nxt, nxt + count - have)
