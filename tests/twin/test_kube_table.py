@@ -5,8 +5,10 @@ Covers: pod STATUS reasons after printers.go's printPod (``Init:0/1`` while an i
 "(… ago)"; node STATUS ``Ready,SchedulingDisabled`` and the wide columns; StorageClass defaults
 (``Delete``/``Immediate``/``false``, `` (default)``); PV/PVC columns; CRD ``additionalPrinterColumns``
 rendered like the apiextensions apiserver (a ``date`` column is an age, no second AGE column,
-JSONPath filters fill CONFLICTING / IPS AVAILABLE of Cilium pools); the OpenAPI v3 documents kubectl
-reads (the PATCH operation with ``fieldValidation``; CRD schemas with their GVK).
+JSONPath filters fill CONFLICTING / IPS AVAILABLE of Cilium pools); event columns (LAST SEEN TYPE
+REASON OBJECT MESSAGE); the OpenAPI v3 documents kubectl reads (the PATCH operation with
+``fieldValidation``; CRD schemas with their GVK); kubectl create/apply with validation on (server-side
+strict field validation with the apiserver's "cannot be handled as a" message).
 """
 
 from __future__ import annotations
@@ -204,3 +206,18 @@ def test_kubectl_create_and_apply_validate_on_the_server(twin, tmp_path):
         "storage": "1Gi"}
     again = run("apply", "-f", "-", stdin=pvc)
     assert again.returncode == 0 and "persistentvolumeclaim/test-pvc unchanged" in again.stdout, again.stderr
+
+
+def test_event_columns(twin):
+    twin.store.create({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "p1.abc", "namespace": "default"},
+                       "involvedObject": {"kind": "Pod", "name": "p1", "namespace": "default"},
+                       "reason": "FailedScheduling", "type": "Warning", "message": "0/3 nodes are available. ",
+                       "firstTimestamp": _ago(30), "lastTimestamp": _ago(10), "count": 4,
+                       "source": {"component": "default-scheduler"}})
+    t = requests.get(twin.url + "/api/v1/namespaces/default/events", headers=TABLE, timeout=5).json()
+    assert [c["name"] for c in t["columnDefinitions"] if c["priority"] == 0] == [
+        "Last Seen", "Type", "Reason", "Object", "Message"]
+    cells = t["rows"][0]["cells"]
+    assert re.fullmatch(r"1\ds", cells[0]) and cells[1:7] == [
+        "Warning", "FailedScheduling", "pod/p1", "", "default-scheduler", "0/3 nodes are available."]
+    assert re.fullmatch(r"3\ds", cells[7]) and cells[8:] == [4, "p1.abc"]

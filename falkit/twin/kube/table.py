@@ -437,6 +437,29 @@ def _endpoints(o: dict) -> list:
     return [md.get("name"), s or "<none>", _since(md.get("creationTimestamp"))]
 
 
+def _event(o: dict) -> list:
+    """``printEvent`` (the apiserver's wide form): last seen, type, reason, object, subobject, source,
+    message, first seen, count, name. Times fall back as printers.go does: first seen from
+    ``eventTime`` when ``firstTimestamp`` is unset, last seen from first seen, ``series`` when set."""
+    md, inv = o.get("metadata") or {}, o.get("involvedObject") or {}
+    first = _since(o["firstTimestamp"]) if o.get("firstTimestamp") else _since(o.get("eventTime"))
+    last = _since(o["lastTimestamp"]) if o.get("lastTimestamp") else first
+    count = int(o.get("count") or 0)
+    if o.get("series"):
+        last = _since(o["series"].get("lastObservedTime"))
+        count = int(o["series"].get("count") or 0)
+    elif count == 0:
+        count = 1
+    kind = (inv.get("kind") or "").lower()
+    target = f"{kind}/{inv['name']}" if inv.get("name") else kind
+    src = o.get("source") or {}
+    component = src.get("component") or o.get("reportingComponent") or ""
+    instance = src.get("host") or o.get("reportingInstance") or ""
+    source = component + (f", {instance}" if component and instance else "")
+    return [last, o.get("type", ""), o.get("reason", ""), target, inv.get("fieldPath", ""), source,
+            (o.get("message") or "").strip(), first, count, md.get("name")]
+
+
 def _simple(*cells):
     def fn(o):
         md = o.get("metadata") or {}
@@ -490,6 +513,9 @@ PRINTERS: dict[str, tuple[list[dict], object]] = {
     "ServiceAccount": ([_col("Name"), _col("Secrets", _I), _col("Age")],
                        _simple(lambda o: len(o.get("secrets") or []))),
     "Endpoints": ([_col("Name"), _col("Endpoints"), _col("Age")], _endpoints),
+    "Event": ([_col("Last Seen"), _col("Type"), _col("Reason"), _col("Object"), _col("Subobject", priority=1),
+               _col("Source", priority=1), _col("Message"), _col("First Seen", priority=1),
+               _col("Count", priority=1), {**_col("Name"), "priority": 1}], _event),
     "Lease": ([_col("Name"), _col("Holder"), _col("Age")], _simple(lambda o: _g(o, "spec", "holderIdentity", default=""))),
 }
 
