@@ -5,13 +5,18 @@ cells and (``includeObject=Metadata``, the default) a ``PartialObjectMetadata`` 
 the NAMESPACE column.
 
 Built-in kinds: the columns and cells of the apiserver's printers, written after
-kubernetes/kubernetes ``pkg/printers/internalversion/printers.go`` (the v1.32-era file as stored by
-the session's code index: pod columns with "Nominated Node"/"Readiness Gates", PV/PVC with
-"VolumeAttributesClass"; the newest stored ``kubernetes/kubernetes`` path listing names commit
-51652d1c232daef8dc697a4fd9e63cad7c51faad, an older revision with the same column order for the kinds
-below). The apiserver generates every column, wide ones included (``pkg/printers/storage``:
+kubernetes/kubernetes ``pkg/printers/internalversion/printers.go``. ``fetch github:kubernetes/kubernetes``
+was refused here (a 1.9 GB snapshot, over the 500 MB limit), so the file was read from the session's
+code index: its ``kubernetes/kubernetes`` entry is an old revision (commit
+51652d1c232daef8dc697a4fd9e63cad7c51faad, before Internal-IP, Nominated Node, VolumeAttributesClass),
+and the revision followed here is the index's v1.32-era copy of the same path (it imports
+``resource/v1beta1`` and ``coordination/v1alpha2``; pod columns with "Nominated Node"/"Readiness
+Gates", node "Internal-IP", PV/PVC "VolumeAttributesClass", job "Status"/"Completions"/"Duration"),
+whose commit the index does not give. The apiserver generates every column, wide ones included (``pkg/printers/storage``:
 ``GenerateOptions{Wide: true}``); kubectl hides ``priority: 1`` columns unless ``-o wide``. Ages are
-``k8s.io/apimachinery/pkg/util/duration.HumanDuration`` of ``now - creationTimestamp``.
+``k8s.io/apimachinery/pkg/util/duration.HumanDuration`` of ``now - creationTimestamp``
+(``staging/src/k8s.io/apimachinery/pkg/util/duration/duration.go``, commit
+008b3652959ca58af8be3fb5b6ecfe9ae7638282).
 
 Custom resources: the apiextensions-apiserver's table convertor
 (``staging/src/k8s.io/apiextensions-apiserver/pkg/registry/customresource/tableconvertor/
