@@ -151,9 +151,12 @@ async def openapi_v3(request: web.Request) -> web.Response:
     oa = request.app[OPENAPI_KEY]
     tail = request.match_info.get("tail", "").strip("/")
     if not tail:
-        return _json(oa.root(store.registry, _crd_schemas(store)))
-    loop = asyncio.get_running_loop()
-    body = await loop.run_in_executor(None, oa.document, store.registry, _crd_schemas(store), tail)
+        with store._lock:
+            return _json(oa.root(store.registry, _crd_schemas(store)))
+    def build():
+        with store._lock:  # the registry changes under this lock (CRDs); the first build takes ~0.1-0.5 s
+            return oa.document(store.registry, _crd_schemas(store), tail)
+    body = await asyncio.get_running_loop().run_in_executor(None, build)
     if body is None:
         raise _not_found()
     headers = {"Cache-Control": "public, immutable"} if request.query.get("hash") else None
