@@ -137,8 +137,15 @@ def diskpool_crd(versions=("v1beta2",), storage: str | None = None) -> dict:
         cols = []
         for c in x.get("printerColumns") or []:
             col, _, path = c.partition("=")
-            cols.append({"name": col, "jsonPath": path, "type": "integer" if col in
-                         ("capacity", "used", "available") else "string"})
+            # column types as the operator's ``printcolumn``s declare them (openebs/mayastor-control-
+            # plane k8s/operators/src/pool/diskpool/crd/v1beta3.rs, commit fc7e2b193fc8898861e7da6086cb37ecc258afa1):
+            # byte counts are integers, the ``*_q`` quantities strings, ``encrypted`` a boolean
+            typ = "string"
+            if col in ("capacity", "used", "available") and not path.endswith("_q"):
+                typ = "integer"
+            elif col == "encrypted":
+                typ = "boolean"
+            cols.append({"name": col, "jsonPath": path, "type": typ})
         vers.append({"name": name, "served": True, "storage": name == (storage or versions[-1]),
                      "schema": {"openAPIV3Schema": schema}, "subresources": x.get("subresources") or {},
                      "additionalPrinterColumns": cols})

@@ -39,34 +39,49 @@ def _split_top(expr: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
-def parse_label_selector(expr: str | None) -> Matcher | None:
-    """Return a predicate over a labels dict, or None for "everything"."""
+Requirement = tuple[str, str, frozenset]  # (op, key, values); op: = != in notin exists !exists
+
+
+def label_requirements(expr: str | None) -> list[Requirement]:
+    """The requirements of a label selector (ANDed); [] for "everything"."""
     if not expr or not expr.strip():
-        return None
-    reqs: list[Callable[[dict], bool]] = []
+        return []
+    reqs: list[Requirement] = []
     for part in _split_top(expr):
         if m := _RE_NOT_EXISTS.match(part):
-            k = m.group(1)
-            reqs.append(lambda lb, k=k: k not in lb)
+            reqs.append(("!exists", m.group(1), frozenset()))
         elif m := _RE_SET.match(part):
-            k, op = m.group(1), m.group(3)
-            vals = {v.strip() for v in m.group(4).split(",") if v.strip()}
-            if op == "in":
-                reqs.append(lambda lb, k=k, vals=vals: lb.get(k) in vals)
-            else:
-                reqs.append(lambda lb, k=k, vals=vals: lb.get(k) not in vals)
+            vals = frozenset(v.strip() for v in m.group(4).split(",") if v.strip())
+            reqs.append((m.group(3), m.group(1), vals))
         elif m := _RE_EQ.match(part):
-            k, op, v = m.group(1), m.group(3), m.group(4)
-            if op == "!=":
-                reqs.append(lambda lb, k=k, v=v: lb.get(k) != v)
-            else:
-                reqs.append(lambda lb, k=k, v=v: lb.get(k) == v)
+            reqs.append(("!=" if m.group(3) == "!=" else "=", m.group(1), frozenset((m.group(4),))))
         elif m := _RE_EXISTS.match(part):
-            k = m.group(1)
-            reqs.append(lambda lb, k=k: k in lb)
+            reqs.append(("exists", m.group(1), frozenset()))
         else:
             raise bad_request(f"unable to parse requirement: {part!r}: invalid label selector {expr!r}")
-    return lambda labels: all(r(labels) for r in reqs)
+    return reqs
+
+
+def _req_matcher(op: str, k: str, vals: frozenset) -> Callable[[dict], bool]:
+    if op == "!exists":
+        return lambda lb: k not in lb
+    if op == "exists":
+        return lambda lb: k in lb
+    if op in ("in", "="):
+        return lambda lb: lb.get(k) in vals
+    return lambda lb: lb.get(k) not in vals  # notin, != (a missing key matches, as in labels.Selector)
+
+
+def requirements_matcher(reqs: list[Requirement]) -> Matcher | None:
+    if not reqs:
+        return None
+    fns = [_req_matcher(*r) for r in reqs]
+    return lambda labels: all(f(labels) for f in fns)
+
+
+def parse_label_selector(expr: str | None) -> Matcher | None:
+    """Return a predicate over a labels dict, or None for "everything"."""
+    return requirements_matcher(label_requirements(expr))
 
 
 def label_matcher(expr: str | None) -> Matcher | None:

@@ -1,8 +1,9 @@
 """The aiohttp application that speaks the Kubernetes REST API over a :class:`Store`.
 
 Routes: ``/version``, ``/healthz|livez|readyz``, ``/api...`` and ``/apis...`` (everything else,
-e.g. ``/lab/...``, is free for other sub-apps). ``/openapi/v2`` and ``/openapi/v3`` answer 404
-(the official DynamicClient copes; it only needs discovery).
+e.g. ``/lab/...``, is free for other sub-apps). ``/openapi/v3`` and its group-version documents are
+served (see :mod:`falkit.twin.kube.openapi`: what kubectl's validation and ``explain`` read);
+``/openapi/v2`` answers 404 (it is protobuf-only for client-go; kubectl uses v3 when a server has it).
 
 Request paths (API conventions, "Resources"): ``/api/v1[/namespaces/{ns}]/{plural}[/{name}[/{sub}]]``
 and ``/apis/{group}/{version}/...``, plus the legacy ``.../watch/...`` prefix. Verbs: GET (get,
@@ -16,6 +17,7 @@ apply), DELETE (single and collection). Query parameters honoured: ``dryRun=All`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 
@@ -24,6 +26,7 @@ from aiohttp import web
 from . import discovery
 from .errors import ApiError, bad_request, method_not_allowed
 from .objects import clone
+from .openapi import OpenAPIV3
 from .patch import merge_patch, parse_patch_body
 from .store import PATCH_TYPES, Store
 from .table import to_table
@@ -31,6 +34,7 @@ from .table import to_table
 log = logging.getLogger(__name__)
 STORE_KEY = web.AppKey("kube_store", Store)
 BOOKMARK_KEY = web.AppKey("kube_bookmark_interval", float)
+OPENAPI_KEY = web.AppKey("kube_openapi", OpenAPIV3)
 _JSON = "application/json"
 
 
@@ -106,6 +110,20 @@ async def _body(request: web.Request):
         raise bad_request(f"error decoding request body: {e}") from None
 
 
+@contextlib.contextmanager
+def _decode_errors(rt):
+    """Create and update decode the body, so a strict decoding error gets the handlers' prefix
+    (k8s.io/apiserver/pkg/endpoints/handlers/rest.go ``transformDecodeError``: "%s in version %q cannot
+    be handled as a %s: %v"); patches report it bare (handlers/patch.go)."""
+    try:
+        yield
+    except ApiError as e:
+        if e.code == 400 and e.message.startswith("strict decoding error"):
+            e.message = f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: {e.message}'
+            e.args = (e.message,)
+        raise
+
+
 def _wants_table(request: web.Request) -> bool:
     accept = request.headers.get("Accept", "")
     return "as=Table" in accept
@@ -121,6 +139,28 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def openapi(request: web.Request) -> web.Response:
     raise _not_found()
+
+
+def _crd_schemas(store: Store) -> dict:
+    with store._lock:
+        return {k: v.schema for k, v in store._schemas.items()}
+
+
+async def openapi_v3(request: web.Request) -> web.Response:
+    store = request.app[STORE_KEY]
+    oa = request.app[OPENAPI_KEY]
+    tail = request.match_info.get("tail", "").strip("/")
+    if not tail:
+        with store._lock:
+            return _json(oa.root(store.registry, _crd_schemas(store)))
+    def build():
+        with store._lock:  # the registry changes under this lock (CRDs); the first build takes ~0.1-0.5 s
+            return oa.document(store.registry, _crd_schemas(store), tail)
+    body = await asyncio.get_running_loop().run_in_executor(None, build)
+    if body is None:
+        raise _not_found()
+    headers = {"Cache-Control": "public, immutable"} if request.query.get("hash") else None
+    return web.Response(body=body, content_type=_JSON, headers=headers)
 
 
 async def core(request: web.Request) -> web.Response:
@@ -186,8 +226,9 @@ async def _resource(request: web.Request, group: str, version: str, segs: list[s
             return _json(lst)
         if m == "POST":
             body = await _body(request)
-            obj = store.create_rt(rt, body, namespace=ns, dry_run=_dry_run(request), field_manager=_manager(request),
-                                  field_validation=fv, warnings=warnings)
+            with _decode_errors(rt):
+                obj = store.create_rt(rt, body, namespace=ns, dry_run=_dry_run(request),
+                                      field_manager=_manager(request), field_validation=fv, warnings=warnings)
             return _json(obj, 201, warnings)
         if m == "DELETE":
             body = await _body(request) or {}
@@ -213,8 +254,9 @@ async def _resource(request: web.Request, group: str, version: str, segs: list[s
         return _json(obj)
     if m == "PUT":
         body = await _body(request)
-        obj = store.update_rt(rt, body, name, ns, subresource=sub, dry_run=_dry_run(request),
-                              field_manager=_manager(request), field_validation=fv, warnings=warnings)
+        with _decode_errors(rt):
+            obj = store.update_rt(rt, body, name, ns, subresource=sub, dry_run=_dry_run(request),
+                                  field_manager=_manager(request), field_validation=fv, warnings=warnings)
         return _json(obj, 200, warnings)
     if m == "PATCH":
         ptype = PATCH_TYPES.get(request.content_type)
@@ -298,11 +340,14 @@ def build_app(store: Store | None = None, *, bookmark_interval: float = 60.0) ->
     app = web.Application(middlewares=[_api_middleware], client_max_size=64 * 1024 * 1024)
     app[STORE_KEY] = store if store is not None else Store()
     app[BOOKMARK_KEY] = bookmark_interval
+    app[OPENAPI_KEY] = OpenAPIV3()
     r = app.router
     r.add_get("/version", version)
     r.add_get("/version/", version)
     for p in ("/healthz", "/livez", "/readyz"):
         r.add_get(p, healthz)
+    r.add_get("/openapi/v3", openapi_v3)
+    r.add_get("/openapi/v3/{tail:.*}", openapi_v3)
     r.add_get("/openapi/{tail:.*}", openapi)
     r.add_route("*", "/api", core)
     r.add_route("*", "/api/{tail:.*}", core)

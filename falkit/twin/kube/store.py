@@ -16,7 +16,11 @@ Semantics follow the Kubernetes API conventions
   ADDED/DELETED synthesised when an object starts/stops matching.
 
 Collections are dicts keyed by (namespace, name) inside dicts keyed by (group, plural), so get is
-O(1) and list is O(n) in the collection. The store is guarded by one re-entrant lock, so it can be
+O(1). Each collection also indexes its objects by label (key=value and key), namespace and owner
+UID (:class:`_Collection`), so a list or watch with a label selector (``a=b``, ``a in (x,y)``,
+``a``), a namespace or ``metadata.name`` field selector only looks at the objects the index names
+(then checks the whole selector on them), and garbage collection finds dependents without scanning
+every collection; a full list stays O(n). The store is guarded by one re-entrant lock, so it can be
 used from the server's event loop and from controller code alike. Objects held by the store are
 never mutated in place; the public methods return copies.
 """
@@ -41,7 +45,7 @@ from .errors import ApiError, already_exists, bad_request, cause, conflict, forb
 from .faults import Faults
 from .objects import clone, now_iso, spec_part
 from .patch import json_patch, merge_patch, strategic_merge
-from .selectors import field_matcher, label_matcher
+from .selectors import field_matcher, label_requirements, requirements_matcher
 from .validation import CRSchema, check_name, unknown_field_error, validate_builtin
 
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -82,6 +86,101 @@ class _Watcher:
                 pass
 
 
+_EMPTY: frozenset = frozenset()
+
+
+class _Collection(dict):
+    """One collection: ``(namespace, name) -> object``, with secondary indexes kept in step on every
+    write (stored objects are never mutated in place, so the indexed labels stay true)."""
+
+    __slots__ = ("by_label", "by_key", "by_ns", "by_owner")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_label: dict[tuple[str, str], set] = {}
+        self.by_key: dict[str, set] = {}
+        self.by_ns: dict[str | None, set] = {}
+        self.by_owner: dict[str, set] = {}
+
+    @staticmethod
+    def _add(idx: dict, k, key) -> None:
+        bucket = idx.get(k)
+        if bucket is None:
+            idx[k] = {key}
+        else:
+            bucket.add(key)
+
+    @staticmethod
+    def _drop(idx: dict, k, key) -> None:
+        bucket = idx.get(k)
+        if bucket is not None:
+            bucket.discard(key)
+            if not bucket:
+                del idx[k]
+
+    def _index(self, key, obj: dict, add: bool) -> None:
+        f = self._add if add else self._drop
+        md = obj.get("metadata") or {}
+        for lk, lv in (md.get("labels") or {}).items():
+            f(self.by_label, (lk, lv), key)
+            f(self.by_key, lk, key)
+        f(self.by_ns, key[0], key)
+        for ref in md.get("ownerReferences") or []:
+            if ref.get("uid"):
+                f(self.by_owner, ref["uid"], key)
+
+    def __setitem__(self, key, obj) -> None:
+        old = dict.get(self, key)
+        if old is not None:
+            self._index(key, old, False)
+        dict.__setitem__(self, key, obj)
+        self._index(key, obj, True)
+
+    def __delitem__(self, key) -> None:
+        old = dict.pop(self, key)
+        self._index(key, old, False)
+
+    def pop(self, key, *default):
+        if dict.__contains__(self, key):
+            old = dict.pop(self, key)
+            self._index(key, old, False)
+            return old
+        if default:
+            return default[0]
+        raise KeyError(key)
+
+    def setdefault(self, key, default=None):  # pragma: no cover - not used; keep the indexes honest
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def candidates(self, namespace: str | None, reqs, name: str | None) -> set | frozenset | None:
+        """Keys that may match (None = every key): the smallest of the index sets the selector's
+        positive requirements name, intersected with the others."""
+        sets: list = []
+        if name is not None:
+            sets.append({(namespace, name)} if dict.__contains__(self, (namespace, name)) else _EMPTY)
+        if namespace is not None:
+            sets.append(self.by_ns.get(namespace, _EMPTY))
+        for op, k, vals in reqs:
+            if op in ("=", "in"):
+                if len(vals) == 1:
+                    sets.append(self.by_label.get((k, next(iter(vals))), _EMPTY))
+                else:
+                    sets.append(set().union(*(self.by_label.get((k, v), _EMPTY) for v in vals)))
+            elif op == "exists":
+                sets.append(self.by_key.get(k, _EMPTY))
+        if not sets:
+            return None
+        sets.sort(key=len)
+        out = set(sets[0])
+        for other in sets[1:]:
+            if not out:
+                break
+            out.intersection_update(other)
+        return out
+
+
 def _render(rt: ResourceType, obj: dict) -> dict:
     if obj.get("apiVersion") == rt.api_version:
         return obj
@@ -107,7 +206,7 @@ class Store:
         for rt in BUILTIN_TYPES:
             self.registry.add(rt)
         self._schemas: dict[tuple[str, str, str], CRSchema] = {}
-        self._objects: dict[tuple[str, str], dict[tuple[str, str], dict]] = {}
+        self._objects: dict[tuple[str, str], _Collection] = {}
         self._rv = 0
         self._history: deque[Event] = deque(maxlen=self.history_size)
         self._compacted = 0
@@ -139,8 +238,11 @@ class Store:
             raise ApiError(404, "NotFound", f'no matches for kind "{kind}" in version "{api_version}"')
         return rt
 
-    def _coll(self, rt: ResourceType) -> dict[tuple[str, str], dict]:
-        return self._objects.setdefault(rt.storage_key, {})
+    def _coll(self, rt: ResourceType) -> _Collection:
+        coll = self._objects.get(rt.storage_key)
+        if coll is None:
+            coll = self._objects[rt.storage_key] = _Collection()
+        return coll
 
     # --- public Python API (returns copies) ------------------------------------------------------
 
@@ -573,10 +675,12 @@ class Store:
         by_key = {rt.storage_key: rt for rt in self.registry.all()}
         for key, coll in list(self._objects.items()):
             rt = by_key.get(key)
-            if rt is None:
+            owned = coll.by_owner.get(uid) if rt is not None else None
+            if not owned:
                 continue
-            for obj in list(coll.values()):
-                if any(r.get("uid") == uid for r in obj["metadata"].get("ownerReferences") or []):
+            for k in list(owned):
+                obj = coll.get(k)
+                if obj is not None:
                     self._remove(rt, obj)
 
     def _delete_namespace(self, rt: ResourceType, old: dict, dry_run: bool) -> dict:
@@ -619,19 +723,42 @@ class Store:
     # --- list / watch ----------------------------------------------------------------------------
 
     def _matcher(self, rt: ResourceType, namespace, label_selector, field_selector):
-        lm = label_matcher(label_selector)
+        return self._selection(rt, namespace, label_selector, field_selector)[0]
+
+    def _selection(self, rt: ResourceType, namespace, label_selector, field_selector):
+        """``(match, candidates)``: the full predicate, and a function ``coll -> keys`` naming the
+        keys worth checking (None = all), from the label/namespace/name indexes."""
+        reqs = label_requirements(label_selector)
+        lm = requirements_matcher(reqs)
         fm = field_matcher(field_selector, rt.kind)
         ns = namespace if rt.namespaced else None
+        name = _field_name(field_selector) if fm is not None else None
 
         def match(o: dict) -> bool:
             if ns is not None and o["metadata"].get("namespace") != ns:
                 return False
-            return (lm is None or lm(o)) and (fm is None or fm(o))
-        return match
+            return (lm is None or lm((o.get("metadata") or {}).get("labels") or {})) and (fm is None or fm(o))
+
+        def candidates(coll: _Collection):
+            if name is not None and (ns is not None or not rt.namespaced):
+                return coll.candidates(ns, reqs, name)
+            return coll.candidates(ns, reqs, None)
+        return match, candidates
+
+    def _select(self, coll: _Collection, match, candidates) -> list[tuple[tuple, dict]]:
+        keys = candidates(coll)
+        if keys is None:
+            return [(k, o) for k, o in coll.items() if match(o)]
+        out = []
+        for k in keys:
+            o = coll.get(k)
+            if o is not None and match(o):
+                out.append((k, o))
+        return out
 
     def list_rt(self, rt: ResourceType, namespace: str | None, *, label_selector: str | None = None,
                 field_selector: str | None = None, limit: int | None = None, continue_: str | None = None) -> dict:
-        match = self._matcher(rt, namespace, label_selector, field_selector)
+        match, candidates = self._selection(rt, namespace, label_selector, field_selector)
         start = None
         if continue_:
             try:
@@ -639,8 +766,7 @@ class Store:
             except (ValueError, KeyError, TypeError):
                 raise bad_request("continue key is not valid") from None
         with self._lock:
-            coll = self._coll(rt)
-            items = [(k, o) for k, o in coll.items() if match(o)]
+            items = self._select(self._coll(rt), match, candidates)
             rv = self._rv
         items.sort(key=lambda ko: (ko[0][0] or "", ko[0][1]))
         if start is not None:
@@ -659,12 +785,13 @@ class Store:
                        bookmarks: bool = False, bookmark_interval: float = 60.0,
                        timeout: float | None = None) -> AsyncIterator[tuple[str, dict]]:
         """Yield ``(type, obj)``; raises ApiError (410 Expired) on the first step for a too-old RV."""
-        match = self._matcher(rt, namespace, label_selector, field_selector)
+        match, candidates = self._selection(rt, namespace, label_selector, field_selector)
         loop = asyncio.get_running_loop()
         w = _Watcher(rt.storage_key, loop)
         with self._lock:
             if resource_version in (None, "", "0"):
-                initial = [("ADDED", o) for o in self._coll(rt).values() if match(o)]
+                initial = [("ADDED", o) for _, o in sorted(self._select(self._coll(rt), match, candidates),
+                                                           key=lambda ko: (ko[0][0] or "", ko[0][1]))]
             else:
                 try:
                     since = int(resource_version)
@@ -754,6 +881,17 @@ class Store:
             self._compacted = self._rv
         for w in watchers:
             w.push(None)
+
+
+def _field_name(expr: str | None) -> str | None:
+    """The name a ``metadata.name=<name>`` field selector requirement asks for, if any."""
+    if not expr:
+        return None
+    for part in expr.split(","):
+        f, sep, v = part.partition("==") if "==" in part else part.partition("=")
+        if sep and not f.endswith("!") and f.strip() == "metadata.name":
+            return v.strip()
+    return None
 
 
 def _same(old: dict, new: dict) -> bool:
