@@ -171,14 +171,17 @@ class Refusal:
     blocked: tuple[Change, ...] = ()
     disruptive: tuple[Change, ...] = ()
     destructive: tuple[Change, ...] = ()
+    #: options the step itself needs on before it applies anything (80-rollback's ``rollback``)
+    requires: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.blocked or self.disruptive or self.destructive)
+        return bool(self.blocked or self.disruptive or self.destructive or self.requires)
 
     @property
     def needs(self) -> list[str]:
         """The options that would allow the plan (none allows a blocked change)."""
-        return [o for o, cs in (("allow_disruptive", self.disruptive), ("allow_destructive", self.destructive)) if cs]
+        return list(self.requires) + [o for o, cs in (("allow_disruptive", self.disruptive),
+                                                      ("allow_destructive", self.destructive)) if cs]
 
     @property
     def run_first(self) -> list[str]:
@@ -196,6 +199,8 @@ class Refusal:
             first = f" — run {d['run_first']} first" if d.get("run_first") else ""
             fix = f" (fix: {d['fix']})" if d.get("fix") else ""
             parts.append(f"blocked: {d.get('message') or c.reason or c.describe()}{first}{fix}")
+        for opt in self.requires:
+            parts.append(f"this step applies only with {opt}=True (it is off: a dry run that shows the plan)")
         for what, cs, opt in (("disruptive", self.disruptive, "allow_disruptive"),
                               ("destructive", self.destructive, "allow_destructive")):
             if cs:
@@ -217,11 +222,20 @@ class Refusal:
         return "; ".join(out)
 
 
+#: steps that apply only when an option of their own is on, whatever ``apply`` says: the rollback
+#: (80-rollback's parameters cell has ``"rollback": False``; ``falkit run --set rollback=true``)
+REQUIRED_OPTIONS: dict[str, str] = {"rollback-": "rollback"}
+
+
 def refuse(plan: Plan, options: StepOptions) -> Refusal:
     """The refusal of ``plan`` under ``options`` — pure, and the same for ``falkit run`` and a gate."""
+    requires = tuple(opt for prefix, opt in REQUIRED_OPTIONS.items()
+                     if plan.step.startswith(prefix) and plan.changes and not (options.extra or {}).get(opt))
     return Refusal(blocked=tuple(c for c in plan.changes if isinstance(c.data, dict) and c.data.get("blocked")),
                    disruptive=() if options.allow_disruptive else plan.disruptive,
-                   destructive=() if options.allow_destructive else plan.destructive)
+                   destructive=() if options.allow_destructive else plan.destructive,
+                   requires=requires)
+
 def missing_params_message(params: str | os.PathLike, path: Path) -> str:
     """Why ``params`` names no file, and — when it is the notebooks' ``../parameters/…`` default run
     from the repository root (``papermill notebooks/NN.ipynb …`` without ``--cwd``) — what to run."""

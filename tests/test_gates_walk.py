@@ -4,7 +4,9 @@ for every step of every notebook, in runbook order from the "before" state.
 Each notebook's step cells (``lab.step(...)``, ``lab.checks(...)``, ``lab.finish()`` as in
 ``notebooks/src``) run as JupyterLab's Run All runs them, on a lab opened in JupyterLab mode with the
 parameters ``falkit run`` gives the twin (``apply=True``, ``allow_disruptive`` on; gates still wait
-for the click; 70-validation's test objects need ``apply``). Then, gate by gate, as an operator
+for the click; 70-validation's test objects need ``apply``; 80-rollback with ``rollback=True``, as
+``falkit run --set rollback=true`` — without it, its first gate is refused and a click applies
+nothing, as headless it is a dry run). Then, gate by gate, as an operator
 clicks:
 
 - Run All stops at the first gate: the later steps of the notebook are not planned yet (50-mayastor
@@ -33,6 +35,12 @@ from falkit.runbook import plan_key
 pytest_plugins = ("gates_support",)  # the module's twin (gate_twin)
 
 RUN_OPTIONS = {"allow_disruptive": True}  # what `falkit run` passes on the twin (falkit.runner.prepare)
+# 80-rollback applies only with its own option on (`falkit run --only 80 --set rollback=true`)
+NB_OPTIONS = {"80-rollback": {"rollback": True}}
+
+
+def run_options(nb: str) -> dict:
+    return {**RUN_OPTIONS, **NB_OPTIONS.get(nb, {})}
 CELL = re.compile(r"^(?:\w+ = )?lab\.(?:step|checks|finish)\(.*$")
 
 
@@ -51,7 +59,7 @@ def compare_new(lab, nb, defaults, seen) -> list[str]:
         if name in seen:
             continue
         seen.add(name)
-        want = plan_key(headless(nb, **RUN_OPTIONS).step(name).plan)
+        want = plan_key(headless(nb, **run_options(nb)).step(name).plan)
         assert plan_key(run.plan) == want, f"{nb}/{name}: the gate's plan is not falkit run's plan"
         nb_defaults = interactive(nb, **defaults)
         shown = nb_defaults.step(name).apply() if not run.plan.empty else nb_defaults.step(name)
@@ -68,7 +76,19 @@ def test_every_gate_shows_falkit_runs_plan(gate_twin):
         if not cells:
             continue
         steps = [m.group(1) for line in cells for m in [re.search(r'lab\.step\("([\w-]+)"\)', line)] if m]
-        lab = interactive(nb, apply=True, **RUN_OPTIONS)  # the parameters falkit run gives (the run lock taken)
+        if nb in NB_OPTIONS:  # without its own option the gate refuses, and a click applies nothing
+            plain = interactive(nb, apply=True, **RUN_OPTIONS)
+            with kernel(plain):
+                first = plain.step(steps[0]).apply()
+            assert first.gate is not None and first.gate.state == "refused", f"{nb}: {first.gate and first.gate.state}"
+            mark = plain.target.journal.mark()
+            with kernel(plain):
+                first.gate._on_apply()
+                first.gate._on_confirm()
+            assert plain.target.journal.count(mark) == 0 and not first.converged
+            assert "rollback=True" in first.gate.status.value
+            plain.close()
+        lab = interactive(nb, apply=True, **run_options(nb))  # the parameters falkit run gives (the run lock taken)
         with kernel(lab):
             for line in cells:  # Run All
                 exec(line, {"lab": lab})
