@@ -10,11 +10,16 @@ privileges          ``GET /access/permissions`` (the token's effective privilege
                     against the minimal role in ``falkit/data/pve-role.json``
 storages            ``GET /nodes/{node}/storage``: every ``host.storages`` entry and ``local``
 talos-iso           ``GET .../storage/local/content?content=iso``: the Talos ISO of ``versions.talos``
-lxc-template        ``GET .../storage/{s}/content``: Plex's LXC template (when Plex is enabled)
-talosctl, helm      on ``PATH``; ``talosctl version --client --short`` within ``versions.talos``'s
-                    minor; ``helm version --short`` whose Kubernetes skew covers ``versions.kubernetes``
-talos-secrets       the private dir's ``talos-secrets.yaml`` when the cluster already exists
-                    (``spec.previous`` and its VMs are on Proxmox)
+lxc-template        ``GET .../storage/{s}/content``: Plex's LXC template (when Plex is enabled): ok
+                    on the node; warn when ``GET /nodes/{node}/aplinfo`` (the appliance index)
+                    has it (60-truenas-plex downloads it); block with ``pveam download`` otherwise
+talosctl, helm      the ones the run uses (on the twin its stand-ins, first on ``PATH``);
+                    ``talosctl version --client --short`` within ``versions.talos``'s minor;
+                    ``helm version --short`` whose Kubernetes skew covers ``versions.kubernetes``
+talos-secrets       when the cluster already exists (``spec.previous`` and its VMs are on
+                    Proxmox): the private dir holds ``talos-secrets.yaml`` or a file 30-talos
+                    imports (``secrets.yaml``, ``controlplane.yaml``, ``terraform.tfstate``;
+                    :func:`falkit.steps.talos.import_secrets`, the same function)
 gitops-remote       the checkout, its ``origin`` reachable (``git ls-remote``) and writable
                     (``git push --dry-run``; a local remote: the directory is writable)
 addresses           how each new Talos VM gets its planned address in maintenance mode
@@ -68,7 +73,7 @@ def minimal_role() -> dict[str, Any]:
     privs = data.get("privileges") or data.get("privs") or []
     pveum = data.get("pveum") or []
     if isinstance(pveum, str):
-        pveum = pveum.replace("{privs}", ",".join(sorted(privs))).replace("{token}", data.get("token", "root@pam!falkit"))
+        pveum = pveum.format(privs=",".join(sorted(privs)), token=data.get("token", "root@pam!falkit"))
     return {"role": data.get("role", "Falkit"), "privileges": sorted(privs),
             "pveum": [pveum] if isinstance(pveum, str) else list(pveum)}
 
@@ -157,7 +162,31 @@ def _content(pve: Any, node: str, storage: str, content: str) -> list[str]:
     return [c.get("volid", "") for c in pve.nodes(node).storage(storage).content.get(content=content) or []]
 
 
-def check_proxmox(target: Any) -> list[Row]:
+def check_lxc_template(pve: Any, node: str, stores: dict[str, Any], volid: str) -> Row:
+    """Plex's LXC template: on its storage (ok); else in Proxmox's appliance index, which
+    60-truenas-plex downloads it from (``POST /nodes/{node}/aplinfo``, what ``pveam download`` calls:
+    warn); else nothing can fetch it (block, with the ``pveam`` command). The same two reads as
+    :func:`falkit.steps.truenas_plex._template_facts` (``GET .../content``, ``GET .../aplinfo``)."""
+    storage, name = volid.split(":", 1)[0], volid.rsplit("/", 1)[-1]
+    try:
+        present = storage in stores and volid in _content(pve, node, storage, "vztmpl")
+    except Exception:  # noqa: BLE001 - then the index decides
+        present = False
+    if present:
+        return Row("lxc-template", "ok", volid)
+    try:
+        index = pve.nodes(node).aplinfo.get() or []
+    except Exception as e:  # noqa: BLE001
+        return Row("lxc-template", "block", f"{volid} is not on the node and the appliance index cannot be read "
+                   f"(GET /nodes/{node}/aplinfo: {e})", f"pveam update && pveam download {storage} {name}")
+    if any(a.get("template") == name for a in index):
+        return Row("lxc-template", "warn", f"not on the node; 60-truenas-plex will download it: {name} is in the "
+                   "appliance index")
+    return Row("lxc-template", "block", f"{volid} is not on the node and not in Proxmox's appliance index "
+               "(Plex's container needs it)", f"pveam update && pveam download {storage} {name}")
+
+
+def check_proxmox(target: Any, plex_template: str | None = None) -> list[Row]:
     """Proxmox version, privileges, storages, the Talos ISO and the LXC template."""
     from .steps.truenas_plex import DEFAULT_TEMPLATE
     from .steps.vms import ISO_STORAGE, iso_name
@@ -197,20 +226,26 @@ def check_proxmox(target: Any) -> list[Row]:
                         "none needed: 20-vms downloads it (download-url; the node must reach factory.talos.dev)"))
     plex = getattr(spec, "plex", None)
     if plex is not None and plex.enabled:
-        storage = DEFAULT_TEMPLATE.split(":", 1)[0]
-        present = storage in stores and DEFAULT_TEMPLATE in _content(pve, node, storage, "vztmpl")
-        rows.append(Row("lxc-template", "ok", DEFAULT_TEMPLATE) if present else
-                    Row("lxc-template", "block", f"{DEFAULT_TEMPLATE} is not on the node (Plex's container needs it)",
-                        f"pveam update && pveam download {storage} {DEFAULT_TEMPLATE.rsplit('/', 1)[1]}"))
+        rows.append(check_lxc_template(pve, node, stores, plex_template or DEFAULT_TEMPLATE))
     return rows
 
 
 def check_talos_secrets(target: Any) -> Row:
-    from .steps.talos import SECRETS_FILE
+    """The rule 30-talos follows (:func:`falkit.steps.talos.import_secrets`): falkit's own
+    ``talos-secrets.yaml``, else an existing cluster's ``secrets.yaml``, ``controlplane.yaml`` or
+    ``terraform.tfstate`` in the private dir; without any, a cluster that exists blocks."""
+    from .errors import StepError
+    from .steps.talos import IMPORT_FILES, SECRETS_FILE, import_secrets, where_secrets_go
 
     spec = target.spec
-    if target.read_private(SECRETS_FILE) is not None:
+    if target.read_private(SECRETS_FILE):
         return Row("talos-secrets", "ok", f"{target.private_dir / SECRETS_FILE}")
+    try:
+        bundle, name = import_secrets(target)
+    except StepError as e:
+        return Row("talos-secrets", "block", str(e), where_secrets_go(str(target.private_dir)))
+    if bundle is not None:
+        return Row("talos-secrets", "ok", f"{target.private_dir / name} (30-talos imports it)")
     prev = getattr(spec, "previous", None)
     exists = False
     if prev is not None:
@@ -222,10 +257,9 @@ def check_talos_secrets(target: Any) -> Row:
     if not exists:
         return Row("talos-secrets", "ok", "no cluster exists yet: 30-talos generates the secrets")
     return Row("talos-secrets", "block",
-               f"the cluster {spec.cluster.name} exists (VMs {', '.join(str(n.vmid) for n in prev.nodes)}) but its "
-               f"Talos secrets are not in {target.private_dir / SECRETS_FILE}: falkit could not talk to its nodes",
-               f"export them from a control-plane config: `talosctl gen secrets --from-controlplane-config "
-               f"controlplane.yaml -o {target.private_dir / SECRETS_FILE}` (or copy your secrets.yaml there, mode 0600)")
+               f"the cluster {spec.cluster.name} exists (VMs {', '.join(str(n.vmid) for n in prev.nodes)}) but none of "
+               f"{', '.join((SECRETS_FILE, *IMPORT_FILES))} is in {target.private_dir}: falkit could not talk to its nodes",
+               where_secrets_go(str(target.private_dir)))
 
 
 def _git(root: Path, *args: str) -> tuple[int, str]:
@@ -318,22 +352,26 @@ def check_addresses(target: Any) -> Row:
 
 
 def doctor(spec: Any, target: str = "twin", state_dir: str | os.PathLike | None = None,
-           env: dict[str, str] | None = None) -> list[Row]:
-    """All rows for ``spec`` on ``target`` (read-only; a twin is never started)."""
+           env: dict[str, str] | None = None, plex_template: str | None = None) -> list[Row]:
+    """All rows for ``spec`` on ``target`` (read-only; a twin is never started). The privileges are
+    a row here, so the connection does not refuse a token that lacks one. ``plex_template``: the
+    60-truenas-plex option of that name (default :data:`falkit.steps.truenas_plex.DEFAULT_TEMPLATE`).
+    The tools are the ones the run uses: on the twin its stand-ins, first on PATH
+    (:meth:`falkit.target.Target.tool_env`)."""
     from .target import connect
 
     try:
-        t = connect(spec, target, state_dir, start_twin=False)
+        t = connect(spec, target, state_dir, start_twin=False, check_privileges=False)
     except FalkitError as e:
         fix = ("start it: `falkit twin up --params <spec>`" if target == "twin"
                else "set secrets.proxmox_url and the token secret (secrets.proxmox_token)")
         return [Row("proxmox", "block", str(e), fix), *check_tools(_load_spec(spec), env)]
     try:
-        rows = check_proxmox(t)
+        rows = check_proxmox(t, plex_template)
         if rows[0].status != "block":
             rows.append(check_talos_secrets(t))
             rows.append(check_addresses(t))
-        rows += check_tools(t.spec, env)
+        rows += check_tools(t.spec, t.tool_env() if env is None else env)
         rows.append(check_gitops(t))
         return rows
     finally:

@@ -1,18 +1,23 @@
-"""``falkit doctor`` on the twin, through the CLI (``falkit doctor --target twin --json``).
+"""``falkit doctor`` through the CLI (``falkit doctor --target twin|live --json``), on the twin.
 
-Behaviours: on a healthy twin (the operator's Talos secrets in place, talosctl and helm of fitting
-versions on PATH) every row is ok or warn and the exit code is 0, and the command changes nothing
-on the twin's Proxmox; each fault makes exactly its row block and the exit code 1: talosctl missing
-from PATH, a talosctl of another Talos minor, a helm too old for the spec's Kubernetes, the existing
-cluster's Talos secrets missing, and Plex's LXC template deleted from the node. The GitOps row: a
-local bare remote is reachable and writable; an unreachable one blocks when ``gitops.push`` is on.
-The live path runs against the twin's Proxmox on its loopback address (token from the environment,
-CA in the live private dir); a live target whose token secret is not set blocks on the proxmox row
-without opening any connection.
+Behaviours: on a healthy twin every row is ok or warn and the exit code is 0, and the command
+changes nothing on the twin's Proxmox — the existing cluster's Talos secrets are the twin
+operator's ``secrets.yaml`` (which connect() puts in the private dir, and 30-talos imports), the
+tools are the twin's ``talosctl``/``helm`` stand-ins (first on PATH, as the run uses them), and
+Plex's LXC template is not on the node but in Proxmox's appliance index (warn: 60-truenas-plex
+downloads it; ok once it is there; block with the ``pveam`` command when it is in neither). Each
+fault makes exactly its row block and the exit code 1: the existing cluster's secrets missing (no
+file 30-talos would import), a token lacking a privilege of falkit's role (the twin's
+``token_privilege_missing`` fault; the row names it and carries the filled-in ``pveum`` line), and —
+on the live target, the operator's PATH, against the twin's Proxmox on its loopback address —
+talosctl missing from PATH, a talosctl of another Talos minor, a helm too old for the spec's
+Kubernetes. The GitOps row: the twin's local bare remote is reachable and writable; an unreachable
+one blocks when ``gitops.push`` is on. A live target whose token secret is not set blocks on the
+proxmox row without opening any connection.
 
-talosctl/helm are small loopback-free stand-in scripts printing the real tools' version lines
-(``talosctl version --client --short``: ``Client:`` then ``Talos vX.Y.Z``, siderolabs/talos
-pkg/version ``Short()``; ``helm version --short``: ``vX.Y.Z+g<sha>``, helm/helm
+The operator's tools on the live path are small loopback-free scripts printing the real tools'
+version lines (``talosctl version --client --short``: ``Client:`` then ``Talos vX.Y.Z``,
+siderolabs/talos pkg/version ``Short()``; ``helm version --short``: ``vX.Y.Z+g<sha>``, helm/helm
 internal/version ``GetVersion``/``formatVersion``).
 """
 
@@ -53,6 +58,7 @@ def _path(bindir: Path) -> str:
 def lab(tmp_path_factory):
     base = tmp_path_factory.mktemp("doctor")
     old = os.environ.get("FALKIT_STATE_DIR")
+    old_path = os.environ.get("PATH", "")
     os.environ["FALKIT_STATE_DIR"] = str(base / "state")
     conn = supervisor.up(str(FAL), state="before", state_dir=base / "state" / "twin")
     good = base / "bin"
@@ -60,11 +66,11 @@ def lab(tmp_path_factory):
     _tool(good, "talosctl", "Client:\n\tTalos v1.11.6")
     _tool(good, "helm", "v3.19.0+g3d8990f")
     t = connect(FAL, "twin", start_twin=False)  # the private dir of this twin instance
-    secrets = t.private_dir / "talos-secrets.yaml"
     try:
-        yield {"conn": conn, "bin": good, "base": base, "secrets": secrets}
+        yield {"conn": conn, "bin": good, "base": base, "private": t.private_dir}
     finally:
         supervisor.down(base / "state" / "twin")
+        os.environ["PATH"] = old_path  # connect() put the twin's stand-ins first
         if old is None:
             os.environ.pop("FALKIT_STATE_DIR", None)
         else:
@@ -73,9 +79,7 @@ def lab(tmp_path_factory):
 
 @pytest.fixture
 def healthy(lab, monkeypatch):
-    """The operator's preconditions: secrets imported (0600), tools on PATH."""
-    lab["secrets"].write_text("cluster:\n  id: imported-from-the-operator\n")
-    lab["secrets"].chmod(0o600)
+    """The operator's PATH (restored afterwards: a twin connect() puts its stand-ins first)."""
     monkeypatch.setenv("PATH", _path(lab["bin"]))
     return lab
 
@@ -93,23 +97,120 @@ def blocking(rows: dict[str, dict]) -> set[str]:
 def test_doctor_passes_on_a_healthy_twin_and_changes_nothing(healthy, capsys):
     ctl = PveControl(healthy["conn"]["pve_control"])
     before = ctl.state()
+    assert not (healthy["private"] / "talos-secrets.yaml").exists()  # only the operator's secrets.yaml
     code, rows = doctor(capsys)
-    assert code == 0 and blocking(rows) == set()
+    assert code == 0 and blocking(rows) == set(), rows
     assert set(rows) == {"proxmox", "privileges", "storages", "talos-iso", "lxc-template", "talos-secrets",
                          "addresses", "talosctl", "helm", "gitops-remote"}
     assert rows["proxmox"]["detail"].startswith("Proxmox VE 9.")
-    assert rows["talosctl"]["detail"].endswith("v1.11.6") and "Kubernetes 1.31-1.34" in rows["helm"]["detail"]
+    assert rows["talos-secrets"]["detail"].endswith("secrets.yaml (30-talos imports it)")
+    bindir = healthy["conn"]["bin_dir"]
+    assert rows["talosctl"]["detail"].startswith(f"{bindir}/talosctl: v1.11.")  # the twin's stand-ins
+    assert rows["helm"]["detail"].startswith(f"{bindir}/helm: v3.")
     assert rows["talos-iso"]["status"] == "warn"  # 20-vms downloads it
+    assert rows["lxc-template"] == {"check": "lxc-template", "status": "warn", "fix": "", "detail":
+                                    "not on the node; 60-truenas-plex will download it: "
+                                    "debian-12-standard_12.7-1_amd64.tar.zst is in the appliance index"}
     assert "52:54:00:10:10:11 -> 10.10.0.11" in rows["addresses"]["detail"]
     assert ctl.state() == before  # read-only
 
 
-def test_talosctl_missing_from_path_blocks_its_row(healthy, capsys, monkeypatch):
+def test_the_existing_clusters_secrets_missing_blocks(healthy, capsys):
+    from falkit.steps.talos import IMPORT_FILES, SECRETS_FILE
+
+    kept = {}
+    for name in (SECRETS_FILE, *IMPORT_FILES):
+        f = healthy["private"] / name
+        if f.exists():
+            kept[f] = f.read_text()
+            f.unlink()
+    assert kept  # the twin's operator secrets.yaml was there
+    try:
+        code, rows = doctor(capsys)
+        assert code == 1 and blocking(rows) == {"talos-secrets"}
+        assert "exists (VMs 200, 201)" in rows["talos-secrets"]["detail"]
+        assert "secrets.yaml" in rows["talos-secrets"]["fix"] and "controlplane.yaml" in rows["talos-secrets"]["fix"]
+    finally:
+        for f, text in kept.items():
+            f.write_text(text)
+            f.chmod(0o600)
+
+
+def test_a_token_missing_a_privilege_blocks_the_privileges_row(healthy, capsys):
+    ctl = PveControl(healthy["conn"]["pve_control"])
+    ctl.fault("token_privilege_missing", privilege="VM.PowerMgmt")
+    try:
+        code, rows = doctor(capsys)
+    finally:
+        ctl.clear()
+    assert code == 1 and blocking(rows) == {"privileges"}, rows
+    row = rows["privileges"]
+    assert row["detail"] == "the token lacks 1 of the 18 privileges on /: VM.PowerMgmt"
+    assert row["fix"].startswith("pveum role add FalkitMigration --privs \"Datastore.Allocate,")
+    assert "VM.PowerMgmt" in row["fix"] and "{privs}" not in row["fix"] and "'root@pam!falkit'" in row["fix"]
+    code, rows = doctor(capsys)  # the full role again
+    assert rows["privileges"]["status"] == "ok"
+
+
+def test_the_lxc_template_ok_on_the_node_warn_in_the_index_block_in_neither(healthy, capsys):
+    import time
+
+    from falkit.doctor import doctor as doctor_rows
+
+    t = connect(FAL, "twin", start_twin=False, check_privileges=False)
+    try:
+        # what 60-truenas-plex (and `pveam download`) does: Proxmox downloads it from its index
+        t.pve.nodes(t.node).aplinfo.post(storage="local", template=TEMPLATE.rsplit("/", 1)[1])
+        deadline = time.monotonic() + 30
+        while TEMPLATE not in [c["volid"] for c in t.pve.nodes(t.node).storage("local").content.get(content="vztmpl")]:
+            assert time.monotonic() < deadline, "the download task did not finish"
+            time.sleep(0.2)
+        code, rows = doctor(capsys)
+        assert code == 0 and rows["lxc-template"]["status"] == "ok" and rows["lxc-template"]["detail"] == TEMPLATE
+    finally:
+        t.pve.nodes(t.node).storage("local").content(TEMPLATE).delete()  # as `pveam remove` would
+        t.close()
+    # a template Proxmox's appliance index does not have (the plex_template option): nothing fetches it
+    other = "local:vztmpl/debian-11-standard_11.7-1_amd64.tar.zst"
+    rows = {r.check: r for r in doctor_rows(FAL, "twin", plex_template=other)}
+    assert rows["lxc-template"].status == "block"
+    assert "not in Proxmox's appliance index" in rows["lxc-template"].detail
+    assert rows["lxc-template"].fix == "pveam update && pveam download local debian-11-standard_11.7-1_amd64.tar.zst"
+    code, rows = doctor(capsys)
+    assert rows["lxc-template"]["status"] == "warn"  # gone again: back in the index only
+
+
+@pytest.fixture
+def live(healthy, monkeypatch, tmp_path):
+    """The live path (token from the environment, the CA and the existing cluster's secrets in the
+    live private dir, the operator's PATH) against the twin's Proxmox on its loopback address."""
+    from falkit.target import private_dir_for
+
+    px = healthy["conn"]["proxmox"]
+    assert ipaddress.ip_address(px["host"]).is_loopback  # never a real address
+    monkeypatch.setenv("FALKIT_PVE_TOKEN", Path(px["token_file"]).read_text().strip())
+    private = private_dir_for("the-fal", "live")
+    shutil.copy(px["ca_file"], private / "pve-ca.pem")
+    shutil.copy(healthy["private"] / "secrets.yaml", private / "secrets.yaml")
+    (private / "secrets.yaml").chmod(0o600)
+    params = _spec_with(tmp_path, secrets__proxmox_url=f"https://{px['host']}:{px['port']}",
+                        gitops__checkout=healthy["conn"]["gitops"]["checkout"])
+    yield params
+    (private / "secrets.yaml").unlink()
+
+
+def test_live_passes_with_the_operators_tools(live, capsys):
+    code, rows = doctor(capsys, params=live, target="live")
+    assert code == 0 and blocking(rows) == set(), rows
+    assert rows["talosctl"]["detail"].endswith("v1.11.6") and "Kubernetes 1.31-1.34" in rows["helm"]["detail"]
+
+
+def test_talosctl_missing_from_path_blocks_its_row(healthy, live, capsys, monkeypatch):
     nobin = healthy["base"] / "no-talosctl"
     nobin.mkdir(exist_ok=True)
     shutil.copy(healthy["bin"] / "helm", nobin / "helm")
     monkeypatch.setenv("PATH", _path(nobin))
-    code, rows = doctor(capsys)
+    code, rows = doctor(capsys, params=live, target="live")
     assert code == 1 and blocking(rows) == {"talosctl"}
     assert rows["talosctl"]["detail"] == "talosctl is not on PATH" and "v1.11.6" in rows["talosctl"]["fix"]
 
@@ -118,24 +219,16 @@ def test_talosctl_missing_from_path_blocks_its_row(healthy, capsys, monkeypatch)
     ("talosctl", "Client:\n\tTalos v1.10.5", "must share the minor"),
     ("helm", "v3.14.4+g81c902a", "supports Kubernetes 1.26-1.29"),
 ])
-def test_a_tool_of_the_wrong_version_blocks_its_row(healthy, capsys, monkeypatch, tool, line, words):
+def test_a_tool_of_the_wrong_version_blocks_its_row(healthy, live, capsys, monkeypatch, tool, line, words):
     other = healthy["base"] / f"old-{tool}"
     other.mkdir(exist_ok=True)
     for name in ("talosctl", "helm"):
         shutil.copy(healthy["bin"] / name, other / name)
     _tool(other, tool, line)
     monkeypatch.setenv("PATH", _path(other))
-    code, rows = doctor(capsys)
+    code, rows = doctor(capsys, params=live, target="live")
     assert code == 1 and blocking(rows) == {tool}
     assert words in rows[tool]["detail"]
-
-
-def test_the_existing_clusters_secrets_missing_blocks(healthy, capsys):
-    healthy["secrets"].unlink()
-    code, rows = doctor(capsys)
-    assert code == 1 and blocking(rows) == {"talos-secrets"}
-    assert "exists (VMs 200, 201)" in rows["talos-secrets"]["detail"]
-    assert "--from-controlplane-config" in rows["talos-secrets"]["fix"]
 
 
 def _spec_with(tmp_path: Path, **changes) -> Path:
@@ -158,20 +251,18 @@ def test_the_gitops_remote_reachable_and_writable_or_blocking_when_pushing(healt
     import subprocess
 
     checkout = Path(healthy["conn"]["gitops"]["checkout"])
-    bare = tmp_path / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
-    subprocess.run(["git", "-C", str(checkout), "remote", "add", "origin", str(bare)], check=True)
+    remote = Path(healthy["conn"]["gitops"]["remote"]).resolve()  # the twin's bare remote, its origin
+    code, rows = doctor(capsys)
+    assert code == 0 and rows["gitops-remote"]["status"] == "ok"
+    assert rows["gitops-remote"]["detail"] == f"origin ({remote}) reachable and writable"
+    # the remote goes away: with gitops.push the run would fail at the push, so doctor blocks
+    subprocess.run(["git", "-C", str(checkout), "remote", "set-url", "origin", str(tmp_path / "gone.git")], check=True)
     try:
-        code, rows = doctor(capsys)
-        assert code == 0 and rows["gitops-remote"]["status"] == "ok"
-        assert rows["gitops-remote"]["detail"] == f"origin ({bare}) reachable and writable"
-        # the remote goes away: with gitops.push the run would fail at the push, so doctor blocks
-        subprocess.run(["git", "-C", str(checkout), "remote", "set-url", "origin", str(tmp_path / "gone.git")], check=True)
         code, rows = doctor(capsys, params=_spec_with(tmp_path, gitops__push=True))
         assert code == 1 and blocking(rows) == {"gitops-remote"}
         assert "is not reachable" in rows["gitops-remote"]["detail"]
     finally:
-        subprocess.run(["git", "-C", str(checkout), "remote", "remove", "origin"], check=True)
+        subprocess.run(["git", "-C", str(checkout), "remote", "set-url", "origin", str(remote)], check=True)
 
 
 def test_live_mode_against_a_loopback_proxmox(healthy, capsys, monkeypatch, tmp_path):
@@ -187,19 +278,10 @@ def test_live_mode_against_a_loopback_proxmox(healthy, capsys, monkeypatch, tmp_
     code, rows = doctor(capsys, params=params, target="live")
     assert rows["proxmox"]["status"] == "ok", rows["proxmox"]
     assert rows["privileges"]["status"] == "ok"
-    assert rows["storages"]["status"] == "ok" and rows["lxc-template"]["status"] == "ok"
+    assert rows["storages"]["status"] == "ok" and rows["lxc-template"]["status"] == "warn"
     assert "no remote 'origin'" not in rows["gitops-remote"]["detail"]  # live reads spec gitops.checkout
     assert rows["gitops-remote"]["status"] == "block"  # ~/src/homelab-gitops is not a checkout here
     assert code == 1
-
-
-def test_a_missing_lxc_template_blocks_its_row(healthy, capsys):
-    # the fault: the template is not on the node (deleted through the API, as `pveam remove` would)
-    t = connect(FAL, "twin", start_twin=False)
-    t.pve.nodes(t.node).storage("local").content(TEMPLATE).delete()
-    code, rows = doctor(capsys)
-    assert code == 1 and blocking(rows) == {"lxc-template"}
-    assert rows["lxc-template"]["fix"].startswith("pveam update && pveam download local debian-12-standard")
 
 
 def test_live_without_a_token_secret_blocks_before_any_connection(capsys, monkeypatch, tmp_path):

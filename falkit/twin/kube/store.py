@@ -509,7 +509,18 @@ class Store:
                 dry_run: bool, field_validation: str, warnings: list | None, record: bool = True) -> dict:
         md = new["metadata"]
         name = md["name"]
-        causes = self._validate(rt, new, field_validation, warnings)
+        if rt.has_status and not rt.crd and subresource != "status" and "status" in new:
+            # A main-resource write of a built-in kind keeps the old status and validates the rest:
+            # kubernetes pkg/registry/apps/daemonset/strategy.go (PrepareForUpdate "update is not
+            # allowed to set status"; ValidateUpdate = ValidateDaemonSet + ValidateDaemonSetUpdate,
+            # status only in the status strategy's ValidateDaemonSetStatusUpdate), as for every
+            # workload kind. So a DaemonSet no controller has written a status for yet (``{}``) can
+            # be upgraded by Helm.
+            status = new.pop("status")
+            causes = self._validate(rt, new, field_validation, warnings)
+            new["status"] = status
+        else:
+            causes = self._validate(rt, new, field_validation, warnings)
         if rt.kind == "Service":
             ospec, nspec = old.get("spec") or {}, new.get("spec") or {}
             if ospec.get("clusterIP") and nspec.get("clusterIP") != ospec.get("clusterIP"):
