@@ -431,7 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     jp.set_defaults(fn=cmd_lab)
 
     dp = sub.add_parser("doctor", help="read-only readiness report for a target: one row per check, with the fix")
-    dp.add_argument("--target", choices=["live", "twin"], default="twin")
+    dp.add_argument("--target", choices=["live", "twin"], default="twin",
+                    help="the lab to check: twin (default; started if none is up) or live (read-only)")
     dp.add_argument("--params", default=DEFAULT_PARAMS, help=f"lab spec (default {DEFAULT_PARAMS})")
     dp.add_argument("--json", action="store_true", help="the rows as JSON")
     dp.set_defaults(fn=cmd_doctor)

@@ -448,7 +448,7 @@ class TrueNasPlexStep:
     def apply(self, target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
         blocked = [c for c in plan.changes if (c.data or {}).get("blocked")]
         if blocked:
-            raise StepError(STEP, "refused: " + "; ".join(f"{c.data['message']} (fix: {c.data['fix']})" for c in blocked),
+            raise StepError(STEP, "refused: " + "; ".join(f"{c.data['message']}" + (f" (fix: {c.data['fix']})" if c.data.get("fix") else "") for c in blocked),
                             resume="change the lab spec (or leave truenas.enabled: false), then re-run 60-truenas-plex")
         pve, node, timeout = target.pve, target.node, options.wait_timeout_s
 

@@ -485,7 +485,8 @@ def disable_longhorn(target: Any, spec: LabSpec, checkout: Path, options: StepOp
     renames = plan_renames(co, disable=True)
     for c in renames:
         progress.log(f"git mv {c.old} {c.new}")
-    api = target.kube() if getattr(target, "kind", "") == "twin" or (spec.gitops and spec.gitops.push) else None
+    api = (target.kube() if target is not None and (getattr(target, "kind", "") == "twin" or (spec.gitops and spec.gitops.push))
+           else None)
     apply_git_changes(renames, co, api, timeout=options.wait_timeout_s)
 
 

@@ -137,7 +137,10 @@ def test_disable_longhorn_in_seed_layout(fal, tmp_path):
 
     from falkit.twin.gitops_fixture import make_fixture_repo
 
+    from falkit.twin.gitops_fixture import make_remote
+
     repo = make_fixture_repo(tmp_path / "gitops", fal)
+    make_remote(repo, tmp_path / "remote.git")  # fal.yaml pushes and fast-forwards the tracked branch
     platform = repo / fal.gitops.platform_path
     opts = StepOptions(extra={"gitops_checkout": str(repo)})
     g = observe_gitops(fal, opts)
