@@ -84,6 +84,14 @@ def test_every_option_has_help():
     assert re.search(r"--port PORT\s+the port on 127\.0\.0\.1", lab)
 
 
+def _ppid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
 def _pids_with(text: str) -> list[int]:
     out = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -113,8 +121,8 @@ def test_sigterm_stops_jupyterlab_and_its_kernels(tmp_path):
         m = re.search(r"(http://127\.0\.0\.1:\d+/)\S*token=(\w+)", line)
         assert m, line + proc.stderr.read() if proc.poll() is not None else line
         url, token = m.groups()
-        server = next(p for p in _pids_with("jupyterlab") if f"--IdentityProvider.token={token}" in
-                      Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+        # the server falkit lab started (its token is in a 0600 file, never on the command line)
+        server = next(p for p in _pids_with("jupyterlab") if _ppid(p) == proc.pid)
         req = urllib.request.Request(url + "api/kernels", data=b"{}", method="POST",
                                      headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
         with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=60) as r:

@@ -135,9 +135,7 @@ def test_disable_longhorn_in_seed_layout(fal, tmp_path):
     """The seed's rename, made as a commit in a Git checkout with the seed's layout."""
     import subprocess
 
-    from falkit.twin.gitops_fixture import make_fixture_repo
-
-    from falkit.twin.gitops_fixture import make_remote
+    from falkit.twin.gitops_fixture import make_fixture_repo, make_remote
 
     repo = make_fixture_repo(tmp_path / "gitops", fal)
     make_remote(repo, tmp_path / "remote.git")  # fal.yaml pushes and fast-forwards the tracked branch
