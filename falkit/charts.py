@@ -1,7 +1,7 @@
 """plotly figures of the runbook (the benchmark charts are in falkit.bench.charts).
 
 Figures keep plotly's default renderer: ``plotly_mimetype`` stores the figure as
-``application/vnd.plotly.v1+json``, which JupyterLab renders without a CDN (FACTS.md, Notebook
+``application/vnd.plotly.v1+json``, which JupyterLab renders without a CDN (docs/FACTS.md, Notebook
 stack); the runner's HTML export embeds plotly.js once per file so the archive renders offline.
 """
 
@@ -101,7 +101,7 @@ PLOTLY_MIME = "application/vnd.plotly.v1+json"
 def embed_plotly_outputs(nb: Any) -> int:
     """Give every plotly output of ``nb`` (in place) a ``text/html`` rendering that calls ``Plotly.newPlot``.
 
-    nbconvert's HTML exporter drops ``application/vnd.plotly.v1+json`` (FACTS.md, Notebook stack);
+    nbconvert's HTML exporter drops ``application/vnd.plotly.v1+json`` (docs/FACTS.md, Notebook stack);
     with this ``text/html`` next to it the figure renders once plotly.js is on the page (see
     :func:`plotly_script`). Returns how many figures were found.
     """

@@ -9,7 +9,7 @@ off unless the config turns it on); Talos already mounts cgroup v2 and bpffs
 (``cgroup.autoMount.enabled: false``, ``cgroup.hostRoot: /sys/fs/cgroup``); Talos does not let
 workloads load kernel modules, so ``SYS_MODULE`` is dropped from the agent's capabilities.
 
-On top, the seed's LB features (FACTS.md, Cilium): ``l2announcements.enabled``,
+On top, the seed's LB features (docs/FACTS.md, Cilium): ``l2announcements.enabled``,
 ``externalIPs.enabled``, ``k8sClientRateLimit`` sized by :func:`falkit.findings.client_rate_limit`
 (each L2 lease is renewed within the renew deadline), and ``devices`` listing the announcing NIC
 (eth0; eth1 for the storage network) — if ``devices`` is set it must include it.

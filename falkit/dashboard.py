@@ -11,7 +11,7 @@ Behaviour covered:
   shows. When the Kubernetes API does not answer (connection refused, timeout — e.g. right after the
   configs were applied), the first failing section's reason is reused for the others instead of
   waiting for each in turn. Every Kubernetes request has a timeout (``request_timeout_s``).
-- DiskPools are read as ``openebs.io/v1beta3`` then ``v1beta2`` (FACTS.md: v1beta2 for Mayastor
+- DiskPools are read as ``openebs.io/v1beta3`` then ``v1beta2`` (docs/FACTS.md: v1beta2 for Mayastor
   2.5-2.8, v1beta3 from 2.9); no DiskPool CRD yet -> an empty table, not an error.
 - ``summary()`` is one line (counts); ``text()`` the headless view (printed by ``show()`` when not in
   JupyterLab); ``html()``/``widget()`` the JupyterLab view: an ``ipywidgets.HTML`` with a Refresh
@@ -34,7 +34,7 @@ from typing import Any
 
 from .widgets import Table, interactive, show
 
-DISKPOOL_VERSIONS = ("v1beta3", "v1beta2")  # FACTS.md: v1beta2 for Mayastor 2.5-2.8, v1beta3 from 2.9
+DISKPOOL_VERSIONS = ("v1beta3", "v1beta2")  # docs/FACTS.md: v1beta2 for Mayastor 2.5-2.8, v1beta3 from 2.9
 NA = "not available: "
 
 

@@ -3,7 +3,7 @@ and CSV files, generated from the plan (and, when given, what the cluster report
 
 - **DHCP reservations** (:func:`dhcp_rows`): hostname, MAC, IP for every NIC of every VM and of
   the Plex container, exactly as :func:`falkit.plan.derive_plan` assigns them (the seed fixes MACs
-  so that a reservation gives each machine its planned address; FACTS.md "Not yet checked").
+  so that a reservation gives each machine its planned address; docs/FACTS.md "Not yet checked").
 - **DNS records** (:func:`dns_rows`): an A record per service with ``dns`` in the spec, to its new IP
   — the Service's observed LoadBalancer IP when ``observed`` has it, else the planned one (an
   ``auto`` service's planned IP is the pool's lowest free address, which Cilium also picks); a

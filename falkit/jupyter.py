@@ -16,7 +16,7 @@ Behaviour covered:
   and ``--LanguageServerManager.autodetect=False`` when jupyter-lsp is installed.
 - State never goes to ``$HOME``: ``JUPYTER_CONFIG_DIR``, ``JUPYTER_DATA_DIR``,
   ``JUPYTER_RUNTIME_DIR``, ``IPYTHONDIR``, ``XDG_CONFIG_HOME``/``XDG_CACHE_HOME``/``XDG_DATA_HOME``/
-  ``XDG_STATE_HOME`` and ``HOME`` itself point into ``state_dir`` (FACTS.md: Jupyter and Chromium
+  ``XDG_STATE_HOME`` and ``HOME`` itself point into ``state_dir`` (docs/FACTS.md: Jupyter and Chromium
   write to ``$HOME`` otherwise). :func:`isolated_env` gives the same variables to a browser.
 - The server is ready when ``GET /api/status`` answers 200 with the token; if the process exits
   first or ``timeout_s`` passes, :class:`JupyterError` carries the end of its log.

@@ -14,7 +14,7 @@ Value names were checked against ``chart/values.yaml`` of openebs/mayastor-exten
 ``csi.node.kubeletDir``, ``etcd.replicaCount``, ``etcd.persistence.*``, ``loki-stack.enabled``,
 ``obs.callhome.enabled``, ``storageClass.enabled``).
 
-Choices (FACTS.md, OpenEBS Mayastor):
+Choices (docs/FACTS.md, OpenEBS Mayastor):
 
 * ``io_engine.coreList`` = the cores :func:`falkit.plan.derive_io_engine_cores` derived: the chart
   default ``cpuCount: "2"`` pins cores 1,2, which do not exist on a 2-vCPU worker ("EAL: invalid
@@ -23,7 +23,7 @@ Choices (FACTS.md, OpenEBS Mayastor):
   1024 pages = 2 GiB = exactly the io-engine's need, zero slack (a preflight finding says so).
 * ``csi.node.kubeletDir: /var/lib/kubelet``: Talos runs the kubelet with the standard root dir.
 * etcd: one replica per worker up to 3 (its anti-affinity is "hard"), persistent 2 GiB on the
-  chart's hostpath LocalPV under ``/var/local`` (Talos kubelet extraMount, FACTS.md).
+  chart's hostpath LocalPV under ``/var/local`` (Talos kubelet extraMount, docs/FACTS.md).
 * ``loki-stack.enabled: false``: a homelab does not need the 10 GiB log store and its promtail
   DaemonSet on 9 GB workers; ``obs.callhome.enabled: false``: no telemetry from a homelab.
 * ``storageClass.enabled: false``: falkit creates ``mayastor-3`` itself (:func:`storage_class`).
@@ -102,7 +102,7 @@ def chart_ref(spec: LabSpec) -> tuple[str, str]:
 
 def namespace_object(spec: LabSpec) -> dict[str, Any]:
     """The install namespace with the PodSecurity exemption Talos needs (its default profile is
-    ``baseline``; io-engine and the CSI node plugin are privileged — FACTS.md, Mayastor/Talos)."""
+    ``baseline``; io-engine and the CSI node plugin are privileged — docs/FACTS.md, Mayastor/Talos)."""
     return {"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": spec.mayastor.namespace, "labels": {PSA_LABEL[0]: PSA_LABEL[1]}}}
 
@@ -113,7 +113,7 @@ def pool_name(worker: str) -> str:
 
 def diskpool(spec: LabSpec, worker: str, device: str) -> dict[str, Any]:
     """A DiskPool on ``worker``'s data disk in the apiVersion the spec's Mayastor serves
-    (``openebs.io/v1beta2`` for 2.5-2.8, ``v1beta3`` from 2.9; FACTS.md). One disk per pool."""
+    (``openebs.io/v1beta2`` for 2.5-2.8, ``v1beta3`` from 2.9; docs/FACTS.md). One disk per pool."""
     return {
         "apiVersion": diskpool_api_version(spec.versions.mayastor),
         "kind": "DiskPool",
@@ -124,7 +124,7 @@ def diskpool(spec: LabSpec, worker: str, device: str) -> dict[str, Any]:
 
 
 def storage_class(spec: LabSpec) -> dict[str, Any]:
-    """StorageClass ``spec.mayastor.storage_class``; every parameter a string (FACTS.md)."""
+    """StorageClass ``spec.mayastor.storage_class``; every parameter a string (docs/FACTS.md)."""
     m = spec.mayastor
     return {
         "apiVersion": "storage.k8s.io/v1",

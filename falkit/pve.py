@@ -1,6 +1,7 @@
 """Small helpers over proxmoxer: tasks that raise, VM configs read back, property strings parsed.
 
-proxmoxer models none of the PVE schema (STYLE.md); these helpers add only what every step needs:
+proxmoxer models none of the PVE schema (its ``core.py`` only builds URLs from attribute access);
+these helpers add only what every step needs:
 
 - :func:`wait_task` waits for a task UPID and *raises* on timeout (:class:`TaskTimeoutError`) or
   failure (:class:`TaskFailedError`, with PVE's exit status verbatim, e.g. ``VM is locked (backup)``

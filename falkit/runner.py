@@ -3,7 +3,7 @@
 Behaviour:
 
 - Notebooks ``notebooks/NN-*.ipynb`` run in order with papermill's Python API (about 0.8 s per
-  notebook less than its CLI; ``shutdown_kernel="immediate"`` saves more — FACTS.md, Notebook
+  notebook less than its CLI; ``shutdown_kernel="immediate"`` saves more — docs/FACTS.md, Notebook
   stack), cwd = the notebooks directory, each with the same parameters: ``params`` (absolute path),
   ``target``, ``apply`` and ``options`` (from ``--set name=value``, YAML values). Unknown or
   ill-typed options are rejected before anything runs (papermill itself only warns).

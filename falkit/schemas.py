@@ -1,4 +1,4 @@
-"""Upstream schemas shipped in ``falkit/data/upstream`` (copied from ../shared/upstream; see its
+"""Upstream schemas shipped in ``falkit/data/upstream`` (byte-for-byte copies; see its
 PROVENANCE.md) and validators over them. Used on both sides: falkit validates what it generates
 before applying it, and the twin enforces the same schemas as the real components would.
 
@@ -174,6 +174,6 @@ def diskpool_schema(api_version: str = "v1beta2") -> dict[str, Any]:
 
 
 def diskpool_api_version(mayastor_version: str) -> str:
-    """DiskPool apiVersion Mayastor serves: v1beta2 for 2.5-2.8, v1beta3 from 2.9 (FACTS.md)."""
+    """DiskPool apiVersion Mayastor serves: v1beta2 for 2.5-2.8, v1beta3 from 2.9 (docs/FACTS.md)."""
     major, minor = (int(x) for x in _minor(mayastor_version).split("."))
     return "openebs.io/v1beta3" if (major, minor) >= (2, 9) else "openebs.io/v1beta2"

@@ -586,7 +586,7 @@ def _cross_checks(spec: LabSpec) -> list[tuple[FieldPath, str]]:
 #   applied in internal/app/machined/pkg/controllers/k8s/kubelet_spec.go);
 # - the kubelet's default hard eviction threshold memory.available<100Mi (Kubernetes "Node-pressure
 #   Eviction" docs);
-# - io-engine's own 1 GiB memory request besides its hugepages (FACTS.md, Mayastor).
+# - io-engine's own 1 GiB memory request besides its hugepages (docs/FACTS.md, Mayastor).
 # Hugepages are taken from RAM at boot and cannot be swapped or reclaimed: if they and these do not
 # fit, the worker cannot run io-engine (or anything), so it is an error, not a warning.
 TALOS_SYSTEM_RESERVED_MIB = 384

@@ -11,10 +11,10 @@ The seed's patches (worker):
 
 - kernel module **nvme_tcp**: the seed writes ``nvme-tcp``. modprobe treats ``-`` and ``_`` alike,
   but the module's name — what ``/proc/modules`` and ``lsmod`` list and what Talos' module check
-  compares — is ``nvme_tcp`` (FACTS.md, Mayastor); falkit writes the kernel's spelling;
+  compares — is ``nvme_tcp`` (docs/FACTS.md, Mayastor); falkit writes the kernel's spelling;
 - sysctls: ``vm.nr_hugepages`` from ``spec.mayastor.hugepages_2mi`` plus ``spec.talos.sysctls``;
 - node label ``openebs.io/engine=mayastor`` (``machine.nodeLabels``) and kubelet extraMount
-  ``/var/local`` (rbind, rshared, rw) for Mayastor (FACTS.md, Mayastor on Talos);
+  ``/var/local`` (rbind, rshared, rw) for Mayastor (docs/FACTS.md, Mayastor on Talos);
 - both NICs static: eth0 on the management network with the default route, eth1 on the storage
   network without a route. Names are pinned with the kernel argument ``net.ifnames=0`` (honoured
   with GRUB, which Talos uses on Proxmox' default SeaBIOS VMs), so the seed's eth0/eth1 and
@@ -24,7 +24,7 @@ The seed's patches (worker):
   notes it;
 - Talos < 1.12: inline ``machine.network`` (hostname, interfaces, nameservers); 1.12+: the
   ``HostnameConfig``, ``LinkConfig`` and ``ResolverConfig`` documents (1.12 removed the inline keys
-  from the schema, 1.13 removed ``machine.network``; FACTS.md, Talos).
+  from the schema, 1.13 removed ``machine.network``; docs/FACTS.md, Talos).
 
 Cluster-wide: ``cluster.network.cni.name: none`` and ``cluster.proxy.disabled: true`` for Cilium;
 the PodSecurity admission exempts the Mayastor namespace (Talos' default admission config plus that

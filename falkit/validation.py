@@ -27,7 +27,7 @@ truenas            NFS exports on the storage network, NFS service running (when
 plex               the LXC running with the render node as ``dev0`` (when enabled)
 =================  ===========================================================================
 
-Facts behind the thresholds (FACTS.md, OpenEBS Mayastor): io-engine requests 2 GiB of 2 MiB
+Facts behind the thresholds (docs/FACTS.md, OpenEBS Mayastor): io-engine requests 2 GiB of 2 MiB
 hugepages per node; StorageClass parameters are strings (``repl: "3"``, ``thin: "true"``).
 """
 
@@ -163,7 +163,7 @@ def lb_ip(svc: dict) -> str:
 def talos_addresses(docs: list[dict]) -> list[str]:
     """Every static address a Talos machine config gives (without prefix length): inline
     ``machine.network.interfaces[].addresses`` (Talos < 1.12) and ``LinkConfig``-style documents'
-    ``addresses[].address`` (1.12+, FACTS.md Talos)."""
+    ``addresses[].address`` (1.12+, docs/FACTS.md Talos)."""
     out: list[str] = []
 
     def add(a: Any) -> None:

@@ -2,7 +2,7 @@
 
 Two modes, chosen by :func:`interactive`:
 
-- **JupyterLab** (the kernel has ``JPY_SESSION_NAME``; FACTS.md "Headless detection"): ipywidgets —
+- **JupyterLab** (the kernel has ``JPY_SESSION_NAME``; docs/FACTS.md "Headless detection"): ipywidgets —
   an ``IntProgress`` per task in an ``HBox``, Apply buttons, a refreshable dashboard;
 - **headless** (papermill, nbval, plain Python): never a widget. Progress is printed as plain log
   lines (``[20-vms] create talos-worker-02: 40% cloning``), the dashboard as text, and nothing waits

@@ -1,6 +1,6 @@
 """fio job definitions, job files, the fio JSON parser and the Kubernetes Job that runs fio on a PVC.
 
-The jobs follow Longhorn's kbench, as storage people run them (FACTS.md, "The physics of The Fal"):
+The jobs follow Longhorn's kbench, as storage people run them (docs/FACTS.md, "The physics of The Fal"):
 4k at iodepth 64 for IOPS, 128k at iodepth 64 for bandwidth, 4k at iodepth 1 for latency, direct
 I/O, ramp 5 s, runtime 20 s, and a file of at least 25x the expected bandwidth per second so the
 page cache and the device's DRAM cache cannot hold it. Every job is its own stonewalled group, so

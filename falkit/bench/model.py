@@ -7,7 +7,7 @@ Everything here is a *model*. Its output is labelled ``modelled`` wherever it go
 (``fio_json_from_model`` writes ``"falkit_modelled": true``; the parser turns that into
 ``source = "modelled"``). It is never a measurement of The Fal.
 
-Physics of The Fal (FACTS.md, "The physics of The Fal")
+Physics of The Fal (docs/FACTS.md, "The physics of The Fal")
 -------------------------------------------------------
 * One host, one Linux bridge: replication between the worker VMs goes over virtio on the host
   bridge and never touches the 2.5 GbE NIC (~295 MB/s TCP payload, relevant only off-host).
@@ -53,16 +53,16 @@ Targets
 * ``mayastor``: the ceilings above; ``engine_overhead_ms = 0.15`` (NVMe-oF/TCP + SPDK nexus adds
   ~0.1-0.2 ms per IO at QD1); ``p99_factor = 1.5``. The io-engine busy-polls its cores;
   ``iops_per_core = 250_000`` is a typical SPDK NVMe-oF/TCP target figure (200-300k/core); on The
-  Fal the 2-vCPU workers can give it one core (FACTS: the chart default of 2 pinned cores does not
+  Fal the 2-vCPU workers can give it one core (docs/FACTS.md: the chart default of 2 pinned cores does not
   exist on a 2-vCPU VM), so ``io_engine_cores = 1``.
 * ``longhorn`` (v1 engine, iSCSI frontend + replica processes on a filesystem): the same disk and
   network ceilings, plus
   - ``longhorn_write_cap_mib_s = 290``: the Longhorn sizing guide's ~290 MiB/s sequential write
-    (FACTS.md);
+    (docs/FACTS.md);
   - ``longhorn_iops_fraction = 0.25``: Longhorn's v1.0 performance report gives "20% to 30% IOPS
     of the native disk" with 3 replicas (longhorn.io/blog/performance-scalability-report-aug-2020);
   - ``longhorn_overhead_ms = 0.6``: chosen so a QD1 read on an SSD (0.1 ms) over a LAN lands at the
-    sizing guide's ~0.75 ms read latency (FACTS.md); ``p99_factor = 2.0``.
+    sizing guide's ~0.75 ms read latency (docs/FACTS.md); ``p99_factor = 2.0``.
 * ``local-path``: a filesystem on the node's own virtual disk, no replication, no network:
   ``device`` ceilings, ``local_overhead_ms = 0.02`` (virtio-scsi + filesystem), ``p99_factor 1.3``.
   On The Fal local-path would sit on ``local-lvm``, not ``helford``; ``env.local_device`` lets you
@@ -137,7 +137,7 @@ class NetworkPath:
 # virtio-net between VMs on one bridge: memory copies on the host, several GB/s per stream.
 # 3000 MB/s is an assumption for 2-vCPU guests; it never binds against a SATA disk.
 HOST_BRIDGE = NetworkPath("host bridge (virtio)", payload_mb_s=3000.0, rtt_ms=0.05)
-# FACTS.md: the 2.5 GbE NIC caps at ~295 MB/s TCP payload.
+# docs/FACTS.md: the 2.5 GbE NIC caps at ~295 MB/s TCP payload.
 NIC_2_5GBE = NetworkPath("2.5 GbE", payload_mb_s=295.0, rtt_ms=0.10)
 
 

@@ -12,7 +12,7 @@ from ..plan import derive_io_engine_cores
 from ..spec import LabSpec
 from .model import Device, ModelEnv, NetworkPath, ceilings
 
-TCP_PAYLOAD_FRACTION = 0.944  # FACTS.md: a 2.5 GbE NIC carries ~295 MB/s of TCP payload
+TCP_PAYLOAD_FRACTION = 0.944  # docs/FACTS.md: a 2.5 GbE NIC carries ~295 MB/s of TCP payload
 
 
 def model_env(spec: LabSpec) -> ModelEnv:

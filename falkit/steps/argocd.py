@@ -9,7 +9,7 @@ GitOps repository registered, the platform Applications created and waited for (
   * the ``argo-cd`` chart (from https://argoproj.github.io/argo-helm, version option ``argocd_chart_version``) with
     ``global.image.tag: v<spec.versions.argocd>`` and ``server.service.type: LoadBalancer``; the
     seed gives Argo CD an "Auto" address from the Cilium pool, so no IP annotation unless the spec
-    pins one (then ``lbipam.cilium.io/ips`` — FACTS.md, Cilium);
+    pins one (then ``lbipam.cilium.io/ips`` — docs/FACTS.md, Cilium);
   * the repository Secret ``repo-gitops`` (label ``argocd.argoproj.io/secret-type: repository``,
     ``url`` = ``spec.gitops.repo_url``). Credentials are a reference (``spec.gitops.credentials``):
     the plan shows where they come from, never the value; apply reads it then;

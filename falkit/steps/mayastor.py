@@ -16,7 +16,7 @@ StorageClass ``mayastor-3`` and a written test volume.
 - **checks**: preflight per worker, io-engine Running per worker, pools Online with capacity, the
   StorageClass, the test PVC Bound and its replicas on distinct nodes.
 
-Facts (FACTS.md, OpenEBS Mayastor): per io-engine node 2 GiB of 2 MiB hugepages, ``nvme_tcp``
+Facts (docs/FACTS.md, OpenEBS Mayastor): per io-engine node 2 GiB of 2 MiB hugepages, ``nvme_tcp``
 (the seed's ``nvme-tcp`` is the same module: modprobe treats ``-`` and ``_`` alike, /proc/modules
 lists ``nvme_tcp``), dedicated cores that exist on the VM; DiskPool ``openebs.io/v1beta2`` for
 Mayastor 2.5-2.8 with exactly one disk; StorageClass parameters are strings.

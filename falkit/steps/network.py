@@ -12,7 +12,7 @@ bridge for storage network — assign physical interface or VLAN — configure 1
   operator reaches the host through it.
 - **apply**: ``POST /nodes/{node}/network`` (create) or ``PUT …/network/{iface}`` (update) stage the
   changes, then ``PUT /nodes/{node}/network`` reloads them (a ``srvreload`` task, waited for)
-  (FACTS.md, Proxmox VE API).
+  (docs/FACTS.md, Proxmox VE API).
 - **checks**: each bridge active with the planned ports and address, nothing left staged.
 
 The host's own addresses are not in the seed. falkit keeps vmbr0's address when it already lies in

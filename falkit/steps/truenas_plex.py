@@ -20,7 +20,7 @@ template is not on its storage, Proxmox downloads it first from its appliance in
 ``apl_download``); a template missing from the index too is a ``blocked`` preflight that names
 the ``pveam`` command. Cores,
 memory and rootfs from the spec; ``net0``/``net1`` with the planned MACs and static addresses;
-GPU passthrough ``dev0=/dev/dri/renderD128,gid=<render gid>`` (Proxmox VE 8.1+; FACTS.md) so the
+GPU passthrough ``dev0=/dev/dri/renderD128,gid=<render gid>`` (Proxmox VE 8.1+; docs/FACTS.md) so the
 container's ``render`` group can open the AMD 680M's render node; started.
 NFS media in an *unprivileged* container: the kernel refuses NFS mounts inside it (mounting needs
 CAP_SYS_ADMIN in the initial user namespace), so the host mounts the share and the container

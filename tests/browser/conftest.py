@@ -2,7 +2,7 @@
 
 - ``chromium``: Debian's ``/usr/bin/chromium``; missing -> the test FAILS saying to install it
   (``apt-get install chromium``; ``scripts/test`` does) — Playwright's bundled browser download does not
-  work here (FACTS.md "Notebook stack").
+  work here (docs/FACTS.md "Notebook stack").
 - ``browser_twin``: the twin in its "before" state with ``FALKIT_STATE_DIR`` in a temp dir; stopped
   with ``supervisor.down`` at the end.
 - ``lab_dir``: copies of the notebooks under test in a temp dir (the browser saves notebooks; the

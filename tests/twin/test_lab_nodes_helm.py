@@ -71,7 +71,7 @@ def test_cilium_values_type_error_rejected(booted):
     assert r.status_code == 400
     assert any(i["path"] == "kubeProxyReplacement" for i in r.json()["issues"]), r.json()
     assert requests.get(f"{booted.url}/lab/helm/releases/kube-system/cilium", timeout=10).status_code == 404
-    # A misspelt key passes the chart's schema (it checks types only; FACTS.md).
+    # A misspelt key passes the chart's schema (it checks types only; docs/FACTS.md).
     booted.lab.helm_upsert("kube-system", "cilium", "cilium", "1.18.10", {"l2announcement": {"enabled": True}})
 
 

@@ -3,7 +3,7 @@
 A chart stand-in is ``Chart(render, validate)``: ``render(ctx, release) -> list[object dict]`` is
 the manifest ``helm template`` would produce in the twin's terms (CRDs, Deployments, DaemonSets,
 Services, StorageClasses); ``validate(release) -> list[issue dict]`` rejects bad values as the real
-chart does (Cilium: the chart's ``values.schema.json``, types only — FACTS.md: a misspelt key
+chart does (Cilium: the chart's ``values.schema.json``, types only — docs/FACTS.md: a misspelt key
 passes). Pods are made by the workload controllers from the Deployments/DaemonSets
 (``falkit.twin.lab.workloads``); the Mayastor io-engine and csi-node DaemonSets are annotated
 ``falkit.twin/controller: mayastor`` (their pods' fate depends on hugepages, ``nvme_tcp`` and cores:

@@ -173,7 +173,7 @@ def seed_mac(prefix: str, ip: str) -> str | None:
 
 def reservations(ctx: LabContext) -> dict[str, str]:
     """The lab router's DHCP reservations, IP -> MAC: the operator reserved the planned addresses
-    of the cluster's NICs on the seed's MACs (FACTS.md, Proxmox: the seed fixes MACs so that DHCP
+    of the cluster's NICs on the seed's MACs (docs/FACTS.md, Proxmox: the seed fixes MACs so that DHCP
     reservations give each VM its planned IP), and the pre-migration nodes have theirs. The fault
     ``dhcp_no_reservations`` models a router without the new ones: a fresh Talos VM in
     maintenance mode then gets a pool address (:func:`pool_lease`), not its planned IP."""
