@@ -130,7 +130,7 @@ def _wants_table(request: web.Request) -> bool:
 
 
 async def version(request: web.Request) -> web.Response:
-    return _json(discovery.version_info())
+    return _json(discovery.version_info(request.app[STORE_KEY].server_version))
 
 
 async def healthz(request: web.Request) -> web.Response:

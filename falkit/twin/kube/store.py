@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from . import managed
 from .builtin import BUILTIN_TYPES, Registry, ResourceType
 from .crd import crd_status, served_types, validate_crd
-from .defaults import Allocators, apply_defaults
+from .defaults import KUBE_GIT_VERSION, Allocators, apply_defaults
 from .errors import ApiError, already_exists, bad_request, cause, conflict, forbidden, invalid, not_found
 from .faults import Faults
 from .objects import clone, now_iso, spec_part
@@ -195,6 +195,9 @@ class Store:
         self.history_size = history_size
         self.default_manager = default_manager
         self.faults = Faults()
+        # What ``/version`` reports: the Kubernetes the cluster runs. The lab sets it from the Talos
+        # config the cluster was bootstrapped with (falkit.twin.lab.talos.apiserver_version).
+        self.server_version = KUBE_GIT_VERSION
         self._subscribers: list[Callable[[str, dict, dict | None], None]] = []
         self._reset()
         self._bootstrap()
