@@ -166,9 +166,12 @@ def _label_patch(node: TalosNode, md: dict) -> tuple[dict[str, str], dict[str, s
     """(labels, annotations) Talos' node-label controller leaves on the Node: it applies
     ``machine.nodeLabels`` and records the keys it set in the ``talos.dev/owned-labels``
     annotation (a JSON list); a key it owned that the config no longer has is removed, labels
-    others set are left alone (Talos docs "Configuration Reference: v1alpha1", machine.nodeLabels
-    "Configures the node labels for the machine"; siderolabs/talos
-    internal/app/machined/pkg/controllers/k8s/node_apply.go, constants.AnnotationOwnedLabels)."""
+    others set are left alone. Source: Talos docs "What's New in Talos 1.3", Node Labels:
+    "Changes to the node labels will be applied immediately without restarting kubelet. Talos
+    keeps track of the owned node labels in the talos.dev/owned-labels annotation"; siderolabs/talos
+    pkg/machinery/constants/constants.go ``AnnotationOwnedLabels`` ("the list of node labels owned
+    by Talos"). The removal of an owned key is what owning means there (NodeApplyController); that
+    controller's source was not re-read in this session."""
     labels = dict(md.get("labels") or {})
     owned = set(_owned_labels(md))
     for key in owned - set(node.labels):

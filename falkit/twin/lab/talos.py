@@ -347,11 +347,12 @@ def _keep_boot_hugepages(node: TalosNode, fields: dict[str, Any]) -> None:
     """Hugepages are reserved at boot: a config applied without a reboot that drops or lowers
     ``vm.nr_hugepages`` leaves the pages the node booted with (the running kernel keeps them, and
     io-engine holds them) until the next reboot, when the new config's value is what the kernel
-    reserves. Talos applies ``machine.sysctls`` changes "immediately" but documents hugepages as
-    reserved at boot (Talos docs "Configuration Reference: v1alpha1" machine.sysctls and the
-    Mayastor guide, "Talos Linux > Storage > Replicated local storage": set vm.nr_hugepages and
-    reboot; not re-checked against the docs in this session -- issue 15 item 5 states it). Raising
-    the number takes effect at once (the kernel allocates more pages)."""
+    reserves. Sources: Cozystack docs "How to enable Hugepages" (Talos: set machine.sysctls
+    vm.nr_hugepages, ``talosctl apply``, then ``talosctl reboot``: "Applying this configuration after
+    installation will require a full node reboot"); Linux Documentation/admin-guide/mm/hugetlbpage
+    (pages in use are not freed when nr_hugepages shrinks). Talos' own docs were not found saying it
+    in this session; issue 15 item 5 states it for real Talos. Raising the number takes effect at
+    once (the kernel allocates more pages)."""
     new = fields["sysctls"]
     try:
         want = int(str(new.get("vm.nr_hugepages", "0")).strip())

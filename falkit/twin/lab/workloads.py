@@ -444,7 +444,7 @@ def reconcile_released_volumes(ctx) -> None:
     """kube-controller-manager's PV controller for claims that are gone
     (pkg/controller/volume/persistentvolume/pv_controller.go, syncVolume: a Bound volume whose
     claimRef names a claim that no longer exists -- or a claim with another uid -- is set to phase
-    ``Released``, "volume is bound to a claim that no longer exists"; then reclaimVolume:
+    ``Released`` ("Volume is released and reclaim policy will be executed"); then reclaimVolume:
     ``Retain`` leaves it Released for an admin, ``Delete`` deletes it -- for a CSI volume the
     external-provisioner deletes the backend volume, then the PV object (docs "Persistent Volumes",
     Reclaiming: "deletion removes both the PersistentVolume object from Kubernetes, as well as the
