@@ -8,9 +8,15 @@ stopped VM stays bound); removing ``machine.nodeLabels`` from a Talos config rem
 Talos set (``talos.dev/owned-labels``) and keeps labels others set; removing the hugepages sysctl
 without a reboot keeps the pages reserved at boot, a reboot frees them; ``/version`` reports the
 Kubernetes the cluster was bootstrapped with (the spec's 1.34.1, or the config's apiServer image).
+Init containers: the csi-node pod has the chart's ``nvme-tcp-probe`` init container in its spec,
+and the real ``kubectl logs -c nvme-tcp-probe`` prints its log (an unknown container: the
+apiserver's "container ... is not valid for pod ..."); skipped only where kubectl is not installed.
 """
 
 from __future__ import annotations
+
+import shutil
+import subprocess
 
 import pytest
 import yaml
@@ -132,6 +138,25 @@ def test_io_engine_on_a_stopped_vm_stays_bound(twin, pve, tmp_path):
                     if e.involved_object.name == pod.metadata.name and e.reason == "FailedScheduling"]
     finally:
         wait_task(api, pve.node, api.nodes(pve.node).qemu(202).status.start.post())
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed on this machine")
+def test_kubectl_logs_of_the_csi_node_init_container(twin, pve, tmp_path):
+    ctx = make_ctx(twin, pve, tmp_path, modules=(["nvme_tcp"], ["nvme_tcp"], []))
+    run(twin, mayastor.reconcile(ctx))
+    pod = next(p for p in twin.core.list_namespaced_pod("mayastor").items
+               if p.metadata.name.startswith("mayastor-csi-node") and p.spec.node_name == WORKERS[2])
+    assert [c.name for c in pod.spec.init_containers] == ["nvme-tcp-probe"]
+
+    def kubectl(*args):
+        return subprocess.run([shutil.which("kubectl"), "--kubeconfig", str(twin.kubeconfig), "-n", "mayastor",
+                               "logs", pod.metadata.name, *args], capture_output=True, text=True, timeout=60)
+
+    out = kubectl("-c", "nvme-tcp-probe")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "nvme_tcp module not loaded...\n"
+    bad = kubectl("-c", "nope")
+    assert bad.returncode == 1 and f"container nope is not valid for pod {pod.metadata.name}" in bad.stderr
 
 
 # --------------------------------------------------------------------------- Talos-driven lifecycle

@@ -241,7 +241,8 @@ async def _resource(request: web.Request, group: str, version: str, segs: list[s
         if m != "GET":
             raise method_not_allowed()
         tail = int(q["tailLines"]) if q.get("tailLines") else None
-        return web.Response(text=store.pod_log(ns, name, tail_lines=tail), content_type="text/plain")
+        return web.Response(text=store.pod_log(ns, name, tail_lines=tail, container=q.get("container")),
+                            content_type="text/plain")
     if sub == "scale":
         return await _scale(request, rt, ns, name)
     if sub == "finalize":

@@ -171,7 +171,7 @@ def _set_pod(ctx, pod: dict, verdict: str, detail: str, nnodes: int, ready: bool
                                          "restartCount": 0, "started": True,
                                          "state": {"running": {"startedAt": started}}}],
               "containerStatuses": cs}
-        ctx.store.set_pod_log(ns, name, detail)
+        ctx.store.set_pod_log(ns, name, detail, container="nvme-tcp-probe")  # the init container's log
         write_status(ctx, pod, st, MANAGER)
         return
     else:
