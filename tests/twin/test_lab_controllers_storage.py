@@ -99,7 +99,8 @@ def test_io_engine_running_pending_and_nvme_tcp(twin, pve, tmp_path):
     assert cond.message.startswith("0/3 nodes are available")
     csi = pod_of(twin, "mayastor-csi-node", WORKERS[2])
     assert csi.status.phase == "Pending" and csi.status.init_container_statuses[0].name == "nvme-tcp-probe"
-    assert twin.core.read_namespaced_pod_log(csi.metadata.name, "mayastor") == "nvme_tcp module not loaded...\n"
+    assert twin.core.read_namespaced_pod_log(csi.metadata.name, "mayastor", container="nvme-tcp-probe") == \
+        "nvme_tcp module not loaded...\n"
     assert pod_of(twin, "mayastor-csi-node", WORKERS[0]).status.phase == "Running"
 
 

@@ -18,9 +18,11 @@ _SUB_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "u
               "finalize": ["update"]}
 
 
-def version_info() -> dict:
-    major, minor, _ = KUBE_GIT_VERSION.lstrip("v").split(".")
-    return {"major": major, "minor": minor, "gitVersion": KUBE_GIT_VERSION + "+falkit-twin",
+def version_info(git_version: str = KUBE_GIT_VERSION) -> dict:
+    """``version.Info`` (k8s.io/apimachinery/pkg/version/types.go): the server's own version --
+    the kube-apiserver image the cluster runs, not a constant of the emulator."""
+    major, minor = git_version.lstrip("v").split(".")[:2]
+    return {"major": major, "minor": minor, "gitVersion": git_version + "+falkit-twin",
             "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
             "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23.8", "compiler": "gc",
             "platform": "linux/amd64"}

@@ -130,7 +130,7 @@ def _wants_table(request: web.Request) -> bool:
 
 
 async def version(request: web.Request) -> web.Response:
-    return _json(discovery.version_info())
+    return _json(discovery.version_info(request.app[STORE_KEY].server_version))
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -241,7 +241,8 @@ async def _resource(request: web.Request, group: str, version: str, segs: list[s
         if m != "GET":
             raise method_not_allowed()
         tail = int(q["tailLines"]) if q.get("tailLines") else None
-        return web.Response(text=store.pod_log(ns, name, tail_lines=tail), content_type="text/plain")
+        return web.Response(text=store.pod_log(ns, name, tail_lines=tail, container=q.get("container")),
+                            content_type="text/plain")
     if sub == "scale":
         return await _scale(request, rt, ns, name)
     if sub == "finalize":

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from . import managed
 from .builtin import BUILTIN_TYPES, Registry, ResourceType
 from .crd import crd_status, served_types, validate_crd
-from .defaults import Allocators, apply_defaults
+from .defaults import KUBE_GIT_VERSION, Allocators, apply_defaults
 from .errors import ApiError, already_exists, bad_request, cause, conflict, forbidden, invalid, not_found
 from .faults import Faults
 from .objects import clone, now_iso, spec_part
@@ -195,6 +195,9 @@ class Store:
         self.history_size = history_size
         self.default_manager = default_manager
         self.faults = Faults()
+        # What ``/version`` reports: the Kubernetes the cluster runs. The lab sets it from the Talos
+        # config the cluster was bootstrapped with (falkit.twin.lab.talos.apiserver_version).
+        self.server_version = KUBE_GIT_VERSION
         self._subscribers: list[Callable[[str, dict, dict | None], None]] = []
         self._reset()
         self._bootstrap()
@@ -316,16 +319,36 @@ class Store:
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
 
-    def set_pod_log(self, namespace: str, name: str, text: str) -> None:
-        self._logs[(namespace, name)] = text
+    # Logs are per container: ``(namespace, name)`` is the pod's first (default) container,
+    # ``(namespace, "name/container")`` any other one, init containers included (a pod name holds
+    # no "/", so the snapshot format stays one list of entries).
+    @staticmethod
+    def _log_key(namespace: str, name: str, container: str | None) -> tuple[str, str]:
+        return (namespace, f"{name}/{container}" if container else name)
 
-    def append_pod_log(self, namespace: str, name: str, text: str) -> None:
-        self._logs[(namespace, name)] = self._logs.get((namespace, name), "") + text
+    def set_pod_log(self, namespace: str, name: str, text: str, container: str | None = None) -> None:
+        self._logs[self._log_key(namespace, name, container)] = text
 
-    def pod_log(self, namespace: str, name: str, *, tail_lines: int | None = None) -> str:
+    def append_pod_log(self, namespace: str, name: str, text: str, container: str | None = None) -> None:
+        key = self._log_key(namespace, name, container)
+        self._logs[key] = self._logs.get(key, "") + text
+
+    def pod_log(self, namespace: str, name: str, *, tail_lines: int | None = None,
+                container: str | None = None) -> str:
+        """A container's log (``?container=``; default: the first container). A name that is
+        neither a container nor an init container of the pod is a 400 with the apiserver's words
+        (pkg/registry/core/pod/strategy.go, LogLocation: "container %s is not valid for pod %s")."""
         pods = self.registry.get("", "v1", "pods")
-        self.get_rt(pods, name, namespace)
-        text = self._logs.get((namespace, name), "")
+        pod = self.get_rt(pods, name, namespace)
+        spec = pod.get("spec") or {}
+        first = next((c.get("name") for c in spec.get("containers") or []), None)
+        if container and container != first:
+            known = {c.get("name") for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])}
+            if container not in known:
+                raise bad_request(f"container {container} is not valid for pod {name}")
+            text = self._logs.get(self._log_key(namespace, name, container), "")
+        else:
+            text = self._logs.get((namespace, name), "")
         if tail_lines is not None:
             lines = text.splitlines(keepends=True)
             text = "".join(lines[-tail_lines:]) if tail_lines > 0 else ""
@@ -667,7 +690,8 @@ class Store:
         gone = {**obj, "metadata": {**md, "resourceVersion": str(self._next_rv())}}
         self.alloc.release(obj)
         if rt.kind == "Pod":
-            self._logs.pop(key, None)
+            for k in [k for k in self._logs if k == key or (k[0] == key[0] and k[1].startswith(f"{key[1]}/"))]:
+                self._logs.pop(k, None)
         if rt.kind == "CustomResourceDefinition":
             self._unregister_crd(obj)
         self._emit("DELETED", rt, gone, obj)

@@ -55,15 +55,24 @@ def _meta(release: Release, name: str, labels: dict[str, str], annotations: dict
     return {"name": name, "namespace": release.namespace, "labels": labels, "annotations": ann}
 
 
+# The csi-node init container of the mayastor chart's values (``csi.node.initContainers``,
+# openebs/mayastor-extensions chart/values.yaml): it waits until nvme_tcp is loaded.
+NVME_TCP_PROBE = {"name": "nvme-tcp-probe", "image": "busybox:latest", "command": [
+    "sh", "-c", 'trap "exit 1" TERM; until $(lsmod | grep nvme_tcp &>/dev/null); do [ -z "$WARNED" ] && '
+    'echo "nvme_tcp module not loaded..."; WARNED=1; sleep 60; done;']}
+
+
 def _pod_template(selector: dict[str, str], image: str, *, node_selector: dict | None = None,
                   tolerate_all: bool = False, host_network: bool = False, resources: dict | None = None,
-                  args: list[str] | None = None) -> dict:
+                  args: list[str] | None = None, init_containers: list[dict] | None = None) -> dict:
     container: dict[str, Any] = {"name": selector.get("app.kubernetes.io/name") or "main", "image": image}
     if resources:
         container["resources"] = resources
     if args:
         container["args"] = args
     spec: dict[str, Any] = {"containers": [container]}
+    if init_containers:
+        spec["initContainers"] = init_containers
     if node_selector:
         spec["nodeSelector"] = node_selector
     if tolerate_all:
@@ -231,7 +240,8 @@ def _mayastor_render(ctx: LabContext, release: Release) -> list[dict]:
                                                              "hugepages-2Mi": hugepages}}))
     objs.append(daemonset(release, f"{pre}-csi-node", "csi-node", image.format("csi-node"), component="csi-node",
                           controller="mayastor", extra_labels={"app": "csi-node"},
-                          node_selector={"kubernetes.io/arch": "amd64"}, host_network=True))
+                          node_selector={"kubernetes.io/arch": "amd64"}, host_network=True,
+                          init_containers=[NVME_TCP_PROBE]))
     return objs
 
 

@@ -171,7 +171,7 @@ def _set_pod(ctx, pod: dict, verdict: str, detail: str, nnodes: int, ready: bool
                                          "restartCount": 0, "started": True,
                                          "state": {"running": {"startedAt": started}}}],
               "containerStatuses": cs}
-        ctx.store.set_pod_log(ns, name, detail)
+        ctx.store.set_pod_log(ns, name, detail, container="nvme-tcp-probe")  # the init container's log
         write_status(ctx, pod, st, MANAGER)
         return
     else:
@@ -211,6 +211,19 @@ def reconcile_pods(ctx, rel, vms) -> dict[str, bool]:  # noqa: ANN001
             else:
                 verdict = "running" if tn is None or tn.has_module("nvme_tcp") else "init"
                 detail = "nvme_tcp module not loaded...\n"
+            if verdict == "pending" and pod["spec"].get("nodeName"):
+                # A pod that has a node is never unscheduled (kube-scheduler takes only pods without
+                # spec.nodeName, pkg/scheduler/eventhandlers.go). An unreachable node leaves it
+                # bound and Running, not Ready (the node lifecycle controller marks it NotReady;
+                # DaemonSet pods tolerate the unreachable taints, pkg/controller/daemon/util
+                # AddOrUpdateDaemonPodTolerations). A node that rebooted with too few hugepages makes
+                # the kubelet reject it at admission (Failed, "OutOfhugepages-2Mi",
+                # pkg/kubelet/lifecycle/predicate.go); the DaemonSet controller deletes a failed
+                # daemon pod and makes a new one, which the scheduler then cannot place.
+                if detail.startswith("Insufficient"):
+                    ctx.store.delete("v1", "Pod", pod["metadata"]["name"], rel.namespace)
+                    continue
+                verdict = "running"
             if verdict != "pending":
                 pod = _bind(ctx, pod, name)
             _set_pod(ctx, pod, verdict, detail, nnodes, node_ready(node))

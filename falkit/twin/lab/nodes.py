@@ -4,7 +4,9 @@ For every Talos node with an applied config whose VM exists, once the cluster is
 
 - the kubelet registers a ``Node`` named after the Talos hostname when the install/reboot is over
   and the VM runs: labels ``kubernetes.io/hostname``, ``kubernetes.io/os|arch``, the control-plane
-  role (+ its ``NoSchedule`` taint, Talos' default) and the config's ``machine.nodeLabels``;
+  role (+ its ``NoSchedule`` taint, Talos' default) and the config's ``machine.nodeLabels``, whose
+  keys are recorded in ``talos.dev/owned-labels``: a key removed from the config is removed from
+  the Node, labels set by others stay;
   ``InternalIP`` = the management IP only (as a real kubelet; the storage IP is visible through
   the Talos config); capacity from the VM (cpu = vCPUs, memory = VM memory minus hugepages,
   ``hugepages-2Mi`` = pages × 2 Mi) and a complete ``nodeInfo``;
@@ -13,6 +15,8 @@ For every Talos node with an applied config whose VM exists, once the cluster is
   then ``Ready=True`` ``NODE_READY_AFTER_CNI_S`` (scaled) later;
 - a stopped VM, a rebooting node or the ``node_not_ready`` fault => ``Ready=Unknown``
   (``NodeStatusUnknown`` "Kubelet stopped posting node status.") with the ``unreachable`` taints;
+- the API server's ``/version`` = the Kubernetes of the control plane's config
+  (:func:`falkit.twin.lab.talos.apiserver_version`);
 - a VM that no longer exists => the Node is deleted after ``NODE_GONE_GRACE_S`` (scaled).
 """
 
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import json
 import logging
 import uuid
 
@@ -27,7 +32,7 @@ from falkit.twin.kube import ApiError
 
 from .context import LabContext, TalosNode
 from .pvereader import PveUnavailableError, Vm
-from .talos import cilium_api_error, report_cilium_error
+from .talos import apiserver_version, cilium_api_error, report_cilium_error
 
 log = logging.getLogger(__name__)
 MANAGER = "kubelet"
@@ -133,7 +138,9 @@ def _register(ctx: LabContext, vm: Vm, node: TalosNode, index: int) -> dict:
     obj = {"apiVersion": "v1", "kind": "Node",
            "metadata": {"name": node.hostname, "labels": node_labels(node),
                         "annotations": {"node.alpha.kubernetes.io/ttl": "0",
-                                        "volumes.kubernetes.io/controller-managed-attach-detach": "true"}},
+                                        "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+                                        **({OWNED_LABELS: json.dumps(sorted(node.labels), separators=(",", ":"))}
+                                           if node.labels else {})}},
            "spec": {"podCIDR": f"10.244.{index}.0/24", "podCIDRs": [f"10.244.{index}.0/24"],
                     "taints": _taints(node, "False")},
            "status": {"capacity": cap, "allocatable": alloc,
@@ -145,18 +152,52 @@ def _register(ctx: LabContext, vm: Vm, node: TalosNode, index: int) -> dict:
     return ctx.store.create(obj, field_manager=MANAGER, keep_status=True)
 
 
+OWNED_LABELS = "talos.dev/owned-labels"
+
+
+def _owned_labels(md: dict) -> list[str]:
+    try:
+        return [str(k) for k in json.loads((md.get("annotations") or {}).get(OWNED_LABELS) or "[]")]
+    except ValueError:
+        return []
+
+
+def _label_patch(node: TalosNode, md: dict) -> tuple[dict[str, str], dict[str, str | None]]:
+    """(labels, annotations) Talos' node-label controller leaves on the Node: it applies
+    ``machine.nodeLabels`` and records the keys it set in the ``talos.dev/owned-labels``
+    annotation (a JSON list); a key it owned that the config no longer has is removed, labels
+    others set are left alone. Source: Talos docs "What's New in Talos 1.3", Node Labels:
+    "Changes to the node labels will be applied immediately without restarting kubelet. Talos
+    keeps track of the owned node labels in the talos.dev/owned-labels annotation"; siderolabs/talos
+    pkg/machinery/constants/constants.go ``AnnotationOwnedLabels`` ("the list of node labels owned
+    by Talos"). The removal of an owned key is what owning means there (NodeApplyController); that
+    controller's source was not re-read in this session."""
+    labels = dict(md.get("labels") or {})
+    owned = set(_owned_labels(md))
+    for key in owned - set(node.labels):
+        labels.pop(key, None)
+    labels.update(node_labels(node))
+    own = sorted(node.labels)
+    ann: dict[str, str | None] = {OWNED_LABELS: json.dumps(own, separators=(",", ":")) if own else None}
+    return labels, ann
+
+
 def _sync(ctx: LabContext, vm: Vm, node: TalosNode, existing: dict) -> None:
     name = node.hostname
     ready, unknown = _ready(ctx, vm, node)
     md = existing["metadata"]
     labels = dict(md.get("labels") or {})
-    want_labels = {**labels, **node_labels(node)}
+    want_labels, owned_ann = _label_patch(node, md)
+    old_owned = (md.get("annotations") or {}).get(OWNED_LABELS)
     taints = [t for t in (existing.get("spec") or {}).get("taints") or []
               if not t["key"].startswith(("node.kubernetes.io/", "node-role.kubernetes.io/control-plane"))]
     taints = _taints(node, ready[0]) + taints
-    if want_labels != labels or taints != ((existing.get("spec") or {}).get("taints") or []):
-        ctx.store.patch("v1", "Node", name, {"metadata": {"labels": want_labels}, "spec": {"taints": taints}},
-                        field_manager="node-controller")
+    if (want_labels != labels or taints != ((existing.get("spec") or {}).get("taints") or [])
+            or owned_ann[OWNED_LABELS] != old_owned):
+        # a merge patch: a label set to null is removed (RFC 7386)
+        patch_labels: dict[str, str | None] = {**{k: None for k in labels if k not in want_labels}, **want_labels}
+        ctx.store.patch("v1", "Node", name, {"metadata": {"labels": patch_labels, "annotations": owned_ann},
+                                             "spec": {"taints": taints}}, field_manager="node-controller")
     st = existing.get("status") or {}
     conds = _conditions(st.get("conditions") or [], ready, unknown)
     cap, alloc = _resources(vm, node)
@@ -178,6 +219,10 @@ async def reconcile(ctx: LabContext) -> None:
     """One pass over every configured Talos node (see the module docstring)."""
     if not ctx.bootstrapped or ctx.pve is None:
         return
+    cp = ctx.talos_nodes.get(ctx.bootstrap_ip or "") or next(
+        (n for n in ctx.talos_nodes.values() if n.machine_type in ("controlplane", "init") and n.configured), None)
+    if cp is not None:  # the API server runs the control plane's config (also after a restore)
+        ctx.store.server_version = apiserver_version(ctx, cp)
     try:
         vms = {v.vmid: v for v in await ctx.pve.vms()}
     except PveUnavailableError:

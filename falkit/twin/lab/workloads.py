@@ -16,6 +16,11 @@ Pods (as kube-controller-manager + kube-scheduler + kubelet would make them):
   with the scheduler's ``Unschedulable`` message.
 * Workload ``status`` (replicas/readyReplicas/availableReplicas/updatedReplicas/observedGeneration;
   DaemonSet ``desiredNumberScheduled``/``numberReady``...). Scaling to 0 deletes the pods.
+* A pod that has a node never goes back to Pending/FailedScheduling: Running stays Running when
+  its claim goes; a bound pod whose claim is not Bound waits with kubelet's FailedMount.
+* PV controller: a Bound PV whose claim is gone goes Released; reclaimPolicy Delete then deletes
+  the PV and its volume data (freeing the Mayastor pool space), Retain leaves it Released
+  (:func:`reconcile_released_volumes`).
 * Workloads annotated ``falkit.twin/controller: <other>`` are someone else's (e.g. Mayastor's
   io-engine/csi-node DaemonSets, owned by :mod:`falkit.twin.lab.mayastor`).
 """
@@ -197,6 +202,28 @@ def _pod_state(ctx, pod: dict, nnodes: int) -> tuple[dict, list[tuple[str, str, 
     unbound = [c for c in _pvc_names(spec)
                if ((ctx.store.try_get("v1", "PersistentVolumeClaim", c, ns) or {}).get("status") or {}).get("phase") != "Bound"]
     st: dict[str, Any] = {"phase": "Pending", "qosClass": (pod.get("status") or {}).get("qosClass", "BestEffort")}
+    if node and (pod.get("status") or {}).get("phase") == "Running":
+        # Scheduling is once: a pod bound to a node is never unscheduled (the scheduler only takes
+        # pods without spec.nodeName, pkg/scheduler/eventhandlers.go assignedPod/unassignedPod), and
+        # the kubelet keeps a started pod's mounted volumes (a PVC in use by a pod is held by the
+        # kubernetes.io/pvc-protection finalizer, pkg/controller/volume/pvcprotection). It stays Running.
+        unbound = []
+    elif node and unbound:
+        # bound to a node but a claim is not (e.g. deleted): the kubelet's volume manager waits and
+        # reports FailedMount (pkg/kubelet/volumemanager/volume_manager.go WaitForAttachAndMount:
+        # "unmounted volumes=%v, unattached volumes=%v, failed to process volumes=%v: %s"); the pod
+        # keeps PodScheduled=True -- no FailedScheduling for a pod that has a node.
+        vols = sorted(v["name"] for v in spec.get("volumes") or []
+                      if (v.get("persistentVolumeClaim") or {}).get("claimName") in unbound)
+        msg = (f"Unable to attach or mount volumes: unmounted volumes=[{' '.join(vols)}], unattached volumes=[], "
+               f"failed to process volumes=[{' '.join(vols)}]: context deadline exceeded")
+        st["conditions"] = set_condition((pod.get("status") or {}).get("conditions"), "PodScheduled", "True", "", "")
+        st["containerStatuses"] = [{"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": False,
+                                    "restartCount": 0, "started": False,
+                                    "state": {"waiting": {"reason": "ContainerCreating"}}}
+                                   for c in spec.get("containers") or []]
+        events.append(("FailedMount", msg, "Warning"))
+        return st, events
     if unbound or not node:
         why = "pod has unbound immediate PersistentVolumeClaims" if unbound else \
             "0 nodes matched the pod's node selector and tolerations"
@@ -413,6 +440,37 @@ def _reconcile_daemonset(ctx, d: dict, counts: dict, nnodes: int) -> None:
     write_status(ctx, d, st, "daemonset-controller")
 
 
+def reconcile_released_volumes(ctx) -> None:
+    """kube-controller-manager's PV controller for claims that are gone
+    (pkg/controller/volume/persistentvolume/pv_controller.go, syncVolume: a Bound volume whose
+    claimRef names a claim that no longer exists -- or a claim with another uid -- is set to phase
+    ``Released`` ("Volume is released and reclaim policy will be executed"); then reclaimVolume:
+    ``Retain`` leaves it Released for an admin, ``Delete`` deletes it -- for a CSI volume the
+    external-provisioner deletes the backend volume, then the PV object (docs "Persistent Volumes",
+    Reclaiming: "deletion removes both the PersistentVolume object from Kubernetes, as well as the
+    associated storage asset"). The twin's backend volume is ``ctx.volumes[pv]``; a Mayastor pool's
+    usage is counted from the PVs (falkit.twin.lab.mayastor._pv_usage), so the space is free again."""
+    for pv in items(ctx, "v1", "PersistentVolume"):
+        ref = pv["spec"].get("claimRef") or {}
+        phase = (pv.get("status") or {}).get("phase")
+        if not ref.get("name") or phase not in ("Bound", "Released") or pv["metadata"].get("deletionTimestamp"):
+            continue
+        claim = ctx.store.try_get("v1", "PersistentVolumeClaim", ref["name"], ref.get("namespace") or "default")
+        if claim is not None and (not ref.get("uid") or claim["metadata"].get("uid") == ref.get("uid")):
+            continue
+        name = pv["metadata"]["name"]
+        if phase == "Bound":
+            pv = write_status(ctx, pv, {**(pv.get("status") or {}), "phase": "Released"},
+                              "persistentvolume-binder") or pv
+        if pv["spec"].get("persistentVolumeReclaimPolicy", "Retain") == "Delete":
+            try:
+                ctx.store.delete("v1", "PersistentVolume", name)
+            except Exception as e:  # noqa: BLE001 - ApiError 404: gone meanwhile
+                if getattr(e, "code", None) != 404:
+                    raise
+            ctx.volumes.pop(name, None)
+
+
 async def pve_vms(ctx):  # noqa: ANN201 - list[Vm] | None
     """The twin Proxmox's VMs, or None when there is no Proxmox to ask (or it does not answer)."""
     if ctx.pve is None:
@@ -432,6 +490,7 @@ async def reconcile(ctx) -> None:  # noqa: ANN001 - LabContext
         if n:
             counts[n] = counts.get(n, 0) + 1
     vms = await pve_vms(ctx)
+    reconcile_released_volumes(ctx)
     for kind, fn in (("Deployment", _reconcile_deployment), ("StatefulSet", _reconcile_statefulset),
                      ("DaemonSet", _reconcile_daemonset)):
         for obj in items(ctx, "apps/v1", kind):
