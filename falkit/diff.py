@@ -73,6 +73,11 @@ class Change:
     def yaml_diff(self) -> str:
         """The unified diff of this change's configuration as YAML, secrets redacted ("" when the change
         carries no configuration; see the module docstring)."""
+        edit = getattr(self.data, "edit", None)  # a Git edit (falkit.gitops.GitEdit): its own unified diff
+        if edit is not None and isinstance(getattr(edit, "diff", None), str) and edit.diff:
+            from .scrub import scrub_text
+
+            return scrub_text(edit.diff.rstrip("\n"), ())
         data = self.data if isinstance(self.data, dict) else {}
         label = f"{self.kind} {self.name}" + (f" {self.field}" if self.field else "")
         if isinstance(data.get("yaml_documents"), tuple):
@@ -90,10 +95,11 @@ class Change:
         """``old``/``new`` as a plan table shows them next to a YAML diff: a digest, a mapping or a long
         value is replaced by a pointer to the diff; a short value (a chart version) stays."""
         data = self.data if isinstance(self.data, dict) else {}
+        edit = getattr(self.data, "edit", None) is not None
         out = {}
         for k in ("old", "new"):
             v = getattr(self, k)
-            whole = "yaml_documents" in data or isinstance(v, (dict, list)) or len(str(v)) > 40
+            whole = edit or "yaml_documents" in data or isinstance(v, (dict, list)) or len(str(v)) > 40
             out[k] = ("(YAML diff below)" if v not in (None, "") else "") if whole else _short(v)
         return out
 

@@ -198,3 +198,26 @@ def test_host_budget_chart_names_each_resource_once(fal):
     assert titles[:2] == ["RAM (GB)", "vCPU"] and len(titles) == len(set(titles))
     axes = [fig.layout[k] for k in fig.layout if k.startswith("xaxis")]
     assert len(axes) == len(titles) and all(ax.showticklabels is False for ax in axes)  # not again under the bar
+
+
+def test_a_git_file_change_shows_the_manifests_own_diff(tmp_path):
+    """A change made in the GitOps checkout (Traefik's service.yaml: MetalLB's annotation out,
+    Cilium's in) is shown as the file's unified diff, not as a list of every annotation field."""
+    from falkit.gitops import GitEdit
+    from falkit.ownership import GitChange
+
+    before = ("apiVersion: v1\nkind: Service\nmetadata:\n  name: traefik  # the ingress\n  annotations:\n"
+              "    metallb.universe.tf/loadBalancerIPs: 10.30.0.100\nspec:\n  type: LoadBalancer\n")
+    after = before.replace("metallb.universe.tf/loadBalancerIPs: 10.30.0.100", "lbipam.cilium.io/ips: 10.10.0.80")
+    edit = GitEdit("kubernetes/platform/traefik/service.yaml", before, after)
+    c = Change("update", "git-file", "kubernetes/platform/traefik/service.yaml", "metadata.annotations",
+               "metallb.universe.tf/loadBalancerIPs='10.30.0.100', io.cilium/lb-ipam-ips=None, " * 3,
+               "metallb.universe.tf/loadBalancerIPs=None, lbipam.cilium.io/ips='10.10.0.80', " * 3,
+               data=GitChange(edit=edit, app="traefik"))
+    d = c.yaml_diff()
+    assert "-    metallb.universe.tf/loadBalancerIPs: 10.30.0.100" in d.splitlines(), d
+    assert "+    lbipam.cilium.io/ips: 10.10.0.80" in d.splitlines(), d
+    assert "  name: traefik  # the ingress" in d  # the operator's comment is context, kept
+    assert c.diff_cells() == {"old": "(YAML diff below)", "new": "(YAML diff below)"}
+    assert "(YAML diff below)" in c.describe() and "io.cilium/lb-ipam-ips=None" not in c.describe()
+    assert "+    lbipam.cilium.io/ips: 10.10.0.80" in str(Plan("cilium", (c,)))
