@@ -12,14 +12,20 @@ nodes              Node Ready, management IP = the Node's InternalIP, storage IP
                    config (``kubectl get nodes -o wide``)
 pods               every pod Running/Succeeded with its containers ready and few restarts
                    (``kubectl get pods -A``)
-cilium             agent DaemonSet ready = desired, the LB pool and the L2 policy present, a
+cilium             agent DaemonSet ready = desired, the LB pool and the L2 policy present, no pool
+                   with ``cilium.io/PoolConflict`` True (both pools and Cilium's message named), a
                    Lease ``cilium-l2announce-<ns>-<svc>`` holder per Cilium service
                    (``cilium status``, ``kubectl get ciliuml2announcementpolicies``)
-services           every LoadBalancer service has an IP from the pool; pinned ones have theirs
+services           every LoadBalancer service has an IP from the pool; pinned ones have theirs; a
+                   service without one carries Cilium's ``cilium.io/IPAMRequestSatisfied`` reason
+                   (``no_pool``, ``already_allocated``, ...) and a fix for it
                    (``kubectl get svc -A | grep LoadBalancer``)
-mayastor           io-engine Running per labelled node, hugepages allocatable >= 2 GiB, DiskPools
-                   Online with capacity, the StorageClass parameters, a fresh PVC binds and takes
-                   writes (``kubectl mayastor get nodes|pools``, ``kubectl get sc``, the test PVC)
+mayastor           io-engine Running per labelled node, hugepages allocatable >= 2 GiB, csi-node's
+                   ``nvme-tcp-probe`` done (else the ``nvme_tcp`` module and the Talos fix are
+                   named), DiskPools Online with capacity, Mayastor volumes not degraded by lost
+                   pools, the StorageClass parameters, a fresh PVC binds and takes writes (else the
+                   claim's Events: the provisioner's reason) (``kubectl mayastor get
+                   nodes|pools|volumes``, ``kubectl get sc``, the test PVC)
 storage network    every worker reaches every other worker's storage IP (``ping 10.11.0.11``);
                    on the twin the ping Job's log is modelled and the row says so
 argocd             Applications Synced/Healthy (only when the Application CRD is served)
@@ -34,6 +40,7 @@ hugepages per node; StorageClass parameters are strings (``repl: "3"``, ``thin: 
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +61,7 @@ AREA_OF = {
     "pod healthy": "pods",
     "cilium agents": "cilium", "cilium LB pool": "cilium", "cilium L2 policy": "cilium", "L2 announcement": "cilium",
     "LoadBalancer IP": "services", "pinned IP": "services",
+    "cilium pool conflict": "cilium", "nvme_tcp module": "mayastor", "Mayastor volumes": "mayastor",
     "io-engine Running": "mayastor", "hugepages allocatable": "mayastor", "DiskPool Online": "mayastor",
     "StorageClass": "mayastor", "fresh PVC binds and takes writes": "mayastor",
     "storage network ping": "storage network",
@@ -87,6 +95,8 @@ class FreshPvc:
     written: str = ""  # the write Job's log line, "" when it did not run
     error: str = ""
     cleaned_up: bool = False
+    #: the claim's Events while it waited, ``"<reason>: <message>"`` (the provisioner's own words)
+    events: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,8 @@ class ValidationFacts:
     services: tuple[dict, ...] = ()
     io_engine_pods: tuple[dict, ...] = ()
     diskpools: tuple[dict, ...] = ()
+    #: PersistentVolumes of the Mayastor CSI driver (``spec.csi.driver`` = io.openebs.csi-mayastor)
+    mayastor_volumes: tuple[dict, ...] = ()
     storage_class: dict | None = None
     fresh_pvc: FreshPvc | None = None
     pings: tuple[Ping, ...] = ()
@@ -261,6 +273,37 @@ def _pool_range(pool: dict) -> list[str]:
     return out
 
 
+def _condition(o: dict, ctype: str) -> dict:
+    return next((c for c in _st(o).get("conditions") or [] if c.get("type") == ctype), {})
+
+
+#: Cilium LB-IPAM's pool condition (operator/pkg/lbipam/lbipam.go, ``ciliumPoolConflict``): True with
+#: reason ``cidr_overlap`` and "Pool conflicts since range '<a>' overlaps range '<b>' from IP Pool
+#: '<other>'" on the newer of two overlapping pools, which then allocates nothing.
+POOL_CONFLICT = "cilium.io/PoolConflict"
+
+
+def _pool_conflicts(f: ValidationFacts) -> list[Check]:
+    out = []
+    for p in sorted(f.cilium_pools, key=lambda p: _md(p).get("name", "")):
+        c = _condition(p, POOL_CONFLICT)
+        if c.get("status") != "True":
+            continue
+        name = _md(p).get("name", "")
+        msg = str(c.get("message") or "")
+        m = re.search(r"from IP Pool '([^']+)'", msg)
+        other = m.group(1) if m else "another pool"
+        out.append(Check("cilium pool conflict", f"{name} vs {other}", "no pool overlaps another",
+                         f"{POOL_CONFLICT}=True ({c.get('reason') or 'no reason'}): {msg}", False,
+                         f"the conflicting pool '{name}' allocates nothing until it no longer overlaps '{other}': "
+                         f"delete it or change its blocks (kubectl get ciliumloadbalancerippool: CONFLICTING), "
+                         "then re-run 40-cilium"))
+    if not out and f.cilium_pools:
+        out.append(Check("cilium pool conflict", "CiliumLoadBalancerIPPool", "no pool overlaps another",
+                         f"{len(f.cilium_pools)} pool(s), none with {POOL_CONFLICT}=True", True, ""))
+    return out
+
+
 def check_cilium(spec: LabSpec, f: ValidationFacts) -> list[Check]:
     out: list[Check] = []
     ds = f.cilium_daemonset
@@ -276,6 +319,7 @@ def check_cilium(spec: LabSpec, f: ValidationFacts) -> list[Check]:
     covered = pool_addresses(list(f.cilium_pools)) >= pool_addresses(lb_pools(spec))
     out.append(Check("cilium LB pool", "CiliumLoadBalancerIPPool", f"{want} (pinned addresses in pools of their own)",
                      ", ".join(ranges) or "none", covered, "re-run 40-cilium (kubectl get ciliumloadbalancerippool)"))
+    out.extend(_pool_conflicts(f))
     pol = [p for p in f.l2_policies if (p.get("spec") or {}).get("loadBalancerIPs")]
     out.append(Check("cilium L2 policy", "CiliumL2AnnouncementPolicy", "one with loadBalancerIPs: true",
                      ", ".join(_md(p).get("name", "") for p in pol) or f"{len(f.l2_policies)} without loadBalancerIPs",
@@ -294,6 +338,37 @@ def check_cilium(spec: LabSpec, f: ValidationFacts) -> list[Check]:
     return out
 
 
+#: Cilium LB-IPAM's Service condition (operator/pkg/lbipam/lbipam.go): False with reason ``no_pool``
+#: ("No pool exists with a CIDR containing '<ip>'"; "There are no enabled CiliumLoadBalancerIPPools
+#: that match this service"), ``already_allocated``, ``pool_selector_mismatch``, ``out_of_ips``.
+IPAM_SATISFIED = "cilium.io/IPAMRequestSatisfied"
+
+
+def _ipam_refusal(svc: dict) -> str:
+    """Cilium's reason a Service has no IP (``"<reason>: <message>"``), "" when it gave none."""
+    c = _condition(svc, IPAM_SATISFIED)
+    if c.get("status") != "False":
+        return ""
+    return f"{IPAM_SATISFIED}=False, {c.get('reason') or 'no reason'}: {c.get('message') or ''}".rstrip(": ")
+
+
+def _ipam_fix(svc: dict | None, why: str) -> str:
+    if not svc or not why:
+        return ""
+    where = f"{_md(svc).get('namespace')}/{_md(svc).get('name')}"
+    if "no_pool" in why and "containing" in why:
+        return (f"the IP {where} requests is in no CiliumLoadBalancerIPPool: add it to the pool range "
+                "(cilium.lb_pool, or a pinned pool of its own) and re-run 40-cilium, or change the service's "
+                "lbipam.cilium.io/ips annotation")
+    if "no_pool" in why:
+        return "no enabled pool selects this service: check the pools' serviceSelector and that none is disabled"
+    if "already_allocated" in why:
+        return f"another service holds the IP {where} requests: kubectl get svc -A | grep <ip>, free it or pick another"
+    if "out_of_ips" in why:
+        return "the pool is full: widen cilium.lb_pool and re-run 40-cilium"
+    return f"kubectl -n {_md(svc).get('namespace')} describe svc {_md(svc).get('name')}"
+
+
 def check_services(spec: LabSpec, f: ValidationFacts) -> list[Check]:
     out: list[Check] = []
     pool = f"{spec.cilium.lb_pool.start}-{spec.cilium.lb_pool.stop}"
@@ -308,22 +383,89 @@ def check_services(spec: LabSpec, f: ValidationFacts) -> list[Check]:
                              ip or "none", not (ip and _in_pool(spec, ip)),
                              f"delete the Service or set its type to ClusterIP: it holds {ip} of the pool"))
             continue
-        out.append(Check("LoadBalancer IP", ns_name(svc), f"an IP from {pool}", ip or "pending", bool(ip) and _in_pool(spec, ip),
-                         f"kubectl -n {_md(svc).get('namespace')} describe svc {_md(svc).get('name')} "
-                         "(condition cilium.io/IPAMRequestSatisfied)"))
+        why = _ipam_refusal(svc)
+        out.append(Check("LoadBalancer IP", ns_name(svc), f"an IP from {pool}",
+                         ip or ("pending" + (f" ({why})" if why else "")), bool(ip) and _in_pool(spec, ip),
+                         _ipam_fix(svc, why) or f"kubectl -n {_md(svc).get('namespace')} describe svc "
+                         f"{_md(svc).get('name')} (condition {IPAM_SATISFIED})"))
     for s in derive_plan(spec).services:
         if s.requested in ("auto", "disabled"):
             continue
         svc = by_key.get(f"{s.namespace}/{s.name}")
         ip = lb_ip(svc) if svc else ""
-        out.append(Check("pinned IP", f"{s.namespace}/{s.name}", s.requested, ip or ("pending" if svc else "no Service"),
-                         ip == s.requested, "annotate it lbipam.cilium.io/ips and check no other service holds the IP"))
+        why = _ipam_refusal(svc) if svc else ""
+        seen = ip or (("pending" + (f" ({why})" if why else "")) if svc else "no Service")
+        out.append(Check("pinned IP", f"{s.namespace}/{s.name}", s.requested, seen, ip == s.requested,
+                         _ipam_fix(svc, why) if why else
+                         "annotate it lbipam.cilium.io/ips and check no other service holds the IP"))
     return out
 
 
 def _pool_state(pool: dict) -> tuple[str, int]:
     st = _st(pool)
     return str(st.get("pool_status") or st.get("state") or st.get("cr_state") or ""), int(st.get("capacity") or 0)
+
+
+NVME_PROBE = "nvme-tcp-probe"  # the openebs chart's csi-node init container (csi.node.initContainers)
+
+
+def _nvme_tcp(spec: LabSpec, f: ValidationFacts) -> list[Check]:
+    """The csi-node pods' ``nvme-tcp-probe`` init container waits while ``nvme_tcp`` is not loaded
+    (it prints "nvme_tcp module not loaded..."): the pod stays Init:0/1 and no Mayastor volume mounts on
+    that node. Named here with the Talos fix, instead of a bare "Pending"."""
+    out = []
+    ns = spec.mayastor.namespace
+    for p in sorted(f.pods, key=ns_name):
+        if _md(p).get("namespace") != ns:
+            continue
+        probe = next((c for c in _st(p).get("initContainerStatuses") or [] if c.get("name") == NVME_PROBE), None)
+        if probe is None or probe.get("ready") or "terminated" in (probe.get("state") or {}):
+            continue
+        node = (p.get("spec") or {}).get("nodeName") or "?"
+        out.append(Check("nvme_tcp module", node, "nvme_tcp loaded (csi-node's nvme-tcp-probe done)",
+                         f"{ns_name(p)} {_st(p).get('phase', 'Pending')}, Init:0/1: init container {NVME_PROBE} waits "
+                         "for the nvme_tcp kernel module (\"nvme_tcp module not loaded...\")", False,
+                         f"load nvme_tcp on {node}: the Talos machine config needs machine.kernel.modules: "
+                         "[{name: nvme_tcp}] (talos.kernel_modules in the spec); re-run 30-talos (the node "
+                         f"reboots), then kubectl -n {ns} logs {_md(p).get('name')} -c {NVME_PROBE}"))
+    return out
+
+
+#: A Mayastor volume keeps ``repl`` replicas on pools of distinct nodes (openebs.io docs, "Replica
+#: Operations": the control plane maintains that number of replicas); a lost pool or node leaves its
+#: volumes degraded until a replica is rebuilt (openebs.io docs, "DiskPool I/O Failure Handling":
+#: "device removal events may result in degraded volumes"). Fewer live pools than a volume's repl and
+#: it cannot be healthy: Degraded, Faulted with none left (the states ``kubectl mayastor get volumes``
+#: prints; not confirmed from Mayastor's source here). Read from the DiskPools and the PV's
+#: ``volumeAttributes.repl`` (the StorageClass's parameters), without Mayastor's REST API: a lower
+#: bound -- with more pools than repl a lost pool may still hold no replica of a volume.
+LIVE_POOL = ("Online", "Degraded")
+
+
+def _volumes(spec: LabSpec, f: ValidationFacts) -> list[Check]:
+    if not f.mayastor_volumes:
+        return []
+    live = sorted(_md(p).get("name", "") for p in f.diskpools if _pool_state(p)[0] in LIVE_POOL)
+    lost = sorted(f"{_md(p).get('name')} ({_pool_state(p)[0] or 'pending'})" for p in f.diskpools
+                  if _pool_state(p)[0] not in LIVE_POOL)
+    default = str(storage_class(spec)["parameters"].get("repl", "1"))
+    bad = []
+    for pv in sorted(f.mayastor_volumes, key=lambda v: _md(v).get("name", "")):
+        attrs = ((pv.get("spec") or {}).get("csi") or {}).get("volumeAttributes") or {}
+        repl = int(str(attrs.get("repl") or default))
+        if len(live) < repl:
+            claim = (pv.get("spec") or {}).get("claimRef") or {}
+            bad.append((f"{claim.get('namespace')}/{claim.get('name')}" if claim else _md(pv).get("name", ""), repl))
+    if not bad:
+        return [Check("Mayastor volumes", f"{len(f.mayastor_volumes)} volume(s)", "every volume's replicas on live pools",
+                      f"{len(live)} live pool(s)", True, "")]
+    return [Check("Mayastor volumes", claim, f"{repl} replicas on Online pools (volume Online)",
+                  f"{'Faulted' if not live else 'Degraded'}: only {len(live)} of {repl} replica pools live; lost "
+                  f"{', '.join(lost) or 'none'}", False,
+                  "kubectl mayastor get volumes (Degraded/Faulted); bring the lost pool's node and disk back "
+                  f"(kubectl -n {spec.mayastor.namespace} describe diskpool), Mayastor then rebuilds the replica; "
+                  "do not delete data until the volume is Online again")
+            for claim, repl in bad]
 
 
 def check_mayastor(spec: LabSpec, f: ValidationFacts) -> list[Check]:
@@ -353,6 +495,8 @@ def check_mayastor(spec: LabSpec, f: ValidationFacts) -> list[Check]:
         out.append(Check("DiskPool Online", _md(p).get("name", pool_name(w)) if p else pool_name(w), "Online, capacity > 0",
                          f"{state or 'pending'}, {cap / 1e9:.0f} GB", state == "Online" and cap > 0,
                          f"kubectl -n {ns} describe diskpool {pool_name(w)}; kubectl mayastor get pools"))
+    out.extend(_nvme_tcp(spec, f))
+    out.extend(_volumes(spec, f))
     want = storage_class(spec)
     sc = f.storage_class
     drift = storage_class_drift(want, sc) if sc else []
@@ -363,9 +507,18 @@ def check_mayastor(spec: LabSpec, f: ValidationFacts) -> list[Check]:
     if fp is not None:
         ok = fp.phase == "Bound" and bool(fp.written) and not fp.error
         seen = f"{fp.phase}, {fp.written.strip() or 'not written'}" + (f" ({fp.error})" if fp.error else "")
+        if fp.events and not ok:
+            seen += "; events: " + "; ".join(fp.events)
         seen += ", test PVC deleted" if fp.cleaned_up else ", test PVC left in place"
+        fix = "kubectl describe pvc; kubectl mayastor get pools (free space, Online)"
+        if any("not enough suitable pools" in e for e in fp.events):
+            fix = (f"the provisioner finds fewer Online pools with room than repl={want['parameters'].get('repl')}: "
+                   "bring the lost DiskPools back Online (kubectl mayastor get pools) or lower repl")
+        elif not fp.events and fp.phase == "Pending":
+            fix = (f"no provisioner acted on the claim: check the StorageClass's provisioner ({PROVISIONER}) and "
+                   "the csi-controller pod; " + fix)
         out.append(Check("fresh PVC binds and takes writes", fp.name, f"Bound on {spec.mayastor.storage_class}, written",
-                         seen, ok, "kubectl describe pvc; kubectl mayastor get pools (free space, Online)"))
+                         seen, ok, fix))
     return out
 
 

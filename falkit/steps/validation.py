@@ -31,6 +31,7 @@ from typing import Any
 
 from ..diff import Plan
 from ..jobs import job_name, kcreate, kdelete, kget, klist, run_job, write_job
+from ..mayastorvalues import PROVISIONER
 from ..schemas import diskpool_api_version
 from ..spec import LabSpec
 from ..validation import FreshPvc, Ping, ValidationFacts, all_checks, talos_addresses
@@ -115,6 +116,24 @@ def talos_ips(target: Any, spec: LabSpec) -> dict[str, Any]:
     return out
 
 
+def _claim_events(api: Any, name: str) -> tuple[str, ...]:
+    """The claim's Events, oldest first, as ``"<reason>: <message>"`` (``kubectl describe pvc``'s Events:
+    the external provisioner's ExternalProvisioning / ProvisioningFailed words)."""
+    try:
+        evs = [e for e in klist(api, "v1", "Event", PVC_NS)
+               if (e.get("involvedObject") or {}).get("name") == name
+               and (e.get("involvedObject") or {}).get("kind") == "PersistentVolumeClaim"]
+    except Exception as e:  # noqa: BLE001 - the reason is extra; its absence is said
+        return (f"events not readable: {type(e).__name__}: {e}",)
+    evs.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+    out: list[str] = []
+    for e in evs:
+        line = f"{e.get('reason')}: {e.get('message')}"
+        if line not in out:
+            out.append(line)
+    return tuple(out[-3:])
+
+
 def fresh_pvc_test(api: Any, spec: LabSpec, timeout: float = JOB_TIMEOUT_S) -> FreshPvc:
     """Create ``falkit-validate-<id>``, wait for Bound, write to it, delete the Job and the PVC."""
     name = f"falkit-validate-{secrets.token_hex(3)}"
@@ -124,6 +143,7 @@ def fresh_pvc_test(api: Any, spec: LabSpec, timeout: float = JOB_TIMEOUT_S) -> F
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
                      "storageClassName": spec.mayastor.storage_class}}
     phase, written, error = "absent", "", ""
+    events: tuple[str, ...] = ()
     job = job_name("write", name)
     try:
         kcreate(api, body)
@@ -138,6 +158,7 @@ def fresh_pvc_test(api: Any, spec: LabSpec, timeout: float = JOB_TIMEOUT_S) -> F
             written = run_job(api, write_job(job, PVC_NS, name, 16 * 1024 * 1024), timeout).strip()
         else:
             error = f"not Bound after {timeout:g} s"
+            events = _claim_events(api, name)
     except Exception as e:  # noqa: BLE001 - reported as the check observation
         error = f"{type(e).__name__}: {e}"
     cleaned = True
@@ -146,7 +167,7 @@ def fresh_pvc_test(api: Any, spec: LabSpec, timeout: float = JOB_TIMEOUT_S) -> F
             kdelete(api, api_version, kind, obj, PVC_NS)
         except Exception:  # noqa: BLE001
             cleaned = False
-    return FreshPvc(name, phase, written, error, cleaned)
+    return FreshPvc(name, phase, written, error, cleaned, events)
 
 
 def storage_pings(api: Any, spec: LabSpec, modelled: bool, timeout: float = JOB_TIMEOUT_S) -> tuple[Ping, ...]:
@@ -210,6 +231,8 @@ def gather(target: Any, spec: LabSpec, options: StepOptions) -> ValidationFacts:
         services=tuple(klist(api, "v1", "Service")),
         io_engine_pods=engine,
         diskpools=tuple(klist(api, diskpool_api_version(spec.versions.mayastor), "DiskPool", ns)),
+        mayastor_volumes=tuple(v for v in klist(api, "v1", "PersistentVolume")
+                               if ((v.get("spec") or {}).get("csi") or {}).get("driver") == PROVISIONER),
         storage_class=sc,
         fresh_pvc=(FreshPvc("falkit-validate-*", error=NOT_RUN) if not options.apply else
                    fresh_pvc_test(api, spec, timeout) if sc is not None else FreshPvc("falkit-validate-*", error="no StorageClass")),
