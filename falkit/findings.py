@@ -408,7 +408,9 @@ def kernel_modules(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
                       "write nvme_tcp")
     else:
         yield Finding("talos.nvme-tcp", "error", "talos kernel modules",
-                      f"nvme_tcp is not loaded ({mods}): Mayastor's NVMe-oF/TCP cannot connect volumes", "add nvme_tcp",
+                      f"nvme_tcp is missing from talos.kernel_modules ({mods}): Talos will not load it, so "
+                      "Mayastor's NVMe-oF/TCP cannot connect volumes (this checks the parameters, not a node)",
+                      "add nvme_tcp to talos.kernel_modules",
                       at=("talos", "kernel_modules"))
     if "iscsi_tcp" in mods:
         yield Finding("talos.iscsi", "info", "talos kernel modules", "iscsi_tcp is only needed by Longhorn", "remove it after the migration")

@@ -394,7 +394,9 @@ class Checkout:
         after = edit_document(before, doc.index, patch)
         if after == before:
             return None
-        return GitEdit(doc.path, before, after, message=message or f"falkit: {ref}: {', '.join(patch_fields(patch))}")
+        changed = [f for f in patch_fields(patch) if get_field(doc.obj, f, patch) != get_field(patch, f, patch)]
+        return GitEdit(doc.path, before, after,
+                       message=message or f"falkit: {ref}: {', '.join(changed or patch_fields(patch))}")
 
     def plan_new_file(self, rel: str, objects: Iterable[dict], message: str = "") -> GitEdit | None:
         """Create (or replace) ``rel`` with ``objects`` as YAML documents; None when identical."""
@@ -402,7 +404,7 @@ class Checkout:
         before = self.read(rel) if self.exists(rel) else ""
         if before and load_documents(before) == load_documents(text):
             return None
-        return GitEdit(rel, before, text, message=message or f"falkit: add {rel}")
+        return GitEdit(rel, before, text, message=message or f"falkit: {'update' if before else 'add'} {rel}")
 
     def plan_rename(self, rel: str, disable: bool = True, message: str = "") -> GitEdit | None:
         """Rename ``rel`` to ``rel.disabled`` (``disable``) or back; None when already so.

@@ -142,7 +142,7 @@ def plan_object_change(ref: ObjectRef, observed: dict | None, patch: dict, check
     if checkout is None:
         raise OwnershipError(f"{ref} is managed by Argo CD application {app!r}: a direct change would be reverted "
                              f"by self-heal; set spec.gitops (the checkout of the GitOps repository)")
-    edit = checkout.plan_edit(ref, patch, message=f"falkit: {ref}: {fields}")
+    edit = checkout.plan_edit(ref, patch)  # its commit names only the fields Git does not have yet
     why = f"managed by Argo CD application {app!r}: changed in Git"
     if edit is not None:
         return Change("update", "git-file", edit.path, fields, _values(observed, patch), _values(patch, patch),

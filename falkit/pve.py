@@ -42,7 +42,25 @@ class PveCallError(FalkitError, RuntimeError):
         self.message = message
         self.errors = dict(errors or {})
         fields = "".join(f"\n  {k}: {v}" for k, v in sorted(self.errors.items()))
-        super().__init__(f"{what}: {status} {message}{fields}")
+        m = re.search(r"/(?:qemu|lxc)/(\d+)|\b(?:VM|CT|vmid) (\d+)", what)
+        vmid = (m.group(1) or m.group(2)) if m else None
+        super().__init__(f"{what}: {status} {message}{fields}{lock_hint(message, vmid)}")
+
+
+_LOCKED = re.compile(r"VM (?:(\d+) )?is locked \(([\w-]+)\)")
+
+
+def lock_hint(text: str, vmid: str | int | None = None) -> str:
+    """How to find and clear the lock PVE names in ``text`` (``VM is locked (backup)``: qemu-server
+    PVE/QemuConfig.pm check_lock; the name is the VM config's ``lock:`` line), or ''."""
+    m = _LOCKED.search(text or "")
+    if not m:
+        return ""
+    vmid = m.group(1) or vmid or "<vmid>"
+    name = m.group(2)
+    return (f"\n  hint: VM {vmid}'s config has `lock: {name}` (`qm config {vmid} | grep ^lock`). Check that no "
+            f"task still runs on it (`pvesh get /cluster/tasks` or the GUI's task list: a {name} in progress), "
+            f"then clear it with `qm unlock {vmid}`")
 
 
 class TaskFailedError(FalkitError, RuntimeError):
@@ -53,7 +71,9 @@ class TaskFailedError(FalkitError, RuntimeError):
         self.exitstatus = exitstatus
         self.log = list(log)
         tail = "".join(f"\n  | {line}" for line in self.log[-5:])
-        super().__init__(f"task {upid} failed: {exitstatus}{tail}")
+        parts = upid.split(":")
+        hint = lock_hint(exitstatus, parts[6] if len(parts) > 6 and parts[6].isdigit() else None)
+        super().__init__(f"task {upid} failed: {exitstatus}{tail}{hint}")
 
 
 class TaskTimeoutError(FalkitError, TimeoutError):

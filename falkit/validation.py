@@ -540,7 +540,9 @@ def check_storage_network(spec: LabSpec, f: ValidationFacts) -> list[Check]:
                 ok = reach is True
             out.append(Check("storage network ping", f"{src.name} -> {dst.name}", f"{dst.storage_ip} reachable over "
                              f"{spec.networks.storage.bridge}", seen, ok,
-                             "check the worker's second NIC (net1 on the storage bridge), its Talos address and "
+                             f"check the workers' second NIC: `qm config <vmid>` shows net1 on "
+                             f"{spec.networks.storage.bridge} without link_down=1, the bridge exists on the host "
+                             f"(`ip link show {spec.networks.storage.bridge}`), then the Talos address and "
                              "`ip route` on the node"))
     return out
 

@@ -5,7 +5,8 @@ Faults (the twin's own controls, never a patched client): a Proxmox task error w
 worker VM (``PveControl`` ``task_error`` on ``qmcreate``), a locked VM (``lock`` ``backup`` on VMID
 201, whose MACs the migration changes), a Kubernetes API 5xx burst and a node going NotReady
 (``LabClient`` ``kube_http_error`` / ``node_not_ready``) during 50-mayastor, a DiskPool going
-Degraded (``diskpool_degraded``) before 70-validation. Each stops the run at that notebook, and the
+Degraded (``diskpool_degraded``) before 70-validation, a worker's storage NIC losing its link
+(``storage_link_down``: its storage-network pings fail and 70-validation names the worker). Each stops the run at that notebook, and the
 message names the notebook, the cell, the cause and the resume command. After ``--resume``: four
 cluster VMs (no duplicate), one PVC per Longhorn claim and one Mayastor copy each (no duplicate),
 one Helm release per chart, and every volume's data checksum as before the migration.
@@ -56,6 +57,8 @@ FAULTS = {
                       "50-mayastor", "talos-worker-02"),
     "DiskPool Degraded": (["00", "10", "20", "30", "40", "45", "50", "60"], "lab", "diskpool_degraded",
                           {"pool": "pool-talos-worker-03"}, "70-validation", "pool-talos-worker-03"),
+    "storage NIC link down": (["00", "10", "20", "30", "40", "45", "50", "60"], "lab", "storage_link_down",
+                              {"node": "talos-worker-02"}, "70-validation", "talos-worker-02"),
 }
 
 

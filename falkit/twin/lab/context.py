@@ -196,6 +196,8 @@ class LabFaults:
     - ``diskpool_degraded``: DiskPool names to report Degraded;
     - ``io_engine_crash``: node names whose io-engine pod crashes (CrashLoopBackOff);
     - ``talos_apply_error``: node IP -> message ``POST /lab/talos/apply`` answers with (500);
+    - ``corrupt_copy``: target claims ``ns/name`` (or ``*``) whose copy Job writes different data;
+    - ``storage_link_down``: node names whose storage-network NIC has no link (ping Jobs fail);
     - ``kube_http``: records of HTTP error bursts handed to the emulator (``store.faults``), for
       ``GET /lab/faults`` only.
     """
@@ -205,8 +207,12 @@ class LabFaults:
     io_engine_crash: set[str] = field(default_factory=set)
     talos_apply_error: dict[str, str] = field(default_factory=dict)
     kube_http: list[dict[str, Any]] = field(default_factory=list)
+    corrupt_copy: set[str] = field(default_factory=set)
+    storage_link_down: set[str] = field(default_factory=set)
 
     def clear(self) -> None:
+        self.corrupt_copy.clear()
+        self.storage_link_down.clear()
         self.node_not_ready.clear()
         self.diskpool_degraded.clear()
         self.io_engine_crash.clear()
@@ -216,13 +222,15 @@ class LabFaults:
     def to_json(self) -> dict[str, Any]:
         return {"node_not_ready": sorted(self.node_not_ready), "diskpool_degraded": sorted(self.diskpool_degraded),
                 "io_engine_crash": sorted(self.io_engine_crash), "talos_apply_error": dict(self.talos_apply_error),
-                "kube_http": list(self.kube_http)}
+                "kube_http": list(self.kube_http), "corrupt_copy": sorted(self.corrupt_copy),
+                "storage_link_down": sorted(self.storage_link_down)}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> LabFaults:
         return cls(set(d.get("node_not_ready") or ()), set(d.get("diskpool_degraded") or ()),
                    set(d.get("io_engine_crash") or ()), dict(d.get("talos_apply_error") or {}),
-                   list(d.get("kube_http") or ()))
+                   list(d.get("kube_http") or ()), set(d.get("corrupt_copy") or ()),
+                   set(d.get("storage_link_down") or ()))
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,19 @@ node_not_ready       node (Node name)              its kubelet stops posting sta
 diskpool_degraded    pool (DiskPool name)          the Mayastor controller reports the pool Degraded
 io_engine_crash      node (Node name)              that node's io-engine pod goes CrashLoopBackOff
 talos_apply_error    node (IP), message            ``talos apply`` to that node answers 500 ``message``
+corrupt_copy         claim (``ns/name`` of the     the next copy Jobs onto that claim write data whose
+                     copy's target PVC, or ``*``)  checksum differs from the source's (falkit.jobs)
+storage_link_down    node (Node name)              that node's storage-network NIC has no link: ping
+                                                   Jobs over the storage network to/from it fail
+                                                   (as ``link_down=1`` on its net1 does)
 dhcp_no_reservations —                             the router has no DHCP reservations for the planned
                                                    addresses: a fresh Talos VM gets a pool address
                                                    (falkit.twin.lab.talos.reservations)
 ===================  ============================  =====================================================
 
 ``DELETE /lab/faults`` clears all of them (and the emulator's; the API stays down when the cluster
-is not bootstrapped yet).
+is not bootstrapped yet), including a ``corrupt_copy`` set directly in the lab state
+(``ctx.extra["faults"]``, as older tests and snapshots do).
 """
 
 from __future__ import annotations
@@ -75,6 +81,15 @@ def _talos_apply(ctx: LabContext, spec: dict[str, Any]) -> dict[str, Any]:
     return {"kind": "talos_apply_error", "node": node, "message": message}
 
 
+def _corrupt_copy(ctx: LabContext, spec: dict[str, Any]) -> dict[str, Any]:
+    (claim,) = _need(spec, "claim")
+    claim = str(claim)
+    if claim != "*" and claim.count("/") != 1:
+        raise FaultSpecError(f"corrupt_copy claim must be 'namespace/name' or '*', not {claim!r}")
+    ctx.faults.corrupt_copy.add(claim)
+    return {"kind": "corrupt_copy", "claim": claim}
+
+
 def _dhcp_no_reservations(ctx: LabContext, spec: dict[str, Any]) -> dict[str, Any]:
     ctx.extra.setdefault("talos", {})["dhcp_no_reservations"] = True
     return {"kind": "dhcp_no_reservations"}
@@ -88,6 +103,8 @@ FAULTS: dict[str, Callable[[LabContext, dict[str, Any]], dict[str, Any]]] = {
     "io_engine_crash": _set_member("io_engine_crash", "node"),
     "talos_apply_error": _talos_apply,
     "dhcp_no_reservations": _dhcp_no_reservations,
+    "corrupt_copy": _corrupt_copy,
+    "storage_link_down": _set_member("storage_link_down", "node"),
 }
 
 
@@ -107,6 +124,7 @@ def clear(ctx: LabContext) -> int:
     n = sum(len(v) for v in data.values())
     ctx.faults.clear()
     n += int(bool((ctx.extra.get("talos") or {}).pop("dhcp_no_reservations", False)))
+    n += len(ctx.extra.pop("faults", None) or {})  # lab-state faults (corrupt_copy set in ctx.extra)
     ctx.store.faults.clear()
     if not ctx.bootstrapped:
         ctx.store.faults.api_down()  # no cluster yet: the API stays unavailable

@@ -26,7 +26,8 @@ ping           ``falkit.io/targets`` (comma-separated IPs);    one JSON line ``{
 The twin's data model is ``ctx.volumes`` (one checksum per PV); the fault ``corrupt_copy`` (a set of
 target PVC names ``ns/name``, or ``*``) makes a copy's checksum differ from its source. Ping
 reachability: the source node's Talos addresses and the target share a subnet whose Proxmox bridge
-both VMs have a NIC on, and the target address is configured on a Talos node or a running VM of
+exists on the host and both VMs have a NIC with link on (not ``link_down=1``; the lab fault
+``storage_link_down`` cuts a node's storage NIC), and the target address is configured on a Talos node or a running VM of
 the spec (TrueNAS, Plex). A modelled log is never a measurement.
 """
 
@@ -197,10 +198,18 @@ def _networks(ctx) -> list[tuple[ipaddress.IPv4Network, str]]:
     return nets
 
 
-def _ping_log(ctx, job: dict, pod: dict, vms) -> str:
+def _ping_log(ctx, job: dict, pod: dict, vms, bridges=None) -> str:
+    """Each target is reachable when source and target VM have a NIC with link on the subnet's
+    bridge, the bridge exists on the host, and neither end's storage NIC is down by the
+    ``storage_link_down`` fault. ``link_down=1`` is qemu-server's "disconnected (like pulling the
+    plug)" (PVE/QemuServer.pm, netdesc); a guest NIC on a bridge that is gone has no peer either
+    (and no VM starts with one: pve-common PVE/Network.pm ``bridge '%s' does not exist``)."""
     node = pod["spec"].get("nodeName") or ""
     src = ctx.node_by_hostname(node)
     index = _vm_index(ctx, vms)
+    storage_bridge = ctx.spec.networks.storage.bridge
+    cut = set(ctx.faults.storage_link_down)
+    by_ip = {ip: tn.hostname for tn in ctx.talos_nodes.values() for ip in tn.ips}
     results = []
     for t in [x.strip() for x in (_meta(job, "annotations").get("falkit.io/targets") or "").split(",") if x.strip()]:
         ok = False
@@ -211,12 +220,15 @@ def _ping_log(ctx, job: dict, pod: dict, vms) -> str:
             src_vm, dst_vm = index.get(src.ip), index.get(t)
             ok = bool(mine) and t in index and (
                 vms is None or (src_vm is not None and dst_vm is not None and dst_vm.running
-                                and bridge in src_vm.bridges.values() and bridge in dst_vm.bridges.values()))
+                                and bridge in src_vm.bridges_up() and bridge in dst_vm.bridges_up()
+                                and (bridges is None or bridge in bridges)))
+            if bridge == storage_bridge and (node in cut or by_ip.get(t) in cut):
+                ok = False
         results.append({"target": t, "reachable": ok})
     return json.dumps({"node": node, "results": results}, separators=(",", ":")) + "\n"
 
 
-def job_log(ctx, job: dict, pod: dict, vms=None) -> str:
+def job_log(ctx, job: dict, pod: dict, vms=None, bridges=None) -> str:
     """What the job's container prints (see the module docstring); JobError if it would fail."""
     ns = job["metadata"]["namespace"]
     labels, ann = _meta(job, "labels"), _meta(job, "annotations")
@@ -244,11 +256,11 @@ def job_log(ctx, job: dict, pod: dict, vms=None) -> str:
         vol.checksum = hashlib.sha256(f"write:{job['metadata']['uid']}:{n}".encode()).hexdigest()
         return f"wrote {n} bytes\n"
     if kind == "ping":
-        return _ping_log(ctx, job, pod, vms)
+        return _ping_log(ctx, job, pod, vms, bridges)
     return ""
 
 
-def _reconcile_job(ctx, job: dict, counts: dict, nnodes: int, vms) -> None:
+def _reconcile_job(ctx, job: dict, counts: dict, nnodes: int, vms, bridges=None) -> None:
     md = job["metadata"]
     jst = job.get("status") or {}
     if any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in jst.get("conditions") or []):
@@ -267,7 +279,7 @@ def _reconcile_job(ctx, job: dict, counts: dict, nnodes: int, vms) -> None:
         return
     ok, code = True, 0
     try:
-        text = job_log(ctx, job, pod, vms)
+        text = job_log(ctx, job, pod, vms, bridges)
     except JobError as e:
         ok, code, text = False, 1, str(e)
     ctx.store.set_pod_log(md["namespace"], pod["metadata"]["name"], text)

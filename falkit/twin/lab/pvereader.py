@@ -106,6 +106,19 @@ class Vm:
         return out
 
     @property
+    def links_down(self) -> set[str]:
+        """NICs (``net1``) whose config says ``link_down=1``: the guest sees no carrier
+        (qemu-server PVE/QemuServer.pm ``link_down`` — "Whether this interface should be
+        disconnected (like pulling the plug)")."""
+        return {k for k, v in self.config.items()
+                if re.fullmatch(r"net\d+", k) and isinstance(v, str) and re.search(r"(?:^|,)link_down=1(?:,|$)", v)}
+
+    def bridges_up(self) -> set[str]:
+        """Bridges this VM has a NIC with link on."""
+        down = self.links_down
+        return {b for k, b in self.bridges.items() if k not in down}
+
+    @property
     def disks(self) -> list[Disk]:
         """Disks in slot order (scsi0 first)."""
         out = []
@@ -222,6 +235,14 @@ class PveReader:
             return sorted(out, key=lambda v: v.vmid)
         return self._cached("cts", load)
 
+    def bridges_sync(self) -> set[str]:
+        """The bridges that exist (are active) on the node: ``GET /nodes/{node}/network?type=any_bridge``
+        entries with ``active`` (a staged, not yet applied bridge does not exist for a guest)."""
+        def load() -> set[str]:
+            rows = self._get(f"/nodes/{self.node}/network?type=any_bridge") or []
+            return {r["iface"] for r in rows if r.get("active") and r.get("iface")}
+        return self._cached("bridges", load)
+
     def vm_sync(self, vmid: int) -> Vm | None:
         return next((v for v in self.vms_sync() if v.vmid == int(vmid)), None)
 
@@ -233,6 +254,9 @@ class PveReader:
 
     async def vms(self, fresh: bool = False) -> list[Vm]:
         return await asyncio.to_thread(self.vms_sync, fresh)
+
+    async def bridges(self) -> set[str]:
+        return await asyncio.to_thread(self.bridges_sync)
 
     async def cts(self) -> list[Vm]:
         return await asyncio.to_thread(self.cts_sync)

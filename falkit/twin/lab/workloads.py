@@ -481,6 +481,14 @@ async def pve_vms(ctx):  # noqa: ANN201 - list[Vm] | None
         return None
 
 
+async def pve_bridges(ctx):  # noqa: ANN201 - set[str] | None
+    """The bridges that exist on the twin Proxmox's node, or None when it does not answer."""
+    try:
+        return await ctx.pve.bridges()
+    except Exception:  # noqa: BLE001 - PveUnavailableError and transport errors
+        return None
+
+
 async def reconcile(ctx) -> None:  # noqa: ANN001 - LabContext
     """One pass over every Deployment, StatefulSet, DaemonSet and Job."""
     nnodes = len(nodes(ctx))
@@ -498,9 +506,11 @@ async def reconcile(ctx) -> None:  # noqa: ANN001 - LabContext
                 fn(ctx, obj, counts, nnodes)
     from .jobs import _reconcile_job  # here: jobs imports this module's helpers
 
-    for job in items(ctx, "batch/v1", "Job"):
-        if not _foreign(job):
-            _reconcile_job(ctx, job, counts, nnodes, vms)
+    jobs = [j for j in items(ctx, "batch/v1", "Job") if not _foreign(j)]
+    bridges = await pve_bridges(ctx) if vms is not None and any(
+        (j["metadata"].get("labels") or {}).get("falkit.io/job") == "ping" for j in jobs) else None
+    for job in jobs:
+        _reconcile_job(ctx, job, counts, nnodes, vms, bridges)
 
 
 async def run(ctx) -> None:  # noqa: ANN001 - LabContext
