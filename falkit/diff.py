@@ -175,6 +175,8 @@ class Plan:
         lines = [self.head()]
         for c in self.changes:
             lines.append(f"  {c.describe()}" + (f"  ({c.reason})" if c.reason and c.op != "action" else ""))
+        if self.empty:  # what is already in place, and why (e.g. the run whose fio result is used)
+            lines += [f"  = {n.kind} {n.name}: {n.reason}" for n in self.noops]
         lines += [f"  note: {n}" for n in self.notes]
         for c in self.changes:
             d = c.yaml_diff()
@@ -187,7 +189,8 @@ class Plan:
     def _repr_html_(self) -> str:
         head = f"<p><b>plan {escape(self.step)}</b>: "
         if self.empty:
-            return head + f"nothing to change ({len(self.noops)} already in place)</p>"
+            items = "".join(f"<li>{escape(n.kind)} {escape(n.name)}: {escape(n.reason)}</li>" for n in self.noops)
+            return head + f"nothing to change ({len(self.noops)} already in place)</p>" + (f"<ul>{items}</ul>" if items else "")
         n = self.counts()
         parts = [f"<span style='color:{_SYM_COLOR[sym]}'>{n[k]} to {k}</span>" if n[k] else f"{n[k]} to {k}"
                  for k, sym in (("add", "+"), ("change", "~"), ("destroy", "-"))]

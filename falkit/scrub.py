@@ -78,6 +78,8 @@ def secrets_in_text(text: str) -> set[str]:
             leaf = leaf.strip()
             if len(leaf) < MIN_SECRET_LEN:
                 continue
+            if leaf.startswith("/") and "\n" not in leaf and " " not in leaf:
+                continue  # a file path (a talosconfig/kubeconfig's CA file, a state dir), not a secret
             tokenlike = len(leaf) >= 20 and re.fullmatch(r"[A-Za-z0-9+/=._~:-]+", leaf) and not leaf.startswith("http")
             if _SECRET_KEY.search(key) and not leaf.startswith(("http://", "https://")) or tokenlike:
                 out.add(leaf)

@@ -447,8 +447,11 @@ class LabSpec(Model):
         line, col = pos.get(tuple(path))
         file = pos.file
         if os.path.isabs(file):  # shorter, and the same on every machine (00-preflight's stored output)
+            root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the source tree
+            inside = os.path.commonpath([root, os.path.abspath(file)]) == root
             rel = os.path.relpath(file)
-            file = rel if not rel.startswith(os.path.join("..", "..")) else file
+            ours = inside and os.path.commonpath([root, os.getcwd()]) == root  # notebooks/ -> ../parameters
+            file = rel if ours or not rel.startswith("..") else file
         return file + (f":{line}" if line is not None else "") + (f":{col}" if line is not None and col is not None else "")
 
     # -- convenience -----------------------------------------------------------------------

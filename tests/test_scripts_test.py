@@ -49,7 +49,7 @@ def checkout(tmp_path):
           '[ "$1" = "-n" ] && shift\n[ "$1" = "true" ] && { [ "${SUDO_OK:-0}" = 1 ]; exit $?; }\nexec "$@"\n')
     venv = repo / ".venv" / "bin"
     venv.mkdir(parents=True)
-    for name in ("pip", "ruff", "python"):
+    for name in ("pip", "ruff", "lint-imports", "python"):
         _tool(venv / name, RECORD.format(name=f".venv/{name}"))
     # "python3": the version check passes, "-m venv .venv" is recorded (the fake venv is already there)
     _tool(bin_dir / "python3", '#!/usr/bin/env bash\n[ "$1" = "-c" ] && [ -n "$NO_ENSUREPIP" ] && '
@@ -82,6 +82,7 @@ def test_as_root_installs_missing_packages_then_venv_ruff_and_pytest_with_the_ar
         "python3 -m venv .venv",
         ".venv/pip install -q -e .[test]",
         ".venv/ruff check .",
+        ".venv/lint-imports --no-cache",
         ".venv/python -m pytest -k charts and not slow",  # the arguments, passed through as given
     ]
 
@@ -127,7 +128,7 @@ def test_nothing_to_install_when_present(checkout):
     r = _run(repo, env, "tests/test_reports.py", FAKE_UID="1000", FALKIT_FIO="true")
     assert r.returncode == 0, r.stderr
     assert _calls(calls) == ["python3 -m venv .venv", ".venv/pip install -q -e .[test]", ".venv/ruff check .",
-                             ".venv/python -m pytest tests/test_reports.py"]
+                             ".venv/lint-imports --no-cache", ".venv/python -m pytest tests/test_reports.py"]
 
 
 def test_readme_and_ci_use_the_script():

@@ -143,7 +143,7 @@ def test_run_edits_terraform_to_the_plan_rerun_plans_nothing_rollback_restores(t
     # the rollback restores the files as the fixture wrote them
     from falkit import runbook
 
-    lab = runbook.open(FAL, target="twin", apply=True, notebook="80-rollback")
+    lab = runbook.open(FAL, target="twin", apply=True, notebook="80-rollback", rollback=True)
     lab.step("rollback-terraform").apply()
     checks = lab.checks("rollback-terraform")
     assert checks and all(c.ok for c in checks)

@@ -208,7 +208,11 @@ def apply_defaults(obj: dict, alloc: Allocators, *, creating: bool) -> list[dict
             spec.setdefault("podManagementPolicy", "OrderedReady")
             spec.setdefault("updateStrategy", {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
         _template(spec)
-        obj.setdefault("status", {})
+        st = obj.setdefault("status", {})
+        if kind == "DaemonSet":  # DaemonSetStatus' four int32 counters are not omitempty: a new one reads 0
+            # (k8s.io/api apps/v1 types.go DaemonSetStatus; the typed clients require them)
+            for k in ("currentNumberScheduled", "desiredNumberScheduled", "numberMisscheduled", "numberReady"):
+                st.setdefault(k, 0)
     elif kind == "Job" and isinstance(spec, dict):
         spec.setdefault("parallelism", 1)
         spec.setdefault("completions", 1)
