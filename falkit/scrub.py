@@ -42,6 +42,9 @@ _PATTERNS = [
                 r"[\"']?\s*[:=]\s*[\"']?)([A-Za-z0-9+/=._~-]{20,})"), r"\1" + MARK),
 ]
 
+# falkit's own bookkeeping in the private dir: the run lock, the twin instance marker, the index of
+# benchmark result files (one path a line) and the results themselves (fio output).
+NOT_SECRET = {"run.lock", "twin-started", "bench-results.txt"}
 _SECRET_FILE = re.compile(r"token|password|secret|key|kubeconfig|talosconfig|\.pem$|\.crt$", re.I)
 _SECRET_KEY = re.compile(r"token|password|secret|key|crt|cert|data$|ca$|id$", re.I)
 
@@ -57,6 +60,15 @@ def _leaves(value: Any, key: str = "") -> Iterable[tuple[str, str]]:
         yield key, value
 
 
+def _is_path(value: str) -> bool:
+    """An absolute file path on one line (a base64 secret may start with "/", but has no
+    "/name/" segment that exists on this machine)."""
+    if not value.startswith("/") or "\n" in value or " " in value:
+        return False
+    parts = [p for p in value.split("/") if p]
+    return len(parts) >= 2 and Path("/" + parts[0]).is_dir()
+
+
 def secrets_in_text(text: str) -> set[str]:
     """Secret values of a private file: the whole text if it is one value, else the values of
     secret-named keys and any long token-like leaf of its YAML/JSON documents."""
@@ -67,7 +79,8 @@ def secrets_in_text(text: str) -> set[str]:
     if not text:
         return out
     if "\n" not in text and " " not in text:
-        out.add(text)
+        if not _is_path(text):
+            out.add(text)
         return out
     try:
         docs = list(yaml.safe_load_all(text))
@@ -78,7 +91,7 @@ def secrets_in_text(text: str) -> set[str]:
             leaf = leaf.strip()
             if len(leaf) < MIN_SECRET_LEN:
                 continue
-            if leaf.startswith("/") and "\n" not in leaf and " " not in leaf:
+            if _is_path(leaf):
                 continue  # a file path (a talosconfig/kubeconfig's CA file, a state dir), not a secret
             tokenlike = len(leaf) >= 20 and re.fullmatch(r"[A-Za-z0-9+/=._~:-]+", leaf) and not leaf.startswith("http")
             if _SECRET_KEY.search(key) and not leaf.startswith(("http://", "https://")) or tokenlike:
@@ -109,7 +122,8 @@ def collect_secrets(target: Any = None, spec: Any = None, private_dir: str | os.
                 out.add(value.strip())
     files: list[Path] = []
     if private_dir is not None and Path(private_dir).is_dir():
-        files += [p for p in Path(private_dir).rglob("*") if p.is_file() and p.name not in ("run.lock", "twin-started")]
+        files += [p for p in Path(private_dir).rglob("*") if p.is_file() and p.name not in NOT_SECRET
+                  and "bench" not in p.relative_to(private_dir).parts[:-1]]
     px = connection.get("proxmox") or {}
     for key in ("token_file", "password_file"):
         if px.get(key):

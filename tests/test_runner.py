@@ -258,3 +258,25 @@ def test_run_index_page_titles_and_readable_outputs(runenv):
     texts = [json.dumps(o) for o in checks]
     assert len(checks) == 1 and "falkit-table" in texts[0] and "Checks of t-desc: 1 ok, 0 failed" in texts[0]
     assert not any("Check(check=" in t for t in texts)
+
+
+def test_resume_line_survives_an_earlier_benchmark_index(runenv, capsys, tmp_path):
+    """CI failure (stop 19): a benchmark run earlier in the session left ``bench-results.txt`` (one
+    result path a line) in the private dir; with one line, the whole file was taken as a secret
+    value and every path sharing its first 16 characters (the run's resume command) was redacted."""
+    base, conn, nbs, outputs = runenv
+    from falkit.spec import load_spec
+    from falkit.steps.benchmarks import RESULTS_INDEX
+
+    private = private_dir_for(load_spec(FAL).lab, "twin", base)
+    connect(FAL, "twin")  # the twin's private dir is (re)set for this twin instance first
+    earlier = tmp_path / "outputs-earlier" / "bench" / "fio-twin.json"
+    (private / RESULTS_INDEX).write_text(f"{earlier}\n")
+    try:
+        assert _run(outputs, "--set", "t_value=9", "--set", "t_fail_apply=true") == 1
+        run_dir = _only_run(outputs)
+        run = json.loads((run_dir / "run.json").read_text())
+        assert run["resume"] == f"falkit run --resume {run_dir}"
+        assert f"falkit run --resume {run_dir}" in capsys.readouterr().err
+    finally:
+        (private / RESULTS_INDEX).unlink(missing_ok=True)

@@ -32,14 +32,17 @@ def test_helm_upgrades_a_daemonset_that_has_no_status_yet():
     ctx = SimpleNamespace(store=Store())  # no controller: the DaemonSet keeps the status it was created with
     apply_object(ctx, _cilium_ds({}))
     created = ctx.store.get("apps/v1", "DaemonSet", "cilium", "kube-system")
-    assert not created.get("status")  # nothing has written one
+    # nothing has written one: the apiserver's serialisation of an empty DaemonSetStatus, whose four
+    # counters are int32 without omitempty (k8s.io/api apps/v1 types.go DaemonSetStatus)
+    assert created.get("status") == {"currentNumberScheduled": 0, "desiredNumberScheduled": 0,
+                                     "numberMisscheduled": 0, "numberReady": 0}
     apply_object(ctx, _cilium_ds({"l2announcements": {"enabled": True}}))  # the upgrade
     ds = ctx.store.get("apps/v1", "DaemonSet", "cilium", "kube-system")
     assert ds["spec"]["template"]["spec"]["containers"][0]["image"].endswith("-l2")
     assert ds["metadata"]["generation"] == 2 and ds.get("status") == created.get("status")
     # the status subresource still validates what a controller writes
     with pytest.raises(ApiError) as exc:
-        ctx.store.patch("apps/v1", "DaemonSet", "cilium", {"status": {"numberReady": 0}}, namespace="kube-system",
+        ctx.store.patch("apps/v1", "DaemonSet", "cilium", {"status": {"currentNumberScheduled": None}}, namespace="kube-system",
                         subresource="status", field_manager="daemonset-controller")
     assert exc.value.code == 422 and "status.currentNumberScheduled: Required value" in str(exc.value)
 
