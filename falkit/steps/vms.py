@@ -47,6 +47,7 @@ PVE's words (``TASK ERROR: …``, ``VM is locked (backup)``).
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +67,7 @@ from ..pve import (
     parse_net,
     task_label,
     task_log,
+    vm_config,
 )
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
@@ -76,6 +78,8 @@ VANILLA_SCHEMATIC = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d60
 HOT_KEYS = ("name", "description", "onboot", "tags", "protection", "startup")
 SIMPLE_KEYS = ("name", "cores", "memory", "cpu", "balloon", "onboot", "agent", "scsihw", "ostype")
 NEW_DISK_OPTIONS = "discard=on,iothread=1,ssd=1"
+# ``storage:size`` — what PVE allocates a new disk from; never a volume in a written config.
+NEW_VOLUME = re.compile(r"[^/:\s]+:\d+(?:\.\d+)?")
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,9 @@ class VmFacts:
     cluster_names: tuple[str, ...] = field(default=())
     bridges: dict[str, bool] | None = None  # iface -> applied (active); None: not observed
     storages: dict[str, str] | None = None  # storage id -> content ("images,iso,..."); None: not observed
+    # The image volumes on the storages the VMs' disks are planned on: volid -> (owner vmid, size in
+    # GiB); None: not observed (GET /nodes/{node}/storage/{storage}/content?content=images).
+    volumes: dict[str, tuple[int | None, float]] | None = None
 
 
 def iso_name(spec: LabSpec) -> str:
@@ -192,7 +199,7 @@ def plan_vms(spec: LabSpec, facts: VmFacts, options: StepOptions) -> Plan:
         state = facts.vms.get(vm.vmid)
         if state is None:
             continue
-        vm_changes = _drift(spec, vm, state)
+        vm_changes = _drift(spec, vm, state, facts.volumes, bool(options.extra.get("new_empty_disk")))
         changes += vm_changes
         pending_after = bool(state.pending) or any(c.data and c.data.get("pending") for c in vm_changes)
         if state.status == "running" and pending_after:
@@ -219,7 +226,88 @@ def plan_vms(spec: LabSpec, facts: VmFacts, options: StepOptions) -> Plan:
     return Plan("vms", tuple(blocked + changes), tuple(noops), tuple(notes))
 
 
-def _drift(spec: LabSpec, vm: VmPlan, state: VmState) -> list[Change]:
+def hot_disk(config: dict[str, Any], slot: str) -> bool:
+    """Whether PVE hot-plugs a disk into ``slot`` of a running VM with this config: ``disk`` in
+    ``hotplug`` (default ``network,disk,usb``; ``0`` none, ``1`` the default — qemu-server
+    src/PVE/QemuServer.pm confdesc ``hotplug`` and parse_hotplug_features) and a scsi/virtio slot
+    (vmconfig_hotplug_pending "skip"s efidisk/ide/sata/tpmstate). qemu-server commit e6352be6."""
+    value = str(config.get("hotplug", "1"))
+    features = set() if value == "0" else {f.strip() for f in ("network,disk,usb" if value == "1" else value).split(",")}
+    return "disk" in features and re.fullmatch(r"(scsi|virtio)\d+", slot) is not None
+
+
+def _owned(volume: str, vmid: int) -> bool:
+    return re.search(rf"(?:^|/)vm-{vmid}-disk-\d+", volume.split(":", 1)[-1]) is not None
+
+
+def _missing_disk(vm: VmPlan, disk: Any, state: VmState, want: str,
+                  volumes: dict[str, tuple[int | None, float]] | None, new_empty_disk: bool, pending: bool) -> list[Change]:
+    """The changes for a planned disk the VM's config does not have.
+
+    A disk detached from the VM is listed by PVE as ``unusedN: <volid>`` (qemu-server
+    vmconfig_register_unused_drive): when such a volume of this VM is on the planned storage, it
+    is re-attached (``PUT …/config scsi1=<volid>,…``) — never replaced by a new, empty disk. With
+    no detached volume, a new empty disk is allocated only with ``new_empty_disk=True``; without it
+    the change is blocked (the data may still exist: a volume of this VM on the storage that no
+    config line names is listed, with ``qm disk rescan``). A detach still pending (no disk
+    hot-plug: the disk stays in the running config) is cancelled by setting the same volume again
+    (update_vm_api remove_from_pending_delete; cleanup_pending), which needs no restart.
+    """
+    have = state.effective()
+    running_vol = state.config.get(disk.slot)
+    if running_vol is not None and disk.slot in state.pending and state.pending[disk.slot] is None:
+        volid = parse_drive(str(running_vol)).volume
+        return [Change("update", "vm-config", vm.name, disk.slot, None, volid,
+                       reason=f"cancel the pending detach of the {disk.role} disk {volid}",
+                       data={"vmid": vm.vmid, "set": {disk.slot: str(running_vol)}, "pending": False})]
+    attached = {parse_drive(str(v)).volume for k, v in have.items() if re.fullmatch(r"(scsi|virtio|sata|ide)\d+", k)}
+    unused = [(k, str(have[k])) for k in sorted(have, key=lambda k: int(k[6:]) if k[6:].isdigit() else 0)
+              if re.fullmatch(r"unused\d+", k)]
+    cands = [(k, v) for k, v in unused if v.split(":", 1)[0] == disk.storage and _owned(v, vm.vmid) and v not in attached]
+    if len(cands) > 1 and volumes:  # several: the one of the planned size
+        sized = [(k, v) for k, v in cands if v in volumes and volumes[v][1] == disk.size_gb]
+        cands = sized if len(sized) == 1 else cands
+    if len(cands) == 1:
+        key, volid = cands[0]
+        options = want.split(",", 1)[1] if "," in want else ""
+        out = [Change("update", "vm-config", vm.name, disk.slot, None, volid,
+                      reason=f"re-attach the detached {disk.role} disk ({key}: {volid})",
+                      data={"vmid": vm.vmid, "set": {disk.slot: ",".join(p for p in (volid, options) if p)},
+                            "pending": pending, "reattach": key})]
+        size = volumes[volid][1] if volumes and volid in volumes else None
+        if size is not None and size < disk.size_gb:
+            out.append(Change("action", "vm-disk", vm.name, f"{disk.slot} resize", f"{size:g}G", f"{disk.size_gb}G",
+                              reason="grow online (PUT …/resize)",
+                              data={"vmid": vm.vmid, "resize": {"disk": disk.slot, "size": f"{disk.size_gb}G"}}))
+        return out
+    if len(cands) > 1:
+        listed = ", ".join(f"{k}: {v}" for k, v in cands)
+        msg = f"{vm.name} has no {disk.slot}, and several detached volumes of it on {disk.storage} ({listed})"
+        return [Change("update", "vm-disk", vm.name, disk.slot, None, f"{disk.storage}:{disk.size_gb}G",
+                       reason=f"blocked: {msg}",
+                       data={"vmid": vm.vmid, "blocked": True, "message": msg,
+                             "fix": f"attach the right one by hand (qm set {vm.vmid} --{disk.slot} <volid>) and re-run 20-vms"})]
+    if new_empty_disk:
+        return [Change("update", "vm-config", vm.name, disk.slot, None, f"{disk.storage}:{disk.size_gb}G",
+                       reason=f"allocate a new, empty {disk.role} disk (new_empty_disk=True)",
+                       data={"vmid": vm.vmid, "set": {disk.slot: want}, "pending": pending})]
+    orphans = sorted(v for v, (owner, _size) in (volumes or {}).items()
+                     if owner == vm.vmid and v.split(":", 1)[0] == disk.storage and v not in attached
+                     and v not in {u for _k, u in unused})
+    seen = (f"; volume(s) of VM {vm.vmid} on {disk.storage} that its config does not name: {', '.join(orphans)} "
+            f"(`qm disk rescan --vmid {vm.vmid}` lists them as unusedN, then re-run 20-vms)") if orphans else ""
+    msg = (f"{vm.name} has no {disk.slot} ({disk.role} disk, {disk.storage}:{disk.size_gb}G) and no detached volume "
+           f"of it (unusedN) on {disk.storage}: a new disk would be empty{seen}")
+    return [Change("update", "vm-disk", vm.name, disk.slot, None, f"{disk.storage}:{disk.size_gb}G",
+                   reason=f"blocked: {msg}",
+                   data={"vmid": vm.vmid, "blocked": True, "message": msg,
+                         "fix": "re-attach the volume that holds the data (qm set "
+                                f"{vm.vmid} --{disk.slot} <volid>), or allocate an empty disk with "
+                                "new_empty_disk=True (falkit run: --set new_empty_disk=true)"})]
+
+
+def _drift(spec: LabSpec, vm: VmPlan, state: VmState, volumes: dict[str, tuple[int | None, float]] | None = None,
+           new_empty_disk: bool = False) -> list[Change]:
     want = desired_config(spec, vm)
     have = state.effective()
     running = state.status == "running"
@@ -249,13 +337,25 @@ def _drift(spec: LabSpec, vm: VmPlan, state: VmState) -> list[Change]:
                               data={"vmid": vm.vmid, "set": {nic.slot: new}, "pending": running}))
     for disk in vm.disks:
         cur = have.get(disk.slot)
+        # PVE hot-plugs a scsi/virtio disk into a running VM when ``hotplug`` has ``disk`` (the
+        # default); otherwise the change waits, pending, for the next start (module docstring).
+        disk_pending = running and not hot_disk(state.config, disk.slot)
         if cur is None:
-            out.append(Change("update", "vm-config", vm.name, disk.slot, None, f"{disk.storage}:{disk.size_gb}G",
-                              reason=f"allocate the {disk.role} disk",
-                              data={"vmid": vm.vmid, "set": {disk.slot: want[disk.slot]}, "pending": False}))
+            out += _missing_disk(vm, disk, state, want[disk.slot], volumes, new_empty_disk, disk_pending)
             continue
         d = parse_drive(cur)
-        size = d.size_gib or 0
+        if NEW_VOLUME.fullmatch(d.volume):
+            msg = (f"{vm.name} {disk.slot} is {d.volume!r}, a size to allocate, not a volume: no {disk.role} disk is "
+                   "attached (PVE allocates `storage:size` when it writes a config; this value never was)")
+            out.append(Change("update", "vm-disk", vm.name, disk.slot, d.volume, f"{disk.storage}:{disk.size_gb}G",
+                              reason=f"blocked: {msg}",
+                              data={"vmid": vm.vmid, "blocked": True, "message": msg,
+                                    "fix": f"remove it (qm set {vm.vmid} --delete {disk.slot}) and re-run 20-vms"}))
+            continue
+        size = d.size_gib
+        if size is None and volumes and d.volume in volumes:
+            size = volumes[d.volume][1]
+        size = size or 0
         if d.storage != disk.storage:
             out.append(Change("update", "vm-disk", vm.name, disk.slot, d.volume, f"{disk.storage}:{disk.size_gb}G", destructive=True,
                               reason=f"on storage {d.storage}, planned on {disk.storage}: move it by hand (qm disk move) or recreate it",
@@ -282,13 +382,25 @@ def observe_vms(pve: Any, node: str, spec: LabSpec) -> VmFacts:
     ifaces = call(f"read network of {node}", pve.nodes(node).network.get)
     bridges = {str(i["iface"]): bool(i.get("active")) for i in ifaces if i.get("type") == "bridge"}
     storages = {str(s["storage"]): str(s.get("content") or "") for s in call("list storages", pve.storage.get)}
-    return VmFacts(node, vms, isos, names, bridges, storages)
+    volumes: dict[str, tuple[int | None, float]] | None = {}
+    for sid in sorted({d.storage for v in cluster_vms(spec) for d in v.disks} & set(storages)):
+        try:
+            items = call(f"list the images on {sid}", pve.nodes(node).storage(sid).content.get, content="images")
+        except PveCallError:
+            volumes = None  # not observed: a missing disk is then re-attached only from unusedN
+            break
+        for i in items:
+            owner = i.get("vmid")
+            volumes[str(i["volid"])] = (int(owner) if str(owner or "").isdigit() else None, int(i.get("size") or 0) / 1024 ** 3)
+    return VmFacts(node, vms, isos, names, bridges, storages, volumes)
 
 
 @register("vms")
 class VmsStep:
     title = "Talos VMs on Proxmox"
-    options = {"talos_schematic": (str, "")}  # "" = the Image Factory's vanilla schematic
+    # talos_schematic "" = the Image Factory's vanilla schematic; new_empty_disk: allocate a new,
+    # empty disk where an existing VM's planned disk is missing and no detached volume of it exists
+    options = {"talos_schematic": (str, ""), "new_empty_disk": (bool, False)}
 
     def observe(self, target: Any, spec: LabSpec, options: StepOptions) -> VmFacts:
         return observe_vms(target.pve, target.node, spec)
@@ -300,7 +412,9 @@ class VmsStep:
         pve, node = target.pve, target.node
         blocked = [c for c in plan.changes if c.data and c.data.get("blocked")]
         if blocked:  # the runbook refuses such a plan before apply; never act on one anyway
-            raise StepError("vms", "; ".join(c.reason for c in blocked), resume="run the notebook named above first")
+            fixes = [c.data["fix"] for c in blocked if c.data.get("fix")]
+            raise StepError("vms", "; ".join(c.reason for c in blocked),
+                            resume="; ".join(fixes) if fixes else "run the notebook named above first")
         refused = [c for c in plan.changes if c.data and c.data.get("refuse")]
         if refused:
             raise StepError("vms", "; ".join(f"{c.name} {c.field}: {c.reason}" for c in refused),
@@ -322,6 +436,7 @@ class VmsStep:
         for vmid, params in updates.items():
             progress.log(f"{names[vmid]}: set {', '.join(f'{k}={v}' for k, v in params.items())}")
             _pve("vms", f"update VM {names[vmid]}", pve.nodes(node).qemu(vmid).config.put, **params)
+        _left_pending(pve, node, plan, updates, names)
         resizes = {c.name + " " + c.data["resize"]["disk"]: _pve("vms", f"resize {c.name}", pve.nodes(node).qemu(c.data["vmid"]).resize.put,
                                                                **c.data["resize"])
                    for c in plan.changes if c.data and c.data.get("resize")}
@@ -346,15 +461,42 @@ class VmsStep:
         out = []
         for vm in cluster_vms(spec):
             st = facts.vms.get(vm.vmid)
-            drift = _drift(spec, vm, st) if st else []
+            drift = _drift(spec, vm, st, facts.volumes) if st else []
             ok = st is not None and st.status == "running" and not drift and not st.pending  # pending: not in effect
             observed = "absent" if st is None else f"{st.status}" + (f", drift: {', '.join(c.field for c in drift)}" if drift else "") \
                 + (f", pending: {', '.join(sorted(st.pending))}" if st.pending else "")
             out.append(Check("VM as planned", f"{vm.name} ({vm.vmid})", f"running, {vm.cores} vCPU, {vm.memory_gb} GiB, "
-                             + ", ".join(f"{n.slot} {n.mac}" for n in vm.nics), observed, ok,
-                             "" if ok else "re-run 20-vms with apply and allow_disruptive (MAC changes and the restarts "
+                             + ", ".join(f"{n.slot} {n.mac}" for n in vm.nics)
+                             + "".join(f", {d.slot} {d.storage} {d.size_gb}G" for d in vm.disks), observed, ok,
+                             "" if ok else "; ".join(c.data["fix"] for c in drift if c.data and c.data.get("fix"))
+                             or "re-run 20-vms with apply and allow_disruptive (MAC changes and the restarts "
                              "that make pending changes take effect)"))
         return out
+
+
+def _left_pending(pve: Any, node: str, plan: Plan, updates: dict[int, dict[str, str]], names: dict[int, str]) -> None:
+    """After the config updates: a change the plan expected in effect at once (``pending`` False:
+    hot-plugged) that PVE left pending waits for a restart the plan does not make (e.g. the VM's
+    ``hotplug`` changed between plan and apply). Say so now — converging would wait
+    ``wait_timeout_s`` for a reboot nobody applies."""
+    rebooted = {c.data["vmid"] for c in plan.changes if c.kind == "vm" and c.data and c.data.get("action") in ("reboot", "start")}
+    expected: dict[int, set[str]] = {}
+    for c in plan.changes:
+        if c.kind == "vm-config" and c.data and not c.data.get("pending"):
+            expected.setdefault(c.data["vmid"], set()).update(c.data["set"])
+    stuck = []
+    for vmid in updates:
+        if vmid in rebooted or not expected.get(vmid):
+            continue
+        _config, pending = vm_config(pve, node, vmid)
+        keys = sorted(expected[vmid] & set(pending))
+        if keys:
+            stuck.append(f"{names[vmid]} ({vmid}): {', '.join(keys)}")
+    if stuck:
+        raise StepError("vms", "Proxmox left change(s) pending instead of applying them to the running VM — "
+                        + "; ".join(stuck) + " (not hot-plugged: see the VM's `hotplug` option)",
+                        resume="they take effect at the VM's next start: re-run 20-vms with allow_disruptive=True "
+                        "to restart it, or restart it by hand")
 
 
 def _pve(step: str, what: str, fn: Any, **kwargs: Any) -> Any:

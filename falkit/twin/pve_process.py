@@ -653,6 +653,123 @@ class TwinPve(FakePve):
             raise TaskError("start failed: QEMU exited with code 1")
         return await self.task(vm.node, "qmreboot", vm.vmid, user, body, vm=vm, log=log)
 
+    # ------------------------------------------- VM disks: allocate, hot-plug, detach (unusedN)
+    #
+    # fakepve 0.5.0's config PUT stores a drive value verbatim (``scsi1=helford:300`` stays the
+    # string "helford:300", pending on a running VM) and drops a deleted drive. qemu-server
+    # (proxmox/qemu-server e6352be67f70042a7433a3a3c712b36d02f9f7cb) does, in update_vm_api
+    # (src/PVE/API2/Qemu.pm):
+    # - a set drive goes through create_disks: ``storage:size`` allocates a new volume
+    #   (vdisk_alloc) and the value becomes ``helford:vm-201-disk-N,…,size=300G``; an existing
+    #   volume id is looked up ("volume helford:vm-201-disk-9 does not exist"); anything else is
+    #   refused by the storage's volume-name parser ("unable to parse lvm volume name '300G'");
+    # - a deleted drive is added to ``pending.delete``; a replaced drive's old volume is kept;
+    # - then, on a running VM, vmconfig_hotplug_pending (src/PVE/QemuServer.pm): with ``disk`` in
+    #   ``hotplug`` (default ``network,disk,usb``, confdesc ``hotplug``) a scsi/virtio drive is
+    #   plugged at once (vmconfig_update_disk -> vm_deviceplug) or unplugged and its volume
+    #   registered as ``unusedN`` (vmconfig_delete_or_detach_drive -> vmconfig_register_unused_drive,
+    #   pve-guest-common add_unused_volume: the lowest free N, no duplicates); ide/sata/efidisk/
+    #   tpmstate stay pending ("skip"); on a stopped VM vmconfig_apply_pending does the same at once;
+    #   ``hotplug`` itself is not a fast-plug option: a new value waits for the next start;
+    # - write_vm_config drops an ``unusedN`` whose volume a drive uses again (re-attach);
+    # - deleting ``unusedN`` frees the volume (try_deallocate_drive).
+
+    _DISK_KEY = re.compile(r"(scsi|virtio|sata|ide|efidisk|tpmstate)\d+")
+    _HOTPLUG_DISK = re.compile(r"(scsi|virtio)\d+")
+
+    @staticmethod
+    def _hotplug_features(conf: dict) -> set[str]:
+        """parse_hotplug_features: '1' (the default) is network,disk,usb; '0' none."""
+        value = str(conf.get("hotplug", "1"))
+        if value == "0":
+            return set()
+        if value == "1":
+            value = "network,disk,usb"
+        return {f.strip() for f in value.split(",") if f.strip()}
+
+    @staticmethod
+    def _drive_volume(value: Any) -> str | None:
+        """The volume id of a drive value, or None for a CD-ROM, ``none`` or a path."""
+        if value is None:
+            return None
+        volume, props = split_drive(str(value))
+        if props.get("media") == "cdrom" or volume in ("", "none", "cdrom") or ":" not in volume:
+            return None
+        return volume
+
+    def _add_unused(self, vm, volume: str | None) -> None:
+        """vmconfig_register_unused_drive + add_unused_volume (owned volumes only)."""
+        if not volume or not re.search(rf"(?:^|/)(?:vm|base)-{vm.vmid}-disk-\d+", volume.split(":", 1)[1]):
+            return
+        keys = [k for k in vm.config if re.fullmatch(r"unused\d+", k)]
+        if any(vm.config[k] == volume for k in keys):
+            return
+        n = 0
+        while f"unused{n}" in vm.config:
+            n += 1
+        if n >= 256:  # QemuConfig MAX_UNUSED_DISKS
+            raise PveError(500, "Too many unused volumes - please delete them first.")
+        vm.config[f"unused{n}"] = volume
+
+    def _drop_reused_unused(self, vm) -> None:
+        """write_vm_config: "remove 'unusedX' settings if we re-add a volume"."""
+        used = {self._drive_volume(v) for k, v in list(vm.config.items()) + list(vm.pending.items())
+                if self._DISK_KEY.fullmatch(k)}
+        for key in [k for k in vm.config if re.fullmatch(r"unused\d+", k)]:
+            if vm.config[key] in used:
+                del vm.config[key]
+
+    async def _apply_config(self, vm, user, p):
+        p = dict(p)
+        sets = {k: str(v) for k, v in p.items() if self._DISK_KEY.fullmatch(k) and self._drive_volume(v) is not None}
+        deletes = [k for k in str(p.get("delete", "") or "").split(",") if k]
+        unused_deletes = [k for k in deletes if re.fullmatch(r"unused\d+", k)]
+        if not sets and not any(self._DISK_KEY.fullmatch(k) for k in deletes) and not unused_deletes:
+            return await super()._apply_config(vm, user, p)
+        for key, value in sets.items():  # create_disks' checks, before anything is allocated
+            self._qm_check_drive(user, vm.vmid, None, key, value, None)
+        if unused_deletes:  # what update_vm_api checks before try_deallocate_drive
+            self.require(user, f"/vms/{vm.vmid}", "VM.Config.Disk")
+        old = {k: vm.config.get(k) for k in list(sets) + deletes}
+        made: list[str] = []
+        try:
+            for key, value in sets.items():
+                new, vols = self._qm_new_drive(vm.vmid, key, value, None)
+                made += vols
+                p[key] = new
+            freed = [(k, vm.config.get(k)) for k in unused_deletes if vm.config.get(k)]
+            p["delete"] = ",".join(k for k in deletes if k not in unused_deletes)
+            if not p["delete"]:
+                p.pop("delete")
+            await super()._apply_config(vm, user, p)  # privileges, lock, digest; pending or config
+        except Exception:
+            for volid in made:  # "free allocated images on error"
+                self._qm_free(volid)
+            raise
+        for key, volume in freed:  # deleting unusedN frees the volume
+            self._qm_free(volume)
+            vm.config.pop(key, None)
+        running = vm.status == "running"
+        # parse_hotplug_features($conf->{hotplug}): the running config's, not a pending hotplug value
+        hot = "disk" in self._hotplug_features(vm.config)
+        for key in list(sets) + [k for k in deletes if self._DISK_KEY.fullmatch(k)]:
+            if running and not (hot and self._HOTPLUG_DISK.fullmatch(key)):
+                continue  # stays pending until the next start ("skip")
+            if running and key in vm.pending:  # hot-plug / hot-unplug now
+                new = vm.pending.pop(key)
+                if new is None:
+                    vm.config.pop(key, None)
+                else:
+                    vm.config[key] = new
+            before = self._drive_volume(old.get(key))
+            if before and before != self._drive_volume(vm.config.get(key)):
+                self._add_unused(vm, before)
+        # cleanup_pending (pve-guest-common AbstractConfig): a pending value equal to the config's
+        # is no change; setting a drive again cancels its pending delete
+        for key in [k for k, v in vm.pending.items() if v is not None and vm.config.get(k) == v]:
+            del vm.pending[key]
+        self._drop_reused_unused(vm)
+
     # ---------------------------------------------------------- twin faults
 
     def _take_task_fault(self, ttype, tid):
