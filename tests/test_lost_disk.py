@@ -25,6 +25,7 @@ from test_runbook_support import FAL
 
 from falkit import runbook
 from falkit.errors import RefusedError, StepError
+from falkit.steps.base import get_step
 from falkit.twin import supervisor
 
 WORKER = 201  # talos-worker-01: scsi1 = the 300 GiB data disk on helford
@@ -135,7 +136,8 @@ def test_no_detached_volume_is_refused_then_new_empty_disk_allocates(migrated):
     with pytest.raises(RefusedError, match="new_empty_disk"):
         s.apply()
     assert "scsi1" not in _config(lab) and set(_helford(lab)) == vols_before  # nothing allocated
-    assert not next(c for c in lab.checks("vms") if str(WORKER) in c.subject).ok
+    check = next(c for c in get_step("vms").checks(lab.target, lab.spec, lab.step_options) if str(WORKER) in c.subject)
+    assert not check.ok and "drift: scsi1" in check.observed and "new_empty_disk" in check.fix
 
     lab = _open(new_empty_disk=True)
     s = lab.step("vms")
