@@ -297,7 +297,7 @@ def render_index(run: dict) -> str:
             cells.append(f"<td class='{cls}'>{cell}</td>")
         body.append(f"<tr class='{escape(str(r['status']))}'>{''.join(cells)}</tr>")
     totals = (f"{t.get('notebooks_ok', 0)} notebook(s) ok, {t.get('notebooks_failed', 0)} failed; "
-              f"{t.get('planned_changes', 0)} change(s) planned, {t.get('applied_changes', 0)} applied; "
+              f"{t.get('planned_changes', 0)} change(s) planned; {applied_text(t)}; "
               f"checks {t.get('checks_ok', 0)} ok, {t.get('checks_failed', 0)} failed; "
               f"{t.get('mutating_calls', 0)} mutating API call(s) (journal.jsonl); "
               f"{t.get('duration_s', 0):.1f} s")
@@ -339,17 +339,51 @@ def _summ(result: dict | None) -> dict[str, Any]:
             "mutating_calls": (result.get("journal") or {}).get("mutating_calls", 0)}
 
 
+def _partly_applied(nbs: list[dict], run_dir: Path, journal: list[dict]) -> list[dict[str, Any]]:
+    """The failed notebooks that changed the lab without a complete step to show for it: the steps
+    cut off while applying (result ``status`` failed/applying, nothing recorded as applied) and
+    the mutating API calls the notebook made (journal.jsonl entries since it started). A step's
+    changes count as applied only once its apply finished; these are the rest."""
+    out = []
+    for n in nbs:
+        if n.get("status") != "failed":
+            continue
+        calls = [j for j in journal if str(j.get("t", "")) >= str(n.get("started", ""))]
+        try:
+            result = json.loads((run_dir / f"{n['notebook']}.result.json").read_text())
+        except (OSError, ValueError):
+            result = {}
+        steps = [name for name, st in (result.get("steps") or {}).items()
+                 if st.get("status") in ("failed", "applying") and st.get("planned") and not st.get("applied")]
+        if calls and (steps or not n.get("applied")):
+            out.append({"notebook": n["notebook"], "steps": steps, "mutating_calls": len(calls)})
+    return out
+
+
+def applied_text(t: dict[str, Any]) -> str:
+    """The summary's "5 change(s) applied" — and, after a failure, what the failed notebook changed
+    besides (so a notebook cut off while applying never reads as "0 change(s) applied")."""
+    partly = t.get("partly_applied") or []
+    if not partly:
+        return f"{t.get('applied_changes', 0)} change(s) applied"
+    parts = [f"{p['notebook']}" + (f" ({', '.join(p['steps'])})" if p["steps"] else "")
+             + f" partly, {p['mutating_calls']} mutating API call(s) before it failed" for p in partly]
+    return f"changes applied: {t.get('applied_changes', 0)} by completed steps, " + "; ".join(parts)
+
+
 def _totals(run: dict, run_dir: Path) -> dict[str, Any]:
     from .journal import read_journal
 
     nbs = run["notebooks"]
+    journal = read_journal(run_dir / "journal.jsonl")
     return {"notebooks_ok": sum(1 for n in nbs if n["status"] == "ok"),
             "notebooks_failed": sum(1 for n in nbs if n["status"] == "failed"),
             "planned_changes": sum(n.get("planned", 0) for n in nbs),
             "applied_changes": sum(n.get("applied", 0) for n in nbs),
+            "partly_applied": _partly_applied(nbs, run_dir, journal),
             "checks_ok": sum(n.get("checks", {}).get("ok", 0) for n in nbs),
             "checks_failed": sum(n.get("checks", {}).get("failed", 0) for n in nbs),
-            "mutating_calls": len(read_journal(run_dir / "journal.jsonl")),
+            "mutating_calls": len(journal),
             "duration_s": round(sum(n.get("duration_s", 0) for n in nbs), 3)}
 
 
@@ -562,7 +596,7 @@ def run(args: Any) -> int:
         rc = execute(cfg, run_dir, run_info)
         t = run_info["totals"]
         print(f"falkit run: {run_info['status']}: {t['notebooks_ok']} notebook(s) ok, {t['notebooks_failed']} failed, "
-              f"{t['applied_changes']} change(s) applied, {t['mutating_calls']} mutating API call(s); archive {run_dir}, "
+              f"{applied_text(t)}, {t['mutating_calls']} mutating API call(s); archive {run_dir}, "
               f"report {run_dir / 'index.html'}")
         return rc
 
