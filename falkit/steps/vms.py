@@ -25,7 +25,18 @@ from disk, so their CD-ROM is not compared.
   reservations follow the MAC); a missing NIC -> ``update`` (hot-plugged / pending);
 - a disk larger than planned, or on another storage -> ``update`` **destructive** (PVE cannot shrink;
   apply refuses it and says what to do by hand); a smaller disk -> ``resize`` action
-  (``PUT …/resize``); a missing disk -> ``update`` allocating it;
+  (``PUT …/resize``); a disk value that names no volume (``helford:300`` left in a config) ->
+  blocked, with the ``qm set --delete`` that clears it;
+- a missing disk of an existing VM: PVE lists a detached disk as ``unusedN: <volid>``; such a
+  volume of the VM on the planned storage is **re-attached** (``scsi1=<volid>,…``; a pending
+  detach is cancelled the same way), grown if smaller. With none, the change is **blocked**: a new
+  disk would be empty where data was — re-attach the right volume by hand, or set
+  ``new_empty_disk=True`` to allocate one (volumes of the VM that no config line names are listed,
+  with ``qm disk rescan``). PVE hot-plugs a scsi/virtio disk into a running VM when its running
+  config's ``hotplug`` has ``disk`` (the default); otherwise the disk change is pending and the plan
+  has the reboot. If PVE leaves a change pending that the plan expected in effect (``hotplug``
+  changed between plan and apply), apply fails at once naming it — it never waits for a reboot it
+  did not plan;
 - a running VM whose next-start config differs from what runs (pending changes) -> ``reboot``
   (disruptive). The reboot is always in the plan — a NIC or memory change is not in effect until
   then — so the plan is the same whatever the options; without ``allow_disruptive`` the runbook
