@@ -10,6 +10,7 @@ Covers:
   helford), converges without a reboot, and its checks pass; a re-run plans nothing;
 - with no detached volume, 20-vms refuses to create an empty disk (blocked, nothing applied);
   ``new_empty_disk=True`` allocates one;
+- a detached volume larger than planned is not re-attached silently (blocked, naming it);
 - a disk value that names no volume (``helford:300`` left in a config) is not "converged";
 - a change PVE leaves pending (``hotplug=0``) fails at once with the reason instead of waiting
   ``wait_timeout_s`` for a reboot that was never applied.
@@ -210,4 +211,25 @@ def test_disk_left_pending_fails_at_once_instead_of_waiting(migrated):
         cfg = _config(lab)
         assert _volume(cfg["scsi1"]) == volid and "size=300G" in cfg["scsi1"] and not _pending(lab)
     finally:
-        _qemu(lab).config.put(hotplug="1")
+        if _config(lab).get("hotplug", "1") != "1":
+            _qemu(lab).config.put(hotplug="1")
+
+
+def test_detached_volume_larger_than_planned_is_not_reattached_silently(migrated):
+    """The only detached volume is larger than the plan (PVE cannot shrink): blocked, naming it,
+    instead of re-attaching it and then waiting on a shrink that is refused."""
+    lab = _open()
+    _qemu(lab).config.put(delete="scsi1")
+    _qemu(lab).config.put(delete="unused0")  # frees the 300 GiB volume: room for a larger one
+    _qemu(lab).config.put(scsi5="helford:310")
+    big = _volume(_config(lab)["scsi5"])
+    assert "size=310G" in _config(lab)["scsi5"] and not _pending(lab)  # hot-plugged at once
+    _qemu(lab).config.put(delete="scsi5")
+    assert _config(lab)["unused0"] == big
+    s = lab.step("vms")
+    c = next(c for c in s.plan.changes if c.field == "scsi1")
+    assert c.data["blocked"] and "larger than the planned 300G" in c.reason and big in c.data["fix"]
+    with pytest.raises(RefusedError):
+        s.apply()
+    cfg = _config(lab)
+    assert "scsi1" not in cfg and cfg["unused0"] == big and big in _helford(lab)

@@ -29,7 +29,7 @@ from disk, so their CD-ROM is not compared.
   blocked, with the ``qm set --delete`` that clears it;
 - a missing disk of an existing VM: PVE lists a detached disk as ``unusedN: <volid>``; such a
   volume of the VM on the planned storage is **re-attached** (``scsi1=<volid>,…``; a pending
-  detach is cancelled the same way), grown if smaller. With none, the change is **blocked**: a new
+  detach is cancelled the same way), grown if smaller; a larger one is blocked (no shrink). With none, the change is **blocked**: a new
   disk would be empty where data was — re-attach the right volume by hand, or set
   ``new_empty_disk=True`` to allocate one (volumes of the VM that no config line names are listed,
   with ``qm disk rescan``). PVE hot-plugs a scsi/virtio disk into a running VM when its running
@@ -278,6 +278,14 @@ def _missing_disk(vm: VmPlan, disk: Any, state: VmState, want: str,
     if len(cands) > 1 and volumes:  # several: the one of the planned size
         sized = [(k, v) for k, v in cands if v in volumes and volumes[v][1] == disk.size_gb]
         cands = sized if len(sized) == 1 else cands
+    if len(cands) == 1 and volumes and cands[0][1] in volumes and volumes[cands[0][1]][1] > disk.size_gb:
+        key, volid = cands[0]
+        msg = (f"{vm.name} has no {disk.slot}; its detached volume {volid} ({key}) is "
+               f"{volumes[volid][1]:g}G, larger than the planned {disk.size_gb}G (PVE cannot shrink a disk)")
+        return [Change("update", "vm-disk", vm.name, disk.slot, None, volid, reason=f"blocked: {msg}",
+                       data={"vmid": vm.vmid, "blocked": True, "message": msg,
+                             "fix": f"re-attach it by hand (qm set {vm.vmid} --{disk.slot} {volid}) and plan that size "
+                                    "in the lab YAML, then re-run 20-vms"})]
     if len(cands) == 1:
         key, volid = cands[0]
         options = want.split(",", 1)[1] if "," in want else ""
