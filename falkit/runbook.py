@@ -212,8 +212,8 @@ class Refusal:
         out = []
         if self.blocked:
             first = self.run_first
-            out.append(("run " + ", then ".join(first) + " first" if first else "fix what blocks it")
-                       + " (no option allows a blocked change)")
+            out.append(("run " + ", then ".join(first) + " first" if first else "fix what blocks it, as each blocked "
+                        "change's fix says") + " (allow_disruptive/allow_destructive do not allow a blocked change)")
         if self.needs:
             cell = ", ".join(f'"{o}": True' for o in self.needs)
             sets = " ".join(f"--set {o}=true" for o in self.needs)

@@ -103,7 +103,7 @@ def test_vms_without_network_is_refused_naming_the_notebook(gate_twin):
     with pytest.raises(RefusedError) as exc:
         s.apply()
     msg = str(exc.value)
-    assert "bridge vmbr1" in msg and "run 10-network first" in msg and "no option allows" in msg
+    assert "bridge vmbr1" in msg and "run 10-network first" in msg and "do not allow a blocked change" in msg
     assert "QEMU" not in msg and "does not exist" in msg
 
     lab = interactive("20-vms", allow_disruptive=True)

@@ -45,7 +45,7 @@ from disk, so their CD-ROM is not compared.
 - a VM named ``talos-*`` or listed under ``previous.nodes`` that the spec no longer has: a note,
   or a destructive ``delete`` when ``allow_destructive``. Other VMs on the node are never touched.
 
-**Prerequisites** (from earlier notebooks) are planned as ``blocked`` changes that no option allows,
+**Prerequisites** (from earlier notebooks) are planned as ``blocked`` changes that no allow_* option allows,
 each naming what to do first: the bridges the VMs' NICs use must exist and be applied on the node
 (10-network creates ``vmbr1``; a VM started on a missing bridge fails with QEMU's "bridge 'vmbr1'
 does not exist"); the storages of disks to allocate must exist with content ``images``; the ISO
