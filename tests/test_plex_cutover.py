@@ -121,8 +121,7 @@ def test_plex_that_does_not_answer_keeps_the_kubernetes_plex(lab):
 
 def test_cutover_moves_plex_with_its_library(lab):
     run = _run(lab["params"], lab["tmp"] / "outputs", "--only", "60", "70")
-    out = run.stdout + run.stderr
-    assert "60-truenas-plex: ok" in out or "60-truenas-plex" in out
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     nb = _open(lab)
     api, pve, node = nb.target.kube(), nb.target.pve, nb.target.node
     assert _plex(api) is None  # no Plex Deployment in Kubernetes

@@ -263,7 +263,8 @@ class TwinPve(FakePve):
                 "cts": [guest(c, "lxc") for c in self.cts],
                 "network": {"active": copy.deepcopy(self.net_active),
                             "staged": copy.deepcopy(self.net_staged)},
-                "storages": storages}
+                "storages": storages,
+                "oci": {"images": dict(self.oci_images), "cts": {str(k): v for k, v in self.ct_oci.items()}}}
 
     def import_state(self, state: dict) -> None:
         self.storages = {}
@@ -282,6 +283,9 @@ class TwinPve(FakePve):
             ct = self.add_ct(g["vmid"], node=g["node"], status=g["status"], config=g["config"],
                              pending=g["pending"], defaults=False)
             ct.snapshots = g.get("snapshots", {})
+        oci = state.get("oci") or {}
+        self.oci_images = dict(oci.get("images") or {})
+        self.ct_oci = {int(k): v for k, v in (oci.get("cts") or {}).items()}
 
     def dump_state(self) -> dict:
         """GET /state of the control API: the snapshot data plus derived views."""
@@ -606,6 +610,8 @@ class TwinPve(FakePve):
         upid = await super()._lxc_create(user, v)
         if str(v.get("ostemplate")) in self.oci_images:
             self.ct_oci[int(v["vmid"])] = str(v["ostemplate"])
+        else:  # a container made again under this vmid from another template
+            self.ct_oci.pop(int(v["vmid"]), None)
         return upid
 
     def guest_answer(self, host: str, port: int, path: str) -> tuple[int, str, str] | None:
