@@ -25,7 +25,6 @@ from falkit.steps.truenas_plex import (
 )
 from falkit.yamlsrc import parse_yaml
 
-
 SYSTEM_CT = {"plex_image": ""}
 
 
