@@ -87,7 +87,8 @@ def test_truenas_enabled_end_to_end_on_the_twin(tmp_path):
     spec_file = write_yaml(tmp_path, patched({"truenas.enabled": True, "truenas.memory_gb": 4, "host.memory_gb": 64}))
     t = connect(spec_file, "twin", state_dir=tmp_path / "state")
     try:
-        step, opts = TrueNasPlexStep(), StepOptions(apply=True, wait_timeout_s=30)
+        # the system container (started by this step); the application container is started by step plex
+        step, opts = TrueNasPlexStep(), StepOptions(apply=True, wait_timeout_s=30, extra={"plex_image": ""})
         net = NetworkStep()  # vmbr1 (the storage bridge) first, as 10-network does
         net.apply(t, net.plan(t.spec, net.observe(t, t.spec, opts), opts), opts, Log())
         plan = step.plan(t.spec, step.observe(t, t.spec, opts), opts)
