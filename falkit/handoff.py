@@ -10,6 +10,11 @@ and CSV files, generated from the plan (and, when given, what the cluster report
   ``disabled`` service's record is to be deleted.
 - **Cloudflare tunnel endpoints** (:func:`tunnel_rows`): for services with ``tunnel: true`` whose
   address changes, the origin ``https://<old IP>`` -> ``https://<new IP>``.
+- **Plex** (issue 14): Plex leaves Kubernetes for its LXC container, so each table names the
+  container: its DHCP reservations (kind ``lxc``, its vmid), an A record ``<plex hostname>.<domain>``
+  -> the container's IP (the domain of the spec's other DNS names; source ``plex container``), and a
+  tunnel origin ``http://<container IP>:32400`` (Plex serves plain HTTP on 32400; the Kubernetes
+  Plex had no LoadBalancer address of its own in the seed, so the old origin is named, not an IP).
 
 :func:`write_handoff` writes ``handoff/dhcp.csv``, ``dns.csv`` and ``tunnel.csv`` into a directory
 (default ``$FALKIT_RUN_DIR``, the run archive); :func:`show` displays the three tables (and writes
@@ -67,7 +72,23 @@ def dns_rows(spec: LabSpec, plan: LabPlan | None = None,
         rows.append({"name": s.dns, "type": "A", "value": value, "old_value": s.old_ip or "",
                      "action": "keep" if value == s.old_ip else "update",
                      "source": "observed" if seen else "planned", "service": f"{s.namespace}/{s.name}"})
+    if (row := plex_dns_row(spec, plan)) is not None:
+        rows.append(row)
     return rows
+
+
+def plex_dns_row(spec: LabSpec, plan: LabPlan | None = None) -> dict[str, Any] | None:
+    """The A record of Plex's container (None when Plex is disabled or no DNS domain is known)."""
+    p = spec.plex
+    if p is None or not p.enabled:
+        return None
+    domains = [s.dns.split(".", 1)[1] for s in spec.services if s.dns and "." in s.dns]
+    if not domains:
+        return None
+    ct = next((c for c in (plan or derive_plan(spec)).containers if c.vmid == p.vmid), None)
+    ip = next((n.ip for n in ct.nics if n.network == "management"), p.ip) if ct else p.ip
+    return {"name": f"{p.hostname}.{domains[0]}", "type": "A", "value": ip, "old_value": "",
+            "action": "create", "source": "plex container", "service": f"lxc/{p.vmid} ({p.hostname})"}
 
 
 def tunnel_rows(spec: LabSpec, plan: LabPlan | None = None,
@@ -75,6 +96,10 @@ def tunnel_rows(spec: LabSpec, plan: LabPlan | None = None,
     """The tunnel origins that change (services with ``tunnel: true``)."""
     rows = []
     for r in dns_rows(spec, plan, observed):
+        if r["source"] == "plex container":
+            rows.append({"hostname": r["name"], "service": r["service"], "old_origin": "the Kubernetes Plex",
+                         "new_origin": f"http://{r['value']}:32400"})
+            continue
         ns, name = r["service"].split("/", 1)
         svc = next(s for s in spec.services if s.namespace == ns and s.name == name)
         if not svc.tunnel or r["action"] == "keep":

@@ -223,6 +223,20 @@ class Target:
         return self._pve_root
 
     # -- private state -------------------------------------------------------------------------
+    def guest_address(self, host: str, port: int) -> tuple[str, int]:
+        """Where to connect for the lab service ``host:port`` (e.g. Plex on its container's IP:32400):
+        itself on the live lab; on the twin the loopback stand-in its connection.json's
+        ``address_map`` names (``"<ip>:<port>"`` or ``"*:<port>"`` -> ``"127.0.0.1:<port>"``). Same
+        code path, another address: the caller still sends ``Host: host:port``."""
+        amap = self.connection.get("address_map") or {}
+        to = amap.get(f"{host}:{port}") or amap.get(f"*:{port}")
+        if self.kind == "twin":
+            if not to:
+                raise TargetError(f"the twin publishes no stand-in for {host}:{port} (no address_map entry in connection.json)")
+            h, _, p = str(to).rpartition(":")
+            return h, int(p)
+        return host, port
+
     def write_private(self, name: str, text: str) -> Path:
         """Write a private file (0600) in the private dir; writing ``kubeconfig`` resets ``kube()``."""
         if "/" in name or name.startswith("."):

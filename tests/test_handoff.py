@@ -49,16 +49,20 @@ def test_dns_rows_planned_and_observed(spec):
     assert rows["argocd.fal.home.arpa"]["source"] == "planned"
     seen = {r["name"]: r for r in dns_rows(spec, observed={("argocd", "argocd-server"): "10.10.0.51"})}
     assert seen["argocd.fal.home.arpa"]["value"] == "10.10.0.51" and seen["argocd.fal.home.arpa"]["source"] == "observed"
-    assert all(r["action"] == "update" for r in rows.values())
+    assert all(r["action"] == "update" for r in rows.values() if r["source"] != "plex container")
 
 
 def test_tunnel_only_for_tunnelled_services_that_move(spec, tmp_path):
     rows = tunnel_rows(spec)
     assert rows == [{"hostname": "traefik.fal.home.arpa", "service": "traefik/traefik",
-                     "old_origin": "https://10.30.0.100", "new_origin": "https://10.10.0.80"}]
+                     "old_origin": "https://10.30.0.100", "new_origin": "https://10.10.0.80"},
+                    # issue 14: Plex moves to its container (10.10.0.30), plain HTTP on 32400
+                    {"hostname": "plex.fal.home.arpa", "service": "lxc/400 (plex)",
+                     "old_origin": "the Kubernetes Plex", "new_origin": "http://10.10.0.30:32400"}]
     paths = write_handoff(tmp_path, spec)
     assert read(paths["tunnel"]) == rows
-    assert {r["name"] for r in read(paths["dns"])} == {"traefik.fal.home.arpa", "argocd.fal.home.arpa"}
+    assert {r["name"] for r in read(paths["dns"])} == {"traefik.fal.home.arpa", "argocd.fal.home.arpa",
+                                                      "plex.fal.home.arpa"}
 
 
 def test_write_handoff_needs_a_directory(spec, monkeypatch):

@@ -69,6 +69,50 @@ from .vms import desired_config
 STEP = "truenas_plex"
 DEFAULT_TEMPLATE = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
 DEFAULT_NFS_STORAGE = "truenas-media"
+# Plex Media Server's image (Docker Hub plexinc/pms-docker: tags latest/public/beta; PMS on 32400,
+# its library in /config). Proxmox VE 9.1 pulls it with oci-registry-pull and creates an application
+# container from the archive. "" = the older path: a Debian system container, Plex installed by hand.
+DEFAULT_PLEX_IMAGE = "docker.io/plexinc/pms-docker:latest"
+DEFAULT_CONFIG_STORAGE = "plex-config"
+IMAGE_STORAGE = "local"
+
+
+def plex_image(options: StepOptions) -> str:
+    return str(options.extra.get("plex_image", DEFAULT_PLEX_IMAGE) or "")
+
+
+def oci_volid(image: str, storage: str = IMAGE_STORAGE) -> str:
+    """The archive ``oci-registry-pull`` writes for ``image``: ``<storage>:vztmpl/<name>_<tag>.tar``
+    (falkit passes ``filename`` = ``<name>_<tag>``; PVE appends ``.tar``)."""
+    return f"{storage}:vztmpl/{oci_filename(image)}.tar"
+
+
+def oci_filename(image: str) -> str:
+    return image.rsplit("/", 1)[-1].replace(":", "_")
+
+
+def config_nfs(spec: LabSpec, options: StepOptions) -> tuple[str, str]:
+    """(server, export) of the NFS export that holds Plex's library: the option ``plex_config_nfs``
+    (``server:/export``), else TrueNAS's storage address and ``/mnt/tank/plex-config``. Both the
+    Kubernetes copy Job (a static NFS PersistentVolume) and the Proxmox host (an NFS storage, bind
+    mounted at the container's /config) reach it — the one place a real lab lets both write."""
+    text = str(options.extra.get("plex_config_nfs") or "")
+    if text:
+        server, _, export = text.partition(":")
+        return server, export or "/"
+    server = spec.truenas.storage_ip if spec.truenas else (spec.plex.storage_ip or spec.plex.ip)
+    return str(server), "/mnt/tank/plex-config"
+
+
+def config_storage(options: StepOptions) -> str:
+    return str(options.extra.get("plex_config_storage") or DEFAULT_CONFIG_STORAGE)
+
+
+def plex_env(spec: LabSpec) -> str:
+    """The container's ``env`` (NUL-separated, the API schema's pattern): pms-docker's ``TZ`` and
+    ``ADVERTISE_IP`` (its README). No ``PLEX_CLAIM``: the copied library already holds the server's
+    sign-in, and a claim token is a secret falkit keeps out of configs."""
+    return f"TZ=Etc/UTC\0ADVERTISE_IP=http://{spec.plex.ip}:32400/"
 
 
 @dataclass(frozen=True)
@@ -106,7 +150,15 @@ def plex_config(spec: LabSpec, options: StepOptions) -> dict[str, str]:
     for i, (share, mountpoint) in enumerate(ct.mounts):
         sub = share.rstrip("/").rsplit("/", 1)[-1]
         cfg[f"mp{i}"] = f"/mnt/pve/{storage}/{sub},mp={mountpoint}" if len(ct.mounts) > 1 else f"/mnt/pve/{storage},mp={mountpoint}"
+    if plex_image(options):
+        cfg["env"] = plex_env(spec)
+        cfg[config_mount_key(spec)] = f"/mnt/pve/{config_storage(options)},mp=/config"
     return cfg
+
+
+def config_mount_key(spec: LabSpec) -> str:
+    """``mpN`` of the library's bind mount: after the media mounts."""
+    return f"mp{len(spec.plex.nfs_mounts)}"
 
 
 def nfs_storage_params(spec: LabSpec, storage: str, node: str) -> dict[str, str]:
@@ -119,6 +171,33 @@ def nfs_storage_params(spec: LabSpec, storage: str, node: str) -> dict[str, str]
     export = shares[0] if len(shares) == 1 else posixpath.commonpath(shares)
     return {"storage": storage, "type": "nfs", "server": spec.truenas.storage_ip, "export": export,
             "content": "iso", "create-subdirs": "0", "nodes": node}
+
+
+def config_storage_params(spec: LabSpec, options: StepOptions, node: str) -> dict[str, str]:
+    """``POST /storage`` for the host's mount of Plex's library export (at ``/mnt/pve/<id>``, bind
+    mounted at the container's ``/config``); content ``iso`` and ``create-subdirs 0`` as for the media
+    storage (:func:`nfs_storage_params`)."""
+    server, export = config_nfs(spec, options)
+    return {"storage": config_storage(options), "type": "nfs", "server": server, "export": export,
+            "content": "iso", "create-subdirs": "0", "nodes": node}
+
+
+def _config_storage_changes(spec: LabSpec, facts: TnPlexFacts, options: StepOptions, changes: list[Change],
+                            noops: list[Noop], notes: list[str]) -> None:
+    want = config_storage_params(spec, options, str(facts.extra.get("node", "")))
+    sid = want["storage"]
+    have = facts.storage_config.get(sid)
+    if sid not in facts.storages:
+        changes.append(Change("create", "pve-storage", sid, new=f"NFS {want['server']}:{want['export']} at /mnt/pve/{sid}",
+                              reason="Plex's library: the host mounts the export, the container gets it at /config",
+                              data={"params": want}))
+    elif have is not None and (have.get("type"), have.get("server"), have.get("export")) != \
+            ("nfs", want["server"], want["export"]):
+        notes.append(f"Proxmox storage {sid!r} exists as {have.get('type')} {have.get('server', '')}:{have.get('export', '')}, "
+                     f"not NFS {want['server']}:{want['export']}: falkit does not change a storage that may be in use; "
+                     "fix it by hand or choose plex_config_storage")
+    else:
+        noops.append(Noop("pve-storage", sid, f"NFS {want['server']}:{want['export']}"))
 
 
 def _props(text: str) -> dict[str, str] | None:
@@ -215,7 +294,7 @@ def plan_truenas_plex(spec: LabSpec, facts: TnPlexFacts, options: StepOptions) -
     if p and p.enabled:
         full = plex_config(spec, options)
         if not truenas_enabled(spec):  # no NAS yet: no NFS media to bind-mount (the seed: TrueNAS commented out)
-            full = {k: v for k, v in full.items() if not k.startswith("mp")}
+            full = {k: v for k, v in full.items() if not k.startswith("mp") or k == config_mount_key(spec) and plex_image(options)}
             if p.nfs_mounts:
                 notes.append("TrueNAS is disabled: Plex's NFS media mounts wait until it is enabled")
         want = {k: v for k, v in full.items() if not root_only(k)}
@@ -232,9 +311,19 @@ def plan_truenas_plex(spec: LabSpec, facts: TnPlexFacts, options: StepOptions) -
         elif missing:
             notes.append("root@pam only (Proxmox refuses device passthrough and host bind mounts to API tokens): set "
                          "secrets.proxmox_root_password, or on the host run  " + pct_set(p.vmid, missing))
+        image = plex_image(options)
+        if image:
+            _config_storage_changes(spec, facts, options, changes, noops, notes)
+        if have is None and image:
+            volid = oci_volid(image)
+            if not facts.extra.get("oci_present", True):
+                # POST /nodes/{node}/storage/{storage}/oci-registry-pull (Proxmox VE 9.1)
+                changes.append(Change("create", "oci-image", volid, new=f"pulled by Proxmox from {image}",
+                                      reason="Plex's application container is created from this OCI image",
+                                      data={"storage": IMAGE_STORAGE, "reference": image, "filename": oci_filename(image)}))
         if have is None:
-            volid = template_volid(options)
-            if not facts.extra.get("template_present", True):
+            volid = oci_volid(image) if image else template_volid(options)
+            if not image and not facts.extra.get("template_present", True):
                 storage, name = volid.partition(":")[0], volid.rsplit("/", 1)[-1]
                 if facts.extra.get("template_appliance"):
                     changes.append(Change("create", "lxc-template", volid, new="downloaded by Proxmox (appliance index)",
@@ -253,7 +342,8 @@ def plan_truenas_plex(spec: LabSpec, facts: TnPlexFacts, options: StepOptions) -
                                   data={"params": params, "vmid": p.vmid}))
             if root_change:
                 changes.append(root_change)
-            changes.append(Change("action", "ct", p.hostname, "status", "stopped", "running", data={"start": p.vmid}))
+            if not image:  # an application container starts once its library is in place (step plex)
+                changes.append(Change("action", "ct", p.hostname, "status", "stopped", "running", data={"start": p.vmid}))
         else:
             cfg = have["config"]
             for k, v in want.items():
@@ -263,7 +353,7 @@ def plan_truenas_plex(spec: LabSpec, facts: TnPlexFacts, options: StepOptions) -
                                           data={"vmid": p.vmid, "set": {k: v}}))
             if root_change:
                 changes.append(root_change)
-            if have["status"] != "running":
+            if have["status"] != "running" and not image:
                 changes.append(Change("action", "ct", p.hostname, "status", have["status"], "running", data={"start": p.vmid}))
             if not any(c.kind.startswith("ct") for c in changes):
                 noops.append(Noop("ct", p.hostname, "configured as planned and running"))
@@ -392,7 +482,14 @@ def observe(target: Any, spec: LabSpec, options: StepOptions) -> TnPlexFacts:
     extra = {"root_session": bool(root and root() is not None), "node": node, "kube_error": kube_error,
              "bridges": {str(i["iface"]): bool(i.get("active")) for i in ifaces if i.get("type") == "bridge"},
              "storage_content": {sid: str(c.get("content") or "") for sid, c in storage_config.items()}}
-    if spec.plex and spec.plex.enabled:
+    if spec.plex and spec.plex.enabled and plex_image(options):
+        volid = oci_volid(plex_image(options))
+        try:
+            content = call("list templates on local", pve.nodes(node).storage(IMAGE_STORAGE).content.get, content="vztmpl")
+        except PveCallError:
+            content = []
+        extra["oci_present"] = any(c.get("volid") == volid for c in content)
+    elif spec.plex and spec.plex.enabled:
         extra.update(_template_facts(pve, node, template_volid(options)))
     return TnPlexFacts(vms, _lxc(pve, node), storages, err, shares, svc, workloads, pvs, extra, storage_config)
 
@@ -437,7 +534,8 @@ def _wait(pve: Any, node: str, upid: Any, timeout: float) -> None:
 class TrueNasPlexStep:
     title = "TrueNAS (NFS on the storage network) and the Plex container"
     options = {"truenas_iso": (str, ""), "plex_template": (str, DEFAULT_TEMPLATE),
-               "plex_nfs_storage": (str, DEFAULT_NFS_STORAGE)}
+               "plex_nfs_storage": (str, DEFAULT_NFS_STORAGE), "plex_image": (str, DEFAULT_PLEX_IMAGE),
+               "plex_config_nfs": (str, ""), "plex_config_storage": (str, DEFAULT_CONFIG_STORAGE)}
 
     def observe(self, target: Any, spec: LabSpec, options: StepOptions) -> TnPlexFacts:
         return observe(target, spec, options)
@@ -491,6 +589,14 @@ class TrueNasPlexStep:
                 progress.log(f"download LXC template {c.data['template']} to {c.data['storage']}")
                 _wait(pve, node, _pve(f"download template {c.data['template']}", pve.nodes(node).aplinfo.post,
                                       storage=c.data["storage"], template=c.data["template"]), timeout)
+        for c in plan.changes:
+            if c.kind == "oci-image":
+                # POST /nodes/{node}/storage/{storage}/oci-registry-pull (PVE 9.1 API schema: reference,
+                # filename; Datastore.AllocateTemplate on the storage, Sys.AccessNetwork on the node)
+                progress.log(f"pull OCI image {c.data['reference']} to {c.data['storage']}")
+                pull = getattr(pve.nodes(node).storage(c.data["storage"]), "oci-registry-pull")
+                _wait(pve, node, _pve(f"pull {c.data['reference']}", pull.post, reference=c.data["reference"],
+                                      filename=c.data["filename"]), timeout)
         for c in plan.changes:
             if c.kind == "ct" and c.op == "create":
                 progress.log(f"create CT {c.name}")

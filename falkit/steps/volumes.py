@@ -16,6 +16,11 @@ Each such claim ``<ns>/<name>`` is copied to a new claim ``<ns>/<name>-mayastor`
    the new claim and it is scaled back to its original replicas; the old claim gets
    ``falkit.io/migrated-to``; the new one ``falkit.io/checksum``.
 
+**Plex's claim is not migrated** (:func:`falkit.steps.plex.plex_claims`: the Kubernetes Plex's
+``/config`` claim): Plex leaves Kubernetes for its container in 60-truenas-plex, which copies the
+library there; the claim stays on Longhorn (kept for the rollback) and does not hold Longhorn's
+disabling back.
+
 The old claim is kept unless the option ``delete_old_volumes=True`` (a destructive change).
 Claims created from a StatefulSet's ``volumeClaimTemplates`` cannot be repointed (the templates are
 immutable): they are reported, not migrated, and Longhorn then stays enabled.
@@ -55,6 +60,7 @@ from ..jobs import (
 from ..kube import wait_until
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
+from .plex import plex_claims
 
 STEP = "volumes"
 LONGHORN = "driver.longhorn.io"
@@ -181,10 +187,15 @@ def plan_volumes(spec: LabSpec, facts: VolumeFacts, options: StepOptions) -> Pla
     delete_old = bool(options.extra.get("delete_old_volumes", False))
     by_key = {_key(p): p for p in facts.pvcs}
     pending = 0
+    plex = plex_claims(spec, facts.workloads, facts.pvcs)
     for pvc in sorted(facts.pvcs, key=_key):
         if not is_longhorn(spec, pvc, facts.storage_classes, facts.pvs):
             continue
         ns, name = _key(pvc)
+        if (ns, name) in plex:  # issue 14: Plex leaves Kubernetes; its library goes to its container
+            noops.append(Noop("volume", f"{ns}/{name}", "Plex's library: not moved to Mayastor (60-truenas-plex "
+                              "copies it to Plex's container)"))
+            continue
         users = consumers(facts.workloads, ns, name)
         target = by_key.get((ns, new_claim_name(name)))
         done = _ann(pvc).get(MIGRATED_TO) and target is not None and _ann(target).get(MIGRATED_FROM) == name
@@ -533,8 +544,9 @@ class VolumesStep:
         facts = observe(target, spec, options)
         out = []
         by_key = {_key(p): p for p in facts.pvcs}
+        plex = plex_claims(spec, facts.workloads, facts.pvcs)
         for pvc in sorted(facts.pvcs, key=_key):
-            if not is_longhorn(spec, pvc, facts.storage_classes, facts.pvs):
+            if not is_longhorn(spec, pvc, facts.storage_classes, facts.pvs) or _key(pvc) in plex:
                 continue
             ns, name = _key(pvc)
             new = by_key.get((ns, new_claim_name(name)))

@@ -145,6 +145,10 @@ class TwinPve(FakePve):
         self.privsep_tokens: set[str] = set()
         # Twin faults on tasks: [{"id", "match", "vmid", "message", "times"}].
         self.task_faults: list[dict] = []
+        # OCI images pulled with oci-registry-pull (volid -> reference) and the OCI archive each
+        # application container was created from (vmid -> volid): see _oci_pull, guest_answer.
+        self.oci_images: dict[str, str] = {}
+        self.ct_oci: dict[int, str] = {}
 
     # ------------------------------------------------------------- initial state
 
@@ -259,7 +263,8 @@ class TwinPve(FakePve):
                 "cts": [guest(c, "lxc") for c in self.cts],
                 "network": {"active": copy.deepcopy(self.net_active),
                             "staged": copy.deepcopy(self.net_staged)},
-                "storages": storages}
+                "storages": storages,
+                "oci": {"images": dict(self.oci_images), "cts": {str(k): v for k, v in self.ct_oci.items()}}}
 
     def import_state(self, state: dict) -> None:
         self.storages = {}
@@ -278,6 +283,9 @@ class TwinPve(FakePve):
             ct = self.add_ct(g["vmid"], node=g["node"], status=g["status"], config=g["config"],
                              pending=g["pending"], defaults=False)
             ct.snapshots = g.get("snapshots", {})
+        oci = state.get("oci") or {}
+        self.oci_images = dict(oci.get("images") or {})
+        self.ct_oci = {int(k): v for k, v in (oci.get("cts") or {}).items()}
 
     def dump_state(self) -> dict:
         """GET /state of the control API: the snapshot data plus derived views."""
@@ -570,9 +578,73 @@ class TwinPve(FakePve):
         return await self.task(v["node"], "download", appliance["template"], user, body,
                                log=[f"downloading {appliance.get('location')} to {appliance['template']}"])
 
+    # --------------------------------------------- OCI images, application containers (PVE 9.1)
+
+    async def _oci_pull(self, v, user, extra):
+        """``POST /nodes/{node}/storage/{storage}/oci-registry-pull`` (Proxmox VE 9.1; parameters,
+        permissions — Datastore.AllocateTemplate on the storage and Sys.AccessNetwork on the node —
+        and ``protected`` from the API schema fakepve ships, pve-docs apidoc.js fetched 2026-10-19).
+        The image lands as an OCI archive ``vztmpl/<filename>.tar`` (``filename`` default: the
+        reference's name and tag; PVE appends ``.tar`` itself — seen in third-party notes on 9.1,
+        not confirmed in pve-manager's source), which ``POST /nodes/{node}/lxc`` takes as
+        ``ostemplate``. Modelled: no registry traffic; a storage without ``vztmpl`` is refused as
+        for the appliance download."""
+        store = self.storages.get(v["storage"])
+        if store is None:
+            raise PveError(500, f"storage '{v['storage']}' does not exist")
+        if "vztmpl" not in str(store.get("content", "")).split(","):
+            raise PveError(500, f"storage '{v['storage']}' does not support templates")
+        ref = v["reference"]
+        name = v.get("filename") or ref.rsplit("/", 1)[-1].replace(":", "_")
+        name = name if name.endswith(".tar") else name + ".tar"
+        volid = f"{v['storage']}:vztmpl/{name}"
+
+        async def body():
+            await self.pause(5)
+            self.store_file(v["storage"], name, 300 * MIB, "vztmpl")
+            self.oci_images[volid] = ref
+        return await self.task(v["node"], "download", name, user, body,
+                               log=[f"pulling {ref}", f"saved as {volid}"])
+
+    async def _lxc_create(self, user, v):
+        upid = await super()._lxc_create(user, v)
+        if str(v.get("ostemplate")) in self.oci_images:
+            self.ct_oci[int(v["vmid"])] = str(v["ostemplate"])
+        else:  # a container made again under this vmid from another template
+            self.ct_oci.pop(int(v["vmid"]), None)
+        return upid
+
+    def guest_answer(self, host: str, port: int, path: str) -> tuple[int, str, str] | None:
+        """What a guest service at ``host:port`` answers for ``GET path`` (status, content type,
+        body), or None when nothing listens there (the caller drops the connection: a refused
+        connection, as a stopped container or an image that runs no server gives).
+
+        Modelled: Plex Media Server, the entrypoint of the ``plexinc/pms-docker`` image (its Docker
+        Hub page: PMS on port 32400), in a *running* application container created from that
+        image's OCI archive whose ``netN`` has ``ip=<host>/..``; ``GET /identity`` — Plex's
+        unauthenticated identity endpoint — answers ``<MediaContainer ... machineIdentifier=..
+        version=..>`` (the element and attributes as community Plex API references show them; not
+        confirmed against a Plex document)."""
+        for ct in self.cts:
+            if ct.status != "running" or port != 32400:
+                continue
+            ips = [m.group(1) for k, val in ct.config.items() if re.fullmatch(r"net\d+", k)
+                   for m in [re.search(r"(?:^|,)ip=([0-9.]+)", str(val))] if m]
+            ref = self.oci_images.get(self.ct_oci.get(ct.vmid, ""), "")
+            if host not in ips or "plexinc/pms-docker" not in ref:
+                continue
+            if path.split("?", 1)[0].rstrip("/") != "/identity":
+                return 401, "text/html", "<html><head><title>Unauthorized</title></head></html>"
+            version = ref.rsplit(":", 1)[-1] if ":" in ref.rsplit("/", 1)[-1] else "latest"
+            ident = uuid.uuid5(uuid.NAMESPACE_URL, f"falkit-twin plex {ct.vmid}").hex
+            return 200, "text/xml", ('<?xml version="1.0" encoding="UTF-8"?>\n<MediaContainer size="0" claimed="0" '
+                                     f'machineIdentifier="{ident}" version="{version}">\n</MediaContainer>\n')
+        return None
+
     def _twin_routes(self):
         net = "/nodes/{node}/network"
         return [("GET", "/nodes/{node}/aplinfo", self._apl_list), ("POST", "/nodes/{node}/aplinfo", self._apl_download),
+                ("POST", "/nodes/{node}/storage/{storage}/oci-registry-pull", self._oci_pull),
                 ("GET", net, self._net_list), ("POST", net, self._net_create),
                 ("PUT", net, self._net_reload), ("DELETE", net, self._net_revert),
                 ("GET", net + "/{iface}", self._net_read), ("PUT", net + "/{iface}", self._net_update),
@@ -1013,6 +1085,36 @@ class Control:
 
 # ------------------------------------------------------------------ process
 
+async def start_guest_listener(pve: TwinPve) -> tuple[asyncio.AbstractServer, int]:
+    """The guests' services on loopback: one plain-HTTP listener on 127.0.0.1 (random port) that
+    stands in for every ``<guest IP>:<port>`` of the lab. falkit reaches it through the address map
+    in connection.json (``"*:32400" -> 127.0.0.1:<port>``) and sends the lab address in ``Host``;
+    :meth:`TwinPve.guest_answer` decides what answers. Nothing listening = the connection is closed
+    without a reply."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            lines = head.decode("latin-1").split("\r\n")
+            method, path = (lines[0].split(" ") + ["", ""])[:2]
+            hosthdr = next((ln.split(":", 1)[1].strip() for ln in lines[1:] if ln.lower().startswith("host:")), "")
+            host, _, port = hosthdr.rpartition(":")
+            answer = pve.guest_answer(host, int(port or 0), path) if method == "GET" and port.isdigit() else None
+            if answer is not None:
+                status, ctype, body = answer
+                data = body.encode()
+                writer.write(f"HTTP/1.1 {status} {'OK' if status == 200 else 'Unauthorized'}\r\nContent-Type: {ctype}"
+                             f"\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data)
+                await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
 def _check_loopback(host: str) -> str:
     if not ipaddress.ip_address(host).is_loopback:
         raise SystemExit(f"pve_process: refusing to listen on {host}: the twin is loopback only")
@@ -1047,12 +1149,15 @@ async def serve(cfg: dict, state_dir: str, restore: str | None) -> None:
     await pve.start(certfile, keyfile)
     control = Control(pve, state_dir)
     await control.start()
+    guests, guest_port = await start_guest_listener(pve)
 
     ready = {"pid": os.getpid(), "host": pve.host, "port": pve.port, "node": pve.node,
              "url": pve.url, "ca_file": os.path.abspath(certfile), "user": "root@pam",
              "token_id": TOKEN_ID, "token_name": TOKEN_ID.split("!", 1)[1],
              "token_file": os.path.abspath(token_file), "password_file": os.path.abspath(password_file),
-             "control": f"http://127.0.0.1:{control.port}", "time_scale": pve.time_scale}
+             "control": f"http://127.0.0.1:{control.port}", "time_scale": pve.time_scale,
+             # lab address -> loopback stand-in ("*" = any guest IP); falkit's Target applies it
+             "address_map": {"*:32400": f"127.0.0.1:{guest_port}"}}
     ready_file = os.path.join(state_dir, "pve.json")
     write_json_atomic(ready_file, ready)
     print(f"pve_process: listening on {pve.url}, control {ready['control']}", flush=True)
@@ -1070,6 +1175,7 @@ async def serve(cfg: dict, state_dir: str, restore: str | None) -> None:
                     os.unlink(ready_file)
         except (OSError, ValueError):
             pass
+        guests.close()
         await control.stop()
         await pve.stop()
 

@@ -375,6 +375,8 @@ def _connection(root: Path, pve: dict, lab: dict | None, started: str) -> dict:
                     "user": pve.get("user", "root@pam"), "token_name": pve["token_name"],
                     "token_file": pve["token_file"], "password_file": pve.get("password_file")},
         "pve_control": pve["control"],
+        # the guests' services (Plex on the container's IP:32400) -> the pve process's loopback stand-in
+        "address_map": dict(pve.get("address_map") or {}),
     }
     if lab is not None:
         conn["pids"]["lab"] = lab["pid"]

@@ -70,6 +70,15 @@ lab.step("rollback-workers").apply()
 lab.checks("rollback-workers")
 
 # %% [markdown]
+# ## Plex back in Kubernetes
+# The container is stopped (unless `stop_plex_container: False`), the library it holds now copied
+# back onto Plex's old claim (checksums compared), the saved Plex Deployment created again. The
+# container is destroyed only with `destroy_plex_container` (and `allow_destructive`).
+
+# %%
+lab.step("rollback-plex").apply()
+
+# %% [markdown]
 # ## Terraform's code back
 # The seed's `git checkout <previous-commit>` for `infrastructure/terraform`: every file falkit edited
 # there gets its content from before falkit's first edit. Then run `terraform apply` yourself.

@@ -3,7 +3,9 @@ planned — unprivileged, ``dev0=/dev/dri/renderD128,gid=104``, both NICs with t
 NFS media as a bind mount of the host's NFS storage; enabling TrueNAS with the seed's RAM
 allocation is refused (the host budget error, apply raises before touching the lab); an export
 outside the storage network is refused; shares/service planned from the NAS's state; NFS mounts
-of workloads moved to TrueNAS's storage address (disruptive); PVs reported, not rewritten."""
+of workloads moved to TrueNAS's storage address (disruptive); PVs reported, not rewritten.
+These plans use ``plex_image: ""`` (the system container from an LXC template); the default, Plex's
+application container from its OCI image, is covered in test_truenas_twin.py and test_plex_cutover.py."""
 
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from falkit.steps.truenas_plex import (
 )
 from falkit.yamlsrc import parse_yaml
 
+SYSTEM_CT = {"plex_image": ""}
+
 
 def spec_with(patch):
     d, pos = parse_yaml(yaml.safe_dump(patched(patch)), "lab.yaml")
@@ -34,7 +38,7 @@ def empty(**kw):
 
 
 def test_seed_plans_plex_only(fal):
-    plan = plan_truenas_plex(fal, empty(), StepOptions())
+    plan = plan_truenas_plex(fal, empty(), StepOptions(extra=dict(SYSTEM_CT)))
     assert [(c.op, c.kind, c.name) for c in plan.changes] == [("create", "ct", "plex"), ("action", "ct", "plex")]
     p = plan.changes[0].data["params"]
     assert p["vmid"] == 400 and p["unprivileged"] == "1" and p["cores"] == "2" and p["memory"] == "2048"
@@ -46,7 +50,7 @@ def test_seed_plans_plex_only(fal):
     # TrueNAS disabled: no NFS media mount yet
     cmd = "pct set 400 -dev0 /dev/dri/renderD128,gid=104 && pct reboot 400"
     assert any(cmd in n for n in plan.notes)
-    root = plan_truenas_plex(fal, empty(extra={"root_session": True}), StepOptions())
+    root = plan_truenas_plex(fal, empty(extra={"root_session": True}), StepOptions(extra=dict(SYSTEM_CT)))
     assert [(c.op, c.kind) for c in root.changes] == [("create", "ct"), ("update", "ct-config-root"), ("action", "ct")]
     assert root.changes[1].data["set"] == {"dev0": "/dev/dri/renderD128,gid=104"}
     assert p["ostemplate"].startswith("local:vztmpl/debian-12")
@@ -57,7 +61,7 @@ def test_seed_plans_plex_only(fal):
 
 def test_enabling_truenas_with_seed_ram_is_refused():
     spec = spec_with({"truenas.enabled": True})
-    plan = plan_truenas_plex(spec, empty(), StepOptions())
+    plan = plan_truenas_plex(spec, empty(), StepOptions(extra=dict(SYSTEM_CT)))
     blocked = [c for c in plan.changes if (c.data or {}).get("blocked")]
     assert [c.field for c in blocked] == ["budget.memory"]
     assert "GB over" in blocked[0].reason
@@ -67,7 +71,7 @@ def test_enabling_truenas_with_seed_ram_is_refused():
 
 def test_enabled_truenas_within_budget_plans_vm_shares_service():
     spec = spec_with({"truenas.enabled": True, "truenas.memory_gb": 4, "host.memory_gb": 64})
-    plan = plan_truenas_plex(spec, empty(), StepOptions())
+    plan = plan_truenas_plex(spec, empty(), StepOptions(extra=dict(SYSTEM_CT)))
     kinds = [(c.op, c.kind, c.name) for c in plan.changes if c.kind not in ("ct",)]
     assert kinds == [("create", "vm", "truenas"), ("action", "vm", "truenas"),
                      ("create", "nfs-share", "/mnt/tank/media"), ("update", "service", "nfs"),
@@ -85,14 +89,14 @@ def test_enabled_truenas_within_budget_plans_vm_shares_service():
                  nfs_service={"enable": True, "state": "RUNNING"})
     done = TnPlexFacts({300: {"status": "running", "config": {"net0": "x", "net1": "y"}}}, {}, done.storages, "",
                        done.shares, done.nfs_service)
-    again = plan_truenas_plex(spec, done, StepOptions())
+    again = plan_truenas_plex(spec, done, StepOptions(extra=dict(SYSTEM_CT)))
     assert not [c for c in again.changes if c.kind in ("vm", "nfs-share", "service")]
 
 
 def test_export_outside_storage_network_is_refused():
     spec = spec_with({"truenas.enabled": True, "truenas.memory_gb": 4, "host.memory_gb": 64,
                       "truenas.nfs_shares": [{"path": "/mnt/tank/media", "networks": ["10.10.0.0/24"]}]})
-    plan = plan_truenas_plex(spec, empty(), StepOptions())
+    plan = plan_truenas_plex(spec, empty(), StepOptions(extra=dict(SYSTEM_CT)))
     assert [c.name for c in plan.changes if (c.data or {}).get("blocked")] == ["/mnt/tank/media"]
 
 
@@ -101,12 +105,12 @@ def test_nfs_mounts_move_to_storage_address(fal):
            "spec": {"template": {"spec": {"volumes": [{"name": "media", "nfs": {"server": "10.30.0.20", "path": "/mnt/tank/media"}},
                                                        {"name": "ok", "nfs": {"server": "10.11.0.20", "path": "/x"}}]}}}}
     pv = {"metadata": {"name": "media-pv"}, "spec": {"nfs": {"server": "10.30.0.20", "path": "/mnt/tank/media"}}}
-    plan = plan_truenas_plex(fal, TnPlexFacts({}, {}, (), workloads=(dep,), pvs=(pv,)), StepOptions())
+    plan = plan_truenas_plex(fal, TnPlexFacts({}, {}, (), workloads=(dep,), pvs=(pv,)), StepOptions(extra=dict(SYSTEM_CT)))
     moves = [c for c in plan.changes if c.kind == "nfs-mount"]
     assert [(c.name, c.old, c.new, c.disruptive) for c in moves] == [
         ("Deployment/media/sonarr", "10.30.0.20", "10.11.0.20", True)]
     assert any("PV media-pv" in n for n in plan.notes)
-    check = [c for c in checks_from(fal, TnPlexFacts({}, {}, (), workloads=(dep,), pvs=(pv,)), StepOptions())
+    check = [c for c in checks_from(fal, TnPlexFacts({}, {}, (), workloads=(dep,), pvs=(pv,)), StepOptions(extra=dict(SYSTEM_CT)))
              if c.check.startswith("NFS mounts")][0]
     assert not check.ok and "media/sonarr" in check.observed and "PV media-pv" in check.observed
 
@@ -114,14 +118,14 @@ def test_nfs_mounts_move_to_storage_address(fal):
 def test_plex_checks_read_the_container_config(fal):
     cfg = plan_config(fal)
     facts = TnPlexFacts({}, {400: {"status": "running", "config": cfg}}, ("truenas-media",))
-    checks = {c.check: c for c in checks_from(fal, facts, StepOptions())}
+    checks = {c.check: c for c in checks_from(fal, facts, StepOptions(extra=dict(SYSTEM_CT)))}
     assert checks["Plex container"].ok
     gpu = checks["transcoding device passed to the container"]
     assert gpu.ok and "pct exec 400 -- ls -l /dev/dri/renderD128" in gpu.observed
     assert "NFS media bind mount" not in checks  # TrueNAS disabled (the seed): no NFS media yet
-    assert plan_truenas_plex(fal, facts, StepOptions()).changes == ()
+    assert plan_truenas_plex(fal, facts, StepOptions(extra=dict(SYSTEM_CT))).changes == ()
     on = spec_with({"truenas.enabled": True, "host.memory_gb": 64})
-    on_checks = {c.check: c for c in checks_from(on, facts, StepOptions())}
+    on_checks = {c.check: c for c in checks_from(on, facts, StepOptions(extra=dict(SYSTEM_CT)))}
     assert on_checks["NFS media bind mount"].ok and on_checks["host NFS storage for Plex media"].ok
 
 
@@ -129,11 +133,11 @@ def test_existing_storage_elsewhere_is_reported_not_changed():
     spec = spec_with({"truenas.enabled": True, "truenas.memory_gb": 4, "host.memory_gb": 64})
     facts = TnPlexFacts({}, {}, ("local", "truenas-media"), extra={"node": "fal"},
                         storage_config={"truenas-media": {"type": "nfs", "server": "10.30.0.5", "export": "/old"}})
-    plan = plan_truenas_plex(spec, facts, StepOptions())
+    plan = plan_truenas_plex(spec, facts, StepOptions(extra=dict(SYSTEM_CT)))
     assert not [c for c in plan.changes if c.kind == "pve-storage"]
     assert any("'truenas-media' exists as nfs 10.30.0.5:/old" in n for n in plan.notes)
     same = TnPlexFacts({}, {}, ("local", "truenas-media"), extra={"node": "fal"},
                        storage_config={"truenas-media": {"type": "nfs", "server": "10.11.0.20", "export": "/mnt/tank/media"}})
-    again = plan_truenas_plex(spec, same, StepOptions())
+    again = plan_truenas_plex(spec, same, StepOptions(extra=dict(SYSTEM_CT)))
     assert not [c for c in again.changes if c.kind == "pve-storage"]
     assert not any("exists as" in n for n in again.notes)

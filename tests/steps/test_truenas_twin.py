@@ -5,7 +5,11 @@ compare equal); the GPU and bind-mount checks fail honestly with the root-only `
 because Proxmox refuses ``dev0``/host bind mounts to API tokens (fakepve answers 403 as PVE does).
 Issue 13 fault 9: the twin starts without the LXC template, as a fresh host does; the step has
 Proxmox download it from its appliance index (POST /nodes/{node}/aplinfo) before creating the
-container, and a template Proxmox cannot download is a blocked preflight that creates nothing."""
+container, and a template Proxmox cannot download is a blocked preflight that creates nothing
+(both with ``plex_image: ""``, the system-container path). Issue 14: by default the container is an
+application container from Plex's OCI image: Proxmox pulls it (``oci-registry-pull``), the
+library's NFS storage is added, the container created with ``dev0`` and the ``/config`` bind mount
+(root@pam) and left stopped for the cutover (step ``plex``); a second plan is empty."""
 
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ def twin(tmp_path):
 
 
 def test_plex_container_on_the_twin(twin):
-    step, opts = TrueNasPlexStep(), StepOptions(apply=True)
+    step, opts = TrueNasPlexStep(), StepOptions(apply=True, extra={"plex_image": ""})
     net = NetworkStep()  # vmbr1 (the storage bridge) first, as 10-network does: the plan is blocked without it
     net.apply(twin, net.plan(twin.spec, net.observe(twin, twin.spec, opts), opts), opts, Log())
     plan = step.plan(twin.spec, step.observe(twin, twin.spec, opts), opts)
@@ -63,7 +67,8 @@ def test_plex_container_on_the_twin(twin):
 
 def test_template_proxmox_cannot_download_is_blocked(twin):
     step = TrueNasPlexStep()
-    opts = StepOptions(apply=True, extra={"plex_template": "local:vztmpl/no-such-template_1.0_amd64.tar.zst"})
+    opts = StepOptions(apply=True, extra={"plex_template": "local:vztmpl/no-such-template_1.0_amd64.tar.zst",
+                                          "plex_image": ""})
     plan = step.plan(twin.spec, step.observe(twin, twin.spec, opts), opts)
     blocked = [c for c in plan.changes if (c.data or {}).get("blocked") and c.kind != "prerequisite"]
     assert len(blocked) == 1 and "pveam update && pveam download local no-such-template_1.0_amd64.tar.zst" in \
@@ -82,7 +87,8 @@ def test_truenas_enabled_end_to_end_on_the_twin(tmp_path):
     spec_file = write_yaml(tmp_path, patched({"truenas.enabled": True, "truenas.memory_gb": 4, "host.memory_gb": 64}))
     t = connect(spec_file, "twin", state_dir=tmp_path / "state")
     try:
-        step, opts = TrueNasPlexStep(), StepOptions(apply=True, wait_timeout_s=30)
+        # the system container (started by this step); the application container is started by step plex
+        step, opts = TrueNasPlexStep(), StepOptions(apply=True, wait_timeout_s=30, extra={"plex_image": ""})
         net = NetworkStep()  # vmbr1 (the storage bridge) first, as 10-network does
         net.apply(t, net.plan(t.spec, net.observe(t, t.spec, opts), opts), opts, Log())
         plan = step.plan(t.spec, step.observe(t, t.spec, opts), opts)
@@ -103,3 +109,23 @@ def test_truenas_enabled_end_to_end_on_the_twin(tmp_path):
     finally:
         t.close()
         supervisor.down(tmp_path / "state" / "twin")
+
+
+def test_plex_application_container_from_its_oci_image(twin):
+    step, opts = TrueNasPlexStep(), StepOptions(apply=True)
+    net = NetworkStep()
+    net.apply(twin, net.plan(twin.spec, net.observe(twin, twin.spec, opts), opts), opts, Log())
+    plan = step.plan(twin.spec, step.observe(twin, twin.spec, opts), opts)
+    assert [(c.op, c.kind) for c in plan.changes] == [("create", "pve-storage"), ("create", "oci-image"),
+                                                      ("create", "ct"), ("update", "ct-config-root")]
+    step.apply(twin, plan, opts, Log())
+    local = twin.pve.nodes(twin.node).storage("local").content
+    assert [c["volid"] for c in local.get(content="vztmpl")] == ["local:vztmpl/pms-docker_latest.tar"]
+    cfg = twin.pve.nodes(twin.node).lxc(400).config.get()
+    assert cfg["dev0"].startswith("/dev/dri/renderD128") and cfg["mp1"] == "/mnt/pve/plex-config,mp=/config"
+    assert "ADVERTISE_IP=http://10.10.0.30:32400/" in cfg["env"]
+    st = twin.pve.storage("plex-config").get()
+    assert (st["type"], st["server"], st["export"]) == ("nfs", "10.11.0.20", "/mnt/tank/plex-config")
+    assert twin.pve.nodes(twin.node).lxc(400).status.current.get()["status"] == "stopped"  # started by step plex
+    again = step.plan(twin.spec, step.observe(twin, twin.spec, opts), opts)
+    assert again.empty, str(again)

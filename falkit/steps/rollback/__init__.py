@@ -81,6 +81,7 @@ from .lb import (
     service_ip_checks,
 )
 from .longhorn import apply_longhorn, plan_longhorn
+from .plex import RollbackPlex  # noqa: F401  (registers rollback-plex; falkit/steps/rollback/plex.py)
 from .state import BEFORE_FILE, before_state_checks, lab_state, record_before_state
 from .terraform import RollbackTerraform  # noqa: F401  (registers rollback-terraform)
 from .volumes import (

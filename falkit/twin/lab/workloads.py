@@ -471,6 +471,36 @@ def reconcile_released_volumes(ctx) -> None:
             ctx.volumes.pop(name, None)
 
 
+def reconcile_prebound_volumes(ctx) -> None:
+    """kube-controller-manager's PV controller for a claim pre-bound to a static volume
+    (pkg/controller/volume/persistentvolume/pv_controller.go, syncUnboundClaim: a claim with
+    ``spec.volumeName`` naming an existing, unbound volume — whose ``claimRef`` is empty or names
+    this claim — is bound to it: the volume's ``claimRef`` gets the claim's uid and phase Bound,
+    the claim phase Bound with the volume's capacity and access modes). Dynamic provisioning is
+    not this function's (Longhorn/Mayastor provisioners bind their own volumes)."""
+    for pvc in items(ctx, "v1", "PersistentVolumeClaim"):
+        name = (pvc.get("spec") or {}).get("volumeName")
+        if not name or (pvc.get("status") or {}).get("phase") == "Bound":
+            continue
+        pv = ctx.store.try_get("v1", "PersistentVolume", name)
+        if pv is None or (pv.get("status") or {}).get("phase") == "Bound":
+            continue
+        md = pvc["metadata"]
+        ref = pv["spec"].get("claimRef") or {}
+        if ref.get("name") and (ref.get("name"), ref.get("namespace")) != (md["name"], md.get("namespace")):
+            continue
+        ctx.store.patch("v1", "PersistentVolume", name,
+                        {"spec": {"claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": md["name"],
+                                               "namespace": md.get("namespace"), "uid": md["uid"]}}},
+                        field_manager="persistentvolume-binder")
+        ctx.store.patch("v1", "PersistentVolume", name, {"status": {"phase": "Bound"}}, subresource="status",
+                        field_manager="persistentvolume-binder")
+        ctx.store.patch("v1", "PersistentVolumeClaim", md["name"],
+                        {"status": {"phase": "Bound", "accessModes": list(pv["spec"].get("accessModes") or []),
+                                    "capacity": dict(pv["spec"].get("capacity") or {})}},
+                        namespace=md.get("namespace"), subresource="status", field_manager="persistentvolume-binder")
+
+
 async def pve_vms(ctx):  # noqa: ANN201 - list[Vm] | None
     """The twin Proxmox's VMs, or None when there is no Proxmox to ask (or it does not answer)."""
     if ctx.pve is None:
@@ -499,6 +529,7 @@ async def reconcile(ctx) -> None:  # noqa: ANN001 - LabContext
             counts[n] = counts.get(n, 0) + 1
     vms = await pve_vms(ctx)
     reconcile_released_volumes(ctx)
+    reconcile_prebound_volumes(ctx)
     for kind, fn in (("Deployment", _reconcile_deployment), ("StatefulSet", _reconcile_statefulset),
                      ("DaemonSet", _reconcile_daemonset)):
         for obj in items(ctx, "apps/v1", kind):
