@@ -435,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the lab to check: twin (default; started if none is up) or live (read-only)")
     dp.add_argument("--params", default=DEFAULT_PARAMS, help=f"lab spec (default {DEFAULT_PARAMS})")
     dp.add_argument("--json", action="store_true", help="the rows as JSON")
+    dp.add_argument("--plex-image", default=None, metavar="IMAGE",
+                    help="60-truenas-plex's plex_image (default Plex's OCI image; '' checks the Debian LXC template)")
     dp.set_defaults(fn=cmd_doctor)
 
     from .bench.local import add_bench_arguments

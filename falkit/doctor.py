@@ -10,7 +10,12 @@ privileges          ``GET /access/permissions`` (the token's effective privilege
                     against the minimal role in ``falkit/data/pve-role.json``
 storages            ``GET /nodes/{node}/storage``: every ``host.storages`` entry and ``local``
 talos-iso           ``GET .../storage/local/content?content=iso``: the Talos ISO of ``versions.talos``
-lxc-template        ``GET .../storage/{s}/content``: Plex's LXC template (when Plex is enabled): ok
+plex-image          (when Plex is enabled and ``--plex-image`` is not empty; default Plex's OCI image)
+                    Proxmox VE 9.1 or later (``oci-registry-pull`` is new in 9.1: block before);
+                    ``GET .../storage/local/content?content=vztmpl``: the pulled archive ok, else
+                    warn (60-truenas-plex pulls it; the node must reach the registry)
+lxc-template        (``--plex-image ""``: Plex installed by hand in a Debian container)
+                    ``GET .../storage/{s}/content``: Plex's LXC template: ok
                     on the node; warn when ``GET /nodes/{node}/aplinfo`` (the appliance index)
                     has it (60-truenas-plex downloads it); block with ``pveam download`` otherwise
 talosctl, helm      the ones the run uses (on the twin its stand-ins, first on ``PATH``);
@@ -186,9 +191,32 @@ def check_lxc_template(pve: Any, node: str, stores: dict[str, Any], volid: str) 
                "(Plex's container needs it)", f"pveam update && pveam download {storage} {name}")
 
 
-def check_proxmox(target: Any, plex_template: str | None = None) -> list[Row]:
-    """Proxmox version, privileges, storages, the Talos ISO and the LXC template."""
-    from .steps.truenas_plex import DEFAULT_TEMPLATE
+def check_plex_image(pve: Any, node: str, version: tuple[int, ...] | None, image: str) -> Row:
+    """Plex's OCI image: Proxmox VE >= 9.1 (the release that added ``POST
+    /nodes/{node}/storage/{storage}/oci-registry-pull``, pve-docs apidoc), then the archive
+    60-truenas-plex pulls (:func:`falkit.steps.truenas_plex.oci_volid`, the same name) on ``local``."""
+    from .steps.truenas_plex import IMAGE_STORAGE, oci_volid
+
+    if version is None or tuple(version[:2]) < (9, 1):
+        have = ".".join(map(str, version[:2])) if version else "unknown"
+        return Row("plex-image", "block", f"Plex's container is made from the OCI image {image}, which needs "
+                   f"Proxmox VE 9.1 or later (oci-registry-pull); this node runs {have}",
+                   "upgrade the node to Proxmox VE 9.1, or run 60-truenas-plex with plex_image=\"\" "
+                   "(a Debian container; Plex installed by hand) and `falkit doctor --plex-image ''`")
+    volid = oci_volid(image)
+    try:
+        present = volid in _content(pve, node, IMAGE_STORAGE, "vztmpl")
+    except Exception:  # noqa: BLE001 - the pull then decides
+        present = False
+    if present:
+        return Row("plex-image", "ok", volid)
+    return Row("plex-image", "warn", f"{volid} is not on the node; 60-truenas-plex pulls {image} "
+               "(oci-registry-pull; the node must reach the registry)")
+
+
+def check_proxmox(target: Any, plex_template: str | None = None, plex_image: str | None = None) -> list[Row]:
+    """Proxmox version, privileges, storages, the Talos ISO and Plex's image (or LXC template)."""
+    from .steps.truenas_plex import DEFAULT_PLEX_IMAGE, DEFAULT_TEMPLATE
     from .steps.vms import ISO_STORAGE, iso_name
 
     spec, pve, node = target.spec, target.pve, target.node
@@ -226,7 +254,9 @@ def check_proxmox(target: Any, plex_template: str | None = None) -> list[Row]:
                         "none needed: 20-vms downloads it (download-url; the node must reach factory.talos.dev)"))
     plex = getattr(spec, "plex", None)
     if plex is not None and plex.enabled:
-        rows.append(check_lxc_template(pve, node, stores, plex_template or DEFAULT_TEMPLATE))
+        image = DEFAULT_PLEX_IMAGE if plex_image is None else plex_image
+        rows.append(check_plex_image(pve, node, major, image) if image else
+                    check_lxc_template(pve, node, stores, plex_template or DEFAULT_TEMPLATE))
     return rows
 
 
@@ -352,10 +382,12 @@ def check_addresses(target: Any) -> Row:
 
 
 def doctor(spec: Any, target: str = "twin", state_dir: str | os.PathLike | None = None,
-           env: dict[str, str] | None = None, plex_template: str | None = None) -> list[Row]:
+           env: dict[str, str] | None = None, plex_template: str | None = None,
+           plex_image: str | None = None) -> list[Row]:
     """All rows for ``spec`` on ``target`` (read-only; a twin is never started). The privileges are
     a row here, so the connection does not refuse a token that lacks one. ``plex_template``: the
-    60-truenas-plex option of that name (default :data:`falkit.steps.truenas_plex.DEFAULT_TEMPLATE`).
+    60-truenas-plex option of that name (default :data:`falkit.steps.truenas_plex.DEFAULT_TEMPLATE`),
+    used when ``plex_image`` (that option, default ``DEFAULT_PLEX_IMAGE``) is ``""``.
     The tools are the ones the run uses: on the twin its stand-ins, first on PATH
     (:meth:`falkit.target.Target.tool_env`)."""
     from .target import connect
@@ -367,7 +399,7 @@ def doctor(spec: Any, target: str = "twin", state_dir: str | os.PathLike | None 
                else "set secrets.proxmox_url and the token secret (secrets.proxmox_token)")
         return [Row("proxmox", "block", str(e), fix), *check_tools(_load_spec(spec), env)]
     try:
-        rows = check_proxmox(t, plex_template)
+        rows = check_proxmox(t, plex_template, plex_image)
         if rows[0].status != "block":
             rows.append(check_talos_secrets(t))
             rows.append(check_addresses(t))
@@ -396,7 +428,7 @@ def render(rows: list[Row]) -> str:
 
 def main_doctor(args: Any) -> int:
     """The CLI: print the rows (or JSON with ``--json``); exit 1 when a row blocks."""
-    rows = doctor(args.params, args.target)
+    rows = doctor(args.params, args.target, plex_image=getattr(args, "plex_image", None))
     blocked = [r for r in rows if r.status == "block"]
     if getattr(args, "json", False):
         print(json.dumps({"target": args.target, "ready": not blocked, "rows": [asdict(r) for r in rows]}, indent=2))

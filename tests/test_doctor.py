@@ -100,7 +100,7 @@ def test_doctor_passes_on_a_healthy_twin_and_changes_nothing(healthy, capsys):
     assert not (healthy["private"] / "talos-secrets.yaml").exists()  # only the operator's secrets.yaml
     code, rows = doctor(capsys)
     assert code == 0 and blocking(rows) == set(), rows
-    assert set(rows) == {"proxmox", "privileges", "storages", "talos-iso", "lxc-template", "talos-secrets",
+    assert set(rows) == {"proxmox", "privileges", "storages", "talos-iso", "plex-image", "talos-secrets",
                          "addresses", "talosctl", "helm", "gitops-remote"}
     assert rows["proxmox"]["detail"].startswith("Proxmox VE 9.")
     assert rows["talos-secrets"]["detail"].endswith("secrets.yaml (30-talos imports it)")
@@ -108,6 +108,11 @@ def test_doctor_passes_on_a_healthy_twin_and_changes_nothing(healthy, capsys):
     assert rows["talosctl"]["detail"].startswith(f"{bindir}/talosctl: v1.11.")  # the twin's stand-ins
     assert rows["helm"]["detail"].startswith(f"{bindir}/helm: v3.")
     assert rows["talos-iso"]["status"] == "warn"  # 20-vms downloads it
+    assert rows["plex-image"] == {"check": "plex-image", "status": "warn", "fix": "", "detail":
+                                  "local:vztmpl/pms-docker_latest.tar is not on the node; 60-truenas-plex pulls "
+                                  "docker.io/plexinc/pms-docker:latest (oci-registry-pull; the node must reach "
+                                  "the registry)"}
+    code, rows = doctor(capsys, "--plex-image", "")  # Plex by hand in a Debian container: its template
     assert rows["lxc-template"] == {"check": "lxc-template", "status": "warn", "fix": "", "detail":
                                     "not on the node; 60-truenas-plex will download it: "
                                     "debian-12-standard_12.7-1_amd64.tar.zst is in the appliance index"}
@@ -145,7 +150,9 @@ def test_a_token_missing_a_privilege_blocks_the_privileges_row(healthy, capsys):
         ctl.clear()
     assert code == 1 and blocking(rows) == {"privileges"}, rows
     row = rows["privileges"]
-    assert row["detail"] == "the token lacks 1 of the 18 privileges on /: VM.PowerMgmt"
+    role = json.loads((Path(__file__).parents[1] / "falkit" / "data" / "pve-role.json").read_text())
+    assert len(role["privileges"]) == 19  # Sys.AccessNetwork joined for Plex's oci-registry-pull
+    assert row["detail"] == f"the token lacks 1 of the {len(role['privileges'])} privileges on /: VM.PowerMgmt"
     assert row["fix"].startswith("pveum role add FalkitMigration --privs \"Datastore.Allocate,")
     assert "VM.PowerMgmt" in row["fix"] and "{privs}" not in row["fix"] and "'root@pam!falkit'" in row["fix"]
     code, rows = doctor(capsys)  # the full role again
@@ -165,19 +172,44 @@ def test_the_lxc_template_ok_on_the_node_warn_in_the_index_block_in_neither(heal
         while TEMPLATE not in [c["volid"] for c in t.pve.nodes(t.node).storage("local").content.get(content="vztmpl")]:
             assert time.monotonic() < deadline, "the download task did not finish"
             time.sleep(0.2)
-        code, rows = doctor(capsys)
+        code, rows = doctor(capsys, "--plex-image", "")
         assert code == 0 and rows["lxc-template"]["status"] == "ok" and rows["lxc-template"]["detail"] == TEMPLATE
     finally:
         t.pve.nodes(t.node).storage("local").content(TEMPLATE).delete()  # as `pveam remove` would
         t.close()
     # a template Proxmox's appliance index does not have (the plex_template option): nothing fetches it
     other = "local:vztmpl/debian-11-standard_11.7-1_amd64.tar.zst"
-    rows = {r.check: r for r in doctor_rows(FAL, "twin", plex_template=other)}
+    rows = {r.check: r for r in doctor_rows(FAL, "twin", plex_template=other, plex_image="")}
     assert rows["lxc-template"].status == "block"
     assert "not in Proxmox's appliance index" in rows["lxc-template"].detail
     assert rows["lxc-template"].fix == "pveam update && pveam download local debian-11-standard_11.7-1_amd64.tar.zst"
-    code, rows = doctor(capsys)
+    code, rows = doctor(capsys, "--plex-image", "")
     assert rows["lxc-template"]["status"] == "warn"  # gone again: back in the index only
+
+
+def test_plex_image_ok_once_pulled_warn_before(healthy, capsys):
+    """Plex's OCI image (the default plex_image): warn until 60-truenas-plex's pull put the archive
+    on ``local``, then ok naming it — the same oci-registry-pull call the step makes."""
+    import time
+
+    t = connect(FAL, "twin", start_twin=False, check_privileges=False)
+    volid = "local:vztmpl/pms-docker_latest.tar"
+    try:
+        code, rows = doctor(capsys)
+        assert rows["plex-image"]["status"] == "warn"
+        pull = getattr(t.pve.nodes(t.node).storage("local"), "oci-registry-pull")
+        pull.post(reference="docker.io/plexinc/pms-docker:latest", filename="pms-docker_latest")
+        deadline = time.monotonic() + 30
+        while volid not in [c["volid"] for c in t.pve.nodes(t.node).storage("local").content.get(content="vztmpl")]:
+            assert time.monotonic() < deadline, "the pull task did not finish"
+            time.sleep(0.2)
+        code, rows = doctor(capsys)
+        assert rows["plex-image"] == {"check": "plex-image", "status": "ok", "fix": "", "detail": volid}
+    finally:
+        try:
+            t.pve.nodes(t.node).storage("local").content(volid).delete()
+        finally:
+            t.close()
 
 
 @pytest.fixture
@@ -278,7 +310,7 @@ def test_live_mode_against_a_loopback_proxmox(healthy, capsys, monkeypatch, tmp_
     code, rows = doctor(capsys, params=params, target="live")
     assert rows["proxmox"]["status"] == "ok", rows["proxmox"]
     assert rows["privileges"]["status"] == "ok"
-    assert rows["storages"]["status"] == "ok" and rows["lxc-template"]["status"] == "warn"
+    assert rows["storages"]["status"] == "ok" and rows["plex-image"]["status"] == "warn"
     assert "no remote 'origin'" not in rows["gitops-remote"]["detail"]  # live reads spec gitops.checkout
     assert rows["gitops-remote"]["status"] == "block"  # ~/src/homelab-gitops is not a checkout here
     assert code == 1

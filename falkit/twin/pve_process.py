@@ -129,6 +129,10 @@ class TwinPve(FakePve):
         self.cpu_model = cpu.get("model", "AMD Ryzen 9 6800HX with Radeon Graphics")
         self.memory_total = int(cfg.get("memory_bytes") or int(cfg.get("memory_gb", 32)) * GIB)
         self.time_scale = float(cfg.get("time_scale", 0.0))
+        # The release the twin plays: Proxmox VE 9.1 (pve-manager 9.1.1, the 9.1 ISO of November 2025),
+        # the first with OCI application containers (POST .../oci-registry-pull, which the twin
+        # serves; docs/FACTS.md). fakepve answers 9.0.10 by default, a release without that call.
+        self.version, self.release_version = str(cfg.get("pve_version", "9.1.1")), str(cfg.get("pve_release", "9.1"))
         # The appliance index `pveam update` keeps (config "appliances"): what POST aplinfo downloads.
         self.appliances: list[dict] = [dict(a) for a in cfg.get("appliances", [])]
         # ACL switched on, empty: root@pam and its tokens pass every privilege check, but PVE's
@@ -605,6 +609,18 @@ class TwinPve(FakePve):
             self.oci_images[volid] = ref
         return await self.task(v["node"], "download", name, user, body,
                                log=[f"pulling {ref}", f"saved as {volid}"])
+
+    def _parse_volname(self, store, volname):
+        # An OCI archive is a template too: PVE 9.1's pve-storage lets VZTMPL_EXT_RE_1 match a plain
+        # ".tar" beside .tar.{gz,xz,zst,bz2} (PVE/Storage.pm; fakepve 0.5.0 knows only the
+        # compressed ones, so deleting a pulled image failed with "unable to parse directory
+        # volume name").
+        if re.fullmatch(r"vztmpl/[^/]+\.tar", volname) and store.get("type", "dir") not in ("lvm", "lvmthin", "zfspool", "rbd"):
+            return "vztmpl", None, "raw"
+        return super()._parse_volname(store, volname)
+
+    # A deleted OCI archive keeps its record in oci_images: a container made from it keeps its
+    # extracted rootfs (and its Plex), as on PVE.
 
     async def _lxc_create(self, user, v):
         upid = await super()._lxc_create(user, v)
