@@ -39,10 +39,8 @@ Behaviour covered here:
 from __future__ import annotations
 
 import datetime as _dt
-import importlib
 import json
 import os
-import pkgutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -68,21 +66,13 @@ POLL_S = (0.05, 2.0)  # convergence polling: first and longest interval
 # ---------------------------------------------------------------------------------------------- options
 
 
-def step_modules() -> list[str]:
-    """The step modules that exist in falkit.steps (all but ``base``)."""
-    import falkit.steps as pkg
-
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name != "base" and not m.name.startswith("_"))
-
-
 def step_option_decls() -> dict[str, tuple[type, Any, str]]:
     """Options steps declare: ``{name: (type, default, step)}`` from each step class's ``options``."""
-    from .steps.base import REGISTRY
+    from .steps.base import load_steps
 
-    for mod in step_modules():
-        importlib.import_module(f"falkit.steps.{mod}")
+    registry = load_steps()
     out: dict[str, tuple[type, Any, str]] = {}
-    for name, cls in sorted(REGISTRY.items()):
+    for name, cls in sorted(registry.items()):
         for opt, decl in (getattr(cls, "options", None) or {}).items():
             typ, default = decl[0], decl[1]
             if opt in BASE_OPTIONS or (opt in out and out[opt][0] is not typ):

@@ -84,9 +84,28 @@ def register(name: str) -> Callable[[type], type]:
     return deco
 
 
-def get_step(name: str) -> Step:
+def step_modules() -> list[str]:
+    """The step modules (and packages) in falkit.steps, all but ``base`` and private ones."""
+    import pkgutil
+
+    import falkit.steps as pkg
+
+    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name != "base" and not m.name.startswith("_"))
+
+
+def load_steps() -> dict[str, type]:
+    """Import every step module, so each registers its steps (whatever imported what before)."""
     from importlib import import_module
 
+    for mod in step_modules():
+        import_module(f"falkit.steps.{mod}")
+    return REGISTRY
+
+
+def get_step(name: str) -> Step:
+    """A new instance of the step registered as ``name`` (e.g. ``vms``, ``rollback-metallb``)."""
     if name not in REGISTRY:
-        import_module(f"falkit.steps.{name.replace('-', '_')}")
+        load_steps()
+    if name not in REGISTRY:
+        raise KeyError(f"no step {name!r}; the steps are: {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name]()
