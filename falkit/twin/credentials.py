@@ -91,12 +91,13 @@ def bearer(header: str | None) -> str | None:
 
 
 def _is_snapshot(path: Path) -> bool:
+    """A JSON object whose ``format`` is one of falkit's snapshot formats (``falkit-...``)."""
     try:
         with open(path, "rb") as fh:
-            head = fh.read(200)
-    except OSError:
+            data = json.load(fh)
+    except (OSError, ValueError):
         return False
-    return b'"format"' in head and b"falkit" in head
+    return isinstance(data, dict) and str(data.get("format", "")).startswith("falkit-")
 
 
 def snapshot_path(state_dir: str | os.PathLike, requested: str | os.PathLike | None, default_name: str) -> Path:
