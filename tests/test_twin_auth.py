@@ -21,8 +21,9 @@ directory, with real HTTP requests:
   file has a group/other permission bit instead;
 - falkit's own clients read the credentials from the connection files: ``PveControl`` and
   ``LabClient`` given only a URL, the official Python client and the real ``kubectl`` with the
-  kubeconfig the twin writes, the ``helm``/``talosctl`` stand-ins; ``kubectl`` without the token
-  or with a wrong one: "You must be logged in to the server (Unauthorized)".
+  kubeconfig the twin writes, the ``helm``/``talosctl`` stand-ins; ``kubectl`` with a wrong token or
+  another API's: "You must be logged in to the server (Unauthorized)" (without any credentials
+  kubectl asks for a username before it sends a request: that case is checked with raw requests).
 """
 
 from __future__ import annotations
