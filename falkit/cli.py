@@ -384,7 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = tsub.add_parser("up", help="start the twin (a table of its endpoints; -o json for JSON)")
     _twin_spec_options(up)
     up.add_argument("--restore", type=Path, default=None,
-                    help="a snapshot file written by `falkit twin snapshot` to continue from (keeps the GitOps repository)")
+                    help="a snapshot written by `falkit twin snapshot` (its name or path) to continue from: keeps the "
+                         "GitOps repository and the private state, whose kubeconfigs follow the new port")
     up.add_argument("--fresh", action=argparse.BooleanOptionalAction, default=None,
                     help="remove what the last twin left (GitOps repository, private state) before starting "
                          "(default: on, off with --restore)")
@@ -397,8 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     _output_options(st)
     dn = tsub.add_parser("down", help="stop the twin's processes (exactly those `twin up` started)")
     _output_options(dn)
-    snap = tsub.add_parser("snapshot", help="save the running twin (Proxmox and lab state) to a file")
-    snap.add_argument("path", type=Path, help="the snapshot file to write (the lab half goes to PATH.lab)")
+    snap = tsub.add_parser("snapshot", help="save the running twin (Proxmox, lab and private state) inside its state dir")
+    snap.add_argument("path", type=Path, help="a name (written to $FALKIT_STATE_DIR/twin/snapshots/NAME) or a path inside "
+                                              "the twin's state dir; the lab half goes to PATH.lab, the private state "
+                                              "to PATH.private (all 0600: they hold the lab's secrets)")
     tp.set_defaults(fn=cmd_twin)
 
     rp = sub.add_parser("run", help="run the notebooks with papermill and archive the run under outputs/")

@@ -9,7 +9,8 @@ secret from ``spec.secrets.proxmox_token`` (an environment variable or a file: a
 :class:`~falkit.errors.TargetError` names it when it is not set). Kubeconfig, talosconfig and Talos
 secrets live in the private state directory ``$FALKIT_STATE_DIR/live/<lab>/`` (mode 0700, files
 0600). The twin's private directory is ``$FALKIT_STATE_DIR/twin/private/<lab>/``; it belongs to one
-twin instance and is emptied when a new twin is started (a new twin is a new lab).
+twin instance and is emptied when a new twin is started (a new twin is a new lab); `twin up --restore`
+and `--no-fresh` continue the instance (connection.json "instance") and keep it.
 
 The same clients serve both targets, and none is monkeypatched:
 
@@ -352,10 +353,14 @@ def twin_connection(state_dir: str | os.PathLike | None = None) -> dict | None:
 
 
 def _twin_private_dir(spec: LabSpec, conn: dict, state_dir: str | os.PathLike | None) -> Path:
-    """The twin's private dir; emptied when it belonged to an earlier twin instance."""
+    """The twin's private dir; emptied when it belonged to an earlier twin instance (a restored
+    twin continues its instance: its private state is kept)."""
     path = private_dir_for(spec.lab, "twin", state_dir)
+    os.chmod(path.parent, 0o700)
     marker = path / "twin-started"
-    started = str(conn.get("started", ""))
+    # The twin instance (connection.json "instance"): the same after `twin up --restore` or
+    # `--no-fresh`, which keep the private state; a fresh twin is a new instance (a new lab).
+    started = str(conn.get("instance") or conn.get("started", ""))
     if marker.is_file() and marker.read_text() == started:
         return path
     for entry in path.iterdir():

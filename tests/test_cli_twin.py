@@ -18,8 +18,10 @@ Covers, with real processes (the twin on loopback, papermill kernels, the offici
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -73,7 +75,10 @@ def private(state: Path) -> set[str]:
 def traefik_ip(state: Path) -> list[str]:
     conn = json.loads((state / "connection.json").read_text())
     url = conn["kubernetes"]["server"] + "/api/v1/namespaces/traefik/services/traefik"
-    with urllib.request.urlopen(url, timeout=10) as r:  # the twin's Kubernetes API, loopback
+    kc = json.loads(Path(conn["kubernetes"]["kubeconfig"]).read_text())  # the twin's admin token and CA
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {kc['users'][0]['user']['token']}"})
+    tls = ssl.create_default_context(cadata=base64.b64decode(kc["clusters"][0]["cluster"]["certificate-authority-data"]).decode())
+    with urllib.request.urlopen(req, timeout=10, context=tls) as r:  # the twin's Kubernetes API, loopback
         svc = json.loads(r.read())
     return [i.get("ip") for i in (svc.get("status", {}).get("loadBalancer", {}).get("ingress") or [])]
 
@@ -87,7 +92,7 @@ def test_twin_up_and_status_print_tables_and_json(lab):
     assert head[0] == "the twin is up:"
     assert head[1].split() == ["COMPONENT", "ENDPOINT", "PROCESS", "PID", "STATE"]
     assert any(line.startswith("proxmox") and "https://127.0.0.2:" in line and "running" in line for line in head)
-    assert any(line.startswith("kubernetes") and "http://127.0.0.1:" in line for line in head)
+    assert any(line.startswith("kubernetes") and "https://127.0.0.1:" in line for line in head)
     assert "`falkit twin down` stops it" in up.stdout and not up.stdout.lstrip().startswith("{")
 
     st = ok(falkit(env, "twin", "status"))
@@ -96,7 +101,7 @@ def test_twin_up_and_status_print_tables_and_json(lab):
         data = json.loads(ok(falkit(env, "twin", "status", *flags)).stdout)
         assert data["up"] is True and data["processes"]["pve"]["alive"] is True
     again = json.loads(ok(falkit(env, "twin", "up", "--params", str(FAL), "-o", "json")).stdout)
-    assert again["already_up"] is True and again["kubernetes"]["server"].startswith("http://127.0.0.1:")
+    assert again["already_up"] is True and again["kubernetes"]["server"].startswith("https://127.0.0.1:")
 
 
 @SLOW

@@ -95,7 +95,7 @@ def blocking(rows: dict[str, dict]) -> set[str]:
 
 
 def test_doctor_passes_on_a_healthy_twin_and_changes_nothing(healthy, capsys):
-    ctl = PveControl(healthy["conn"]["pve_control"])
+    ctl = PveControl(healthy["conn"])
     before = ctl.state()
     assert not (healthy["private"] / "talos-secrets.yaml").exists()  # only the operator's secrets.yaml
     code, rows = doctor(capsys)
@@ -142,7 +142,7 @@ def test_the_existing_clusters_secrets_missing_blocks(healthy, capsys):
 
 
 def test_a_token_missing_a_privilege_blocks_the_privileges_row(healthy, capsys):
-    ctl = PveControl(healthy["conn"]["pve_control"])
+    ctl = PveControl(healthy["conn"])
     ctl.fault("token_privilege_missing", privilege="VM.PowerMgmt")
     try:
         code, rows = doctor(capsys)

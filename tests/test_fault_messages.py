@@ -74,7 +74,7 @@ def _result(out: Path) -> dict:
 
 def test_fault_messages_name_the_cause(lab):  # noqa: F811
     env, out = lab["env"], lab["out"]
-    faults = LabClient(lab["target"].connection["lab_api"])
+    faults = LabClient(lab["target"].connection)
     params = ("--params", str(lab["params"]))
     pre = falkit_run(env, *params, "--outputs", str(out / "pre"), *FIRST, "--set", "wait_timeout_s=20")
     assert pre.returncode == 0, pre.stdout[-2000:] + pre.stderr[-2000:]

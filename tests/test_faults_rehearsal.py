@@ -32,17 +32,17 @@ FAST = ("--set", "wait_timeout_s=20")
 def _inject(lab, where: str, kind: str, **fields) -> None:  # noqa: F811
     conn = lab["target"].connection
     if where == "pve":
-        PveControl(conn["pve_control"]).fault(kind, **fields)
+        PveControl(conn).fault(kind, **fields)
     else:
-        LabClient(conn["lab_api"]).fault(kind, **fields)
+        LabClient(conn).fault(kind, **fields)
 
 
 def _clear(lab, where: str) -> None:  # noqa: F811
     conn = lab["target"].connection
     if where == "pve":
-        PveControl(conn["pve_control"]).clear()
+        PveControl(conn).clear()
     else:
-        LabClient(conn["lab_api"]).clear_faults()
+        LabClient(conn).clear_faults()
 
 
 FAULTS = {

@@ -38,7 +38,7 @@ pytest_plugins = ("test_runbook_support",)  # the session twin and state_env fix
 def _lab_releases(t) -> dict:
     from falkit.twin.lab.client import LabClient
 
-    return {(r["namespace"], r["name"]): r for r in LabClient(t.lab_api).call("GET", "/helm/releases")["releases"]}
+    return {(r["namespace"], r["name"]): r for r in LabClient(t.connection).call("GET", "/helm/releases")["releases"]}
 
 
 def _helm(t, *args: str) -> subprocess.CompletedProcess:

@@ -36,20 +36,21 @@ def test_twin_token_is_privilege_separated_with_exactly_the_role(state_env):
 def test_token_missing_a_privilege_is_refused_before_anything_is_applied(state_env):
     base, conn = state_env
     control = conn["pve_control"]
+    auth = {"Authorization": "Bearer " + open(conn["pve_control_token_file"]).read().strip()}
     r = requests.post(f"{control}/faults", json={"kind": "token_privilege_missing", "privilege": "VM.PowerMgmt"},
-                      timeout=10)
+                      timeout=10, headers=auth)
     assert r.status_code == 200, r.text
     try:
-        before = requests.get(f"{control}/state", timeout=10).json()
+        before = requests.get(f"{control}/state", timeout=10, headers=auth).json()
         with pytest.raises(TargetError) as exc:
             runbook.open(str(FAL), "twin", apply=True, notebook="20-vms")
         msg = str(exc.value)
         assert "lacks VM.PowerMgmt on /" in msg and "start/stop/reboot" in msg and "Nothing was applied" in msg
         assert "pveum role add FalkitMigration" in msg and "'root@pam!falkit'" in msg
-        after = requests.get(f"{control}/state", timeout=10).json()
+        after = requests.get(f"{control}/state", timeout=10, headers=auth).json()
         assert {k: v for k, v in after.items() if k != "faults"} == {k: v for k, v in before.items() if k != "faults"}
     finally:
-        requests.delete(f"{control}/faults", timeout=10)
+        requests.delete(f"{control}/faults", timeout=10, headers=auth)
     connect(FAL, "twin")  # the full role again: accepted
 
 

@@ -38,7 +38,7 @@ def fresh_twin(tmp_path, monkeypatch):
 
 def test_vm_fault_stops_run_and_resume_completes_without_duplicates(fresh_twin, capsys):
     conn, outputs = fresh_twin
-    ctl = PveControl(conn["pve_control"])
+    ctl = PveControl(conn)
     ctl.fault("task_error", match="qmcreate", vmid=203, message="planted: storage hiccup")
     args = ["run", "--params", str(FAL), "--outputs", str(outputs), "--only", "00", "10", "20"]
     assert main(args) == 1

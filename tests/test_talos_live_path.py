@@ -67,7 +67,9 @@ def _open(twin):
 def _fault(twin, body=None):
     url = twin["conn"]["lab_api"].rstrip("/")
     url = url if url.endswith("/lab") else url + "/lab"
-    r = (requests.post(url + "/faults", json=body, timeout=10) if body else requests.delete(url + "/faults", timeout=10))
+    auth = {"Authorization": "Bearer " + open(twin["conn"]["lab_token_file"]).read().strip()}
+    r = (requests.post(url + "/faults", json=body, timeout=10, headers=auth) if body
+         else requests.delete(url + "/faults", timeout=10, headers=auth))
     r.raise_for_status()
 
 

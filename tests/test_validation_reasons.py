@@ -147,7 +147,7 @@ def test_missing_nvme_tcp_names_the_module_and_the_talos_fix(lab):
 def test_a_lost_pool_degrades_the_volumes_and_the_test_pvc_says_why(lab):
     spec = lab["lab"].spec
     w = spec.cluster.workers[-1]
-    client = LabClient(lab["conn"]["lab_api"])
+    client = LabClient(lab["conn"])
     client.fault("node_not_ready", node=w.name)
     try:
         ns = spec.mayastor.namespace

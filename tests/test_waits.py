@@ -61,7 +61,7 @@ def pve(tmp_path_factory):
         px = conn["proxmox"]
         token = open(px["token_file"]).read().strip()
         client = pve_client(px["host"], int(px["port"]), f"{px['user']}!{px['token_name']}", token, px["ca_file"], Journal())
-        yield client, px["node"], PveControl(conn["pve_control"])
+        yield client, px["node"], PveControl(conn)
     finally:
         supervisor.down(root)
 

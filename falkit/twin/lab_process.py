@@ -1,11 +1,22 @@
 """The twin's second process: the Kubernetes API emulator (later also the lab API and controllers).
 
 ``python -m falkit.twin.lab_process --state-dir DIR [--host 127.0.0.1] [--port 0]`` binds a
-loopback port, then atomically writes ``DIR/lab.json``::
+loopback port, then atomically writes ``DIR/lab.json`` (0600)::
 
-    {"pid": 123, "kube_server": "http://127.0.0.1:PORT", "lab_api": "http://127.0.0.1:PORT/lab"}
+    {"pid": 123, "kube_server": "https://127.0.0.1:PORT2", "lab_api": "http://127.0.0.1:PORT/lab",
+     "kubeconfig": "DIR/kubeconfig", "kube_ca_file": "DIR/kube-ca.crt", "lab_token_file": "DIR/lab-token"}
 
 and serves until SIGTERM/SIGINT (clean shutdown: controllers cancelled, then the runner).
+
+Credentials (:mod:`falkit.twin.credentials`): at every start the process makes two random tokens,
+never on its command line: the Kubernetes API's admin token, in ``DIR/kubeconfig`` (0600; the
+emulator authenticates as kube-apiserver does: :mod:`falkit.twin.kube.server`), and the lab API's
+token in ``DIR/lab-token`` (0600). The Kubernetes API is served over TLS on its own loopback port
+(``kube_server``; a CA and serving certificate made at start, ``DIR/kube-ca.crt``): client-go, so
+kubectl and helm, sends a kubeconfig's credentials only over TLS. The plain-HTTP port serves the
+lab API (and answers the Kubernetes paths too, with the same authentication). The Kubernetes API also accepts the admin credential of the
+cluster the lab's Talos bootstrapped (``talosctl kubeconfig``: :func:`falkit.twin.lab.talos.admin_token`).
+``DIR`` is made 0700.
 
 Extension points for the lab API and controllers:
 
@@ -29,8 +40,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from falkit.twin import credentials
 from falkit.twin.kube import Store
 from falkit.twin.kube import build_app as build_kube_app
+from falkit.twin.kube import kubeconfig as kube_kubeconfig
+from falkit.twin.kube.server import AUTH_KEY
 
 Controller = Callable[[Store], Awaitable[None]]
 
@@ -48,7 +62,7 @@ def build_app(store: Store, *, bookmark_interval: float = 60.0) -> web.Applicati
 
 def write_json_atomic(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp: mode 0600
     with os.fdopen(fd, "w") as f:
         json.dump(data, f)
         f.flush()
@@ -65,10 +79,13 @@ class LabProcess:
         self.app = app or build_app(self.store)
         self.controllers = list(controllers or [])
         self.url: str | None = None
+        self.tls_url: str | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+    async def start(self, host: str = "127.0.0.1", port: int = 0, *, ssl_context=None) -> str:  # noqa: ANN001
+        """Listen on ``host:port`` (plain HTTP; ``url``) and, with ``ssl_context``, on a second
+        ephemeral port over TLS (``tls_url``). Returns ``url``."""
         if not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"the twin listens on loopback only, not {host}")
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
@@ -77,6 +94,10 @@ class LabProcess:
         await site.start()
         sock = site._server.sockets[0]  # noqa: SLF001 - the only way to learn an ephemeral port
         self.url = f"http://{host}:{sock.getsockname()[1]}"
+        if ssl_context is not None:
+            tls = web.TCPSite(self._runner, host, 0, ssl_context=ssl_context)
+            await tls.start()
+            self.tls_url = f"https://{host}:{tls._server.sockets[0].getsockname()[1]}"  # noqa: SLF001
         self._tasks = [asyncio.create_task(c(self.store)) for c in self.controllers]
         return self.url
 
@@ -96,18 +117,32 @@ async def serve(state_dir: Path, host: str = "127.0.0.1", port: int = 0, *,
     """Serve the emulator and, with ``args`` (the lab options), the lab: the lab API under
     ``/lab``, the before/empty state and the controllers (:func:`falkit.twin.lab.install`)."""
     ctx = None
+    credentials.private_dir(state_dir)
+    kube_token = credentials.new_token()
+    lab_token, lab_token_file = credentials.make_token_file(state_dir, credentials.LAB_TOKEN)
     if lab is None:
         store = Store()
         app = build_app(store)
         if args is not None:
             from .lab import install
+            from .lab.api import LAB_TOKEN_KEY, lab_auth_middleware
 
             ctx = install(app, store, args)
+            app[LAB_TOKEN_KEY] = lab_token
+            app.middlewares.append(lab_auth_middleware)
+        app[AUTH_KEY] = _authenticator(kube_token, ctx)
         lab = LabProcess(store, app)
-    url = await lab.start(host, port)
+    tls = credentials.make_tls(state_dir, "kube", hosts=(host,))
+    url = await lab.start(host, port, ssl_context=credentials.server_ssl_context(tls))
+    kube_url = lab.tls_url or url
     if ctx is not None:
-        ctx.kube_server = url
-    write_json_atomic(state_dir / "lab.json", {"pid": os.getpid(), "kube_server": url, "lab_api": url + "/lab"})
+        ctx.kube_server = kube_url
+        ctx.kube_ca_data = tls["ca_data"]  # what talosctl kubeconfig puts in certificate-authority-data
+    kubeconfig = state_dir.resolve() / "kubeconfig"
+    credentials.write_private_json(kubeconfig, kube_kubeconfig(kube_url, token=kube_token, ca_data=tls["ca_data"]))
+    write_json_atomic(state_dir / "lab.json", {"pid": os.getpid(), "kube_server": kube_url, "lab_api": url + "/lab",
+                                               "kubeconfig": str(kubeconfig), "kube_ca_file": tls["ca_file"],
+                                               "lab_token_file": str(lab_token_file)})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -116,6 +151,20 @@ async def serve(state_dir: Path, host: str = "127.0.0.1", port: int = 0, *,
         await stop.wait()
     finally:
         await lab.stop()
+
+
+def _authenticator(admin_token: str, ctx) -> Callable[[str], bool]:  # noqa: ANN001 - LabContext | None
+    """The Kubernetes API's token check: the twin's admin token, or the admin credential of the
+    cluster the lab's Talos bootstrapped."""
+    def authenticate(token: str) -> bool:
+        if credentials.token_ok(token, admin_token):
+            return True
+        if ctx is not None and ctx.bootstrapped:
+            from .lab.talos import admin_token as cluster_token
+
+            return credentials.token_ok(token, cluster_token(ctx))
+        return False
+    return authenticate
 
 
 def main(argv: list[str] | None = None) -> int:

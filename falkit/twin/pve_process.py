@@ -35,11 +35,14 @@ What it adds to fakepve (which has a fixed 4 CPU / 8 GiB node and a stateless ``
   lists the templates Proxmox could download; POST downloads one onto a ``vztmpl`` storage. The
   twin starts without the Plex template on ``local`` (a fresh host has none).
 - A control API (plain HTTP, 127.0.0.1, random port) for faults, state dump and snapshots; every
-  fault maps onto one of fakepve's own mechanisms (see :class:`Control`).
+  fault maps onto one of fakepve's own mechanisms (see :class:`Control`). It answers only requests
+  with ``Authorization: Bearer <token>``, the token of ``DIR/pve-control-token`` (0600, new at
+  every start); snapshots go only inside ``DIR`` (0600).
 
-When ready it writes ``DIR/pve.json`` atomically:
+When ready it writes ``DIR/pve.json`` atomically (0600):
 ``{"pid", "host", "port", "node", "ca_file", "user", "token_id", "token_name", "token_file",
-"password_file", "control", "url", "time_scale"}`` and removes it again on SIGTERM/SIGINT.
+"password_file", "control", "control_token_file", "url", "time_scale"}`` and removes it again on
+SIGTERM/SIGINT. Secrets are only in the 0600 files it names, never on the command line.
 """
 
 from __future__ import annotations
@@ -69,6 +72,8 @@ from fakepve.qemu import DRIVE_KEY, boot_order, split_drive, with_mac
 from fakepve.server import USER
 from fakepve.server import params as read_params
 
+from falkit.twin import credentials
+
 GIB = 1024 ** 3
 MIB = 1024 ** 2
 SNAPSHOT_FORMAT = "falkit-pve-snapshot/1"
@@ -94,11 +99,7 @@ def _write_private(path: str, text: str) -> None:
 
 
 def write_json_atomic(path: str, data: Any) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, path)
+    credentials.write_private_json(path, data)  # 0600: the connection files name the secret files
 
 
 def _prefix_netmask(cidr: str) -> tuple[str, str]:
@@ -927,22 +928,35 @@ class Control:
     - ``{"kind": "storage_full", "storage": "helford"}``: the storage's free space becomes 0.
 
     ``DELETE /faults`` undoes every fault; ``GET /faults`` lists them; ``GET /state`` dumps the lab;
-    ``POST /snapshot {"path": ...}`` writes a snapshot (restore with ``--restore FILE``);
-    ``GET /health`` answers once the PVE API is up.
+    ``POST /snapshot {"path": ...}`` writes a snapshot (restore with ``--restore FILE``) inside the
+    state directory only (mode 0600; another path is 403); ``GET /health`` answers once the PVE API
+    is up. Every route needs ``Authorization: Bearer <token>`` (``token``: the constructor's, from
+    ``pve-control-token``); without it: 401.
     """
 
     METHODS = ("GET", "POST", "PUT", "DELETE")
 
-    def __init__(self, pve: TwinPve, state_dir: str):
+    def __init__(self, pve: TwinPve, state_dir: str, token: str | None = None):
         self.pve = pve
         self.state_dir = state_dir
+        self.token = token
         self.faults: list[dict] = []
         self._seq = 0
         self.runner: web.AppRunner | None = None
         self.port = 0
 
+    @web.middleware
+    async def _auth(self, request, handler):
+        if self.token and not credentials.token_ok(credentials.bearer(request.headers.get("Authorization")),
+                                                   self.token):
+            return web.json_response(
+                {"error": "Unauthorized: the twin's Proxmox control API needs 'Authorization: Bearer <token>' with "
+                          "the token of the twin's pve-control-token file (pve.json: control_token_file)"},
+                status=401, headers={"WWW-Authenticate": 'Bearer realm="falkit twin pve control"'})
+        return await handler(request)
+
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._auth])
         app.router.add_get("/health", self.health)
         app.router.add_get("/faults", self.list_faults)
         app.router.add_post("/faults", self.add_fault)
@@ -999,10 +1013,15 @@ class Control:
                 body = await request.json()
             except ValueError:
                 return web.json_response({"error": "body must be JSON"}, status=400)
-        path = body.get("path") or os.path.join(self.state_dir, "pve-snapshot.json")
-        write_json_atomic(path, {"format": SNAPSHOT_FORMAT, "created": time.time(),
-                                 "config": self.pve.cfg, "state": self.pve.export_state()})
-        return web.json_response({"path": os.path.abspath(path)})
+        if not isinstance(body, dict):
+            return web.json_response({"error": "body must be a JSON object"}, status=400)
+        try:
+            path = credentials.snapshot_path(self.state_dir, body.get("path"), "pve-snapshot.json")
+        except ValueError as e:
+            return web.json_response({"error": str(e)}, status=403)
+        write_json_atomic(str(path), {"format": SNAPSHOT_FORMAT, "created": time.time(),
+                                      "config": self.pve.cfg, "state": self.pve.export_state()})
+        return web.json_response({"path": str(path)})
 
     # ---------------------------------------------------------------- faults
 
@@ -1138,7 +1157,7 @@ def _check_loopback(host: str) -> str:
 
 
 async def serve(cfg: dict, state_dir: str, restore: str | None) -> None:
-    os.makedirs(state_dir, exist_ok=True)
+    credentials.private_dir(state_dir)
     host = _check_loopback(cfg.get("host", "127.0.0.2"))
     port = int(cfg.get("port") or 0)
     password = secrets.token_urlsafe(18)
@@ -1163,7 +1182,8 @@ async def serve(cfg: dict, state_dir: str, restore: str | None) -> None:
     _write_private(password_file, password + "\n")
     certfile, keyfile, _der = make_cert(state_dir, name="pve", hosts=(host,))
     await pve.start(certfile, keyfile)
-    control = Control(pve, state_dir)
+    control_token, control_token_file = credentials.make_token_file(state_dir, credentials.PVE_CONTROL_TOKEN)
+    control = Control(pve, state_dir, token=control_token)
     await control.start()
     guests, guest_port = await start_guest_listener(pve)
 
@@ -1171,7 +1191,8 @@ async def serve(cfg: dict, state_dir: str, restore: str | None) -> None:
              "url": pve.url, "ca_file": os.path.abspath(certfile), "user": "root@pam",
              "token_id": TOKEN_ID, "token_name": TOKEN_ID.split("!", 1)[1],
              "token_file": os.path.abspath(token_file), "password_file": os.path.abspath(password_file),
-             "control": f"http://127.0.0.1:{control.port}", "time_scale": pve.time_scale,
+             "control": f"http://127.0.0.1:{control.port}", "control_token_file": str(control_token_file),
+             "time_scale": pve.time_scale,
              # lab address -> loopback stand-in ("*" = any guest IP); falkit's Target applies it
              "address_map": {"*:32400": f"127.0.0.1:{guest_port}"}}
     ready_file = os.path.join(state_dir, "pve.json")

@@ -7,10 +7,25 @@ The twin is two detached processes on loopback, each started with ``start_new_se
 - ``python -m falkit.twin.lab_process --state-dir DIR`` (kube emulator + lab API; writes ``DIR/lab.json``
   = ``{"pid", "kube_server", "lab_api", ...}`` when ready).
 
-``DIR`` is ``$FALKIT_STATE_DIR/twin`` (default ``~/.local/state/falkit/twin``). ``up`` writes
+``DIR`` is ``$FALKIT_STATE_DIR/twin`` (default ``~/.local/state/falkit/twin``), mode 0700. ``up`` writes
 ``DIR/connection.json`` (the shape in docs/ARCHITECTURE.md; secrets only as paths of 0600 files) and
 ``DIR/pids.json`` (each pid with the command line it was started with, so ``down`` stops exactly the
-processes it started). Logs are in ``DIR/logs/``.
+processes it started). Logs are in ``DIR/logs/``. Every file ``up`` writes is 0600.
+
+**Credentials** (issue 16 item 7): the twin's Proxmox control API, lab API and Kubernetes API
+answer only requests with the token of a 0600 file in ``DIR`` (``pve-control-token``,
+``lab-token``, the ``kubeconfig``'s user token), which each process makes when it starts and
+connection.json names (``pve_control_token_file``, ``lab_token_file``, ``kubernetes.kubeconfig``);
+no secret is on any command line (the processes' argv and the tool wrappers hold paths only).
+:mod:`falkit.twin.credentials` has the rules.
+
+**Snapshots** (:func:`snapshot`) are written only inside ``DIR`` (a plain name goes to
+``DIR/snapshots/``; 0600): they hold the lab's secrets. A snapshot has three parts: ``PATH`` (the
+Proxmox half), ``PATH.lab`` (the lab half) and ``PATH.private`` (each lab's private state:
+talosconfig, kubeconfig, Talos secrets...). ``up(restore=PATH)`` (``falkit twin up --restore``)
+writes the private state back and points every kubeconfig in it at the new Kubernetes API port
+(issue 15 item 5); it never removes the private state. The twin instance a private directory
+belongs to is ``DIR/instance``: kept by ``--restore``/``--no-fresh``, new after a fresh ``up``.
 
 **A twin always starts in its start state** (issue 12, item 4). Its two processes hold the lab in
 memory, so every ``up`` builds the "before" (or empty) lab anew; what a twin instance leaves on disk
@@ -39,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from falkit.errors import TwinError
+from falkit.twin import credentials
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -72,7 +88,7 @@ def state_root(state_dir: str | os.PathLike | None = None) -> Path:
     return Path(base) / "twin"
 
 
-def _write_json(path: Path, data: Any, mode: int = 0o644) -> None:
+def _write_json(path: Path, data: Any, mode: int = 0o600) -> None:
     tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "w") as fh:
@@ -367,20 +383,21 @@ def write_tool_wrappers(root: Path, spec: Any = None) -> Path:
     return bin_dir
 
 
-def _connection(root: Path, pve: dict, lab: dict | None, started: str) -> dict:
+def _connection(root: Path, pve: dict, lab: dict | None, started: str, instance: str = "") -> dict:
     conn: dict[str, Any] = {
-        "target": "twin", "started": started, "state_dir": str(root),
+        "target": "twin", "started": started, "instance": instance, "state_dir": str(root),
         "pids": {"pve": pve["pid"]},
         "proxmox": {"host": pve["host"], "port": pve["port"], "node": pve["node"], "ca_file": pve["ca_file"],
                     "user": pve.get("user", "root@pam"), "token_name": pve["token_name"],
                     "token_file": pve["token_file"], "password_file": pve.get("password_file")},
-        "pve_control": pve["control"],
+        "pve_control": pve["control"], "pve_control_token_file": pve.get("control_token_file"),
         # the guests' services (Plex on the container's IP:32400) -> the pve process's loopback stand-in
         "address_map": dict(pve.get("address_map") or {}),
     }
     if lab is not None:
         conn["pids"]["lab"] = lab["pid"]
         conn["lab_api"] = lab.get("lab_api")
+        conn["lab_token_file"] = lab.get("lab_token_file")
         kubeconfig = lab.get("kubeconfig")
         if not kubeconfig:  # lab.json's contract has none: write one for the emulator (plain HTTP, loopback)
             kubeconfig = str(root / "kubeconfig")
@@ -414,6 +431,7 @@ def clean(state_dir: str | os.PathLike | None = None) -> list[str]:
     for repo in sorted(root.glob("gitops*")):  # the checkout, and a bare "remote" next to it if there is one
         rm(repo)
     rm(root / "spec.json")
+    rm(root / "instance")
     private = root / "private"
     if private.is_dir():
         for lab in sorted(private.iterdir()):
@@ -474,8 +492,7 @@ def up(spec_path: str | os.PathLike | dict, state: str = "auto", state_dir: str 
     half (for tests of it; ``connection.json`` then has no kubernetes/lab_api keys).
     Raises TwinError if lab_process does not exist yet, or a process does not get ready in time.
     """
-    root = state_root(state_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    root = credentials.private_dir(state_root(state_dir))
     live = _live(root)
     conn = _read_json(root / "connection.json")
     if live and conn:
@@ -491,6 +508,8 @@ def up(spec_path: str | os.PathLike | dict, state: str = "auto", state_dir: str 
     if fresh is None:
         fresh = restore is None
     removed = clean(root) if fresh else []
+    restore_path = _snapshot_file(restore, root) if restore else None
+    instance = _instance(root)
     if state == "auto":
         state = "before" if _as_dict(spec_data).get("previous") else "empty"
     if state not in ("before", "empty"):
@@ -504,8 +523,8 @@ def up(spec_path: str | os.PathLike | dict, state: str = "auto", state_dir: str 
 
     argvs = {"pve": [sys.executable, "-m", "falkit.twin.pve_process", "--config", str(config_file),
                      "--state-dir", str(root)]}
-    if restore:
-        argvs["pve"] += ["--restore", str(Path(restore).resolve())]
+    if restore_path:
+        argvs["pve"] += ["--restore", str(restore_path)]
     gitops_dir = _gitops_fixture(spec_path, root, state) if with_lab else None
     if with_lab:
         argvs["lab"] = [sys.executable, "-m", "falkit.twin.lab_process", "--state-dir", str(root),
@@ -514,8 +533,8 @@ def up(spec_path: str | os.PathLike | dict, state: str = "auto", state_dir: str 
         spec_file = _spec_file(spec_path, root)
         if spec_file:
             argvs["lab"] += ["--spec", str(spec_file)]
-        if restore and Path(str(restore) + ".lab").is_file():
-            argvs["lab"] += ["--restore", str(Path(str(restore) + ".lab").resolve())]
+        if restore_path and Path(str(restore_path) + ".lab").is_file():
+            argvs["lab"] += ["--restore", str(restore_path) + ".lab"]
     procs: dict[str, subprocess.Popen] = {}
     try:
         for name, argv in argvs.items():
@@ -539,9 +558,13 @@ def up(spec_path: str | os.PathLike | dict, state: str = "auto", state_dir: str 
     recorded = {name: {"pid": p.pid, "argv": _cmdline(p.pid) or argvs[name]} for name, p in procs.items()}
     _write_json(root / "pids.json", {"processes": recorded})
     started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    conn = _connection(root, ready["pve"], ready.get("lab"), started)
+    conn = _connection(root, ready["pve"], ready.get("lab"), started, instance)
     if ready.get("lab") and state == "before":
-        _wait_settled(ready["lab"]["kube_server"])
+        _wait_settled(ready["lab"]["kube_server"], conn["kubernetes"]["kubeconfig"])
+    if restore_path:
+        conn["restored"] = _restore_private(root, restore_path, instance)
+    if not fresh and conn.get("kubernetes"):
+        _repoint_kubeconfigs(root, conn["kubernetes"]["server"], _kube_auth(conn["kubernetes"]["kubeconfig"])[1])
     if gitops_dir is not None:
         conn["gitops"] = {"checkout": str(gitops_dir), "remote": str(root / "gitops-remote.git")}
     # The tool stand-ins (talosctl, helm: falkit.twin.tools) that falkit.target puts first on PATH.
@@ -556,15 +579,34 @@ def up(spec_path: str | os.PathLike | dict, state: str = "auto", state_dir: str 
     return dict(conn, removed=removed) if removed else conn
 
 
-def _wait_settled(server: str, quiet_s: float = 1.5, timeout_s: float = 30.0) -> None:
+def _kube_auth(kubeconfig: str | os.PathLike | None) -> tuple[str | None, str | None]:
+    """The bearer token and the CA (base64 PEM) of a kubeconfig written by the twin."""
+    try:
+        cfg = json.loads(Path(kubeconfig).read_text()) if kubeconfig else {}
+    except (OSError, ValueError):
+        return None, None
+    users = cfg.get("users") or [{}]
+    clusters = cfg.get("clusters") or [{}]
+    return ((users[0].get("user") or {}).get("token"),
+            (clusters[0].get("cluster") or {}).get("certificate-authority-data"))
+
+
+def _wait_settled(server: str, kubeconfig: str | None = None, quiet_s: float = 1.5, timeout_s: float = 30.0) -> None:
     """Wait until the twin's controllers have built the before state: the Kubernetes store's
     resourceVersion has not moved for ``quiet_s`` (so a rehearsal never races a half-built lab)."""
+    import base64
+    import ssl
     import time
     import urllib.request
 
+    token, ca = _kube_auth(kubeconfig)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    tls = ssl.create_default_context(cadata=base64.b64decode(ca).decode()) if ca else None
+
     def rv() -> str | None:
         try:
-            with urllib.request.urlopen(f"{server}/api/v1/namespaces", timeout=2) as r:  # loopback only
+            req = urllib.request.Request(f"{server}/api/v1/namespaces", headers=headers)
+            with urllib.request.urlopen(req, timeout=2, context=tls) as r:  # loopback only
                 return json.loads(r.read())["metadata"]["resourceVersion"]
         except (OSError, ValueError, KeyError):
             return None
@@ -623,19 +665,156 @@ def down(state_dir: str | os.PathLike | None = None) -> dict:
     return {"stopped": stopped, "gone": gone}
 
 
+def _snapshot_file(path: str | os.PathLike, root: Path) -> Path:
+    """A snapshot to restore: ``path`` as given if it exists, else ``DIR/snapshots/<path>``."""
+    p = Path(path).expanduser()
+    if p.is_file():
+        return p.resolve()
+    inside = root / credentials.SNAPSHOT_DIR / p
+    if not p.is_absolute() and inside.is_file():
+        return inside.resolve()
+    raise TwinError(f"no snapshot {path} (nor {inside})")
+
+
+def snapshot_target(path: str | os.PathLike, state_dir: str | os.PathLike | None = None) -> Path:
+    """Where ``falkit twin snapshot PATH`` writes: a relative ``PATH`` under ``DIR/snapshots/``, an
+    absolute one as given; either must lie inside the twin's directory ``DIR`` (TwinError otherwise)."""
+    root = state_root(state_dir)
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        p = root / credentials.SNAPSHOT_DIR / p
+    try:
+        return credentials.snapshot_path(root, p, "snapshot.json")
+    except ValueError as e:
+        raise TwinError(f"{e}. Give a name (written to {root / credentials.SNAPSHOT_DIR}/NAME) or a path inside "
+                        f"{root}; nothing was written.") from None
+
+
+def _private_files(root: Path) -> dict[str, dict[str, str]]:
+    """Every lab's private state as text (``run.lock`` and the instance marker excepted)."""
+    labs: dict[str, dict[str, str]] = {}
+    for lab in sorted((root / "private").glob("*")):
+        if not lab.is_dir():
+            continue
+        files = {}
+        for f in sorted(lab.rglob("*")):
+            rel = f.relative_to(lab).as_posix()
+            if not f.is_file() or f.is_symlink() or rel in ("run.lock", "twin-started") or ".tmp." in f.name:
+                continue
+            try:
+                files[rel] = f.read_text()
+            except (OSError, UnicodeDecodeError):
+                continue
+        labs[lab.name] = files
+    return labs
+
+
+def _restore_private(root: Path, snap: Path, instance: str) -> list[str]:
+    """Write the private state saved with ``snap`` back (0600 files in 0700 directories) and mark
+    each lab's private directory as this twin instance's; returns the restored files (relative).
+    Files not in the snapshot are kept."""
+    part = Path(str(snap) + ".private")
+    data = _read_json(part) if part.is_file() else None
+    restored: list[str] = []
+    labs = (data or {}).get("labs") or {}
+    private = credentials.private_dir(root / "private")
+    for lab, files in sorted(labs.items()):
+        if "/" in lab or lab.startswith("."):
+            continue
+        lab_dir = credentials.private_dir(private / lab)
+        for rel, text in sorted(files.items()):
+            target = (lab_dir / rel).resolve()
+            if lab_dir.resolve() not in target.parents:
+                continue  # a hand-made snapshot does not write outside the lab's directory
+            credentials.private_dir(target.parent)
+            credentials.write_private(target, text)
+            restored.append(f"private/{lab}/{rel}")
+    for lab_dir in sorted(private.glob("*")):
+        if lab_dir.is_dir():
+            credentials.write_private(lab_dir / "twin-started", instance)
+    return restored
+
+
+def _repoint_kubeconfigs(root: Path, server: str, ca_data: str | None = None) -> list[str]:
+    """Point the kubeconfigs kept in the private state at the twin's Kubernetes API now: a twin
+    started again (restore, ``--no-fresh``) listens on a new loopback port with a new serving CA.
+    Only clusters whose server is a loopback URL are changed (server and
+    ``certificate-authority-data``); the credentials are kept (the restored cluster accepts them).
+    Returns the files changed."""
+    from urllib.parse import urlsplit
+
+    import yaml
+
+    changed = []
+    for path in sorted((root / "private").glob("*/kubeconfig*")):
+        if not path.is_file() or ".tmp." in path.name:
+            continue
+        try:
+            cfg = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        if not isinstance(cfg, dict):
+            continue
+        touched = False
+        for c in cfg.get("clusters") or []:
+            cl = (c or {}).get("cluster") or {}
+            old = str(cl.get("server") or "")
+            host = urlsplit(old).hostname or ""
+            if old and (host.startswith("127.") or host == "localhost"):
+                new = {"server": server, **({"certificate-authority-data": ca_data} if ca_data else {})}
+                if any(cl.get(k) != v for k, v in new.items()):
+                    cl.pop("certificate-authority", None)
+                    cl.pop("insecure-skip-tls-verify", None)
+                    cl.update(new)
+                    touched = True
+        if touched:
+            credentials.write_private(path, yaml.safe_dump(cfg, sort_keys=False))
+            changed.append(str(path.relative_to(root)))
+    return changed
+
+
+def _instance(root: Path) -> str:
+    """The twin instance (``DIR/instance``): kept while the lab continues, new after a fresh up."""
+    f = root / "instance"
+    try:
+        text = f.read_text().strip()
+    except OSError:
+        text = ""
+    if not text:
+        import uuid
+
+        text = uuid.uuid4().hex
+        credentials.write_private(f, text + "\n")
+    return text
+
+
 def snapshot(path: str | os.PathLike, state_dir: str | os.PathLike | None = None) -> str:
     """Save the running twin: the Proxmox half to ``path``, the lab half (Kubernetes store, Talos,
-    Helm, TrueNAS, volumes) to ``path`` + ``.lab``; ``up(restore=path)`` restores both. Returns
-    the absolute path."""
+    Helm, TrueNAS, volumes) to ``path`` + ``.lab``, each lab's private state to ``path`` +
+    ``.private``; ``up(restore=path)`` restores all three. ``path`` must lie inside the twin's
+    directory (a relative path goes to ``DIR/snapshots/``); every part is 0600. Returns the
+    absolute path."""
     import requests
-    conn = _read_json(state_root(state_dir) / "connection.json")
+
+    root = state_root(state_dir)
+    conn = _read_json(root / "connection.json")
     if not conn:
         raise TwinError("the twin is not up (no connection.json)")
-    r = requests.post(conn["pve_control"] + "/snapshot", json={"path": str(Path(path).resolve())}, timeout=30)
+    target = snapshot_target(path, root)
+    session = requests.Session()
+    session.trust_env = False
+    token = credentials.read_token(conn.get("pve_control_token_file"))
+    r = session.post(conn["pve_control"] + "/snapshot", json={"path": str(target)}, timeout=30,
+                     headers={"Authorization": f"Bearer {token}"} if token else {})
     if r.status_code != 200:
         raise TwinError(f"pve snapshot failed: {r.status_code} {r.text}")
     if conn.get("lab_api"):
-        lab = requests.post(conn["lab_api"] + "/snapshot", json={"path": str(Path(path).resolve()) + ".lab"}, timeout=30)
+        token = credentials.read_token(conn.get("lab_token_file"))
+        lab = session.post(conn["lab_api"] + "/snapshot", json={"path": str(target) + ".lab"}, timeout=30,
+                           headers={"Authorization": f"Bearer {token}"} if token else {})
         if lab.status_code != 200:
             raise TwinError(f"lab snapshot failed: {lab.status_code} {lab.text}")
+    credentials.write_private_json(Path(str(target) + ".private"),
+                                   {"format": "falkit-twin-private/1", "instance": conn.get("instance"),
+                                    "labs": _private_files(root)})
     return r.json()["path"]

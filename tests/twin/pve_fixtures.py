@@ -76,7 +76,7 @@ class PveTwin:
 
     @property
     def control(self) -> PveControl:
-        return PveControl(self.info["control"])
+        return PveControl(self.info)
 
 
 def start_pve(state_dir: Path, cfg: dict, restore: str | None = None, timeout: float = 30.0) -> PveTwin:

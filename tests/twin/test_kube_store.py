@@ -12,7 +12,7 @@ import time
 
 import pytest
 import requests
-from kubernetes import client
+from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from falkit.twin.kube import ApiError, Store
@@ -125,11 +125,9 @@ def test_lab_process_subprocess(tmp_path):
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.05)
         info = json.loads(info_path.read_text())
-        assert info["pid"] == proc.pid and info["kube_server"].startswith("http://127.0.0.1:")
-        assert info["lab_api"] == info["kube_server"] + "/lab"
-        cfg = client.Configuration()
-        cfg.host = info["kube_server"]
-        with client.ApiClient(cfg) as api:
+        assert info["pid"] == proc.pid and info["kube_server"].startswith("https://127.0.0.1:")
+        assert info["lab_api"].startswith("http://127.0.0.1:") and info["lab_api"].endswith("/lab")
+        with config.new_client_from_config(config_file=info["kubeconfig"]) as api:  # token + CA, 0600
             assert len(client.CoreV1Api(api).list_namespace().items) == 4
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -151,7 +151,7 @@ def test_snapshot_restore_round_trip(pve_empty, tmp_path):
         vmid=202, name="talos-worker-02", memory=9216, scsi0="local-lvm:30", scsi1="helford:300",
         net0="virtio=52:54:00:10:10:12,bridge=vmbr0", net1="virtio=52:54:00:10:11:12,bridge=vmbr1"))
     wait_task(api, "fal", api.nodes("fal").qemu(202).status.start.post())
-    path = pve_empty.control.snapshot(str(tmp_path / "snap.json"))
+    path = pve_empty.control.snapshot(str(pve_empty.state_dir / "snap.json"))
     assert json.loads(open(path).read())["format"] == "falkit-pve-snapshot/1"
     before = pve_empty.control.state()
 

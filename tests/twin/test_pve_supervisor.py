@@ -64,7 +64,7 @@ def test_up_status_down(state_dir):
     st = supervisor.status()
     assert st["up"] is True and st["processes"]["pve"] == {"pid": pid, "alive": True}
 
-    snap = supervisor.snapshot(state_dir.parent / "snap.json")
+    snap = supervisor.snapshot("snap.json")  # a name: DIR/snapshots/snap.json
     assert json.load(open(snap))["state"]["vms"][0]["vmid"] == 200
 
     result = supervisor.down()
@@ -79,7 +79,7 @@ def test_up_status_down(state_dir):
 
 def test_up_with_restore_and_time_factor(state_dir, tmp_path):
     conn = supervisor.up(fal_spec(), state="before", with_lab=False)
-    snap = supervisor.snapshot(tmp_path / "snap.json")
+    snap = supervisor.snapshot(state_dir / "snap.json")
     supervisor.down()
     conn = supervisor.up(fal_spec(), state="empty", with_lab=False, restore=snap, time_factor=0.5)
     pve_json = json.loads((state_dir / "pve.json").read_text())

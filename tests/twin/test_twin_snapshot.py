@@ -23,11 +23,11 @@ def test_snapshot_and_restore_both_halves(tmp_path, monkeypatch):
     conn = supervisor.up(FAL, state="before", state_dir=root)
     try:
         _core(conn).create_namespaced_config_map("default", {"metadata": {"name": "demo-progress"}, "data": {"step": "30"}})
-        snap = supervisor.snapshot(tmp_path / "demo.snapshot", state_dir=root)
+        snap = supervisor.snapshot("demo.snapshot", state_dir=root)
         assert Path(snap).is_file() and Path(snap + ".lab").is_file()
     finally:
         supervisor.down(root)
-    conn = supervisor.up(FAL, state="before", state_dir=root, restore=tmp_path / "demo.snapshot")
+    conn = supervisor.up(FAL, state="before", state_dir=root, restore=snap)
     try:
         cm = _core(conn).read_namespaced_config_map("demo-progress", "default")
         assert cm.data == {"step": "30"}

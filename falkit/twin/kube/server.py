@@ -12,6 +12,20 @@ apply), DELETE (single and collection). Query parameters honoured: ``dryRun=All`
 ``fieldManager``, ``fieldValidation``, ``force``, ``labelSelector``, ``fieldSelector``, ``limit``,
 ``continue``, ``resourceVersion``, ``timeoutSeconds``, ``allowWatchBookmarks``, ``tailLines``,
 ``includeObject``. Errors are ``Status`` objects; warnings go in ``Warning: 299 - "..."`` headers.
+
+Authentication (when the app has an authenticator: ``build_app(..., authenticate=fn)``, which the
+twin's lab process always sets) works as kube-apiserver's filter chain does: a bearer token
+(``Authorization: Bearer <token>``; scheme case-insensitive; an empty token or another scheme
+counts as no credentials — k8s.io/apiserver/pkg/authentication/request/bearertoken/bearertoken.go)
+is checked first; an invalid token fails the request even on a health path (the union
+authenticator fails on error); a request without credentials is anonymous only on ``/livez``,
+``/readyz`` and ``/healthz`` (the structured AuthenticationConfiguration ``anonymous: {enabled:
+true, conditions: [{path: /livez}, {path: /readyz}, {path: /healthz}]}`` — KEP-4633, stable in
+Kubernetes 1.34; the example of Talos' ``KubeAuthenticationConfig`` document). Every failure is
+the apiserver's ``401`` Status ``Unauthorized`` (k8s.io/apiserver/pkg/endpoints/filters/
+authentication.go @ 02cf58102a61b6d1e021e256381ff750573ce55d: ``apierrors.NewUnauthorized(
+"Unauthorized")``), which kubectl prints as "error: You must be logged in to the server
+(Unauthorized)". Paths under ``/lab`` are left to the lab API's own check.
 """
 
 from __future__ import annotations
@@ -20,6 +34,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -35,6 +50,9 @@ log = logging.getLogger(__name__)
 STORE_KEY = web.AppKey("kube_store", Store)
 BOOKMARK_KEY = web.AppKey("kube_bookmark_interval", float)
 OPENAPI_KEY = web.AppKey("kube_openapi", OpenAPIV3)
+# The token check: a function token -> bool (None in the app: no authentication, in-process tests).
+AUTH_KEY = web.AppKey("kube_authenticate", object)
+ANONYMOUS_PATHS = ("/livez", "/readyz", "/healthz")
 _JSON = "application/json"
 
 
@@ -52,8 +70,34 @@ def _error(e: ApiError) -> web.Response:
     return web.Response(text=_dumps(e.status()), status=e.code, content_type=_JSON, headers=headers)
 
 
+def bearer_token(request: web.Request) -> str | None:
+    """The bearer token as kube-apiserver reads it (bearertoken.go): None when none is presented."""
+    auth = request.headers.get("Authorization", "").strip()
+    parts = auth.split(" ")
+    if len(parts) < 2 or parts[0].lower() != "bearer" or not parts[1]:
+        return None
+    return parts[1]
+
+
+def unauthorized() -> ApiError:
+    """kube-apiserver's answer to a request it could not authenticate."""
+    return ApiError(401, "Unauthorized", "Unauthorized")
+
+
+def _authenticated(request: web.Request) -> bool:
+    authenticate: Callable[[str], bool] | None = request.app.get(AUTH_KEY)  # type: ignore[assignment]
+    if authenticate is None or request.path == "/lab" or request.path.startswith("/lab/"):
+        return True
+    token = bearer_token(request)
+    if token is None:
+        return request.path in ANONYMOUS_PATHS
+    return bool(authenticate(token))
+
+
 @web.middleware
 async def _api_middleware(request: web.Request, handler):
+    if not _authenticated(request):
+        return _error(unauthorized())
     store = request.app[STORE_KEY]
     fault = store.faults.check(request.method, request.path)
     if fault is not None:
@@ -335,10 +379,15 @@ async def _watch(request: web.Request, rt, ns) -> web.StreamResponse:
     return resp
 
 
-def build_app(store: Store | None = None, *, bookmark_interval: float = 60.0) -> web.Application:
+def build_app(store: Store | None = None, *, bookmark_interval: float = 60.0,
+              authenticate: Callable[[str], bool] | None = None) -> web.Application:
     """The emulator as an aiohttp app. Add more routes (e.g. ``/lab/...``) or sub-apps to it freely;
-    only ``/api``, ``/apis``, ``/version``, ``/openapi`` and health paths are taken."""
+    only ``/api``, ``/apis``, ``/version``, ``/openapi`` and health paths are taken.
+    ``authenticate(token) -> bool`` switches authentication on (see the module docstring); it can
+    also be set later as ``app[AUTH_KEY]`` before the app starts."""
     app = web.Application(middlewares=[_api_middleware], client_max_size=64 * 1024 * 1024)
+    if authenticate is not None:
+        app[AUTH_KEY] = authenticate
     app[STORE_KEY] = store if store is not None else Store()
     app[BOOKMARK_KEY] = bookmark_interval
     app[OPENAPI_KEY] = OpenAPIV3()
@@ -357,14 +406,18 @@ def build_app(store: Store | None = None, *, bookmark_interval: float = 60.0) ->
     return app
 
 
-def kubeconfig(server: str, *, context: str = "falkit-twin") -> dict:
-    """A kubeconfig dict for ``server`` (no credentials: the emulator does not authenticate)."""
+def kubeconfig(server: str, *, context: str = "falkit-twin", token: str | None = None,
+               ca_data: str | None = None) -> dict:
+    """A kubeconfig dict for ``server``; ``token``: the bearer token the app's authenticator accepts
+    (keep the file 0600: it is the cluster's admin credential); ``ca_data``: the base64 PEM CA of
+    an https ``server``."""
+    cluster = {"server": server, **({"certificate-authority-data": ca_data} if ca_data else {})}
     return {"apiVersion": "v1", "kind": "Config", "current-context": context,
-            "clusters": [{"name": context, "cluster": {"server": server}}],
-            "users": [{"name": context, "user": {}}],
+            "clusters": [{"name": context, "cluster": cluster}],
+            "users": [{"name": context, "user": {"token": token} if token else {}}],
             "contexts": [{"name": context, "context": {"cluster": context, "user": context,
                                                        "namespace": "default"}}],
             "preferences": {}}
 
 
-__all__ = ["build_app", "kubeconfig", "STORE_KEY", "clone"]
+__all__ = ["AUTH_KEY", "build_app", "bearer_token", "kubeconfig", "STORE_KEY", "clone", "unauthorized"]

@@ -6,6 +6,13 @@ Routes: ``POST /lab/talos/apply|bootstrap``, ``GET /lab/talos/kubeconfig|config|
 ``GET|POST|DELETE /lab/faults``, ``POST /lab/snapshot``, ``GET /lab/state``.
 Errors answer ``{"error": message, "issues": [...]}`` with the status of the failure (400 schema,
 404 not found / maintenance mode, 409 conflict, 502 node unreachable, 500 injected failure).
+
+Authentication: once the lab process sets ``app[LAB_TOKEN_KEY]`` (it always does; in-process test
+apps may leave it unset), every ``/lab`` route needs ``Authorization: Bearer <token>`` with the
+token of the twin's ``lab-token`` file (0600; connection.json's ``lab_token_file``); anything else
+is ``401 {"error": "Unauthorized: ..."}``. ``/lab/truenas/...`` is the TrueNAS stand-in, which checks
+its own API key (``truenas-key``) as TrueNAS does. ``POST /lab/snapshot`` writes only inside the
+twin's state directory (0600; :func:`falkit.twin.credentials.snapshot_path`).
 """
 
 from __future__ import annotations
@@ -15,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +29,7 @@ from aiohttp import web
 
 from falkit.errors import TwinError
 from falkit.spec import load_spec
+from falkit.twin import credentials
 
 from . import faults as faults_mod
 from . import helm, nodes, talos
@@ -32,6 +39,7 @@ from .pvereader import PveReader
 
 log = logging.getLogger(__name__)
 CTX_KEY = web.AppKey("lab_ctx", LabContext)
+LAB_TOKEN_KEY = web.AppKey("lab_token", str)
 SNAPSHOT_FORMAT = "falkit-twin-lab/1"
 DEFAULT_SPEC = Path(__file__).resolve().parents[3] / "parameters" / "fal.yaml"
 
@@ -56,6 +64,20 @@ async def _json(request: web.Request) -> dict[str, Any]:
         raise web.HTTPBadRequest(text=json.dumps({"error": "the body must be a JSON object"}),
                                  content_type="application/json")
     return body
+
+
+@web.middleware
+async def lab_auth_middleware(request: web.Request, handler):
+    """Refuse a ``/lab`` request without the lab token (see the module docstring)."""
+    path = request.path
+    expected = request.app.get(LAB_TOKEN_KEY)
+    if expected and (path == "/lab" or path.startswith("/lab/")) and not path.startswith("/lab/truenas/"):
+        if not credentials.token_ok(credentials.bearer(request.headers.get("Authorization")), expected):
+            return web.json_response(
+                {"error": "Unauthorized: the twin's lab API needs 'Authorization: Bearer <token>' with the token "
+                          "of the twin's lab-token file (connection.json: lab_token_file)", "issues": []},
+                status=401, headers={"WWW-Authenticate": 'Bearer realm="falkit twin lab API"'})
+    return await handler(request)
 
 
 def _node_param(request: web.Request, body: dict | None = None) -> str:
@@ -219,11 +241,11 @@ def restore_data(ctx: LabContext, data: dict[str, Any]) -> None:
 async def snapshot(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     body = await _json(request)
-    path = Path(body.get("path") or ctx.state_dir / "lab-snapshot.json").resolve()
-    data = snapshot_data(ctx)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    try:
+        path = credentials.snapshot_path(ctx.state_dir, body.get("path"), "lab-snapshot.json")
+    except ValueError as e:
+        return web.json_response({"error": str(e), "issues": []}, status=403)
+    credentials.write_private(path, json.dumps(snapshot_data(ctx)))
     return web.json_response({"path": str(path)})
 
 

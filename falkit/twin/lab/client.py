@@ -1,10 +1,15 @@
 """A small client of the lab API for tests and demos (loopback only).
 
+    lab = LabClient(connection)                # connection.json's data (or lab.json's)
     lab = LabClient(connection["lab_api"])     # "http://127.0.0.1:PORT" or ".../lab"
     lab.fault("node_not_ready", node="talos-worker-01")
     lab.state()["talos_nodes"]
     lab.clear_faults()
-    lab.snapshot("/tmp/lab.json")
+    lab.snapshot("snapshots/lab.json")       # only inside the twin's state directory
+
+The lab API needs the token of the twin's ``lab-token`` file (0600) as ``Authorization: Bearer``:
+read from the file the connection data names (``lab_token_file``), or, given only a URL, from the
+connection file of the twin serving it (:func:`falkit.twin.credentials.find_token`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any
 import requests
 
 from falkit.errors import TwinError
+from falkit.twin import credentials
 
 
 class LabApiError(TwinError):
@@ -27,7 +33,10 @@ class LabApiError(TwinError):
 
 
 class LabClient:
-    def __init__(self, url: str, timeout: float = 30.0) -> None:
+    def __init__(self, url: str | dict, timeout: float = 30.0, *, token: str | None = None) -> None:
+        if isinstance(url, dict):
+            token = token or credentials.read_token(url.get("lab_token_file"))
+            url = str(url.get("lab_api") or "")
         if not url.startswith(("http://127.", "http://localhost")):
             raise TwinError(f"the lab API is loopback only, not {url!r}")
         url = url.rstrip("/")
@@ -35,6 +44,9 @@ class LabClient:
         self.timeout = timeout
         self.session = requests.Session()
         self.session.trust_env = False
+        token = token or credentials.find_token("lab_api", self.url)
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         r = self.session.request(method, self.url + path, timeout=self.timeout, **kwargs)

@@ -466,17 +466,44 @@ def api_available(ctx: LabContext) -> bool:
     return ctx.bootstrapped and not ctx.store.faults.down
 
 
+def admin_token(ctx: LabContext) -> str:
+    """The bearer token of the cluster's admin kubeconfig. Talos signs the admin kubeconfig's client
+    certificate with the cluster's Kubernetes CA (``cluster.ca`` of the secrets bundle); the
+    emulator serves plain HTTP, so the credential is a token derived from that CA key instead: the
+    same cluster secrets give the same credential (a restored twin accepts the kubeconfig fetched
+    before the snapshot), new secrets a new one. Without a CA key in the bootstrap node's config, a
+    random seed kept in the lab state (``ctx.extra``, saved in snapshots) stands in for it."""
+    import hashlib
+    import hmac
+
+    node = ctx.talos_nodes.get(ctx.bootstrap_ip or "")
+    main = next((d for d in (node.docs if node else []) if d.get("version") == "v1alpha1" and "kind" not in d), {})
+    key = str((((main or {}).get("cluster") or {}).get("ca") or {}).get("key") or "")
+    if not key:
+        import secrets as rnd
+
+        key = ctx.extra.setdefault("talos", {}).setdefault("admin_token_seed", rnd.token_hex(32))
+    return hmac.new(key.encode(), f"admin@{ctx.spec.cluster.name}".encode(), hashlib.sha256).hexdigest()
+
+
+def _ca_data(ctx: LabContext, server: str) -> dict[str, str]:
+    """The emulator's TLS CA for an https server (the lab process sets ``ctx.kube_ca_data``)."""
+    ca = getattr(ctx, "kube_ca_data", None)
+    return {"certificate-authority-data": ca} if ca and server.startswith("https://") else {}
+
+
 def kubeconfig(ctx: LabContext, server: str) -> dict[str, Any]:
     """The admin kubeconfig ``talosctl kubeconfig`` writes: cluster/context named after the spec's
-    cluster (``admin@NAME``); token auth (the emulator accepts any token)."""
+    cluster (``admin@NAME``); the cluster's admin credential (:func:`admin_token`), which the
+    emulator's authenticator accepts."""
     if not ctx.bootstrapped:
         raise TalosError("rpc error: code = FailedPrecondition desc = kubeconfig is not available before bootstrap",
                          status=409)
     name = ctx.spec.cluster.name
     user = f"admin@{name}"
     return {"apiVersion": "v1", "kind": "Config", "current-context": user,
-            "clusters": [{"name": name, "cluster": {"server": server}}],
-            "users": [{"name": user, "user": {"token": f"twin-{name}-admin"}}],
+            "clusters": [{"name": name, "cluster": {"server": server, **_ca_data(ctx, server)}}],
+            "users": [{"name": user, "user": {"token": admin_token(ctx)}}],
             "contexts": [{"name": user, "context": {"cluster": name, "user": user, "namespace": "default"}}],
             "preferences": {}}
 

@@ -5,7 +5,9 @@ executable wrappers ``$FALKIT_STATE_DIR/twin/bin/<name>`` and falkit puts that d
 ``PATH`` for the twin target, so falkit runs the very same command lines on both targets. A
 stand-in accepts the flags falkit uses, prints the real tool's output formats and error texts
 (each cited to its upstream source) and exits with its exit codes; it reaches the twin's lab API
-on loopback only (``connection.json`` in the twin's state directory).
+on loopback only (``connection.json`` in the twin's state directory), with the token of the file
+connection.json names (``lab_token_file``, 0600) — never a secret on its command line or in the
+wrapper (which sets only the twin's directory).
 """
 
 from __future__ import annotations
@@ -22,6 +24,18 @@ def twin_dir() -> Path:
         return Path(os.environ["FALKIT_TWIN_DIR"])
     base = os.environ.get("FALKIT_STATE_DIR") or os.path.join(os.path.expanduser("~"), ".local", "state", "falkit")
     return Path(base) / "twin"
+
+
+def lab_headers() -> dict[str, str]:
+    """``Authorization: Bearer <token>`` of the running twin's lab API ({} when there is none)."""
+    from falkit.twin import credentials
+
+    try:
+        conn = json.loads((twin_dir() / "connection.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    token = credentials.read_token(conn.get("lab_token_file"))
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def lab_api() -> str | None:

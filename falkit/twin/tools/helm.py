@@ -162,7 +162,7 @@ class LabError(Exception):
 class _Lab:
     """The lab API over loopback (``requests``, no proxies from the environment)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, token: str | None = None) -> None:
         import requests
 
         host = urlsplit(url).hostname or ""
@@ -172,6 +172,8 @@ class _Lab:
         self.url = url if url.endswith("/lab") else url + "/lab"
         self.session = requests.Session()
         self.session.trust_env = False
+        if token:  # the lab-token file's (0600), named by the connection file: never on a command line
+            self.session.headers["Authorization"] = f"Bearer {token}"
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         import requests
@@ -191,18 +193,47 @@ class _Lab:
 
 def _lab() -> _Lab:
     root = _twin_dir()
+    from falkit.twin import credentials
+
     for name in ("connection.json", "lab.json"):
         try:
-            url = json.loads((root / name).read_text()).get("lab_api")
+            conn = json.loads((root / name).read_text())
         except (OSError, ValueError):
             continue
-        if url:
-            return _Lab(url)
+        if conn.get("lab_api"):
+            return _Lab(conn["lab_api"], credentials.read_token(conn.get("lab_token_file")))
     raise HelmFailure(f"Kubernetes cluster unreachable: the twin in {root} is not up")
 
 
 def _kube_server(flags: dict[str, Any]) -> str:
     """The server of the kubeconfig's current context (as client-go's loading rules pick it)."""
+    return _kube_target(flags)[0]
+
+
+def _ca_file(cluster: dict[str, Any]) -> str | bool:
+    """What requests verifies the server with: the cluster's ``certificate-authority`` file, its
+    ``certificate-authority-data`` (written to a private temporary file), else the system CAs."""
+    import atexit
+    import base64
+    import tempfile
+
+    if cluster.get("insecure-skip-tls-verify"):
+        return False
+    if cluster.get("certificate-authority"):
+        return str(cluster["certificate-authority"])
+    if cluster.get("certificate-authority-data"):
+        fd, path = tempfile.mkstemp(prefix="falkit-helm-ca-", suffix=".crt")  # 0600
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(base64.b64decode(cluster["certificate-authority-data"]))
+        atexit.register(lambda: os.path.exists(path) and os.unlink(path))
+        return path
+    return True
+
+
+def _kube_target(flags: dict[str, Any]) -> tuple[str, dict[str, str], str | bool]:
+    """The server of the kubeconfig's current context, the headers its user's credentials give (a
+    bearer ``token`` or ``tokenFile``; like client-go, only over TLS: clientcmd merges the user's
+    auth info only when the transport is TLS) and what the server's certificate is verified with."""
     path = flags.get("--kubeconfig") or (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0] \
         or str(Path.home() / ".kube" / "config")
     try:
@@ -217,30 +248,42 @@ def _kube_server(flags: dict[str, Any]) -> str:
     server = cluster.get("server") or ""
     if not server:
         raise HelmFailure("Kubernetes cluster unreachable: invalid configuration: no configuration has been provided")
-    return server
+    user = next((u.get("user") or {} for u in cfg.get("users") or [] if u.get("name") == ctx.get("user")), {})
+    token = user.get("token")
+    if not token and user.get("tokenFile"):
+        try:
+            token = Path(user["tokenFile"]).read_text().strip()
+        except OSError:
+            token = None
+    tls = server.startswith("https://")
+    return server, ({"Authorization": f"Bearer {token}"} if token and tls else {}), (_ca_file(cluster) if tls else True)
 
 
 def _check_cluster(flags: dict[str, Any]) -> str:
     """``IsReachable``: GET /version on the kubeconfig's server (loopback only). Returns the server."""
     import requests
 
-    server = _kube_server(flags)
+    server, headers, verify = _kube_target(flags)
     host = urlsplit(server).hostname or ""
     if not (host.startswith("127.") or host == "localhost"):
         # The real helm would dial it; the twin never leaves loopback.
         raise HelmFailure(f"Kubernetes cluster unreachable: Get \"{server.rstrip('/')}/version\": the twin's helm "
                           f"stand-in reaches loopback servers only")
     try:
-        requests.get(server.rstrip("/") + "/version", timeout=10, verify=False).raise_for_status()
+        r = requests.get(server.rstrip("/") + "/version", timeout=10, verify=verify, headers=headers)
+        if r.status_code == 401:  # client-go decodes the apiserver's Status: its message is "Unauthorized"
+            raise HelmFailure("Kubernetes cluster unreachable: Unauthorized")
+        r.raise_for_status()
     except requests.RequestException as e:
         raise HelmFailure(f"Kubernetes cluster unreachable: Get \"{server.rstrip('/')}/version\": {e}") from e
     return server
 
 
-def _namespace_exists(server: str, ns: str) -> bool:
+def _namespace_exists(server: str, ns: str, flags: dict[str, Any] | None = None) -> bool:
     import requests
 
-    r = requests.get(f"{server.rstrip('/')}/api/v1/namespaces/{ns}", timeout=10, verify=False)
+    _server, headers, verify = _kube_target(flags) if flags is not None else (server, {}, False)
+    r = requests.get(f"{server.rstrip('/')}/api/v1/namespaces/{ns}", timeout=10, verify=verify, headers=headers)
     return r.status_code == 200
 
 
@@ -406,7 +449,7 @@ def cmd_upgrade(pos: list[str], flags: dict[str, Any]) -> None:
         version = latest_version(ref)
     values = _values(flags["--values"])
     wrap = "INSTALLATION FAILED" if installing else "UPGRADE FAILED"
-    if installing and not flags.get("--create-namespace") and not _namespace_exists(server, ns):
+    if installing and not flags.get("--create-namespace") and not _namespace_exists(server, ns, flags):
         raise HelmFailure(f"{wrap}: create: failed to create: namespaces \"{ns}\" not found")
     try:
         rel = lab.call("PUT", f"/helm/releases/{ns}/{name}", json={"chart": ref, "version": version, "values": values})

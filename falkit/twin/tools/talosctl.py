@@ -47,7 +47,7 @@ from typing import Any
 import requests
 import yaml
 
-from . import lab_api
+from . import lab_api, lab_headers
 
 NODES_NOT_SET = ("nodes are not set for the command: please use `--nodes` flag or configuration file to set the "
                  "nodes to run the command against")
@@ -141,8 +141,8 @@ class Client:
 
     def headers(self) -> dict[str, str]:
         if self.insecure:
-            return {"X-Talos-Client": "insecure"}
-        return {"X-Talos-Client": "talosconfig", "X-Talos-CA": str(self.context.get("ca") or ""),
+            return {**lab_headers(), "X-Talos-Client": "insecure"}
+        return {**lab_headers(), "X-Talos-Client": "talosconfig", "X-Talos-CA": str(self.context.get("ca") or ""),
                 "X-Talos-Crt": str(self.context.get("crt") or "")}
 
     def call(self, method: str, path: str, prefix: str = "", **kw: Any) -> Any:
