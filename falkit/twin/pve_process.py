@@ -688,7 +688,8 @@ class TwinPve(FakePve):
     # The lab's controllers react to changes instead of polling this API on a tick: the lab
     # long-polls ``GET /twin/changes?since=N`` (authenticated like every request, by fakepve's
     # middleware; outside /api2, so no PVE client ever calls it). It answers ``{"seq": M}`` as soon
-    # as M > N, or after ``timeout`` seconds (max 60) with the current seq. A change is: a write
+    # as M > N, or after ``timeout`` seconds (max 60) with the current seq (and ``served``: how many
+    # authenticated requests the process has answered, this one included). A change is: a write
     # request (any method but GET/HEAD/OPTIONS) answered, a task finished, or a PVE-time pause over
     # (fakepve's delayed state changes, e.g. an HA start, follow a pause).
 
@@ -718,6 +719,7 @@ class TwinPve(FakePve):
 
     @web.middleware
     async def _change_middleware(self, request, handler):
+        self._served = getattr(self, "_served", 0) + 1  # authenticated requests answered (tests)
         try:
             return await handler(request)
         finally:
@@ -737,7 +739,7 @@ class TwinPve(FakePve):
                     await ev.wait()
             except TimeoutError:
                 pass
-        return web.json_response({"data": {"seq": self._change_state()[0]}})
+        return web.json_response({"data": {"seq": self._change_state()[0], "served": getattr(self, "_served", 0)}})
 
     def _build_app(self):
         app = super()._build_app()
