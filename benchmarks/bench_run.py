@@ -7,6 +7,9 @@ Measures, each against a fresh twin in its own temporary FALKIT_STATE_DIR (stopp
 3. **VM step scaling**: notebooks 10-network and 20-vms on an empty host (twin state "empty"), with
    3 and with 30 workers (a generated spec: 1 GiB / 4 GB OS / 10 GB data per worker, host and local-lvm sized
    to fit);
+0. **floor**: the same notebooks with every code cell emptied (parameters kept), run one after
+   the other through papermill's Python API as ``falkit run`` calls it; the ratios cold / floor and
+   no-op / floor (issue 17 goals: <= 2.0 and <= 1.3) are printed from the same invocation;
 4. **overhead**: papermill's Python API on an empty notebook (kernel start, parameter injection,
    one trivial cell, immediate shutdown), compared with the per-notebook times above.
 
@@ -87,6 +90,40 @@ def fresh_twin_run(params: Path, nbdir: Path, extra: list[str], repeat: int = 1,
                 supervisor.down(state / "twin")
 
 
+def floor_run(nbdir: Path, params: Path, only: list[str] | None) -> dict:
+    """The floor (issue 17): the same notebooks with every code cell emptied (the parameters cell
+    kept), executed one after the other with papermill's Python API as ``falkit run`` calls it
+    (same parameters, kernel, IPC transport, immediate shutdown) -- what running N notebooks costs
+    before falkit does anything in them."""
+    import nbformat
+    import papermill as pm
+
+    from falkit.jupyter import ipc_kernel_config
+
+    names = sorted(p for p in nbdir.glob("*.ipynb") if p.name[:2].isdigit())
+    if only:
+        names = [p for p in names if any(p.name.startswith(o) for o in only)]
+    parameters = {"params": str(params), "target": "twin", "apply": True, "options": {}}
+    times = {}
+    with tempfile.TemporaryDirectory(prefix="falkit-floor-") as tmp:
+        empty_dir = Path(tmp)
+        for nb_path in names:
+            nb = nbformat.read(nb_path, as_version=4)
+            for cell in nb.cells:
+                if cell.cell_type == "code" and "parameters" not in cell.metadata.get("tags", []):
+                    cell.source = ""
+            nbformat.write(nb, empty_dir / nb_path.name)
+        t0 = time.monotonic()
+        for nb_path in names:
+            t = time.monotonic()
+            pm.execute_notebook(str(empty_dir / nb_path.name), str(empty_dir / ("out-" + nb_path.name)),
+                                parameters=parameters, cwd=str(empty_dir), kernel_name="python3", progress_bar=False,
+                                shutdown_kernel="immediate", config=ipc_kernel_config())
+            times[nb_path.stem] = round(time.monotonic() - t, 2)
+        wall = time.monotonic() - t0
+    return {"wall_s": round(wall, 2), "notebooks": times}
+
+
 def papermill_overhead(n: int = 3) -> dict:
     import papermill as pm
 
@@ -121,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         nbdir = Path(nbtmp)
         nbbuild.build(ROOT / "notebooks" / "src", nbdir)
         only = ["--only", *args.only] if args.only else []
+        report["floor"] = floor_run(nbdir, ROOT / "parameters" / "fal.yaml", args.only)
         cold, noop = fresh_twin_run(ROOT / "parameters" / "fal.yaml", nbdir, only, repeat=2)
         report["cold"], report["noop"] = cold, noop
         if not args.skip_scaling:
@@ -130,14 +168,26 @@ def main(argv: list[str] | None = None) -> int:
                     report[f"vms_{workers}_workers"] = fresh_twin_run(spec, nbdir, ["--only", "10", "20"], state_name="empty")[0]
         report["overhead"] = papermill_overhead()
     ov = report["overhead"]["empty_notebook_s"]
+    fl = report["floor"]
+    print(f"\n== floor: {len(fl['notebooks'])} emptied notebooks (parameters cell kept) through papermill: "
+          f"{fl['wall_s']:.1f} s ==")
+    print("                   " + ", ".join(f"{k} {v:.1f}s" for k, v in fl["notebooks"].items()))
     print("\n== falkit run on the twin ==")
-    for key in [k for k in report if k != "overhead"]:
+    for key in [k for k in report if k not in ("overhead", "floor")]:
         r = report[key]
         n = len(r["notebooks"])
         where = f", failed at {r['failed']['notebook']}" if r.get("failed") else ""
         print(f"{key:18} {r['status']:6} {r['wall_s']:7.1f} s wall, {n} notebook(s), "
               f"{r['mutating_calls']} mutating call(s), papermill+kernel ≈ {n * ov:.1f} s ({100 * n * ov / r['wall_s']:.0f} %){where}")
         print("                   " + ", ".join(f"{k} {v:.1f}s" for k, v in r["notebooks"].items() if v is not None))
+    cold_r, noop_r = report["cold"]["wall_s"] / fl["wall_s"], report["noop"]["wall_s"] / fl["wall_s"]
+    print(f"\nratios (one run, side by side): cold / floor = {cold_r:.2f} (goal <= 2.0); "
+          f"no-op re-run / floor = {noop_r:.2f} (goal <= 1.3)")
+    if "vms_3_workers" in report and "vms_30_workers" in report:
+        w = report["vms_30_workers"]["wall_s"] / report["vms_3_workers"]["wall_s"]
+        print(f"VM step (10-network + 20-vms) 30 / 3 workers = {w:.2f} (goal for the whole run: <= 2; "
+              "the whole run with 30 workers is not measured here)")
+    report["ratios"] = {"cold_over_floor": round(cold_r, 2), "noop_over_floor": round(noop_r, 2)}
     print(f"\nempty notebook through papermill (kernel start + shutdown): {ov:.2f} s; "
           f"importing falkit's stack in a fresh python: {report['overhead']['falkit_import_in_fresh_python_s']:.2f} s")
     if args.out:
