@@ -5,7 +5,7 @@ Measures, each against a fresh twin in its own temporary FALKIT_STATE_DIR (stopp
 1. **cold**: ``falkit run`` of all notebooks on a twin just started in its "before" state;
 2. **no-op**: the same run again (every plan empty: no change applied; its only mutating calls are 70-validation's test objects);
 3. **VM step scaling**: notebooks 10-network and 20-vms on an empty host (twin state "empty"), with
-   3 and with 30 workers (a generated spec: 1 GiB / 4 GB OS / 10 GB data per worker, host and local-lvm sized
+   3 and with 30 workers (a generated spec: 4 GiB / 4 GB OS / 10 GB data per worker, host and local-lvm sized
    to fit);
 0. **floor**: the same notebooks with every code cell emptied (parameters kept), run one after
    the other through papermill's Python API as ``falkit run`` calls it; the ratios cold / floor and
@@ -57,9 +57,9 @@ def scaled_spec(workers: int, tmp: Path) -> Path:
     base = data["cluster"]["workers"][0]
     data["cluster"]["workers"] = [
         dict(base, name=f"talos-worker-{i:02d}", vmid=200 + i, ip=f"10.10.0.{10 + i}", storage_ip=f"10.11.0.{10 + i}",
-             memory_gb=1, os_disk_gb=4, data_disk_gb=10)
+             memory_gb=4, os_disk_gb=4, data_disk_gb=10)  # 4 GiB: the io-engine's hugepages must fit
         for i in range(1, workers + 1)]
-    data["host"]["memory_gb"] = 4 + workers + 8
+    data["host"]["memory_gb"] = 4 + 4 * workers + 8
     for st in data["host"]["storages"]:
         st["size_gb"] = max(st["size_gb"], 40 + 5 * workers) if st["name"] == "local-lvm" else st["size_gb"]
     data["plex"]["ip"], data["plex"]["storage_ip"] = "10.10.0.90", "10.11.0.90"
@@ -164,8 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_scaling:
             with tempfile.TemporaryDirectory() as tmp:
                 for workers in (3, 30):
-                    spec = scaled_spec(workers, Path(tmp))
-                    report[f"vms_{workers}_workers"] = fresh_twin_run(spec, nbdir, ["--only", "10", "20"], state_name="empty")[0]
+                    try:
+                        spec = scaled_spec(workers, Path(tmp))
+                        report[f"vms_{workers}_workers"] = fresh_twin_run(spec, nbdir, ["--only", "10", "20"], state_name="empty")[0]
+                    except Exception as exc:  # noqa: BLE001 - report the rest; say why this part is missing
+                        print(f"VM step with {workers} workers not measured: {type(exc).__name__}: {exc}", file=sys.stderr)
         report["overhead"] = papermill_overhead()
     ov = report["overhead"]["empty_notebook_s"]
     fl = report["floor"]
