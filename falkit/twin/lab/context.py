@@ -354,10 +354,10 @@ class LabContext:
         controller loop without blocking the loop."""
         now = time.monotonic()
         start = self._dues.setdefault(key, now)
-        left = start + self.scaled(lab_seconds) - now
-        if left > 0:
-            self.wake_in(left)  # come back when it is due (there is no tick to notice it)
-        return left <= 0
+        when = start + self.scaled(lab_seconds)
+        if when > now:
+            self.wake_at_monotonic(when)  # come back when it is due (there is no tick to notice it)
+        return when <= now
 
     def forget(self, key: str) -> None:
         self._dues.pop(key, None)
@@ -377,6 +377,7 @@ class LabContext:
         self.wake_in(wall_time - time.time())
 
     def wake_at_monotonic(self, when: float) -> None:
+        """:meth:`wake_in` for a ``time.monotonic()`` deadline (one entry per distinct deadline)."""
         key = _key()
         if key is None:  # not a controller (a lab API handler): wake everyone then, as a change
             delay = max(0.0, when - time.monotonic())
