@@ -11,6 +11,9 @@ Everything is read from /proc/<pid>/status (VmRSS = resident now, VmHWM = peak r
    twin's pve and lab processes (pids from the twin's connection.json); a kernel's peak is its last
    VmHWM seen, so a peak in its last ``--interval`` s is missed. The twin's VmHWM is read after
    the run (their peak since ``twin up``), then the twin is stopped.
+   **Idle CPU** (issue 17, goal <= 1 % of one core): the twin's processes' utime+stime over
+   ``--idle`` seconds (default 60) with nothing touching the twin, once right after ``twin up`` and
+   once after the run (the twin ``falkit run`` leaves up), as a share of one core.
 2. **kube**: ``python -m falkit.twin.lab_process --emulator-only`` in a subprocess; ConfigMaps
    (~200 bytes of data each, labelled) are created through the official client up to each of
    ``--counts``, and the subprocess's VmRSS is read after each step (marginal bytes per object and a
@@ -24,7 +27,7 @@ Only loopback addresses are used. Everything started is stopped at the end, also
 
     python benchmarks/bench_memory.py [--skip-run] [--skip-kube] [--only 00 10 ...]
                                       [--counts 0 2000 5000 10000] [--requests 5000]
-                                      [--interval 0.2] [--out bench_memory.json]
+                                      [--interval 0.2] [--idle 60] [--out bench_memory.json]
 """
 
 from __future__ import annotations
@@ -94,6 +97,30 @@ def stat(pid: int) -> tuple[int, int] | None:
     except (OSError, IndexError):
         return None
     return int(fields[1]), int(fields[19])
+
+
+def cpu_ticks(pid: int) -> int | None:
+    """utime + stime of pid in clock ticks (/proc/<pid>/stat fields 14 and 15), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[11]) + int(fields[12])
+
+
+def idle_cpu(twin: dict[str, int], seconds: float) -> dict:
+    """CPU share of one core each twin process used while nothing touched the twin for ``seconds``
+    (clock ticks from /proc, so 1 tick = 1/CLK_TCK s of resolution: ±0.02 % over 60 s)."""
+    hz = os.sysconf("SC_CLK_TCK")
+    before = {name: cpu_ticks(pid) for name, pid in twin.items()}
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    wall = time.monotonic() - t0
+    after = {name: cpu_ticks(pid) for name, pid in twin.items()}
+    share = {name: round(100 * (after[name] - before[name]) / hz / wall, 2)
+             for name in twin if before[name] is not None and after[name] is not None}
+    return {"seconds": round(wall, 1), "percent_of_one_core": share, "total_percent": round(sum(share.values()), 2)}
 
 
 def proc_table() -> dict[int, tuple[int, int]]:
@@ -220,7 +247,7 @@ def stop_pids(pids: list[int], timeout: float = 5.0) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
-def run_memory(params: Path, only: list[str], interval: float) -> dict:
+def run_memory(params: Path, only: list[str], interval: float, idle_s: float = 60.0) -> dict:
     with tempfile.TemporaryDirectory(prefix="falkit-mem-") as tmp:
         tmp_path = Path(tmp)
         nbdir, state, outputs = tmp_path / "notebooks", tmp_path / "state", tmp_path / "outputs"
@@ -237,6 +264,7 @@ def run_memory(params: Path, only: list[str], interval: float) -> dict:
                 conn = json.loads((state / "twin" / "connection.json").read_text())
                 twin = {name: int(pid) for name, pid in conn["pids"].items()}
                 twin_after_up = {name: mem(pid) for name, pid in twin.items()}
+                idle_fresh = idle_cpu(twin, idle_s) if idle_s > 0 else None
                 result_file = tmp_path / "runner-mem.json"
                 argv = ["run", "--params", str(params), "--outputs", str(outputs)]
                 argv += ["--only", *only] if only else []
@@ -250,6 +278,7 @@ def run_memory(params: Path, only: list[str], interval: float) -> dict:
                 wall = time.monotonic() - t0
                 sampler.stop()
                 twin_end = {name: mem(pid) for name, pid in twin.items()}
+                idle_after = idle_cpu(twin, idle_s) if idle_s > 0 else None  # the twin `falkit run` leaves up
                 runner = json.loads(result_file.read_text()) if result_file.exists() else {}
                 run_dirs = sorted(p for p in outputs.iterdir() if p.is_dir()) if outputs.is_dir() else []
                 run = json.loads((run_dirs[-1] / "run.json").read_text()) if run_dirs else {}
@@ -286,6 +315,7 @@ def run_memory(params: Path, only: list[str], interval: float) -> dict:
                     "per_kernel_peak": [k["hwm"] for k in kernels]},
         "other_descendants": [{"what": o["role"], "argv": o["argv"], "peak": o["hwm"]} for o in others],
         "max_total_rss": sampler.max_total,
+        "idle_cpu": {"fresh_twin": idle_fresh, "after_the_run": idle_after},
         "sampling": {"interval_s": interval, "samples": sampler.samples,
                      "mean_sample_ms": round(1e3 * sampler.sample_s / max(sampler.samples, 1), 2)},
         "stragglers_stopped": leftovers,
@@ -439,6 +469,12 @@ def print_run(r: dict) -> None:
         print(f"{'other children (git, ...)':34} {'-':>9} {'':>8}  none caught: shorter-lived than the sampling interval")
     print(f"{'all of them at once (sum of RSS)':34} {mib(r['max_total_rss']):>9} {'':>8}  max over "
           f"{r['sampling']['samples']} samples ({r['sampling']['mean_sample_ms']} ms each)")
+    for when, idle in r["idle_cpu"].items():
+        if idle:
+            each = ", ".join(f"{n} {v:.2f} %" for n, v in idle["percent_of_one_core"].items())
+            print(f"idle twin CPU, {when.replace('_', ' ')}: {idle['total_percent']:.2f} % of one core over "
+                  f"{idle['seconds']:.0f} s ({each}); goal <= 1 %")
+    print(f"peak memory of the run, runner + kernels + twin at once: {mib(r['max_total_rss'])} MiB (goal <= 450 MiB)")
     if r["stragglers_stopped"]:
         print(f"stopped {len(r['stragglers_stopped'])} process(es) left after the run: {r['stragglers_stopped']}")
 
@@ -468,12 +504,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval", type=float, default=0.2, help="sampling interval of the run's processes (s)")
     ap.add_argument("--counts", type=int, nargs="+", default=[0, 2000, 5000, 10000])
     ap.add_argument("--requests", type=int, default=5000, help="GET/LIST/PATCH requests per mixed round")
+    ap.add_argument("--idle", type=float, default=60.0,
+                    help="seconds the idle twin's CPU is measured, fresh and after the run (0: skip)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     report: dict = {"pid": os.getpid()}
     t0 = time.monotonic()
     if not args.skip_run:
-        report["run"] = run_memory(args.params.resolve(), args.only or [], args.interval)
+        report["run"] = run_memory(args.params.resolve(), args.only or [], args.interval, args.idle)
     if not args.skip_kube:
         report["kube"] = kube_memory(args.counts, args.requests)
     report["elapsed_s"] = round(time.monotonic() - t0, 1)

@@ -25,6 +25,11 @@ Behaviour:
   what ran; ``run.json`` has status ``failed`` and a ``resume`` command. ``--resume RUN`` continues
   from the failed notebook in the same directory.
 - A lock per lab and target (:mod:`falkit.lock`) refuses a second concurrent run.
+- On the twin, the twin is left running (to inspect, re-run or resume) and the last line says so and
+  how to stop it: ``falkit twin down`` (:func:`twin_left_running`).
+- Speed (issue 17): the next notebook's kernel starts, and imports falkit, while the current one
+  runs (:class:`_Kernels`; each notebook still runs in its own fresh kernel); HTML reports are
+  exported in a background thread while the next notebook runs (:class:`_Exports`).
 """
 
 from __future__ import annotations
@@ -423,9 +428,12 @@ def execute(cfg: RunConfig, run_dir: Path, run: dict) -> int:
     parameters = {"params": str(cfg.params), "target": cfg.target, "apply": cfg.apply, "options": cfg.options}
     nb_dir = cfg.notebooks[0].parent
     total = len(cfg.notebooks)
-    with env_override(FALKIT_RUN_DIR=str(run_dir), PYTHONPATH=pythonpath):
+    kernels = _Kernels(nb_dir, len(cfg.notebooks))
+    exports = _Exports()
+    with env_override(FALKIT_RUN_DIR=str(run_dir), PYTHONPATH=pythonpath), kernels, exports:
         for i, nb in enumerate(cfg.notebooks, start=1):
             name = nb.stem
+            exports.collect()  # reports of earlier notebooks finished meanwhile: into run.json now
             print(f"[{i}/{total}] {name} …", flush=True)
             entry: dict[str, Any] = {"notebook": name, "status": "running", "started": _now()}
             run["notebooks"] = [n for n in run["notebooks"] if n["notebook"] != name] + [entry]
@@ -435,10 +443,12 @@ def execute(cfg: RunConfig, run_dir: Path, run: dict) -> int:
             out = run_dir / nb.name
             t0 = time.monotonic()
             error: dict[str, Any] | None = None
+            km = kernels.take()  # started while the previous notebook ran (falkit imported in it)
+            kernels.start_next()  # and the next notebook's, while this one runs
             try:
                 pm.execute_notebook(str(nb), str(out), parameters=parameters, cwd=str(nb_dir), kernel_name="python3",
                                     progress_bar=False, stdout_file=_Echo(), shutdown_kernel="immediate",
-                                    config=ipc_kernel_config())
+                                    config=ipc_kernel_config(), km=km)
             except PapermillExecutionError as exc:
                 first = (exc.source or "").strip().splitlines()[:1]
                 error = {"cell": exc.cell_index, "exec_count": exc.exec_count, "source": first[0] if first else "",
@@ -446,19 +456,18 @@ def execute(cfg: RunConfig, run_dir: Path, run: dict) -> int:
             except Exception as exc:  # kernel died, notebook unreadable, ...: still archived and reported
                 error = {"cell": None, "exec_count": None, "source": "", "ename": type(exc).__name__, "evalue": str(exc)}
                 error.update(_last_cell(out))  # papermill saved the notebook after each cell: where it stopped
+            finally:
+                kernels.stop(km)
             entry["duration_s"] = round(time.monotonic() - t0, 3)
             result_file = run_dir / f"{name}.result.json"
             result = json.loads(result_file.read_text()) if result_file.exists() else None
             entry.update(_summ(result))
             entry["status"] = "failed" if error else "ok"
-            if out.exists():
-                try:
-                    export_html(out, run_dir / f"{name}.html", title=report_title(name, run.get("lab", ""), entry["started"]),
-                                banner=report_banner(run, name))
-                    entry["report"] = f"{name}.html"
-                except Exception as exc:  # an export problem must not hide the run's own result
-                    entry["html_error"] = f"{type(exc).__name__}: {exc}"
+            if out.exists():  # exported in the background while the next notebook runs
+                exports.submit(entry, out, run_dir / f"{name}.html", report_title(name, run.get("lab", ""), entry["started"]),
+                               report_banner(run, name))
             if error:
+                exports.wait()  # the failed notebook's report belongs to the archive it points at
                 entry["error"] = error
                 resume = f"falkit run --resume {run_dir}"
                 run.update(status="failed", failed={"notebook": name, **error}, resume=resume, finished=_now())
@@ -473,12 +482,124 @@ def execute(cfg: RunConfig, run_dir: Path, run: dict) -> int:
                   f"{entry['mutating_calls']} mutating call(s), checks {entry['checks']['ok']} ok/"
                   f"{entry['checks']['failed']} failed", flush=True)
             _scrub(cfg, run_dir)
+        exports.wait()
     run.update(status="ok", remaining=[], finished=_now())
     run.pop("failed", None)
     run.pop("resume", None)
     _write_run(run, run_dir)
     _scrub(cfg, run_dir)
     return 0
+
+
+class _Kernels:
+    """Kernels started one notebook ahead (issue 17): while notebook N runs, notebook N+1's kernel
+    starts and imports falkit's stack (:mod:`falkit.prewarm`, as a kernel start-up line: no
+    history, no output). Each notebook still gets its own fresh kernel, started the way papermill
+    starts one (``python3`` kernel spec, the IPC transport of :func:`~falkit.jupyter.ipc_kernel_config`,
+    cwd = the notebooks directory, the runner's environment); papermill/nbclient use it through their
+    ``km`` argument and it is shut down (immediately, as ``shutdown_kernel="immediate"``) after its
+    notebook. ``FALKIT_PREWARM=0`` turns this off (papermill starts each kernel itself)."""
+
+    def __init__(self, cwd: Path, count: int) -> None:
+        self.cwd, self.left = cwd, count
+        self.enabled = os.environ.get("FALKIT_PREWARM", "1") != "0"
+        self.next: Any = None
+        self.started = 0
+
+    def __enter__(self) -> _Kernels:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop(self.next)
+        self.next = None
+
+    def _start(self) -> Any:
+        from jupyter_client.manager import AsyncKernelManager
+        from jupyter_core.utils import run_sync
+
+        from .prewarm import EXEC_LINE
+
+        self.started += 1
+        config = ipc_kernel_config()
+        # IPC "ports" are picked by checking which socket files exist: two kernels starting at once
+        # would pick the same ones (a client then talks to the wrong kernel: "Invalid Signature").
+        config.KernelManager.ip = f"{config.KernelManager.ip}-k{self.started}"
+        km = AsyncKernelManager(kernel_name="python3", config=config)
+        try:
+            run_sync(km.start_kernel)(cwd=str(self.cwd), extra_arguments=[f"--IPKernelApp.exec_lines={EXEC_LINE}"])
+        except Exception:  # noqa: BLE001 - papermill then starts the kernel itself (and says why if it cannot)
+            return None
+        return km
+
+    def take(self) -> Any:
+        """The kernel for the notebook about to run (None: papermill starts one)."""
+        km, self.next = self.next, None
+        self.left -= 1
+        if km is None and self.enabled:
+            km = self._start()
+        return km
+
+    def start_next(self) -> None:
+        if self.enabled and self.left > 0 and self.next is None:
+            self.next = self._start()
+
+    @staticmethod
+    def stop(km: Any) -> None:
+        if km is None:
+            return
+        from jupyter_core.utils import run_sync
+
+        with contextlib.suppress(Exception):
+            run_sync(km.shutdown_kernel)(now=True)
+        with contextlib.suppress(Exception):
+            run_sync(km.cleanup_resources)()
+
+
+class _Exports:
+    """HTML reports exported in a background thread (issue 17: off the critical path, in parallel
+    with the next notebook). ``collect()`` copies finished exports' results into their run.json
+    entries (in the runner's thread: run.json is only written there); ``wait()`` finishes them all.
+    A report appears complete or not at all (written as ``.part``, then renamed), so the runner's
+    scrub after each notebook never rewrites a half-written file; the scrub after ``wait()`` covers
+    every report."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="falkit-export")
+        self.pending: list[tuple[dict, Any]] = []
+
+    def __enter__(self) -> _Exports:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.wait()
+        self.pool.shutdown(wait=True)
+
+    def submit(self, entry: dict, ipynb: Path, html_path: Path, title: str, banner: str) -> None:
+        html_path.unlink(missing_ok=True)  # a resumed notebook's old report
+        part = html_path.with_name(html_path.name + ".part")  # not scanned by the scrubber while half-written
+
+        def job() -> dict:
+            try:
+                export_html(ipynb, part, title=title, banner=banner)
+                os.replace(part, html_path)  # complete or absent when the runner's scrub looks at it
+                return {"report": html_path.name}
+            except Exception as exc:  # noqa: BLE001 - an export problem must not hide the run's own result
+                return {"html_error": f"{type(exc).__name__}: {exc}"}
+        self.pending.append((entry, self.pool.submit(job)))
+
+    def collect(self, wait: bool = False) -> None:
+        keep = []
+        for entry, fut in self.pending:
+            if wait or fut.done():
+                entry.update(fut.result())
+            else:
+                keep.append((entry, fut))
+        self.pending = keep
+
+    def wait(self) -> None:
+        self.collect(wait=True)
 
 
 def _applied_so_far(entry: dict, result: dict | None, run_dir: Path) -> str:
@@ -621,12 +742,32 @@ def _brief(text: str, lines: int = 8) -> str:
 
 def main_run(args: Any) -> int:
     try:
-        return run(args)
+        rc = run(args)
     except ParameterError as exc:
         print(f"falkit run: {exc}\nnothing was run.", file=sys.stderr)
         return 2
     except FalkitError:
         raise
+    if (getattr(args, "target", None) or "twin") == "twin":
+        twin_left_running()
+    return rc
+
+
+def twin_left_running() -> None:
+    """Say that the twin is still up and how to stop it. ``falkit run`` leaves the twin running, as
+    ``kind``/``minikube`` leave a cluster they made: the rehearsed lab stays there to look at
+    (kubectl, the Proxmox API), and a re-run or ``--resume`` uses it. Idle, it costs ~0% CPU
+    (event-driven controllers, issue 17) but ~150-200 MiB of memory until ``falkit twin down``."""
+    from .twin import supervisor
+
+    try:
+        st = supervisor.status(supervisor.state_root())
+    except Exception:  # noqa: BLE001 - a status problem must not change the run's exit code
+        return
+    if st.get("up"):
+        pids = ", ".join(f"{n} {p['pid']}" for n, p in sorted((st.get("processes") or {}).items()))
+        print(f"falkit run: the twin is still running ({pids}; idle it uses ~0% CPU); "
+              f"stop it with `falkit twin down`", flush=True)
 
 
 def list_runs(outputs: Path) -> list[dict[str, Any]]:

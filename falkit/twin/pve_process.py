@@ -888,7 +888,70 @@ class TwinPve(FakePve):
                     if guest in self.cts:
                         self.cts.remove(guest)
                 raise TaskError(fault["message"])
-        return await super().task(node, ttype, tid, user, body, vm=vm, lock=lock, log=log)
+        return await super().task(node, ttype, tid, user, self._noting_change(body), vm=vm, lock=lock, log=log)
+
+    # --- change feed for the twin's lab (issue 17) --------------------------------------------
+    # The lab's controllers react to changes instead of polling this API on a tick: the lab
+    # long-polls ``GET /twin/changes?since=N`` (authenticated like every request, by fakepve's
+    # middleware; outside /api2, so no PVE client ever calls it). It answers ``{"seq": M}`` as soon
+    # as M > N, or after ``timeout`` seconds (max 60) with the current seq (and ``served``: how many
+    # authenticated requests the process has answered, this one included). A change is: a write
+    # request (any method but GET/HEAD/OPTIONS) answered, a task finished, or a PVE-time pause over
+    # (fakepve's delayed state changes, e.g. an HA start, follow a pause).
+
+    def _change_state(self) -> tuple[int, asyncio.Event]:
+        if not hasattr(self, "_change_seq"):
+            self._change_seq, self._change_event = 0, asyncio.Event()
+        return self._change_seq, self._change_event
+
+    def mark_changed(self) -> None:
+        _seq, ev = self._change_state()
+        self._change_seq += 1
+        self._change_event = asyncio.Event()
+        ev.set()
+
+    def _noting_change(self, body):
+        async def noted():
+            try:
+                return await body()
+            finally:
+                self.mark_changed()
+        return noted
+
+    async def pause(self, secs):
+        await super().pause(secs)
+        if secs and self.time_scale:
+            self.mark_changed()
+
+    @web.middleware
+    async def _change_middleware(self, request, handler):
+        self._served = getattr(self, "_served", 0) + 1  # authenticated requests answered (tests)
+        try:
+            return await handler(request)
+        finally:
+            if request.method not in ("GET", "HEAD", "OPTIONS"):
+                self.mark_changed()
+
+    async def _changes(self, request):
+        try:
+            since = int(request.query.get("since", "-1"))
+            timeout = min(60.0, max(0.0, float(request.query.get("timeout", "30"))))
+        except ValueError:
+            return web.json_response({"errors": {"since": "not an integer"}, "data": None}, status=400)
+        seq, ev = self._change_state()
+        if seq == since:
+            try:
+                async with asyncio.timeout(timeout):
+                    await ev.wait()
+            except TimeoutError:
+                pass
+        return web.json_response({"data": {"seq": self._change_state()[0], "served": getattr(self, "_served", 0)}})
+
+    def _build_app(self):
+        app = super()._build_app()
+        app.middlewares.append(self._change_middleware)
+        app.router.add_get("/twin/changes", self._changes)
+        return app
 
     def _failure_matches(self, request, generic, suffix):
         # 're:' keys are the control API's http_error faults: a regex on the request path.

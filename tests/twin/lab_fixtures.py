@@ -60,7 +60,7 @@ def start_lab(tmp_path: Path, state: str, spec_path: Path = FAL, time_factor: fl
     args = argparse.Namespace(spec=spec_path, state=state, time_factor=time_factor,
                               pve_conn=tmp_path / "pve" / "pve.json", restore=restore, state_dir=tmp_path)
     ctx = install(app, store, args)
-    ctx.tick = 0.05
+    # no ctx.tick: the controllers run event-driven, as in the lab process (issue 17)
     s = serve(LabProcess(store, app), tmp_path / "kubeconfig")
     ctx.kube_server = s.url
 

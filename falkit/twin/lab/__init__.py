@@ -12,7 +12,7 @@
 
 Controllers are ``async def run(ctx)`` coroutines: this package's own (``nodes.run``) and
 ``CONTROLLERS``, which holds the ``run`` of every controller module of this package that exists
-(``lbipam``, ``mayastor``, ``workloads``, ``truenas``); a module may also define
+(``lbipam``, ``mayastor``, ``workloads``, ``truenas``, ``argocd``, ``watch``); a module may also define
 ``setup(app, ctx)`` to add its own routes (e.g. ``/lab/truenas/...``) — it is called before the app
 starts. ``register(fn)`` adds further controllers (tests).
 """
@@ -27,7 +27,7 @@ from .context import CiliumConfig, LabContext, LabFaults, Release, TalosNode, Vo
 
 Controller = Callable[[LabContext], Awaitable[None]]
 
-CONTROLLER_MODULES = ("lbipam", "mayastor", "workloads", "truenas", "argocd")
+CONTROLLER_MODULES = ("lbipam", "mayastor", "workloads", "truenas", "argocd", "watch")
 CONTROLLERS: list[Controller] = []
 
 

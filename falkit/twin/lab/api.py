@@ -360,7 +360,8 @@ def install(app: web.Application, store, args) -> LabContext:  # noqa: ANN001 - 
 
 
 async def _guard(fn, ctx: LabContext) -> None:  # noqa: ANN001
-    """Run a controller; if it returns or dies, log and restart it after a tick."""
+    """Run a controller; if it returns or dies, log and restart it after a moment."""
+    ctx.enter_controller(getattr(fn, "__module__", repr(fn)))  # its deadlines are its own
     while True:
         try:
             await fn(ctx)
@@ -368,4 +369,4 @@ async def _guard(fn, ctx: LabContext) -> None:  # noqa: ANN001
             raise
         except Exception:  # noqa: BLE001 - keep the lab alive; the log says what broke
             log.exception("lab controller %s failed; restarting", getattr(fn, "__module__", fn))
-        await asyncio.sleep(max(ctx.tick, 0.05))
+        await asyncio.sleep(max(ctx.tick or 0.5, 0.05))

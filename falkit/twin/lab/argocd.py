@@ -117,6 +117,8 @@ def _git(repo: Path, *args: str) -> str:
 
 
 _REVS: dict[tuple, str] = {}
+#: Repositories an Application read: their refs are watched (falkit.twin.lab.watch).
+WATCHED: set[Path] = set()
 
 
 def _repo_stamp(repo: Path) -> tuple:
@@ -141,6 +143,7 @@ def resolve_revision(repo: Path, revision: str | None) -> str:
     if not (repo / ".git").exists() and not (repo / "HEAD").exists():
         raise SourceError(f"repository not found: {repo}")
     rev = revision or "HEAD"
+    WATCHED.add(repo)  # falkit.twin.lab.watch wakes the controllers when its refs change
     key = (str(repo), rev, _repo_stamp(repo))
     if key in _REVS:
         return _REVS[key]
@@ -538,11 +541,17 @@ def reconcile(ctx: LabContext) -> None:
 
 
 async def run(ctx: LabContext) -> None:
-    """The controller loop: a pass on every store change and every ``ctx.tick`` (Git is re-read
-    each pass: a new commit is picked up within a tick, as a webhook-triggered refresh would)."""
-    while True:  # pragma: no cover - loop shell; reconcile() is what tests drive
-        try:
-            await asyncio.to_thread(reconcile, ctx)
-        except Exception:  # noqa: BLE001 - a controller never dies
-            log.exception("argocd reconcile failed")
-        await ctx.wait_change(timeout=ctx.tick)
+    """The controller loop: a pass on every store change and deadline (self-heal), and when a
+    watched repository's refs change (:mod:`.watch`: a pushed commit is picked up within
+    ``watch.GIT_POLL_S``, as a webhook-triggered refresh would)."""
+    from .watch import watch_git  # local: watch imports this module
+
+    async def loop() -> None:
+        while True:  # pragma: no cover - loop shell; reconcile() is what tests drive
+            try:
+                await asyncio.to_thread(reconcile, ctx)
+            except Exception:  # noqa: BLE001 - a controller never dies
+                log.exception("argocd reconcile failed")
+            await ctx.wait_change()
+
+    await asyncio.gather(loop(), watch_git(ctx))

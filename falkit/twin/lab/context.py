@@ -8,10 +8,15 @@ Proxmox state from ``ctx.pve`` (the twin's Proxmox over HTTPS, read-only) and th
 
 Conventions for controllers:
 
-* loop with ``await ctx.wait_change(timeout=ctx.tick)``: it returns when the store changed, the lab
-  API changed something (``ctx.notify()``), or after ``timeout`` seconds — whichever is first;
+* loop with ``await ctx.wait_change()``: it returns when the store changed, the lab API changed
+  something (``ctx.notify()``), the twin's Proxmox changed (:mod:`.pvewatch`), or one of this
+  controller's own deadlines came (``ctx.due``/``ctx.wake_in``/``ctx.wake_at``) — whichever is
+  first. There is no fixed tick (issue 17: an idle twin must not burn CPU): a controller that
+  waits on time says so with a deadline. A change that happens while a controller is in its pass
+  is not lost: each controller remembers the change generation it last saw;
 * real-lab durations go through ``await ctx.sleep(seconds)`` or ``ctx.due(key, seconds)`` (scaled
-  by ``time_factor``; 0 means "at once");
+  by ``time_factor``; 0 means "at once"; a ``due`` that is not yet due wakes the calling controller
+  when it is);
 * never block the event loop (``ctx.pve`` methods are ``async``);
 * write Kubernetes objects with ``field_manager`` set to the controller's name.
 
@@ -22,6 +27,7 @@ Everything but ``store``/``pve`` is plain data that ``dump()`` / ``load()`` roun
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +40,34 @@ if TYPE_CHECKING:  # pragma: no cover
     from .pvereader import PveReader
 
 SNAPSHOT_FORMAT = "falkit-lab/1"
+
+#: The controller the running task (or its worker thread) belongs to; None outside a controller.
+_CONTROLLER: contextvars.ContextVar[str | None] = contextvars.ContextVar("falkit_twin_controller", default=None)
+
+
+def _key() -> str | None:
+    """Who is asking: the named controller, else the running asyncio task, else None (a thread
+    outside any controller)."""
+    name = _CONTROLLER.get()
+    if name is not None:
+        return name
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        return None
+    return None if task is None else f"task:{id(task)}"
+
+
+def _lease_renewal(etype: str, obj: dict, old: dict | None) -> bool:
+    """True for an update of a Lease that changed its ``spec.renewTime`` and nothing else a
+    controller reads (holder, duration, transitions): Cilium's agent renews its L2 announcement
+    leases every retry period; that alone must not wake every controller."""
+    if etype != "MODIFIED" or old is None or obj.get("kind") != "Lease":
+        return False
+    a, b = dict(obj.get("spec") or {}), dict(old.get("spec") or {})
+    a.pop("renewTime", None)
+    b.pop("renewTime", None)
+    return a == b and (obj.get("metadata") or {}).get("labels") == (old.get("metadata") or {}).get("labels")
 HUGEPAGE_2MI = 2 * 1024 * 1024
 
 #: Annotation on a Deployment/DaemonSet naming the twin controller that makes its Pods when it is
@@ -272,7 +306,9 @@ class LabContext:
     - ``releases``: ``(namespace, name)`` -> :class:`Release`;
     - ``volumes``: PV name -> :class:`VolumeData`;
     - ``faults``: :class:`LabFaults`;
-    - ``tick``: seconds a controller waits between passes when nothing changes (default 0.5; a store change wakes every controller at once);
+    - ``tick``: None (default): a controller waits for a change or its next deadline, however
+      long; a number: it also wakes at least every ``tick`` seconds (a fallback poll; nothing in
+      the twin needs it since issue 17) -- a store change wakes every controller at once;
     - ``extra``: free-form JSON-able dict for controllers' own persistent state (one key per
       controller module, e.g. ``ctx.extra["mayastor"]``); dumped and loaded with the rest.
     """
@@ -291,11 +327,15 @@ class LabContext:
         self.releases: dict[tuple[str, str], Release] = {}
         self.volumes: dict[str, VolumeData] = {}
         self.faults = LabFaults()
-        self.tick = 0.5
+        self.tick: float | None = None
         self.extra: dict[str, Any] = {}
         self._changed: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._unsubscribe = None
         self._dues: dict[str, float] = {}
+        self._gen = 0  # change generation: bumped by every store change / notify()
+        self._seen: dict[str, int] = {}  # controller -> the generation it last woke for
+        self._wakes: dict[str, list[float]] = {}  # controller -> its deadlines (time.monotonic())
 
     # --- time ------------------------------------------------------------------------------------
 
@@ -314,7 +354,10 @@ class LabContext:
         controller loop without blocking the loop."""
         now = time.monotonic()
         start = self._dues.setdefault(key, now)
-        return now - start >= self.scaled(lab_seconds)
+        when = start + self.scaled(lab_seconds)
+        if when > now:
+            self.wake_at_monotonic(when)  # come back when it is due (there is no tick to notice it)
+        return when <= now
 
     def forget(self, key: str) -> None:
         self._dues.pop(key, None)
@@ -323,6 +366,33 @@ class LabContext:
         """Make ``due(key, ...)`` true at once (state that is already settled, e.g. "before")."""
         self._dues[key] = float("-inf")
 
+    def wake_in(self, seconds: float) -> None:
+        """Wake the calling controller (or, outside one, every controller) after ``seconds`` real
+        seconds, even if nothing changes: a scheduled deadline instead of a tick. Safe from the
+        controller's worker threads (``asyncio.to_thread`` keeps the controller's context)."""
+        self.wake_at_monotonic(time.monotonic() + max(0.0, seconds))
+
+    def wake_at(self, wall_time: float) -> None:
+        """:meth:`wake_in` for a ``time.time()`` deadline (e.g. a Talos node's ``ready_at``)."""
+        self.wake_in(wall_time - time.time())
+
+    def wake_at_monotonic(self, when: float) -> None:
+        """:meth:`wake_in` for a ``time.monotonic()`` deadline (one entry per distinct deadline)."""
+        key = _key()
+        if key is None:  # not a controller (a lab API handler): wake everyone then, as a change
+            delay = max(0.0, when - time.monotonic())
+
+            def later() -> None:
+                try:
+                    asyncio.get_running_loop().call_later(delay, self.notify)
+                except RuntimeError:
+                    pass  # no event loop (a LabContext driven by hand): nothing waits
+            self._from_any_thread(later)
+            return
+        wakes = self._wakes.setdefault(key, [])
+        if when not in wakes:
+            wakes.append(when)
+
     # --- change notification --------------------------------------------------------------------
 
     def _event(self) -> asyncio.Event:
@@ -330,22 +400,36 @@ class LabContext:
             self._changed = asyncio.Event()
         return self._changed
 
+    def _bump(self) -> None:
+        """A change: advance the generation and wake every waiter (on the loop's thread)."""
+        self._gen += 1
+        ev = self._event()
+        self._changed = asyncio.Event()  # the next waiters wait on a fresh event
+        ev.set()
+
+    def _from_any_thread(self, fn) -> None:  # noqa: ANN001
+        loop = self._loop
+        try:
+            if loop is None or asyncio.get_running_loop() is loop:
+                fn()
+                return
+        except RuntimeError:
+            pass
+        loop.call_soon_threadsafe(fn)
+
     def attach(self) -> None:
         """Subscribe to store changes (called by ``install`` on startup, inside the event loop)."""
-        ev = self._event()
-        loop = asyncio.get_running_loop()
+        self._event()
+        self._loop = asyncio.get_running_loop()
 
-        def on_change(_etype: str, _obj: dict, _old: dict | None) -> None:
-            try:
-                if asyncio.get_running_loop() is loop:
-                    ev.set()
-                    return
-            except RuntimeError:
-                pass
-            loop.call_soon_threadsafe(ev.set)
+        def on_change(etype: str, obj: dict, old: dict | None) -> None:
+            if _lease_renewal(etype, obj, old):
+                return  # a Lease's renewTime moved, nothing else: no controller reads that
+            self._from_any_thread(self._bump)
 
         if self._unsubscribe is None:
             self._unsubscribe = self.store.subscribe(on_change)
+        self._bump()  # every controller makes a first pass
 
     def detach(self) -> None:
         if self._unsubscribe is not None:
@@ -353,21 +437,38 @@ class LabContext:
             self._unsubscribe = None
 
     def notify(self) -> None:
-        """Wake every controller waiting in :meth:`wait_change` (the lab API calls it)."""
-        self._event().set()
+        """Wake every controller waiting in :meth:`wait_change` (the lab API calls it; so does
+        :mod:`.pvewatch` when the twin's Proxmox changed). Safe from any thread."""
+        self._from_any_thread(self._bump)
+
+    def enter_controller(self, name: str) -> None:
+        """Name the running task's controller: its deadlines and seen generation are its own
+        (``falkit.twin.lab.api`` calls it once per controller task)."""
+        _CONTROLLER.set(name)
 
     async def wait_change(self, timeout: float | None = None) -> bool:
-        """Wait until something changed or ``timeout`` (default ``tick``) passed; True if changed.
-        Several controllers may wait at once; all of them wake on a change."""
+        """Wait until something changed since this controller last woke (True), or until its
+        next deadline / ``timeout`` / ``tick`` came (False). Several controllers may wait at once;
+        all of them wake on a change; one that was busy in its pass when the change came returns
+        at once."""
+        key = _key()
+        if self._seen.get(key, -1) != self._gen:
+            self._seen[key] = self._gen
+            await asyncio.sleep(0)
+            return True
+        now = time.monotonic()
+        wakes = self._wakes.get(key, [])
+        wakes[:] = [w for w in wakes if w > now]
+        limits = [now + t for t in (timeout, self.tick) if t is not None] + wakes
         ev = self._event()
+        loop = asyncio.get_running_loop()
         try:  # asyncio.timeout, not wait_for: wait_for can swallow a cancellation on 3.11 (gh-86296)
-            async with asyncio.timeout(self.tick if timeout is None else timeout):
+            async with asyncio.timeout_at(loop.time() + (min(limits) - now) if limits else None):
                 await ev.wait()
         except TimeoutError:
             return False
-        # Let every waiter see the set event before clearing it.
+        self._seen[key] = self._gen
         await asyncio.sleep(0)
-        ev.clear()
         return True
 
     # --- queries --------------------------------------------------------------------------------

@@ -64,6 +64,8 @@ CILIUM_IPS = ("lbipam.cilium.io/ips", "io.cilium/lb-ipam-ips")
 METALLB_IPS = ("metallb.universe.tf/loadBalancerIPs", "metallb.universe.tf/address-pool")
 CILIUM_CLASSES = (None, "io.cilium/l2-announcer")
 LEASE_NS = "kube-system"
+#: Real seconds between lease renewals at time factor 0 (see reconcile_l2).
+RENEW_AT_TF0_S = 5.0
 
 
 @dataclass
@@ -380,7 +382,11 @@ def reconcile_l2(ctx, owners: dict[str, str]) -> None:
         if lease["metadata"]["name"].startswith("cilium-l2announce-") and lease["metadata"]["name"] not in wanted:
             ctx.store.delete("coordination.k8s.io/v1", "Lease", lease["metadata"]["name"], LEASE_NS)
     now = time.time()
-    renew_every = max(ctx.scaled(cfg.lease_retry_period_s) if cfg else 0, 0.5)
+    # Cilium renews each lease every retry period (scaled; at least 0.5 s). At time factor 0 every
+    # lab duration is instant and takeover is immediate anyway; renewing several times a second
+    # then only burnt CPU on an idle twin (issue 17): renew every RENEW_AT_TF0_S real seconds, a
+    # third of the default 15 s lease duration, so renewTime + leaseDurationSeconds stays ahead.
+    renew_every = max(ctx.scaled(cfg.lease_retry_period_s) if cfg else 0, 0.5) if ctx.time_factor else RENEW_AT_TF0_S
     for name, (_svc, cands, duration) in wanted.items():
         lease = ctx.store.try_get("coordination.k8s.io/v1", "Lease", name, LEASE_NS)
         if lease is None:
@@ -396,11 +402,15 @@ def reconcile_l2(ctx, owners: dict[str, str]) -> None:
         if holder in cands:
             if now - renewed >= renew_every:
                 spec["renewTime"] = _micro(now)
+                renewed = now
                 ctx.store.update(lease, field_manager="cilium-agent")
+            ctx.wake_at(renewed + renew_every)  # the next renewal: a deadline, not a tick
         elif cands and now - renewed >= ctx.scaled(duration):
             spec.update(holderIdentity=cands[0], acquireTime=_micro(now), renewTime=_micro(now),
                         leaseTransitions=int(spec.get("leaseTransitions") or 0) + 1)
             ctx.store.update(lease, field_manager="cilium-agent")
+        elif cands:
+            ctx.wake_at(renewed + ctx.scaled(duration))  # the lease expires then: take it over
 
 
 def reconcile_metallb_l2(ctx, owners: dict[str, str]) -> None:
@@ -424,10 +434,10 @@ def reconcile(ctx) -> None:  # noqa: ANN001 - LabContext
 
 
 async def run(ctx) -> None:  # noqa: ANN001 - LabContext
-    """Reconcile on every change and at least every ``ctx.tick`` (lease renewal and failover)."""
+    """Reconcile on every change and at each lease's renewal / expiry deadline (``ctx.wake_at``)."""
     while True:  # pragma: no cover - loop shell; reconcile() is what tests drive
         try:
             reconcile(ctx)
         except Exception:  # noqa: BLE001 - a controller never dies; the next pass retries
             log.exception("lbipam reconcile failed")
-        await ctx.wait_change(timeout=ctx.tick)
+        await ctx.wait_change()

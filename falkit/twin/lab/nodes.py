@@ -231,6 +231,8 @@ async def reconcile(ctx: LabContext) -> None:
     for index, node in enumerate(sorted(ctx.talos_nodes.values(), key=lambda n: n.ip)):
         if not node.configured or not node.hostname:
             continue
+        if node.mode == "installing" and not node.is_ready():
+            ctx.wake_at(node.ready_at)  # the install/reboot finishes then: a deadline, not a tick
         name = node.hostname
         existing = ctx.store.try_get("v1", "Node", name)
         vm = vms.get(node.vmid) if node.vmid is not None else None
@@ -272,7 +274,8 @@ def _sync_gone(ctx: LabContext, existing: dict) -> None:
 
 
 async def run(ctx: LabContext) -> None:
-    """The controller loop: a pass on every change, at least every ``ctx.tick`` seconds."""
+    """The controller loop: a pass on every change and at each deadline it set (``ctx.due``,
+    ``ctx.wake_at``: a node's install/reboot end, the CNI-ready delay, the node-gone grace)."""
     while True:
         try:
             await reconcile(ctx)

@@ -551,4 +551,4 @@ async def run(ctx) -> None:  # noqa: ANN001 - LabContext
             await reconcile(ctx)
         except Exception:  # noqa: BLE001 - a controller never dies; the next pass retries
             log.exception("workloads reconcile failed")
-        await ctx.wait_change(timeout=ctx.tick)
+        await ctx.wait_change()
