@@ -33,12 +33,13 @@ import time
 from pathlib import Path
 
 import requests
-from kubernetes import client
+from kubernetes import client, config
 
 NS = "bench"
 
 
-def _start(state: Path, with_lab: bool = False) -> tuple[subprocess.Popen, str]:
+def _start(state: Path, with_lab: bool = False) -> tuple[subprocess.Popen, dict]:
+    """The lab process and its lab.json (kubeconfig, CA) (the emulator authenticates like kube-apiserver, over TLS)."""
     argv = [sys.executable, "-m", "falkit.twin.lab_process", "--state-dir", str(state)]
     if not with_lab:
         argv.append("--emulator-only")
@@ -48,7 +49,7 @@ def _start(state: Path, with_lab: bool = False) -> tuple[subprocess.Popen, str]:
         if time.monotonic() > deadline or proc.poll() is not None:
             raise SystemExit("lab process did not start")
         time.sleep(0.05)
-    return proc, json.loads((state / "lab.json").read_text())["kube_server"]
+    return proc, json.loads((state / "lab.json").read_text())
 
 
 def _pct(xs: list[float], p: float) -> float:
@@ -69,12 +70,16 @@ def _grow(http: requests.Session, server: str, start: int, stop: int) -> None:
         r.raise_for_status()
 
 
-def run(counts: list[int], window: int, server: str) -> list[dict]:
+def run(counts: list[int], window: int, lab: dict) -> list[dict]:
     cfg = client.Configuration()
-    cfg.host = server
+    config.load_kube_config(config_file=lab["kubeconfig"], client_configuration=cfg)
+    server = cfg.host
     api = client.ApiClient(cfg)
     core = client.CoreV1Api(api)
-    http = requests.Session()
+    http = requests.Session()  # the same credentials and CA as the client
+    http.trust_env = False  # else $REQUESTS_CA_BUNDLE beats Session.verify (psf/requests#3829)
+    http.verify = lab["kube_ca_file"]
+    http.headers["Authorization"] = cfg.api_key.get("authorization") or cfg.get_api_key_with_prefix("BearerToken")
     http.post(f"{server}/api/v1/namespaces", json={"metadata": {"name": NS}}, timeout=30).raise_for_status()
     pod_spec = {"containers": [{"name": "c", "image": "nginx:1.27"}]}
     for j in range(20):  # a second collection listed by label in its own namespace

@@ -335,7 +335,7 @@ def start_emulator(state: Path) -> tuple[subprocess.Popen, str]:
             proc.wait()
             raise SystemExit("lab process did not start")
         time.sleep(0.05)
-    return proc, json.loads((state / "lab.json").read_text())["kube_server"]
+    return proc, json.loads((state / "lab.json").read_text())["kubeconfig"]  # TLS + bearer token
 
 
 def _payload(i: int, fill: str) -> str:
@@ -343,13 +343,13 @@ def _payload(i: int, fill: str) -> str:
 
 
 def kube_memory(counts: list[int], requests: int) -> dict:
-    from kubernetes import client
+    from kubernetes import client, config
 
     with tempfile.TemporaryDirectory(prefix="falkit-mem-kube-") as tmp:
-        proc, server = start_emulator(Path(tmp))
+        proc, kubeconfig = start_emulator(Path(tmp))
         try:
             cfg = client.Configuration()
-            cfg.host = server
+            config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
             api = client.ApiClient(cfg)
             core = client.CoreV1Api(api)
             # warm-up: every code path used below once (lazy imports, schemas), then gone again
