@@ -123,6 +123,15 @@ lab.step("rollback-terraform").apply()
 lab.checks("rollback-terraform")
 
 # %% [markdown]
+# ## The GitOps tree as before
+# Every other file that still differs from the tree before the migration (a value written back in
+# another YAML style, `mayastor-app.yaml` which the migration added) gets its old content, committed
+# and delivered to the branch Argo CD syncs.
+
+# %%
+lab.step("rollback-gitops").apply()
+
+# %% [markdown]
 # ## The before-state
 # Every compared field before the migration and now: one row per field, `equal`, `kept (<option>)`
 # or a failure; the service IPs must also lie on the host's management network.

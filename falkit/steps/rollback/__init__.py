@@ -43,6 +43,11 @@ step                     plan (pure, from observed state)
 ``rollback-containers``  containers the migration added stopped; destroyed only with
                          ``destroy_new_containers`` (destructive)
 ``rollback-network``     vmbr0 back to its address and gateway, vmbr1 deleted when nothing uses it
+``rollback-terraform``   the Terraform files falkit edited back to the commit before its edits
+``rollback-gitops``      every other file of the GitOps checkout that still differs from the
+                         before-state's tree back to its content before falkit's first commit (or
+                         removed: ``mayastor-app.yaml``, whose Application is then pruned), committed
+                         and delivered to the branch Argo CD syncs (:mod:`.gitops`)
 ``rollback``             no changes; its checks compare the lab with its before-state
 =======================  =====================================================================
 
@@ -67,6 +72,7 @@ from ...diff import Plan
 from ..base import Check, Progress, StepOptions, register
 from ..volumes import checkout_path, observe_gitops
 from ._common import _ann, _checksum, _key, _md, _wait  # noqa: F401  (importable from here as before the split)
+from .gitops import apply_gitops_back, observe_gitops_back, plan_gitops_back
 from .lb import (
     CILIUM_IPS,
     L2ADV_NAME,
@@ -143,7 +149,7 @@ __all__ = [
     # state
     "BEFORE_FILE", "before_state_checks", "comparison", "lab_state", "record_before_state", "recorded_before",
     # the steps (below)
-    "RollbackCiliumLb", "RollbackContainers", "RollbackLonghorn", "RollbackMayastor", "RollbackMetallb", "RollbackNetwork",
+    "RollbackCiliumLb", "RollbackContainers", "RollbackGitops", "RollbackLonghorn", "RollbackMayastor", "RollbackMetallb", "RollbackNetwork",
     "RollbackTalos", "RollbackVerify", "RollbackVms", "RollbackVolumes", "RollbackWorkers",
 ]
 
@@ -352,6 +358,25 @@ class RollbackNetwork(_Base):
         plan = plan_network_back(spec, observe_pve(target, spec), options)
         return [Check("bridge as before", f"{c.name}", str(c.new or "absent"), str(c.old or "present"), False,
                       "re-run rollback-network") for c in plan.changes if c.kind == "bridge"]
+
+
+@register("rollback-gitops")
+class RollbackGitops(_Base):
+    title = "Rollback: the GitOps tree as before the migration (committed, delivered to Argo CD's branch)"
+    options = {"gitops_checkout": (str, "")}
+
+    def observe(self, target, spec, options):
+        return observe_gitops_back(target, spec, options)
+
+    def plan(self, spec, observed, options):
+        return plan_gitops_back(spec, observed, options)
+
+    _apply = staticmethod(apply_gitops_back)
+
+    def checks(self, target, spec, options):
+        plan = plan_gitops_back(spec, observe_gitops_back(target, spec, options), options)
+        return [Check("GitOps file as before", c.name, "as before the migration", "differs", False, "re-run rollback-gitops")
+                for c in plan.changes if c.kind == "git-file"]
 
 
 @register("rollback")

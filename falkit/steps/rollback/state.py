@@ -77,10 +77,15 @@ def pve_fields(target: Any) -> Snapshot:
             if f in VM_FIELDS:
                 out[snapshot_key("vm", f"VM {vmid}", f)] = str(v)
         out[snapshot_key("vm", f"VM {vmid}", "status")] = vm.status
-    for ct in call(f"list containers on {target.node}", target.pve.nodes(target.node).lxc.get):
+    node = target.pve.nodes(target.node)
+    for ct in call(f"list containers on {target.node}", node.lxc.get):
         subject = f"CT {ct['vmid']}"
         out[snapshot_key("container", subject, "name")] = str(ct.get("name") or "")
         out[snapshot_key("container", subject, "status")] = str(ct.get("status") or "")
+        cfg = call(f"read CT {ct['vmid']}", node.lxc(ct["vmid"]).config.get)
+        for k, v in sorted(cfg.items()):
+            if k.startswith("net") or k == "dev0":
+                out[snapshot_key("container", subject, k)] = str(v)
     return out
 
 
@@ -202,7 +207,15 @@ def kept_by_options(before: Snapshot, after: Snapshot, options: StepOptions) -> 
         elif area == "claim" and subject in copies and keep_copies:
             kept[key] = "delete_migrated_volumes=False"
         elif area in ("diskpool", "storageclass") and new and keep_copies:
-            kept[key] = "delete_migrated_volumes=False (the copies' replicas live there)"
+            kept[key] = "delete_migrated_volumes=False: the copies' replicas live there"
+    # a bridge the before-state did not have stays while a kept VM or container has a NIC on it
+    for key in [k for k in set(before) | set(after) if k.startswith("bridge|") and before.get(k) != after.get(k)]:
+        bridge = key.split("|")[1]
+        users = sorted({k.split("|")[1] for k, v in after.items() if k in kept and k.split("|")[0] in ("vm", "container")
+                        and k.split("|")[2].startswith("net") and f"bridge={bridge}" in v.split(",")})
+        if users and not any(k.startswith(f"bridge|{bridge}|") for k in before):
+            why = sorted({kept[k] for k in kept if k.split("|")[1] in users})
+            kept[key] = f"used by {', '.join(users)}, kept: {'; '.join(why)}"
     return kept
 
 
