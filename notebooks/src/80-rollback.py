@@ -38,6 +38,7 @@ options = {"rollback": False, "destroy_extra_workers": False, "delete_migrated_v
 
 # %%
 from falkit import runbook
+from falkit.steps import rollback
 
 lab = runbook.open(params, target=target, apply=apply and options.get("rollback", False), notebook="80-rollback",
                    **options)
@@ -141,6 +142,12 @@ lab.step("rollback")
 
 # %%
 lab.checks("rollback")
+
+# %% [markdown]
+# The before/after table (also archived with the run as `80-rollback.before-after.json`):
+
+# %%
+rollback.before_after()
 
 # %%
 lab.finish()

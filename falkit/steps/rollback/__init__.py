@@ -108,6 +108,7 @@ from .pve import (
 )
 from .state import (
     BEFORE_FILE,
+    before_after,
     before_state_checks,
     comparison,
     lab_state,
@@ -147,7 +148,7 @@ __all__ = [
     # workers
     "SHUTDOWN_TIMEOUT_S", "WorkerFacts", "apply_workers", "observe_workers", "plan_workers",
     # state
-    "BEFORE_FILE", "before_state_checks", "comparison", "lab_state", "record_before_state", "recorded_before",
+    "BEFORE_FILE", "before_after", "before_state_checks", "comparison", "lab_state", "record_before_state", "recorded_before",
     # the steps (below)
     "RollbackCiliumLb", "RollbackContainers", "RollbackGitops", "RollbackLonghorn", "RollbackMayastor", "RollbackMetallb", "RollbackNetwork",
     "RollbackTalos", "RollbackVerify", "RollbackVms", "RollbackVolumes", "RollbackWorkers",

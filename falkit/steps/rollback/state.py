@@ -227,8 +227,33 @@ def comparison(before: LabState, after: LabState, options: StepOptions) -> list[
     return compare_snapshots(b, a, kept_by_options(b, a, options))
 
 
+_LAST: list[list[dict[str, Any]]] = []  # the last comparison made in this process (the notebook's kernel)
+
+
+def before_after():
+    """The last before/after comparison of this kernel (step ``rollback``'s checks) as a table:
+    area, subject, field, before, after, result (``equal``, ``kept (<option>)``, ``differs``) —
+    the differing rows first. Empty (with a note) before the rollback has been compared."""
+    import pandas as pd
+
+    cols = ["area", "subject", "field", "before", "after", "result"]
+    if not _LAST:
+        print("no before/after comparison yet: it is made by the rollback's checks, when applied (rollback=True) "
+              "with a recorded before-state")
+        return pd.DataFrame([], columns=cols)
+    order = {"differs": 0, "equal": 2}
+    rows = sorted(_LAST[-1], key=lambda r: order.get(r["result"], 1))
+    counts = {}
+    for r in rows:
+        k = "kept" if r["result"].startswith("kept") else r["result"]
+        counts[k] = counts.get(k, 0) + 1
+    print(f"before/after: {len(rows)} field(s) compared — " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    return pd.DataFrame(rows, columns=cols)
+
+
 def archive_comparison(table: list[dict[str, Any]]) -> Path | None:
     """Write the table next to the run's results (``$FALKIT_RUN_DIR``), if there is a run."""
+    _LAST.append(table)
     run_dir = os.environ.get("FALKIT_RUN_DIR")
     if not run_dir or not Path(run_dir).is_dir():
         return None
