@@ -33,8 +33,7 @@
 params = "../parameters/fal.yaml"
 target = "twin"
 apply = False
-options = {"rollback": False, "destroy_extra_workers": False, "delete_migrated_volumes": False,
-           "destroy_new_containers": False}
+options = {"rollback": False, "destroy_extra_workers": False, "delete_migrated_volumes": False, "destroy_new_containers": False}
 
 # %%
 from falkit import runbook

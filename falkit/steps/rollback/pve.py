@@ -21,8 +21,11 @@ before-state (:mod:`.state`, ``before-state.json``).
   …/network/{iface}``) when no VM or container still has a NIC on it — otherwise it stays with
   what uses it named; then one ``PUT /nodes/{node}/network`` reload (PVE API, docs/FACTS.md).
 
-Without a recorded before-state these steps plan nothing and say so (the spec's ``previous``
-section does not describe bridges, VM configs or containers).
+Without a recorded before-state the spec's ``previous`` section is the reference where it says
+enough: vmbr0 gets ``previous.network``'s subnet (the host keeps its host octet, 10.10.0.2 ->
+10.30.0.2), gateway and ports, and the storage bridge goes when unused; VMs 200/201 get the old MAC
+prefix on net0 (the seed's scheme: the IP's last octet) and lose net1. Balloon and the container set
+are not in the spec: without a recording they are not compared (a note says so).
 """
 
 from __future__ import annotations
@@ -78,11 +81,39 @@ def observe_pve(target: Any, spec: LabSpec) -> PveFacts:
     return PveFacts(before.fields if before and before.fields else None, vms, cts, bridges)
 
 
+def _net_with_mac(value: str, mac: str) -> str:
+    parts = str(value).split(",")
+    model = parts[0].split("=", 1)[0]
+    return ",".join([f"{model}={mac}", *parts[1:]])
+
+
+def _spec_vms(spec: LabSpec, f: PveFacts) -> dict[str, dict[str, str]]:
+    """The pre-migration VMs as far as ``spec.previous`` says: net0 on the old MAC, no net1; the
+    other compared keys as they are now (the spec does not record them)."""
+    out: dict[str, dict[str, str]] = {}
+    if spec.previous is None:
+        return out
+    prefix = spec.previous.network.mac_prefix.lower()
+    for n in spec.previous.nodes:
+        vm = f.vms.get(n.vmid)
+        if vm is None:
+            continue
+        was = {k: str(v) for k, v in vm["config"].items() if k in VM_FIELDS and k != "net1"}
+        if "net0" in was:
+            was["net0"] = _net_with_mac(was["net0"], f"{prefix}:{int(n.ip.rsplit('.', 1)[1]):02d}")
+        out[f"VM {n.vmid}"] = was
+    return out
+
+
 def plan_vms_back(spec: LabSpec, f: PveFacts, options: StepOptions) -> Plan:
-    if f.before is None:
-        return Plan("rollback-vms", notes=(NO_BEFORE,))
     changes, noops, notes = [], [], []
-    for subject, was in sorted(_section(f.before, "vm").items()):
+    if f.before is not None:
+        was_all = _section(f.before, "vm")
+    else:
+        was_all = _spec_vms(spec, f)
+        notes.append("no before-state recorded: spec.previous is the reference (old MAC on net0, no net1); "
+                     "balloon, memory and cores are not compared")
+    for subject, was in sorted(was_all.items()):
         vmid = int(subject.split()[1])
         vm = f.vms.get(vmid)
         if vm is None:
@@ -94,7 +125,7 @@ def plan_vms_back(spec: LabSpec, f: PveFacts, options: StepOptions) -> Plan:
         for key in VM_FIELDS:
             old, new = was.get(key), now.get(key)
             new = None if new is None else str(new)
-            if old == new:
+            if old == new or (old and new and old.lower() == new.lower()):
                 continue
             if key.startswith("scsi"):
                 notes.append(f"{subject} {key}: {new} (was {old}); PVE cannot shrink a disk and falkit does not delete one")
@@ -207,11 +238,24 @@ def _users(f: PveFacts, bridge: str) -> list[str]:
 def plan_network_back(spec: LabSpec, f: PveFacts, options: StepOptions) -> Plan:
     from ..network import current
 
-    if f.before is None:
-        return Plan("rollback-network", notes=(NO_BEFORE,))
-    was_all = _section(f.before, "bridge")
     mgmt = spec.previous.network.bridge if spec.previous else spec.networks.management.bridge
     changes, noops, notes = [], [], []
+    if f.before is not None:
+        was_all = _section(f.before, "bridge")
+        extra = sorted(set(f.bridges) - set(was_all))
+    elif spec.previous is None:
+        return Plan("rollback-network", notes=(NO_BEFORE,))
+    else:
+        from ..network import _host_octet_ip
+
+        prev = spec.previous.network
+        have0 = current(f.bridges[prev.bridge])["cidr"] if prev.bridge in f.bridges else ""
+        prefix = prev.cidr.split("/")[1]
+        was_all = {prev.bridge: {"bridge_ports": prev.bridge_ports or "(none)",
+                                 "cidr": f"{_host_octet_ip(prev.cidr, have0)}/{prefix}", "gateway": prev.gateway}}
+        extra = [b for b in (spec.networks.storage.bridge,) if b in f.bridges and b != prev.bridge]
+        notes.append("no before-state recorded: spec.previous is the reference (vmbr0 on its old subnet and gateway, "
+                     "the storage bridge removed)")
     for name, was in sorted(was_all.items()):
         iface = f.bridges.get(name)
         want = {k: ("" if v == "(none)" else v) for k, v in was.items()}
@@ -232,7 +276,7 @@ def plan_network_back(spec: LabSpec, f: PveFacts, options: StepOptions) -> Plan:
                                         "delete": [k for k, v in want.items() if not v]}))
         if not diff:
             noops.append(Noop("bridge", name, "as before the migration"))
-    for name in sorted(set(f.bridges) - set(was_all)):
+    for name in extra:
         users = _users(f, name)
         if users:
             notes.append(f"{name}: the before-state had no such bridge, but {', '.join(users)} still use(s) it: kept "

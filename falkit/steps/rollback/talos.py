@@ -124,9 +124,10 @@ def observe_reip(target: Any, spec: LabSpec) -> ReipFacts:
             name = _md(node)["name"]
             k8s[name] = next((a["address"] for a in (node.get("status") or {}).get("addresses") or []
                               if a.get("type") == "InternalIP"), "")
-            if before is not None and before.fields and name in {n.name for n in spec.previous.nodes}:
-                extra = [k for k in (_md(node).get("labels") or {}) if k.startswith("openebs.io/")
-                         and k not in labels.get(name, set())]
+            if name in {n.name for n in spec.previous.nodes}:
+                # without a recording: the Mayastor label is the migration's (the seed's before had no Mayastor)
+                had = labels.get(name, set()) if before is not None and before.fields else set()
+                extra = [k for k in (_md(node).get("labels") or {}) if k.startswith("openebs.io/") and k not in had]
                 if extra:
                     drop[name] = tuple(sorted(extra))
     except Exception:  # noqa: BLE001 - the API may be unreachable mid-re-IP; the plan then re-reads Talos only
