@@ -73,6 +73,10 @@ def plan_workers(spec: LabSpec, f: WorkerFacts, options: StepOptions) -> Plan:
             noops.append(Noop("vm", w.name, f"powered off ({vm['status']}); kept (destroy_extra_workers=False)"))
         elif vm is None:
             noops.append(Noop("vm", w.name, "does not exist"))
+    if any(c.op == "delete" and c.kind == "vm" for c in changes):
+        notes.append("destroying these workers destroys the Mayastor replicas on their data disks: a Mayastor copy "
+                     "kept by rollback-volumes (delete_migrated_volumes=False) keeps only its replica on the workers "
+                     "that stay")
     return Plan("rollback-workers", tuple(changes), tuple(noops), tuple(notes))
 
 
