@@ -120,7 +120,7 @@ def test_migrate_validate_rollback_and_the_before_state_is_back(lab):
     run_dir = next((lab["out"] / "rollback").glob("*/run.json")).parent
     archived = json.loads((run_dir / COMPARISON_FILE).read_text())
     assert archived and not [r for r in archived if r["result"] == "differs"]
-    assert "before/after" in (run_dir / "80-rollback.ipynb").read_text()  # the table is shown in the notebook
+    assert "field(s) compared" in (run_dir / "80-rollback.ipynb").read_text()  # the table is shown in the notebook
 
     target.reset_kube()
     after = lab_state(target, spec)

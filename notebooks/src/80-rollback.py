@@ -146,7 +146,7 @@ lab.checks("rollback")
 # The before/after table (also archived with the run as `80-rollback.before-after.json`):
 
 # %%
-rollback.before_after()
+rollback.before_after(lab)
 
 # %%
 lab.finish()

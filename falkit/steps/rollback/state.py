@@ -230,10 +230,20 @@ def comparison(before: LabState, after: LabState, options: StepOptions) -> list[
 _LAST: list[list[dict[str, Any]]] = []  # the last comparison made in this process (the notebook's kernel)
 
 
-def before_after():
+def before_after(lab: Any = None):
     """The last before/after comparison of this kernel (step ``rollback``'s checks) as a table:
     area, subject, field, before, after, result (``equal``, ``kept (<option>)``, ``differs``) —
-    the differing rows first. Empty (with a note) before the rollback has been compared."""
+    the differing rows first. Empty (with a note) before the rollback has been compared. With
+    ``lab`` in JupyterLab, while a gate above waits (the checks wait too), the table is shown in
+    place once they ran (:meth:`falkit.runbook.Lab.defer`)."""
+    from ... import widgets
+
+    if lab is not None and lab.defer("the before/after table", lambda: widgets.show(_table())):
+        return None
+    return _table()
+
+
+def _table():
     import pandas as pd
 
     cols = ["area", "subject", "field", "before", "after", "result"]
@@ -243,7 +253,7 @@ def before_after():
         return pd.DataFrame([], columns=cols)
     order = {"differs": 0, "equal": 2}
     rows = sorted(_LAST[-1], key=lambda r: order.get(r["result"], 1))
-    counts = {}
+    counts: dict[str, int] = {}
     for r in rows:
         k = "kept" if r["result"].startswith("kept") else r["result"]
         counts[k] = counts.get(k, 0) + 1
