@@ -621,15 +621,17 @@ class LabState:
     service_ips: dict[str, str] = field(default_factory=dict)
     workload_claims: dict[str, list[str]] = field(default_factory=dict)
     checksums: dict[str, str] = field(default_factory=dict)
+    #: every other compared field (:data:`Snapshot`: bridges, VMs, containers, nodes, objects, Git tree)
+    fields: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"service_ips": dict(self.service_ips), "workload_claims": {k: list(v) for k, v in self.workload_claims.items()},
-                "checksums": dict(self.checksums)}
+                "checksums": dict(self.checksums), "fields": dict(self.fields)}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> LabState:
         return cls(dict(d.get("service_ips") or {}), {k: list(v) for k, v in (d.get("workload_claims") or {}).items()},
-                   dict(d.get("checksums") or {}))
+                   dict(d.get("checksums") or {}), dict(d.get("fields") or {}))
 
 
 def compare_states(before: LabState, after: LabState) -> list[Check]:
@@ -648,6 +650,38 @@ def compare_states(before: LabState, after: LabState) -> list[Check]:
         out.append(Check("volume data as before", key, sha[:16], now[:16] or "no checksum", now == sha,
                          "the data differs: compare with the Mayastor copy (kept) before writing anything"))
     return out
+
+
+#: the compared fields of the whole lab (:func:`compare_snapshots`): ``"area|subject|field" -> value``
+Snapshot = dict[str, str]
+
+
+def snapshot_key(area: str, subject: str, name: str) -> str:
+    return f"{area}|{subject}|{name}"
+
+
+def compare_snapshots(before: Snapshot, after: Snapshot, kept: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The before/after comparison table: one row per compared field present before or after —
+    ``{area, subject, field, before, after, result}``, result ``equal``, ``kept (<why>)`` when
+    ``kept`` (key -> the parameter that keeps it, e.g. ``destroy_extra_workers=False``) names a
+    field that differs, else ``differs``. Pure."""
+    kept = kept or {}
+    out = []
+    for key in sorted(set(before) | set(after)):
+        area, subject, name = key.split("|", 2)
+        b, a = before.get(key), after.get(key)
+        result = "equal" if a == b else (f"kept ({kept[key]})" if key in kept else "differs")
+        out.append({"area": area, "subject": subject, "field": name, "before": "absent" if b is None else b,
+                    "after": "absent" if a is None else a, "result": result})
+    return out
+
+
+def comparison_checks(table: list[dict[str, Any]]) -> list[Check]:
+    """The comparison as checks: every row equal or kept by a stated parameter passes."""
+    return [Check(f"as before: {r['area']} {r['field']}", r["subject"], r["before"],
+                  r["after"] + ("" if r["result"] in ("equal", "differs") else f" — {r['result']}"),
+                  r["result"] != "differs", "" if r["result"] != "differs" else "re-run 80-rollback with rollback=True "
+                  "(the plans say what each part restores)") for r in table]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -688,5 +722,6 @@ def summary_chart(checks: list[Check], title: str = "Validation: checks per area
     return fig
 
 
-__all__ = ["AREAS", "AREA_OF", "FreshPvc", "LabState", "Ping", "ValidationFacts", "all_checks", "compare_states",
+__all__ = ["AREAS", "AREA_OF", "FreshPvc", "LabState", "Ping", "Snapshot", "ValidationFacts", "all_checks",
+           "compare_snapshots", "compare_states", "comparison_checks", "snapshot_key",
            "parse_quantity", "rows", "summary_chart", "summary_counts", "table", "talos_addresses"]

@@ -1,4 +1,4 @@
-"""Step 80-rollback: the seed's rollback plan, made executable — five steps, each planned and shown
+"""Step 80-rollback: the seed's rollback plan, made executable — ten steps, each planned and shown
 before it is applied, then a check that the lab is back in its before-state.
 
 =======================  =====================================================================
@@ -31,20 +31,34 @@ step                     plan (pure, from observed state)
                          (``status/shutdown``, then ``status/stop`` after the timeout), delete the
                          Node objects; destroy the VMs (and their disks) only with
                          ``destroy_extra_workers=True`` (destructive: also ``allow_destructive``)
+``rollback-mayastor``    falkit's own claims the before-state did not have (70-validation's test claim,
+                         50-mayastor's fio claims) deleted; the Mayastor StorageClass and DiskPools
+                         once no claim that stays uses them (:mod:`.mayastor`)
+``rollback-talos``       talos-cp-01 and talos-worker-01 back on 10.30.0.x: old address added, talosconfig
+                         endpoints switched, new address removed, kubeconfig fetched again, Nodes at
+                         their old InternalIPs; the storage NIC and the Mayastor node label dropped
+                         from the config (:mod:`.talos`, with the upstream sources of that order)
+``rollback-vms``         the VMs the before-state had: their old MACs, bridges, ``balloon``, no
+                         ``net1`` (:mod:`.pve`)
+``rollback-containers``  containers the migration added stopped; destroyed only with
+                         ``destroy_new_containers`` (destructive)
+``rollback-network``     vmbr0 back to its address and gateway, vmbr1 deleted when nothing uses it
+``rollback-terraform``   the Terraform files falkit edited back to the commit before its edits
+``rollback-gitops``      every other file of the GitOps checkout that still differs from the
+                         before-state's tree back to its content before falkit's first commit (or
+                         removed: ``mayastor-app.yaml``, whose Application is then pruned), committed
+                         and delivered to the branch Argo CD syncs (:mod:`.gitops`)
 ``rollback``             no changes; its checks compare the lab with its before-state
 =======================  =====================================================================
 
-**What is not automated — the remaining VMs' network identity.** The migration moved the control
-plane and worker-01 from ``52:54:00:10:30:XX`` / 10.30.0.x to ``52:54:00:10:10:XX`` / 10.10.0.x and
-gave worker-01 a storage NIC. Returning them means new MACs (DHCP reservations), new static
-addresses in their Talos configs and a new API endpoint in every kubeconfig — a re-IP of the whole
-cluster. ``rollback-workers`` shows it as notes (the exact MACs and IPs per VM) and does not change
-it; the before-state this module checks (service IPs, volume data) does not depend on it.
-
 **The before-state check** (step ``rollback``): with a recorded before-state
 (:func:`record_before_state`, kept in the target's private dir as ``before-state.json``) every
-recorded service IP, workload claim and volume checksum is compared
-(:func:`falkit.validation.compare_states`). Without one, the spec is the reference: every service
+compared field (:mod:`.state`: bridges, VMs, containers, node IPs and labels, service IPs, MetalLB,
+storage classes, claims, DiskPools, Cilium LB objects, Argo CD Applications, Helm releases, the
+GitOps tree, workload claims, data checksums) is compared, before and after, as one table
+(:func:`comparison`, archived as ``80-rollback.before-after.json`` in the run directory): every
+row must be equal or kept by a stated option; and every service IP must lie on the host's
+management network (vmbr0), which a 10.30.0.x IP on a 10.10.0.0/24 host does not. Without one, the spec is the reference: every service
 with an ``old_ip`` has it again, every migrated workload mounts its original claim, and that claim's
 checksum equals the one the volumes step recorded on the copy (``falkit.io/checksum``) when the
 copy was not written since.
@@ -58,6 +72,7 @@ from ...diff import Plan
 from ..base import Check, Progress, StepOptions, register
 from ..volumes import checkout_path, observe_gitops
 from ._common import _ann, _checksum, _key, _md, _wait  # noqa: F401  (importable from here as before the split)
+from .gitops import apply_gitops_back, observe_gitops_back, plan_gitops_back
 from .lb import (
     CILIUM_IPS,
     L2ADV_NAME,
@@ -81,8 +96,27 @@ from .lb import (
     service_ip_checks,
 )
 from .longhorn import apply_longhorn, plan_longhorn
+from .mayastor import apply_mayastor_back, observe_mayastor, plan_mayastor_back
+from .pve import (
+    apply_containers_back,
+    apply_network_back,
+    apply_vms_back,
+    observe_pve,
+    plan_containers_back,
+    plan_network_back,
+    plan_vms_back,
+)
+from .state import (
+    BEFORE_FILE,
+    before_after,
+    before_state_checks,
+    comparison,
+    lab_state,
+    record_before_state,
+    recorded_before,
+)
+from .talos import apply_reip, observe_reip, plan_reip, reip_checks
 from .plex import RollbackPlex  # noqa: F401  (registers rollback-plex; falkit/steps/rollback/plex.py)
-from .state import BEFORE_FILE, before_state_checks, lab_state, record_before_state
 from .terraform import RollbackTerraform  # noqa: F401  (registers rollback-terraform)
 from .volumes import (
     ROLLED_BACK,
@@ -115,9 +149,10 @@ __all__ = [
     # workers
     "SHUTDOWN_TIMEOUT_S", "WorkerFacts", "apply_workers", "observe_workers", "plan_workers",
     # state
-    "BEFORE_FILE", "before_state_checks", "lab_state", "record_before_state",
+    "BEFORE_FILE", "before_after", "before_state_checks", "comparison", "lab_state", "record_before_state", "recorded_before",
     # the steps (below)
-    "RollbackCiliumLb", "RollbackLonghorn", "RollbackMetallb", "RollbackVerify", "RollbackVolumes", "RollbackWorkers",
+    "RollbackCiliumLb", "RollbackContainers", "RollbackGitops", "RollbackLonghorn", "RollbackMayastor", "RollbackMetallb", "RollbackNetwork",
+    "RollbackTalos", "RollbackVerify", "RollbackVms", "RollbackVolumes", "RollbackWorkers",
 ]
 
 # =============================================================================================
@@ -133,7 +168,7 @@ class _Base:
 
 @register("rollback-metallb")
 class RollbackMetallb(_Base):
-    title = "Rollback 1/5: MetalLB back (release, pool, L2Advertisement, service annotations)"
+    title = "Rollback 1/10: MetalLB back (release, pool, L2Advertisement, service annotations)"
 
     def observe(self, target, spec, options):
         return observe_lb(target, spec)
@@ -149,7 +184,7 @@ class RollbackMetallb(_Base):
 
 @register("rollback-cilium-lb")
 class RollbackCiliumLb(_Base):
-    title = "Rollback 2/5: Cilium LB pool and L2 policy removed (after MetalLB holds every IP)"
+    title = "Rollback 2/10: Cilium LB pool and L2 policy removed (after MetalLB holds every IP)"
 
     def observe(self, target, spec, options):
         return observe_lb(target, spec)
@@ -169,7 +204,7 @@ class RollbackCiliumLb(_Base):
 
 @register("rollback-longhorn")
 class RollbackLonghorn(_Base):
-    title = "Rollback 3/5: Longhorn's manifests re-enabled in the GitOps checkout"
+    title = "Rollback 3/10: Longhorn's manifests re-enabled in the GitOps checkout"
     options = {"gitops_checkout": (str, "")}
 
     def observe(self, target, spec, options):
@@ -191,7 +226,7 @@ class RollbackLonghorn(_Base):
 
 @register("rollback-volumes")
 class RollbackVolumes(_Base):
-    title = "Rollback 4/5: workloads back on their original volumes (checksummed)"
+    title = "Rollback 4/10: workloads back on their original volumes (checksummed)"
     options = {"delete_migrated_volumes": (bool, False)}
 
     def observe(self, target, spec, options):
@@ -208,7 +243,7 @@ class RollbackVolumes(_Base):
 
 @register("rollback-workers")
 class RollbackWorkers(_Base):
-    title = "Rollback 5/5: back to a single worker (extra workers powered off)"
+    title = "Rollback 6/10: back to a single worker (extra workers powered off)"
     options = {"destroy_extra_workers": (bool, False)}
 
     def observe(self, target, spec, options):
@@ -236,6 +271,116 @@ class RollbackWorkers(_Base):
         return out
 
 
+@register("rollback-mayastor")
+class RollbackMayastor(_Base):
+    title = "Rollback 5/10: Mayastor's test claims, StorageClass and DiskPools removed"
+
+    def observe(self, target, spec, options):
+        return observe_mayastor(target, spec)
+
+    def plan(self, spec, observed, options):
+        return plan_mayastor_back(spec, observed, options)
+
+    _apply = staticmethod(apply_mayastor_back)
+
+    def checks(self, target, spec, options):
+        plan = plan_mayastor_back(spec, observe_mayastor(target, spec), options)
+        return [Check("Mayastor leftovers removed", c.name, "absent", "present", False, "re-run rollback-mayastor")
+                for c in plan.changes]
+
+
+@register("rollback-talos")
+class RollbackTalos(_Base):
+    title = "Rollback 7/10: control plane and worker-01 back on their old addresses (Talos re-IP, endpoints)"
+
+    def observe(self, target, spec, options):
+        return observe_reip(target, spec)
+
+    def plan(self, spec, observed, options):
+        return plan_reip(spec, observed, options)
+
+    _apply = staticmethod(apply_reip)
+
+    def checks(self, target, spec, options):
+        return reip_checks(target, spec) if options.apply else []
+
+
+@register("rollback-vms")
+class RollbackVms(_Base):
+    title = "Rollback 8/10: the VMs' MACs, bridges and memory settings as before"
+
+    def observe(self, target, spec, options):
+        return observe_pve(target, spec)
+
+    def plan(self, spec, observed, options):
+        return plan_vms_back(spec, observed, options)
+
+    _apply = staticmethod(apply_vms_back)
+
+    def checks(self, target, spec, options):
+        plan = plan_vms_back(spec, observe_pve(target, spec), options)
+        return [Check("VM config as before", f"{c.name} {c.field}", str(c.new), str(c.old), False, "re-run rollback-vms")
+                for c in plan.changes if c.op == "update"]
+
+
+@register("rollback-containers")
+class RollbackContainers(_Base):
+    title = "Rollback 9/10: containers the migration added stopped (destroyed only with destroy_new_containers)"
+    options = {"destroy_new_containers": (bool, False)}
+
+    def observe(self, target, spec, options):
+        return observe_pve(target, spec)
+
+    def plan(self, spec, observed, options):
+        return plan_containers_back(spec, observed, options)
+
+    _apply = staticmethod(apply_containers_back)
+
+    def checks(self, target, spec, options):
+        f = observe_pve(target, spec)
+        plan = plan_containers_back(spec, f, options)
+        return [Check("new container stopped", c.name, "stopped" + (" / destroyed" if c.op == "delete" else ""),
+                      f.cts.get(c.data["vmid"], {}).get("status", "destroyed"), False, "re-run rollback-containers")
+                for c in plan.changes]
+
+
+@register("rollback-network")
+class RollbackNetwork(_Base):
+    title = "Rollback 10/10: the bridges as before (vmbr0's old address and gateway, vmbr1 removed)"
+
+    def observe(self, target, spec, options):
+        return observe_pve(target, spec)
+
+    def plan(self, spec, observed, options):
+        return plan_network_back(spec, observed, options)
+
+    _apply = staticmethod(apply_network_back)
+
+    def checks(self, target, spec, options):
+        plan = plan_network_back(spec, observe_pve(target, spec), options)
+        return [Check("bridge as before", f"{c.name}", str(c.new or "absent"), str(c.old or "present"), False,
+                      "re-run rollback-network") for c in plan.changes if c.kind == "bridge"]
+
+
+@register("rollback-gitops")
+class RollbackGitops(_Base):
+    title = "Rollback: the GitOps tree as before the migration (committed, delivered to Argo CD's branch)"
+    options = {"gitops_checkout": (str, "")}
+
+    def observe(self, target, spec, options):
+        return observe_gitops_back(target, spec, options)
+
+    def plan(self, spec, observed, options):
+        return plan_gitops_back(spec, observed, options)
+
+    _apply = staticmethod(apply_gitops_back)
+
+    def checks(self, target, spec, options):
+        plan = plan_gitops_back(spec, observe_gitops_back(target, spec, options), options)
+        return [Check("GitOps file as before", c.name, "as before the migration", "differs", False, "re-run rollback-gitops")
+                for c in plan.changes if c.kind == "git-file"]
+
+
 @register("rollback")
 class RollbackVerify(_Base):
     """Checks only. The option ``rollback`` (default False) guards the whole 80 notebook: ``falkit run``
@@ -250,10 +395,11 @@ class RollbackVerify(_Base):
         return None
 
     def plan(self, spec, observed, options):
-        return Plan("rollback", notes=("checks only: service IPs and volume data compared with the before-state",))
+        return Plan("rollback", notes=("checks only: every compared field with the before-state (a before/after table), "
+                                       "and the service IPs on the host's management network",))
 
     def _apply(self, target, plan, options, progress):
         return None
 
     def checks(self, target, spec, options):
-        return before_state_checks(target, spec) if options.apply else []
+        return before_state_checks(target, spec, options) if options.apply else []

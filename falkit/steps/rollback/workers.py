@@ -1,5 +1,6 @@
 """rollback-workers: the workers the before-state did not have cordoned, drained, powered off,
-their Nodes deleted (destroyed only with ``destroy_extra_workers``); the re-IP as notes."""
+their Nodes deleted (destroyed only with ``destroy_extra_workers``). The re-IP of the nodes that
+stay is rollback-talos' (:mod:`.talos`)."""
 
 from __future__ import annotations
 
@@ -72,13 +73,10 @@ def plan_workers(spec: LabSpec, f: WorkerFacts, options: StepOptions) -> Plan:
             noops.append(Noop("vm", w.name, f"powered off ({vm['status']}); kept (destroy_extra_workers=False)"))
         elif vm is None:
             noops.append(Noop("vm", w.name, "does not exist"))
-    prev = spec.previous
-    for n in prev.nodes:
-        now = next((x for x in [*spec.cluster.control_plane, *spec.cluster.workers] if x.vmid == n.vmid), None)
-        if now is not None and now.ip != n.ip:
-            notes.append(f"{n.name} keeps {now.ip} and the MAC prefix {spec.networks.management.mac_prefix}: returning it to "
-                         f"{n.ip} / {prev.network.mac_prefix}:{int(n.ip.rsplit('.', 1)[1]):02d} is a re-IP of the cluster "
-                         "(Talos config, DHCP reservation, kubeconfig endpoint) that falkit does not automate")
+    if any(c.op == "delete" and c.kind == "vm" for c in changes):
+        notes.append("destroying these workers destroys the Mayastor replicas on their data disks: a Mayastor copy "
+                     "kept by rollback-volumes (delete_migrated_volumes=False) keeps only its replica on the workers "
+                     "that stay")
     return Plan("rollback-workers", tuple(changes), tuple(noops), tuple(notes))
 
 
