@@ -22,6 +22,14 @@ from falkit import runbook
 lab = runbook.open(params, target=target, apply=apply, notebook="10-network", **options)
 
 # %% [markdown]
+# ## The lab before the migration
+# Recorded once, before the first change, in the private state dir: every field 80-rollback compares
+# (bridges, VMs, nodes, service IPs, MetalLB, claims, the GitOps tree) and a checksum per volume.
+
+# %%
+lab.step("before-state").apply()
+
+# %% [markdown]
 # ## Plan and apply
 # The plan is shown before anything changes; applying stages every bridge change, then reloads once.
 

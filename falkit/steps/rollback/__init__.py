@@ -97,6 +97,7 @@ from .lb import (
 )
 from .longhorn import apply_longhorn, plan_longhorn
 from .mayastor import apply_mayastor_back, observe_mayastor, plan_mayastor_back
+from .plex import RollbackPlex  # noqa: F401  (registers rollback-plex; falkit/steps/rollback/plex.py)
 from .pve import (
     apply_containers_back,
     apply_network_back,
@@ -116,7 +117,6 @@ from .state import (
     recorded_before,
 )
 from .talos import apply_reip, observe_reip, plan_reip, reip_checks
-from .plex import RollbackPlex  # noqa: F401  (registers rollback-plex; falkit/steps/rollback/plex.py)
 from .terraform import RollbackTerraform  # noqa: F401  (registers rollback-terraform)
 from .volumes import (
     ROLLED_BACK,
