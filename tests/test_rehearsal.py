@@ -109,6 +109,13 @@ def test_migrate_validate_rollback_and_the_before_state_is_back(lab):
     assert mid.service_ips["traefik/traefik"] == "10.10.0.80"
     assert not all(c.ok for c in compare_states(before, mid))
     assert not (lab["platform"] / "longhorn-app.yaml").exists()
+    # Plex moved out of Kubernetes into its application container (60-truenas-plex's cutover)
+    from falkit.steps.plex import plex_state
+    plex = plex_state(target, spec)
+    assert plex["kubernetes"] == [] and plex["container"] == {"vmid": 400, "status": "running"}, plex
+    assert "dev0" in target.pve.nodes(target.node).lxc(400).config.get()  # the 680M's render node
+    dhcp = lab["out"] / run["id"] / "handoff" / "dhcp.csv"
+    assert dhcp.is_file() and "plex" in dhcp.read_text() and "10.10.0.30" in dhcp.read_text()
 
     options = ("--set", "rollback=true", "--set", "destroy_extra_workers=true", "--set", "allow_destructive=true")
     rolled = falkit_run(env, "--params", str(lab["params"]), "--outputs", str(lab["out"] / "rollback"), "--only", "80",
@@ -155,6 +162,9 @@ def test_migrate_validate_rollback_and_the_before_state_is_back(lab):
     assert (lab["platform"] / "longhorn-app.yaml").exists()
     assert not (lab["platform"] / "mayastor-app.yaml").exists()
     assert '"10.30.0.100"' in (lab["platform"] / "traefik" / "service.yaml").read_text()
+
+    plex = plex_state(target, spec)  # Plex back in Kubernetes with its library (checksums: the table's data rows)
+    assert plex["kubernetes"] == ["Deployment/media/plex"] and plex["container"] == {"vmid": 400, "status": "stopped"}, plex
 
     # a re-run of the rollback changes nothing
     again = falkit_run(env, "--params", str(lab["params"]), "--outputs", str(lab["out"] / "rollback2"), "--only", "80",
