@@ -89,6 +89,9 @@ def test_a_signal_removes_the_file_and_stops_fio(tmp_path, sig, code):
         assert line.startswith("fio: running "), line
         data = [p for p in tmp_path.iterdir() if p.name.startswith("falkit-fio-")]
         assert len(data) == 1 and data[0].stat().st_size == 64 * MIB
+        # fio opens the file per job (between two jobs it may hold none for a moment): poll
+        while not holders(str(data[0])) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert holders(str(data[0])), "fio has the data file open"
         proc.send_signal(sig)
         assert proc.wait(30) == code, proc.stderr.read()
