@@ -33,7 +33,16 @@ def node_ready(lab, name: str) -> str:
 def test_idle_lab_reads_nothing_and_still_reacts_to_proxmox(lab_before):
     lab = lab_before
     lab.wait(lambda: node_ready(lab, "talos-worker-01") == "True", what="worker Ready")
-    time.sleep(1.5)  # let the first passes settle
+    # let the first passes settle (on a loaded machine they take longer: wait for a quiet second,
+    # which a tick-driven lab never has — it read Proxmox several times a second)
+    deadline = time.monotonic() + 30
+    while True:
+        b, rv0 = feed(lab), lab.store.resource_version
+        time.sleep(1.0)
+        a = feed(lab)
+        if a["served"] - b["served"] <= 2 and lab.store.resource_version == rv0 and a["seq"] == b["seq"]:
+            break
+        assert time.monotonic() < deadline, f"the lab never went quiet: {a['served'] - b['served']} requests in 1 s"
     before, rv = feed(lab), lab.store.resource_version
     time.sleep(3.0)
     after = feed(lab)
