@@ -26,7 +26,14 @@ def feed(lab) -> dict:
 
 
 def node_ready(lab, name: str) -> str:
-    node = lab.core.read_node(name)
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        node = lab.core.read_node(name)
+    except ApiException as e:  # not registered yet (a loaded machine: the lab is still starting)
+        if e.status == 404:
+            return ""
+        raise
     return next(c.status for c in node.status.conditions if c.type == "Ready")
 
 
