@@ -182,22 +182,38 @@ def config_storage_params(spec: LabSpec, options: StepOptions, node: str) -> dic
             "content": "iso", "create-subdirs": "0", "nodes": node}
 
 
+def nfs_storage_item(sid: str, want: dict[str, str], facts: TnPlexFacts, reason: str,
+                     option: str) -> Change | Noop | str:
+    """The plan for Proxmox NFS storage ``sid`` (``want``: its params): a ``create`` when it is
+    missing, a note (a ``str``) when it exists as something else — falkit does not change a storage
+    that may be in use; ``option`` names the option that picks another — else a noop."""
+    have = facts.storage_config.get(sid)
+    if sid not in facts.storages:
+        return Change("create", "pve-storage", sid, new=f"NFS {want['server']}:{want['export']} at /mnt/pve/{sid}",
+                      reason=reason, data={"params": want})
+    if have is not None and (have.get("type"), have.get("server"), have.get("export")) != \
+            ("nfs", want["server"], want["export"]):
+        return (f"Proxmox storage {sid!r} exists as {have.get('type')} {have.get('server', '')}:{have.get('export', '')}, "
+                f"not NFS {want['server']}:{want['export']}: falkit does not change a storage that may be in use; "
+                f"fix it by hand or choose {option}")
+    return Noop("pve-storage", sid, f"NFS {want['server']}:{want['export']}")
+
+
+def _place(item: Change | Noop | str, changes: list[Change], noops: list[Noop], notes: list[str],
+           at: int | None = None) -> None:
+    if isinstance(item, Change):
+        changes.insert(len(changes) if at is None else at, item)
+    elif isinstance(item, Noop):
+        noops.append(item)
+    else:
+        notes.append(item)
+
+
 def _config_storage_changes(spec: LabSpec, facts: TnPlexFacts, options: StepOptions, changes: list[Change],
                             noops: list[Noop], notes: list[str]) -> None:
     want = config_storage_params(spec, options, str(facts.extra.get("node", "")))
-    sid = want["storage"]
-    have = facts.storage_config.get(sid)
-    if sid not in facts.storages:
-        changes.append(Change("create", "pve-storage", sid, new=f"NFS {want['server']}:{want['export']} at /mnt/pve/{sid}",
-                              reason="Plex's library: the host mounts the export, the container gets it at /config",
-                              data={"params": want}))
-    elif have is not None and (have.get("type"), have.get("server"), have.get("export")) != \
-            ("nfs", want["server"], want["export"]):
-        notes.append(f"Proxmox storage {sid!r} exists as {have.get('type')} {have.get('server', '')}:{have.get('export', '')}, "
-                     f"not NFS {want['server']}:{want['export']}: falkit does not change a storage that may be in use; "
-                     "fix it by hand or choose plex_config_storage")
-    else:
-        noops.append(Noop("pve-storage", sid, f"NFS {want['server']}:{want['export']}"))
+    _place(nfs_storage_item(want["storage"], want, facts, "Plex's library: the host mounts the export, the container "
+                            "gets it at /config", "plex_config_storage"), changes, noops, notes)
 
 
 def _props(text: str) -> dict[str, str] | None:
@@ -360,21 +376,10 @@ def plan_truenas_plex(spec: LabSpec, facts: TnPlexFacts, options: StepOptions) -
         storage = str(options.extra.get("plex_nfs_storage") or DEFAULT_NFS_STORAGE)
         if p.nfs_mounts and truenas_enabled(spec):
             want_nfs = nfs_storage_params(spec, storage, str(facts.extra.get("node", "")))
-            have_nfs = facts.storage_config.get(storage)
-            if storage not in facts.storages:
-                # before the container: PVE starts a CT only when its bind mount's source exists
-                at = next((i for i, c in enumerate(changes) if c.kind == "ct"), len(changes))
-                changes.insert(at, Change("create", "pve-storage", storage,
-                                          new=f"NFS {want_nfs['server']}:{want_nfs['export']} at /mnt/pve/{storage}",
-                                          reason="the host mounts TrueNAS's share; Plex gets it as a bind mount",
-                                          data={"params": want_nfs}))
-            elif have_nfs is not None and (have_nfs.get("type"), have_nfs.get("server"), have_nfs.get("export")) != \
-                    ("nfs", want_nfs["server"], want_nfs["export"]):
-                notes.append(f"Proxmox storage {storage!r} exists as {have_nfs.get('type')} {have_nfs.get('server', '')}:"
-                             f"{have_nfs.get('export', '')}, not NFS {want_nfs['server']}:{want_nfs['export']}: falkit "
-                             "does not change a storage that may be in use; fix it by hand or choose plex_nfs_storage")
-            else:
-                noops.append(Noop("pve-storage", storage, f"NFS {want_nfs['server']}:{want_nfs['export']}"))
+            # before the container: PVE starts a CT only when its bind mount's source exists
+            at = next((i for i, c in enumerate(changes) if c.kind == "ct"), len(changes))
+            _place(nfs_storage_item(storage, want_nfs, facts, "the host mounts TrueNAS's share; Plex gets it as a "
+                                    "bind mount", "plex_nfs_storage"), changes, noops, notes, at)
     if t is not None:
         for w in facts.workloads:
             vols = (((w.get("spec") or {}).get("template") or {}).get("spec") or {}).get("volumes") or []
