@@ -19,7 +19,6 @@ own before-state; on the live lab the first run that applies records it and late
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +26,7 @@ from ..diff import Change, Noop, Plan
 from ..plan import derive_plan
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
-from .rollback.state import BEFORE_FILE, record_before_state
+from .rollback.state import BEFORE_FILE, record_before_state, recorded_before
 
 STEP = "before-state"
 
@@ -52,15 +51,12 @@ def _started(target: Any, spec: LabSpec) -> tuple[str, ...]:
 
 
 def observe_before(target: Any, spec: LabSpec, options: StepOptions) -> BeforeFacts:
-    text = target.read_private(BEFORE_FILE)
-    recorded = None
-    if text:
-        try:
-            data = json.loads(text)
-            recorded = f"{BEFORE_FILE} ({len(data.get('fields') or {})} fields, {len(data.get('checksums') or {})} checksums)"
-        except ValueError:
-            recorded = f"{BEFORE_FILE} (unreadable)"
-    return BeforeFacts(recorded, spec.previous is not None, () if text else _started(target, spec))
+    try:
+        state = recorded_before(target)
+    except ValueError:  # a file that is not JSON: present, but 80-rollback cannot read it either
+        return BeforeFacts(f"{BEFORE_FILE} (unreadable)", spec.previous is not None, ())
+    recorded = None if state is None else f"{BEFORE_FILE} ({len(state.fields)} fields, {len(state.checksums)} checksums)"
+    return BeforeFacts(recorded, spec.previous is not None, () if state else _started(target, spec))
 
 
 def plan_before(facts: BeforeFacts) -> Plan:
