@@ -5,7 +5,8 @@ once, so 80-rollback can compare every field with it (:mod:`falkit.steps.rollbac
   (when, and how many fields), whether the spec has a ``previous`` section (a new build has nothing
   to roll back to), and whether the migration has already started on the lab: a VM the plan adds
   (not one of ``previous.nodes``) exists on the node, or the storage bridge exists.
-- **plan** (pure): nothing when it is recorded; a note (no change) for a new build or a lab the
+- **plan** (pure): nothing when it is recorded; a note (no change) for a new build, a host without
+  the old cluster's VMs, or a lab the
   migration already changed — recording then would make the half-migrated lab the rollback's
   target, so 80-rollback falls back to the spec's ``previous`` section; else one ``create`` of
   ``before-state.json`` (every compared field, and a checksum Job per mounted claim).
@@ -36,6 +37,7 @@ class BeforeFacts:
     recorded: str | None  # a short description of the recorded file, None when absent
     previous: bool
     started: tuple[str, ...]  # what shows the migration already changed the lab
+    absent: tuple[str, ...] = ()  # the spec's previous VMs, when none of them is on the host (nothing to record)
 
 
 def _started(target: Any, spec: LabSpec) -> tuple[str, ...]:
@@ -50,13 +52,25 @@ def _started(target: Any, spec: LabSpec) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _absent(target: Any, spec: LabSpec) -> tuple[str, ...]:
+    """The spec's ``previous`` VMs when the host has none of them (``GET /nodes/{node}/qemu``), else ()."""
+    if spec.previous is None or not spec.previous.nodes:
+        return ()
+    have = {int(v["vmid"]) for v in target.pve.nodes(target.node).qemu.get() or []}
+    if any(n.vmid in have for n in spec.previous.nodes):
+        return ()
+    return tuple(f"VM {n.vmid} ({n.name})" for n in spec.previous.nodes)
+
+
 def observe_before(target: Any, spec: LabSpec, options: StepOptions) -> BeforeFacts:
     try:
         state = recorded_before(target)
     except ValueError:  # a file that is not JSON: present, but 80-rollback cannot read it either
         return BeforeFacts(f"{BEFORE_FILE} (unreadable)", spec.previous is not None, ())
     recorded = None if state is None else f"{BEFORE_FILE} ({len(state.fields)} fields, {len(state.checksums)} checksums)"
-    return BeforeFacts(recorded, spec.previous is not None, () if state else _started(target, spec))
+    if state:
+        return BeforeFacts(recorded, spec.previous is not None, ())
+    return BeforeFacts(recorded, spec.previous is not None, _started(target, spec), _absent(target, spec))
 
 
 def plan_before(facts: BeforeFacts) -> Plan:
@@ -65,6 +79,9 @@ def plan_before(facts: BeforeFacts) -> Plan:
     if not facts.previous:
         return Plan(STEP, notes=("the spec has no `previous` section (a new build): nothing to roll back to, "
                                  "no before-state recorded",))
+    if facts.absent:
+        return Plan(STEP, notes=("none of the spec's `previous` VMs is on the host (" + ", ".join(facts.absent)
+                                 + "): there is no old cluster, nothing to record and nothing to roll back to",))
     if facts.started:
         return Plan(STEP, notes=("no before-state recorded, and the migration already changed the lab ("
                                  + "; ".join(facts.started) + "): recording now would make this lab the "
@@ -97,5 +114,6 @@ class BeforeState:
         if facts.recorded:
             return [Check("before-state recorded", BEFORE_FILE, "in the private dir", facts.recorded, True)]
         why = plan_before(facts).notes
-        return [Check("before-state recorded", BEFORE_FILE, "in the private dir", "absent", not facts.previous or bool(facts.started),
+        return [Check("before-state recorded", BEFORE_FILE, "in the private dir", "absent",
+                      not facts.previous or bool(facts.started) or bool(facts.absent),
                       why[0] if why else "run 10-network with apply (it records it first)")]
