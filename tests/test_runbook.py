@@ -17,7 +17,7 @@ import json
 import pytest
 from test_runbook_support import FAL, ROOT, set_value, value_of
 
-from falkit import runbook, widgets
+from falkit import dashboard, runbook, widgets
 from falkit.errors import ParameterError, RefusedError, StepError
 
 pytest_plugins = ("test_runbook_support",)  # the session twin and state_env fixtures
@@ -189,7 +189,7 @@ def test_dashboard_reads_the_twin(state_env):
                            spec=client.V1ServiceSpec(type="LoadBalancer", ports=[client.V1ServicePort(port=80)]))
     core.create_namespaced_service("default", svc)
     try:
-        d = widgets.Dashboard(lab.target).refresh()
+        d = dashboard.Dashboard(lab.target).refresh()
         vms = {r["vmid"]: r for r in d.data["vms"]}
         assert vms[200]["name"] == "talos-cp-01" and vms[200]["status"] in ("running", "stopped")
         assert isinstance(d.data["nodes"], list) and isinstance(d.data["pods_not_ready"], list)
@@ -216,7 +216,7 @@ def test_dashboard_without_kubeconfig_says_why(state_env, tmp_path, monkeypatch)
     ca = private_dir_for("the-fal", "live", base) / "pve-ca.pem"
     shutil.copy(px["ca_file"], ca)
     try:
-        d = widgets.Dashboard(connect(spec, "live")).refresh()
+        d = dashboard.Dashboard(connect(spec, "live")).refresh()
     finally:
         ca.unlink()
     assert isinstance(d.data["vms"], list) and d.data["vms"]
