@@ -3,7 +3,7 @@
 Covers: option validation (unknown, ill-typed, step-declared options; before anything connects);
 refusal of disruptive/destructive plans unless allowed (and the lab unchanged); apply -> converge
 -> checks -> finish with the notebook's result.json (planned/applied changes, checks, journal
-counts); dry runs change nothing and skip checks; a failing apply and a plan that never converges
+counts; it reads back into the typed ``NotebookResult``; the step options are frozen); dry runs change nothing and skip checks; a failing apply and a plan that never converges
 raise StepError with a resume hint; a failed check makes finish raise after recording all checks;
 params resolved against the cwd; headless progress lines; the interactive approval gate (a second
 confirmation for destructive changes) applied by clicking; the dashboard reads VMs and Kubernetes
@@ -12,6 +12,7 @@ objects from the twin, and says why a section is not available (no kubeconfig ye
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -87,6 +88,14 @@ def test_disruptive_refused_then_allowed_applies_and_records(state_env, tmp_path
     assert r["checks"][0]["step"] == "t-desc" and r["checks"][0]["ok"] is True
     assert r["journal"]["mutating_calls"] == 1 and r["journal"]["by_api"] == {"pve": 1}
     assert {"plan_s", "apply_s", "converge_s", "checks_s"} <= set(step["timings"])
+    # the archive is a typed value: result.json reads back into the NotebookResult the lab recorded
+    assert runbook.NotebookResult.from_json(r) == lab.archive and lab.archive.steps["t-desc"].status == "applied"
+    # the options every step received were validated once and are frozen, extra included
+    assert lab.step_options.extra["t_value"] == 2
+    with pytest.raises(TypeError):
+        lab.step_options.extra["t_value"] = 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        lab.step_options.allow_disruptive = False
 
 
 def test_destructive_needs_its_own_option(state_env):
