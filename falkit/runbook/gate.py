@@ -19,8 +19,6 @@ from collections.abc import Callable
 from html import escape
 from typing import Any
 
-from IPython.display import display
-
 from .. import widgets
 from ..diff import Plan
 from ..errors import FalkitError, RefusedError, StepError
@@ -94,7 +92,7 @@ class StepRun:
         (waiting, applying, applied); set as the instance's ``_ipython_display_`` then only."""
         if self._status_widget is None:
             self._status_widget = widgets.html_widget(self._repr_html_())
-        display(self._status_widget)
+        widgets.show(self._status_widget)
 
     def _set_status(self, status: str) -> None:
         self.record.status = status
