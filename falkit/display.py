@@ -17,7 +17,6 @@ import plotly.graph_objects as go
 
 from . import handoff, widgets
 from .bench.charts import METRIC_TITLES, comparison_chart, mb_s, trend_chart
-from .plan import LabPlan
 from .spec import LabSpec
 from .steps import benchmarks
 from .steps.base import Check, StepOptions
@@ -84,16 +83,17 @@ def validation_chart(checks: list[Check], title: str = "Validation: checks per a
 # ---------------------------------------------------------------------------------------------- hand-off
 
 
-def handoff_tables(spec: LabSpec, plan: LabPlan, observed: dict[tuple[str, str], str | None] | None = None,
+def handoff_tables(spec: LabSpec, plan: Any, observed: dict[tuple[str, str], str | None] | None = None,
                    ) -> list[widgets.Table]:
-    """The three hand-off tables: DHCP reservations, DNS records, Cloudflare tunnel endpoints."""
+    """The three hand-off tables: DHCP reservations, DNS records, Cloudflare tunnel endpoints
+    (``plan``: the lab's derived plan, ``lab.plan``, as :mod:`falkit.handoff` takes it)."""
     return [widgets.Table(handoff.dhcp_rows(spec, plan), handoff.DHCP_COLUMNS, title="Hand-off: DHCP reservations"),
             widgets.Table(handoff.dns_rows(spec, plan, observed), handoff.DNS_COLUMNS, title="Hand-off: DNS records"),
             widgets.Table(handoff.tunnel_rows(spec, plan, observed), handoff.TUNNEL_COLUMNS,
                           title="Hand-off: Cloudflare tunnel endpoints", empty="(no tunnel endpoint changes)")]
 
 
-def show_handoff(spec: LabSpec, plan: LabPlan, target: Any = None) -> dict[str, Path]:
+def show_handoff(spec: LabSpec, plan: Any, target: Any = None) -> dict[str, Path]:
     """Display the hand-off tables (service IPs observed through ``target`` when given) and write
     the CSVs into ``$FALKIT_RUN_DIR`` when set. Returns the written paths ({} when not written)."""
     observed = handoff.observe_service_ips(target.kube(), spec) if target is not None else None
