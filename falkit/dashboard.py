@@ -28,11 +28,10 @@ from __future__ import annotations
 
 import threading
 import time
-import weakref
 from html import escape
 from typing import Any
 
-from .widgets import Table, interactive, show
+from .widgets import Table, interactive, last_dashboard, remember_dashboard, show
 
 DISKPOOL_VERSIONS = ("v1beta3", "v1beta2")  # docs/FACTS.md: v1beta2 for Mayastor 2.5-2.8, v1beta3 from 2.9
 NA = "not available: "
@@ -135,7 +134,6 @@ class Dashboard:
     SECTIONS = ("vms", "nodes", "pods_not_ready", "diskpools", "loadbalancers")
     TITLES = {"vms": "VMs and containers", "nodes": "Kubernetes nodes", "pods_not_ready": "Pods not Ready",
               "diskpools": "Mayastor DiskPools", "loadbalancers": "LoadBalancer services"}
-    _last: weakref.ref | None = None
 
     def __init__(self, target: Any, *, request_timeout_s: float = 5.0):
         self.target = target
@@ -298,15 +296,15 @@ class Dashboard:
         self.refresh()
         if interactive():
             show(self.widget())
-            Dashboard._last = weakref.ref(self)
+            remember_dashboard(self)
         else:
             show(self.text())
         return self
 
-    @classmethod
-    def last_shown(cls) -> Dashboard | None:
+    @staticmethod
+    def last_shown() -> Dashboard | None:
         """The last dashboard displayed as a widget in this kernel (None if none, or collected)."""
-        return cls._last() if cls._last is not None else None
+        return last_dashboard()
 
     # -- background refresh ------------------------------------------------------------------------
     @property

@@ -17,8 +17,9 @@ and CSV files, generated from the plan (and, when given, what the cluster report
   Plex had no LoadBalancer address of its own in the seed, so the old origin is named, not an IP).
 
 :func:`write_handoff` writes ``handoff/dhcp.csv``, ``dns.csv`` and ``tunnel.csv`` into a directory
-(default ``$FALKIT_RUN_DIR``, the run archive); :func:`show` displays the three tables (and writes
-the CSVs when a run directory is set) — the validation notebook's one call.
+(default ``$FALKIT_RUN_DIR``, the run archive). The validation notebook shows the three tables
+with ``lab.handoff()`` (:func:`falkit.display.show_handoff`, which also writes the CSVs when a run
+directory is set).
 """
 
 from __future__ import annotations
@@ -144,25 +145,3 @@ def write_handoff(directory: str | os.PathLike | None, spec: LabSpec,
     return {"dhcp": _write_csv(out / "dhcp.csv", DHCP_COLUMNS, dhcp_rows(spec, plan)),
             "dns": _write_csv(out / "dns.csv", DNS_COLUMNS, dns_rows(spec, plan, observed)),
             "tunnel": _write_csv(out / "tunnel.csv", TUNNEL_COLUMNS, tunnel_rows(spec, plan, observed))}
-
-
-def tables(spec: LabSpec, observed: dict[tuple[str, str], str | None] | None = None) -> list[Any]:
-    """The three hand-off tables (:class:`falkit.widgets.Table`)."""
-    from .widgets import Table
-
-    plan = derive_plan(spec)
-    return [Table(dhcp_rows(spec, plan), DHCP_COLUMNS, title="Hand-off: DHCP reservations"),
-            Table(dns_rows(spec, plan, observed), DNS_COLUMNS, title="Hand-off: DNS records"),
-            Table(tunnel_rows(spec, plan, observed), TUNNEL_COLUMNS, title="Hand-off: Cloudflare tunnel endpoints",
-                  empty="(no tunnel endpoint changes)")]
-
-
-def show(spec: LabSpec, target: Any = None) -> dict[str, Path]:
-    """Display the hand-off tables (service IPs observed through ``target`` when given) and write
-    the CSVs into ``$FALKIT_RUN_DIR`` when set. Returns the written paths ({} when not written)."""
-    from .widgets import show as display
-
-    observed = observe_service_ips(target.kube(), spec) if target is not None else None
-    for t in tables(spec, observed):
-        display(t)
-    return write_handoff(None, spec, observed) if os.environ.get("FALKIT_RUN_DIR") else {}

@@ -50,6 +50,9 @@ import yaml
 
 from .errors import FalkitError, ParameterError, TargetError
 from .jupyter import ipc_kernel_config
+from .runbook.archive import summarize as _summ
+from .runbook.archive import totals as _totals
+from .runbook.options import known_options, validate_options
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_PATTERN = re.compile(r"^\d\d-[\w.-]+\.ipynb$")
@@ -102,7 +105,6 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 def prepare(args: Any, stored: dict | None = None) -> RunConfig:
     """Validate everything before anything runs (``stored``: the run.json of a run to resume)."""
-    from .runbook import known_options, validate_options
     from .spec import load_spec
 
     if stored:
@@ -327,44 +329,6 @@ def report_banner(run: dict, notebook: str) -> str:
             f"<a href='index.html'>all notebooks of this run</a></div>")
 
 
-def _summ(result: dict | None) -> dict[str, Any]:
-    if not result:
-        return {"planned": 0, "applied": 0, "findings": {}, "checks": {"ok": 0, "failed": 0}, "mutating_calls": 0}
-    steps = result.get("steps") or {}
-    sev: dict[str, int] = {}
-    for f in result.get("findings") or []:
-        sev[f["severity"]] = sev.get(f["severity"], 0) + 1
-    checks = result.get("checks") or []
-    return {"planned": sum(len(s.get("planned") or []) for s in steps.values()),
-            "applied": sum(len(s.get("applied") or []) for s in steps.values()),
-            "planned_changes": {n: s.get("planned") for n, s in steps.items()},
-            "applied_changes": {n: s.get("applied") for n, s in steps.items()},
-            "findings": sev, "checks": {"ok": sum(1 for c in checks if c["ok"]), "failed": sum(1 for c in checks if not c["ok"])},
-            "failed_checks": [c for c in checks if not c["ok"]],
-            "mutating_calls": (result.get("journal") or {}).get("mutating_calls", 0)}
-
-
-def _partly_applied(nbs: list[dict], run_dir: Path, journal: list[dict]) -> list[dict[str, Any]]:
-    """The failed notebooks that changed the lab without a complete step to show for it: the steps
-    cut off while applying (result ``status`` failed/applying, nothing recorded as applied) and
-    the mutating API calls the notebook made (journal.jsonl entries since it started). A step's
-    changes count as applied only once its apply finished; these are the rest."""
-    out = []
-    for n in nbs:
-        if n.get("status") != "failed":
-            continue
-        calls = [j for j in journal if str(j.get("t", "")) >= str(n.get("started", ""))]
-        try:
-            result = json.loads((run_dir / f"{n['notebook']}.result.json").read_text())
-        except (OSError, ValueError):
-            result = {}
-        steps = [name for name, st in (result.get("steps") or {}).items()
-                 if st.get("status") in ("failed", "applying") and st.get("planned") and not st.get("applied")]
-        if calls and (steps or not n.get("applied")):
-            out.append({"notebook": n["notebook"], "steps": steps, "mutating_calls": len(calls)})
-    return out
-
-
 def applied_text(t: dict[str, Any]) -> str:
     """The summary's "5 change(s) applied" — and, after a failure, what the failed notebook changed
     besides (so a notebook cut off while applying never reads as "0 change(s) applied")."""
@@ -374,22 +338,6 @@ def applied_text(t: dict[str, Any]) -> str:
     parts = [f"{p['notebook']}" + (f" ({', '.join(p['steps'])})" if p["steps"] else "")
              + f" partly, {p['mutating_calls']} mutating API call(s) before it failed" for p in partly]
     return f"changes applied: {t.get('applied_changes', 0)} by completed steps, " + "; ".join(parts)
-
-
-def _totals(run: dict, run_dir: Path) -> dict[str, Any]:
-    from .journal import read_journal
-
-    nbs = run["notebooks"]
-    journal = read_journal(run_dir / "journal.jsonl")
-    return {"notebooks_ok": sum(1 for n in nbs if n["status"] == "ok"),
-            "notebooks_failed": sum(1 for n in nbs if n["status"] == "failed"),
-            "planned_changes": sum(n.get("planned", 0) for n in nbs),
-            "applied_changes": sum(n.get("applied", 0) for n in nbs),
-            "partly_applied": _partly_applied(nbs, run_dir, journal),
-            "checks_ok": sum(n.get("checks", {}).get("ok", 0) for n in nbs),
-            "checks_failed": sum(n.get("checks", {}).get("failed", 0) for n in nbs),
-            "mutating_calls": len(journal),
-            "duration_s": round(sum(n.get("duration_s", 0) for n in nbs), 3)}
 
 
 def _write_run(run: dict, run_dir: Path) -> None:

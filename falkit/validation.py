@@ -44,10 +44,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .ciliumvalues import lb_pools, pool_addresses
 from .mayastorvalues import ENGINE_LABEL, PROVISIONER, pool_name, storage_class, storage_class_drift
 from .plan import derive_plan
 from .spec import LabSpec
 from .steps.base import Check
+from .steps.mayastor import pod_state
 
 HUGEPAGES_NEEDED = 2 * 1024**3  # io-engine's request: hugepages-2Mi: 2Gi
 MAX_RESTARTS = 3  # more restarts than this and a Running pod counts as unhealthy (crash-looping)
@@ -312,8 +314,6 @@ def check_cilium(spec: LabSpec, f: ValidationFacts) -> list[Check]:
     out.append(Check("cilium agents", "kube-system/cilium", "ready = desired > 0",
                      f"{ready}/{desired} ready" if ds else "no DaemonSet", bool(ds) and bool(desired) and ready == desired,
                      "kubectl -n kube-system logs -l k8s-app=cilium; cilium status"))
-    from .ciliumvalues import lb_pools, pool_addresses
-
     want = f"{spec.cilium.lb_pool.start}-{spec.cilium.lb_pool.stop}"
     ranges = [r for p in f.cilium_pools for r in _pool_range(p)]
     covered = pool_addresses(list(f.cilium_pools)) >= pool_addresses(lb_pools(spec))
@@ -474,8 +474,6 @@ def check_mayastor(spec: LabSpec, f: ValidationFacts) -> list[Check]:
     key, val = ENGINE_LABEL
     engine_nodes = sorted(_md(n).get("name") for n in f.nodes if (_md(n).get("labels") or {}).get(key) == val)
     workers = [w.name for w in spec.cluster.workers]
-    from .steps.mayastor import pod_state
-
     phases = {(p.get("spec") or {}).get("nodeName"): pod_state(p) for p in f.io_engine_pods}
     by_node = {_md(n).get("name"): n for n in f.nodes}
     for name in sorted(set(engine_nodes) | set(workers)):
@@ -692,13 +690,6 @@ def rows(checks: list[Check]) -> list[dict[str, Any]]:
     return [{"area": AREA_OF.get(c.check, "other"), **c.row()} for c in checks]
 
 
-def table(checks: list[Check]):
-    """The checks as one pandas DataFrame (area, check, subject, expected, observed, ok, fix)."""
-    import pandas as pd
-
-    return pd.DataFrame(rows(checks), columns=["area", "check", "subject", "expected", "observed", "ok", "fix"])
-
-
 def summary_counts(checks: list[Check]) -> list[dict[str, Any]]:
     """``[{area, ok, failed}]`` in :data:`AREAS` order (areas without checks left out)."""
     counts: dict[str, list[int]] = {}
@@ -708,20 +699,6 @@ def summary_counts(checks: list[Check]) -> list[dict[str, Any]]:
     return [{"area": a, "ok": counts[a][0], "failed": counts[a][1]} for a in order]
 
 
-def summary_chart(checks: list[Check], title: str = "Validation: checks per area"):
-    """A plotly stacked bar chart: ok (green) and failed (red) checks per area."""
-    import plotly.graph_objects as go
-
-    data = summary_counts(checks)
-    areas = [d["area"] for d in data]
-    fig = go.Figure([go.Bar(name="ok", x=areas, y=[d["ok"] for d in data], marker_color="#2ca02c"),
-                     go.Bar(name="failed", x=areas, y=[d["failed"] for d in data], marker_color="#d62728")])
-    failed = sum(d["failed"] for d in data)
-    fig.update_layout(barmode="stack", title=f"{title} ({failed} failed of {len(checks)})", yaxis_title="checks",
-                      template="plotly_white")
-    return fig
-
-
 __all__ = ["AREAS", "AREA_OF", "FreshPvc", "LabState", "Ping", "Snapshot", "ValidationFacts", "all_checks",
            "compare_snapshots", "compare_states", "comparison_checks", "snapshot_key",
-           "parse_quantity", "rows", "summary_chart", "summary_counts", "table", "talos_addresses"]
+           "parse_quantity", "rows", "summary_counts", "talos_addresses"]

@@ -10,7 +10,8 @@ Two modes, chosen by :func:`interactive`:
   JupyterLab mode (tests drive the runbook's gates in-process that way).
 
 The approval gate and the lab dashboard are documented in docs/INTERACTIVE.md; the dashboard's code
-is in :mod:`falkit.dashboard` (``widgets.Dashboard`` still works).
+is in :mod:`falkit.dashboard`, which builds on this module (this module does not import it: a gate
+refreshes the dashboard it is given, else :func:`last_dashboard`, the last one shown in the kernel).
 
 Tables are displayed as a bundle with both ``text/plain`` and ``text/html`` (readable in a terminal,
 a diff and the HTML archive).
@@ -21,6 +22,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from html import escape
 from typing import Any, TextIO
@@ -67,11 +69,32 @@ def show_error(exc: BaseException) -> None:
         print(text, flush=True)
 
 
+def html_widget(value: str) -> Any:
+    """An ``ipywidgets.HTML`` (JupyterLab only): a line whose ``value`` can be changed after it is shown."""
+    import ipywidgets as w
+
+    return w.HTML(value)
+
+
 def output_area() -> Any:
     """An ``ipywidgets.Output``: what is shown inside ``with area:`` lands there, also later."""
     import ipywidgets as w
 
     return w.Output()
+
+
+_LAST_DASHBOARD: list[weakref.ref] = []
+
+
+def remember_dashboard(dashboard: Any) -> None:
+    """Note ``dashboard`` (any object with ``start``/``stop``/``refresh``/``running``) as the last one
+    displayed as a widget in this kernel (:meth:`falkit.dashboard.Dashboard.show` does)."""
+    _LAST_DASHBOARD[:] = [weakref.ref(dashboard)]
+
+
+def last_dashboard() -> Any:
+    """The last dashboard displayed as a widget in this kernel (None if none, or collected)."""
+    return _LAST_DASHBOARD[0]() if _LAST_DASHBOARD else None
 
 
 # ---------------------------------------------------------------------------------------------- tables
@@ -417,11 +440,7 @@ class ApprovalGate:
         self._set_status("<i>cancelled: nothing applied; waiting for approval</i>", "waiting")
 
     def _dashboard(self) -> Any:
-        if self.dashboard is not None:
-            return self.dashboard
-        from .dashboard import Dashboard
-
-        return Dashboard.last_shown()
+        return self.dashboard if self.dashboard is not None else last_dashboard()
 
     def _run(self) -> None:
         self.apply_button.disabled = self.confirm_button.disabled = self.cancel_button.disabled = True
@@ -462,12 +481,3 @@ class ApprovalGate:
         else:
             self.apply_button.disabled = False
             self._set_status("<b style='color:#a60'>applied, not converged</b> — press Apply to retry", "not converged")
-
-
-def __getattr__(name: str) -> Any:
-    """``widgets.Dashboard`` and ``widgets.DISKPOOL_VERSIONS`` live in :mod:`falkit.dashboard`."""
-    if name in ("Dashboard", "DISKPOOL_VERSIONS"):
-        from . import dashboard
-
-        return getattr(dashboard, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -37,6 +37,7 @@ from test_runbook_support import FAL, ROOT, set_value, value_of
 from falkit import runbook, widgets
 from falkit.errors import LockError, RefusedError, StepError
 from falkit.steps.base import register
+from falkit.steps.registry import add
 
 pytest_plugins = ("gates_support",)  # the module's twin (gate_twin)
 
@@ -151,6 +152,7 @@ def test_failed_progress_bar_is_red_and_not_100_percent(capsys):
     assert capsys.readouterr().out == "[20-vms] start talos-worker-02: failed: bridge 'vmbr1' does not exist\n"
 
 
+@add
 @register("t-steperror")
 class StepErrorStep:
     """A step whose apply fails the way falkit's steps do (StepError without a resume hint)."""

@@ -26,7 +26,7 @@ from test_runbook_support import FAL
 
 from falkit import runbook
 from falkit.errors import RefusedError, StepError
-from falkit.steps.base import get_step
+from falkit.steps.registry import get_step
 from falkit.twin import supervisor
 
 WORKER = 201  # talos-worker-01: scsi1 = the 300 GiB data disk on helford

@@ -91,3 +91,24 @@ def test_repository_preflight_notebook_is_built():
     assert [(c.cell_type, c.source) for c in strip_outputs(stored).cells] == \
         [(c.cell_type, c.source) for c in nbformat.reads(text, as_version=4).cells]
     assert any(c.get("outputs") for c in stored.cells if c.cell_type == "code")
+
+
+def test_notebooks_call_only_the_facade():
+    """Notebooks stay thin (issue 18): from falkit they import only the runbook facade, and every call
+    in a cell is ``runbook.open`` or a call on the ``lab`` it returns (or on the parameters cell's
+    ``options`` dict) — no domain module's display (``benchmarks.report(lab)``, ``handoff.show``)."""
+    import ast
+
+    from falkit.nbbuild import ROOT
+
+    for src in sorted((ROOT / "notebooks" / "src").glob("*.py")):
+        tree = ast.parse(src.read_text())
+        imports = [ast.unparse(n) for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]
+        assert imports == ["from falkit import runbook"], (src.name, imports)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                root = node.func
+                while isinstance(root, ast.Attribute | ast.Call):
+                    root = root.value if isinstance(root, ast.Attribute) else root.func
+                assert isinstance(root, ast.Name) and root.id in ("runbook", "lab", "options"), \
+                    (src.name, ast.unparse(node))

@@ -78,7 +78,7 @@ def test_host_network_back_and_the_service_ip_check_fails_while_it_is_not(lab):
 
     back = runbook.open(lab["params"], target="twin", apply=True, notebook="80-rollback", **opts)
     run = back.step("rollback-network").apply()
-    assert run.record["applied"] and run.converged
+    assert run.record.applied and run.converged
     after = bridges(target)
     assert after["vmbr0"]["cidr"] == "10.30.0.2/24" and after["vmbr0"]["gateway"] == "10.30.0.1"
     assert after["vmbr0"]["bridge_ports"] == "enp1s0" and after["vmbr0"].get("active")

@@ -3,7 +3,7 @@
 Covers: option validation (unknown, ill-typed, step-declared options; before anything connects);
 refusal of disruptive/destructive plans unless allowed (and the lab unchanged); apply -> converge
 -> checks -> finish with the notebook's result.json (planned/applied changes, checks, journal
-counts); dry runs change nothing and skip checks; a failing apply and a plan that never converges
+counts; it reads back into the typed ``NotebookResult``; the step options are frozen); dry runs change nothing and skip checks; a failing apply and a plan that never converges
 raise StepError with a resume hint; a failed check makes finish raise after recording all checks;
 params resolved against the cwd; headless progress lines; the interactive approval gate (a second
 confirmation for destructive changes) applied by clicking; the dashboard reads VMs and Kubernetes
@@ -12,12 +12,13 @@ objects from the twin, and says why a section is not available (no kubeconfig ye
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 from test_runbook_support import FAL, ROOT, set_value, value_of
 
-from falkit import runbook, widgets
+from falkit import dashboard, runbook, widgets
 from falkit.errors import ParameterError, RefusedError, StepError
 
 pytest_plugins = ("test_runbook_support",)  # the session twin and state_env fixtures
@@ -87,6 +88,14 @@ def test_disruptive_refused_then_allowed_applies_and_records(state_env, tmp_path
     assert r["checks"][0]["step"] == "t-desc" and r["checks"][0]["ok"] is True
     assert r["journal"]["mutating_calls"] == 1 and r["journal"]["by_api"] == {"pve": 1}
     assert {"plan_s", "apply_s", "converge_s", "checks_s"} <= set(step["timings"])
+    # the archive is a typed value: result.json reads back into the NotebookResult the lab recorded
+    assert runbook.NotebookResult.from_json(r) == lab.archive and lab.archive.steps["t-desc"].status == "applied"
+    # the options every step received were validated once and are frozen, extra included
+    assert lab.step_options.extra["t_value"] == 2
+    with pytest.raises(TypeError):
+        lab.step_options.extra["t_value"] = 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        lab.step_options.allow_disruptive = False
 
 
 def test_destructive_needs_its_own_option(state_env):
@@ -189,7 +198,7 @@ def test_dashboard_reads_the_twin(state_env):
                            spec=client.V1ServiceSpec(type="LoadBalancer", ports=[client.V1ServicePort(port=80)]))
     core.create_namespaced_service("default", svc)
     try:
-        d = widgets.Dashboard(lab.target).refresh()
+        d = dashboard.Dashboard(lab.target).refresh()
         vms = {r["vmid"]: r for r in d.data["vms"]}
         assert vms[200]["name"] == "talos-cp-01" and vms[200]["status"] in ("running", "stopped")
         assert isinstance(d.data["nodes"], list) and isinstance(d.data["pods_not_ready"], list)
@@ -216,7 +225,7 @@ def test_dashboard_without_kubeconfig_says_why(state_env, tmp_path, monkeypatch)
     ca = private_dir_for("the-fal", "live", base) / "pve-ca.pem"
     shutil.copy(px["ca_file"], ca)
     try:
-        d = widgets.Dashboard(connect(spec, "live")).refresh()
+        d = dashboard.Dashboard(connect(spec, "live")).refresh()
     finally:
         ca.unlink()
     assert isinstance(d.data["vms"], list) and d.data["vms"]

@@ -15,12 +15,14 @@ import pytest
 
 from falkit.diff import Change, Noop, Plan
 from falkit.steps.base import Check, register
+from falkit.steps.registry import add
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 FAL = ROOT / "parameters" / "fal.yaml"
 
 
+@add
 @register("t-desc")
 class DescriptionStep:
     title = "test: one VM's description"

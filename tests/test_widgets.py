@@ -7,7 +7,8 @@ so; while applying, the gate refreshes the lab dashboard from a background threa
 afterwards; through the runbook (step ``t-desc`` on the twin) nothing reaches Proxmox before the
 click; interactive progress bars; the dashboard on the twin (text, summary, HTML, widget with
 auto-refresh), before Talos bootstrap (no kubeconfig) and with a Kubernetes API that does not answer
-(fails fast, VMs still shown); ``widgets.Dashboard`` is ``falkit.dashboard.Dashboard``.
+(fails fast, VMs still shown); a gate given no dashboard refreshes the last one shown in the kernel
+(falkit.widgets keeps it: widgets does not import falkit.dashboard, issue 18).
 """
 
 from __future__ import annotations
@@ -115,6 +116,29 @@ def test_gate_refreshes_dashboard_while_applying(state_env):
     assert gate.done and not dash.running
 
 
+def test_gate_refreshes_the_last_dashboard_shown(state_env, monkeypatch):
+    lab = runbook.open(FAL, notebook="t-gate-last-dash")
+    monkeypatch.delenv("FALKIT_HEADLESS")
+    monkeypatch.setenv("FALKIT_INTERACTIVE", "1")  # shown as a widget, as in JupyterLab
+    dash = dashboard.Dashboard(lab.target).show()
+    assert widgets.last_dashboard() is dash and dashboard.Dashboard.last_shown() is dash
+    seen = {}
+
+    def slow_apply() -> bool:
+        seen["running"] = dash.running
+        before = dash.refreshes
+        deadline = time.monotonic() + 10
+        while dash.refreshes < before + 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen["background_refreshes"] = dash.refreshes - before
+        return True
+
+    gate = widgets.ApprovalGate("apply", slow_apply, refresh_s=0.1)  # no dashboard given
+    gate.apply_button.click()
+    assert seen["running"] is True and seen["background_refreshes"] >= 2
+    assert gate.done and not dash.running and "talos-cp-01" in dash._html.value
+
+
 def test_runbook_gate_applies_nothing_before_click(state_env):
     lab = runbook.open(FAL, apply=True, notebook="t-gate-nothing", t_value=9)
     set_value(lab.target, 1)
@@ -147,12 +171,11 @@ def test_progress_interactive_bars():
     assert "settle" in p._box.children[-1].value
 
 
-def test_dashboard_alias_and_headless_show(state_env, capsys):
-    assert widgets.Dashboard is dashboard.Dashboard
-    assert widgets.DISKPOOL_VERSIONS == ("v1beta3", "v1beta2")
+def test_dashboard_headless_show(state_env, capsys):
+    assert dashboard.DISKPOOL_VERSIONS == ("v1beta3", "v1beta2")
     lab = runbook.open(FAL, notebook="t-dash-text")
     capsys.readouterr()
-    d = widgets.Dashboard(lab.target).show()
+    d = dashboard.Dashboard(lab.target).show()
     out = capsys.readouterr().out
     assert out.startswith("Lab dashboard (") and "VMs running" in out and "talos-cp-01" in out
     for title in dashboard.Dashboard.TITLES.values():

@@ -5,16 +5,20 @@
     step.apply(target, plan, options, progress)           # executes exactly plan.changes
     checks   = step.checks(target, spec, options)         # list[Check]; converged when a fresh plan is empty
 
-A module registers itself with ``@register("vms")`` on a class implementing :class:`Step`.
-``falkit.runbook`` drives the cycle (observe -> plan -> show -> apply -> re-observe until
+A step is a class implementing :class:`Step`, named with ``@register("vms")`` and listed in
+:mod:`falkit.steps.registry` (the explicit list of steps; ``get_step(name)`` is there).
+``options = {"name": (type, default)}`` on the class declares the notebook options the step reads
+(validated once by :mod:`falkit.runbook.options`, handed to every method as the frozen
+:class:`StepOptions`). ``falkit.runbook`` drives the cycle (observe -> plan -> show -> apply -> re-observe until
 converged), enforces the refusal rules (disruptive/destructive changes need an option) and
 records everything for the run archive.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from ..diff import Plan
@@ -38,13 +42,18 @@ class Check:
 
 @dataclass(frozen=True)
 class StepOptions:
-    """Per-notebook options (validated by falkit.runbook from the notebook parameters)."""
+    """A notebook's options as the steps see them: a frozen value, validated once when the notebook
+    opens the lab (:func:`falkit.runbook.options.step_options`). ``extra`` holds the options steps
+    declare (read-only)."""
 
     apply: bool = False
     allow_disruptive: bool = False  # MAC/bridge changes, reboots
     allow_destructive: bool = False  # deleting VMs/disks/volumes, shrinking
     wait_timeout_s: float = 600.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
 
 
 class Progress(Protocol):
@@ -72,40 +81,13 @@ class Step(Protocol):
     def checks(self, target: Any, spec: LabSpec, options: StepOptions) -> list[Check]: ...
 
 
-REGISTRY: dict[str, type] = {}
-
-
 def register(name: str) -> Callable[[type], type]:
+    """Name a step class (``cls.name = name``). Which steps exist is not decided here: falkit's are
+    listed in :data:`falkit.steps.registry.STEPS`, others (tests) added with
+    :func:`falkit.steps.registry.add`; ``get_step`` is :func:`falkit.steps.registry.get_step`."""
+
     def deco(cls: type) -> type:
         cls.name = name
-        REGISTRY[name] = cls
         return cls
 
     return deco
-
-
-def step_modules() -> list[str]:
-    """The step modules (and packages) in falkit.steps, all but ``base`` and private ones."""
-    import pkgutil
-
-    import falkit.steps as pkg
-
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name != "base" and not m.name.startswith("_"))
-
-
-def load_steps() -> dict[str, type]:
-    """Import every step module, so each registers its steps (whatever imported what before)."""
-    from importlib import import_module
-
-    for mod in step_modules():
-        import_module(f"falkit.steps.{mod}")
-    return REGISTRY
-
-
-def get_step(name: str) -> Step:
-    """A new instance of the step registered as ``name`` (e.g. ``vms``, ``rollback-metallb``)."""
-    if name not in REGISTRY:
-        load_steps()
-    if name not in REGISTRY:
-        raise KeyError(f"no step {name!r}; the steps are: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name]()

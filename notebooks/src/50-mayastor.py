@@ -16,7 +16,6 @@ options = {}
 
 # %%
 from falkit import runbook
-from falkit.steps import benchmarks
 
 lab = runbook.open(params, target=target, apply=apply, notebook="50-mayastor", **options)
 
@@ -51,7 +50,7 @@ lab.checks("volumes")
 lab.step("benchmarks").apply()
 
 # %%
-bench = benchmarks.report(lab)
+bench = lab.benchmark_report()
 
 # %%
 lab.checks("benchmarks")

@@ -21,7 +21,7 @@ apply = False
 options = {}
 
 # %%
-from falkit import handoff, runbook, validation
+from falkit import runbook
 
 lab = runbook.open(params, target=target, apply=apply, notebook="70-validation", **options)
 
@@ -36,7 +36,7 @@ lab.step("validation")
 checks = lab.checks("validation")
 
 # %%
-validation.summary_chart(checks)
+lab.validation_chart(checks)
 
 # %% [markdown]
 # ## Operator hand-off
@@ -45,7 +45,7 @@ validation.summary_chart(checks)
 # endpoints that change. `falkit run` also writes them as CSV into the run archive (`handoff/`).
 
 # %%
-csv_files = handoff.show(lab.spec, lab.target)
+csv_files = lab.handoff()
 
 # %% [markdown]
 # `lab.finish()` fails the notebook (and `falkit run`) when any check failed. Opened as is

@@ -37,7 +37,6 @@ options = {"rollback": False, "destroy_extra_workers": False, "delete_migrated_v
 
 # %%
 from falkit import runbook
-from falkit.steps import rollback
 
 lab = runbook.open(params, target=target, apply=apply and options.get("rollback", False), notebook="80-rollback",
                    **options)
@@ -155,7 +154,7 @@ lab.checks("rollback")
 # The before/after table (also archived with the run as `80-rollback.before-after.json`):
 
 # %%
-rollback.before_after(lab)
+lab.before_after()
 
 # %%
 lab.finish()

@@ -91,7 +91,8 @@ def shot(page, shots, name: str, locator=None) -> str:
 def vms_state(base):
     """The twin's VMs and their configs, and the vms step's fresh plan (read through falkit's clients)."""
     from falkit.spec import load_spec
-    from falkit.steps.base import StepOptions, get_step
+    from falkit.steps.base import StepOptions
+    from falkit.steps.registry import get_step
     from falkit.target import connect
 
     spec = load_spec(FAL)

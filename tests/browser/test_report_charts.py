@@ -45,7 +45,7 @@ def _report(tmp_path: Path) -> Path:
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell('lab.step("network")', outputs=[nbformat.v4.new_output(
                     "display_data", data={"text/html": plan._repr_html_(), "text/plain": str(plan)})]),
-                nbformat.v4.new_code_cell("bench = benchmarks.report(lab)", outputs=[nbformat.v4.new_output(
+                nbformat.v4.new_code_cell("bench = lab.benchmark_report()", outputs=[nbformat.v4.new_output(
                     "display_data", data={"application/vnd.plotly.v1+json": json.loads(fig.to_json()),
                                           "text/plain": "Figure"})])]
     ipynb = tmp_path / "50-mayastor.ipynb"

@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 from steps_support import PveTarget
 
-from falkit.steps.base import StepOptions, get_step
+from falkit.steps.base import StepOptions
 from falkit.steps.network import NetworkFacts, plan_network
+from falkit.steps.registry import get_step
 
 ETH = {"type": "eth", "active": 1, "exists": 1}
 VMBR0_OLD = {"type": "bridge", "bridge_ports": "enp1s0", "cidr": "10.30.0.2/24", "gateway": "10.30.0.1",

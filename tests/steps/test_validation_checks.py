@@ -5,7 +5,8 @@ section turns exactly its row(s) red with a fix (node NotReady, wrong/missing IP
 pods, Cilium agents short, no Lease holder, a service outside the pool, a pinned IP taken, io-engine
 down, hugepages short, a Degraded pool, StorageClass drift, a fresh PVC that never binds, an
 unreachable storage IP, an OutOfSync ArgoCD app, TrueNAS and Plex when enabled); the ArgoCD rows
-only when the CRD is served; the twin's ping rows say "modelled"; the table and the summary chart;
+only when the CRD is served; the twin's ping rows say "modelled"; the table and the summary chart
+(falkit.display, what 70-validation shows through ``lab.validation_chart``);
 the before-state comparison.
 """
 
@@ -17,6 +18,7 @@ from dataclasses import replace
 import pytest
 from helpers import patched
 
+from falkit.display import validation_chart, validation_table
 from falkit.spec import LabSpec
 from falkit.validation import (
     FreshPvc,
@@ -26,9 +28,7 @@ from falkit.validation import (
     all_checks,
     compare_states,
     parse_quantity,
-    summary_chart,
     summary_counts,
-    table,
     talos_addresses,
 )
 
@@ -234,13 +234,13 @@ def test_parse_quantity(q, want):
 def test_table_and_chart(fal):
     f = CASES["pool Degraded"][0](healthy())
     checks = all_checks(fal, f)
-    df = table(checks)
+    df = validation_table(checks)
     assert list(df.columns) == ["area", "check", "subject", "expected", "observed", "ok", "fix"]
     assert len(df) == len(checks)
     assert df[~df.ok].area.tolist() == ["mayastor"]
     counts = {r["area"]: (r["ok"], r["failed"]) for r in summary_counts(checks)}
     assert counts["mayastor"][1] == 1 and counts["nodes"][1] == 0
-    fig = summary_chart(checks)
+    fig = validation_chart(checks)
     assert [t.name for t in fig.data] == ["ok", "failed"]
     assert "1 failed" in fig.layout.title.text
 

@@ -11,7 +11,8 @@ from steps_support import PveTarget
 
 from falkit.errors import StepError
 from falkit.pve import VmState
-from falkit.steps.base import StepOptions, get_step
+from falkit.steps.base import StepOptions
+from falkit.steps.registry import get_step
 from falkit.steps.vms import VmFacts, cluster_vms, desired_config, iso_name, plan_vms
 
 COMMON = {"ostype": "l26", "scsihw": "virtio-scsi-single", "agent": "1", "cpu": "host", "sockets": 1}

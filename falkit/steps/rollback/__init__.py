@@ -97,7 +97,7 @@ from .lb import (
 )
 from .longhorn import apply_longhorn, plan_longhorn
 from .mayastor import apply_mayastor_back, observe_mayastor, plan_mayastor_back
-from .plex import RollbackPlex  # noqa: F401  (registers rollback-plex; falkit/steps/rollback/plex.py)
+from .plex import RollbackPlex  # noqa: F401  (rollback-plex, falkit/steps/rollback/plex.py)
 from .pve import (
     apply_containers_back,
     apply_network_back,
@@ -109,15 +109,15 @@ from .pve import (
 )
 from .state import (
     BEFORE_FILE,
-    before_after,
     before_state_checks,
     comparison,
     lab_state,
+    last_comparison,
     record_before_state,
     recorded_before,
 )
 from .talos import apply_reip, observe_reip, plan_reip, reip_checks
-from .terraform import RollbackTerraform  # noqa: F401  (registers rollback-terraform)
+from .terraform import RollbackTerraform  # noqa: F401  (rollback-terraform)
 from .volumes import (
     ROLLED_BACK,
     VolFacts,
@@ -149,7 +149,7 @@ __all__ = [
     # workers
     "SHUTDOWN_TIMEOUT_S", "WorkerFacts", "apply_workers", "observe_workers", "plan_workers",
     # state
-    "BEFORE_FILE", "before_after", "before_state_checks", "comparison", "lab_state", "record_before_state", "recorded_before",
+    "BEFORE_FILE", "before_state_checks", "comparison", "lab_state", "last_comparison", "record_before_state", "recorded_before",
     # the steps (below)
     "RollbackCiliumLb", "RollbackContainers", "RollbackGitops", "RollbackLonghorn", "RollbackMayastor", "RollbackMetallb", "RollbackNetwork",
     "RollbackTalos", "RollbackVerify", "RollbackVms", "RollbackVolumes", "RollbackWorkers",

@@ -39,6 +39,7 @@ from ...validation import (
     snapshot_key,
 )
 from ..base import Check, StepOptions
+from ..network import current, observe_network
 from ..volumes import CHECKSUM, MIGRATED_FROM, WORKLOAD_KINDS, checkout_path, claims_in, consumers
 from ._common import _ann, _checksum, _key, _md
 from .lb import service_ip_checks
@@ -63,7 +64,6 @@ def next_start_config(vm: Any) -> dict[str, Any]:
 
 def pve_fields(target: Any) -> Snapshot:
     from ...pve import call, list_vms
-    from ..network import current, observe_network
 
     out: Snapshot = {}
     for name, iface in observe_network(target.pve, target.node).interfaces.items():
@@ -230,35 +230,11 @@ def comparison(before: LabState, after: LabState, options: StepOptions) -> list[
 _LAST: list[list[dict[str, Any]]] = []  # the last comparison made in this process (the notebook's kernel)
 
 
-def before_after(lab: Any = None):
-    """The last before/after comparison of this kernel (step ``rollback``'s checks) as a table:
-    area, subject, field, before, after, result (``equal``, ``kept (<option>)``, ``differs``) —
-    the differing rows first. Empty (with a note) before the rollback has been compared. With
-    ``lab`` in JupyterLab, while a gate above waits (the checks wait too), the table is shown in
-    place once they ran (:meth:`falkit.runbook.Lab.defer`)."""
-    from ... import widgets
-
-    if lab is not None and lab.defer("the before/after table", lambda: widgets.show(_table())):
-        return None
-    return _table()
-
-
-def _table():
-    import pandas as pd
-
-    cols = ["area", "subject", "field", "before", "after", "result"]
-    if not _LAST:
-        print("no before/after comparison yet: it is made by the rollback's checks, when applied (rollback=True) "
-              "with a recorded before-state")
-        return pd.DataFrame([], columns=cols)
-    order = {"differs": 0, "equal": 2}
-    rows = sorted(_LAST[-1], key=lambda r: order.get(r["result"], 1))
-    counts: dict[str, int] = {}
-    for r in rows:
-        k = "kept" if r["result"].startswith("kept") else r["result"]
-        counts[k] = counts.get(k, 0) + 1
-    print(f"before/after: {len(rows)} field(s) compared — " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
-    return pd.DataFrame(rows, columns=cols)
+def last_comparison() -> list[dict[str, Any]] | None:
+    """The last before/after comparison of this kernel (step ``rollback``'s checks; None before the
+    rollback has been compared). The notebook shows it with ``lab.before_after()``
+    (:func:`falkit.display.before_after_table`)."""
+    return _LAST[-1] if _LAST else None
 
 
 def archive_comparison(table: list[dict[str, Any]]) -> Path | None:
@@ -277,8 +253,6 @@ def host_network_checks(target: Any, spec: LabSpec, services: dict[str, dict]) -
     subnet): MetalLB answers ARP for it on that L2 segment, and a 10.30.0.x IP behind a host that
     is on 10.10.0.0/24 is reachable from nowhere the operator expects."""
     import ipaddress
-
-    from ..network import current, observe_network
 
     bridge = spec.previous.network.bridge if spec.previous else spec.networks.management.bridge
     iface = observe_network(target.pve, target.node).interfaces.get(bridge)
