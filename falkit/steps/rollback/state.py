@@ -62,7 +62,7 @@ def next_start_config(vm: Any) -> dict[str, Any]:
 
 
 def pve_fields(target: Any) -> Snapshot:
-    from ...pve import call, list_vms
+    from ...proxmox import call, list_vms
     from ..network import current, observe_network
 
     out: Snapshot = {}
