@@ -12,8 +12,9 @@ redacted, and long values are cut.
 
 How calls reach the journal without monkeypatching a client:
 
-- proxmoxer: :meth:`Journal.pve_hook` is a ``requests`` response hook added to the session of
-  proxmoxer's https backend (``falkit.target`` installs it);
+- proxmoxer: :meth:`Journal.pve_hook` is a ``requests`` response hook; ``falkit.target`` hands it
+  to the Proxmox gateway (:func:`falkit.proxmox.add_response_hook`), which adds it to the session
+  of proxmoxer's https backend;
 - kubernetes: ``falkit.target.JournaledApiClient`` overrides ``ApiClient.request``;
 - Talos / Helm / TrueNAS backends call :meth:`Journal.record` themselves.
 """

@@ -11,7 +11,7 @@
   :data:`REPORT_EVERY_S` seconds (``$FALKIT_WAIT_REPORT_S`` overrides it), naming the objects and
   what they report — a long wait is never silent (issue 12, item 5). :func:`wait_for`,
   :func:`wait_until`, Argo CD sync waits (:func:`falkit.ownership.wait_for_sync`) and Proxmox task
-  waits (:func:`falkit.pve.wait_task`) use it.
+  waits (:func:`falkit.proxmox.wait_task`) use it.
 """
 
 from __future__ import annotations

@@ -15,10 +15,9 @@ and `--no-fresh` continue the instance (connection.json "instance") and keep it.
 The same clients serve both targets, and none is monkeypatched:
 
 - ``target.pve`` is proxmoxer's ``ProxmoxAPI`` with API-token auth over HTTPS, TLS verified
-  (proxmoxer 2.3.0 passes ``verify_ssl`` to requests' ``verify``, so a CA bundle *path* works:
-  the twin's ``ca_file``; for live ``pve-ca.pem`` in the private dir, else the system CAs). Mutating
-  calls reach the journal through a requests response hook on proxmoxer's session
-  (``ProxmoxAPI._store["session"]``, a ``requests.Session``).
+  (:func:`falkit.proxmox.token_client`: the twin's ``ca_file``; for live ``pve-ca.pem`` in the
+  private dir, else the system CAs). Mutating calls reach the journal through a requests response
+  hook (:func:`falkit.proxmox.add_response_hook` with :meth:`Journal.pve_hook`).
 - ``target.talos`` runs ``talosctl`` with the private dir's talosconfig on both targets. For the twin,
   :func:`connect` puts the twin's ``bin`` directory (``connection.json`` ``bin_dir``: executable
   ``talosctl``/``helm`` wrappers of the twin's stand-ins, written by ``falkit twin up``) first on
@@ -39,11 +38,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import proxmox
 from .errors import TargetError
 from .journal import Journal
 from .spec import LabSpec, load_spec
-
-PVE_TIMEOUT_S = 30
 
 
 def state_base(state_dir: str | os.PathLike | None = None) -> Path:
@@ -114,71 +112,6 @@ def journaled_api_client(kubeconfig: str | os.PathLike, journal: Journal | None)
     return api
 
 
-def pve_client(host: str, port: int, token_id: str, secret: str, verify: str | bool, journal: Journal):
-    """proxmoxer ``ProxmoxAPI`` with token auth; mutating calls go to ``journal`` (response hook)."""
-    from proxmoxer import ProxmoxAPI
-
-    if "!" not in token_id:
-        raise TargetError(f"Proxmox token id {token_id!r} must look like user@realm!tokenname")
-    user, token_name = token_id.split("!", 1)
-    api = ProxmoxAPI(host, port=port, user=user, token_name=token_name, token_value=secret,
-                     verify_ssl=verify, timeout=PVE_TIMEOUT_S)
-    session = api._store["session"]  # proxmoxer's requests.Session (https backend)
-    session.hooks["response"].append(journal.pve_hook)
-    return api
-
-
-def pve_role() -> dict[str, Any]:
-    """The minimal Proxmox role falkit's API token needs (falkit/data/pve-role.json): ``role``,
-    ``path``, ``privileges``, ``why`` (privilege -> what needs it) and the ``pveum`` line."""
-    import json
-
-    return json.loads((Path(__file__).resolve().parent / "data" / "pve-role.json").read_text())
-
-
-def pveum_line(token_id: str) -> str:
-    """The one shell line that creates the role and grants it to the token (on /)."""
-    role = pve_role()
-    return role["pveum"].format(privs=",".join(role["privileges"]), token=token_id)
-
-
-def check_pve_privileges(pve: Any, token_id: str) -> None:
-    """Read-only: the token's privileges on ``/`` (``GET /access/permissions``) against the role.
-    A new PVE token is privilege-separated (only its own ACLs count), so a token made without the
-    ACL gets 403 on every call; this names what is missing before anything is applied."""
-    import requests
-
-    from .pve import PveCallError, call
-
-    role = pve_role()
-    try:
-        held = call("read the API token's permissions", pve.access.permissions.get, path=role["path"]) or {}
-    except PveCallError as e:
-        raise TargetError(f"cannot read the Proxmox API token's permissions (GET /access/permissions): {e}") from e
-    except requests.exceptions.SSLError as e:
-        raise TargetError(f"Proxmox's TLS certificate is not trusted ({e.__class__.__name__}: certificate verify "
-                          f"failed): put the host's CA (/etc/pve/pve-root-ca.pem) in the private dir as pve-ca.pem") from e
-    except requests.exceptions.RequestException as e:
-        raise TargetError(f"Proxmox did not answer: {e}") from e
-    have = set((held.get(role["path"]) or {}).keys())
-    missing = [p for p in role["privileges"] if p not in have]
-    if missing:
-        need = "; ".join(f"{p} ({role['why'].get(p, '')})" for p in missing)
-        raise TargetError(f"the Proxmox API token {token_id} lacks {', '.join(missing)} on {role['path']}: {need}. "
-                          f"Nothing was applied. Grant falkit's role (docs/SETUP.md, 'Proxmox API token'): "
-                          f"{pveum_line(token_id)}")
-
-
-def pve_root_client(host: str, port: int, password: str, verify: str | bool, journal: Journal):
-    """proxmoxer ``ProxmoxAPI`` logged in as the root@pam *user* (ticket): PVE allows only that
-    login to set LXC device passthrough and host bind mounts ("only allowed for root@pam")."""
-    from proxmoxer import ProxmoxAPI
-
-    api = ProxmoxAPI(host, port=port, user="root@pam", password=password, verify_ssl=verify, timeout=PVE_TIMEOUT_S)
-    api._store["session"].hooks["response"].append(journal.pve_hook)
-    return api
-
-
 class Target:
     """A connected lab: ``pve``, ``node``, ``kube()``, ``dynamic()``, ``talos``, ``helm``, ``truenas``."""
 
@@ -220,7 +153,7 @@ class Target:
             host, port = url.hostname, url.port or 8006
             ca = self.private_dir / "pve-ca.pem"
             verify = str(ca) if ca.is_file() else True
-        self._pve_root = pve_root_client(host, port, password, verify, self.journal)
+        self._pve_root = proxmox.root_client(host, port, password, verify, hooks=[self.journal.pve_hook])
         return self._pve_root
 
     # -- private state -------------------------------------------------------------------------
@@ -383,7 +316,7 @@ def connect(spec: LabSpec | str | os.PathLike, target: str = "twin", state_dir: 
             time_factor: float = 0.0, check_privileges: bool = True) -> Target:
     """Connect to the twin or the live lab (see the module docstring). ``spec`` is a LabSpec or a path.
     ``check_privileges``: refuse (TargetError) a Proxmox token that lacks a privilege of falkit's role
-    (:func:`check_pve_privileges`); a read-only report such as ``falkit doctor`` passes False."""
+    (:func:`falkit.proxmox.check_privileges`); a read-only report such as ``falkit doctor`` passes False."""
     lab_spec, path = _load(spec, spec_path)
     journal = journal if journal is not None else Journal()
     if target == "twin":
@@ -393,7 +326,7 @@ def connect(spec: LabSpec | str | os.PathLike, target: str = "twin", state_dir: 
     else:
         raise TargetError(f"target must be 'twin' or 'live', not {target!r}")
     if check_privileges:
-        check_pve_privileges(t.pve, t.token_id)
+        proxmox.check_privileges(t.pve, t.token_id)
     return t
 
 
@@ -421,7 +354,7 @@ def _connect_twin(spec: LabSpec, path: Path | None, state_dir, journal: Journal,
     px = conn["proxmox"]
     token_id = f"{px.get('user', 'root@pam')}!{px['token_name']}"
     secret = Path(px["token_file"]).read_text().strip()
-    pve = pve_client(px["host"], int(px["port"]), token_id, secret, px["ca_file"], journal)
+    pve = proxmox.token_client(px["host"], int(px["port"]), token_id, secret, px["ca_file"], hooks=[journal.pve_hook])
     t = Target("twin", spec, pve=pve, node=px["node"], journal=journal, spec_path=path, connection=conn,
                private_dir=_twin_private_dir(spec, conn, state_dir))
     t.token_id = token_id
@@ -440,8 +373,8 @@ def _connect_live(spec: LabSpec, path: Path | None, state_dir, journal: Journal)
         raise TargetError(f"secrets.proxmox_url must be an https:// URL, not {sec.proxmox_url!r}")
     private = private_dir_for(spec.lab, "live", state_dir)
     ca = private / "pve-ca.pem"
-    pve = pve_client(url.hostname, url.port or 8006, sec.proxmox_token_id, secret, str(ca) if ca.is_file() else True,
-                     journal)
+    pve = proxmox.token_client(url.hostname, url.port or 8006, sec.proxmox_token_id, secret,
+                       str(ca) if ca.is_file() else True, hooks=[journal.pve_hook])
     conn = {"target": "live", "proxmox": {"url": sec.proxmox_url, "node": spec.host.node}}
     t = Target("live", spec, pve=pve, node=spec.host.node, journal=journal, spec_path=path, connection=conn,
                private_dir=private)

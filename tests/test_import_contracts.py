@@ -1,8 +1,18 @@
-"""The import-linter contract that keeps the twin independent of falkit's logic (issue 13):
-``lint-imports`` with the repository's ``.importlinter`` passes on the tree; the contract's
-forbidden list names every falkit module except the twin and the four it may use (so a new module
-cannot slip past it); and the contract does catch a twin module that imports falkit's logic,
-directly or through an allowed module."""
+"""The import-linter contracts in ``.importlinter`` (issues 13 and 18), run as ``lint-imports``:
+
+- every contract holds on the tree: the twin imports no falkit logic (``twin-independent``),
+  falkit.proxmox is the only falkit module outside the twin that imports proxmoxer
+  (``proxmoxer-gateway``), the twin's modules keep their layers (``twin-layers``) and no twin
+  package has an import cycle among its children (``twin-acyclic``);
+- the twin-independent contract's forbidden list names every falkit module except the twin and the
+  four it may use (so a new module, e.g. falkit.proxmox, cannot slip past it), and it catches a twin
+  module that imports falkit's logic, directly or through an allowed module;
+- the proxmoxer contract catches a falkit module other than falkit.proxmox that imports proxmoxer;
+- the twin contracts catch an import cycle put back into the twin — including one "hidden" in a
+  function, as the old code did — and an import up the twin's layers.
+
+The catching tests run lint-imports on a copy of falkit/ with one module added or changed.
+"""
 
 from __future__ import annotations
 
@@ -25,36 +35,82 @@ ALLOWED = {"twin", "spec", "errors", "schemas", "yamlsrc"}
 
 
 def _lint(cwd: Path, pythonpath: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
+    env = dict(os.environ, COLUMNS="200")  # rich wraps long contract names at the terminal's width
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
     return subprocess.run([str(LINT_IMPORTS), "--no-cache", "--no-logo", "--config", str(CONFIG)],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
-def _forbidden() -> set[str]:
+def _config() -> configparser.ConfigParser:
     cp = configparser.ConfigParser()
     cp.read(CONFIG, encoding="utf-8")
-    return set(cp["importlinter:contract:twin-independent"]["forbidden_modules"].split())
+    return cp
 
 
-def test_the_twin_independence_contract_holds():
+def _forbidden() -> set[str]:
+    return set(_config()["importlinter:contract:twin-independent"]["forbidden_modules"].split())
+
+
+def _copy(tmp_path: Path) -> Path:
+    """A copy of the falkit package under ``tmp_path`` (lint it with ``pythonpath=tmp_path``)."""
+    copy = tmp_path / "falkit"
+    shutil.copytree(ROOT / "falkit", copy, ignore=shutil.ignore_patterns("__pycache__", "data"))
+    return copy
+
+
+def test_every_contract_holds():
+    contracts = [s for s in _config().sections() if s.startswith("importlinter:contract:")]
+    assert {c.rsplit(":", 1)[1] for c in contracts} >= {"twin-independent", "proxmoxer-gateway", "twin-layers",
+                                                         "twin-acyclic"}
     r = _lint(ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "Contracts: 1 kept, 0 broken." in r.stdout
+    assert f"Contracts: {len(contracts)} kept, 0 broken." in r.stdout
 
 
 def test_the_contract_forbids_every_falkit_module_but_the_allowed_ones():
     modules = {m.name for m in pkgutil.iter_modules(falkit.__path__)}
+    assert "proxmox" in modules and "falkit.proxmox" in _forbidden()
     assert {f"falkit.{m}" for m in modules - ALLOWED} == _forbidden()
 
 
 @pytest.mark.parametrize("line", ["from falkit.plan import lb_addresses\n",
-                                  "from falkit import spec\nimport falkit.ownership\n"])
+                                  "from falkit import spec\nimport falkit.ownership\n",
+                                  "from falkit.proxmox import call\n"])
 def test_the_contract_catches_a_twin_module_that_imports_falkit_logic(tmp_path, line):
-    copy = tmp_path / "falkit"
-    shutil.copytree(ROOT / "falkit", copy, ignore=shutil.ignore_patterns("__pycache__", "data"))
+    copy = _copy(tmp_path)
     (copy / "twin" / "leak.py").write_text('"""A twin module that borrows falkit logic."""\n' + line)
     r = _lint(tmp_path, pythonpath=tmp_path)
     assert r.returncode == 1
     assert "falkit.twin.leak -> falkit." in r.stdout
+
+
+def test_the_proxmoxer_contract_catches_a_second_importer(tmp_path):
+    copy = _copy(tmp_path)
+    steps = copy / "steps" / "vms.py"
+    steps.write_text(steps.read_text() + "\n\ndef _session():\n    from proxmoxer import ProxmoxAPI\n\n"
+                     "    return ProxmoxAPI\n")
+    r = _lint(tmp_path, pythonpath=tmp_path)
+    assert r.returncode == 1
+    assert "falkit.proxmox is the only falkit module (outside the twin) that imports proxmoxer BROKEN" in r.stdout
+    assert "falkit.steps.vms -> proxmoxer" in r.stdout
+
+
+@pytest.mark.parametrize(("module", "code", "broken"), [
+    # the cycles issue 18 removed, put back as the old code had them: inside a function
+    ("twin/lab/pods.py", "\n\ndef _jobs():\n    from .workloads import reconcile\n\n    return reconcile\n",
+     ["no import cycle among the children of any twin package"]),
+    ("twin/gitops_fixture.py", "\n\ndef _disk():\n    from .supervisor import up\n\n    return up\n",
+     ["no import cycle among the children of any twin package", "the twin's modules in layers"]),
+    # no cycle, but the emulator reaching up into the lab
+    ("twin/kube/objects.py", "\n\ndef _ctx():\n    from falkit.twin.lab import context\n\n    return context\n",
+     ["the twin's modules in layers"]),
+])
+def test_the_twin_contracts_catch_a_cycle_or_an_import_up_the_layers(tmp_path, module, code, broken):
+    copy = _copy(tmp_path)
+    path = copy / module
+    path.write_text(path.read_text() + code)
+    r = _lint(tmp_path, pythonpath=tmp_path)
+    assert r.returncode == 1, r.stdout
+    for name in broken:
+        assert f"{name}" in r.stdout.split("Broken contracts", 1)[1], r.stdout

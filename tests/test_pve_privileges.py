@@ -18,7 +18,8 @@ from test_runbook_support import FAL
 
 from falkit import runbook
 from falkit.errors import TargetError
-from falkit.target import connect, pve_role, pveum_line
+from falkit.proxmox import pve_role, pveum_line
+from falkit.target import connect
 
 pytest_plugins = ("test_runbook_support",)  # the session twin and state_env fixtures
 

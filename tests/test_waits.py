@@ -4,7 +4,7 @@ Covers :class:`falkit.kube.WaitReporter` (a line per interval, naming the object
 with a fake clock over 35 simulated seconds), and the waits that use it against the twin's Proxmox
 API over HTTPS with a short interval (``$FALKIT_WAIT_REPORT_S``): :func:`falkit.kube.wait_for`
 (printed lines, and the message of a headless progress bar), :func:`falkit.kube.wait_until` (the
-volume moves' waits) and :func:`falkit.pve.wait_task` on a Proxmox task that really takes seconds
+volume moves' waits) and :func:`falkit.proxmox.wait_task` on a Proxmox task that really takes seconds
 (the twin's ``slow_task`` fault at time factor 1). The Argo CD sync wait's lines and its fail-fast
 are covered through ``falkit run`` in tests/test_cli_twin.py.
 """
@@ -21,8 +21,7 @@ from helpers import FAL
 from falkit.errors import StepError
 from falkit.journal import Journal
 from falkit.kube import REPORT_EVERY_S, WaitReporter, WaitTimeoutError, wait_for, wait_until
-from falkit.pve import task_label, wait_task
-from falkit.target import pve_client
+from falkit.proxmox import task_label, token_client, wait_task
 from falkit.twin import supervisor
 from falkit.twin.pvecontrol import PveControl
 from falkit.widgets import Progress
@@ -60,7 +59,8 @@ def pve(tmp_path_factory):
     try:
         px = conn["proxmox"]
         token = open(px["token_file"]).read().strip()
-        client = pve_client(px["host"], int(px["port"]), f"{px['user']}!{px['token_name']}", token, px["ca_file"], Journal())
+        client = token_client(px["host"], int(px["port"]), f"{px['user']}!{px['token_name']}", token, px["ca_file"],
+                              hooks=[Journal().pve_hook])
         yield client, px["node"], PveControl(conn)
     finally:
         supervisor.down(root)

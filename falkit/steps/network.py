@@ -32,7 +32,7 @@ from typing import Any
 
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
-from ..pve import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
+from ..proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
 

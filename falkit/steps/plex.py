@@ -58,7 +58,7 @@ from ..jobs import (
     run_job,
 )
 from ..kube import wait_until
-from ..pve import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
+from ..proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
 from .truenas_plex import config_mount_key, config_nfs, plex_image

@@ -61,7 +61,7 @@ from ..findings import preflight
 from ..jobs import klist, kpatch
 from ..kube import WaitTimeoutError, wait_for
 from ..plan import derive_plan
-from ..pve import PveCallError, TaskFailedError, TaskTimeoutError, call, list_vms, wait_task
+from ..proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, list_vms, wait_task
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
 from .vms import desired_config

@@ -1,7 +1,7 @@
 """Step 20-vms: the control plane and the workers exactly as ``falkit.plan.derive_plan`` says.
 
 Desired VM (seed "VM Resource Allocation"): cores, memory in MiB (GB x 1024), ``scsi0`` OS disk on
-local-lvm, ``scsi1`` data disk on helford (``helford:300`` allocates 300 GiB; see falkit.pve),
+local-lvm, ``scsi1`` data disk on helford (``helford:300`` allocates 300 GiB; see falkit.proxmox),
 ``net0=virtio=MAC,bridge=vmbr0`` and (workers) ``net1=virtio=MAC,bridge=vmbr1`` with the seed's MAC
 scheme, ``onboot=1``, ``agent=1``, ``scsihw=virtio-scsi-single``, ``ostype=l26``, ``cpu=host``,
 ``balloon=0`` (hugepages are pinned guest memory: ballooning must not take it back) and, at create
@@ -67,7 +67,7 @@ from ..diff import Change, Noop, Plan
 from ..errors import StepError
 from ..kube import WaitReporter
 from ..plan import VmPlan, derive_plan
-from ..pve import (
+from ..proxmox import (
     PveCallError,
     TaskFailedError,
     TaskTimeoutError,

@@ -16,6 +16,7 @@ import yaml
 
 from .applications import DISABLED_SUFFIX as DISABLED
 from .applications import application
+from .seed import BEFORE_LONGHORN_DISK_GB
 
 # The Mayastor chart as the operator's repository names it: the ``mayastor`` chart of the Helm
 # repository published from openebs/mayastor-extensions (its README: ``helm repo add mayastor
@@ -265,8 +266,6 @@ def make_remote(checkout: str | os.PathLike, remote: str | os.PathLike) -> Path:
     The twin's Argo CD reads this remote, never the checkout — as the real one reads the operator's
     Git server — so falkit's commits count only once pushed and merged into the tracked revision.
     Kept when it exists (it is lab state)."""
-    import subprocess
-
     def run(*args: str, cwd: Path) -> None:
         subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
 
@@ -684,8 +683,6 @@ def _tf_mac(prefix: str, ip: str) -> str:
 def terraform_files(spec: Any) -> dict[str, str]:
     """The seed's ``infrastructure/terraform`` before the migration, ``{relative path: text}``
     (relative to the repository root)."""
-    from .supervisor import BEFORE_LONGHORN_DISK_GB
-
     prev = spec.previous
     net = prev.network
     ips = {n.vmid: n.ip for n in prev.nodes}

@@ -55,16 +55,12 @@ from typing import Any
 
 from falkit.errors import TwinError
 from falkit.twin import credentials
+from falkit.twin.gitops_fixture import make_fixture_repo, make_remote
+from falkit.twin.seed import BEFORE_LONGHORN_DISK_GB, BEFORE_NETWORK
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 GIB = 1024 ** 3
-
-# The pre-migration lab ("before"), as the seed describes it. The Longhorn disk's size is not in
-# the seed: DEFAULT 300 GB, the size the seed gives the disk that replaces it.
-BEFORE_LONGHORN_DISK_GB = 300
-BEFORE_NETWORK = {"cidr": "10.30.0.0/24", "gateway": "10.30.0.1", "host_ip": "10.30.0.2",
-                  "mac_prefix": "52:54:00:10:30"}
 
 
 ROLE = json.loads((Path(__file__).resolve().parents[1] / "data" / "pve-role.json").read_text())
@@ -630,8 +626,6 @@ def _gitops_fixture(spec_path: Any, root: Path, state: str) -> Path | None:
     spec = load_spec_any(spec_path)
     if state != "before" or getattr(spec, "gitops", None) is None:
         return None
-    from falkit.twin.gitops_fixture import make_fixture_repo, make_remote
-
     path = root / "gitops"
     if not (path / ".git").exists():
         make_fixture_repo(path, spec, state="before")

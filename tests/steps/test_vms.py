@@ -10,7 +10,7 @@ import pytest
 from steps_support import PveTarget
 
 from falkit.errors import StepError
-from falkit.pve import VmState
+from falkit.proxmox import VmState
 from falkit.steps.base import StepOptions
 from falkit.steps.registry import get_step
 from falkit.steps.vms import VmFacts, cluster_vms, desired_config, iso_name, plan_vms

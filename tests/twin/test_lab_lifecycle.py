@@ -27,7 +27,7 @@ from test_lab_controllers_storage import WORKERS, diskpool, make_ctx, pool_statu
 from test_lab_controllers_storage import pve as storage_pve
 from test_lab_talos import OLD_CP, OLD_WORKER, cp_config, get, post, worker_config
 
-from falkit.twin.lab import mayastor, workloads
+from falkit.twin.lab import mayastor, pods, workloads
 
 pve = storage_pve  # the module-scoped twin Proxmox with three workers (test_lab_controllers_storage)
 
@@ -98,17 +98,17 @@ def test_a_scheduled_pod_never_goes_back_to_pending(twin, pve, tmp_path):
     claim(twin, "data", "ms-delete")
     passes(twin, ctx)
     pod = pod_with_claim(twin, "user", "data", WORKERS[0])
-    workloads.reconcile_pods(ctx, [pod], 3)
+    pods.reconcile_pods(ctx, [pod], 3)
     assert twin.core.read_namespaced_pod("user", "default").status.phase == "Running"
     twin.core.delete_namespaced_persistent_volume_claim("data", "default")
     passes(twin, ctx)
-    workloads.reconcile_pods(ctx, [twin.store.get("v1", "Pod", "user", "default")], 3)
+    pods.reconcile_pods(ctx, [twin.store.get("v1", "Pod", "user", "default")], 3)
     got = twin.core.read_namespaced_pod("user", "default")
     assert got.status.phase == "Running" and got.spec.node_name == WORKERS[0]
     assert not failed_scheduling(twin, "user")
     # a pod bound to a node whose claim is missing waits in the kubelet, still scheduled
     pod = pod_with_claim(twin, "late", "missing", WORKERS[1])
-    workloads.reconcile_pods(ctx, [pod], 3)
+    pods.reconcile_pods(ctx, [pod], 3)
     got = twin.core.read_namespaced_pod("late", "default")
     assert got.status.phase == "Pending" and got.spec.node_name == WORKERS[1]
     assert next(c for c in got.status.conditions if c.type == "PodScheduled").status == "True"

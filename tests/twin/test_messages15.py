@@ -17,7 +17,7 @@ from helpers import patched, write_yaml
 from falkit.cli import main
 from falkit.gitops import Checkout, ObjectRef
 from falkit.ownership import plan_file, plan_object_change
-from falkit.pve import PveCallError, TaskFailedError, call, wait_task
+from falkit.proxmox import PveCallError, TaskFailedError, call, wait_task
 from falkit.spec import load_spec
 from falkit.twin.gitops_fixture import make_fixture_repo
 

@@ -37,7 +37,7 @@ from ...diff import Change, Noop, Plan
 from ...errors import StepError
 from ...jobs import kcreate, kget, klist
 from ...kube import wait_until
-from ...pve import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
+from ...proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
 from ...spec import LabSpec
 from ..base import Check, Progress, StepOptions, register
 from ..plex import (

@@ -66,7 +66,7 @@ class PveFacts:
 
 
 def observe_pve(target: Any, spec: LabSpec) -> PveFacts:
-    from ...pve import call, list_vms
+    from ...proxmox import call, list_vms
     from ..network import observe_network
 
     before = recorded_before(target)
@@ -149,7 +149,7 @@ def plan_vms_back(spec: LabSpec, f: PveFacts, options: StepOptions) -> Plan:
 
 
 def apply_vms_back(target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-    from ...pve import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
+    from ...proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
 
     qemu = target.pve.nodes(target.node).qemu
     done: set[int] = set()
@@ -200,7 +200,7 @@ def plan_containers_back(spec: LabSpec, f: PveFacts, options: StepOptions) -> Pl
 
 
 def apply_containers_back(target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-    from ...pve import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
+    from ...proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
 
     lxc = target.pve.nodes(target.node).lxc
     try:
@@ -299,7 +299,7 @@ def _describe(have: dict) -> str:
 
 
 def apply_network_back(target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-    from ...pve import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
+    from ...proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
 
     net = target.pve.nodes(target.node).network
     staged: set[str] = set()

@@ -63,7 +63,7 @@ def next_start_config(vm: Any) -> dict[str, Any]:
 
 
 def pve_fields(target: Any) -> Snapshot:
-    from ...pve import call, list_vms
+    from ...proxmox import call, list_vms
 
     out: Snapshot = {}
     for name, iface in observe_network(target.pve, target.node).interfaces.items():

@@ -25,7 +25,7 @@ class WorkerFacts:
 
 
 def observe_workers(target: Any, spec: LabSpec) -> WorkerFacts:
-    from ...pve import list_vms
+    from ...proxmox import list_vms
 
     vms = {vmid: {"name": v.name, "status": v.status, "config": v.config}
            for vmid, v in list_vms(target.pve, target.node).items()}
@@ -81,7 +81,7 @@ def plan_workers(spec: LabSpec, f: WorkerFacts, options: StepOptions) -> Plan:
 
 
 def apply_workers(target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-    from ...pve import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
+    from ...proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
 
     api = target.kube()
     qemu = target.pve.nodes(target.node).qemu

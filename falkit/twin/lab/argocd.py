@@ -65,6 +65,7 @@ from falkit.twin.kube.objects import now_iso
 from .charts import CHARTS, chart_key, repository
 from .context import LabContext, Release
 from .tracking import TRACKING_ANNOTATION, ObjectRef, tracking_id
+from .watch import WATCHED, repo_stamp, watch_git
 
 log = logging.getLogger(__name__)
 MANAGER = "argocd-controller"
@@ -117,23 +118,6 @@ def _git(repo: Path, *args: str) -> str:
 
 
 _REVS: dict[tuple, str] = {}
-#: Repositories an Application read: their refs are watched (falkit.twin.lab.watch).
-WATCHED: set[Path] = set()
-
-
-def _repo_stamp(repo: Path) -> tuple:
-    """Changes whenever a commit, checkout or ref update happens (the reflog and HEAD are touched)."""
-    git = repo / ".git" if (repo / ".git").is_dir() else repo
-    out = []
-    for name in ("logs/HEAD", "HEAD", "packed-refs"):
-        try:
-            out.append((git / name).stat().st_mtime_ns)
-        except OSError:
-            out.append(0)
-    # A push to a bare repository updates refs/heads/* and writes no reflog: stamp the branch refs too.
-    for dirpath, _dirs, names in os.walk(git / "refs" / "heads"):
-        out += [(n, os.stat(os.path.join(dirpath, n)).st_mtime_ns) for n in sorted(names)]
-    return tuple(out)
 
 
 def resolve_revision(repo: Path, revision: str | None) -> str:
@@ -143,8 +127,8 @@ def resolve_revision(repo: Path, revision: str | None) -> str:
     if not (repo / ".git").exists() and not (repo / "HEAD").exists():
         raise SourceError(f"repository not found: {repo}")
     rev = revision or "HEAD"
-    WATCHED.add(repo)  # falkit.twin.lab.watch wakes the controllers when its refs change
-    key = (str(repo), rev, _repo_stamp(repo))
+    WATCHED.add(repo)  # watch_git wakes the controllers when its refs change
+    key = (str(repo), rev, repo_stamp(repo))
     if key in _REVS:
         return _REVS[key]
     try:
@@ -544,8 +528,6 @@ async def run(ctx: LabContext) -> None:
     """The controller loop: a pass on every store change and deadline (self-heal), and when a
     watched repository's refs change (:mod:`.watch`: a pushed commit is picked up within
     ``watch.GIT_POLL_S``, as a webhook-triggered refresh would)."""
-    from .watch import watch_git  # local: watch imports this module
-
     async def loop() -> None:
         while True:  # pragma: no cover - loop shell; reconcile() is what tests drive
             try:

@@ -34,7 +34,7 @@ from falkit.twin.tools.chartrepos import (  # noqa: F401 - the repository table,
     repository,
 )
 
-from .context import POD_CONTROLLER, CiliumConfig, LabContext, Release
+from .context import POD_CONTROLLER, LabContext, Release, cilium_effective_config, helm_value
 
 HELM_MANAGER = "helm"
 
@@ -117,49 +117,7 @@ def crd(path: Path) -> dict:
     return load_crd_file(path)
 
 
-def _get(values: dict, dotted: str, default: Any = None) -> Any:
-    cur: Any = values
-    for part in dotted.split("."):
-        if not isinstance(cur, dict) or part not in cur:
-            return default
-        cur = cur[part]
-    return cur
-
-
-def _truthy(v: Any) -> bool:
-    return v is True or (isinstance(v, str) and v.lower() in ("true", "strict"))
-
-
 # --------------------------------------------------------------------------------- cilium
-
-def cilium_effective_config(release: Release) -> CiliumConfig:
-    """Cilium's effective settings from the release values (chart defaults otherwise)."""
-    v = release.values
-    rl = v.get("k8sClientRateLimit") or {}
-    devices = v.get("devices") or ()
-    if isinstance(devices, str):
-        devices = tuple(d for d in devices.replace(",", " ").split() if d)
-
-    def secs(key: str, default: float) -> float:
-        raw = _get(v, key)
-        if raw is None:
-            return default
-        s = str(raw).strip()
-        try:
-            return float(s[:-1]) if s.endswith("s") else float(s)
-        except ValueError:
-            return default
-
-    return CiliumConfig(
-        version=release.version,
-        kube_proxy_replacement=_truthy(v.get("kubeProxyReplacement", False)),
-        l2_announcements=_truthy(_get(v, "l2announcements.enabled", False)),
-        external_ips=_truthy(_get(v, "externalIPs.enabled", False)),
-        qps=int(rl.get("qps") or 5), burst=int(rl.get("burst") or 10), devices=tuple(devices),
-        lease_duration_s=secs("l2announcements.leaseDuration", 15.0),
-        lease_renew_deadline_s=secs("l2announcements.leaseRenewDeadline", 5.0),
-        lease_retry_period_s=secs("l2announcements.leaseRetryPeriod", 2.0))
-
 
 def _cilium_validate(release: Release) -> list[dict]:
     return [{"document": 0, "path": i.path, "message": i.message}
@@ -177,7 +135,7 @@ def _cilium_render(ctx: LabContext, release: Release) -> list[dict]:
                       tolerate_all=True, host_network=True)
     operator = deployment(release, "cilium-operator", "cilium-operator",
                           f"quay.io/cilium/operator-generic:v{release.version}",
-                          replicas=int(_get(release.values, "operator.replicas", 2) or 1),
+                          replicas=int(helm_value(release.values, "operator.replicas", 2) or 1),
                           extra_labels={"io.cilium/app": "operator", "name": "cilium-operator"},
                           tolerate_all=True, host_network=True)
     return crds + [agent, operator]
@@ -212,7 +170,7 @@ def _mayastor_render(ctx: LabContext, release: Release) -> list[dict]:
     api_version = diskpool_api_version(mversion)
     io = v.get("io_engine") or {}
     node_selector = io.get("nodeSelector") or {"openebs.io/engine": "mayastor", "kubernetes.io/arch": "amd64"}
-    hugepages = _get(io, "resources.limits.hugepages2Mi") or _get(io, "resources.limits.hugepages-2Mi") or "2Gi"
+    hugepages = helm_value(io, "resources.limits.hugepages2Mi") or helm_value(io, "resources.limits.hugepages-2Mi") or "2Gi"
     cpu_count = str(io.get("cpuCount", "2"))
     core_list = io.get("coreList")
     release.notes["io_engine"] = {"coreList": core_list, "cpuCount": cpu_count, "hugepages_2Mi": hugepages,
@@ -231,7 +189,7 @@ def _mayastor_render(ctx: LabContext, release: Release) -> list[dict]:
                                extra_labels={"app": comp}))
     objs.append(deployment(release, f"{pre}-etcd", "etcd", "docker.io/bitnami/etcd:3.5", component="etcd",
                            extra_labels={"app": "etcd"}))
-    if _get(v, "nats.enabled", False):
+    if helm_value(v, "nats.enabled", False):
         objs.append(deployment(release, f"{pre}-nats", "nats", "nats:2.9", component="nats"))
     objs.append(daemonset(release, f"{pre}-io-engine", "io-engine", image.format("io-engine"), component="io-engine",
                           controller="mayastor", extra_labels={"app": "io-engine"}, node_selector=node_selector,
@@ -249,7 +207,7 @@ def _mayastor_render(ctx: LabContext, release: Release) -> list[dict]:
 
 def _longhorn_render(ctx: LabContext, release: Release) -> list[dict]:
     image = f"longhornio/{{}}:v{release.version.lstrip('v')}"
-    default_class = _get(release.values, "persistence.defaultClass", True)
+    default_class = helm_value(release.values, "persistence.defaultClass", True)
     sc = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
           "metadata": {"name": "longhorn", "labels": _labels(release, "longhorn"),
                        "annotations": {"storageclass.kubernetes.io/is-default-class": str(bool(default_class)).lower(),
@@ -257,9 +215,9 @@ def _longhorn_render(ctx: LabContext, release: Release) -> list[dict]:
                                        "meta.helm.sh/release-namespace": release.namespace}},
           "provisioner": "driver.longhorn.io", "allowVolumeExpansion": True, "reclaimPolicy": "Delete",
           "volumeBindingMode": "Immediate",
-          "parameters": {"numberOfReplicas": str(_get(release.values, "persistence.defaultClassReplicaCount", 3)),
+          "parameters": {"numberOfReplicas": str(helm_value(release.values, "persistence.defaultClassReplicaCount", 3)),
                          "staleReplicaTimeout": "30", "fsType": "ext4", "dataLocality": "disabled"}}
-    ui_type = _get(release.values, "service.ui.type", "ClusterIP")
+    ui_type = helm_value(release.values, "service.ui.type", "ClusterIP")
     return [
         daemonset(release, "longhorn-manager", "longhorn-manager", image.format("longhorn-manager"),
                   extra_labels={"app": "longhorn-manager"}),
@@ -278,8 +236,8 @@ def _longhorn_render(ctx: LabContext, release: Release) -> list[dict]:
 def _argocd_render(ctx: LabContext, release: Release) -> list[dict]:
     crds = [crd(p) for p in sorted((UPSTREAM / "argocd").glob("*.yaml"))]
     image = f"quay.io/argoproj/argocd:v{ctx.spec.versions.argocd}"
-    svc_type = _get(release.values, "server.service.type", "ClusterIP")
-    svc_ann = _get(release.values, "server.service.annotations", {}) or {}
+    svc_type = helm_value(release.values, "server.service.type", "ClusterIP")
+    svc_ann = helm_value(release.values, "server.service.annotations", {}) or {}
     objs = crds + [
         deployment(release, "argocd-server", "argocd-server", image, component="server"),
         deployment(release, "argocd-repo-server", "argocd-repo-server", image, component="repo-server"),

@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from falkit.twin.tools.chartrepos import chart_key
+
 if TYPE_CHECKING:  # pragma: no cover
     from falkit.spec import LabSpec
     from falkit.twin.kube import Store
@@ -288,6 +290,49 @@ class CiliumConfig:
     lease_retry_period_s: float = 2.0
 
 
+def helm_value(values: dict, dotted: str, default: Any = None) -> Any:
+    """``values["a"]["b"]`` for ``"a.b"`` (a chart's values path), or ``default`` when absent."""
+    cur: Any = values
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return default
+        cur = cur[part]
+    return cur
+
+
+def _truthy(v: Any) -> bool:
+    return v is True or (isinstance(v, str) and v.lower() in ("true", "strict"))
+
+
+def cilium_effective_config(release: Release) -> CiliumConfig:
+    """Cilium's effective settings from the release values (chart defaults otherwise)."""
+    v = release.values
+    rl = v.get("k8sClientRateLimit") or {}
+    devices = v.get("devices") or ()
+    if isinstance(devices, str):
+        devices = tuple(d for d in devices.replace(",", " ").split() if d)
+
+    def secs(key: str, default: float) -> float:
+        raw = helm_value(v, key)
+        if raw is None:
+            return default
+        s = str(raw).strip()
+        try:
+            return float(s[:-1]) if s.endswith("s") else float(s)
+        except ValueError:
+            return default
+
+    return CiliumConfig(
+        version=release.version,
+        kube_proxy_replacement=_truthy(v.get("kubeProxyReplacement", False)),
+        l2_announcements=_truthy(helm_value(v, "l2announcements.enabled", False)),
+        external_ips=_truthy(helm_value(v, "externalIPs.enabled", False)),
+        qps=int(rl.get("qps") or 5), burst=int(rl.get("burst") or 10), devices=tuple(devices),
+        lease_duration_s=secs("l2announcements.leaseDuration", 15.0),
+        lease_renew_deadline_s=secs("l2announcements.leaseRenewDeadline", 5.0),
+        lease_retry_period_s=secs("l2announcements.leaseRetryPeriod", 2.0))
+
+
 class LabContext:
     """Shared lab state. Construct with ``LabContext(store, spec, state_dir, pve, time_factor)``.
 
@@ -477,8 +522,6 @@ class LabContext:
         """The deployed release of ``chart`` (a ``charts.CHARTS`` key such as ``cilium``, ``metallb``,
         ``openebs``, ``mayastor``, ``longhorn``, ``argo-cd``; ``cilium/cilium`` works too), first by
         namespace/name, or None."""
-        from .charts import chart_key  # local: charts imports this module
-
         for key in sorted(self.releases):
             r = self.releases[key]
             if chart_key(r.chart) == chart_key(chart) and r.status == "deployed":
@@ -490,11 +533,7 @@ class LabContext:
         LB-IPAM controller refuses L2 announcements unless ``kube_proxy_replacement`` and
         ``l2_announcements`` are both true (docs/UPSTREAM.md, Cilium)."""
         r = self.release_of("cilium")
-        if r is None:
-            return None
-        from .charts import cilium_effective_config  # local: charts imports this module
-
-        return cilium_effective_config(r)
+        return None if r is None else cilium_effective_config(r)
 
     def node_by_hostname(self, hostname: str) -> TalosNode | None:
         return next((n for n in self.talos_nodes.values() if n.hostname == hostname), None)

@@ -1,7 +1,7 @@
 """The twin's Job controller: copy, checksum, write, fio and ping Jobs, and the pod logs they leave.
 
-:func:`workloads.reconcile <falkit.twin.lab.workloads.reconcile>` runs :func:`_reconcile_job` for every
-Job (one Pod ``<job>-<5 chars>`` with the ``job-name`` labels, via the workload helpers), writes the
+:func:`workloads.reconcile <falkit.twin.lab.workloads.reconcile>` runs :func:`reconcile_job` for every
+Job (one Pod ``<job>-<5 chars>`` with the ``job-name`` labels, via :mod:`.pods`), writes the
 log :func:`job_log` returns and marks the Job Complete or Failed.
 
 Job contract (the live lab runs the *same* Job specs with real containers; the twin writes the
@@ -40,12 +40,16 @@ from typing import Any
 
 from falkit.twin.kube.objects import now_iso
 
-from .workloads import (
+from .context import VolumeData
+from .mayastor import core_list, release
+from .perf import Storage, fio_output
+from .pods import (
     LONGHORN_DRIVER,
     MAYASTOR_DRIVER,
-    _ensure_pods,
-    _pod_state,
-    _pvc_names,
+    ensure_pods,
+    pod_state,
+    pvc_names,
+    quantity_bytes,
     record_event,
     set_condition,
     suffix,
@@ -114,8 +118,6 @@ def _meta(job: dict, key: str) -> dict:
 
 def volume_of(ctx, namespace: str, claim: str):  # noqa: ANN201 - VolumeData | None
     """The twin's data of the PV bound to ``namespace/claim`` (created empty on first use)."""
-    from .context import VolumeData
-
     pvc = ctx.store.try_get("v1", "PersistentVolumeClaim", claim, namespace)
     pv_name = ((pvc or {}).get("spec") or {}).get("volumeName")
     if not pv_name:
@@ -129,29 +131,18 @@ def volume_of(ctx, namespace: str, claim: str):  # noqa: ANN201 - VolumeData | N
     return vol
 
 
-def quantity_bytes(q: str) -> int:
-    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
-    for u, f in units.items():
-        if str(q).endswith(u):
-            return int(float(str(q)[: -len(u)]) * f)
-    return int(float(q or 0))
-
-
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 def _fio_log(ctx, job: dict, ns: str) -> str:
     """fio's JSON for the job file the pod runs, on the storage the claim is bound to (:mod:`.perf`)."""
-    from .mayastor import core_list, release
-    from .perf import Storage, fio_output
-
     ann, labels = _meta(job, "annotations"), _meta(job, "labels")
     spec = ctx.spec
     pod_spec = (job["spec"].get("template") or {}).get("spec") or {}
     env = {e.get("name"): e.get("value") for c in pod_spec.get("containers") or [] for e in c.get("env") or []}
     if not env.get("FALKIT_FIO_JOBFILE"):
         raise JobError("fio: no job file given\n")
-    claims = _pvc_names(pod_spec)
+    claims = pvc_names(pod_spec)
     vol = volume_of(ctx, ns, claims[0]) if claims else None
     driver = vol.driver if vol is not None else ""
     engine = {MAYASTOR_DRIVER: "mayastor", LONGHORN_DRIVER: "longhorn"}.get(driver, "local")
@@ -260,7 +251,7 @@ def job_log(ctx, job: dict, pod: dict, vms=None, bridges=None) -> str:
     return ""
 
 
-def _reconcile_job(ctx, job: dict, counts: dict, nnodes: int, vms, bridges=None) -> None:
+def reconcile_job(ctx, job: dict, counts: dict, nnodes: int, vms, bridges=None) -> None:
     md = job["metadata"]
     jst = job.get("status") or {}
     if any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in jst.get("conditions") or []):
@@ -268,8 +259,8 @@ def _reconcile_job(ctx, job: dict, counts: dict, nnodes: int, vms, bridges=None)
     uid = md["uid"]
     labels = {"batch.kubernetes.io/job-name": md["name"], "job-name": md["name"],
               "batch.kubernetes.io/controller-uid": uid, "controller-uid": uid}
-    pod = _ensure_pods(ctx, job, [(f"{md['name']}-{suffix(uid)}", labels, None)], counts)[0]
-    st, evs = _pod_state(ctx, pod, nnodes)
+    pod = ensure_pods(ctx, job, [(f"{md['name']}-{suffix(uid)}", labels, None)], counts)[0]
+    st, evs = pod_state(ctx, pod, nnodes)
     for reason, msg, etype in evs:
         record_event(ctx, pod, reason, msg, etype, "default-scheduler" if reason == "FailedScheduling" else "kubelet")
     start = jst.get("startTime") or now_iso()

@@ -54,7 +54,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from .workloads import items, match_labels, node_ready, record_event, set_condition, write_status
+from .pods import items, match_labels, node_ready, record_event, set_condition, write_status
 
 log = logging.getLogger(__name__)
 CILIUM = "cilium-operator-lb-ipam"

@@ -15,7 +15,7 @@ Facts behind it (docs/UPSTREAM.md, "OpenEBS Mayastor", each with its source; the
 * **csi-node** pods run on every node; the chart's ``nvme-tcp-probe`` init container waits while
   ``nvme_tcp`` is not loaded, printing "nvme_tcp module not loaded..." (openebs chart values,
   ``csi.node.initContainers``): the pod stays ``Init:0/1`` and pods mounting a Mayastor volume on
-  that node fail with kubelet's FailedMount (see :mod:`falkit.twin.lab.workloads`).
+  that node fail with kubelet's FailedMount (see :mod:`falkit.twin.lab.pods`).
 * **DiskPools** (``openebs.io/v1beta2`` for 2.5-2.8, ``v1beta3`` from 2.9; one collection):
   ``cr_state: Created`` + ``pool_status: Online`` only when the node's io-engine runs AND the
   node's VM in the twin's Proxmox has the disk (``/dev/sdb`` = ``scsi1``; also
@@ -41,9 +41,9 @@ import re
 
 from falkit.twin.kube.objects import now_iso
 
+from .argocd import chart_release
 from .context import POD_CONTROLLER, VolumeData
-from .jobs import quantity_bytes
-from .workloads import (
+from .pods import (
     LONGHORN_DRIVER,
     MAYASTOR_DRIVER,
     eligible_nodes,
@@ -52,6 +52,7 @@ from .workloads import (
     owned_by,
     owner_ref,
     pve_vms,
+    quantity_bytes,
     record_event,
     set_condition,
     suffix,
@@ -66,8 +67,6 @@ DISKPOOL_VERSIONS = ("openebs.io/v1beta2", "openebs.io/v1beta3")
 
 def release(ctx):  # noqa: ANN201 - Release | None
     """The Mayastor release: installed by Helm, or rendered by Argo CD from an Application."""
-    from .argocd import chart_release
-
     return (ctx.release_of("mayastor") or ctx.release_of("openebs")
             or chart_release(ctx, "mayastor") or chart_release(ctx, "openebs"))
 

@@ -47,6 +47,7 @@ from falkit.errors import TwinError
 from falkit.schemas import dump_documents, validate_talos_documents
 
 from .context import LabContext, TalosNode, module_name
+from .pods import record_event
 from .pvereader import PveUnavailableError, Vm
 
 INSTALL_S = 90.0  # Talos install to disk + reboot after the first apply (60-120 s on real labs)
@@ -798,8 +799,6 @@ def report_cilium_error(ctx: LabContext, node_name: str, message: str) -> None:
     last log line (the chart's agent container uses ``terminationMessagePolicy:
     FallbackToLogsOnError``, so a real cluster shows it as the container's last termination
     message)."""
-    from .workloads import record_event  # local: workloads imports context, not this module
-
     for pod in ctx.store.list("v1", "Pod", namespace="kube-system")["items"]:
         labels = pod["metadata"].get("labels") or {}
         if labels.get("k8s-app") == "cilium" and (pod.get("spec") or {}).get("nodeName") == node_name:

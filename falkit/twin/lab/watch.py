@@ -9,7 +9,9 @@ store seeing it; this controller watches them and notifies:
   with the lab's API token like every request) as soon as a write request, a task or a PVE-time
   pause finished. On an answer with a new ``seq`` the :class:`~.pvereader.PveReader` cache is
   dropped and every controller makes a pass. Nothing is read while nothing changes.
-- **Git** (what falkit pushed to the repositories Argo CD Applications read, ``argocd.WATCHED``):
+- **Git** (what falkit pushed to the repositories Argo CD Applications read: :data:`WATCHED`, which
+  the twin's Argo CD (:mod:`.argocd`) fills as it resolves revisions, and which it watches with
+  :func:`watch_git` beside its own loop):
   Git has no push notification to a local bare repository the twin could receive, so the refs are
   ``stat``-ed every ``GIT_POLL_S`` seconds (no ``git`` process, a few system calls) and a change
   notifies — as Argo CD's webhook-triggered refresh would (argo-cd docs "Git Webhook
@@ -22,18 +24,21 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import ssl
 from pathlib import Path
 
 import aiohttp
 
-from . import argocd
 from .context import LabContext
 
 log = logging.getLogger("falkit.twin.lab")
 
 GIT_POLL_S = 0.5
 LONG_POLL_S = 30.0
+
+#: Repositories an Application read: their refs are watched (:func:`watch_git`).
+WATCHED: set[Path] = set()
 
 
 async def run(ctx: LabContext) -> None:
@@ -91,11 +96,26 @@ async def watch_pve(ctx: LabContext) -> None:
             backoff = min(backoff * 2, 5.0)
 
 
+def repo_stamp(repo: Path) -> tuple:
+    """Changes whenever a commit, checkout or ref update happens (the reflog and HEAD are touched)."""
+    git = repo / ".git" if (repo / ".git").is_dir() else repo
+    out = []
+    for name in ("logs/HEAD", "HEAD", "packed-refs"):
+        try:
+            out.append((git / name).stat().st_mtime_ns)
+        except OSError:
+            out.append(0)
+    # A push to a bare repository updates refs/heads/* and writes no reflog: stamp the branch refs too.
+    for dirpath, _dirs, names in os.walk(git / "refs" / "heads"):
+        out += [(n, os.stat(os.path.join(dirpath, n)).st_mtime_ns) for n in sorted(names)]
+    return tuple(out)
+
+
 def _stamps() -> dict:
     out = {}
-    for repo in list(argocd.WATCHED):
+    for repo in list(WATCHED):
         with contextlib.suppress(OSError):
-            out[repo] = argocd._repo_stamp(repo)  # noqa: SLF001 - same package
+            out[repo] = repo_stamp(repo)
     return out
 
 
