@@ -323,10 +323,10 @@ class Lab:
 
     def __init__(self, spec: Any, target: Any, *, apply: bool, notebook: str, options: dict[str, Any],
                  spec_path: Path | None = None):
-        from .plan import derive_plan
+        from .design import design_of
 
         self.spec = spec
-        self.plan = derive_plan(spec)
+        self.design = design_of(spec)  # the notebook's one design; steps read the same value
         self.target = target
         self.apply = apply
         self.notebook = notebook
@@ -483,22 +483,22 @@ class Lab:
 
     # -- preflight -------------------------------------------------------------------------------
     def preflight(self) -> list:
-        """The plan, the findings and the host-budget chart (the 00 notebook)."""
+        """The design, the findings and the host-budget chart (the 00 notebook)."""
         from .charts import budget_rows, host_budget_chart
         from .findings import preflight
 
         t0 = time.monotonic()
-        findings = preflight(self.spec, self.plan)
-        widgets.show(widgets.Table(self.plan.rows(), title="Plan: machines",
+        findings = preflight(self.spec, self.design)
+        widgets.show(widgets.Table(self.design.rows(), title="Plan: machines",
                                    columns=["name", "vmid", "kind", "role", "cores", "memory_gb", "disks", "mgmt", "storage"]))
         svc = [{"service": f"{s.namespace}/{s.name}", "old": s.old_ip or "", "requested": s.requested, "new": s.ip or "-"}
-               for s in self.plan.services]
-        widgets.show(widgets.Table(svc, title=f"LoadBalancer pool {self.plan.lb_pool[0]}-{self.plan.lb_pool[1]}"))
+               for s in self.design.services]
+        widgets.show(widgets.Table(svc, title=f"LoadBalancer pool {self.design.lb_pool_text}"))
         widgets.show(widgets.Table([f.row() for f in findings], title="Findings", status_column="severity"))
         if widgets.in_ipython():
-            widgets.show(host_budget_chart(self.spec, self.plan))
+            widgets.show(host_budget_chart(self.spec, self.design))
         else:
-            widgets.show(widgets.Table(budget_rows(self.spec, self.plan), title="Host budget"))
+            widgets.show(widgets.Table(budget_rows(self.spec, self.design), title="Host budget"))
         self.result["findings"] = [f.to_json() for f in findings]
         self.result["timings"]["preflight_s"] = round(time.monotonic() - t0, 3)
         self.save()
