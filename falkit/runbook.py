@@ -328,7 +328,6 @@ class Lab:
         self.spec = spec
         self.design = design_of(spec)  # the notebook's one design; steps read the same value
         self.target = target
-        self.apply = apply
         self.notebook = notebook
         self.options = options
         self.step_options = StepOptions(
@@ -350,6 +349,11 @@ class Lab:
             "timings": {}, "journal": {"mutating_calls": 0, "by_api": {}}, "error": None,
         }
         self.save()
+
+    @property
+    def apply(self) -> bool:
+        """The notebook's ``apply`` parameter (held once, in :attr:`step_options`)."""
+        return self.step_options.apply
 
     # -- archive ---------------------------------------------------------------------------------
     @property
