@@ -9,24 +9,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from .design import LabDesign
 from .findings import memory_budget, storage_budget
-from .plan import LabPlan
 from .spec import LabSpec
 
 OVERHEAD_COLOR = "#888888"
 RESERVE_COLOR = "#bbbbbb"
 
 
-def budget_rows(spec: LabSpec, plan: LabPlan, node: str | None = None) -> list[dict[str, Any]]:
+def budget_rows(spec: LabSpec, design: LabDesign, node: str | None = None) -> list[dict[str, Any]]:
     """One row per (resource, consumer): RAM GB, vCPU and each storage's GB, plus capacities.
 
     ``{"resource", "consumer", "amount", "capacity"}``; consumers are the VMs/CTs, plus
     "Proxmox host" (RAM overhead) and "reserved" (a storage's reserve).
     """
     node = node or spec.host.node
-    mem = memory_budget(spec, plan, node)
-    vms = [v for v in plan.vms if v.node == node]
-    cts = [c for c in plan.containers if c.node == node]
+    mem = memory_budget(spec, design, node)
+    vms = [v for v in design.vms if v.node == node]
+    cts = [c for c in design.containers if c.node == node]
     threads = spec.host.node_info(node).cpu.threads
     rows: list[dict[str, Any]] = []
     ram = "RAM (GB)"
@@ -36,7 +36,7 @@ def budget_rows(spec: LabSpec, plan: LabPlan, node: str | None = None) -> list[d
     cpu = "vCPU"
     rows += [{"resource": cpu, "consumer": v.name, "amount": v.cores, "capacity": threads} for v in vms]
     rows += [{"resource": cpu, "consumer": c.hostname, "amount": c.cores, "capacity": threads} for c in cts]
-    for name, b in storage_budget(spec, plan, node).items():
+    for name, b in storage_budget(spec, design, node).items():
         res = f"{name} (GB)"
         if b["reserve_gb"]:
             rows.append({"resource": res, "consumer": "reserved", "amount": b["reserve_gb"], "capacity": b["size_gb"]})
@@ -50,7 +50,7 @@ def budget_rows(spec: LabSpec, plan: LabPlan, node: str | None = None) -> list[d
     return rows
 
 
-def host_budget_chart(spec: LabSpec, plan: LabPlan, node: str | None = None):
+def host_budget_chart(spec: LabSpec, design: LabDesign, node: str | None = None):
     """Stacked bars of what each VM/CT is allocated, per resource, against the capacity line.
 
     One subplot per resource (RAM, vCPU, each storage), since their units differ.
@@ -59,7 +59,7 @@ def host_budget_chart(spec: LabSpec, plan: LabPlan, node: str | None = None):
     from plotly.subplots import make_subplots
 
     node = node or spec.host.node
-    rows = budget_rows(spec, plan, node)
+    rows = budget_rows(spec, design, node)
     resources = list(dict.fromkeys(r["resource"] for r in rows))
     consumers = list(dict.fromkeys(r["consumer"] for r in rows))
     fig = make_subplots(rows=1, cols=len(resources), subplot_titles=resources)

@@ -33,8 +33,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from .design import design_of
 from .findings import cilium_api, client_rate_limit
-from .plan import derive_plan
 from .schemas import SchemaValidationError, validate_cilium_values
 from .spec import LabSpec
 from .talosconfig import KUBEPRISM_PORT
@@ -51,8 +51,9 @@ CLEAN_STATE_CAPABILITIES = ["NET_ADMIN", "SYS_ADMIN", "SYS_RESOURCE"]
 
 
 def devices(spec: LabSpec) -> list[str]:
-    """The NICs Cilium attaches to: eth0 (management, announces LB IPs) and eth1 (storage)."""
-    return ["eth0", "eth1"]
+    """The NICs Cilium attaches to: eth0 (management, announces LB IPs) and eth1 (storage), the
+    workers' guest devices as the design names them."""
+    return sorted({n.device for w in design_of(spec).workers for n in w.nics})
 
 
 def values(spec: LabSpec) -> dict[str, Any]:
@@ -89,9 +90,9 @@ SVC_NS_LABEL, SVC_NAME_LABEL = "io.kubernetes.service.namespace", "io.kubernetes
 
 def pinned_ips(spec: LabSpec) -> dict[str, tuple[str, str]]:
     """Pinned address -> (namespace, name) of its service, for the addresses inside the spec's pool."""
-    lo, hi = (int(ipaddress.IPv4Address(spec.cilium.lb_pool.start)), int(ipaddress.IPv4Address(spec.cilium.lb_pool.stop)))
-    return {s.requested: (s.namespace, s.name) for s in derive_plan(spec).services
-            if s.requested not in ("auto", "disabled") and lo <= int(ipaddress.IPv4Address(s.requested)) <= hi}
+    design = design_of(spec)
+    return {s.requested: (s.namespace, s.name) for s in design.services
+            if s.requested not in ("auto", "disabled") and design.in_lb_pool(s.requested)}
 
 
 def blocks_without(start: str, stop: str, holes: set[str]) -> list[dict[str, str]]:
@@ -117,7 +118,7 @@ def lb_pools(spec: LabSpec) -> list[dict[str, Any]]:
     api = cilium_api(spec.versions.cilium)["pool"]
     pinned = pinned_ips(spec)
     out = []
-    free = blocks_without(spec.cilium.lb_pool.start, spec.cilium.lb_pool.stop, set(pinned))
+    free = blocks_without(*design_of(spec).lb_pool, set(pinned))
     if free:
         out.append({"apiVersion": api, "kind": "CiliumLoadBalancerIPPool",
                     "metadata": {"name": POOL_NAME, "labels": dict(MANAGED_BY)},
@@ -156,7 +157,7 @@ def service_annotations(spec: LabSpec, namespace: str, name: str) -> dict[str, s
     (None removes a key; the seed's ``io.cilium/lb-ipam-ips`` alias is removed in favour of
     ``lbipam.cilium.io/ips``.)"""
     api = cilium_api(spec.versions.cilium)
-    sip = next((s for s in derive_plan(spec).services if s.namespace == namespace and s.name == name), None)
+    sip = design_of(spec).service(namespace, name)
     out: dict[str, str | None] = {k: None for k in METALLB_ANNOTATIONS}
     out[api["annotation_alias"]] = None
     if sip is not None and sip.requested not in ("auto", "disabled"):

@@ -31,25 +31,25 @@ def _table(rows: list[dict], columns: list[str], widths: dict[str, int] | None =
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from .design import design_of
     from .findings import has_errors, preflight
-    from .plan import derive_plan
     from .spec import load_spec
 
     spec = load_spec(args.params)
-    plan = derive_plan(spec)
-    findings = preflight(spec, plan)
+    design = design_of(spec)
+    findings = preflight(spec, design)
     if args.json:
         from dataclasses import asdict
 
-        print(json.dumps({"params": str(args.params), "plan": asdict(plan), "findings": [f.to_json() for f in findings]}, indent=2, default=str))
+        print(json.dumps({"params": str(args.params), "plan": asdict(design), "findings": [f.to_json() for f in findings]}, indent=2, default=str))
     else:
         print(f"falkit plan for {spec.lab} ({args.params})\n")
         print("Machines")
-        print(_table(plan.rows(), ["name", "vmid", "kind", "role", "cores", "memory_gb", "disks", "mgmt", "storage"]))
-        print(f"\nLoadBalancer pool {plan.lb_pool[0]}-{plan.lb_pool[1]} ({plan.lb_pool_size} addresses)")
-        print(_table([{"service": f"{s.namespace}/{s.name}", "old": s.old_ip or "", "requested": s.requested, "new": s.ip or "-"} for s in plan.services],
+        print(_table(design.rows(), ["name", "vmid", "kind", "role", "cores", "memory_gb", "disks", "mgmt", "storage"]))
+        print(f"\nLoadBalancer pool {design.lb_pool_text} ({design.lb_pool_size} addresses)")
+        print(_table([{"service": f"{s.namespace}/{s.name}", "old": s.old_ip or "", "requested": s.requested, "new": s.ip or "-"} for s in design.services],
                      ["service", "old", "requested", "new"]))
-        print(f"\nio-engine coreList: {list(plan.io_engine_cores)}")
+        print(f"\nio-engine coreList: {list(design.io_engine_cores)}")
         counts = {s: sum(1 for f in findings if f.severity == s) for s in ("error", "warning", "info")}
         print(f"\nFindings: {counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info")
         for f in findings:
@@ -370,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "or usage; 3 `twin status`: the twin is down")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
-    sp = sub.add_parser("plan", help="validate a lab spec and show the derived plan and preflight findings")
+    sp = sub.add_parser("plan", help="validate a lab spec and show the derived design and preflight findings")
     sp.add_argument("params", nargs="?", default=DEFAULT_PARAMS, type=Path,
                     help=f"the lab spec (YAML; default: {DEFAULT_PARAMS})")
     sp.add_argument("--json", action="store_true", help="machine-readable output")

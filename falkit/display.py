@@ -86,7 +86,7 @@ def validation_chart(checks: list[Check], title: str = "Validation: checks per a
 def handoff_tables(spec: LabSpec, plan: Any, observed: dict[tuple[str, str], str | None] | None = None,
                    ) -> list[widgets.Table]:
     """The three hand-off tables: DHCP reservations, DNS records, Cloudflare tunnel endpoints
-    (``plan``: the lab's derived plan, ``lab.plan``, as :mod:`falkit.handoff` takes it)."""
+    (``plan``: the lab's design, ``lab.design``, as :mod:`falkit.handoff` takes it)."""
     return [widgets.Table(handoff.dhcp_rows(spec, plan), handoff.DHCP_COLUMNS, title="Hand-off: DHCP reservations"),
             widgets.Table(handoff.dns_rows(spec, plan, observed), handoff.DNS_COLUMNS, title="Hand-off: DNS records"),
             widgets.Table(handoff.tunnel_rows(spec, plan, observed), handoff.TUNNEL_COLUMNS,

@@ -347,11 +347,10 @@ def check_gitops(target: Any, remote: str = "origin") -> Row:
 
 def check_addresses(target: Any) -> Row:
     """How the new Talos VMs reach their planned address in maintenance mode (ISO boot)."""
-    from .plan import derive_plan
+    from .design import design_of
 
     spec, pve, node = target.spec, target.pve, target.node
-    plan = derive_plan(spec)
-    vms = [v for v in plan.vms if v.role in ("control-plane", "worker")]
+    vms = [v for v in design_of(spec).vms if v.role in ("control-plane", "worker")]
     try:
         existing = {int(v["vmid"]) for v in pve.nodes(node).qemu.get() or []}
     except Exception:  # noqa: BLE001

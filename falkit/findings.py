@@ -1,5 +1,5 @@
 """Preflight findings: what will not work (error), what works but is risky (warning), and facts the
-operator should know (info). Pure functions of the spec and the derived plan; every message carries
+operator should know (info). Pure functions of the spec and the derived design; every message carries
 its numbers and how to fix it.
 
 ``error`` blocks apply. Checks are a registry (``@check``), each returning findings; tests hold a
@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from .plan import LabPlan, derive_plan, lb_addresses
+from .design import LabDesign, design_of
 from .spec import LabSpec
 from .yamlsrc import FieldPath, format_path
 
@@ -62,7 +62,7 @@ class Finding:
         return out
 
 
-Check = Callable[[LabSpec, LabPlan], Iterator[Finding]]
+Check = Callable[[LabSpec, LabDesign], Iterator[Finding]]
 CHECKS: list[Check] = []
 
 
@@ -71,10 +71,10 @@ def check(fn: Check) -> Check:
     return fn
 
 
-def preflight(spec: LabSpec, plan: LabPlan | None = None) -> list[Finding]:
+def preflight(spec: LabSpec, design: LabDesign | None = None) -> list[Finding]:
     """Run every check. Errors first, then warnings, then info."""
-    plan = plan or derive_plan(spec)
-    out = [replace(f, where=spec.where(f.at)) if f.at else f for c in CHECKS for f in c(spec, plan)]
+    design = design or design_of(spec)
+    out = [replace(f, where=spec.where(f.at)) if f.at else f for c in CHECKS for f in c(spec, design)]
     order = {"error": 0, "warning": 1, "info": 2}
     return sorted(out, key=lambda f: order[f.severity])
 
@@ -137,11 +137,10 @@ def _node_path(spec: LabSpec, node: str) -> FieldPath:
 
 
 @check
-def lb_pool(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
+def lb_pool(spec: LabSpec, design: LabDesign) -> Iterator[Finding]:
     mgmt = ipaddress.IPv4Network(spec.networks.management.cidr)
     stor = ipaddress.IPv4Network(spec.networks.storage.cidr)
-    start, stop = spec.cilium.lb_pool.start, spec.cilium.lb_pool.stop
-    pool = set(lb_addresses(start, stop))
+    start, stop = design.lb_pool
     if _ip(start) not in mgmt or _ip(stop) not in mgmt:
         yield Finding("addr.pool-outside-subnet", "error", f"pool {start}-{stop}",
                       f"the LoadBalancer pool must lie inside the management subnet {mgmt} (L2 announcements answer ARP only there)",
@@ -153,14 +152,14 @@ def lb_pool(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
     paths = ip_paths(spec)
     used: dict[str, str] = {spec.networks.management.gateway: "the management gateway", str(mgmt.network_address): "the network address",
                             str(mgmt.broadcast_address): "the broadcast address"}
-    for v in plan.vms:
+    for v in design.vms:
         for n in v.nics:
             used[n.ip] = v.name
-    for c in plan.containers:
+    for c in design.containers:
         for n in c.nics:
             used[n.ip] = c.hostname
     for ip, who in sorted(used.items(), key=lambda kv: _ip(kv[0])):
-        if ip in pool:
+        if design.in_lb_pool(ip):
             yield Finding("addr.pool-overlaps-host", "error", f"pool {start}-{stop}",
                           f"{ip} ({who}) lies inside the LoadBalancer pool cilium.lb_pool: Cilium could hand it to a service",
                           f"move {who} or shrink the pool",
@@ -168,8 +167,7 @@ def lb_pool(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
 
 
 @check
-def service_ips(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
-    pool = set(lb_addresses(spec.cilium.lb_pool.start, spec.cilium.lb_pool.stop))
+def service_ips(spec: LabSpec, design: LabDesign) -> Iterator[Finding]:
     pinned = Counter(s.new_ip for s in spec.services if s.new_ip not in ("auto", "disabled"))
     hosts = ip_paths(spec)
     for i, s in enumerate(spec.services):
@@ -180,9 +178,9 @@ def service_ips(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
             yield Finding("addr.service-ip-host", "error", f"service {s.namespace}/{s.name}",
                           f"requested IP {s.new_ip} is already {format_path(hosts[s.new_ip])}: two hosts would answer ARP for it",
                           "request another address inside the pool", at=at)
-        if s.new_ip not in pool:
+        if not design.in_lb_pool(s.new_ip):
             yield Finding("addr.service-ip-outside-pool", "error", f"service {s.namespace}/{s.name}",
-                          f"requested IP {s.new_ip} is outside the pool {spec.cilium.lb_pool.start}-{spec.cilium.lb_pool.stop}: "
+                          f"requested IP {s.new_ip} is outside the pool {design.lb_pool_text}: "
                           "LB-IPAM would leave the service without an address",
                           "request an address inside the pool, or widen the pool", at=at)
         if pinned[s.new_ip] > 1:
@@ -190,7 +188,7 @@ def service_ips(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
                           f"{s.new_ip} is requested by {pinned[s.new_ip]} services (without a sharing key only one gets it)",
                           "give each service its own address", at=at)
     wanted = [s for s in spec.services if s.new_ip != "disabled"]
-    size = plan.lb_pool_size
+    size = design.lb_pool_size
     if len(wanted) > size:
         yield Finding("addr.pool-too-small", "error", "LoadBalancer pool",
                       f"{len(wanted)} LoadBalancer services but the pool holds {size} addresses",
@@ -202,15 +200,15 @@ def service_ips(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
 
 
 @check
-def macs(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
+def macs(spec: LabSpec, design: LabDesign) -> Iterator[Finding]:
     machines = machine_paths(spec)
-    for problem in plan.mac_problems:
+    for problem in design.mac_problems:
         name = problem.split(":")[0]
         yield Finding("addr.mac-scheme", "error", name, problem,
                       "keep host addresses at .2-.99 or change the MAC scheme",
                       at=machines[name] + ("ip",) if name in machines else ("networks", "management", "mac_prefix"))
     seen: dict[str, str] = {}
-    for v in list(plan.vms) + list(plan.containers):
+    for v in list(design.vms) + list(design.containers):
         name = getattr(v, "name", None) or v.hostname
         for n in v.nics:
             if n.mac is None:
@@ -232,21 +230,21 @@ def macs(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
 # Host budget
 
 
-def _by_node(plan: LabPlan, node: str) -> tuple[list, list]:
-    return [v for v in plan.vms if v.node == node], [c for c in plan.containers if c.node == node]
+def _by_node(design: LabDesign, node: str) -> tuple[list, list]:
+    return [v for v in design.vms if v.node == node], [c for c in design.containers if c.node == node]
 
 
-def memory_budget(spec: LabSpec, plan: LabPlan, node: str | None = None) -> dict[str, float]:
+def memory_budget(spec: LabSpec, design: LabDesign, node: str | None = None) -> dict[str, float]:
     node = node or spec.host.node
     info = spec.host.node_info(node)
-    vms, cts = _by_node(plan, node)
+    vms, cts = _by_node(design, node)
     return {"host_gb": info.memory_gb, "overhead_gb": info.overhead.memory_gb,
             "vms_gb": sum(v.memory_gb for v in vms), "containers_gb": sum(c.memory_gb for c in cts)}
 
 
-def storage_budget(spec: LabSpec, plan: LabPlan, node: str | None = None) -> dict[str, dict[str, float]]:
+def storage_budget(spec: LabSpec, design: LabDesign, node: str | None = None) -> dict[str, dict[str, float]]:
     node = node or spec.host.node
-    vms, cts = _by_node(plan, node)
+    vms, cts = _by_node(design, node)
     out: dict[str, dict[str, float]] = {
         s.name: {"size_gb": s.size_gb, "reserve_gb": s.reserve_gb, "allocated_gb": 0.0, "by": {}} for s in spec.host.storages
     }
@@ -263,16 +261,16 @@ def storage_budget(spec: LabSpec, plan: LabPlan, node: str | None = None) -> dic
 
 
 @check
-def host_memory(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
+def host_memory(spec: LabSpec, design: LabDesign) -> Iterator[Finding]:
     for node in spec.host.node_names:
-        yield from _node_memory(spec, plan, node)
+        yield from _node_memory(spec, design, node)
 
 
-def _node_memory(spec: LabSpec, plan: LabPlan, node: str) -> Iterator[Finding]:
-    b = memory_budget(spec, plan, node)
+def _node_memory(spec: LabSpec, design: LabDesign, node: str) -> Iterator[Finding]:
+    b = memory_budget(spec, design, node)
     committed = b["vms_gb"] + b["overhead_gb"]
     headroom = b["host_gb"] - committed
-    parts = " + ".join(f"{v.name} {v.memory_gb}" for v in _by_node(plan, node)[0])
+    parts = " + ".join(f"{v.name} {v.memory_gb}" for v in _by_node(design, node)[0])
     numbers = f"VMs {b['vms_gb']:g} GB ({parts}) + Proxmox {b['overhead_gb']:g} GB = {committed:g} GB of {b['host_gb']} GB"
     if headroom < 0:
         yield Finding("budget.memory", "error", f"host {node} RAM",
@@ -295,14 +293,14 @@ def _node_memory(spec: LabSpec, plan: LabPlan, node: str) -> Iterator[Finding]:
 
 
 @check
-def host_cpu(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
+def host_cpu(spec: LabSpec, design: LabDesign) -> Iterator[Finding]:
     for node in spec.host.node_names:
-        yield from _node_cpu(spec, plan, node)
+        yield from _node_cpu(spec, design, node)
 
 
-def _node_cpu(spec: LabSpec, plan: LabPlan, node: str) -> Iterator[Finding]:
+def _node_cpu(spec: LabSpec, design: LabDesign, node: str) -> Iterator[Finding]:
     threads = spec.host.node_info(node).cpu.threads
-    vms, cts = _by_node(plan, node)
+    vms, cts = _by_node(design, node)
     vcpus = sum(v.cores for v in vms) + sum(c.cores for c in cts)
     for v in vms:
         if v.cores > threads:
@@ -315,14 +313,14 @@ def _node_cpu(spec: LabSpec, plan: LabPlan, node: str) -> Iterator[Finding]:
 
 
 @check
-def host_storage(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
+def host_storage(spec: LabSpec, design: LabDesign) -> Iterator[Finding]:
     for node in spec.host.node_names:
-        yield from _node_storage(spec, plan, node)
+        yield from _node_storage(spec, design, node)
 
 
-def _node_storage(spec: LabSpec, plan: LabPlan, node: str) -> Iterator[Finding]:
+def _node_storage(spec: LabSpec, design: LabDesign, node: str) -> Iterator[Finding]:
     where = f" on {node}" if spec.host.other_nodes else ""
-    for name, b in storage_budget(spec, plan, node).items():
+    for name, b in storage_budget(spec, design, node).items():
         need = b["allocated_gb"] + b["reserve_gb"]
         free = b["size_gb"] - need
         numbers = f"{b['allocated_gb']:g} GB of disks" + (f" + {b['reserve_gb']:g} GB reserved" if b["reserve_gb"] else "") + f" on {b['size_gb']} GB"
@@ -330,7 +328,7 @@ def _node_storage(spec: LabSpec, plan: LabPlan, node: str) -> Iterator[Finding]:
         if free < 0:
             sev: Severity = "warning" if thin else "error"
             msg = f"{numbers}: {-free:g} GB over" + (" (thin pool: fine until the disks fill, then every VM on it stops)" if thin else "")
-            if not thin or name in {d.storage for v in plan.vms for d in v.disks if d.role == "data"}:
+            if not thin or name in {d.storage for v in design.vms for d in v.disks if d.role == "data"}:
                 sev = "error"
             yield Finding("budget.storage", sev, f"storage {name}{where}", msg, "smaller disks or a larger storage", data=b,
                           at=("host", "storages", [s.name for s in spec.host.storages].index(name), "size_gb"))
@@ -346,7 +344,7 @@ def _node_storage(spec: LabSpec, plan: LabPlan, node: str) -> Iterator[Finding]:
 
 
 @check
-def hugepages(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
+def hugepages(spec: LabSpec, design: LabDesign) -> Iterator[Finding]:
     pages = spec.mayastor.hugepages_2mi
     mib = pages * HUGEPAGE_MIB
     worker_gb = min(w.memory_gb for w in spec.cluster.workers)
@@ -367,9 +365,9 @@ def hugepages(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
 
 
 @check
-def io_engine(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
+def io_engine(spec: LabSpec, design: LabDesign) -> Iterator[Finding]:
     vcpus = min(w.cores for w in spec.cluster.workers)
-    cores = plan.io_engine_cores
+    cores = design.io_engine_cores
     workers = len(spec.cluster.workers)
     if spec.mayastor.io_engine_cores is not None:
         bad = [c for c in cores if c >= vcpus]
@@ -397,7 +395,7 @@ def io_engine(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
 
 
 @check
-def kernel_modules(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
+def kernel_modules(spec: LabSpec, design: LabDesign) -> Iterator[Finding]:
     mods = spec.talos.kernel_modules
     if "nvme_tcp" in mods:
         return
@@ -417,11 +415,11 @@ def kernel_modules(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
 
 
 @check
-def failure_domains(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
+def failure_domains(spec: LabSpec, design: LabDesign) -> Iterator[Finding]:
     replicas = spec.mayastor.replicas
     disks: dict[str, list[str]] = {}
     nodes: set[str] = set()
-    for w in plan.workers:
+    for w in design.workers:
         data = next(d for d in w.disks if d.role == "data")
         st = spec.storage(data.storage)
         phys = st.device.physical_disk if st else data.storage
@@ -444,7 +442,7 @@ def failure_domains(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
 
 
 @check
-def performance(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
+def performance(spec: LabSpec, design: LabDesign) -> Iterator[Finding]:
     from .bench.spec_env import ceilings_for_spec
 
     c = ceilings_for_spec(spec)
@@ -495,7 +493,7 @@ def client_rate_limit(spec: LabSpec) -> dict[str, int]:
 
 
 @check
-def cilium(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
+def cilium(spec: LabSpec, design: LabDesign) -> Iterator[Finding]:
     c = spec.cilium
     version = spec.versions.cilium
     if c.l2_announcements and not c.kube_proxy_replacement:
@@ -526,7 +524,7 @@ def cilium(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
 
 
 @check
-def talos(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
+def talos(spec: LabSpec, design: LabDesign) -> Iterator[Finding]:
     v = spec.versions.talos
     if _minor(v) not in SUPPORTED_TALOS:
         yield Finding("talos.version", "error", f"Talos {v}",
@@ -541,7 +539,7 @@ def talos(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
 
 
 @check
-def storage_gateway(spec: LabSpec, plan: LabPlan) -> Iterator[Finding]:
+def storage_gateway(spec: LabSpec, design: LabDesign) -> Iterator[Finding]:
     """PVE allows one default gateway per host ("Default gateway already exists on interface
     'vmbr0'", seen against the twin's PVE API): vmbr1 gets an address, never a gateway."""
     s = spec.networks.storage

@@ -1,8 +1,8 @@
 """The operator hand-off: the seed's manual post-migration tasks ("DNS/DHCP Updates") as tables
-and CSV files, generated from the plan (and, when given, what the cluster reports).
+and CSV files, generated from the design (and, when given, what the cluster reports).
 
 - **DHCP reservations** (:func:`dhcp_rows`): hostname, MAC, IP for every NIC of every VM and of
-  the Plex container, exactly as :func:`falkit.plan.derive_plan` assigns them (the seed fixes MACs
+  the Plex container, exactly as :func:`falkit.design.derive_design` assigns them (the seed fixes MACs
   so that a reservation gives each machine its planned address; docs/FACTS.md "Not yet checked").
 - **DNS records** (:func:`dns_rows`): an A record per service with ``dns`` in the spec, to its new IP
   — the Service's observed LoadBalancer IP when ``observed`` has it, else the planned one (an
@@ -29,7 +29,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .plan import LabPlan, derive_plan
+from .design import LabDesign, design_of
 from .spec import LabSpec
 
 DHCP_COLUMNS = ("hostname", "mac", "ip", "network", "bridge", "kind", "vmid")
@@ -37,28 +37,28 @@ DNS_COLUMNS = ("name", "type", "value", "old_value", "action", "source", "servic
 TUNNEL_COLUMNS = ("hostname", "service", "old_origin", "new_origin")
 
 
-def dhcp_rows(spec: LabSpec, plan: LabPlan | None = None) -> list[dict[str, Any]]:
-    """One reservation per NIC of every VM and container of the plan (NICs without a MAC — the
+def dhcp_rows(spec: LabSpec, design: LabDesign | None = None) -> list[dict[str, Any]]:
+    """One reservation per NIC of every VM and container of the design (NICs without a MAC — the
     scheme cannot encode them, a finding says so — are listed with an empty MAC)."""
-    plan = plan or derive_plan(spec)
+    design = design or design_of(spec)
     rows = []
-    for vm in plan.vms:
+    for vm in design.vms:
         for nic in vm.nics:
             rows.append({"hostname": vm.name, "mac": nic.mac or "", "ip": nic.ip, "network": nic.network,
                          "bridge": nic.bridge, "kind": "qemu", "vmid": vm.vmid})
-    for ct in plan.containers:
+    for ct in design.containers:
         for nic in ct.nics:
             rows.append({"hostname": ct.hostname, "mac": nic.mac or "", "ip": nic.ip, "network": nic.network,
                          "bridge": nic.bridge, "kind": "lxc", "vmid": ct.vmid})
     return rows
 
 
-def dns_rows(spec: LabSpec, plan: LabPlan | None = None,
+def dns_rows(spec: LabSpec, design: LabDesign | None = None,
              observed: dict[tuple[str, str], str | None] | None = None) -> list[dict[str, Any]]:
     """An A record per service with ``dns`` (``observed``: (namespace, name) -> LB IP or None)."""
-    plan = plan or derive_plan(spec)
+    design = design or design_of(spec)
     observed = observed or {}
-    planned = {(s.namespace, s.name): s for s in plan.services}
+    planned = {(s.namespace, s.name): s for s in design.services}
     rows = []
     for s in spec.services:
         if not s.dns:
@@ -73,12 +73,12 @@ def dns_rows(spec: LabSpec, plan: LabPlan | None = None,
         rows.append({"name": s.dns, "type": "A", "value": value, "old_value": s.old_ip or "",
                      "action": "keep" if value == s.old_ip else "update",
                      "source": "observed" if seen else "planned", "service": f"{s.namespace}/{s.name}"})
-    if (row := plex_dns_row(spec, plan)) is not None:
+    if (row := plex_dns_row(spec, design)) is not None:
         rows.append(row)
     return rows
 
 
-def plex_dns_row(spec: LabSpec, plan: LabPlan | None = None) -> dict[str, Any] | None:
+def plex_dns_row(spec: LabSpec, design: LabDesign | None = None) -> dict[str, Any] | None:
     """The A record of Plex's container (None when Plex is disabled or no DNS domain is known)."""
     p = spec.plex
     if p is None or not p.enabled:
@@ -86,17 +86,17 @@ def plex_dns_row(spec: LabSpec, plan: LabPlan | None = None) -> dict[str, Any] |
     domains = [s.dns.split(".", 1)[1] for s in spec.services if s.dns and "." in s.dns]
     if not domains:
         return None
-    ct = next((c for c in (plan or derive_plan(spec)).containers if c.vmid == p.vmid), None)
+    ct = next((c for c in (design or design_of(spec)).containers if c.vmid == p.vmid), None)
     ip = next((n.ip for n in ct.nics if n.network == "management"), p.ip) if ct else p.ip
     return {"name": f"{p.hostname}.{domains[0]}", "type": "A", "value": ip, "old_value": "",
             "action": "create", "source": "plex container", "service": f"lxc/{p.vmid} ({p.hostname})"}
 
 
-def tunnel_rows(spec: LabSpec, plan: LabPlan | None = None,
+def tunnel_rows(spec: LabSpec, design: LabDesign | None = None,
                 observed: dict[tuple[str, str], str | None] | None = None) -> list[dict[str, Any]]:
     """The tunnel origins that change (services with ``tunnel: true``)."""
     rows = []
-    for r in dns_rows(spec, plan, observed):
+    for r in dns_rows(spec, design, observed):
         if r["source"] == "plex container":
             rows.append({"hostname": r["name"], "service": r["service"], "old_origin": "the Kubernetes Plex",
                          "new_origin": f"http://{r['value']}:32400"})
@@ -141,7 +141,8 @@ def write_handoff(directory: str | os.PathLike | None, spec: LabSpec,
         raise ValueError("no directory for the hand-off: pass one or set FALKIT_RUN_DIR")
     out = Path(base) / "handoff"
     out.mkdir(parents=True, exist_ok=True)
-    plan = derive_plan(spec)
-    return {"dhcp": _write_csv(out / "dhcp.csv", DHCP_COLUMNS, dhcp_rows(spec, plan)),
-            "dns": _write_csv(out / "dns.csv", DNS_COLUMNS, dns_rows(spec, plan, observed)),
-            "tunnel": _write_csv(out / "tunnel.csv", TUNNEL_COLUMNS, tunnel_rows(spec, plan, observed))}
+    design = design_of(spec)
+    return {"dhcp": _write_csv(out / "dhcp.csv", DHCP_COLUMNS, dhcp_rows(spec, design)),
+            "dns": _write_csv(out / "dns.csv", DNS_COLUMNS, dns_rows(spec, design, observed)),
+            "tunnel": _write_csv(out / "tunnel.csv", TUNNEL_COLUMNS, tunnel_rows(spec, design, observed))}
+

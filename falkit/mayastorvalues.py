@@ -16,7 +16,7 @@ Value names were checked against ``chart/values.yaml`` of openebs/mayastor-exten
 
 Choices (docs/FACTS.md, OpenEBS Mayastor):
 
-* ``io_engine.coreList`` = the cores :func:`falkit.plan.derive_io_engine_cores` derived: the chart
+* ``io_engine.coreList`` = the cores of the design (:func:`falkit.design.derive_io_engine_cores`): the chart
   default ``cpuCount: "2"`` pins cores 1,2, which do not exist on a 2-vCPU worker ("EAL: invalid
   core list"). ``cpuCount`` is set to the list's length so both agree.
 * hugepages: request = limit = the node's 2 MiB pages (``spec.mayastor.hugepages_2mi`` x 2 MiB);
@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .plan import derive_io_engine_cores
+from .design import design_of
 from .schemas import diskpool_api_version
 from .spec import LabSpec
 
@@ -62,7 +62,7 @@ def hugepages_quantity(spec: LabSpec) -> str:
 
 def helm_values(spec: LabSpec) -> dict[str, Any]:
     """The values falkit installs the ``mayastor`` chart with (see the module docstring)."""
-    cores = list(derive_io_engine_cores(spec))
+    cores = list(design_of(spec).io_engine_cores)
     hp = hugepages_quantity(spec)
     etcd_replicas = max(1, min(3, len(spec.cluster.workers)))
     return {

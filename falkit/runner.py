@@ -44,7 +44,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -53,6 +53,9 @@ from .jupyter import ipc_kernel_config
 from .runbook.archive import summarize as _summ
 from .runbook.archive import totals as _totals
 from .runbook.options import known_options, validate_options
+
+if TYPE_CHECKING:
+    from .spec import LabSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_PATTERN = re.compile(r"^\d\d-[\w.-]+\.ipynb$")
@@ -63,6 +66,7 @@ MAC_NOTE = ("note: on the twin, allow_disruptive is on: the migration changes th
 @dataclass
 class RunConfig:
     params: Path
+    spec: LabSpec  # ``params`` as prepare loaded it (once per run; the notebooks load it themselves)
     target: str
     apply: bool
     options: dict[str, Any]
@@ -134,7 +138,7 @@ def prepare(args: Any, stored: dict | None = None) -> RunConfig:
     nbs = list_notebooks(notebooks_dir(), only)
     defaults = {k: d for k, (_t, d) in known_options().items()}
     options = {k: v for k, v in options.items() if k in sets or defaults.get(k) != v}
-    return RunConfig(params, target, apply, options, nbs, Path(args.outputs), notes)
+    return RunConfig(params, spec, target, apply, options, nbs, Path(args.outputs), notes)
 
 
 @contextlib.contextmanager
@@ -351,10 +355,9 @@ def _write_run(run: dict, run_dir: Path) -> None:
 
 def _scrub(cfg: RunConfig, run_dir: Path) -> int:
     from .scrub import collect_secrets, scrub_tree
-    from .spec import load_spec
     from .target import private_dir_for, twin_connection
 
-    spec = load_spec(cfg.params)
+    spec = cfg.spec
     conn = twin_connection() if cfg.target == "twin" else None
     secrets = collect_secrets(spec=spec, private_dir=private_dir_for(spec.lab, cfg.target), connection=conn)
     return len(scrub_tree(run_dir, secrets))
@@ -623,7 +626,6 @@ def _run_dir_for(resume: str, outputs: Path) -> Path:
 def run(args: Any) -> int:
     """The body of ``falkit run`` (see the module docstring)."""
     from .lock import RunLock
-    from .spec import load_spec
     from .target import private_dir_for
 
     stored = None
@@ -637,7 +639,7 @@ def run(args: Any) -> int:
     cfg = prepare(args, stored)
     for note in cfg.notes:
         print(note)
-    spec = load_spec(cfg.params)
+    spec = cfg.spec
     with RunLock(private_dir_for(spec.lab, cfg.target), what=f"falkit run --target {cfg.target} ({cfg.params})") as lock:
         if lock.took_over:
             print(f"note: took over a stale lock of pid {lock.took_over.get('pid')} ({lock.took_over.get('time')})")

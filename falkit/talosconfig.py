@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
-from .plan import VmPlan, derive_plan
+from .design import VmDesign, design_of
 from .schemas import check_talos_documents, dump_documents
 from .spec import LabSpec
 
@@ -204,11 +204,11 @@ def talosconfig(spec: LabSpec, bundle: SecretsBundle) -> str:
             .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=365))
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .sign(ca_key, None))
-    plan = derive_plan(spec)
-    cps = [v.ip for v in plan.vms if v.role == "control-plane"]
+    design = design_of(spec)
+    cps = [v.ip for v in design.vms if v.role == "control-plane"]
     ctx = spec.cluster.name
     return yaml.safe_dump({"context": ctx, "contexts": {ctx: {
-        "endpoints": cps, "nodes": [v.ip for v in plan.vms if v.role in ("control-plane", "worker")],
+        "endpoints": cps, "nodes": [v.ip for v in design.vms if v.role in ("control-plane", "worker")],
         "ca": bundle.cert("os")["crt"], "crt": _b64(cert.public_bytes(serialization.Encoding.PEM)), "key": _b64(_pem_key(key))}}},
         sort_keys=False)
 
@@ -245,7 +245,7 @@ def config_digest(docs: list[dict[str, Any]]) -> str:
 
 
 def endpoint(spec: LabSpec) -> str:
-    cp = next(v for v in derive_plan(spec).vms if v.role == "control-plane")
+    cp = design_of(spec).control_plane
     return f"https://{cp.ip}:6443"
 
 
@@ -261,7 +261,7 @@ def _admission(spec: LabSpec) -> list[dict[str, Any]]:
         "exemptions": {"namespaces": ["kube-system", spec.mayastor.namespace], "runtimeClasses": [], "usernames": []}}}]
 
 
-def machine_config(spec: LabSpec, vm: VmPlan, bundle: SecretsBundle, schematic: str = VANILLA_SCHEMATIC) -> NodeConfig:
+def machine_config(spec: LabSpec, vm: VmDesign, bundle: SecretsBundle, schematic: str = VANILLA_SCHEMATIC) -> NodeConfig:
     """The documents of one node for ``spec.versions.talos`` (not validated; see :func:`render`)."""
     version = spec.versions.talos
     cp = vm.role == "control-plane"
@@ -283,8 +283,8 @@ def machine_config(spec: LabSpec, vm: VmPlan, bundle: SecretsBundle, schematic: 
     if _vt(version) < (1, 12):
         machine["install"]["extraKernelArgs"] = ["net.ifnames=0"]
     links = []
-    for i, nic in enumerate(vm.nics):
-        link: dict[str, Any] = {"name": f"eth{i}", "addresses": [f"{nic.ip}/{_prefix(nic.cidr)}"]}
+    for nic in vm.nics:
+        link: dict[str, Any] = {"name": nic.device, "addresses": [f"{nic.ip}/{_prefix(nic.cidr)}"]}
         if nic.network == "management":
             link["routes"] = [{"gateway": nic.gateway}]
         links.append(link)
@@ -335,7 +335,7 @@ def render(spec: LabSpec, bundle: SecretsBundle, schematic: str = VANILLA_SCHEMA
     """Every cluster node's config, each document validated against the Talos schema of the version
     (``SchemaValidationError`` names the document and path)."""
     out = {}
-    for vm in derive_plan(spec).vms:
+    for vm in design_of(spec).vms:
         if vm.role not in ("control-plane", "worker"):
             continue
         cfg = machine_config(spec, vm, bundle, schematic)

@@ -10,7 +10,7 @@ code with the migration, as it changes Argo CD's manifests in Git:
 - :func:`read_tree` reads every ``*.tf`` below the directory; :func:`manages_vms` says whether any
   ``proxmox_virtual_environment_vm`` resource (bpg/proxmox) is declared there.
 - :func:`desired_edits` is the seed's "Terraform Module Changes", with the values of falkit's own
-  plan (:func:`falkit.plan.derive_plan`): ``talos-vm`` and ``truenas-vm`` gain
+  plan (:func:`falkit.design.derive_design`): ``talos-vm`` and ``truenas-vm`` gain
   ``enable_storage_network``, ``storage_bridge``, ``storage_mac_address`` and a dynamic
   ``network_device`` for the storage NIC; ``longhorn_disk`` becomes ``mayastor_disk``; variables gain
   ``storage_bridge``, ``storage_gateway``, ``cilium_lb_ip_pool`` (replacing ``metallb_ip_range``),
@@ -50,9 +50,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .design import LabDesign, design_of
 from .errors import FalkitError
 from .gitops import GitEdit
-from .plan import LabPlan, derive_plan
 from .spec import LabSpec
 
 TERRAFORM_DIR = "infrastructure/terraform"
@@ -265,7 +265,7 @@ def _map(d: dict[str, str], indent: str = "") -> str:
 
 @dataclass(frozen=True)
 class Desired:
-    """The values the Terraform code must hold after the migration (from falkit's plan)."""
+    """The values the Terraform code must hold after the migration (from falkit's design)."""
 
     mac_prefix: str
     storage_mac_prefix: str
@@ -281,19 +281,19 @@ class Desired:
     workers: list[dict[str, Any]] = field(default_factory=list)
 
 
-def desired(spec: LabSpec, plan: LabPlan | None = None) -> Desired:
-    plan = plan or derive_plan(spec)
-    cluster = [v for v in plan.vms if v.role in ("control-plane", "worker")]
-    cp = next(v for v in plan.vms if v.role == "control-plane")
-    workers = plan.workers
+def desired(spec: LabSpec, design: LabDesign | None = None) -> Desired:
+    design = design or design_of(spec)
+    cluster = [v for v in design.vms if v.role in ("control-plane", "worker")]
+    cp = design.control_plane
+    workers = design.workers
     data = next((d.storage for w in workers for d in w.disks if d.role == "data"), spec.cluster.vm_defaults.data_storage)
     mgmt, st = spec.networks.management, spec.networks.storage
     return Desired(
         mac_prefix=mgmt.mac_prefix, storage_mac_prefix=st.mac_prefix,
         mac_addresses={v.name: v.nics[0].mac or "" for v in cluster},
-        storage_mac_addresses={w.name: next(n.mac or "" for n in w.nics if n.network == "storage") for w in workers},
+        storage_mac_addresses={w.name: w.storage_nic.mac or "" for w in workers if w.storage_nic},
         network_bridge=mgmt.bridge, network_gateway=mgmt.gateway, storage_bridge=st.bridge, storage_gateway=st.gateway,
-        cilium_lb_ip_pool=f"{plan.lb_pool[0]}-{plan.lb_pool[1]}", proxmox_mayastor_storage=data,
+        cilium_lb_ip_pool=design.lb_pool_text, proxmox_mayastor_storage=data,
         control_plane={"name": cp.name, "vm_id": cp.vmid, "ip": cp.ip, "cores": cp.cores, "memory": cp.memory_gb * 1024,
                        "os_disk_size": next(d.size_gb for d in cp.disks if d.role == "os")},
         workers=[{"name": w.name, "vm_id": w.vmid, "ip": w.ip, "storage_ip": w.storage_ip, "cores": w.cores,
@@ -350,9 +350,9 @@ dynamic "disk" {
 """
 
 
-def desired_edits(spec: LabSpec, plan: LabPlan | None = None) -> tuple[FileWant, ...]:
+def desired_edits(spec: LabSpec, design: LabDesign | None = None) -> tuple[FileWant, ...]:
     """The seed's "Terraform Module Changes" as edits of the seed's files (see the module docstring)."""
-    d = desired(spec, plan)
+    d = desired(spec, design)
     workers = "[\n" + "".join(f"    {_obj(w)},\n" for w in d.workers) + "  ]"
     vm = ("resource", VM_RESOURCE, "this")
     return (
@@ -447,11 +447,11 @@ def vm_resources(tree: TerraformTree) -> list[str]:
     return out
 
 
-def plan_files(tree: TerraformTree, spec: LabSpec, plan: LabPlan | None = None) -> list[tuple[GitEdit, list[str]]]:
+def plan_files(tree: TerraformTree, spec: LabSpec, design: LabDesign | None = None) -> list[tuple[GitEdit, list[str]]]:
     """One :class:`GitEdit` per file that changes (paths relative to the checkout) and what changes."""
     texts = dict(tree.files)
     changed: dict[str, list[str]] = {}
-    for fw in desired_edits(spec, plan):
+    for fw in desired_edits(spec, design):
         if fw.rel not in texts:
             continue
         new, what = apply_wants(texts[fw.rel], fw.path, fw.wants)
@@ -507,8 +507,8 @@ def observed_values(tree: TerraformTree) -> dict[str, Any]:
     }
 
 
-def expected_values(spec: LabSpec, plan: LabPlan | None = None) -> dict[str, Any]:
-    d = desired(spec, plan)
+def expected_values(spec: LabSpec, design: LabDesign | None = None) -> dict[str, Any]:
+    d = desired(spec, design)
     return {
         "locals.mac_prefix": d.mac_prefix, "locals.storage_mac_prefix": d.storage_mac_prefix,
         "locals.mac_addresses": d.mac_addresses, "locals.storage_mac_addresses": d.storage_mac_addresses,

@@ -39,14 +39,13 @@ hugepages per node; StorageClass parameters are strings (``repl: "3"``, ``thin: 
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from .ciliumvalues import lb_pools, pool_addresses
+from .design import design_of
 from .mayastorvalues import ENGINE_LABEL, PROVISIONER, pool_name, storage_class, storage_class_drift
-from .plan import derive_plan
 from .spec import LabSpec
 from .steps.base import Check
 from .steps.mayastor import pod_state
@@ -206,8 +205,7 @@ def talos_addresses(docs: list[dict]) -> list[str]:
 def check_nodes(spec: LabSpec, f: ValidationFacts) -> list[Check]:
     by_name = {_md(n).get("name"): n for n in f.nodes}
     out: list[Check] = []
-    want = [(c.name, c.ip, None) for c in spec.cluster.control_plane] + \
-           [(w.name, w.ip, w.storage_ip) for w in spec.cluster.workers]
+    want = [(v.name, v.ip, v.storage_ip) for v in design_of(spec).vms if v.role in ("control-plane", "worker")]
     for name, ip, storage_ip in want:
         node = by_name.get(name)
         ready = node_ready(node) if node else "absent"
@@ -261,11 +259,7 @@ def check_pods(spec: LabSpec, f: ValidationFacts) -> list[Check]:
 
 
 def _in_pool(spec: LabSpec, ip: str) -> bool:
-    try:
-        a = int(ipaddress.IPv4Address(ip))
-    except ValueError:
-        return False
-    return int(ipaddress.IPv4Address(spec.cilium.lb_pool.start)) <= a <= int(ipaddress.IPv4Address(spec.cilium.lb_pool.stop))
+    return design_of(spec).in_lb_pool(ip)
 
 
 def _pool_range(pool: dict) -> list[str]:
@@ -314,7 +308,7 @@ def check_cilium(spec: LabSpec, f: ValidationFacts) -> list[Check]:
     out.append(Check("cilium agents", "kube-system/cilium", "ready = desired > 0",
                      f"{ready}/{desired} ready" if ds else "no DaemonSet", bool(ds) and bool(desired) and ready == desired,
                      "kubectl -n kube-system logs -l k8s-app=cilium; cilium status"))
-    want = f"{spec.cilium.lb_pool.start}-{spec.cilium.lb_pool.stop}"
+    want = design_of(spec).lb_pool_text
     ranges = [r for p in f.cilium_pools for r in _pool_range(p)]
     covered = pool_addresses(list(f.cilium_pools)) >= pool_addresses(lb_pools(spec))
     out.append(Check("cilium LB pool", "CiliumLoadBalancerIPPool", f"{want} (pinned addresses in pools of their own)",
@@ -371,7 +365,7 @@ def _ipam_fix(svc: dict | None, why: str) -> str:
 
 def check_services(spec: LabSpec, f: ValidationFacts) -> list[Check]:
     out: list[Check] = []
-    pool = f"{spec.cilium.lb_pool.start}-{spec.cilium.lb_pool.stop}"
+    pool = design_of(spec).lb_pool_text
     by_key = {ns_name(s): s for s in f.services}
     disabled = {f"{s.namespace}/{s.name}" for s in spec.services if s.new_ip == "disabled"}
     for svc in sorted(f.services, key=ns_name):
@@ -388,7 +382,7 @@ def check_services(spec: LabSpec, f: ValidationFacts) -> list[Check]:
                          ip or ("pending" + (f" ({why})" if why else "")), bool(ip) and _in_pool(spec, ip),
                          _ipam_fix(svc, why) or f"kubectl -n {_md(svc).get('namespace')} describe svc "
                          f"{_md(svc).get('name')} (condition {IPAM_SATISFIED})"))
-    for s in derive_plan(spec).services:
+    for s in design_of(spec).services:
         if s.requested in ("auto", "disabled"):
             continue
         svc = by_key.get(f"{s.namespace}/{s.name}")
@@ -523,9 +517,10 @@ def check_mayastor(spec: LabSpec, f: ValidationFacts) -> list[Check]:
 def check_storage_network(spec: LabSpec, f: ValidationFacts) -> list[Check]:
     out: list[Check] = []
     pings = {p.node: p for p in f.pings}
-    for src in spec.cluster.workers:
+    workers = design_of(spec).workers
+    for src in workers:
         p = pings.get(src.name)
-        for dst in spec.cluster.workers:
+        for dst in workers:
             if dst.name == src.name:
                 continue
             if p is None or p.error:

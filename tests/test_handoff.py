@@ -1,5 +1,5 @@
 """The operator hand-off (falkit.handoff): the DHCP, DNS and tunnel CSVs match the plan — every
-MAC/IP pair of every VM NIC and the Plex container is compared with derive_plan — observed Service
+MAC/IP pair of every VM NIC and the Plex container is compared with the design — observed Service
 IPs win over planned ones, and the files land in the run directory."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from falkit.design import design_of
 from falkit.handoff import dhcp_rows, dns_rows, tunnel_rows, write_handoff
-from falkit.plan import derive_plan
 from falkit.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,14 +26,14 @@ def read(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def test_dhcp_csv_matches_every_mac_ip_pair_of_the_plan(spec, tmp_path, monkeypatch):
+def test_dhcp_csv_matches_every_mac_ip_pair_of_the_design(spec, tmp_path, monkeypatch):
     monkeypatch.setenv("FALKIT_RUN_DIR", str(tmp_path))
     paths = write_handoff(None, spec)
     assert paths["dhcp"] == tmp_path / "handoff" / "dhcp.csv"
     rows = read(paths["dhcp"])
-    plan = derive_plan(spec)
-    want = {(v.name, n.mac, n.ip) for v in plan.vms for n in v.nics} | \
-           {(c.hostname, n.mac, n.ip) for c in plan.containers for n in c.nics}
+    design = design_of(spec)
+    want = {(v.name, n.mac, n.ip) for v in design.vms for n in v.nics} | \
+           {(c.hostname, n.mac, n.ip) for c in design.containers for n in c.nics}
     got = {(r["hostname"], r["mac"], r["ip"]) for r in rows}
     assert got == want and len(rows) == len(want)
     # The Fal: 1 CP (1 NIC) + 3 workers (2 NICs) + Plex (2 NICs) = 9 reservations
@@ -72,5 +72,5 @@ def test_write_handoff_needs_a_directory(spec, monkeypatch):
 
 
 def test_dhcp_rows_follow_the_spec(spec):
-    plan = derive_plan(spec)
-    assert [r["mac"] for r in dhcp_rows(spec, plan) if r["hostname"] == "talos-cp-01"] == ["52:54:00:10:10:10"]
+    design = design_of(spec)
+    assert [r["mac"] for r in dhcp_rows(spec, design) if r["hostname"] == "talos-cp-01"] == ["52:54:00:10:10:10"]

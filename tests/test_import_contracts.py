@@ -74,7 +74,7 @@ def test_the_contract_forbids_every_falkit_module_but_the_allowed_ones():
     assert {f"falkit.{m}" for m in modules - ALLOWED} == _forbidden()
 
 
-@pytest.mark.parametrize("line", ["from falkit.plan import lb_addresses\n",
+@pytest.mark.parametrize("line", ["from falkit.design import lb_addresses\n",
                                   "from falkit import spec\nimport falkit.ownership\n",
                                   "from falkit.proxmox import call\n"])
 def test_the_contract_catches_a_twin_module_that_imports_falkit_logic(tmp_path, line):

@@ -191,9 +191,9 @@ def fal():
 
 def test_host_budget_chart_names_each_resource_once(fal):
     from falkit.charts import host_budget_chart
-    from falkit.plan import derive_plan
+    from falkit.design import design_of
 
-    fig = host_budget_chart(fal, derive_plan(fal))
+    fig = host_budget_chart(fal, design_of(fal))
     titles = [a.text for a in fig.layout.annotations]
     assert titles[:2] == ["RAM (GB)", "vCPU"] and len(titles) == len(set(titles))
     axes = [fig.layout[k] for k in fig.layout if k.startswith("xaxis")]

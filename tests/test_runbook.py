@@ -7,7 +7,8 @@ counts; it reads back into the typed ``NotebookResult``; the step options are fr
 raise StepError with a resume hint; a failed check makes finish raise after recording all checks;
 params resolved against the cwd; headless progress lines; the interactive approval gate (a second
 confirmation for destructive changes) applied by clicking; the dashboard reads VMs and Kubernetes
-objects from the twin, and says why a section is not available (no kubeconfig yet).
+objects from the twin, and says why a section is not available (no kubeconfig yet). The lab
+holds the apply flag once (``lab.apply`` reads ``step_options``) and the spec's one design.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 from test_runbook_support import FAL, ROOT, set_value, value_of
 
 from falkit import dashboard, runbook, widgets
+from falkit.design import design_of
 from falkit.errors import ParameterError, RefusedError, StepError
 
 pytest_plugins = ("test_runbook_support",)  # the session twin and state_env fixtures
@@ -109,6 +111,10 @@ def test_destructive_needs_its_own_option(state_env):
 
 def test_dry_run_changes_nothing_and_skips_checks(state_env, capsys):
     lab = runbook.open(FAL, apply=False, notebook="t-dry", t_value=4)
+    assert lab.apply is False is lab.step_options.apply
+    with pytest.raises(AttributeError):  # one flag (issue 18): lab.apply reads step_options
+        lab.apply = True
+    assert lab.design is design_of(lab.spec)  # the notebook's design, the one its steps read
     _set(lab, 1)
     s = lab.step("t-desc").apply()
     assert not s.converged and _value(lab) == 1

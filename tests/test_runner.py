@@ -11,12 +11,16 @@ stale one; ``falkit runs`` lists runs; the HTML export renders its plotly chart 
 the archive's ``index.html`` (time, falkit version and commit, lab, target, each notebook's status
 and counts, a link to its report), reports titled ``<notebook> · <lab> · <time>`` with a banner
 back to the index, and what the executed notebook shows: the plan with its "to add/to change/to
-destroy" line, left-aligned, and the checks table once (no ``[Check(check=…)]`` echo).
+destroy" line, left-aligned, and the checks table once (no ``[Check(check=…)]`` echo). The runner
+reads the parameters file once per run (issue 18: it loaded the spec 3 times), seen by the file
+opens Python's audit hook reports, on a whole run and on a run the lock refuses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -58,6 +62,30 @@ lab.finish()
 
 pytest_plugins = ("test_runbook_support",)  # the session twin and state_env fixtures
 
+_OPENS: list[list[str]] = []  # the open() calls being recorded (sys.addaudithook cannot be removed)
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event == "open" and _OPENS and isinstance(args[0], (str, os.PathLike)):
+        for seen in _OPENS:
+            seen.append(os.path.realpath(os.fspath(args[0])))
+
+
+sys.addaudithook(_audit)
+
+
+@contextlib.contextmanager
+def reads_of(path: Path):
+    """The times ``path`` is opened in this process inside the block (papermill's kernels are others)."""
+    seen: list[str] = []
+    _OPENS.append(seen)
+    hits: list[str] = []
+    try:
+        yield hits
+    finally:
+        _OPENS.remove(seen)
+        hits.extend(p for p in seen if p == os.path.realpath(path))
+
 
 def make_notebooks(directory: Path, extra: dict[str, str] | None = None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
@@ -92,7 +120,9 @@ def _only_run(outputs) -> Path:
 
 def test_run_archives_and_second_run_is_noop(runenv, capfd):
     base, conn, nbs, outputs = runenv
-    assert _run(outputs, "--set", "t_value=7") == 0
+    with reads_of(FAL) as reads:
+        assert _run(outputs, "--set", "t_value=7") == 0
+    assert len(reads) == 1, reads  # prepare's load; the lock, the archive and the scrub reuse it
     run_dir = _only_run(outputs)
     assert run_dir.name.endswith("-twin")
     names = sorted(p.name for p in run_dir.iterdir())
@@ -189,6 +219,18 @@ def test_lock_refuses_second_run_and_takes_over_stale(runenv, capsys):
     assert _run(outputs, "--only", "00") == 0
     assert f"took over a stale lock of pid {dead.pid}" in capsys.readouterr().out
     assert not lock_file.exists()
+
+
+def test_a_run_the_lock_refuses_reads_the_parameters_once(tmp_path, monkeypatch, capsys):
+    """No twin needed: the lock is taken before anything starts one."""
+    monkeypatch.setenv("FALKIT_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("FALKIT_NOTEBOOKS_DIR", str(make_notebooks(tmp_path / "notebooks")))
+    outputs = tmp_path / "outputs"
+    with RunLock(private_dir_for("the-fal", "twin", tmp_path / "state"), what="another run"), reads_of(FAL) as reads:
+        assert _run(outputs, "--only", "00") == 1
+    assert "another falkit run holds the lock" in capsys.readouterr().err
+    assert len(reads) == 1, reads
+    assert not outputs.exists()
 
 
 def test_html_export_renders_plotly_offline(runenv, tmp_path):

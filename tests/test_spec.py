@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from helpers import FAL, ROOT
 
+from falkit.design import derive_design
 from falkit.errors import SpecError
-from falkit.plan import derive_plan, mac_for
 from falkit.spec import load_spec, parse_spec
 
 TEXT = FAL.read_text()
@@ -39,7 +39,7 @@ def test_fal_loads() -> None:
 @pytest.mark.parametrize("path", sorted((ROOT / "parameters" / "examples").glob("*.yaml")))
 def test_examples_load(path: Path) -> None:
     spec = load_spec(path)
-    assert derive_plan(spec).vms
+    assert derive_design(spec).vms
 
 
 def test_ip_outside_subnet_names_line_and_path() -> None:
@@ -110,23 +110,3 @@ def test_secret_value_is_not_accepted() -> None:
     (p,) = _err(text).problems
     assert p.path == "secrets.proxmox_token"
 
-
-def test_mac_scheme() -> None:
-    assert mac_for("52:54:00:10:10", "10.10.0.11") == "52:54:00:10:10:11"
-    assert mac_for("52:54:00:10:11", "10.11.0.5") == "52:54:00:10:11:05"
-    with pytest.raises(ValueError, match="does not fit"):
-        mac_for("52:54:00:10:10", "10.10.0.100")
-
-
-def test_derived_plan_matches_the_seed() -> None:
-    plan = derive_plan(load_spec(FAL))
-    w2 = plan.vm("talos-worker-02")
-    assert w2.vmid == 202 and w2.cores == 2 and w2.memory_gb == 9
-    assert [(n.slot, n.bridge, n.mac, n.ip) for n in w2.nics] == [
-        ("net0", "vmbr0", "52:54:00:10:10:12", "10.10.0.12"),
-        ("net1", "vmbr1", "52:54:00:10:11:12", "10.11.0.12"),
-    ]
-    assert [(d.slot, d.storage, d.size_gb) for d in w2.disks] == [("scsi0", "local-lvm", 30), ("scsi1", "helford", 300)]
-    assert [(s.name, s.ip) for s in plan.services] == [("traefik", "10.10.0.80"), ("argocd-server", "10.10.0.50"), ("longhorn-frontend", None)]
-    assert plan.lb_pool_size == 50 and plan.io_engine_cores == (1,)
-    assert [c.hostname for c in plan.containers] == ["plex"] and "truenas" not in [v.name for v in plan.vms]

@@ -3,7 +3,7 @@ fixture follows the migration, through ``falkit run`` of 00-preflight, 10-networ
 
 Covers:
 - the run edits the fixture's Terraform and commits it on the GitOps branch; the edited files,
-  parsed here with python-hcl2, hold the values of falkit's derived plan (MAC prefixes, storage MACs,
+  parsed here with python-hcl2, hold the values of falkit's derived design (MAC prefixes, storage MACs,
   workers with their storage_ip, cilium_lb_ip_pool, mayastor_disk, the storage-NIC variables, no
   MetalLB); without ``terraform`` on PATH the step says "terraform not on PATH: not checked";
 - a second run plans nothing and commits nothing;
@@ -27,9 +27,9 @@ import pytest
 from test_runbook_support import FAL, ROOT
 
 from falkit.cli import main
+from falkit.design import design_of
 from falkit.gitops import git
 from falkit.nbbuild import build
-from falkit.plan import derive_plan
 from falkit.spec import load_spec
 from falkit.twin import supervisor
 from falkit.twin.gitops_fixture import TERRAFORM_DIR, terraform_files
@@ -85,7 +85,7 @@ def _runs(outputs: Path) -> list[Path]:
 def test_run_edits_terraform_to_the_plan_rerun_plans_nothing_rollback_restores(twin):
     checkout, outputs = twin
     spec = load_spec(FAL)
-    plan = derive_plan(spec)
+    design = design_of(spec)
     before_head = git(checkout, "rev-parse", "HEAD").strip()
     before_files = {rel: (checkout / rel).read_text() for rel in terraform_files(spec) if rel.endswith(".tf")}
 
@@ -98,13 +98,13 @@ def test_run_edits_terraform_to_the_plan_rerun_plans_nothing_rollback_restores(t
     tf_checks = [c for c in res["checks"] if c["step"] == "terraform"]
     assert tf_checks and all(c["ok"] for c in tf_checks)
 
-    # the files, parsed back here, carry the derived plan's values
+    # the files, parsed back here, carry the derived design's values
     variables = _merged(_parse(checkout, "variables.tf"), "variable")
     local = _merged(_parse(checkout, "locals.tf"), "locals")
     main_tf = _parse(checkout, "main.tf")
-    workers = plan.workers
+    workers = design.workers
     assert local["mac_prefix"] == spec.networks.management.mac_prefix == "52:54:00:10:10"
-    assert local["mac_addresses"] == {v.name: v.nics[0].mac for v in plan.vms if v.role in ("control-plane", "worker")}
+    assert local["mac_addresses"] == {v.name: v.nics[0].mac for v in design.vms if v.role in ("control-plane", "worker")}
     assert local["storage_mac_addresses"] == {w.name: w.nics[1].mac for w in workers}
     assert local["storage_mac_addresses"]["talos-worker-03"] == "52:54:00:10:11:13"
     assert [(w["name"], w["ip"], w["storage_ip"], w["mayastor_disk_size"]) for w in variables["workers"]["default"]] == \

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from ..plan import derive_io_engine_cores
+from ..design import design_of
 from ..spec import LabSpec
 from .model import Device, ModelEnv, NetworkPath, ceilings
 
@@ -29,7 +29,7 @@ def model_env(spec: LabSpec) -> ModelEnv:
         replicas_share_disk=len(nodes) < spec.mayastor.replicas,
         off_host=len(nodes) > 1,
         nic=NetworkPath(f"{spec.host.nic_speed_gbps:g} GbE", payload_mb_s=nic_mb_s, rtt_ms=0.10),
-        io_engine_cores=len(derive_io_engine_cores(spec)),
+        io_engine_cores=len(design_of(spec).io_engine_cores),
     )
 
 

@@ -28,12 +28,12 @@ import pandas as pd
 from .. import display, widgets
 from ..charts import budget_rows, host_budget_chart
 from ..dashboard import Dashboard
+from ..design import design_of
 from ..diff import Plan
 from ..errors import DEFAULT_RESUME, FalkitError, ParameterError, StepError
 from ..findings import preflight
 from ..journal import Journal
 from ..lock import RunLock
-from ..plan import derive_plan
 from ..spec import load_spec
 from ..steps.base import Check
 from ..steps.registry import get_step
@@ -97,9 +97,8 @@ class Lab:
     def __init__(self, spec: Any, target: Any, *, apply: bool, notebook: str, options: dict[str, Any],
                  spec_path: Path | None = None):
         self.spec = spec
-        self.plan = derive_plan(spec)
+        self.design = design_of(spec)  # the notebook's one design; steps read the same value
         self.target = target
-        self.apply = apply
         self.notebook = notebook
         self.options = options
         self.step_options = step_options(apply, options)
@@ -114,6 +113,11 @@ class Lab:
         self.archive = NotebookResult(notebook=notebook, lab=spec.lab, target=target.kind, apply=apply,
                                       params=str(spec_path) if spec_path else None, options=options)
         self.save()
+
+    @property
+    def apply(self) -> bool:
+        """The notebook's ``apply`` parameter (held once, in :attr:`step_options`)."""
+        return self.step_options.apply
 
     # -- archive ---------------------------------------------------------------------------------
     @property
@@ -207,7 +211,7 @@ class Lab:
     def handoff(self) -> dict[str, Path]:
         """The operator hand-off tables (DHCP, DNS, tunnel), service IPs observed in the lab; the CSVs
         written into the run directory when there is one (:func:`falkit.display.show_handoff`)."""
-        return display.show_handoff(self.spec, self.plan, self.target)
+        return display.show_handoff(self.spec, self.design, self.target)
 
     def before_after(self) -> pd.DataFrame | None:
         """80-rollback's before/after table (:func:`falkit.display.before_after_table`); in JupyterLab,
@@ -271,17 +275,17 @@ class Lab:
     def preflight(self) -> list:
         """The plan, the findings and the host-budget chart (the 00 notebook)."""
         t0 = time.monotonic()
-        findings = preflight(self.spec, self.plan)
-        widgets.show(widgets.Table(self.plan.rows(), title="Plan: machines",
+        findings = preflight(self.spec, self.design)
+        widgets.show(widgets.Table(self.design.rows(), title="Plan: machines",
                                    columns=["name", "vmid", "kind", "role", "cores", "memory_gb", "disks", "mgmt", "storage"]))
         svc = [{"service": f"{s.namespace}/{s.name}", "old": s.old_ip or "", "requested": s.requested, "new": s.ip or "-"}
-               for s in self.plan.services]
-        widgets.show(widgets.Table(svc, title=f"LoadBalancer pool {self.plan.lb_pool[0]}-{self.plan.lb_pool[1]}"))
+               for s in self.design.services]
+        widgets.show(widgets.Table(svc, title=f"LoadBalancer pool {self.design.lb_pool_text}"))
         widgets.show(widgets.Table([f.row() for f in findings], title="Findings", status_column="severity"))
         if widgets.in_ipython():
-            widgets.show(host_budget_chart(self.spec, self.plan))
+            widgets.show(host_budget_chart(self.spec, self.design))
         else:
-            widgets.show(widgets.Table(budget_rows(self.spec, self.plan), title="Host budget"))
+            widgets.show(widgets.Table(budget_rows(self.spec, self.design), title="Host budget"))
         self.archive.findings = [f.to_json() for f in findings]
         self.archive.timings["preflight_s"] = round(time.monotonic() - t0, 3)
         self.save()

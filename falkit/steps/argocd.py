@@ -26,18 +26,17 @@ GitOps repository registered, the platform Applications created and waited for (
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..design import design_of
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
 from ..gitops import Checkout, GitOpsError, platform_application
 from ..jobs import kget, klist
 from ..kube import WaitReporter
 from ..ownership import APPLICATION, app_status
-from ..plan import derive_plan
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
 
@@ -259,13 +258,13 @@ class ArgoCdStep:
         rel = facts.release
         out.append(Check("Argo CD release", f"{NS}/{RELEASE}", "deployed", (rel or {}).get("status", "absent"),
                          bool(rel and rel.get("status") == "deployed"), "run 45-argocd with apply=True"))
-        planned = next((s.ip for s in derive_plan(spec).services if s.name == "argocd-server"), None)
+        design = design_of(spec)
+        planned = next((s.ip for s in design.services if s.name == "argocd-server"), None)
         ip = _lb_ip(facts.server)
-        pool = (ipaddress.IPv4Address(spec.cilium.lb_pool.start), ipaddress.IPv4Address(spec.cilium.lb_pool.stop))
         svc = next((s for s in spec.services if s.name == "argocd-server"), None)
         pinned = svc is not None and svc.new_ip not in ("auto", "disabled")
-        ok = ip is not None and (ip == planned if pinned else pool[0] <= ipaddress.IPv4Address(ip) <= pool[1])
-        out.append(Check("argocd-server IP", f"{NS}/argocd-server", planned if pinned else f"auto from {pool[0]}-{pool[1]}",
+        ok = ip is not None and (ip == planned if pinned else design.in_lb_pool(ip))
+        out.append(Check("argocd-server IP", f"{NS}/argocd-server", planned if pinned else f"auto from {design.lb_pool_text}",
                          ip or "none", ok, "check the Cilium pool and L2 policy (40-cilium)"))
         if spec.gitops is None:
             return out

@@ -23,8 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..design import design_of
 from ..diff import Change, Noop, Plan
-from ..plan import derive_plan
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
 from .rollback.state import BEFORE_FILE, record_before_state, recorded_before
@@ -44,7 +44,7 @@ def _started(target: Any, spec: LabSpec) -> tuple[str, ...]:
     node = target.pve.nodes(target.node)
     old = {n.vmid for n in spec.previous.nodes} if spec.previous else set()
     have = {int(v["vmid"]) for v in node.qemu.get() or []}
-    out = [f"VM {vm.vmid} ({vm.name}) exists" for vm in derive_plan(spec).vms
+    out = [f"VM {vm.vmid} ({vm.name}) exists" for vm in design_of(spec).vms
            if vm.vmid not in old and vm.vmid in have and vm.role != "truenas"]
     bridge = spec.networks.storage.bridge
     if spec.previous is not None and bridge != spec.previous.network.bridge and any(i.get("iface") == bridge for i in node.network.get() or []):

@@ -26,19 +26,18 @@ Services the spec marks ``disabled`` (Longhorn UI) are left alone here: they go 
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import ciliumvalues as cv
 from .. import ownership
 from ..backends import BackendError
+from ..design import design_of
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
 from ..gitops import Checkout, ObjectRef
 from ..kube import KubeChanger, WaitTimeoutError, get_or_none, list_objects, wait_for
 from ..ownership import apply_git_changes
-from ..plan import derive_plan
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
 
@@ -122,7 +121,7 @@ def _differs(have: dict | None, want: dict) -> bool:
 def planned_ips(spec: LabSpec) -> dict[str, tuple[str | None, str]]:
     """``ns/name`` -> (old IP, what it should get: an IP, or "pool" for auto)."""
     return {f"{s.namespace}/{s.name}": (s.old_ip, s.requested if s.requested not in ("auto",) else "pool")
-            for s in derive_plan(spec).services if s.requested != "disabled"}
+            for s in design_of(spec).services if s.requested != "disabled"}
 
 
 def ip_ok(spec: LabSpec, want: str, ips: tuple[str, ...]) -> bool:
@@ -130,8 +129,7 @@ def ip_ok(spec: LabSpec, want: str, ips: tuple[str, ...]) -> bool:
         return False
     if want != "pool":
         return want in ips
-    lo, hi = (ipaddress.IPv4Address(spec.cilium.lb_pool.start), ipaddress.IPv4Address(spec.cilium.lb_pool.stop))
-    return all(lo <= ipaddress.IPv4Address(ip) <= hi for ip in ips)
+    return all(design_of(spec).in_lb_pool(ip) for ip in ips)
 
 
 def plan_cilium(spec: LabSpec, facts: CiliumFacts, options: StepOptions) -> Plan:

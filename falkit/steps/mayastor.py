@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import mayastorvalues as mv
+from ..design import design_of
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
 from ..jobs import (
@@ -51,7 +52,6 @@ from ..jobs import (
     write_job,
 )
 from ..kube import WaitReporter
-from ..plan import derive_io_engine_cores, derive_plan
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
 
@@ -116,7 +116,7 @@ def has_module(modules_text: str, name: str) -> bool:
 def data_device(spec: LabSpec, worker: str, options: StepOptions) -> str:
     """The device the worker's DiskPool uses (see ``disk_by_id`` in the module docstring)."""
     if options.extra.get("disk_by_id"):
-        vm = derive_plan(spec).vm(worker)
+        vm = design_of(spec).vm(worker)
         slot = next(d.slot for d in vm.disks if d.role == "data")
         return QEMU_BY_ID.format(slot=slot)
     return spec.mayastor.disk_device
@@ -128,7 +128,7 @@ def preflight(spec: LabSpec, n: NodeFacts) -> list[Check]:
         return [Check("talos reachable", n.name, f"talosctl read on {n.ip}", n.error, False,
                       "run 30-talos first; the worker must be configured and running")]
     need = spec.mayastor.hugepages_2mi
-    cores = derive_io_engine_cores(spec)
+    cores = design_of(spec).io_engine_cores
     out = [
         Check("hugepages", n.name, f">= {max(need, 1024)} x 2 MiB (2 GiB for io-engine)", f"HugePages_Total {n.hugepages_total}",
               (n.hugepages_total or 0) >= max(need, 1024),

@@ -50,10 +50,10 @@ from typing import Any
 
 from ..backends import BackendError
 from ..backends.talos import ForeignCAError
+from ..design import design_of
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
 from ..kube import WaitTimeoutError, wait_for
-from ..plan import derive_plan
 from ..schemas import load_documents
 from ..spec import LabSpec
 from ..talosconfig import (
@@ -155,7 +155,8 @@ def _observe(target: Any, spec: LabSpec, talos: Any, bundle: SecretsBundle, save
     prev = {n.name: n.ip for n in (spec.previous.nodes if spec.previous else ())}
     nodes: dict[str, NodeFacts] = {}
     foreign: list[str] = []
-    for vm in derive_plan(spec).vms:
+    design = design_of(spec)
+    for vm in design.vms:
         if vm.role not in ("control-plane", "worker"):
             continue
         facts = NodeFacts(vm.name, vm.ip, None, error="no answer")
@@ -183,12 +184,11 @@ def _observe(target: Any, spec: LabSpec, talos: Any, bundle: SecretsBundle, save
             break
         nodes[vm.name] = facts
     running = _running_vms(target)
-    macs = {v.name: v.nics[0].mac for v in derive_plan(spec).vms if v.nics}
+    macs = {v.name: v.nics[0].mac for v in design.vms if v.nics}
     misaddressed = tuple(f"{n.name} (planned {n.ip}, MAC {macs.get(n.name) or '?'})" for n in nodes.values()
                          if n.reach_ip is None and n.name in running
                          and any(w in n.error for w in ("refused", "no route", "i/o timeout", "did not finish")))
-    cp_name = next(v.name for v in derive_plan(spec).vms if v.role == "control-plane")
-    cp = nodes.get(cp_name)
+    cp = nodes.get(design.control_plane.name)
     boot = False
     h: dict[str, Any] = {"ok": False, "checks": [{"name": "talos health", "ok": False, "message": "no control plane"}]}
     if cp is not None and cp.reach_ip and not cp.maintenance:
@@ -241,7 +241,7 @@ def plan_talos(spec: LabSpec, facts: TalosFacts, options: StepOptions) -> Plan:
     if not facts.talosconfig_saved or not facts.secrets_saved:
         changes.append(Change("create", "talosconfig", "talosconfig", reason="talosctl client config (private state dir, 0600)",
                               data={"bundle": _Sealed(facts.secrets)}))
-    cp_name = next(v.name for v in derive_plan(spec).vms if v.role == "control-plane")
+    cp_name = design_of(spec).control_plane.name
     for name, cfg in configs.items():
         node = facts.nodes.get(name)
         if node is None or node.reach_ip is None:

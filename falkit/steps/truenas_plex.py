@@ -5,7 +5,7 @@ and Kubernetes NFS mounts moved to TrueNAS's storage address.
 out)"). When enabled, the host budget is re-run (:func:`falkit.findings.preflight` on the spec
 with TrueNAS in it) and any error finding is a ``blocked`` change: apply refuses with the
 finding's message (The Fal: 31 GB of VMs + 8 GB TrueNAS + 1 GB Proxmox > 32 GB). Otherwise the VM
-is created as the plan derives it (both NICs: net0 on vmbr0, net1 on vmbr1, the seed's MACs) and
+is created as the design derives it (both NICs: net0 on vmbr0, net1 on vmbr1, the seed's MACs) and
 started, then through TrueNAS's REST API (``target.truenas``): one NFS share per
 ``truenas.nfs_shares`` whose allowed networks lie inside the storage network (10.11.0.0/24 —
 anything else is refused in the plan), and the NFS service enabled and running. TrueNAS's own
@@ -55,12 +55,12 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..design import design_of
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
 from ..findings import preflight
 from ..jobs import klist, kpatch
 from ..kube import WaitTimeoutError, wait_for
-from ..plan import derive_plan
 from ..proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, list_vms, wait_task
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
@@ -135,12 +135,12 @@ def truenas_enabled(spec: LabSpec) -> bool:
 
 def plex_config(spec: LabSpec, options: StepOptions) -> dict[str, str]:
     """The container's config as PVE writes it back (strings), for create and for drift checks."""
-    ct = derive_plan(spec).containers[0]
+    ct = design_of(spec).containers[0]
     cfg = {"hostname": ct.hostname, "cores": str(ct.cores), "memory": str(ct.memory_gb * 1024),
            "unprivileged": "1" if ct.unprivileged else "0", "onboot": "1", "features": "nesting=1"}
     for n in ct.nics:
         net = ipaddress.IPv4Network(n.cidr)
-        nic = f"name=eth{n.slot[-1]},bridge={n.bridge},hwaddr={n.mac.upper() if n.mac else ''},ip={n.ip}/{net.prefixlen}"
+        nic = f"name={n.device},bridge={n.bridge},hwaddr={n.mac.upper() if n.mac else ''},ip={n.ip}/{net.prefixlen}"
         if n.network == "management":
             nic += f",gw={n.gateway}"
         cfg[n.slot] = nic
@@ -260,14 +260,14 @@ def plan_truenas_plex(spec: LabSpec, facts: TnPlexFacts, options: StepOptions) -
     changes: list[Change] = []
     noops: list[Noop] = []
     notes: list[str] = []
-    node_plan = derive_plan(spec)
+    design = design_of(spec)
     t = spec.truenas
     if truenas_enabled(spec):
-        errors = [f for f in preflight(spec, node_plan) if f.severity == "error"]
+        errors = [f for f in preflight(spec, design) if f.severity == "error"]
         for f in errors:
             changes.append(Change("action", "preflight", f.subject, f.id, reason=f"blocked: {f.message} — fix: {f.fix}",
                                   data={"blocked": True, "message": f.message, "fix": f.fix}))
-        vm = node_plan.vm(t.name)
+        vm = design.vm(t.name)
         have = facts.vms.get(t.vmid)
         if have is None:
             params = {"vmid": t.vmid, **desired_config(spec, vm), "sockets": 1}
@@ -406,12 +406,12 @@ def prerequisites(spec: LabSpec, facts: TnPlexFacts, changes: list[Change]) -> l
     apps' NFS mounts — a Kubernetes API (30-talos). Only from facts that were observed
     (``extra["bridges"]``, ``extra["storage_content"]``, ``extra["kube_error"]``)."""
     out: list[Change] = []
-    node_plan = derive_plan(spec)
+    design = design_of(spec)
     creating = [c for c in changes if c.op == "create" and c.kind in ("vm", "ct")]
     bridges = facts.extra.get("bridges")
     if creating and bridges is not None:
-        guests = [node_plan.vm(spec.truenas.name)] if any(c.kind == "vm" for c in creating) else []
-        guests += list(node_plan.containers[:1]) if any(c.kind == "ct" for c in creating) else []
+        guests = [design.vm(spec.truenas.name)] if any(c.kind == "vm" for c in creating) else []
+        guests += list(design.containers[:1]) if any(c.kind == "ct" for c in creating) else []
         for br in sorted({n.bridge for g in guests for n in g.nics}):
             if not bridges.get(br):
                 msg = (f"bridge {br} does not exist on node {facts.extra.get('node', '')}" if br not in bridges
@@ -422,10 +422,10 @@ def prerequisites(spec: LabSpec, facts: TnPlexFacts, changes: list[Change]) -> l
     if creating and content is not None:
         need: dict[str, str] = {}
         if any(c.kind == "vm" for c in creating):
-            for d in node_plan.vm(spec.truenas.name).disks:
+            for d in design.vm(spec.truenas.name).disks:
                 need.setdefault(d.storage, "images")
         if any(c.kind == "ct" for c in creating):
-            need.setdefault(node_plan.containers[0].rootfs_storage, "rootdir")
+            need.setdefault(design.containers[0].rootfs_storage, "rootdir")
         for sid, kind in sorted(need.items()):
             have = content.get(sid)
             if have is not None and kind in [x.strip() for x in have.split(",")]:

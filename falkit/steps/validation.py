@@ -29,6 +29,7 @@ import secrets
 import time
 from typing import Any
 
+from ..design import design_of
 from ..diff import Plan
 from ..jobs import job_name, kcreate, kdelete, kget, klist, run_job, write_job
 from ..mayastorvalues import PROVISIONER
@@ -172,8 +173,9 @@ def fresh_pvc_test(api: Any, spec: LabSpec, timeout: float = JOB_TIMEOUT_S) -> F
 
 def storage_pings(api: Any, spec: LabSpec, modelled: bool, timeout: float = JOB_TIMEOUT_S) -> tuple[Ping, ...]:
     out = []
-    for w in spec.cluster.workers:
-        targets = [o.storage_ip for o in spec.cluster.workers if o.name != w.name]
+    workers = design_of(spec).workers
+    for w in workers:
+        targets = [o.storage_ip for o in workers if o.name != w.name]
         name = job_name("ping", w.name)
         try:
             out.append(parse_ping_log(w.name, run_job(api, ping_job(name, w.name, targets), timeout), modelled))

@@ -1,4 +1,4 @@
-"""Step 20-vms: the control plane and the workers exactly as ``falkit.plan.derive_plan`` says.
+"""Step 20-vms: the control plane and the workers exactly as ``falkit.design.derive_design`` says.
 
 Desired VM (seed "VM Resource Allocation"): cores, memory in MiB (GB x 1024), ``scsi0`` OS disk on
 local-lvm, ``scsi1`` data disk on helford (``helford:300`` allocates 300 GiB; see falkit.proxmox),
@@ -63,10 +63,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..design import VmDesign, design_of
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
 from ..kube import WaitReporter
-from ..plan import VmPlan, derive_plan
 from ..proxmox import (
     PveCallError,
     TaskFailedError,
@@ -116,12 +116,12 @@ def iso_url(spec: LabSpec, schematic: str = VANILLA_SCHEMATIC) -> str:
     return f"https://factory.talos.dev/image/{schematic}/v{spec.versions.talos}/metal-amd64.iso"
 
 
-def cluster_vms(spec: LabSpec) -> list[VmPlan]:
+def cluster_vms(spec: LabSpec) -> list[VmDesign]:
     """The VMs this step owns: control plane and workers (TrueNAS is a later step's)."""
-    return [v for v in derive_plan(spec).vms if v.role in ("control-plane", "worker")]
+    return [v for v in design_of(spec).vms if v.role in ("control-plane", "worker")]
 
 
-def desired_config(spec: LabSpec, vm: VmPlan) -> dict[str, str]:
+def desired_config(spec: LabSpec, vm: VmDesign) -> dict[str, str]:
     """The config keys this step manages, as PVE writes them (strings)."""
     cfg = {"name": vm.name, "cores": str(vm.cores), "memory": str(vm.memory_gb * 1024), "cpu": "host",
            "balloon": "0", "onboot": "1", "agent": "1", "scsihw": "virtio-scsi-single", "ostype": "l26"}
@@ -132,7 +132,7 @@ def desired_config(spec: LabSpec, vm: VmPlan) -> dict[str, str]:
     return cfg
 
 
-def create_params(spec: LabSpec, vm: VmPlan) -> dict[str, Any]:
+def create_params(spec: LabSpec, vm: VmDesign) -> dict[str, Any]:
     p: dict[str, Any] = {"vmid": vm.vmid, **desired_config(spec, vm)}
     p["ide2"] = f"{ISO_STORAGE}:iso/{iso_name(spec)},media=cdrom"
     p["sockets"] = 1
@@ -143,7 +143,7 @@ def _same(key: str, have: Any, want: str) -> bool:
     return str(have) == want if have is not None else False
 
 
-def prerequisites(spec: LabSpec, facts: VmFacts, to_create: list[VmPlan], changes: list[Change]) -> list[Change]:
+def prerequisites(spec: LabSpec, facts: VmFacts, to_create: list[VmDesign], changes: list[Change]) -> list[Change]:
     """Blocked changes for what earlier notebooks (or the host) must provide first (module docstring)."""
     out: list[Change] = []
     if not changes and not to_create:
@@ -251,7 +251,7 @@ def _owned(volume: str, vmid: int) -> bool:
     return re.search(rf"(?:^|/)vm-{vmid}-disk-\d+", volume.split(":", 1)[-1]) is not None
 
 
-def _missing_disk(vm: VmPlan, disk: Any, state: VmState, want: str,
+def _missing_disk(vm: VmDesign, disk: Any, state: VmState, want: str,
                   volumes: dict[str, tuple[int | None, float]] | None, new_empty_disk: bool, pending: bool) -> list[Change]:
     """The changes for a planned disk the VM's config does not have.
 
@@ -325,7 +325,7 @@ def _missing_disk(vm: VmPlan, disk: Any, state: VmState, want: str,
                                 "new_empty_disk=True (falkit run: --set new_empty_disk=true)"})]
 
 
-def _drift(spec: LabSpec, vm: VmPlan, state: VmState, volumes: dict[str, tuple[int | None, float]] | None = None,
+def _drift(spec: LabSpec, vm: VmDesign, state: VmState, volumes: dict[str, tuple[int | None, float]] | None = None,
            new_empty_disk: bool = False) -> list[Change]:
     want = desired_config(spec, vm)
     have = state.effective()

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...design import design_of
 from ...diff import Change, Noop, Plan
 from ...errors import StepError
 from ...jobs import kcreate, kdelete, kget, klist, kpatch
@@ -197,9 +198,8 @@ def service_ip_checks(spec: LabSpec, services: dict[str, dict]) -> list[Check]:
 
 def _cilium_pool_ours(spec: LabSpec, pool: dict) -> bool:
     blocks = (pool.get("spec") or {}).get("blocks") or []
-    lb = spec.cilium.lb_pool
     labelled = (_md(pool).get("labels") or {}).get("app.kubernetes.io/managed-by") == "falkit"
-    return labelled or any(b.get("start") == lb.start and b.get("stop") == lb.stop for b in blocks)
+    return labelled or any((b.get("start"), b.get("stop")) == design_of(spec).lb_pool for b in blocks)
 
 
 def plan_cilium_lb(spec: LabSpec, f: LbFacts) -> Plan:

@@ -1,16 +1,24 @@
-"""The derived plan: everything the runbook will build, computed from the spec alone (pure, no I/O).
+"""The lab's design: everything the runbook will build, derived from the spec alone (pure, no I/O).
 
 - every VM with its VMID, Proxmox node, cores, memory, disks and their storages, both NICs with the
   seed's MAC scheme (``52:54:00:10:10:XX`` management, ``52:54:00:10:11:XX`` storage, XX = the
   host's last IP octet written as two decimal digits, as the seed does for 10.10.0.11 -> ``:11``);
+  each guest's storage NIC (:attr:`VmDesign.storage_nic`);
 - the Plex container and (when enabled) the TrueNAS VM;
-- the LoadBalancer pool and each service's IP (pinned ones, and the first free ones for ``auto``);
+- the LoadBalancer pool, its membership (:meth:`LabDesign.in_lb_pool`) and each service's IP
+  (pinned ones, and the first free ones for ``auto``);
 - the io-engine core list that fits the workers.
+
+"Design" is what the lab should be; a "plan" is only :class:`falkit.diff.Plan`, a step's changes.
+:func:`derive_design` computes it; :func:`design_of` is the one place that calls it: a spec object
+(frozen) gets its design once, and every later caller — the runbook's ``Lab``, the steps, the
+renderers — reads that same value. A notebook loads its spec once, so it derives its design once.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import weakref
 from dataclasses import dataclass, field
 
 from .spec import LabSpec, Service
@@ -49,9 +57,15 @@ class Nic:
     gateway: str
     network: str  # management | storage
 
+    @property
+    def device(self) -> str:
+        """The guest's name for this NIC: ``net0`` -> ``eth0`` (Talos boots with ``net.ifnames=0``
+        or names them so itself, see falkit.talosconfig; the container gets ``name=eth1``)."""
+        return f"eth{self.slot.removeprefix('net')}"
+
 
 @dataclass(frozen=True)
-class VmPlan:
+class VmDesign:
     name: str
     vmid: int
     node: str
@@ -66,12 +80,17 @@ class VmPlan:
         return self.nics[0].ip
 
     @property
+    def storage_nic(self) -> Nic | None:
+        """The NIC on the storage network (``net1``), None for the control plane."""
+        return _storage_nic(self.nics)
+
+    @property
     def storage_ip(self) -> str | None:
-        return next((n.ip for n in self.nics if n.network == "storage"), None)
+        return n.ip if (n := self.storage_nic) else None
 
 
 @dataclass(frozen=True)
-class CtPlan:
+class CtDesign:
     hostname: str
     vmid: int
     node: str
@@ -84,6 +103,11 @@ class CtPlan:
     gpu: str | None
     mounts: tuple[tuple[str, str], ...]
 
+    @property
+    def storage_nic(self) -> Nic | None:
+        """The NIC on the storage network (``net1``), None when the spec gives no storage IP."""
+        return _storage_nic(self.nics)
+
 
 @dataclass(frozen=True)
 class ServiceIp:
@@ -95,9 +119,9 @@ class ServiceIp:
 
 
 @dataclass(frozen=True)
-class LabPlan:
-    vms: tuple[VmPlan, ...]
-    containers: tuple[CtPlan, ...]
+class LabDesign:
+    vms: tuple[VmDesign, ...]
+    containers: tuple[CtDesign, ...]
     lb_pool: tuple[str, str]
     lb_pool_size: int
     services: tuple[ServiceIp, ...]
@@ -105,10 +129,30 @@ class LabPlan:
     mac_problems: tuple[str, ...] = field(default=())
 
     @property
-    def workers(self) -> tuple[VmPlan, ...]:
+    def workers(self) -> tuple[VmDesign, ...]:
         return tuple(v for v in self.vms if v.role == "worker")
 
-    def vm(self, name: str) -> VmPlan:
+    @property
+    def control_plane(self) -> VmDesign:
+        return next(v for v in self.vms if v.role == "control-plane")
+
+    @property
+    def lb_pool_text(self) -> str:
+        """``10.10.0.100-10.10.0.149``."""
+        return f"{self.lb_pool[0]}-{self.lb_pool[1]}"
+
+    def in_lb_pool(self, ip: str | None) -> bool:
+        """Whether ``ip`` is an address of the LoadBalancer pool (False for None or a non-IPv4 text)."""
+        try:
+            a = int(ipaddress.IPv4Address(ip or ""))
+        except ValueError:
+            return False
+        return int(ipaddress.IPv4Address(self.lb_pool[0])) <= a <= int(ipaddress.IPv4Address(self.lb_pool[1]))
+
+    def service(self, namespace: str, name: str) -> ServiceIp | None:
+        return next((s for s in self.services if s.namespace == namespace and s.name == name), None)
+
+    def vm(self, name: str) -> VmDesign:
         return next(v for v in self.vms if v.name == name)
 
     def rows(self) -> list[dict]:
@@ -126,7 +170,7 @@ class LabPlan:
                     "memory_gb": v.memory_gb,
                     "disks": ", ".join(f"{d.slot}={d.storage}:{d.size_gb}G" for d in v.disks),
                     "mgmt": f"{v.nics[0].ip} {v.nics[0].mac or '?'} ({v.nics[0].bridge})",
-                    "storage": next((f"{n.ip} {n.mac or '?'} ({n.bridge})" for n in v.nics if n.network == "storage"), ""),
+                    "storage": _nic_text(v.storage_nic),
                 }
             )
         for c in self.containers:
@@ -141,10 +185,18 @@ class LabPlan:
                     "memory_gb": c.memory_gb,
                     "disks": f"rootfs={c.rootfs_storage}:{c.rootfs_gb}G",
                     "mgmt": f"{c.nics[0].ip} {c.nics[0].mac or '?'} ({c.nics[0].bridge})",
-                    "storage": next((f"{n.ip} {n.mac or '?'} ({n.bridge})" for n in c.nics if n.network == "storage"), ""),
+                    "storage": _nic_text(c.storage_nic),
                 }
             )
         return out
+
+
+def _storage_nic(nics: tuple[Nic, ...]) -> Nic | None:
+    return next((n for n in nics if n.network == "storage"), None)
+
+
+def _nic_text(n: Nic | None) -> str:
+    return f"{n.ip} {n.mac or '?'} ({n.bridge})" if n else ""
 
 
 def _nic(spec: LabSpec, slot: str, network: str, ip: str, problems: list[str], name: str) -> Nic:
@@ -193,14 +245,30 @@ def assign_service_ips(pool: list[str], services: list[Service]) -> tuple[Servic
     return tuple(out)
 
 
-def derive_plan(spec: LabSpec) -> LabPlan:
-    """Everything the runbook will build, from the spec alone."""
+_DESIGNS: dict[int, LabDesign] = {}
+
+
+def design_of(spec: LabSpec) -> LabDesign:
+    """The design of this spec object, derived on first use and kept while the spec lives.
+
+    LabSpec is frozen, so its design never goes stale; the cache is keyed on the object (its id,
+    dropped by a weakref finalizer when the spec is collected, before the id can be reused)."""
+    key = id(spec)
+    design = _DESIGNS.get(key)
+    if design is None:
+        design = _DESIGNS[key] = derive_design(spec)
+        weakref.finalize(spec, _DESIGNS.pop, key, None)
+    return design
+
+
+def derive_design(spec: LabSpec) -> LabDesign:
+    """Everything the runbook will build, from the spec alone (callers use :func:`design_of`)."""
     problems: list[str] = []
     d = spec.cluster.vm_defaults
-    vms: list[VmPlan] = []
+    vms: list[VmDesign] = []
     for cp in spec.cluster.control_plane:
         vms.append(
-            VmPlan(
+            VmDesign(
                 cp.name, cp.vmid, spec.host.node, "control-plane", cp.cores, cp.memory_gb,
                 (Disk("scsi0", d.os_storage, cp.os_disk_gb, "os"),),
                 (_nic(spec, "net0", "management", cp.ip, problems, cp.name),),
@@ -208,7 +276,7 @@ def derive_plan(spec: LabSpec) -> LabPlan:
         )
     for w in spec.cluster.workers:
         vms.append(
-            VmPlan(
+            VmDesign(
                 w.name, w.vmid, w.node or spec.host.node, "worker", w.cores, w.memory_gb,
                 (Disk("scsi0", d.os_storage, w.os_disk_gb, "os"), Disk("scsi1", d.data_storage, w.data_disk_gb, "data")),
                 (_nic(spec, "net0", "management", w.ip, problems, w.name), _nic(spec, "net1", "storage", w.storage_ip, problems, w.name)),
@@ -220,12 +288,12 @@ def derive_plan(spec: LabSpec) -> LabPlan:
         if t.data_disk_gb:
             disks.append(Disk("scsi1", d.data_storage, t.data_disk_gb, "data"))
         vms.append(
-            VmPlan(
+            VmDesign(
                 t.name, t.vmid, spec.host.node, "truenas", t.cores, t.memory_gb, tuple(disks),
                 (_nic(spec, "net0", "management", t.ip, problems, t.name), _nic(spec, "net1", "storage", t.storage_ip, problems, t.name)),
             )
         )
-    cts: list[CtPlan] = []
+    cts: list[CtDesign] = []
     p = spec.plex
     if p and p.enabled:
         nics = [_nic(spec, "net0", "management", p.ip, problems, p.hostname)]
@@ -233,13 +301,13 @@ def derive_plan(spec: LabSpec) -> LabPlan:
             nics.append(_nic(spec, "net1", "storage", p.storage_ip, problems, p.hostname))
         gpu = spec.host.gpu.render_node if (p.gpu_passthrough and spec.host.gpu) else None
         cts.append(
-            CtPlan(
+            CtDesign(
                 p.hostname, p.vmid, spec.host.node, p.cores, p.memory_gb, p.rootfs_storage, p.rootfs_gb, tuple(nics),
                 p.unprivileged, gpu, tuple((m.share, m.mountpoint) for m in p.nfs_mounts),
             )
         )
     pool = lb_addresses(spec.cilium.lb_pool.start, spec.cilium.lb_pool.stop)
-    return LabPlan(
+    return LabDesign(
         vms=tuple(vms),
         containers=tuple(cts),
         lb_pool=(spec.cilium.lb_pool.start, spec.cilium.lb_pool.stop),
