@@ -1,0 +1,170 @@
+"""One executor per payload type: how ``apply`` carries out a planned change.
+
+:func:`execute` runs a plan's changes in order, each by the executor registered for its payload's
+type (:func:`executes`). An executor reads only its change (the payload holds every value apply
+needs: chart and version, the object, the Git edit planned in ``plan`` and the checkout it goes
+to) and the target's clients (``target.helm``, ``target.dynamic()``, ``target.kube()``) — never the
+lab spec. A step whose changes all carry typed payloads applies with ``execute(target, plan.changes,
+...)``; its own apply only adds what is specific to it (its error wording).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .diff import Change
+from .errors import FalkitError
+from .kube import KubeChanger, get_or_none, wait_for
+from .ownership import apply_git_changes
+from .payloads import (
+    DirectChange,
+    GitChange,
+    HelmRelease,
+    HelmUninstall,
+    KubeAnnotate,
+    KubeApply,
+    KubeDelete,
+    WaitServiceIPs,
+)
+
+
+class NoExecutorError(FalkitError, TypeError):
+    """A change whose payload has no executor (an untyped ``dict``, or an unknown type)."""
+
+
+@dataclass
+class Apply:
+    """What an executor gets besides its change: the target, the wait timeout and the progress."""
+
+    target: Any
+    progress: Any
+    timeout: float = 600.0
+    _changer: KubeChanger | None = field(default=None, repr=False)
+
+    @property
+    def changer(self) -> KubeChanger:
+        if self._changer is None:
+            self._changer = KubeChanger(self.target.dynamic())
+        return self._changer
+
+
+EXECUTORS: dict[type, Callable[[Change, Apply], None]] = {}
+
+
+def executes(kind: type) -> Callable[[Callable[[Change, Apply], None]], Callable[[Change, Apply], None]]:
+    """Register the executor of payload type ``kind``."""
+    def deco(fn: Callable[[Change, Apply], None]) -> Callable[[Change, Apply], None]:
+        EXECUTORS[kind] = fn
+        return fn
+
+    return deco
+
+
+def executable(change: Change) -> bool:
+    return type(change.data) in EXECUTORS
+
+
+def execute(target: Any, changes: Iterable[Change], progress: Any, timeout: float = 600.0) -> None:
+    """Carry out ``changes`` in order, each by its payload type's executor."""
+    ctx = Apply(target, progress, timeout)
+    for c in changes:
+        fn = EXECUTORS.get(type(c.data))
+        if fn is None:
+            raise NoExecutorError(f"no executor for {c.describe()}: its payload is a {type(c.data).__name__}")
+        fn(c, ctx)
+
+
+# ---------------------------------------------------------------------------------------------- Helm
+
+@executes(HelmRelease)
+def _helm_release(c: Change, ctx: Apply) -> None:
+    d: HelmRelease = c.data
+    bar = ctx.progress.task(f"helm upgrade --install {d.name}", 1)
+    ctx.target.helm.upgrade_install(d.namespace, d.name, d.chart, d.version, d.values)
+    bar(1, "deployed")
+
+
+@executes(HelmUninstall)
+def _helm_uninstall(c: Change, ctx: Apply) -> None:
+    ctx.target.helm.uninstall(c.data.namespace, c.data.name)
+    ctx.progress.log(f"uninstalled {c.name}")
+
+
+# ---------------------------------------------------------------------------------------------- Kubernetes
+
+@executes(KubeApply)
+def _kube_apply(c: Change, ctx: Apply) -> None:
+    ctx.changer.apply(c.data.object)
+    ctx.progress.log(f"applied {c.name}")
+
+
+@executes(KubeAnnotate)
+def _kube_annotate(c: Change, ctx: Apply) -> None:
+    r = c.data.ref
+    ctx.changer.annotate(r.api_version, r.kind, r.name, r.namespace or None, c.data.annotations)
+    ctx.progress.log(f"annotated {r.kind.lower()} {c.name}")
+
+
+@executes(KubeDelete)
+def _kube_delete(c: Change, ctx: Apply) -> None:
+    r = c.data.ref
+    ctx.changer.delete(r.api_version, r.kind, r.name, r.namespace or None)
+    ctx.progress.log(f"deleted {c.name}")
+
+
+@executes(DirectChange)
+def _direct(c: Change, ctx: Apply) -> None:
+    d: DirectChange = c.data
+    if d.create is not None:
+        ctx.changer.apply(d.create)
+    else:
+        obj = {"apiVersion": d.ref.api_version, "kind": d.ref.kind,
+               "metadata": {"name": d.ref.name, **({"namespace": d.ref.namespace} if d.ref.namespace else {})}}
+        ctx.changer.apply({**obj, **{k: v for k, v in (d.patch or {}).items() if k != "metadata"},
+                           "metadata": {**obj["metadata"], **((d.patch or {}).get("metadata") or {})}})
+    ctx.progress.log(f"applied {c.name}")
+
+
+def service_ips(dyn: Any, ns: str, name: str) -> tuple[str, ...] | None:
+    """A Service's ``status.loadBalancer.ingress`` IPs (None: no such Service)."""
+    obj = get_or_none(dyn, "v1", "Service", name, ns)
+    if obj is None:
+        return None
+    ingress = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    return tuple(i["ip"] for i in ingress if i.get("ip"))
+
+
+def ip_ok(pool: tuple[str, str], want: str, ips: tuple[str, ...] | None) -> bool:
+    """``ips`` hold ``want`` (an address), or (``want == "pool"``) all lie in ``pool`` (first, last)."""
+    if not ips:
+        return False
+    if want != "pool":
+        return want in ips
+    lo, hi = (ipaddress.IPv4Address(pool[0]), ipaddress.IPv4Address(pool[1]))
+    return all(lo <= ipaddress.IPv4Address(ip) <= hi for ip in ips)
+
+
+@executes(WaitServiceIPs)
+def _wait_ips(c: Change, ctx: Apply) -> None:
+    d: WaitServiceIPs = c.data
+    dyn = ctx.target.dynamic()
+    for key, want in d.services:
+        ns, name = key.split("/", 1)
+        bar = ctx.progress.task(f"IP of {key}", 1)
+        wait_for(lambda ns=ns, name=name: service_ips(dyn, ns, name), lambda ips, w=want: ip_ok(d.pool, w, ips),
+                 ctx.timeout, f"service {key} gets {want}", bar, describe=lambda ips: ", ".join(ips or ()) or "pending")
+
+
+# ---------------------------------------------------------------------------------------------- Git
+
+@executes(GitChange)
+def _git(c: Change, ctx: Apply) -> None:
+    d: GitChange = c.data
+    if d.repo is None:
+        raise NoExecutorError(f"{c.describe()}: the Git change names no checkout")
+    bar = ctx.progress.task(f"git: {c.name}", 1)
+    apply_git_changes([c], d.repo.checkout(), ctx.target.kube(), timeout=ctx.timeout)
+    bar(1, f"committed; {d.app} synced" if d.app else "committed")
