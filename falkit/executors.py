@@ -42,6 +42,7 @@ class Apply:
     target: Any
     progress: Any
     timeout: float = 600.0
+    step: str = ""  # the step applying (for its errors' wording)
     _changer: KubeChanger | None = field(default=None, repr=False)
 
     @property
@@ -67,9 +68,9 @@ def executable(change: Change) -> bool:
     return type(change.data) in EXECUTORS
 
 
-def execute(target: Any, changes: Iterable[Change], progress: Any, timeout: float = 600.0) -> None:
+def execute(target: Any, changes: Iterable[Change], progress: Any, timeout: float = 600.0, step: str = "") -> None:
     """Carry out ``changes`` in order, each by its payload type's executor."""
-    ctx = Apply(target, progress, timeout)
+    ctx = Apply(target, progress, timeout, step)
     for c in changes:
         fn = EXECUTORS.get(type(c.data))
         if fn is None:

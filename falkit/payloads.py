@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .gitops import Checkout, GitEdit, ObjectRef
+from .spec import SecretRef
 
 PAYLOADS: dict[str, type] = {}
 TAG = "$type"  # the key naming a payload's type in JSON
@@ -191,9 +192,10 @@ class HelmRelease:
     version: str
     values: dict
     previous: dict | None = None
+    diff: bool = True  # shown as a YAML diff of ``previous`` -> ``values``
 
-    def shown_yaml(self) -> tuple[Any, Any, bool]:
-        return self.previous, self.values, False
+    def shown_yaml(self) -> tuple[Any, Any, bool] | None:
+        return (self.previous, self.values, False) if self.diff else None
 
 
 @payload
@@ -238,3 +240,40 @@ class WaitServiceIPs:
 
     services: tuple[tuple[str, str], ...]
     pool: tuple[str, str]
+
+
+@payload
+@dataclass(frozen=True)
+class SecretSource:
+    """Where apply reads a secret (``spec``'s SecretRef): an environment variable or a file. The
+    plan holds the reference, never the value."""
+
+    env: str | None = None
+    file: str | None = None
+
+    def describe(self) -> str:
+        return f"${self.env}" if self.env else f"file {self.file}"
+
+    def resolve(self) -> str | None:
+        return SecretRef(env=self.env, file=self.file).resolve()
+
+
+@payload
+@dataclass(frozen=True)
+class ArgoRepository:
+    """Argo CD's repository Secret ``object``; the password from ``credentials`` (resolved at apply,
+    never in the plan) goes into its ``stringData`` with the user ``git``."""
+
+    object: dict
+    credentials: SecretSource | None = None
+
+
+@payload
+@dataclass(frozen=True)
+class WaitArgoCD:
+    """Wait until Service ``server`` (``ns/name``) has a LoadBalancer IP and each Application of
+    ``applications`` is Synced and Healthy (``retiring`` ones, disabled later, are not waited for)."""
+
+    server: str
+    applications: tuple[str, ...] = ()
+    retiring: tuple[str, ...] = ()
