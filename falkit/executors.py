@@ -53,6 +53,8 @@ class Apply:
 
 
 EXECUTORS: dict[type, Callable[[Change, Apply], None]] = {}
+#: payload type -> (the key consecutive changes share to be executed together, the executor of the batch)
+BATCH_EXECUTORS: dict[type, tuple[Callable[[Change], Any], Callable[[list[Change], Apply], None]]] = {}
 
 
 def executes(kind: type) -> Callable[[Callable[[Change, Apply], None]], Callable[[Change, Apply], None]]:
@@ -64,18 +66,42 @@ def executes(kind: type) -> Callable[[Callable[[Change, Apply], None]], Callable
     return deco
 
 
+def executes_together(kind: type, key: Callable[[Change], Any]) -> Callable[[Callable[[list[Change], Apply], None]],
+                                                                          Callable[[list[Change], Apply], None]]:
+    """Register the executor of payload type ``kind`` that takes consecutive changes with equal ``key``."""
+    def deco(fn: Callable[[list[Change], Apply], None]) -> Callable[[list[Change], Apply], None]:
+        BATCH_EXECUTORS[kind] = (key, fn)
+        return fn
+
+    return deco
+
+
 def executable(change: Change) -> bool:
-    return type(change.data) in EXECUTORS
+    """Whether ``change``'s payload has an executor (a typed payload of a registered type)."""
+    return type(change.data) in EXECUTORS or type(change.data) in BATCH_EXECUTORS
 
 
 def execute(target: Any, changes: Iterable[Change], progress: Any, timeout: float = 600.0, step: str = "") -> None:
-    """Carry out ``changes`` in order, each by its payload type's executor."""
+    """Carry out ``changes`` in order, each by its payload type's executor; consecutive Git changes
+    of one checkout go to their executor together (one commit, then the syncs)."""
     ctx = Apply(target, progress, timeout, step)
-    for c in changes:
-        fn = EXECUTORS.get(type(c.data))
-        if fn is None:
+    todo = list(changes)
+    for c in todo:
+        if type(c.data) not in EXECUTORS and type(c.data) not in BATCH_EXECUTORS:
             raise NoExecutorError(f"no executor for {c.describe()}: its payload is a {type(c.data).__name__}")
-        fn(c, ctx)
+    i = 0
+    while i < len(todo):
+        c = todo[i]
+        batch = BATCH_EXECUTORS.get(type(c.data))
+        if batch is None:
+            EXECUTORS[type(c.data)](c, ctx)
+            i += 1
+            continue
+        j = i + 1
+        while j < len(todo) and type(todo[j].data) is type(c.data) and batch[0](todo[j]) == batch[0](c):
+            j += 1
+        batch[1](todo[i:j], ctx)
+        i = j
 
 
 # ---------------------------------------------------------------------------------------------- Helm
@@ -161,11 +187,21 @@ def _wait_ips(c: Change, ctx: Apply) -> None:
 
 # ---------------------------------------------------------------------------------------------- Git
 
-@executes(GitChange)
-def _git(c: Change, ctx: Apply) -> None:
-    d: GitChange = c.data
-    if d.repo is None:
-        raise NoExecutorError(f"{c.describe()}: the Git change names no checkout")
-    bar = ctx.progress.task(f"git: {c.name}", 1)
-    apply_git_changes([c], d.repo.checkout(), ctx.target.kube(), timeout=ctx.timeout)
-    bar(1, f"committed; {d.app} synced" if d.app else "committed")
+@executes_together(GitChange, key=lambda c: (c.data.repo, c.data.deliver))
+def _git(changes: list[Change], ctx: Apply) -> None:
+    """Commit the edits in one commit on the checkout's branch, get it where Argo CD reads it, then
+    wait for each change's Application to sync (:func:`falkit.ownership.apply_git_changes`)."""
+    repo = changes[0].data.repo
+    if repo is None:
+        raise NoExecutorError(f"{changes[0].describe()}: the Git change names no checkout")
+    for c in changes:
+        ctx.progress.log(f"git: {c.name}" + (f": {c.field}" if c.field else "")
+                         + (f" ({c.old} -> {c.new})" if c.kind == "git-file" and c.field == "name" else ""))
+    if not changes[0].data.deliver:  # a commit on the branch only (the Terraform rollback)
+        commit = repo.checkout().commit([c.data.edit for c in changes if c.data.edit is not None])
+    else:
+        # no target (a checkout alone): commit and deliver, no cluster to wait on
+        api = ctx.target.kube() if ctx.target is not None and any(c.data.app for c in changes) else None
+        commit = apply_git_changes(changes, repo.checkout(), api, timeout=ctx.timeout, progress=ctx.progress.task)
+    if commit is not None:
+        ctx.progress.log(f"committed {commit.sha[:10]} on {commit.branch}" + (" (pushed)" if commit.pushed else ""))

@@ -32,7 +32,7 @@ from typing import Any
 
 from .diff import Change
 from .errors import FalkitError
-from .gitops import Checkout, Commit, ObjectRef, get_field, patch_fields
+from .gitops import Checkout, Commit, GitEdit, ObjectRef, get_field, patch_fields
 from .payloads import DirectChange, GitChange, GitRepo
 
 TRACKING_ANNOTATION = "argocd.argoproj.io/tracking-id"
@@ -141,13 +141,24 @@ def plan_renames(checkout: Checkout, disable: bool = True, parent_app: str = "pl
     parent app-of-apps then prunes (or re-creates) the child Applications."""
     out = []
     for e in checkout.longhorn_renames(disable):
-        child = _app_name(e.before)
-        gone = ObjectRef(*APPLICATION, ARGOCD_NS, child) if child else None
+        data = rename_change(e, GitRepo.of(checkout), disable, parent_app)
         out.append(Change("update", "git-file", e.path, "name", e.path, e.rename_to,
                           reason=f"{'disable' if disable else 're-enable'} Longhorn: app-of-apps {parent_app!r} "
-                                 f"{'prunes' if disable else 'creates'} Application {child!r}",
-                          data=GitChange(e, parent_app, gone, None, gone=disable, repo=GitRepo.of(checkout))))
+                                 f"{'prunes' if disable else 'creates'} Application {_child(data)!r}",
+                          data=data))
     return tuple(out)
+
+
+def rename_change(edit: GitEdit, repo: GitRepo, disable: bool, parent_app: str = "platform") -> GitChange:
+    """The payload of a Longhorn Application file renamed (``edit``): the app-of-apps
+    ``parent_app`` then prunes (``disable``) or creates the child Application the file defines."""
+    child = _app_name(edit.before) if edit.before else None
+    gone = ObjectRef(*APPLICATION, ARGOCD_NS, child) if child else None
+    return GitChange(edit, parent_app, gone, None, gone=disable, repo=repo)
+
+
+def _child(data: GitChange) -> str | None:
+    return data.ref.name if data.ref is not None else None
 
 
 def _app_name(text: str) -> str | None:

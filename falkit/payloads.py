@@ -167,6 +167,7 @@ class GitChange:
     expect: dict | None = None  # a merge patch that must hold on the live object after the sync
     gone: bool = False  # the object must disappear (a disabled Application's resources)
     repo: GitRepo | None = None
+    deliver: bool = True  # get the commit where Argo CD reads it (False: only commit on the branch)
 
 
 @payload
