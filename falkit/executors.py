@@ -26,6 +26,7 @@ from .payloads import (
     HelmUninstall,
     KubeAnnotate,
     KubeApply,
+    KubeCreate,
     KubeDelete,
     WaitServiceIPs,
 )
@@ -142,6 +143,33 @@ def _kube_delete(c: Change, ctx: Apply) -> None:
     ctx.progress.log(f"deleted {c.name}")
 
 
+def kind_served(api: Any, api_version: str, kind: str) -> bool:
+    """Whether the API server serves ``kind`` (a CRD a chart installs is served a moment later)."""
+    from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+    from .jobs import _resource
+
+    try:
+        _resource(api, api_version, kind)
+        return True
+    except ResourceNotFoundError:
+        return False
+
+
+@executes(KubeCreate)
+def _kube_create(c: Change, ctx: Apply) -> None:
+    from .jobs import kcreate, kget
+
+    body = c.data.object
+    api = ctx.target.kube()
+    md = body.get("metadata") or {}
+    wait_for(lambda: kind_served(api, body["apiVersion"], body["kind"]), bool, ctx.timeout, f"{body['kind']} served",
+             ctx.progress.task(f"{body['kind']} served", 1))
+    if kget(api, body["apiVersion"], body["kind"], md["name"], md.get("namespace")) is None:
+        kcreate(api, body)
+    ctx.progress.log(f"created {c.name}")
+
+
 @executes(DirectChange)
 def _direct(c: Change, ctx: Apply) -> None:
     d: DirectChange = c.data
@@ -180,6 +208,8 @@ def _wait_ips(c: Change, ctx: Apply) -> None:
     dyn = ctx.target.dynamic()
     for key, want in d.services:
         ns, name = key.split("/", 1)
+        if d.skip_absent and service_ips(dyn, ns, name) is None:
+            continue
         bar = ctx.progress.task(f"IP of {key}", 1)
         wait_for(lambda ns=ns, name=name: service_ips(dyn, ns, name), lambda ips, w=want: ip_ok(d.pool, w, ips),
                  ctx.timeout, f"service {key} gets {want}", bar, describe=lambda ips: ", ".join(ips or ()) or "pending")

@@ -218,6 +218,14 @@ class KubeApply:
 
 @payload
 @dataclass(frozen=True)
+class KubeCreate:
+    """Create ``object`` unless it exists (a kind a chart just installed is waited for first)."""
+
+    object: dict
+
+
+@payload
+@dataclass(frozen=True)
 class KubeAnnotate:
     """Set (a value) or remove (None) annotations of one object."""
 
@@ -237,10 +245,12 @@ class KubeDelete:
 @dataclass(frozen=True)
 class WaitServiceIPs:
     """Wait until each LoadBalancer service (``ns/name``) has its IP: a planned address, or
-    ``"pool"`` — any address in ``pool`` (first, last)."""
+    ``"pool"`` — any address in ``pool`` (first, last). ``skip_absent``: a Service that does not
+    exist is not waited for."""
 
     services: tuple[tuple[str, str], ...]
-    pool: tuple[str, str]
+    pool: tuple[str, str] = ("", "")
+    skip_absent: bool = False
 
 
 @payload
