@@ -288,3 +288,26 @@ class WaitArgoCD:
     server: str
     applications: tuple[str, ...] = ()
     retiring: tuple[str, ...] = ()
+
+
+@payload
+@dataclass(frozen=True)
+class GitRestore:
+    """A file of the GitOps checkout set back to ``after`` (None: removed); refused when the file is
+    no longer ``before``. The restores of a plan are one commit ``message`` (rollback-gitops)."""
+
+    repo: GitRepo
+    path: str
+    before: str | None
+    after: str | None
+    message: str
+
+
+@payload
+@dataclass(frozen=True)
+class WaitPruned:
+    """Wait (at most ``wait_s``) for Argo CD to prune Application ``name``, whose manifest left Git;
+    delete it when its app-of-apps does not prune."""
+
+    name: str
+    wait_s: float = 60.0
