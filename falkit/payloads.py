@@ -311,3 +311,12 @@ class WaitPruned:
 
     name: str
     wait_s: float = 60.0
+
+
+@payload
+@dataclass(frozen=True)
+class RecordBeforeState:
+    """Record the lab before the migration (every compared field, a checksum per mounted claim) in
+    the private dir; ``checkout``: the GitOps checkout whose tree is recorded (None: none)."""
+
+    checkout: str | None = None
