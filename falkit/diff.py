@@ -25,10 +25,13 @@ How a plan reads (``str(plan)``, ``repr(plan)`` and the notebook's HTML table):
 from __future__ import annotations
 
 import difflib
+import json
+import os
 import re
 from dataclasses import asdict, dataclass, field, fields
 from dataclasses import field as _field
 from html import escape
+from pathlib import Path
 from typing import Any, Literal
 
 from .payloads import decode, encode
@@ -103,7 +106,8 @@ class Change:
         """``old``/``new`` as a plan table shows them next to a YAML diff: a digest, a mapping or a long
         value is replaced by a pointer to the diff; a short value (a chart version) stays."""
         data = self.data if isinstance(self.data, dict) else {}
-        edit = getattr(self.data, "edit", None) is not None
+        e = getattr(self.data, "edit", None)
+        edit = e is not None and getattr(e, "before", None) != getattr(e, "after", None)  # a rename keeps its names
         shown = getattr(self.data, "shown_yaml", None)
         documents = "yaml_documents" in data or bool(callable(shown) and (shown() or (0, 0, False))[2])
         out = {}
@@ -238,6 +242,24 @@ class Plan:
         notes = "".join(f"<p>note: {escape(x)}</p>" for x in self.notes)
         return (f"{PLAN_STYLE}{head}{len(self.changes)} change(s): {', '.join(parts)}</p>"
                 f"<table class='falkit-plan'><tr>{th}</tr>{''.join(body)}</table>{notes}{''.join(diffs)}")
+
+
+def load_plans(path: str | os.PathLike, step: str | None = None) -> list[Plan]:
+    """The plans archived in ``path``: a plan JSON (:meth:`Plan.to_json`), a notebook's
+    ``*.result.json`` (each step's ``plan``), or a run directory (every ``*.result.json`` in it);
+    ``step``: only that step's. Shown again with ``print``/``display``, as the notebook showed them."""
+    p = Path(path)
+    files = sorted(p.glob("*.result.json")) if p.is_dir() else [p]
+    out: list[Plan] = []
+    for f in files:
+        data = json.loads(f.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and "changes" in data and "step" in data:
+            found = [data]
+        else:
+            found = [rec["plan"] for rec in ((data or {}).get("steps") or {}).values()
+                     if isinstance(rec, dict) and isinstance(rec.get("plan"), dict)]
+        out += [Plan.from_json(d) for d in found if step is None or d.get("step") == step]
+    return out
 
 
 def _short(value: Any, limit: int = 160) -> str:
