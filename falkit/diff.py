@@ -175,9 +175,10 @@ class Plan:
     def to_json(self, redact: bool = False) -> dict[str, Any]:
         """The plan as JSON values, each change with its payload (:func:`falkit.payloads.encode`).
         ``redact``: values under secret-named keys in the payloads are replaced by
-        :data:`REDACTED` — the archived plan (shown again, compared); the plan saved for a later
-        apply keeps them and belongs in the private state directory."""
-        return {
+        :data:`REDACTED` and :func:`falkit.scrub.scrub_text`'s patterns run over the strings — the
+        archived plan (shown again, compared); the plan saved for a later apply keeps them and
+        belongs in the private state directory."""
+        out = {
             "step": self.step,
             "changes": [dict({f.name: _redact(getattr(c, f.name)) if redact and f.name in ("old", "new")
                               else getattr(c, f.name) for f in fields(c) if f.name != "data"},
@@ -185,6 +186,11 @@ class Plan:
             "noops": [asdict(n) for n in self.noops],
             "notes": list(self.notes),
         }
+        if redact:  # then scrub's patterns (PEM blocks, bearer tokens, ...) over every string, as over a plan's diff
+            from .scrub import scrub_text
+
+            out = json.loads(scrub_text(json.dumps(out), ()))
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Plan:

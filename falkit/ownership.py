@@ -271,7 +271,7 @@ def apply_git_changes(changes: Iterable[Change], checkout: Checkout, api: Any | 
                       progress: Callable[[str], Callable[[float, str], None]] | None = None) -> Commit | None:
     """Commit the ``git-file`` changes in one commit, then (``wait`` and ``api``) wait for each
     ``git-file``/``argocd-sync`` change to be synced. ``progress(name)`` returns an updater."""
-    changes = [c for c in changes if c.kind in ("git-file", "argocd-sync")]
+    changes = [c for c in changes if isinstance(c.data, GitChange)]  # git-file, argocd-sync, gitops-file (a rename)
     edits = [c.data.edit for c in changes if c.data.edit is not None]
     commit = checkout.commit(edits)
     if commit is not None:
