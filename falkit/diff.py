@@ -189,7 +189,7 @@ class Plan:
         if redact:  # then scrub's patterns (PEM blocks, bearer tokens, ...) over every string, as over a plan's diff
             from .scrub import scrub_text
 
-            out = json.loads(scrub_text(json.dumps(out), ()))
+            out = json.loads(scrub_text(json.dumps(out, default=str), ()))  # an odd old/new value as text
         return out
 
     @classmethod
