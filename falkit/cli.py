@@ -282,6 +282,26 @@ def would_change(run: dict, run_dir: Path | None = None) -> str:
     return "\n".join(lines)
 
 
+def cmd_show_plan(args: argparse.Namespace) -> int:
+    """The plans archived in FILE (a plan JSON, a notebook's result.json or a run directory), shown
+    as the notebook showed them."""
+    from .diff import load_plans
+
+    if not Path(args.file).exists():
+        print(f"falkit show-plan: no file or directory {args.file}", file=sys.stderr)
+        return 2
+    plans = load_plans(args.file, args.step)
+    if not plans:
+        print(f"falkit show-plan: no archived plan in {args.file}" + (f" for step {args.step}" if args.step else ""),
+              file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps([p.to_json(redact=True) for p in plans], indent=2, default=str))
+    else:
+        print("\n\n".join(str(p) for p in plans))
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from .runner import list_runs
     from .widgets import text_table
@@ -421,6 +441,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--outputs", default="outputs", type=Path,
                     help="the archive directory; each run goes to OUTPUTS/<time>-<target>/ (default: outputs)")
     rp.set_defaults(fn=cmd_run)
+
+    pp = sub.add_parser("show-plan", help="show the plans archived in a plan JSON, a result.json or a run directory")
+    pp.add_argument("file", type=Path, help="a plan JSON, a notebook's *.result.json, or a run directory")
+    pp.add_argument("--step", default=None, help="only this step's plan (e.g. cilium)")
+    pp.add_argument("--json", action="store_true", help="the plans as JSON")
+    pp.set_defaults(fn=cmd_show_plan)
 
     lp = sub.add_parser("runs", help="list archived runs, or show one")
     lp.add_argument("run", nargs="?", default=None, help="a run to show: its id (directory name) or directory")

@@ -25,11 +25,16 @@ How a plan reads (``str(plan)``, ``repr(plan)`` and the notebook's HTML table):
 from __future__ import annotations
 
 import difflib
+import json
+import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from dataclasses import field as _field
 from html import escape
+from pathlib import Path
 from typing import Any, Literal
+
+from .payloads import decode, encode
 
 Op = Literal["create", "update", "delete", "action"]
 #: ``terraform plan``'s marks: + create, ~ update in place, - destroy; ``>`` an action (reboot, bootstrap)
@@ -53,7 +58,9 @@ class Change:
     disruptive: bool = False  # needs a reboot/reconnect, or changes identity (MAC, bridge)
     destructive: bool = False  # can lose data (delete a VM, a disk, a volume; shrink)
     reason: str = ""
-    data: Any = _field(default=None, repr=False, compare=False)  # what apply needs (payload), never shown
+    # what apply needs: a typed payload (falkit.payloads), compared and serialised with the change;
+    # a few steps still pass a plain dict (see docs/ARCHITECTURE.md)
+    data: Any = _field(default=None, repr=False, hash=False)
 
     def describe(self) -> str:
         what = f"{self.kind} {self.name}" + (f" {self.field}" if self.field else "")
@@ -80,6 +87,10 @@ class Change:
             return scrub_text(edit.diff.rstrip("\n"), ())
         data = self.data if isinstance(self.data, dict) else {}
         label = f"{self.kind} {self.name}" + (f" {self.field}" if self.field else "")
+        shown = getattr(self.data, "shown_yaml", None)
+        sides = shown() if callable(shown) else None
+        if sides is not None:
+            return yaml_diff(sides[0], sides[1], label, documents=sides[2])
         if isinstance(data.get("yaml_documents"), tuple):
             before, after = data["yaml_documents"]
             return yaml_diff(before, after, label, documents=True)
@@ -95,11 +106,14 @@ class Change:
         """``old``/``new`` as a plan table shows them next to a YAML diff: a digest, a mapping or a long
         value is replaced by a pointer to the diff; a short value (a chart version) stays."""
         data = self.data if isinstance(self.data, dict) else {}
-        edit = getattr(self.data, "edit", None) is not None
+        e = getattr(self.data, "edit", None)
+        edit = e is not None and getattr(e, "before", None) != getattr(e, "after", None)  # a rename keeps its names
+        shown = getattr(self.data, "shown_yaml", None)
+        documents = "yaml_documents" in data or bool(callable(shown) and (shown() or (0, 0, False))[2])
         out = {}
         for k in ("old", "new"):
             v = getattr(self, k)
-            whole = edit or "yaml_documents" in data or isinstance(v, (dict, list)) or len(str(v)) > 40
+            whole = edit or documents or isinstance(v, (dict, list)) or len(str(v)) > 40
             out[k] = ("(YAML diff below)" if v not in (None, "") else "") if whole else _short(v)
         return out
 
@@ -158,13 +172,33 @@ class Plan:
     def rows(self) -> list[dict[str, Any]]:
         return [c.row() for c in self.changes]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def to_json(self, redact: bool = False) -> dict[str, Any]:
+        """The plan as JSON values, each change with its payload (:func:`falkit.payloads.encode`).
+        ``redact``: values under secret-named keys in the payloads are replaced by
+        :data:`REDACTED` and :func:`falkit.scrub.scrub_text`'s patterns run over the strings — the
+        archived plan (shown again, compared); the plan saved for a later apply keeps them and
+        belongs in the private state directory."""
+        out = {
             "step": self.step,
-            "changes": [{k: v for k, v in asdict(c).items() if k != "data"} for c in self.changes],
+            "changes": [dict({f.name: _redact(getattr(c, f.name)) if redact and f.name in ("old", "new")
+                              else getattr(c, f.name) for f in fields(c) if f.name != "data"},
+                             data=encode(c.data, _redact if redact else None)) for c in self.changes],
             "noops": [asdict(n) for n in self.noops],
             "notes": list(self.notes),
         }
+        if redact:  # then scrub's patterns (PEM blocks, bearer tokens, ...) over every string, as over a plan's diff
+            from .scrub import scrub_text
+
+            out = json.loads(scrub_text(json.dumps(out, default=str), ()))  # an odd old/new value as text
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Plan:
+        """The inverse of :meth:`to_json` (``Plan.from_json(p.to_json()) == p`` for typed payloads)."""
+        changes = tuple(Change(**{k: v for k, v in c.items() if k != "data"}, data=decode(c.get("data")))
+                        for c in data.get("changes") or ())
+        return cls(data["step"], changes, tuple(Noop(**n) for n in data.get("noops") or ()),
+                   tuple(data.get("notes") or ()))
 
     def head(self) -> str:
         if self.empty:
@@ -214,6 +248,24 @@ class Plan:
         notes = "".join(f"<p>note: {escape(x)}</p>" for x in self.notes)
         return (f"{PLAN_STYLE}{head}{len(self.changes)} change(s): {', '.join(parts)}</p>"
                 f"<table class='falkit-plan'><tr>{th}</tr>{''.join(body)}</table>{notes}{''.join(diffs)}")
+
+
+def load_plans(path: str | os.PathLike, step: str | None = None) -> list[Plan]:
+    """The plans archived in ``path``: a plan JSON (:meth:`Plan.to_json`), a notebook's
+    ``*.result.json`` (each step's ``plan``), or a run directory (every ``*.result.json`` in it);
+    ``step``: only that step's. Shown again with ``print``/``display``, as the notebook showed them."""
+    p = Path(path)
+    files = sorted(p.glob("*.result.json")) if p.is_dir() else [p]
+    out: list[Plan] = []
+    for f in files:
+        data = json.loads(f.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and "changes" in data and "step" in data:
+            found = [data]
+        else:
+            found = [rec["plan"] for rec in ((data or {}).get("steps") or {}).values()
+                     if isinstance(rec, dict) and isinstance(rec.get("plan"), dict)]
+        out += [Plan.from_json(d) for d in found if step is None or d.get("step") == step]
+    return out
 
 
 def _short(value: Any, limit: int = 160) -> str:

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from .diff import Change
 from .errors import FalkitError
 from .gitops import Checkout, Commit, GitEdit, ObjectRef, get_field, patch_fields
+from .payloads import DirectChange, GitChange, GitRepo
 
 TRACKING_ANNOTATION = "argocd.argoproj.io/tracking-id"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
@@ -93,28 +93,6 @@ def matches(obj: dict | None, patch: dict) -> bool:
     return all(get_field(obj, f, patch) == get_field(patch, f, patch) for f in patch_fields(patch))
 
 
-@dataclass(frozen=True)
-class GitChange:
-    """``Change.data`` of a ``git-file``/``argocd-sync`` change: the edit (None for a sync-only
-    wait), the Application that will apply it, and the object + values to see in the cluster."""
-
-    edit: GitEdit | None
-    app: str | None
-    ref: ObjectRef | None = None
-    expect: dict | None = None  # a merge patch that must hold on the live object after the sync
-    gone: bool = False  # the object must disappear (a disabled Application's resources)
-
-
-@dataclass(frozen=True)
-class DirectChange:
-    """``Change.data`` of a ``k8s-object`` change: a merge ``patch`` of an existing object, or the
-    whole object to create (``create``)."""
-
-    ref: ObjectRef
-    patch: dict | None = None
-    create: dict | None = None
-
-
 def _values(obj: dict | None, patch: dict) -> str:
     return ", ".join(f"{f}={get_field(obj, f, patch)!r}" for f in patch_fields(patch)) if obj is not None else ""
 
@@ -146,12 +124,12 @@ def plan_object_change(ref: ObjectRef, observed: dict | None, patch: dict, check
     why = f"managed by Argo CD application {app!r}: changed in Git"
     if edit is not None:
         return Change("update", "git-file", edit.path, fields, _values(observed, patch), _values(patch, patch),
-                      reason=f"{why}{'; ' + reason if reason else ''}", data=GitChange(edit, app, ref, patch))
+                      reason=f"{why}{'; ' + reason if reason else ''}", data=GitChange(edit, app, ref, patch, repo=GitRepo.of(checkout)))
     if matches(observed, patch):
         return None
     return Change("action", "argocd-sync", app, fields, _values(observed, patch), _values(patch, patch),
                   reason=f"Git already has {fields}; Argo CD has not synced {ref} yet",
-                  data=GitChange(None, app, ref, patch))
+                  data=GitChange(None, app, ref, patch, repo=GitRepo.of(checkout)))
 
 
 def _name(ref: ObjectRef) -> str:
@@ -163,13 +141,24 @@ def plan_renames(checkout: Checkout, disable: bool = True, parent_app: str = "pl
     parent app-of-apps then prunes (or re-creates) the child Applications."""
     out = []
     for e in checkout.longhorn_renames(disable):
-        child = _app_name(e.before)
-        gone = ObjectRef(*APPLICATION, ARGOCD_NS, child) if child else None
+        data = rename_change(e, GitRepo.of(checkout), disable, parent_app)
         out.append(Change("update", "git-file", e.path, "name", e.path, e.rename_to,
                           reason=f"{'disable' if disable else 're-enable'} Longhorn: app-of-apps {parent_app!r} "
-                                 f"{'prunes' if disable else 'creates'} Application {child!r}",
-                          data=GitChange(e, parent_app, gone, None, gone=disable)))
+                                 f"{'prunes' if disable else 'creates'} Application {_child(data)!r}",
+                          data=data))
     return tuple(out)
+
+
+def rename_change(edit: GitEdit, repo: GitRepo, disable: bool, parent_app: str = "platform") -> GitChange:
+    """The payload of a Longhorn Application file renamed (``edit``): the app-of-apps
+    ``parent_app`` then prunes (``disable``) or creates the child Application the file defines."""
+    child = _app_name(edit.before) if edit.before else None
+    gone = ObjectRef(*APPLICATION, ARGOCD_NS, child) if child else None
+    return GitChange(edit, parent_app, gone, None, gone=disable, repo=repo)
+
+
+def _child(data: GitChange) -> str | None:
+    return data.ref.name if data.ref is not None else None
 
 
 def _app_name(text: str) -> str | None:
@@ -188,7 +177,7 @@ def plan_file(checkout: Checkout, rel: str, objects: list[dict], parent_app: str
     ref = ObjectRef.of(first) if first else None
     return Change("update" if edit.before else "create", "git-file", rel, new=f"{len(objects)} document(s)",
                   reason=reason or f"applied by app-of-apps {parent_app!r}",
-                  data=GitChange(edit, parent_app, ref, None))
+                  data=GitChange(edit, parent_app, ref, None, repo=GitRepo.of(checkout)))
 
 
 def git_diff(changes: Iterable[Change]) -> str:
@@ -282,7 +271,7 @@ def apply_git_changes(changes: Iterable[Change], checkout: Checkout, api: Any | 
                       progress: Callable[[str], Callable[[float, str], None]] | None = None) -> Commit | None:
     """Commit the ``git-file`` changes in one commit, then (``wait`` and ``api``) wait for each
     ``git-file``/``argocd-sync`` change to be synced. ``progress(name)`` returns an updater."""
-    changes = [c for c in changes if c.kind in ("git-file", "argocd-sync")]
+    changes = [c for c in changes if isinstance(c.data, GitChange)]  # git-file, argocd-sync, gitops-file (a rename)
     edits = [c.data.edit for c in changes if c.data.edit is not None]
     commit = checkout.commit(edits)
     if commit is not None:

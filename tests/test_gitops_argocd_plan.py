@@ -25,11 +25,13 @@ def test_fresh_cluster_plan(monkeypatch):
     spec = spec_with_credentials()
     plan = plan_argocd(spec, ArgoFacts(None, None, None), StepOptions())
     kinds = [(c.op, c.kind) for c in plan.changes]
-    assert kinds == [("create", "helm-release"), ("create", "k8s-object"), ("create", "argocd-application")]
+    assert kinds == [("create", "helm-release"), ("create", "k8s-object"), ("create", "argocd-application"),
+                     ("action", "argocd")]  # then wait: the server's IP, the Applications Synced/Healthy
     rel = plan.changes[0].data
-    assert rel["values"]["global"]["image"]["tag"] == "v3.5.1" and rel["version"] == CHART_VERSION
-    assert rel["values"]["server"]["service"] == {"type": "LoadBalancer"}  # "Auto": no IP annotation
+    assert rel.values["global"]["image"]["tag"] == "v3.5.1" and rel.version == CHART_VERSION
+    assert rel.values["server"]["service"] == {"type": "LoadBalancer"}  # "Auto": no IP annotation
     assert "$FALKIT_TEST_GIT_TOKEN" in plan.changes[1].reason
+    assert plan.changes[1].data.credentials.env == "FALKIT_TEST_GIT_TOKEN"  # the reference; apply reads the value
     assert "s3cr3t-token-value" not in str(plan) + repr(plan.to_json()) + plan._repr_html_()
 
 

@@ -42,6 +42,7 @@ class StepRecord:
     status: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     checks: str | None = None
+    plan: dict[str, Any] | None = None  # the plan with its payloads, secrets redacted (`falkit show-plan`)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"planned": self.planned, "applied": self.applied, "noops": self.noops,
@@ -49,6 +50,8 @@ class StepRecord:
                                "timings": self.timings}
         if self.checks is not None:
             out["checks"] = self.checks
+        if self.plan is not None:
+            out["plan"] = self.plan
         return out
 
     @classmethod

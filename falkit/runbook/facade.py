@@ -301,6 +301,20 @@ class Lab:
             return pending
         return self._step_now(name)
 
+    def apply_plan(self, plan: Plan) -> StepRun:
+        """Apply a plan made earlier (e.g. an archived one, :func:`falkit.diff.load_plans`) as
+        ``lab.step(name).apply()`` applies a fresh one: shown, recorded, refused by the options,
+        applied from its payloads alone (the lab is not observed first), then converged."""
+        step = get_step(plan.step)
+        rec = self.archive.step(plan.step)
+        if rec.status is None:
+            rec.status = "planned"
+        run = StepRun(self, step, plan)
+        run._record_plan(plan)
+        self._runs[plan.step] = run
+        widgets.show(plan)
+        return run.apply()
+
     def plan_step(self, name: str) -> Plan:
         """A fresh plan of step ``name`` from the lab as it is now (nothing shown or recorded)."""
         step = get_step(name)

@@ -111,6 +111,7 @@ class StepRun:
     def _record_plan(self, plan: Plan) -> None:
         rec = self.record
         rec.planned = plan.rows()
+        rec.plan = plan.to_json(redact=True)  # with the payloads, secrets redacted: `falkit show-plan`
         rec.noops = [{"kind": n.kind, "name": n.name, "reason": n.reason} for n in plan.noops]
         rec.notes = list(plan.notes)
         if plan.empty:

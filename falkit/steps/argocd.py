@@ -33,10 +33,12 @@ from typing import Any
 from ..design import design_of
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
+from ..executors import Apply, execute, executes
 from ..gitops import Checkout, GitOpsError, platform_application
 from ..jobs import kget, klist
 from ..kube import WaitReporter
 from ..ownership import APPLICATION, app_status
+from ..payloads import ArgoRepository, HelmRelease, KubeApply, SecretSource, WaitArgoCD
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
 
@@ -58,6 +60,7 @@ class ArgoFacts:
     applications: dict[str, dict] = field(default_factory=dict)
     git_apps: tuple[str, ...] = ()  # children declared by the checkout's *-app.yaml files
     checkout_error: str = ""
+    retiring: tuple[str, ...] = ()  # Applications the migration disables later (not waited for Healthy)
 
 
 def helm_values(spec: LabSpec) -> dict[str, Any]:
@@ -88,26 +91,31 @@ def plan_argocd(spec: LabSpec, facts: ArgoFacts, options: StepOptions) -> Plan:
     notes: list[str] = []
     version = options.extra.get("argocd_chart_version") or CHART_VERSION
     values = helm_values(spec)
-    payload = {"namespace": NS, "name": RELEASE, "chart": CHART, "version": version, "values": values}
     rel = facts.release
     if rel is None:
-        changes.append(Change("create", "helm-release", f"{NS}/{RELEASE}", new=f"{CHART} {version}", data=payload))
+        changes.append(Change("create", "helm-release", f"{NS}/{RELEASE}", new=f"{CHART} {version}",
+                              data=HelmRelease(NS, RELEASE, CHART, version, values, diff=False)))
     elif rel.get("version") != version or rel.get("values") != values or rel.get("status") != "deployed":
         changes.append(Change("update", "helm-release", f"{NS}/{RELEASE}", "values/version",
                               f"{rel.get('version')} {rel.get('values')}", f"{version} {values}",
-                              data=dict(payload, yaml=(rel.get("values"), values))))
+                              data=HelmRelease(NS, RELEASE, CHART, version, values, rel.get("values"))))
     else:
         noops.append(Noop("helm-release", f"{NS}/{RELEASE}", f"{CHART} {version} deployed"))
+    wait = Change("action", "argocd", f"{NS}/argocd-server", "wait",
+                  reason="argocd-server gets its LoadBalancer IP" + ("" if spec.gitops is None else
+                                                                      "; the Applications are Synced/Healthy"),
+                  data=WaitArgoCD(f"{NS}/argocd-server", () if spec.gitops is None else ("platform", *facts.git_apps),
+                                  facts.retiring))
     if spec.gitops is None:
         notes.append("no gitops section in the spec: no repository registered, no platform Application")
-        return Plan(STEP, tuple(changes), tuple(noops), tuple(notes))
+        return Plan(STEP, (*changes, wait) if changes else (), tuple(noops), tuple(notes))
     cred = spec.gitops.credentials
     sec = facts.repo_secret
     if sec is None or _secret_url(sec) != spec.gitops.repo_url:
         changes.append(Change("create" if sec is None else "update", "k8s-object", f"{NS}/{REPO_SECRET}", "url",
                               _secret_url(sec) if sec else None, spec.gitops.repo_url,
                               reason=f"credentials from {cred.describe()}" if cred else "no credentials (public repo)",
-                              data={"credentials": cred}))
+                              data=ArgoRepository(repo_secret(spec), SecretSource(cred.env, cred.file) if cred else None)))
     else:
         noops.append(Noop("k8s-object", f"{NS}/{REPO_SECRET}", f"repository {spec.gitops.repo_url} registered"))
     want = platform_application(spec.gitops)
@@ -115,14 +123,14 @@ def plan_argocd(spec: LabSpec, facts: ArgoFacts, options: StepOptions) -> Plan:
     if have is None or have.get("spec", {}).get("source") != want["spec"]["source"]:
         changes.append(Change("create" if have is None else "update", "argocd-application", f"{NS}/platform",
                               "spec.source", (have or {}).get("spec", {}).get("source"), want["spec"]["source"],
-                              data=want))
+                              data=KubeApply(want)))
     else:
         noops.append(Noop("argocd-application", f"{NS}/platform", "app-of-apps present"))
     if facts.checkout_error:
         notes.append(f"GitOps checkout: {facts.checkout_error}")
     if facts.git_apps:
         notes.append(f"platform Applications from Git: {', '.join(facts.git_apps)}")
-    return Plan(STEP, tuple(changes), tuple(noops), tuple(notes))
+    return Plan(STEP, (*changes, wait) if changes else (), tuple(noops), tuple(notes))
 
 
 def _secret_url(sec: dict) -> str | None:
@@ -150,7 +158,7 @@ def observe_argocd(target: Any, spec: LabSpec, options: StepOptions) -> ArgoFact
             err = str(e)
     return ArgoFacts(release=target.helm.get(NS, RELEASE), server=kget(api, "v1", "Service", "argocd-server", NS),
                      repo_secret=kget(api, "v1", "Secret", REPO_SECRET, NS), applications=apps, git_apps=git_apps,
-                     checkout_error=err)
+                     checkout_error=err, retiring=tuple(sorted(_retiring(target, spec))))
 
 
 def _lb_ip(svc: dict | None) -> str | None:
@@ -170,6 +178,60 @@ def app_rows(api: Any) -> list[dict[str, Any]]:
     return rows
 
 
+@executes(ArgoRepository)
+def _register_repository(c: Change, ctx: Apply) -> None:
+    d: ArgoRepository = c.data
+    obj = d.object
+    if d.credentials is not None:
+        password = d.credentials.resolve()
+        if not password:
+            raise StepError(STEP, f"the GitOps credentials are not set: {d.credentials.describe()} (spec.gitops.credentials)")
+        obj = {**obj, "stringData": {**obj.get("stringData", {}), "password": password, "username": "git"}}
+    ctx.progress.log(f"register repository {obj.get('stringData', {}).get('url')}")
+    ctx.changer.apply(obj)
+
+
+@executes(WaitArgoCD)
+def _wait_argocd(c: Change, ctx: Apply) -> None:
+    """argocd-server's LoadBalancer IP, then every Application Synced and Healthy (one live line each)."""
+    from ..kube import WaitTimeoutError, wait_for
+
+    d: WaitArgoCD = c.data
+    api = ctx.target.kube()
+    ns, name = d.server.split("/", 1)
+    what = f"{name} LoadBalancer IP"
+    try:
+        wait_for(lambda: _lb_ip(kget(api, "v1", "Service", name, ns)), bool, ctx.timeout, what, ctx.progress.task(what))
+    except WaitTimeoutError as e:
+        raise StepError(STEP, str(e)) from None
+    for n in sorted(set(d.retiring) & set(d.applications)):
+        ctx.progress.log(f"application {n}: not waited for Healthy — Longhorn is disabled by 50-mayastor once its "
+                         "volumes are moved (its UI LoadBalancer lost its MetalLB address in 40-cilium)")
+    names = [n for n in d.applications if n not in d.retiring]
+    if not names:
+        return
+    bars = {n: ctx.progress.task(f"application {n}") for n in names}
+    deadline = time.monotonic() + ctx.timeout
+    start = time.monotonic()
+    report = WaitReporter("Argo CD Applications to be Synced/Healthy", ctx.timeout)
+    while True:
+        rows = {r["application"]: r for r in app_rows(api)}
+        pending = []
+        for n in names:
+            r = rows.get(n)
+            ok = r is not None and r["sync"] == "Synced" and r["health"] == "Healthy"
+            msg = "missing" if r is None else f"{r['sync']}/{r['health']}" + (f" {r['message']}" if r["message"] else "")
+            bars[n](1.0 if ok else min(0.99, (time.monotonic() - start) / ctx.timeout), msg)
+            if not ok:
+                pending.append(f"{n} ({msg})")
+        if not pending:
+            return
+        report(", ".join(pending))
+        if time.monotonic() > deadline:
+            raise StepError(STEP, f"Applications not Synced/Healthy after {ctx.timeout:g} s: " + ", ".join(pending))
+        time.sleep(0.2)
+
+
 @register(STEP)
 class ArgoCdStep:
     title = "Argo CD: install, expose, register the GitOps repository, platform Applications"
@@ -182,74 +244,7 @@ class ArgoCdStep:
         return plan_argocd(spec, observed, options)
 
     def apply(self, target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-        from ..kube import KubeChanger
-
-        spec = target.spec
-        api = target.kube()
-        changer = KubeChanger(target.dynamic())
-        for c in plan.changes:
-            if c.kind == "helm-release":
-                d = c.data
-                progress.log(f"helm upgrade --install {d['name']} {d['chart']} --version {d['version']} -n {d['namespace']}")
-                target.helm.upgrade_install(d["namespace"], d["name"], d["chart"], d["version"], d["values"])
-        self._wait(lambda: _lb_ip(kget(api, "v1", "Service", "argocd-server", NS)), "argocd-server LoadBalancer IP",
-                   options, progress)
-        for c in plan.changes:
-            if c.kind == "k8s-object" and c.name.endswith(REPO_SECRET):
-                cred = c.data["credentials"]
-                password = cred.resolve() if cred else None
-                if cred is not None and not password:
-                    raise StepError(STEP, f"the GitOps credentials are not set: {cred.describe()} (spec.gitops.credentials)")
-                progress.log(f"register repository {spec.gitops.repo_url}")
-                changer.apply(repo_secret(spec, password))
-            elif c.kind == "argocd-application":
-                progress.log(f"apply Application {c.name}")
-                changer.apply(c.data)
-        if spec.gitops is not None:
-            self.wait_apps(target, spec, options, progress)
-
-    def wait_apps(self, target: Any, spec: LabSpec, options: StepOptions, progress: Progress) -> None:
-        """Wait until ``platform`` and every child declared in Git is Synced and Healthy."""
-        api = target.kube()
-        retiring = _retiring(target, spec)
-        try:
-            names = ["platform", *(d.obj["metadata"]["name"] for d in Checkout.for_target(target).applications())]
-        except (GitOpsError, OSError):
-            names = ["platform"]
-        for n in sorted(retiring & set(names)):
-            progress.log(f"application {n}: not waited for Healthy — Longhorn is disabled by 50-mayastor once its "
-                         "volumes are moved (its UI LoadBalancer lost its MetalLB address in 40-cilium)")
-        names = [n for n in names if n not in retiring]
-        bars = {n: progress.task(f"application {n}") for n in names}
-        deadline = time.monotonic() + options.wait_timeout_s
-        start = time.monotonic()
-        report = WaitReporter("Argo CD Applications to be Synced/Healthy", options.wait_timeout_s)
-        while True:
-            rows = {r["application"]: r for r in app_rows(api)}
-            pending = []
-            for n in names:
-                r = rows.get(n)
-                ok = r is not None and r["sync"] == "Synced" and r["health"] == "Healthy"
-                msg = "missing" if r is None else f"{r['sync']}/{r['health']}" + (f" {r['message']}" if r["message"] else "")
-                bars[n](1.0 if ok else min(0.99, (time.monotonic() - start) / options.wait_timeout_s), msg)
-                if not ok:
-                    pending.append(f"{n} ({msg})")
-            if not pending:
-                return
-            report(", ".join(pending))
-            if time.monotonic() > deadline:
-                raise StepError(STEP, f"Applications not Synced/Healthy after {options.wait_timeout_s:g} s: "
-                                      + ", ".join(pending))
-            time.sleep(0.2)
-
-    @staticmethod
-    def _wait(fn: Any, what: str, options: StepOptions, progress: Progress) -> Any:
-        from ..kube import WaitTimeoutError, wait_for
-
-        try:
-            return wait_for(fn, bool, options.wait_timeout_s, what, progress.task(what))
-        except WaitTimeoutError as e:
-            raise StepError(STEP, str(e)) from None
+        execute(target, plan.changes, progress, options.wait_timeout_s, step=STEP)
 
     def checks(self, target: Any, spec: LabSpec, options: StepOptions) -> list[Check]:
         facts = observe_argocd(target, spec, options)

@@ -21,13 +21,17 @@ own before-state; on the live lab the first run that applies records it and late
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..design import design_of
 from ..diff import Change, Noop, Plan
+from ..executors import Apply, execute, executes
+from ..payloads import RecordBeforeState
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
 from .rollback.state import BEFORE_FILE, record_before_state, recorded_before
+from .volumes import checkout_path
 
 STEP = "before-state"
 
@@ -38,6 +42,7 @@ class BeforeFacts:
     previous: bool
     started: tuple[str, ...]  # what shows the migration already changed the lab
     absent: tuple[str, ...] = ()  # the spec's previous VMs, when none of them is on the host (nothing to record)
+    checkout: str | None = None  # the GitOps checkout whose tree is recorded
 
 
 def _started(target: Any, spec: LabSpec) -> tuple[str, ...]:
@@ -68,9 +73,11 @@ def observe_before(target: Any, spec: LabSpec, options: StepOptions) -> BeforeFa
     except ValueError:  # a file that is not JSON: present, but 80-rollback cannot read it either
         return BeforeFacts(f"{BEFORE_FILE} (unreadable)", spec.previous is not None, ())
     recorded = None if state is None else f"{BEFORE_FILE} ({len(state.fields)} fields, {len(state.checksums)} checksums)"
+    path = checkout_path(spec, StepOptions(), target)
+    checkout = str(path) if path is not None else None
     if state:
-        return BeforeFacts(recorded, spec.previous is not None, ())
-    return BeforeFacts(recorded, spec.previous is not None, _started(target, spec), _absent(target, spec))
+        return BeforeFacts(recorded, spec.previous is not None, (), checkout=checkout)
+    return BeforeFacts(recorded, spec.previous is not None, _started(target, spec), _absent(target, spec), checkout)
 
 
 def plan_before(facts: BeforeFacts) -> Plan:
@@ -89,7 +96,14 @@ def plan_before(facts: BeforeFacts) -> Plan:
     return Plan(STEP, (Change("create", "before-state", BEFORE_FILE, reason=(
         "record every field 80-rollback compares (bridges, VMs, containers, nodes, service IPs, MetalLB, "
         "StorageClasses, claims, the GitOps tree) and a checksum per mounted claim (checksum Jobs), "
-        "in the private dir")),))
+        "in the private dir"), data=RecordBeforeState(facts.checkout)),))
+
+
+@executes(RecordBeforeState)
+def _record(c: Change, ctx: Apply) -> None:
+    ctx.progress.log("recording the before-state (checksum Jobs on every mounted claim)")
+    state = record_before_state(ctx.target, None, Path(c.data.checkout) if c.data.checkout else None)
+    ctx.progress.log(f"recorded {len(state.fields)} fields and {len(state.checksums)} checksums")
 
 
 @register(STEP)
@@ -104,10 +118,7 @@ class BeforeState:
         return plan_before(observed)
 
     def apply(self, target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-        if any(c.kind == "before-state" for c in plan.changes):
-            progress.log("recording the before-state (checksum Jobs on every mounted claim)")
-            state = record_before_state(target, target.spec)
-            progress.log(f"recorded {len(state.fields)} fields and {len(state.checksums)} checksums")
+        execute(target, plan.changes, progress, options.wait_timeout_s, step=STEP)
 
     def checks(self, target, spec, options):
         facts = observe_before(target, spec, options)

@@ -30,14 +30,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import ciliumvalues as cv
-from .. import ownership
+from .. import executors, ownership
 from ..backends import BackendError
 from ..design import design_of
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
+from ..executors import execute
 from ..gitops import Checkout, ObjectRef
-from ..kube import KubeChanger, WaitTimeoutError, get_or_none, list_objects, wait_for
-from ..ownership import apply_git_changes
+from ..kube import WaitTimeoutError, get_or_none, list_objects
+from ..payloads import HelmRelease, HelmUninstall, KubeAnnotate, KubeApply, KubeDelete, WaitServiceIPs
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
 
@@ -125,11 +126,7 @@ def planned_ips(spec: LabSpec) -> dict[str, tuple[str | None, str]]:
 
 
 def ip_ok(spec: LabSpec, want: str, ips: tuple[str, ...]) -> bool:
-    if not ips:
-        return False
-    if want != "pool":
-        return want in ips
-    return all(design_of(spec).in_lb_pool(ip) for ip in ips)
+    return executors.ip_ok(design_of(spec).lb_pool, want, ips)
 
 
 def plan_cilium(spec: LabSpec, facts: CiliumFacts, options: StepOptions) -> Plan:
@@ -147,7 +144,7 @@ def plan_cilium(spec: LabSpec, facts: CiliumFacts, options: StepOptions) -> Plan
                               rel.get("version") if rel else None, version,
                               reason="kubeProxyReplacement, L2 announcements, external IPs, rate limit "
                                      f"{values['k8sClientRateLimit']['qps']}/{values['k8sClientRateLimit']['burst']}",
-                              data={"values": values, "yaml": (rel.get("values") if rel else None, values)}))
+                              data=HelmRelease(*cv.RELEASE, cv.CHART, version, values, rel.get("values") if rel else None)))
     else:
         noops.append(Noop("helm-release", "kube-system/cilium", f"{version} with the planned values"))
     pools = cv.lb_pools(spec)
@@ -158,7 +155,7 @@ def plan_cilium(spec: LabSpec, facts: CiliumFacts, options: StepOptions) -> Plan
             why = "only for " + "/".join(obj["spec"]["serviceSelector"]["matchLabels"].values()) \
                 if obj["spec"].get("serviceSelector") else obj["apiVersion"]
             changes.append(Change("update" if have else "create", "k8s-object", f"{obj['kind']}/{name}", "spec",
-                                  (have or {}).get("spec"), obj["spec"], reason=why, data={"object": obj}))
+                                  (have or {}).get("spec"), obj["spec"], reason=why, data=KubeApply(obj)))
         else:
             noops.append(Noop("k8s-object", f"{obj['kind']}/{name}", "as planned"))
     wanted = {p["metadata"]["name"] for p in pools}
@@ -166,7 +163,7 @@ def plan_cilium(spec: LabSpec, facts: CiliumFacts, options: StepOptions) -> Plan
         if name not in wanted:  # e.g. a service no longer pinned: its address returns to lb-pool
             changes.append(Change("delete", "k8s-object", f"CiliumLoadBalancerIPPool/{name}", disruptive=True,
                                   reason="falkit's pool the spec no longer has: services holding its addresses lose them",
-                                  data={"ref": (cv.cilium_api(spec.versions.cilium)["pool"], "CiliumLoadBalancerIPPool", None, name)}))
+                                  data=KubeDelete(ObjectRef(cv.cilium_api(spec.versions.cilium)["pool"], "CiliumLoadBalancerIPPool", "", name))))
     plan_ips = planned_ips(spec)
     waits = False
     for key, svc in facts.services.items():
@@ -186,19 +183,21 @@ def plan_cilium(spec: LabSpec, facts: CiliumFacts, options: StepOptions) -> Plan
                                                                                     if k in svc.annotations) or None,
                                   ", ".join(f"{k}={v}" for k, v in delta.items() if v is not None) or "(MetalLB's removed)",
                                   disruptive=True, reason=f"{', '.join(svc.ips) or old or '-'} -> {target_ip}: clients and DNS must follow",
-                                  data={"namespace": svc.namespace, "name": svc.name, "annotations": delta}))
+                                  data=KubeAnnotate(ObjectRef("v1", "Service", svc.namespace, svc.name), delta)))
         if delta or not ip_ok(spec, target_ip, svc.ips):
             waits = True
     if waits or any(c.kind in ("helm-release", "k8s-object") for c in changes):
         changes.append(Change("action", "services", "LoadBalancer", "wait",
                               reason="every LoadBalancer service has its new IP before MetalLB goes",
-                              data={"services": {k: v[1] for k, v in plan_ips.items() if k in facts.services and facts.services[k].exists}}))
+                              data=WaitServiceIPs(tuple((k, v[1]) for k, v in plan_ips.items()
+                                                        if k in facts.services and facts.services[k].exists),
+                                                  (spec.cilium.lb_pool.start, spec.cilium.lb_pool.stop))))
     for api, kind, ns, name in facts.metallb_objects:
         changes.append(Change("delete", "k8s-object", f"{ns}/{kind}/{name}", reason="MetalLB, replaced by Cilium LB-IPAM",
-                              data={"ref": (api, kind, ns, name)}))
+                              data=KubeDelete(ObjectRef(api, kind, ns or "", name))))
     if facts.metallb_release is not None:
         changes.append(Change("delete", "helm-release", "/".join(METALLB), reason="MetalLB, replaced by Cilium LB-IPAM",
-                              data={"release": METALLB}))
+                              data=HelmUninstall(*METALLB)))
     return Plan("cilium", tuple(changes), tuple(noops), tuple(notes))
 
 
@@ -213,43 +212,10 @@ class CiliumStep:
         return plan_cilium(spec, observed, options)
 
     def apply(self, target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-        spec = target.spec
-        changer = KubeChanger(target.dynamic())
         try:
-            for c in plan.changes:
-                if c.kind == "helm-release" and c.op != "delete":
-                    bar = progress.task("helm upgrade --install cilium", 1)
-                    target.helm.upgrade_install(*cv.RELEASE, cv.CHART, spec.versions.cilium, c.data["values"])
-                    bar(1, "deployed")
-                elif c.kind == "k8s-object" and c.op != "delete":
-                    changer.apply(c.data["object"])
-                    progress.log(f"applied {c.name}")
-                elif c.kind in ("git-file", "argocd-sync"):
-                    bar = progress.task(f"git: {c.name}", 1)
-                    apply_git_changes([c], Checkout.for_target(target), target.kube(), timeout=options.wait_timeout_s)
-                    bar(1, f"committed; {c.data.app} synced")
-                elif c.kind == "service":
-                    changer.annotate("v1", "Service", c.data["name"], c.data["namespace"], c.data["annotations"])
-                    progress.log(f"annotated service {c.name}")
-                elif c.kind == "services":
-                    self._wait(target, spec, c.data["services"], options, progress)
-                elif c.op == "delete" and c.kind == "k8s-object":
-                    changer.delete(*c.data["ref"][:2], c.data["ref"][3], c.data["ref"][2])
-                    progress.log(f"deleted {c.name}")
-                elif c.op == "delete" and c.kind == "helm-release":
-                    target.helm.uninstall(*c.data["release"])
-                    progress.log(f"uninstalled {c.name}")
+            execute(target, plan.changes, progress, options.wait_timeout_s)
         except (BackendError, WaitTimeoutError) as e:
             raise StepError("cilium", str(e) + (f" (last: {e.last})" if getattr(e, "last", None) else "")) from e
-
-    @staticmethod
-    def _wait(target: Any, spec: LabSpec, services: dict[str, str], options: StepOptions, progress: Progress) -> None:
-        dyn = target.dynamic()
-        for key, want in services.items():
-            ns, name = key.split("/", 1)
-            bar = progress.task(f"IP of {key}", 1)
-            wait_for(lambda ns=ns, name=name: _service(dyn, ns, name), lambda s, w=want: ip_ok(spec, w, s.ips),
-                     options.wait_timeout_s, f"service {key} gets {want}", bar, describe=lambda s: ", ".join(s.ips) or "pending")
 
     def checks(self, target: Any, spec: LabSpec, options: StepOptions) -> list[Check]:
         dyn = target.dynamic()

@@ -27,6 +27,9 @@ from typing import Any
 
 from .. import terraform as tf
 from ..diff import Change, Noop, Plan, _short
+from ..executors import execute
+from ..gitops import Checkout
+from ..payloads import GitChange, GitRepo
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
 from .volumes import checkout_path
@@ -66,15 +69,14 @@ def plan_terraform(spec: LabSpec, facts: TfFacts) -> Plan:
     if not facts.vm_resources:
         return Plan("terraform", notes=(f"the Terraform in {where} declares no {tf.VM_RESOURCE}: it does not manage "
                                         "the lab's VMs; left alone",))
-    from ..ownership import GitChange
-
     changes, notes = [], [f"Terraform manages the lab's VMs ({'; '.join(facts.vm_resources)}): its code follows the "
                           "migration, committed with it"]
     edits = tf.plan_files(facts.tree, spec)
+    repo = GitRepo.of(Checkout.from_spec(spec.gitops, facts.checkout))
     for edit, what in edits:
         changes.append(Change("update", "git-file", edit.path, ", ".join(what), reason="Terraform owns the VMs: "
                               "the seed's Terraform Module Changes, values from falkit's plan",
-                              data=GitChange(edit, None)))
+                              data=GitChange(edit, None, repo=repo)))
     if edits:
         notes.append("diff:\n" + "".join(e.diff for e, _ in edits))
     noops = () if edits else (Noop("terraform", facts.tf_dir, "the Terraform code already describes the migrated lab"),)
@@ -89,18 +91,8 @@ def plan_terraform(spec: LabSpec, facts: TfFacts) -> Plan:
 
 
 def apply_terraform(target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-    if not plan.changes:
-        return
-    from ..gitops import Checkout
-    from ..ownership import apply_git_changes
-
-    spec = target.spec
-    co = Checkout.from_spec(spec.gitops, checkout_path(spec, options, target))
-    for c in plan.changes:
-        progress.log(f"edit {c.name}: {c.field}")
-    commit = apply_git_changes(plan.changes, co, None, wait=False)
-    if commit is not None:
-        progress.log(f"committed {commit.sha[:10]} on {commit.branch}" + (" (pushed)" if commit.pushed else ""))
+    if plan.changes:  # one commit of every edited file (GitChange without an Application: no sync to wait for)
+        execute(target, plan.changes, progress, options.wait_timeout_s, step="terraform")
 
 
 def value_checks(spec: LabSpec, tree: tf.TerraformTree) -> list[Check]:

@@ -44,6 +44,8 @@ from typing import Any
 
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
+from ..executors import execute
+from ..gitops import DISABLED, Checkout, GitEdit
 from ..jobs import (
     JobFailedError,
     checksum_job,
@@ -58,6 +60,8 @@ from ..jobs import (
     run_job,
 )
 from ..kube import wait_until
+from ..ownership import rename_change
+from ..payloads import GitRepo
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
 from .plex import plex_claims
@@ -97,6 +101,24 @@ class GitopsFacts:
     checkout: str
     exists: bool
     files: dict[str, str] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)  # name -> the file's text (enabled or disabled), for the renames
+
+
+def longhorn_renames(spec: LabSpec, g: GitopsFacts, disable: bool) -> list[Change]:
+    """The ``gitops-file`` changes that rename Longhorn's Application files ``*.disabled``
+    (``disable``) or back, planned from the observed files: apply commits exactly these edits."""
+    repo = GitRepo.of(Checkout.from_spec(spec.gitops, g.checkout))
+    base = spec.gitops.platform_path.strip("/")
+    out = []
+    for f in (x for x in spec.gitops.longhorn_files if g.files.get(x) == ("enabled" if disable else "disabled")):
+        src, dst = (f, f + DISABLED) if disable else (f + DISABLED, f)
+        verb = "disable" if disable else "re-enable"
+        edit = GitEdit(f"{base}/{src}", g.texts.get(f, ""), g.texts.get(f, ""), rename_to=f"{base}/{dst}",
+                       message=f"falkit: {verb} {f}")
+        out.append(Change("update", "gitops-file", f, "name", src, dst,
+                          reason="disable Longhorn as the seed does (after every volume is verified)" if disable
+                          else "re-enable Longhorn (seed)", data=rename_change(edit, repo, disable)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -230,10 +252,7 @@ def plan_volumes(spec: LabSpec, facts: VolumeFacts, options: StepOptions) -> Pla
         notes.append("Longhorn is not disabled: some claims are still on it")
     else:
         enabled = [f for f in files if g.files.get(f) == "enabled"]
-        for f in enabled:
-            changes.append(Change("update", "gitops-file", f, "name", f, f + ".disabled",
-                                  reason="disable Longhorn as the seed does (after every volume is verified)",
-                                  data={"checkout": g.checkout, "file": f}))
+        changes += longhorn_renames(spec, g, disable=True)
         if not enabled:
             noops.append(Noop("gitops", g.checkout, "Longhorn manifests already disabled"
                               if any(v == "disabled" for v in g.files.values()) else "no Longhorn manifests found"))
@@ -260,10 +279,12 @@ def observe_gitops(spec: LabSpec, options: StepOptions, target: Any = None) -> G
     if path is None or spec.gitops is None:
         return None
     platform = path / spec.gitops.platform_path
-    files = {}
+    files, texts = {}, {}
     for f in spec.gitops.longhorn_files:
         files[f] = "enabled" if (platform / f).is_file() else "disabled" if (platform / f"{f}.disabled").is_file() else "absent"
-    return GitopsFacts(str(path), path.is_dir(), files)
+        if files[f] != "absent":
+            texts[f] = (platform / (f if files[f] == "enabled" else f"{f}.disabled")).read_text(encoding="utf-8")
+    return GitopsFacts(str(path), path.is_dir(), files, texts)
 
 
 def observe(target: Any, spec: LabSpec, options: StepOptions) -> VolumeFacts:
@@ -485,22 +506,6 @@ def gitops_checkout(target: Any, spec: LabSpec, options: StepOptions) -> Any:
     return Checkout.from_spec(spec.gitops, str(path)) if spec.gitops and path and path.is_dir() else None
 
 
-def disable_longhorn(target: Any, spec: LabSpec, checkout: Path, options: StepOptions, progress: Progress) -> None:
-    """Rename Longhorn's Application manifests ``*.disabled`` in the GitOps checkout, commit on
-    the branch (never pushed unless ``spec.gitops.push``), and wait for Argo CD's app-of-apps to
-    prune the Longhorn Applications (:mod:`falkit.ownership`)."""
-    from ..gitops import Checkout
-    from ..ownership import apply_git_changes, plan_renames
-
-    co = Checkout.from_spec(spec.gitops, str(checkout))
-    renames = plan_renames(co, disable=True)
-    for c in renames:
-        progress.log(f"git mv {c.old} {c.new}")
-    api = (target.kube() if target is not None and (getattr(target, "kind", "") == "twin" or (spec.gitops and spec.gitops.push))
-           else None)
-    apply_git_changes(renames, co, api, timeout=options.wait_timeout_s)
-
-
 @register(STEP)
 class VolumesStep:
     title = "Move Longhorn volumes to Mayastor, then disable Longhorn"
@@ -514,7 +519,7 @@ class VolumesStep:
 
     def apply(self, target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
         spec = target.spec
-        blocked = [c for c in plan.changes if (c.data or {}).get("blocked")]
+        blocked = [c for c in plan.changes if isinstance(c.data, dict) and c.data.get("blocked")]
         if blocked:
             raise StepError(STEP, f"the GitOps checkout {blocked[0].name} does not exist: clone "
                                   f"{spec.gitops.repo_url if spec.gitops else 'the GitOps repository'} there, or pass "
@@ -538,7 +543,7 @@ class VolumesStep:
                                                                                            "delete_old_volumes": False}))
             if any(c.kind == "volume" for c in again.changes) or any("still on it" in n for n in again.notes):
                 raise StepError(STEP, "Longhorn not disabled: some claims are still on Longhorn")
-            disable_longhorn(target, spec, Path(files[0].data["checkout"]), options, progress)
+            execute(target, files, progress, options.wait_timeout_s, step=STEP)  # the renames planned in plan
 
     def checks(self, target: Any, spec: LabSpec, options: StepOptions) -> list[Check]:
         facts = observe(target, spec, options)

@@ -77,11 +77,11 @@ def test_plan_from_before_state(fal):
         ("delete", "helm-release", "metallb-system/metallb", False),
     ]
     traefik = plan.changes[4]
-    assert traefik.data["annotations"]["lbipam.cilium.io/ips"] == "10.10.0.80"
-    assert traefik.data["annotations"][MLB] is None and "10.30.0.100 -> 10.10.0.80" in traefik.reason
+    assert traefik.data.annotations["lbipam.cilium.io/ips"] == "10.10.0.80"
+    assert traefik.data.annotations[MLB] is None and "10.30.0.100 -> 10.10.0.80" in traefik.reason
     argo = plan.changes[5]
-    assert "lbipam.cilium.io/ips" not in argo.data["annotations"] and "-> pool" in argo.reason
-    assert plan.changes[6].data["services"] == {"traefik/traefik": "10.10.0.80", "argocd/argocd-server": "pool"}
+    assert "lbipam.cilium.io/ips" not in argo.data.annotations and "-> pool" in argo.reason
+    assert dict(plan.changes[6].data.services) == {"traefik/traefik": "10.10.0.80", "argocd/argocd-server": "pool"}
 
 
 def test_converged_plan_is_empty(fal):

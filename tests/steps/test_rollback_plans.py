@@ -53,12 +53,12 @@ def test_metallb_plan_restores_release_pool_advertisement_and_annotations(fal):
                     ("create", "k8s-object", "L2Advertisement metallb-system/default"),
                     ("update", "service", "traefik/traefik"),
                     ("update", "service", "argocd/argocd-server")]
-    pool = plan.changes[1].data["body"]
+    pool = plan.changes[1].data.object
     assert pool["spec"]["addresses"] == ["10.30.0.65-10.30.0.100"]
-    assert plan.changes[2].data["body"]["spec"]["ipAddressPools"] == ["default-pool"]
-    assert plan.changes[3].data["patch"] == {"lbipam.cilium.io/ips": None, "metallb.universe.tf/loadBalancerIPs": "10.30.0.100"}
-    assert plan.changes[4].data["patch"] == {"metallb.universe.tf/loadBalancerIPs": "10.30.0.80"}
-    assert plan.changes[0].data["version"] == fal.versions.metallb
+    assert plan.changes[2].data.object["spec"]["ipAddressPools"] == ["default-pool"]
+    assert plan.changes[3].data.annotations == {"lbipam.cilium.io/ips": None, "metallb.universe.tf/loadBalancerIPs": "10.30.0.100"}
+    assert plan.changes[4].data.annotations == {"metallb.universe.tf/loadBalancerIPs": "10.30.0.80"}
+    assert plan.changes[0].data.version == fal.versions.metallb
     assert any("longhorn-system/longhorn-frontend does not exist" in n for n in plan.notes)
     assert not plan.destructive and not plan.disruptive
 
@@ -80,8 +80,10 @@ def test_metallb_plan_is_empty_once_restored(fal):
 
 def test_cilium_plan_deletes_only_falkits_pool_and_the_l2_policies(fal):
     plan = plan_cilium_lb(fal, migrated_lb())
-    assert [(c.op, c.name) for c in plan.changes] == [("delete", "CiliumLoadBalancerIPPool fal-pool"),
+    assert [(c.op, c.name) for c in plan.changes] == [("action", "LoadBalancer"),  # MetalLB holds every old IP first
+                                                       ("delete", "CiliumLoadBalancerIPPool fal-pool"),
                                                        ("delete", "CiliumL2AnnouncementPolicy fal-l2")]
+    assert ("traefik/traefik", "10.30.0.100") in plan.changes[0].data.services and plan.changes[0].data.skip_absent
     assert plan.notes and "MetalLB holds" in plan.notes[0]
     gone = LbFacts(None, (), (), {}, migrated_lb().cilium_pools[1:], ())
     assert plan_cilium_lb(fal, gone).empty

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from falkit.errors import StepError
+from falkit.executors import execute
 from falkit.steps.base import StepOptions
 from falkit.steps.volumes import (
     MIGRATED_FROM,
@@ -17,7 +18,6 @@ from falkit.steps.volumes import (
     GitopsFacts,
     VolumeFacts,
     VolumesStep,
-    disable_longhorn,
     is_longhorn,
     new_claim_name,
     observe_gitops,
@@ -146,7 +146,8 @@ def test_disable_longhorn_in_seed_layout(fal, tmp_path):
     plan = plan_volumes(fal, facts([], g=g), opts)
     files = [c for c in plan.changes if c.kind == "gitops-file"]
     assert len(files) == 3
-    disable_longhorn(None, fal, repo, opts, _Log())
+    assert all(c.data.edit.rename_to.endswith(".disabled") for c in files)  # the renames are planned, in plan
+    execute(None, files, _Log())  # what apply runs (no cluster here: no Argo CD sync to wait for)
     names = {p.name for p in platform.iterdir()}
     assert {f + ".disabled" for f in fal.gitops.longhorn_files} <= names
     assert not set(fal.gitops.longhorn_files) & names and "traefik-app.yaml" in names
@@ -158,6 +159,9 @@ def test_disable_longhorn_in_seed_layout(fal, tmp_path):
 class _Log:
     def log(self, message):
         pass
+
+    def task(self, name, total=None):
+        return lambda done, detail="": None
 
 
 def test_new_claim_name():

@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ...diff import Change, Noop, Plan
 from ...errors import StepError
-from ...gitops import GitCommandError, GitEdit, GitOpsError, git, git_identity
+from ...executors import Apply, execute, executes, executes_together
+from ...gitops import Checkout, Commit, GitCommandError, GitOpsError, git, git_identity
 from ...jobs import kdelete, kget
 from ...kube import WaitTimeoutError, wait_for
+from ...payloads import GitRepo, GitRestore, WaitPruned
 from ...spec import LabSpec
 from ..base import Progress, StepOptions
 from ..volumes import checkout_path
@@ -46,6 +47,7 @@ class GitBackFacts:
     base: str | None
     before: dict[str, str] | None  # path -> sha256[:16] (recorded)
     files: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # path -> (now, at base); None = absent
+    first: str | None = None  # falkit's oldest commit (the rollback commit names it)
 
 
 def _sha(text: str) -> str:
@@ -73,7 +75,7 @@ def observe_gitops_back(target: Any, spec: LabSpec, options: StepOptions) -> Git
             if old is not None and before.get(rel) != _sha(old):
                 old = UNKNOWN  # not what the before-state had on disk: falkit does not guess
             files[rel] = (cur.decode("utf-8", "replace") if cur is not None else None, old)
-    return GitBackFacts(str(path), base, before, files)
+    return GitBackFacts(str(path), base, before, files, ours[-1])
 
 
 def _application(text: str | None) -> str | None:
@@ -92,73 +94,78 @@ def plan_gitops_back(spec: LabSpec, f: GitBackFacts, options: StepOptions) -> Pl
     if f.base is None:
         return Plan("rollback-gitops", notes=(f"no falkit commit in {f.checkout}: the tree is as the operator keeps it",))
     changes, noops, notes = [], [], []
+    repo = GitRepo.of(Checkout.from_spec(spec.gitops, f.checkout)) if spec.gitops else GitRepo(str(f.checkout))
+    pruned = []  # after the commit: the Applications whose manifests left Git
+    message = MESSAGE.format(base=(f.first or f.base)[:10])
     for rel, (cur, old) in sorted(f.files.items()):
         if old == UNKNOWN:
             notes.append(f"{rel}: the before-state's content is not the one at {f.base[:10]}; left as it is")
             continue
         if old is None and cur is not None:
             changes.append(Change("delete", "git-file", rel, reason=f"not in the tree before the migration ({f.base[:10]})",
-                                  data={"checkout": f.checkout, "path": rel, "before": cur, "after": None}))
+                                  data=GitRestore(repo, rel, cur, None, message)))
             app = _application(cur)
             if app:
-                changes.append(Change("delete", "argocd-application", f"argocd/{app}",
+                pruned.append(Change("delete", "argocd-application", f"argocd/{app}",
                                       reason="its manifest leaves Git: pruned by its app-of-apps, else deleted",
-                                      data={"name": app}))
+                                      data=WaitPruned(app, PRUNE_WAIT_S)))
         elif old is not None:
             changes.append(Change("update" if cur is not None else "create", "git-file", rel, "content",
                                   reason=f"back to {f.base[:10]} (before the migration)",
-                                  data={"checkout": f.checkout, "path": rel, "before": cur, "after": old,
-                                        "diff": GitEdit(rel, cur or "", old).diff}))
+                                  data=GitRestore(repo, rel, cur, old, message)))
+    changes += pruned
     if not changes and not notes:
         noops.append(Noop("git-tree", f.checkout or "?", f"every file as before the migration ({len(f.before)})"))
     return Plan("rollback-gitops", tuple(changes), tuple(noops), tuple(notes))
 
 
 def apply_gitops_back(target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-    from ...gitops import Checkout
+    execute(target, plan.changes, progress, options.wait_timeout_s, step="rollback-gitops")
 
-    files = [c for c in plan.changes if c.kind == "git-file"]
-    if not files:
-        return
-    root = Path(files[0].data["checkout"])
-    co = Checkout.from_spec(target.spec.gitops, root)
+
+@executes_together(GitRestore, key=lambda c: (c.data.repo, c.data.message))
+def _restore(changes: list[Change], ctx: Apply) -> None:
+    """Every file back as planned (each still as it was when planned), in one commit, delivered
+    when the checkout pushes."""
+    d0: GitRestore = changes[0].data
+    co = d0.repo.checkout()
+    root = co.root
     try:
         co.ensure_branch()
-        for c in files:
-            p = root / c.data["path"]
+        for c in changes:
+            p = root / c.data.path
             now = p.read_text(encoding="utf-8") if p.is_file() else None
-            if now != c.data["before"]:
-                raise StepError("rollback-gitops", f"{c.data['path']} changed since the plan was made; re-run the step")
+            if now != c.data.before:
+                raise StepError("rollback-gitops", f"{c.data.path} changed since the plan was made; re-run the step")
         paths = []
-        for c in files:
-            p = root / c.data["path"]
-            if c.data["after"] is None:
-                git(root, "rm", "-q", "--", c.data["path"])
+        for c in changes:
+            p = root / c.data.path
+            if c.data.after is None:
+                git(root, "rm", "-q", "--", c.data.path)
             else:
                 p.parent.mkdir(parents=True, exist_ok=True)
-                p.write_text(c.data["after"], encoding="utf-8")
-                git(root, "add", "--", c.data["path"])
-            paths.append(c.data["path"])
-        base = git(root, "log", "--format=%H", "--grep=^falkit:", "HEAD").split()[-1][:10]
-        git(root, *git_identity(root), "commit", "-q", "-m", MESSAGE.format(base=base), "--", *paths)
-        from ...gitops import Commit
-
-        commit = Commit(co.head(), co.branch, tuple(paths), False, MESSAGE.format(base=base))
+                p.write_text(c.data.after, encoding="utf-8")
+                git(root, "add", "--", c.data.path)
+            paths.append(c.data.path)
+        git(root, *git_identity(root), "commit", "-q", "-m", d0.message, "--", *paths)
+        commit = Commit(co.head(), co.branch, tuple(paths), False, d0.message)
         if co.push:
             commit = co.deliver(commit)
-        progress.log(f"rollback-gitops: committed {commit.sha[:10]} on {commit.branch}: {len(paths)} file(s) as before")
+        ctx.progress.log(f"rollback-gitops: committed {commit.sha[:10]} on {commit.branch}: {len(paths)} file(s) as before")
     except (GitCommandError, GitOpsError) as e:
         raise StepError("rollback-gitops", str(e)) from e
-    api = target.kube()
-    for c in plan.changes:
-        if c.kind != "argocd-application":
-            continue
-        name = c.data["name"]
-        try:
-            wait_for(lambda name=name: kget(api, "argoproj.io/v1alpha1", "Application", name, "argocd"), lambda a: a is None,
-                     min(PRUNE_WAIT_S, options.wait_timeout_s), f"Argo CD prunes Application {name}",
-                     progress.task(f"Application {name} pruned", 1),
-                     describe=lambda a: "pruned" if a is None else "still there")
-        except WaitTimeoutError:
-            progress.log(f"rollback-gitops: Application {name} not pruned by its parent (no prune): deleting it")
-            kdelete(api, "argoproj.io/v1alpha1", "Application", name, "argocd")
+
+
+@executes(WaitPruned)
+def _pruned(c: Change, ctx: Apply) -> None:
+    """The Application pruned by its parent, else (no prune) deleted, as ``argocd app sync --prune`` would."""
+    api = ctx.target.kube()
+    name = c.data.name
+    try:
+        wait_for(lambda: kget(api, "argoproj.io/v1alpha1", "Application", name, "argocd"), lambda a: a is None,
+                 min(c.data.wait_s, ctx.timeout), f"Argo CD prunes Application {name}",
+                 ctx.progress.task(f"Application {name} pruned", 1),
+                 describe=lambda a: "pruned" if a is None else "still there")
+    except WaitTimeoutError:
+        ctx.progress.log(f"rollback-gitops: Application {name} not pruned by its parent (no prune): deleting it")
+        kdelete(api, "argoproj.io/v1alpha1", "Application", name, "argocd")

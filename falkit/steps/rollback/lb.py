@@ -10,11 +10,15 @@ from typing import Any
 from ...design import design_of
 from ...diff import Change, Noop, Plan
 from ...errors import StepError
-from ...jobs import kcreate, kdelete, kget, klist, kpatch
+from ...executors import execute
+from ...gitops import ObjectRef
+from ...jobs import klist
+from ...kube import WaitTimeoutError
+from ...payloads import HelmRelease, KubeAnnotate, KubeCreate, KubeDelete, WaitServiceIPs
 from ...spec import LabSpec
 from ...validation import lb_ip
 from ..base import Check, Progress, StepOptions
-from ._common import _ann, _key, _md, _wait
+from ._common import _ann, _key, _md
 
 METALLB_NS, METALLB_RELEASE, METALLB_CHART = "metallb-system", "metallb", "metallb"  # --repo: backends.helm
 METALLB_API = "metallb.io/v1beta1"
@@ -101,14 +105,14 @@ def plan_metallb(spec: LabSpec, f: LbFacts) -> Plan:
     v = spec.versions.metallb
     if f.release is None or f.release.get("status") not in (None, "deployed"):
         changes.append(Change("create", "helm-release", f"{METALLB_NS}/{METALLB_RELEASE}", new=f"{METALLB_CHART} {v}",
-                              data={"namespace": METALLB_NS, "name": METALLB_RELEASE, "chart": METALLB_CHART, "version": v}))
+                              data=HelmRelease(METALLB_NS, METALLB_RELEASE, METALLB_CHART, v, {}, diff=False)))
     else:
         noops.append(Noop("helm-release", f"{METALLB_NS}/{METALLB_RELEASE}", f"deployed ({f.release.get('version')})"))
     pool, l2 = metallb_objects(spec)
     rng = pool["spec"]["addresses"][0]
     have = next((p for p in f.metallb_pools if rng in ((p.get("spec") or {}).get("addresses") or [])), None)
     if have is None:
-        changes.append(Change("create", "k8s-object", f"IPAddressPool {METALLB_NS}/{POOL_NAME}", new=rng, data={"body": pool}))
+        changes.append(Change("create", "k8s-object", f"IPAddressPool {METALLB_NS}/{POOL_NAME}", new=rng, data=KubeCreate(pool)))
         pool_name = POOL_NAME
     else:
         pool_name = _md(have)["name"]
@@ -117,7 +121,7 @@ def plan_metallb(spec: LabSpec, f: LbFacts) -> Plan:
     if adv is None:
         l2["spec"]["ipAddressPools"] = [pool_name]
         changes.append(Change("create", "k8s-object", f"L2Advertisement {METALLB_NS}/{L2ADV_NAME}", new=f"pools {pool_name}",
-                              data={"body": l2}))
+                              data=KubeCreate(l2)))
     else:
         noops.append(Noop("k8s-object", f"L2Advertisement {METALLB_NS}/{_md(adv)['name']}", f"advertises {pool_name}"))
     for s in spec.services:
@@ -140,44 +144,19 @@ def plan_metallb(spec: LabSpec, f: LbFacts) -> Plan:
             old = ", ".join(f"{k}={ann[k]}" for k in (*CILIUM_IPS, METALLB_IPS) if k in ann) or "none"
             changes.append(Change("update", "service", key, "annotations", old, f"{METALLB_IPS}={s.old_ip}",
                                   reason="MetalLB takes the service back with its old IP",
-                                  data={"namespace": s.namespace, "name": s.name, "patch": patch}))
+                                  data=KubeAnnotate(ObjectRef("v1", "Service", s.namespace, s.name), patch)))
         else:
             noops.append(Noop("service", key, f"annotated for MetalLB {s.old_ip}"))
     return Plan("rollback-metallb", tuple(changes), tuple(noops), tuple(notes))
 
 
 def apply_metallb(target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-    api = target.kube()
     for c in plan.changes:
         progress.log(f"rollback-metallb: {c.describe()}")
-        if c.kind == "helm-release":
-            d = c.data
-            target.helm.upgrade_install(d["namespace"], d["name"], d["chart"], d["version"], {})
-        elif c.kind == "k8s-object":
-            body = c.data["body"]
-            _wait("rollback-metallb", f"{body['kind']} served", options.wait_timeout_s,
-                  lambda b=body: _kind_served(api, b["apiVersion"], b["kind"]))
-            if kget(api, body["apiVersion"], body["kind"], body["metadata"]["name"], METALLB_NS) is None:
-                kcreate(api, body)
-        elif c.kind == "service":
-            kpatch(api, "v1", "Service", c.data["name"], {"metadata": {"annotations": c.data["patch"]}}, c.data["namespace"])
-        elif c.kind in ("git-file", "argocd-sync"):
-            from ...gitops import Checkout
-            from ...ownership import apply_git_changes
-
-            apply_git_changes([c], Checkout.for_target(target), api, timeout=options.wait_timeout_s)
-
-
-def _kind_served(api: Any, api_version: str, kind: str) -> bool:
-    from kubernetes.dynamic.exceptions import ResourceNotFoundError
-
-    from ...jobs import _resource
-
     try:
-        _resource(api, api_version, kind)
-        return True
-    except ResourceNotFoundError:
-        return False
+        execute(target, plan.changes, progress, options.wait_timeout_s, step="rollback-metallb")
+    except WaitTimeoutError as e:
+        raise StepError("rollback-metallb", str(e)) from e
 
 
 def service_ip_checks(spec: LabSpec, services: dict[str, dict]) -> list[Check]:
@@ -208,29 +187,23 @@ def plan_cilium_lb(spec: LabSpec, f: LbFacts) -> Plan:
     if spec.previous is None:
         return Plan("rollback-cilium-lb", notes=("the spec has no 'previous' section: Cilium stays the load balancer",))
     changes = [Change("delete", "k8s-object", f"CiliumLoadBalancerIPPool {_md(p)['name']}",
-                      data={"apiVersion": p["apiVersion"], "kind": p["kind"], "name": _md(p)["name"]})
+                      data=KubeDelete(ObjectRef(p["apiVersion"], p["kind"], "", _md(p)["name"])))
                for p in f.cilium_pools if _cilium_pool_ours(spec, p)]
     changes += [Change("delete", "k8s-object", f"CiliumL2AnnouncementPolicy {_md(p)['name']}",
-                       data={"apiVersion": p["apiVersion"], "kind": p["kind"], "name": _md(p)["name"]})
+                       data=KubeDelete(ObjectRef(p["apiVersion"], p["kind"], "", _md(p)["name"])))
                 for p in f.l2_policies]
     notes = ("deleted only once MetalLB holds every service's old IP",) if changes else ()
+    if changes:  # first: MetalLB holds every old IP (a Service that does not exist is not waited for)
+        held = WaitServiceIPs(tuple((f"{s.namespace}/{s.name}", s.old_ip) for s in spec.services if s.old_ip),
+                              skip_absent=True)
+        changes.insert(0, Change("action", "services", "LoadBalancer", "wait", data=held,
+                                 reason="MetalLB holds every service's old IP before Cilium's pool and policy go"))
     return Plan("rollback-cilium-lb", tuple(changes), notes=notes)
 
 
 def apply_cilium_lb(target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-    api, spec = target.kube(), target.spec
-    bar = progress.task("MetalLB holds every old IP", 1)
-
-    def held() -> bool:
-        services = {_key(s): s for s in klist(api, "v1", "Service")}
-        return all(c.ok for c in service_ip_checks(spec, services) if c.observed != "no Service")
-
     try:
-        _wait("rollback-cilium-lb", "MetalLB holds every old IP", options.wait_timeout_s, held)
-    except StepError as e:
-        raise StepError("rollback-cilium-lb", f"{e.reason}; the Cilium pool and L2 policy are kept (run rollback-metallb "
+        execute(target, plan.changes, progress, options.wait_timeout_s, step="rollback-cilium-lb")
+    except WaitTimeoutError as e:
+        raise StepError("rollback-cilium-lb", f"{e}; the Cilium pool and L2 policy are kept (run rollback-metallb "
                         "first and check MetalLB's events)") from e
-    bar(1, "held")
-    for c in plan.changes:
-        progress.log(f"rollback-cilium-lb: {c.describe()}")
-        kdelete(api, c.data["apiVersion"], c.data["kind"], c.data["name"])

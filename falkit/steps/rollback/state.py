@@ -135,8 +135,9 @@ def kube_fields(target: Any) -> Snapshot:
     return out
 
 
-def git_fields(target: Any, spec: LabSpec) -> Snapshot:
-    path = checkout_path(spec, StepOptions(), target)
+def git_fields(target: Any, spec: LabSpec | None, checkout: Path | None = None) -> Snapshot:
+    """The GitOps tree (sha256 per file) of the checkout on ``target`` (``spec`` None: ``checkout``)."""
+    path = checkout_path(spec, StepOptions(), target) if spec is not None else checkout
     out: Snapshot = {}
     if path is None or not path.is_dir():
         return out
@@ -147,7 +148,7 @@ def git_fields(target: Any, spec: LabSpec) -> Snapshot:
     return out
 
 
-def lab_state(target: Any, spec: LabSpec, timeout: float = 300.0) -> LabState:
+def lab_state(target: Any, spec: LabSpec | None, timeout: float = 300.0, checkout: Path | None = None) -> LabState:
     """Every compared field (module docstring), the claims each workload mounts and a checksum
     (checksum Job) per mounted claim."""
     api = target.kube()
@@ -163,13 +164,14 @@ def lab_state(target: Any, spec: LabSpec, timeout: float = 300.0) -> LabState:
                 claims[f"{ns}/{kind}/{_md(w)['name']}"] = mounted
                 for c in mounted:
                     sums.setdefault(f"{ns}/{c}", _checksum(api, ns, c, timeout))
-    fields = {**pve_fields(target), **kube_fields(target), **git_fields(target, spec)}
+    fields = {**pve_fields(target), **kube_fields(target), **git_fields(target, spec, checkout)}
     return LabState(services, claims, sums, fields)
 
 
-def record_before_state(target: Any, spec: LabSpec) -> LabState:
-    """Record the before-state (before the migration) in the private dir for the rollback's check."""
-    state = lab_state(target, spec)
+def record_before_state(target: Any, spec: LabSpec | None, checkout: Path | None = None) -> LabState:
+    """Record the before-state (before the migration) in the private dir for the rollback's check
+    (``spec`` None: the GitOps tree of ``checkout``, as the before-state step planned it)."""
+    state = lab_state(target, spec, checkout=checkout)
     target.write_private(BEFORE_FILE, json.dumps(state.to_json(), indent=2, sort_keys=True))
     return state
 

@@ -10,12 +10,13 @@ commit back, committed on ``spec.gitops.branch``. Nothing else in the directory 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ... import terraform as tf
 from ...diff import Change, Noop, Plan
-from ...gitops import GitEdit, git
+from ...executors import execute
+from ...gitops import Checkout, GitEdit, git
+from ...payloads import GitChange, GitRepo
 from ..base import Check, Progress, StepOptions, register
 from ..terraform import tf_dir
 from ..volumes import checkout_path
@@ -61,21 +62,16 @@ def plan_terraform_back(spec: Any, facts: TfBackFacts) -> Plan:
             continue
         edit = GitEdit(f, cur, old, message=ROLLBACK_MESSAGE.format(base=facts.base[:10]))
         changes.append(Change("update", "git-file", f, "content", reason=f"back to {facts.base[:10]} (before falkit's edits)",
-                              data={"checkout": facts.checkout, "edit": edit}))
+                              data=GitChange(edit, None, repo=GitRepo.of(Checkout.from_spec(spec.gitops, facts.checkout)),
+                                             deliver=False)))
     notes = ("committed on the GitOps branch; then run `terraform apply` in the directory yourself (the seed's "
              "rollback), falkit never does",) if changes else ()
     return Plan("rollback-terraform", tuple(changes), tuple(noops), notes)
 
 
 def apply_terraform_back(target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-    if not plan.changes:
-        return
-    from ...gitops import Checkout
-
-    co = Checkout.from_spec(target.spec.gitops, Path(plan.changes[0].data["checkout"]))
-    commit = co.commit([c.data["edit"] for c in plan.changes])
-    if commit is not None:
-        progress.log(f"committed {commit.sha[:10]} on {commit.branch}: {len(plan.changes)} Terraform file(s) reverted")
+    if plan.changes:
+        execute(target, plan.changes, progress, options.wait_timeout_s, step="rollback-terraform")
 
 
 @register("rollback-terraform")

@@ -1,0 +1,152 @@
+"""Typed change payloads (issue 18, "the plan is apply's only input"), as values.
+
+Covers: every registered payload type (``falkit.payloads.PAYLOADS``, after every step module is
+loaded) survives ``Plan.to_json`` -> JSON text -> ``Plan.from_json`` equal to the original, nested
+values and tuples included; a payload counts in ``Change`` equality (two changes that differ only in
+what apply would do are different); an archived plan (``to_json(redact=True)``) carries the payloads
+with a planted secret replaced, and a value that does not serialise (a sealed Talos config) is named,
+not shown; ``falkit show-plan`` prints an archived plan (a plan JSON, a notebook's result.json) as
+the notebook shows plans; every step whose changes carry typed payloads has an executor for each.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from falkit import executors
+from falkit.diff import Change, Plan, load_plans
+from falkit.gitops import GitEdit, ObjectRef
+from falkit.payloads import (
+    PAYLOADS,
+    ArgoRepository,
+    DirectChange,
+    GitChange,
+    GitRepo,
+    GitRestore,
+    HelmRelease,
+    HelmUninstall,
+    KubeAnnotate,
+    KubeApply,
+    KubeCreate,
+    KubeDelete,
+    RecordBeforeState,
+    SecretSource,
+    WaitArgoCD,
+    WaitPruned,
+    WaitServiceIPs,
+)
+from falkit.steps.base import load_steps
+
+ROOT = Path(__file__).resolve().parents[1]
+PLANTED = "planted-s3cret-9f8e7d6c5b4a"
+REF = ObjectRef("v1", "Service", "traefik", "traefik")
+EDIT = GitEdit("kubernetes/platform/traefik/service.yaml", "a: 1\n", "a: 2\n", rename_to=None, message="falkit: x")
+REPO = GitRepo("/tmp/gitops", "kubernetes/platform", "falkit/migration", True, "origin", True, "main",
+               ("longhorn-app.yaml", "longhorn-rbac-app.yaml"))
+
+#: one example per payload type; the test below fails when a type is added without one
+EXAMPLES = {
+    "GitEdit": EDIT,
+    "ObjectRef": REF,
+    "GitRepo": REPO,
+    "GitChange": GitChange(EDIT, "traefik", REF, {"metadata": {"annotations": {"x": None}}}, False, REPO, True),
+    "DirectChange": DirectChange(REF, {"metadata": {"labels": {"a": "b"}}}, None),
+    "HelmRelease": HelmRelease("kube-system", "cilium", "cilium/cilium", "1.18.4",
+                               {"l2announcements": {"enabled": True}, "k8sClientRateLimit": {"qps": 50},
+                                "tls": {"secret": PLANTED}, "list": [1, [2, 3]]}, {"old": True}),
+    "HelmUninstall": HelmUninstall("metallb-system", "metallb"),
+    "KubeApply": KubeApply({"apiVersion": "cilium.io/v2", "kind": "CiliumLoadBalancerIPPool",
+                            "metadata": {"name": "lb-pool"}, "spec": {"blocks": [{"start": "10.10.0.50"}]}}),
+    "KubeCreate": KubeCreate({"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+                              "metadata": {"name": "default-pool", "namespace": "metallb-system"}}),
+    "KubeAnnotate": KubeAnnotate(REF, {"lbipam.cilium.io/ips": "10.10.0.80", "metallb.universe.tf/loadBalancerIPs": None}),
+    "KubeDelete": KubeDelete(ObjectRef("metallb.io/v1beta1", "IPAddressPool", "metallb-system", "default-pool")),
+    "WaitServiceIPs": WaitServiceIPs((("traefik/traefik", "10.10.0.80"), ("argocd/argocd-server", "pool")),
+                                     ("10.10.0.50", "10.10.0.99"), True),
+    "SecretSource": SecretSource("FALKIT_GIT_TOKEN", None),
+    "ArgoRepository": ArgoRepository({"apiVersion": "v1", "kind": "Secret", "stringData": {"url": "https://x/y.git"}},
+                                     SecretSource(None, "~/.gitops-token")),
+    "GitRestore": GitRestore(REPO, "kubernetes/platform/mayastor-app.yaml", "kind: Application\n", None,
+                             "falkit: rollback: GitOps tree back to 0123456789"),
+    "WaitPruned": WaitPruned("mayastor", 60.0),
+    "RecordBeforeState": RecordBeforeState("/tmp/gitops"),
+    "WaitArgoCD": WaitArgoCD("argocd/argocd-server", ("platform", "traefik"), ("longhorn",)),
+}
+
+
+def _plan(*payloads) -> Plan:
+    return Plan("t", tuple(Change("action", "x", f"n{i}", reason="r", data=p) for i, p in enumerate(payloads)))
+
+
+def test_every_payload_type_round_trips_through_json_text():
+    load_steps()  # step modules may register payload types of their own
+    assert set(EXAMPLES) == set(PAYLOADS), "a payload type without an example here"
+    plan = _plan(*EXAMPLES.values())
+    back = Plan.from_json(json.loads(json.dumps(plan.to_json())))
+    assert back == plan
+    for a, b in zip(back.changes, plan.changes, strict=True):
+        assert type(a.data) is type(b.data) and a.data == b.data
+    # tuples come back as tuples (a frozen payload's fields), not lists
+    assert back.changes[list(EXAMPLES).index("WaitServiceIPs")].data.services[0] == ("traefik/traefik", "10.10.0.80")
+
+
+def test_the_payload_counts_in_change_equality():
+    a = Change("update", "helm-release", "kube-system/cilium", data=HelmRelease("kube-system", "cilium", "c", "1", {"a": 1}))
+    b = Change("update", "helm-release", "kube-system/cilium", data=HelmRelease("kube-system", "cilium", "c", "1", {"a": 2}))
+    assert a != b and a == Change(a.op, a.kind, a.name, data=HelmRelease("kube-system", "cilium", "c", "1", {"a": 1}))
+    assert hash(a) == hash(b)  # hashable still (the payload is left out of the hash, not of equality)
+
+
+def test_the_archived_plan_carries_payloads_without_secrets():
+    class Sealed:  # as steps/talos.py seals a machine config
+        def __repr__(self):
+            return "<redacted>"
+
+    pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----"
+    in_git = GitChange(GitEdit("k/secret.yaml", "a: 1\n", f"tls: |\n  {pem}\n"), "traefik", repo=REPO)
+    plan = _plan(EXAMPLES["HelmRelease"], {"config": Sealed(), "ip": "10.10.0.11"}, in_git)
+    archived = json.dumps(plan.to_json(redact=True))
+    assert PLANTED not in archived and "***REDACTED***" in archived
+    assert "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC" not in archived  # scrub's patterns over the Git edit's text
+    assert '"$type": "HelmRelease"' in archived and "k8sClientRateLimit" in archived
+    assert "<Sealed: not archived>" in archived
+    with pytest.raises(TypeError, match="does not serialise"):
+        _plan({"config": Sealed()}).to_json()  # a plan to be applied later cannot silently lose a value
+
+
+def test_show_plan_prints_an_archived_plan_as_the_notebook_shows_it(tmp_path):
+    plan = Plan("cilium", (Change("update", "helm-release", "kube-system/cilium", "values", "1.18.3", "1.18.4",
+                                  reason="values", data=EXAMPLES["HelmRelease"]),
+                           Change("delete", "k8s-object", "metallb-system/IPAddressPool/default-pool",
+                                  reason="MetalLB", data=EXAMPLES["KubeDelete"])))
+    result = {"notebook": "40-cilium", "steps": {"cilium": {"planned": plan.rows(), "plan": plan.to_json(redact=True)},
+                                                 "other": {"planned": []}}}
+    (tmp_path / "40-cilium.result.json").write_text(json.dumps(result))
+    (tmp_path / "plan.json").write_text(json.dumps(plan.to_json(redact=True)))
+    for where in (tmp_path / "plan.json", tmp_path / "40-cilium.result.json", tmp_path):
+        [loaded] = load_plans(where)
+        assert str(loaded).splitlines()[:3] == str(plan).splitlines()[:3]
+    r = subprocess.run([sys.executable, "-m", "falkit.cli", "show-plan", str(tmp_path / "40-cilium.result.json"),
+                        "--step", "cilium"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("plan cilium: 2 change(s): 0 to add, 1 to change, 1 to destroy"), r.stdout
+    assert "~ helm-release kube-system/cilium values" in r.stdout and "+l2announcements:" in r.stdout
+    assert PLANTED not in r.stdout
+    r = subprocess.run([sys.executable, "-m", "falkit.cli", "show-plan", str(tmp_path / "nope.json")],
+                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 2 and "no file" in r.stderr
+
+
+def test_every_payload_apply_executes_has_one_executor():
+    values = {"GitEdit", "ObjectRef", "GitRepo", "SecretSource"}  # parts of payloads, not changes of their own
+    load_steps()
+    for name, example in EXAMPLES.items():
+        if name not in values:
+            assert executors.executable(Change("action", "x", "y", data=example)), name
+    with pytest.raises(executors.NoExecutorError, match="its payload is a dict"):
+        executors.execute(None, [Change("action", "x", "y", data={"untyped": True})], progress=None)
