@@ -14,7 +14,8 @@ How calls reach the journal without monkeypatching a client:
 
 - proxmoxer: :meth:`Journal.pve_hook` is a ``requests`` response hook added to the session of
   proxmoxer's https backend (``falkit.target`` installs it);
-- kubernetes: ``falkit.target.JournaledApiClient`` overrides ``ApiClient.request``;
+- kubernetes: ``falkit.kube.JournaledApiClient`` overrides ``ApiClient.call_api`` (every request of
+  the generated APIs, the DynamicClient and ``falkit.kube.kraw_get`` goes through it);
 - Talos / Helm / TrueNAS backends call :meth:`Journal.record` themselves.
 """
 

@@ -34,8 +34,7 @@ from typing import Any
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
 from ..gitops import Checkout, GitOpsError, platform_application
-from ..jobs import kget, klist
-from ..kube import WaitReporter
+from ..kube import KubeChanger, WaitReporter, WaitTimeoutError, kget, klist, wait_for
 from ..ownership import APPLICATION, app_status
 from ..plan import derive_plan
 from ..spec import LabSpec
@@ -183,11 +182,9 @@ class ArgoCdStep:
         return plan_argocd(spec, observed, options)
 
     def apply(self, target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-        from ..kube import KubeChanger
-
         spec = target.spec
         api = target.kube()
-        changer = KubeChanger(target.dynamic())
+        changer = KubeChanger(api)
         for c in plan.changes:
             if c.kind == "helm-release":
                 d = c.data
@@ -245,8 +242,6 @@ class ArgoCdStep:
 
     @staticmethod
     def _wait(fn: Any, what: str, options: StepOptions, progress: Progress) -> Any:
-        from ..kube import WaitTimeoutError, wait_for
-
         try:
             return wait_for(fn, bool, options.wait_timeout_s, what, progress.task(what))
         except WaitTimeoutError as e:

@@ -36,8 +36,9 @@ from typing import Any
 from .. import mayastorvalues as mv
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
-from ..jobs import (
+from ..kube import (
     JobFailedError,
+    WaitReporter,
     checksum_job,
     job_name,
     kcreate,
@@ -50,7 +51,6 @@ from ..jobs import (
     run_job,
     write_job,
 )
-from ..kube import WaitReporter
 from ..plan import derive_io_engine_cores, derive_plan
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register

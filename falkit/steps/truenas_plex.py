@@ -58,8 +58,7 @@ from typing import Any
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
 from ..findings import preflight
-from ..jobs import klist, kpatch
-from ..kube import WaitTimeoutError, wait_for
+from ..kube import WaitTimeoutError, klist, kpatch, wait_for
 from ..plan import derive_plan
 from ..pve import PveCallError, TaskFailedError, TaskTimeoutError, call, list_vms, wait_task
 from ..spec import LabSpec

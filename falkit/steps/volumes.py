@@ -9,7 +9,7 @@ Each such claim ``<ns>/<name>`` is copied to a new claim ``<ns>/<name>-mayastor`
 2. every Deployment/StatefulSet mounting the old claim is scaled to 0; its replica count is kept
    in the annotation ``falkit.io/original-replicas`` first, so a re-run after a crash (or an
    operator rolling back) knows what to restore;
-3. a copy Job (``cp -a``), then a checksum Job on each claim (``falkit.jobs``); the checksums are
+3. a copy Job (``cp -a``), then a checksum Job on each claim (``falkit.kube.jobs``); the checksums are
    compared. **A mismatch stops the step** (:class:`~falkit.errors.StepError`): the workload is
    scaled back up still pointing at the OLD claim, the new claim is left for inspection;
 4. the workload's ``spec.template.spec.volumes[].persistentVolumeClaim.claimName`` is patched to
@@ -44,7 +44,7 @@ from typing import Any
 
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
-from ..jobs import (
+from ..kube import (
     JobFailedError,
     checksum_job,
     copy_job,
@@ -56,8 +56,8 @@ from ..jobs import (
     kpatch,
     parse_checksum,
     run_job,
+    wait_until,
 )
-from ..kube import wait_until
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
 from .plex import plex_claims

@@ -85,7 +85,6 @@ from .lb import (
     LbFacts,
     _cilium_pool_ours,
     _git_reversals,  # noqa: F401
-    _kind_served,  # noqa: F401
     _metallb_patch,  # noqa: F401
     apply_cilium_lb,
     apply_metallb,

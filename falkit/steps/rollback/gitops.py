@@ -28,8 +28,7 @@ import yaml
 from ...diff import Change, Noop, Plan
 from ...errors import StepError
 from ...gitops import GitCommandError, GitEdit, GitOpsError, git, git_identity
-from ...jobs import kdelete, kget
-from ...kube import WaitTimeoutError, wait_for
+from ...kube import WaitTimeoutError, kdelete, kget, wait_for
 from ...spec import LabSpec
 from ..base import Progress, StepOptions
 from ..volumes import checkout_path

@@ -9,7 +9,7 @@ from typing import Any
 
 from ...diff import Change, Noop, Plan
 from ...errors import StepError
-from ...jobs import kcreate, kdelete, kget, klist, kpatch
+from ...kube import kcreate, kdelete, kget, klist, kpatch, served
 from ...spec import LabSpec
 from ...validation import lb_ip
 from ..base import Check, Progress, StepOptions
@@ -155,7 +155,7 @@ def apply_metallb(target: Any, plan: Plan, options: StepOptions, progress: Progr
         elif c.kind == "k8s-object":
             body = c.data["body"]
             _wait("rollback-metallb", f"{body['kind']} served", options.wait_timeout_s,
-                  lambda b=body: _kind_served(api, b["apiVersion"], b["kind"]))
+                  lambda b=body: served(api, b["apiVersion"], b["kind"]))
             if kget(api, body["apiVersion"], body["kind"], body["metadata"]["name"], METALLB_NS) is None:
                 kcreate(api, body)
         elif c.kind == "service":
@@ -165,18 +165,6 @@ def apply_metallb(target: Any, plan: Plan, options: StepOptions, progress: Progr
             from ...ownership import apply_git_changes
 
             apply_git_changes([c], Checkout.for_target(target), api, timeout=options.wait_timeout_s)
-
-
-def _kind_served(api: Any, api_version: str, kind: str) -> bool:
-    from kubernetes.dynamic.exceptions import ResourceNotFoundError
-
-    from ...jobs import _resource
-
-    try:
-        _resource(api, api_version, kind)
-        return True
-    except ResourceNotFoundError:
-        return False
 
 
 def service_ip_checks(spec: LabSpec, services: dict[str, dict]) -> list[Check]:
