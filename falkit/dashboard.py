@@ -1,7 +1,8 @@
 """The lab dashboard: VMs (Proxmox), nodes, pods not Ready, Mayastor DiskPools, LoadBalancer services.
 
 Same code on the twin and on a live lab: it reads only ``target.pve`` (proxmoxer) and
-``target.kube()`` (the official ``kubernetes`` client); nothing is written.
+``target.kube()`` (the official ``kubernetes`` client, through :func:`falkit.kube.kraw_get`: plain
+GETs of the list paths, each with a timeout, answered as the API server's JSON); nothing is written.
 
 Behaviour covered:
 
@@ -31,6 +32,7 @@ import time
 from html import escape
 from typing import Any
 
+from .kube import ApiError, kraw_get
 from .widgets import Table, interactive, last_dashboard, remember_dashboard, show
 
 DISKPOOL_VERSIONS = ("v1beta3", "v1beta2")  # docs/FACTS.md: v1beta2 for Mayastor 2.5-2.8, v1beta3 from 2.9
@@ -47,42 +49,40 @@ def _vms(target) -> list[dict]:
     return sorted(rows, key=lambda r: int(r["vmid"]))
 
 
-def _nodes(core, timeout) -> list[dict]:
+def _nodes(api, timeout) -> list[dict]:
     rows = []
-    for n in core.list_node(_request_timeout=timeout).items:
-        ready = next((c.status for c in (n.status.conditions or []) if c.type == "Ready"), "Unknown")
-        ip = next((a.address for a in (n.status.addresses or []) if a.type == "InternalIP"), "")
-        roles = ",".join(sorted(k.split("/", 1)[1] for k in (n.metadata.labels or {})
+    for n in kraw_get(api, "/api/v1/nodes", timeout).get("items") or []:
+        md, st = n.get("metadata") or {}, n.get("status") or {}
+        ready = next((c.get("status") for c in (st.get("conditions") or []) if c.get("type") == "Ready"), "Unknown")
+        ip = next((a.get("address") for a in (st.get("addresses") or []) if a.get("type") == "InternalIP"), "")
+        roles = ",".join(sorted(k.split("/", 1)[1] for k in (md.get("labels") or {})
                                 if k.startswith("node-role.kubernetes.io/")))
-        rows.append({"node": n.metadata.name, "ready": ready == "True", "roles": roles, "ip": ip})
+        rows.append({"node": md.get("name"), "ready": ready == "True", "roles": roles, "ip": ip})
     return rows
 
 
-def _pods_not_ready(core, timeout) -> list[dict]:
+def _pods_not_ready(api, timeout) -> list[dict]:
     rows = []
-    for p in core.list_pod_for_all_namespaces(_request_timeout=timeout).items:
-        phase = p.status.phase if p.status else None
+    for p in kraw_get(api, "/api/v1/pods", timeout).get("items") or []:
+        md, st = p.get("metadata") or {}, p.get("status") or {}
+        phase = st.get("phase")
         if phase == "Succeeded":
             continue
-        statuses = (p.status.container_statuses or []) if p.status else []
-        if phase == "Running" and statuses and all(c.ready for c in statuses):
+        statuses = st.get("containerStatuses") or []
+        if phase == "Running" and statuses and all(c.get("ready") for c in statuses):
             continue
-        reason = next((c.state.waiting.reason for c in statuses if c.state and c.state.waiting), "") or ""
-        rows.append({"pod": f"{p.metadata.namespace}/{p.metadata.name}", "phase": phase, "node": p.spec.node_name,
-                     "reason": reason})
+        reason = next((((c.get("state") or {}).get("waiting") or {}).get("reason") for c in statuses
+                       if (c.get("state") or {}).get("waiting")), "") or ""
+        rows.append({"pod": f"{md.get('namespace')}/{md.get('name')}", "phase": phase,
+                     "node": (p.get("spec") or {}).get("nodeName"), "reason": reason})
     return rows
 
 
 def _pools(api, timeout) -> list[dict]:
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    co = client.CustomObjectsApi(api)
     for version in DISKPOOL_VERSIONS:
         try:
-            items = co.list_cluster_custom_object("openebs.io", version, "diskpools",
-                                                  _request_timeout=timeout)["items"]
-        except ApiException as exc:
+            items = kraw_get(api, f"/apis/openebs.io/{version}/diskpools", timeout)["items"]
+        except ApiError as exc:
             if exc.status == 404:
                 continue
             raise
@@ -98,17 +98,18 @@ def _pools(api, timeout) -> list[dict]:
     return []
 
 
-def _lb_services(core, timeout) -> list[dict]:
+def _lb_services(api, timeout) -> list[dict]:
     rows = []
-    for s in core.list_service_for_all_namespaces(_request_timeout=timeout).items:
-        if s.spec.type != "LoadBalancer":
+    for s in kraw_get(api, "/api/v1/services", timeout).get("items") or []:
+        md, spec = s.get("metadata") or {}, s.get("spec") or {}
+        if spec.get("type") != "LoadBalancer":
             continue
-        ann = s.metadata.annotations or {}
-        ingress = (s.status.load_balancer.ingress or []) if s.status and s.status.load_balancer else []
-        rows.append({"service": f"{s.metadata.namespace}/{s.metadata.name}",
+        ann = md.get("annotations") or {}
+        ingress = ((s.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        rows.append({"service": f"{md.get('namespace')}/{md.get('name')}",
                      "requested": ann.get("lbipam.cilium.io/ips") or ann.get("io.cilium/lb-ipam-ips")
                      or ann.get("metallb.universe.tf/loadBalancerIPs") or "",
-                     "ip": ",".join(i.ip for i in ingress if i.ip) or "<pending>"})
+                     "ip": ",".join(i["ip"] for i in ingress if i.get("ip")) or "<pending>"})
     return rows
 
 
@@ -123,9 +124,7 @@ def _reason(exc: BaseException) -> str:
 
 def _unreachable(exc: BaseException) -> bool:
     """True for transport failures (no answer at all), False for an HTTP error answer."""
-    from kubernetes.client.exceptions import ApiException
-
-    return not isinstance(exc, ApiException)
+    return not isinstance(exc, ApiError)
 
 
 class Dashboard:
@@ -153,8 +152,6 @@ class Dashboard:
     # -- reading -----------------------------------------------------------------------------------
     def collect(self) -> dict[str, list[dict] | str]:
         """Read every section (never raises; unreadable sections say why)."""
-        from kubernetes import client
-
         out: dict[str, list[dict] | str] = {}
         try:
             out["vms"] = _vms(self.target)
@@ -162,14 +159,13 @@ class Dashboard:
             out["vms"] = NA + _reason(exc)
         try:
             api = self.target.kube()
-            core = client.CoreV1Api(api)
         except Exception as exc:  # before bootstrap: TargetError "no kubeconfig ... yet"
             for key in self.SECTIONS[1:]:
                 out[key] = NA + _reason(exc)
             return out
         t = self.request_timeout_s
-        readers = {"nodes": lambda: _nodes(core, t), "pods_not_ready": lambda: _pods_not_ready(core, t),
-                   "diskpools": lambda: _pools(api, t), "loadbalancers": lambda: _lb_services(core, t)}
+        readers = {"nodes": lambda: _nodes(api, t), "pods_not_ready": lambda: _pods_not_ready(api, t),
+                   "diskpools": lambda: _pools(api, t), "loadbalancers": lambda: _lb_services(api, t)}
         down: str | None = None
         for key, fn in readers.items():
             if down is not None:

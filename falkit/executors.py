@@ -3,7 +3,7 @@
 :func:`execute` runs a plan's changes in order, each by the executor registered for its payload's
 type (:func:`executes`). An executor reads only its change (the payload holds every value apply
 needs: chart and version, the object, the Git edit planned in ``plan`` and the checkout it goes
-to) and the target's clients (``target.helm``, ``target.dynamic()``, ``target.kube()``) — never the
+to) and the target's clients (``target.helm``, ``target.kube()``) — never the
 lab spec. A step whose changes all carry typed payloads applies with ``execute(target, plan.changes,
 ...)``; its own apply only adds what is specific to it (its error wording).
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 from .diff import Change
 from .errors import FalkitError
-from .kube import KubeChanger, get_or_none, wait_for
+from .kube import KubeChanger, kcreate, kget, served, wait_for
 from .ownership import apply_git_changes
 from .payloads import (
     DirectChange,
@@ -49,7 +49,7 @@ class Apply:
     @property
     def changer(self) -> KubeChanger:
         if self._changer is None:
-            self._changer = KubeChanger(self.target.dynamic())
+            self._changer = KubeChanger(self.target.kube())
         return self._changer
 
 
@@ -145,21 +145,11 @@ def _kube_delete(c: Change, ctx: Apply) -> None:
 
 def kind_served(api: Any, api_version: str, kind: str) -> bool:
     """Whether the API server serves ``kind`` (a CRD a chart installs is served a moment later)."""
-    from kubernetes.dynamic.exceptions import ResourceNotFoundError
-
-    from .jobs import _resource
-
-    try:
-        _resource(api, api_version, kind)
-        return True
-    except ResourceNotFoundError:
-        return False
+    return served(api, api_version, kind)
 
 
 @executes(KubeCreate)
 def _kube_create(c: Change, ctx: Apply) -> None:
-    from .jobs import kcreate, kget
-
     body = c.data.object
     api = ctx.target.kube()
     md = body.get("metadata") or {}
@@ -183,9 +173,9 @@ def _direct(c: Change, ctx: Apply) -> None:
     ctx.progress.log(f"applied {c.name}")
 
 
-def service_ips(dyn: Any, ns: str, name: str) -> tuple[str, ...] | None:
-    """A Service's ``status.loadBalancer.ingress`` IPs (None: no such Service)."""
-    obj = get_or_none(dyn, "v1", "Service", name, ns)
+def service_ips(api: Any, ns: str, name: str) -> tuple[str, ...] | None:
+    """A Service's ``status.loadBalancer.ingress`` IPs (None: no such Service); ``api``: ``target.kube()``."""
+    obj = kget(api, "v1", "Service", name, ns)
     if obj is None:
         return None
     ingress = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
@@ -205,13 +195,13 @@ def ip_ok(pool: tuple[str, str], want: str, ips: tuple[str, ...] | None) -> bool
 @executes(WaitServiceIPs)
 def _wait_ips(c: Change, ctx: Apply) -> None:
     d: WaitServiceIPs = c.data
-    dyn = ctx.target.dynamic()
+    api = ctx.target.kube()
     for key, want in d.services:
         ns, name = key.split("/", 1)
-        if d.skip_absent and service_ips(dyn, ns, name) is None:
+        if d.skip_absent and service_ips(api, ns, name) is None:
             continue
         bar = ctx.progress.task(f"IP of {key}", 1)
-        wait_for(lambda ns=ns, name=name: service_ips(dyn, ns, name), lambda ips, w=want: ip_ok(d.pool, w, ips),
+        wait_for(lambda ns=ns, name=name: service_ips(api, ns, name), lambda ips, w=want: ip_ok(d.pool, w, ips),
                  ctx.timeout, f"service {key} gets {want}", bar, describe=lambda ips: ", ".join(ips or ()) or "pending")
 
 

@@ -113,7 +113,7 @@ def tunnel_rows(spec: LabSpec, design: LabDesign | None = None,
 
 def observe_service_ips(api: Any, spec: LabSpec) -> dict[tuple[str, str], str | None]:
     """(namespace, name) -> the Service's LoadBalancer IP (None when it has none or is missing)."""
-    from .jobs import kget
+    from .kube import kget
 
     out: dict[tuple[str, str], str | None] = {}
     for s in spec.services:

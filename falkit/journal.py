@@ -15,7 +15,8 @@ How calls reach the journal without monkeypatching a client:
 - proxmoxer: :meth:`Journal.pve_hook` is a ``requests`` response hook; ``falkit.target`` hands it
   to the Proxmox gateway (:func:`falkit.proxmox.add_response_hook`), which adds it to the session
   of proxmoxer's https backend;
-- kubernetes: ``falkit.target.JournaledApiClient`` overrides ``ApiClient.request``;
+- kubernetes: ``falkit.kube.JournaledApiClient`` overrides ``ApiClient.call_api`` (every request of
+  the generated APIs, the DynamicClient and ``falkit.kube.kraw_get`` goes through it);
 - Talos / Helm / TrueNAS backends call :meth:`Journal.record` themselves.
 """
 

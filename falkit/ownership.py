@@ -189,7 +189,7 @@ def git_diff(changes: Iterable[Change]) -> str:
 
 
 def _get(api: Any, api_version: str, kind: str, name: str, namespace: str | None) -> dict | None:
-    from .jobs import kget
+    from .kube import kget
 
     return kget(api, api_version, kind, name, namespace or None)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 
 #: falkit's own entry point and the heavy libraries its steps use (~1.7 s on the 2-core machine).
-MODULES = ("falkit.runbook", "kubernetes.client", "proxmoxer", "plotly.graph_objects", "falkit.charts")
+MODULES = ("falkit.runbook", "falkit.kube", "proxmoxer", "plotly.graph_objects", "falkit.charts")
 
 #: The start-up line handed to the kernel (an expression whose value is None: nothing is displayed).
 EXEC_LINE = "__import__('falkit.prewarm').prewarm.imports()"

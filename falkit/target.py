@@ -23,10 +23,10 @@ The same clients serve both targets, and none is monkeypatched:
   ``talosctl``/``helm`` wrappers of the twin's stand-ins, written by ``falkit twin up``) first on
   ``PATH`` of this process — so of every subprocess and kernel it starts — and the same command
   lines reach the twin (:func:`use_twin_tools`).
-- ``target.kube()`` is a :class:`JournaledApiClient` (a ``kubernetes.client.ApiClient`` whose
-  ``call_api`` records non-GET calls) built from the kubeconfig: the private dir's (written by the
-  Talos step after bootstrap), else, on the twin, the twin's admin kubeconfig of the "before"
-  cluster. None yet -> ``TargetError``.
+- ``target.kube()`` is a :class:`falkit.kube.JournaledApiClient` (a ``kubernetes.client.ApiClient``
+  whose ``call_api`` records non-GET calls; :func:`falkit.kube.journaled_api_client`) built from
+  the kubeconfig: the private dir's (written by the Talos step after bootstrap), else, on the twin,
+  the twin's admin kubeconfig of the "before" cluster. None yet -> ``TargetError``.
 """
 
 from __future__ import annotations
@@ -69,47 +69,6 @@ def write_private_file(path: Path, text: str) -> Path:
         fh.write(text)
     os.replace(tmp, path)
     return path
-
-
-def _kube_client_class():
-    from kubernetes import client
-
-    class JournaledApiClient(client.ApiClient):
-        """``ApiClient`` that records every non-GET call (method, path, status) in a journal."""
-
-        journal: Journal | None = None
-
-        def call_api(self, method, url, header_params=None, body=None, post_params=None, _request_timeout=None):
-            try:
-                response = super().call_api(method, url, header_params=header_params, body=body,
-                                            post_params=post_params, _request_timeout=_request_timeout)
-            except client.ApiException as exc:
-                exc.reason = f"{exc.reason} on {method.upper()} {urlsplit(url).path}"
-                raise
-            if not 200 <= getattr(response, "status", 200) <= 299:
-                # The client's error (ApiException.from_response, raised after this returns) names a
-                # status and reason, never the request: add the method and API path to the reason it
-                # copies (the DynamicClient's errors copy it again), so "503" says what failed.
-                response.reason = f"{response.reason} on {method.upper()} {urlsplit(url).path}"
-            if self.journal is not None:
-                path = urlsplit(url).path
-                segments = [x for x in path.split("/") if x]
-                hint = segments[-1 if method.upper() == "POST" else -2] if len(segments) >= 2 else "object"
-                self.journal.record("kube", method, path, getattr(response, "status", None), body=body, kind_hint=hint)
-            return response
-
-    return JournaledApiClient
-
-
-def journaled_api_client(kubeconfig: str | os.PathLike, journal: Journal | None):
-    """A journaled ``kubernetes.client.ApiClient`` for a kubeconfig file."""
-    from kubernetes import client, config
-
-    cfg = client.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg, persist_config=False)
-    api = _kube_client_class()(configuration=cfg)
-    api.journal = journal
-    return api
 
 
 class Target:
@@ -202,14 +161,16 @@ class Target:
             if path is None:
                 raise TargetError(f"no kubeconfig for {self.spec.lab} yet: the Talos step (30-talos) fetches it after "
                                   f"bootstrap and keeps it in {self.private_dir / 'kubeconfig'}")
+            from .kube import journaled_api_client  # here: importing target (the runner does) loads no client
+
             self._kube = journaled_api_client(path, self.journal)
         return self._kube
 
     def dynamic(self):
-        """A ``kubernetes.dynamic.DynamicClient`` over :meth:`kube`."""
-        from kubernetes.dynamic import DynamicClient
+        """The ``kubernetes.dynamic.DynamicClient`` over :meth:`kube` (:func:`falkit.kube.dynamic_client`)."""
+        from .kube import dynamic_client
 
-        return DynamicClient(self.kube())
+        return dynamic_client(self.kube())
 
     def reset_kube(self) -> None:
         if self._kube is not None:

@@ -10,6 +10,9 @@
 - the proxmoxer contract catches a falkit module other than falkit.proxmox that imports proxmoxer;
 - the twin contracts catch an import cycle put back into the twin — including one "hidden" in a
   function, as the old code did — and an import up the twin's layers.
+- kube-gateway (issue 18, one gateway per client): it catches a falkit module other than
+  ``falkit.kube.*`` that imports the ``kubernetes`` client — at module level or inside a function,
+  in a step or in the twin — while ``falkit.kube``'s own imports of it pass.
 
 The catching tests run lint-imports on a copy of falkit/ with one module added or changed.
 """
@@ -34,6 +37,12 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 ALLOWED = {"twin", "spec", "errors", "schemas", "yamlsrc"}
 
 
+def _copy(tmp_path: Path) -> Path:
+    copy = tmp_path / "falkit"
+    shutil.copytree(ROOT / "falkit", copy, ignore=shutil.ignore_patterns("__pycache__", "data"))
+    return copy
+
+
 def _lint(cwd: Path, pythonpath: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, COLUMNS="200")  # rich wraps long contract names at the terminal's width
     if pythonpath is not None:
@@ -52,17 +61,10 @@ def _forbidden() -> set[str]:
     return set(_config()["importlinter:contract:twin-independent"]["forbidden_modules"].split())
 
 
-def _copy(tmp_path: Path) -> Path:
-    """A copy of the falkit package under ``tmp_path`` (lint it with ``pythonpath=tmp_path``)."""
-    copy = tmp_path / "falkit"
-    shutil.copytree(ROOT / "falkit", copy, ignore=shutil.ignore_patterns("__pycache__", "data"))
-    return copy
-
-
 def test_every_contract_holds():
     contracts = [s for s in _config().sections() if s.startswith("importlinter:contract:")]
-    assert {c.rsplit(":", 1)[1] for c in contracts} >= {"twin-independent", "proxmoxer-gateway", "twin-layers",
-                                                         "twin-acyclic"}
+    assert {c.rsplit(":", 1)[1] for c in contracts} >= {"twin-independent", "proxmoxer-gateway", "kube-gateway",
+                                                         "twin-layers", "twin-acyclic"}
     r = _lint(ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"Contracts: {len(contracts)} kept, 0 broken." in r.stdout
@@ -76,7 +78,8 @@ def test_the_contract_forbids_every_falkit_module_but_the_allowed_ones():
 
 @pytest.mark.parametrize("line", ["from falkit.design import lb_addresses\n",
                                   "from falkit import spec\nimport falkit.ownership\n",
-                                  "from falkit.proxmox import call\n"])
+                                  "from falkit.proxmox import call\n",
+                                  "from falkit.kube.crud import kget\n"])
 def test_the_contract_catches_a_twin_module_that_imports_falkit_logic(tmp_path, line):
     copy = _copy(tmp_path)
     (copy / "twin" / "leak.py").write_text('"""A twin module that borrows falkit logic."""\n' + line)
@@ -114,3 +117,18 @@ def test_the_twin_contracts_catch_a_cycle_or_an_import_up_the_layers(tmp_path, m
     assert r.returncode == 1, r.stdout
     for name in broken:
         assert f"{name}" in r.stdout.split("Broken contracts", 1)[1], r.stdout
+
+
+@pytest.mark.parametrize(("where", "text"), [
+    ("steps/leak.py", "from kubernetes import client\n"),
+    ("leak.py", "def read(api):\n    from kubernetes.dynamic import DynamicClient\n\n    return DynamicClient(api)\n"),
+    ("twin/leak.py", "import kubernetes.client\n"),
+])
+def test_the_gateway_contract_catches_a_module_outside_falkit_kube_that_imports_kubernetes(tmp_path, where, text):
+    copy = _copy(tmp_path)
+    (copy / where).write_text('"""A module that talks to Kubernetes past falkit.kube."""\n' + text)
+    r = _lint(tmp_path, pythonpath=tmp_path)
+    assert r.returncode == 1
+    module = "falkit." + where.removesuffix(".py").replace("/", ".")
+    assert "only falkit.kube imports the kubernetes client BROKEN" in r.stdout
+    assert f"{module} -> kubernetes" in r.stdout

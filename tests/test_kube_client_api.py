@@ -17,7 +17,7 @@ from kubernetes.dynamic.exceptions import NotFoundError
 from packaging.requirements import Requirement
 from test_runbook_support import FAL
 
-from falkit.jobs import kraw_get
+from falkit.kube import kraw_get
 from falkit.target import connect
 
 pytest_plugins = ("test_runbook_support",)  # the session twin and state_env fixtures

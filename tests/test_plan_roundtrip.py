@@ -30,7 +30,7 @@ from helpers import patched, write_yaml
 from falkit import ciliumvalues as cv
 from falkit import runbook
 from falkit.diff import Plan
-from falkit.kube import get_or_none, list_objects
+from falkit.kube import kget, klist
 
 ROOT = Path(__file__).resolve().parents[1]
 STEP = "cilium"
@@ -88,21 +88,21 @@ def _git(repo: Path, *args: str) -> str:
 
 def lab_state(lab: runbook.Lab, root: Path) -> dict:
     """What 40-cilium changes, read from the twin's servers and the GitOps remote Argo CD reads."""
-    dyn, helm = lab.target.dynamic(), lab.target.helm
+    api, helm = lab.target.kube(), lab.target.helm
     cilium = helm.get("kube-system", "cilium")
     pool_api, policy = cv.cilium_api(lab.spec.versions.cilium)["pool"], cv.l2_policy(lab.spec)
     out = {
         "cilium": cilium and (cilium.get("version"), cilium.get("status"), cilium.get("values")),
         "metallb": helm.get("metallb-system", "metallb"),
         "pools": sorted((p["metadata"]["name"], json.dumps(p["spec"], sort_keys=True))
-                        for p in list_objects(dyn, pool_api, "CiliumLoadBalancerIPPool")),
-        "policy": (get_or_none(dyn, policy["apiVersion"], policy["kind"], policy["metadata"]["name"]) or {}).get("spec"),
+                        for p in klist(api, pool_api, "CiliumLoadBalancerIPPool")),
+        "policy": (kget(api, policy["apiVersion"], policy["kind"], policy["metadata"]["name"]) or {}).get("spec"),
         "metallb_objects": sorted(o["metadata"]["name"] for kind in ("L2Advertisement", "IPAddressPool")
-                                  for o in list_objects(dyn, "metallb.io/v1beta1", kind, "metallb-system")),
+                                  for o in klist(api, "metallb.io/v1beta1", kind, "metallb-system")),
         "services": {},
     }
     for s in lab.spec.services:
-        svc = get_or_none(dyn, "v1", "Service", s.name, s.namespace)
+        svc = kget(api, "v1", "Service", s.name, s.namespace)
         if svc is not None:
             ann = {k: v for k, v in ((svc["metadata"].get("annotations") or {}).items()) if "last-applied" not in k}
             ips = [i.get("ip") for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []]

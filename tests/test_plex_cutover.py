@@ -36,7 +36,7 @@ from helpers import patched, write_yaml  # noqa: E402
 
 from falkit import runbook  # noqa: E402
 from falkit.errors import FalkitError  # noqa: E402
-from falkit.jobs import checksum_job, job_name, kget, klist, parse_checksum, run_job  # noqa: E402
+from falkit.kube import checksum_job, job_name, kget, klist, parse_checksum, run_job  # noqa: E402
 
 NS, CLAIM, LIB = "media", "plex-config", "plex-config-lxc"
 

@@ -153,7 +153,7 @@ def test_migrate_validate_rollback_and_the_before_state_is_back(lab):
     assert cfg200["net0"].startswith("virtio=52:54:00:10:30:10,") and cfg201["net0"].startswith("virtio=52:54:00:10:30:11,")
     assert "balloon" not in cfg200 and "balloon" not in cfg201 and "net1" not in cfg201
     api = target.kube()
-    from falkit.jobs import klist
+    from falkit.kube import klist
     nodes = {n["metadata"]["name"]: n for n in klist(api, "v1", "Node")}
     assert set(nodes) == {"talos-cp-01", "talos-worker-01"}
     assert "openebs.io/engine" not in (nodes["talos-worker-01"]["metadata"].get("labels") or {})

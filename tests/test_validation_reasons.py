@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from helpers import patched, write_yaml  # noqa: E402
 
 from falkit import runbook  # noqa: E402
-from falkit.jobs import kcreate, kdelete, kget  # noqa: E402
+from falkit.kube import kcreate, kdelete, kget  # noqa: E402
 from falkit.twin.lab.client import LabClient  # noqa: E402
 
 

@@ -202,7 +202,7 @@ def test_dashboard_widget_refresh_and_auto_refresh(state_env):
 def test_dashboard_when_kubernetes_api_does_not_answer(state_env, tmp_path):
     """A kubeconfig whose server is a closed loopback port: fast, one reason, VMs still shown."""
     from falkit.jupyter import free_port
-    from falkit.target import journaled_api_client
+    from falkit.kube import journaled_api_client
 
     lab = runbook.open(FAL, notebook="t-dash-down")
     kc = tmp_path / "kubeconfig"

@@ -419,13 +419,10 @@ def validate_job_manifest(manifest: dict, kubernetes_version: str | None = None)
 
 
 def _validate_with_client(manifest: dict) -> str:  # pragma: no cover - fallback
-    import kubernetes.client as kc
-
-    class _Resp:
-        data = json.dumps(manifest)
+    from ..kube import validate_model
 
     try:
-        kc.ApiClient().deserialize(_Resp(), "V1Job")
+        validate_model(manifest, "V1Job")
     except ValueError as e:
         raise ValueError(f"invalid Job: {e}") from e
     return "kubernetes-client-models"

@@ -35,8 +35,7 @@ from ..diff import Change, Noop, Plan
 from ..errors import StepError
 from ..executors import Apply, execute, executes
 from ..gitops import Checkout, GitOpsError, platform_application
-from ..jobs import kget, klist
-from ..kube import WaitReporter
+from ..kube import WaitReporter, WaitTimeoutError, kget, klist, wait_for
 from ..ownership import APPLICATION, app_status
 from ..payloads import ArgoRepository, HelmRelease, KubeApply, SecretSource, WaitArgoCD
 from ..spec import LabSpec
@@ -194,7 +193,6 @@ def _register_repository(c: Change, ctx: Apply) -> None:
 @executes(WaitArgoCD)
 def _wait_argocd(c: Change, ctx: Apply) -> None:
     """argocd-server's LoadBalancer IP, then every Application Synced and Healthy (one live line each)."""
-    from ..kube import WaitTimeoutError, wait_for
 
     d: WaitArgoCD = c.data
     api = ctx.target.kube()

@@ -46,7 +46,7 @@ from ..bench.model import compare_with_claims
 from ..bench.spec_env import ceilings_for_spec, longhorn_replicas
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
-from ..jobs import JobFailedError, kcreate, kget, klist, run_job
+from ..kube import JobFailedError, kcreate, kget, klist, run_job
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
 

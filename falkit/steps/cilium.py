@@ -37,7 +37,7 @@ from ..diff import Change, Noop, Plan
 from ..errors import StepError
 from ..executors import execute
 from ..gitops import Checkout, ObjectRef
-from ..kube import WaitTimeoutError, get_or_none, list_objects
+from ..kube import WaitTimeoutError, kget, klist
 from ..payloads import HelmRelease, HelmUninstall, KubeAnnotate, KubeApply, KubeDelete, WaitServiceIPs
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
@@ -67,8 +67,8 @@ class CiliumFacts:
     git_changes: dict[str, Change | None] = field(default_factory=dict)
 
 
-def _service(dyn: Any, ns: str, name: str) -> ServiceFacts:
-    obj = get_or_none(dyn, "v1", "Service", name, ns)
+def _service(api: Any, ns: str, name: str) -> ServiceFacts:
+    obj = kget(api, "v1", "Service", name, ns)
     if obj is None:
         return ServiceFacts(ns, name, False, {}, ())
     ann = dict((obj.get("metadata") or {}).get("annotations") or {})
@@ -79,8 +79,6 @@ def _service(dyn: Any, ns: str, name: str) -> ServiceFacts:
 def _git_changes(target: Any, spec: LabSpec, services: dict[str, ServiceFacts]) -> dict[str, Change | None]:
     """For each Service an Argo CD Application manages, the change in Git that sets its annotations
     (a direct patch would be reverted by self-heal)."""
-    from ..jobs import klist
-
     apps = {a["metadata"]["name"] for a in klist(target.kube(), "argoproj.io/v1alpha1", "Application", "argocd")}
     managed = {k: s for k, s in services.items() if s.exists and ownership.managed_by(
         {"metadata": {"annotations": s.annotations}}, apps) is not None}
@@ -97,19 +95,19 @@ def _git_changes(target: Any, spec: LabSpec, services: dict[str, ServiceFacts]) 
 
 
 def observe_cilium(target: Any, spec: LabSpec) -> CiliumFacts:
-    dyn = target.dynamic()
+    api = target.kube()
     pool_api, policy = cv.cilium_api(spec.versions.cilium)["pool"], cv.l2_policy(spec)
-    services = {f"{s.namespace}/{s.name}": _service(dyn, s.namespace, s.name) for s in spec.services if s.new_ip != "disabled"}
+    services = {f"{s.namespace}/{s.name}": _service(api, s.namespace, s.name) for s in spec.services if s.new_ip != "disabled"}
     mlb = []
     for kind in ("L2Advertisement", "IPAddressPool"):
-        for o in list_objects(dyn, "metallb.io/v1beta1", kind, METALLB[0]):
+        for o in klist(api, "metallb.io/v1beta1", kind, METALLB[0]):
             mlb.append(("metallb.io/v1beta1", kind, o["metadata"].get("namespace", METALLB[0]), o["metadata"]["name"]))
     return CiliumFacts(
         target.helm.get(*cv.RELEASE),
-        {p["metadata"]["name"]: p for p in list_objects(dyn, pool_api, "CiliumLoadBalancerIPPool")
+        {p["metadata"]["name"]: p for p in klist(api, pool_api, "CiliumLoadBalancerIPPool")
          if p["metadata"]["name"] == cv.POOL_NAME or ((p["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by")
                                                      == cv.MANAGED_BY["app.kubernetes.io/managed-by"])},
-        get_or_none(dyn, policy["apiVersion"], policy["kind"], policy["metadata"]["name"]),
+        kget(api, policy["apiVersion"], policy["kind"], policy["metadata"]["name"]),
         services, target.helm.get(*METALLB), tuple(mlb), _git_changes(target, spec, services))
 
 
@@ -218,16 +216,16 @@ class CiliumStep:
             raise StepError("cilium", str(e) + (f" (last: {e.last})" if getattr(e, "last", None) else "")) from e
 
     def checks(self, target: Any, spec: LabSpec, options: StepOptions) -> list[Check]:
-        dyn = target.dynamic()
+        api = target.kube()
         out = []
         for key, (old, want) in planned_ips(spec).items():
             ns, name = key.split("/", 1)
-            svc = _service(dyn, ns, name)
+            svc = _service(api, ns, name)
             if not svc.exists:  # a new lab: its app deploys it later (Argo CD); 70-validation checks its address
                 out.append(Check("LoadBalancer IP announced", key, f"{old or '-'} -> {want}",
                                  "Service not deployed yet: it gets its address when its app deploys it", True))
                 continue
-            lease = get_or_none(dyn, "coordination.k8s.io/v1", "Lease", f"cilium-l2announce-{ns}-{name}", "kube-system")
+            lease = kget(api, "coordination.k8s.io/v1", "Lease", f"cilium-l2announce-{ns}-{name}", "kube-system")
             holder = ((lease or {}).get("spec") or {}).get("holderIdentity") or "nobody"
             ok = svc.exists and ip_ok(spec, want, svc.ips) and holder != "nobody"
             out.append(Check("LoadBalancer IP announced", key, f"{old or '-'} -> {want}",

@@ -37,8 +37,9 @@ from .. import mayastorvalues as mv
 from ..design import design_of
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
-from ..jobs import (
+from ..kube import (
     JobFailedError,
+    WaitReporter,
     checksum_job,
     job_name,
     kcreate,
@@ -51,7 +52,6 @@ from ..jobs import (
     run_job,
     write_job,
 )
-from ..kube import WaitReporter
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
 

@@ -14,8 +14,8 @@ archive as ``ostemplate``; ``dev0`` = the render node; ``env``; the library's bi
    cannot reach a host directory; an NFS export is reachable from both, and PVE bind mounts it
    into the container;
 2. **the copy** — the Kubernetes Plex is scaled to 0 (its replica count kept in
-   ``falkit.io/original-replicas``), the volume migration's copy Job (``falkit.jobs.copy_job``)
-   copies ``<claim>`` onto ``<claim>-lxc``, a checksum Job runs on each (``falkit.jobs.checksum_job``)
+   ``falkit.io/original-replicas``), the volume migration's copy Job (``falkit.kube.copy_job``)
+   copies ``<claim>`` onto ``<claim>-lxc``, a checksum Job runs on each (``falkit.kube.checksum_job``)
    and they must be equal (a mismatch stops the step and scales Plex back up); both claims get
    ``falkit.io/checksum``;
 3. **the container starts** and falkit waits until Plex answers ``GET http://<container IP>:32400/identity``
@@ -45,7 +45,7 @@ from typing import Any
 
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
-from ..jobs import (
+from ..kube import (
     checksum_job,
     copy_job,
     job_name,
@@ -56,8 +56,8 @@ from ..jobs import (
     kpatch,
     parse_checksum,
     run_job,
+    wait_until,
 )
-from ..kube import wait_until
 from ..proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register

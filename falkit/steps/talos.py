@@ -53,7 +53,7 @@ from ..backends.talos import ForeignCAError
 from ..design import design_of
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
-from ..kube import WaitTimeoutError, wait_for
+from ..kube import WaitTimeoutError, klist, wait_for
 from ..schemas import load_documents
 from ..spec import LabSpec
 from ..talosconfig import (
@@ -376,8 +376,6 @@ def _healthy(target: Any, h: dict) -> bool:
     if h.get("ok"):
         return True
     try:
-        from ..jobs import klist
-
         return cni_pending(h, klist(target.kube(), "v1", "Node"))
     except Exception:  # noqa: BLE001 - no Kubernetes API yet: not healthy
         return False

@@ -59,8 +59,7 @@ from ..design import design_of
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
 from ..findings import preflight
-from ..jobs import klist, kpatch
-from ..kube import WaitTimeoutError, wait_for
+from ..kube import WaitTimeoutError, klist, kpatch, wait_for
 from ..proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, list_vms, wait_task
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register

@@ -8,7 +8,7 @@ Troubleshooting" sections, against the lab (the checks themselves are data: :mod
   data, and clean up after themselves:
 
   * **a fresh PVC** ``falkit-validate-<short id>`` (1Gi on ``spec.mayastor.storage_class`` in
-    ``default``) is created, waited for ``Bound``, written by a write Job (``falkit.jobs``), then
+    ``default``) is created, waited for ``Bound``, written by a write Job (``falkit.kube.jobs``), then
     the Job and the PVC **it created** are deleted again (never any other claim);
   * **the storage network**: one ping Job per worker in ``kube-system`` (exempt from the PodSecurity
     baseline on Talos, and hostNetwork needs that), ``spec.nodeName`` = the worker, hostNetwork, pinging
@@ -31,7 +31,7 @@ from typing import Any
 
 from ..design import design_of
 from ..diff import Plan
-from ..jobs import job_name, kcreate, kdelete, kget, klist, run_job, write_job
+from ..kube import job_name, kcreate, kdelete, kget, klist, run_job, served, write_job
 from ..mayastorvalues import PROVISIONER
 from ..schemas import diskpool_api_version
 from ..spec import LabSpec
@@ -79,18 +79,6 @@ def parse_ping_log(node: str, log: str, modelled: bool) -> Ping:
 
 # ---------------------------------------------------------------------------------------------
 # Gathering the facts
-
-
-def _served(api: Any, api_version: str, kind: str) -> bool:
-    from kubernetes.dynamic.exceptions import ResourceNotFoundError
-
-    from ..jobs import _resource
-
-    try:
-        _resource(api, api_version, kind)
-        return True
-    except ResourceNotFoundError:
-        return False
 
 
 def _talos_docs(target: Any, ip: str) -> list[dict]:
@@ -219,7 +207,7 @@ def gather(target: Any, spec: LabSpec, options: StepOptions) -> ValidationFacts:
                    if ((p["metadata"].get("labels") or {}).get("app") == "io-engine" or "io-engine" in p["metadata"]["name"]))
     timeout = min(options.wait_timeout_s, JOB_TIMEOUT_S)
     sc = kget(api, "storage.k8s.io/v1", "StorageClass", spec.mayastor.storage_class)
-    apps = tuple(klist(api, "argoproj.io/v1alpha1", "Application")) if _served(api, "argoproj.io/v1alpha1", "Application") \
+    apps = tuple(klist(api, "argoproj.io/v1alpha1", "Application")) if served(api, "argoproj.io/v1alpha1", "Application") \
         else None
     return ValidationFacts(
         target=target.kind,

@@ -9,7 +9,7 @@ Each such claim ``<ns>/<name>`` is copied to a new claim ``<ns>/<name>-mayastor`
 2. every Deployment/StatefulSet mounting the old claim is scaled to 0; its replica count is kept
    in the annotation ``falkit.io/original-replicas`` first, so a re-run after a crash (or an
    operator rolling back) knows what to restore;
-3. a copy Job (``cp -a``), then a checksum Job on each claim (``falkit.jobs``); the checksums are
+3. a copy Job (``cp -a``), then a checksum Job on each claim (``falkit.kube.jobs``); the checksums are
    compared. **A mismatch stops the step** (:class:`~falkit.errors.StepError`): the workload is
    scaled back up still pointing at the OLD claim, the new claim is left for inspection;
 4. the workload's ``spec.template.spec.volumes[].persistentVolumeClaim.claimName`` is patched to
@@ -46,7 +46,7 @@ from ..diff import Change, Noop, Plan
 from ..errors import StepError
 from ..executors import execute
 from ..gitops import DISABLED, Checkout, GitEdit
-from ..jobs import (
+from ..kube import (
     JobFailedError,
     checksum_job,
     copy_job,
@@ -58,8 +58,8 @@ from ..jobs import (
     kpatch,
     parse_checksum,
     run_job,
+    wait_until,
 )
-from ..kube import wait_until
 from ..ownership import rename_change
 from ..payloads import GitRepo
 from ..spec import LabSpec

@@ -3,7 +3,7 @@ Longhorn and local-path only when their StorageClass exists), a result already i
 plans nothing, an unknown profile fails before anything; results saved and loaded; modelled fio
 output (what the twin writes) is parsed, labelled modelled and compared with the seed's claims and
 the physical ceilings; the chart names the result "modelled (twin)"; the trend reads
-``outputs/*/bench``. Also falkit.jobs: the copy/checksum/write Jobs are valid Kubernetes Jobs, and
+``outputs/*/bench``. Also falkit.kube.jobs: the copy/checksum/write Jobs are valid Kubernetes Jobs, and
 the checksum command really run by /bin/sh gives equal values for equal files, different for
 different ones."""
 
@@ -16,7 +16,7 @@ import pytest
 from falkit.bench.charts import claims_chart, trend_chart
 from falkit.bench.fio import validate_job_manifest
 from falkit.bench.model import fio_json_from_model
-from falkit.jobs import (
+from falkit.kube.jobs import (
     _CHECKSUM_SH,
     ChecksumParseError,
     checksum_job,

@@ -105,16 +105,14 @@ def test_service_without_its_ip_keeps_metallb_until_waited(fal):
     assert kinds.index("services") < kinds.index("helm-release")
 
 
-def test_list_objects_against_the_emulator(tmp_path):
-    """list_objects returns plain dicts from a real apiserver (the emulator) through DynamicClient."""
+def test_klist_against_the_emulator(tmp_path):
+    """klist returns plain dicts from a real apiserver (the emulator) through the journaled client."""
     import asyncio
     import threading
 
     import yaml
-    from kubernetes import config
-    from kubernetes.dynamic import DynamicClient
 
-    from falkit.kube import list_objects
+    from falkit.kube import journaled_api_client, klist
     from falkit.twin.kube import Store, build_app, kubeconfig
     from falkit.twin.lab_process import LabProcess
 
@@ -127,11 +125,11 @@ def test_list_objects_against_the_emulator(tmp_path):
     try:
         kc = tmp_path / "kc"
         kc.write_text(yaml.safe_dump(kubeconfig(url)))
-        dyn = DynamicClient(config.new_client_from_config(config_file=str(kc)))
+        api = journaled_api_client(kc, None)
         store.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "default"}})
-        items = list_objects(dyn, "v1", "ConfigMap", "default")
+        items = klist(api, "v1", "ConfigMap", "default")
         assert [i["metadata"]["name"] for i in items] == ["a"] and isinstance(items[0], dict)
-        assert list_objects(dyn, "example.com/v1", "Nope") == []
+        assert klist(api, "example.com/v1", "Nope") == []
     finally:
         asyncio.run_coroutine_threadsafe(lab.stop(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)

@@ -22,7 +22,7 @@ import yaml
 from helpers import patched  # noqa: E402
 
 from falkit.errors import StepError  # noqa: E402
-from falkit.jobs import kcreate, kget, klist  # noqa: E402
+from falkit.kube import kcreate, kget, klist  # noqa: E402
 from falkit.spec import spec_from_data  # noqa: E402
 from falkit.steps.base import StepOptions  # noqa: E402
 from falkit.steps.volumes import CHECKSUM, MIGRATED_TO, ORIGINAL_REPLICAS, VolumesStep  # noqa: E402

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from falkit.gitops import Checkout, GitOpsGateError, ObjectRef, git, platform_application
-from falkit.jobs import kget
+from falkit.kube import kget
 from falkit.ownership import apply_git_changes, managed_by, plan_object_change, plan_renames
 from falkit.spec import load_spec
 from falkit.twin.gitops_fixture import make_fixture_repo, make_remote

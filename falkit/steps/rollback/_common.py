@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...jobs import checksum_job, job_name, parse_checksum, run_job
-from ...kube import wait_until
+from ...kube import checksum_job, job_name, parse_checksum, run_job, wait_until
 
 
 def _md(o: dict) -> dict:

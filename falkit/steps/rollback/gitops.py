@@ -28,8 +28,7 @@ from ...diff import Change, Noop, Plan
 from ...errors import StepError
 from ...executors import Apply, execute, executes, executes_together
 from ...gitops import Checkout, Commit, GitCommandError, GitOpsError, git, git_identity
-from ...jobs import kdelete, kget
-from ...kube import WaitTimeoutError, wait_for
+from ...kube import WaitTimeoutError, kdelete, kget, wait_for
 from ...payloads import GitRepo, GitRestore, WaitPruned
 from ...spec import LabSpec
 from ..base import Progress, StepOptions

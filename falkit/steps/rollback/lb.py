@@ -12,8 +12,7 @@ from ...diff import Change, Noop, Plan
 from ...errors import StepError
 from ...executors import execute
 from ...gitops import ObjectRef
-from ...jobs import klist
-from ...kube import WaitTimeoutError
+from ...kube import WaitTimeoutError, klist
 from ...payloads import HelmRelease, KubeAnnotate, KubeCreate, KubeDelete, WaitServiceIPs
 from ...spec import LabSpec
 from ...validation import lb_ip

@@ -24,7 +24,7 @@ from typing import Any
 
 from ...diff import Change, Noop, Plan
 from ...errors import StepError
-from ...jobs import kdelete, klist
+from ...kube import ApiError, kdelete, klist
 from ...mayastorvalues import PROVISIONER
 from ...spec import LabSpec
 from ..base import Progress, StepOptions
@@ -102,8 +102,6 @@ def plan_mayastor_back(spec: LabSpec, f: MayastorFacts, options: StepOptions) ->
 
 
 def apply_mayastor_back(target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-    from kubernetes.client.exceptions import ApiException
-
     api = target.kube()
     order = {"claim": 0, "storageclass": 1, "diskpool": 2}
     try:
@@ -115,5 +113,5 @@ def apply_mayastor_back(target: Any, plan: Plan, options: StepOptions, progress:
                 kdelete(api, "storage.k8s.io/v1", "StorageClass", c.data["name"])
             elif c.kind == "diskpool":
                 kdelete(api, *MAYASTOR_POOL, c.data["name"], c.data["namespace"])
-    except ApiException as e:
+    except ApiError as e:
         raise StepError("rollback-mayastor", f"{e.status} {e.reason}: {e.body}") from e

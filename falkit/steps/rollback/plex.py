@@ -35,8 +35,7 @@ from typing import Any
 
 from ...diff import Change, Noop, Plan
 from ...errors import StepError
-from ...jobs import kcreate, kget, klist
-from ...kube import wait_until
+from ...kube import kcreate, kget, klist, wait_until
 from ...proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
 from ...spec import LabSpec
 from ..base import Check, Progress, StepOptions, register

@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ...jobs import klist
+from ...kube import klist
 from ...spec import LabSpec
 from ...validation import (
     LabState,

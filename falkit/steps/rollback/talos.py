@@ -49,8 +49,7 @@ import yaml
 from ...backends import BackendError
 from ...diff import Change, Noop, Plan
 from ...errors import StepError
-from ...jobs import klist, kpatch
-from ...kube import WaitTimeoutError, wait_for
+from ...kube import WaitTimeoutError, klist, kpatch, wait_for
 from ...schemas import dump_documents, load_documents
 from ...spec import LabSpec
 from ..base import Check, Progress, StepOptions

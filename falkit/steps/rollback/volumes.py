@@ -8,7 +8,7 @@ from typing import Any
 
 from ...diff import Change, Noop, Plan
 from ...errors import StepError
-from ...jobs import JobFailedError, copy_job, job_name, kcreate, kdelete, kget, klist, kpatch, run_job
+from ...kube import JobFailedError, copy_job, job_name, kcreate, kdelete, kget, klist, kpatch, run_job
 from ...spec import LabSpec
 from ..base import Check, Progress, StepOptions
 from ..volumes import (

@@ -9,7 +9,7 @@ from typing import Any
 
 from ...diff import Change, Noop, Plan
 from ...errors import StepError
-from ...jobs import kdelete, klist, kpatch
+from ...kube import kdelete, klist, kpatch
 from ...spec import LabSpec
 from ..base import Progress, StepOptions
 from ._common import _md

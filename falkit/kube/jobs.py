@@ -22,7 +22,13 @@ per PV; the lab fault ``corrupt_copy`` makes a copy differ from its source).
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from .waits import WaitReporter
 
 IMAGE = "busybox:1.37"
 JOB_LABEL = "falkit.io/job"
@@ -133,8 +139,6 @@ class JobFailedError(RuntimeError):
 
 def job_pod_log(api_client: Any, namespace: str, name: str) -> str:
     """The log of the (last) pod of Job ``name`` (pods carry ``job-name=<name>``)."""
-    from kubernetes import client
-
     core = client.CoreV1Api(api_client)
     pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
     if not pods:
@@ -150,11 +154,6 @@ def run_job(api_client: Any, manifest: dict[str, Any], timeout_s: float = 600.0,
     """Create ``manifest`` (replacing a finished Job of the same name), wait until it succeeds and
     return its pod log. Raises :class:`JobFailedError` when it fails or ``timeout_s`` passes.
     ``on_poll(elapsed_s)`` is called on every poll (for a progress bar)."""
-    import time
-
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
     batch = client.BatchV1Api(api_client)
     ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
     try:
@@ -173,8 +172,6 @@ def run_job(api_client: Any, manifest: dict[str, Any], timeout_s: float = 600.0,
             raise
     batch.create_namespaced_job(ns, manifest)
     start = time.monotonic()
-    from .kube import WaitReporter
-
     report = WaitReporter(f"Job {ns}/{name}", timeout_s)
     while True:
         job = batch.read_namespaced_job_status(name, ns)
@@ -191,83 +188,3 @@ def run_job(api_client: Any, manifest: dict[str, Any], timeout_s: float = 600.0,
         if elapsed > timeout_s:
             raise JobFailedError(name, f"did not finish within {timeout_s:g} s", job_pod_log(api_client, ns, name))
         time.sleep(poll_s)
-
-
-# ---------------------------------------------------------------------------------------------
-# Kubernetes objects as plain dicts (the kubernetes DynamicClient over the target's ApiClient)
-
-
-def _dyn(api_client: Any) -> Any:
-    dyn = getattr(api_client, "_falkit_dynamic", None)
-    if dyn is None:
-        from kubernetes.dynamic import DynamicClient
-
-        dyn = DynamicClient(api_client)
-        api_client._falkit_dynamic = dyn
-    return dyn
-
-
-def _resource(api_client: Any, api_version: str, kind: str) -> Any:
-    return _dyn(api_client).resources.get(api_version=api_version, kind=kind)
-
-
-def kget(api_client: Any, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
-    """The object as a dict, or None when it (or its kind) does not exist."""
-    from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
-
-    try:
-        return _resource(api_client, api_version, kind).get(name=name, namespace=namespace).to_dict()
-    except (NotFoundError, ResourceNotFoundError):
-        return None
-
-
-def klist(api_client: Any, api_version: str, kind: str, namespace: str | None = None,
-          label_selector: str | None = None) -> list[dict]:
-    """Objects of a kind (``[]`` when the kind is not served, e.g. a CRD not yet installed)."""
-    from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
-
-    try:
-        res = _resource(api_client, api_version, kind)
-        kw: dict[str, Any] = {"namespace": namespace} if namespace else {}
-        if label_selector:
-            kw["label_selector"] = label_selector
-        return [i.to_dict() if hasattr(i, "to_dict") else dict(i) for i in res.get(**kw).to_dict().get("items") or []]
-    except (NotFoundError, ResourceNotFoundError):
-        return []
-
-
-def kcreate(api_client: Any, body: dict) -> dict:
-    md = body["metadata"]
-    return _resource(api_client, body["apiVersion"], body["kind"]).create(body=body, namespace=md.get("namespace")).to_dict()
-
-
-def kpatch(api_client: Any, api_version: str, kind: str, name: str, patch: dict, namespace: str | None = None) -> dict:
-    """A JSON merge patch (RFC 7386)."""
-    return _resource(api_client, api_version, kind).patch(
-        body=patch, name=name, namespace=namespace, content_type="application/merge-patch+json").to_dict()
-
-
-def kdelete(api_client: Any, api_version: str, kind: str, name: str, namespace: str | None = None) -> None:
-    from kubernetes.dynamic.exceptions import NotFoundError
-
-    try:
-        _resource(api_client, api_version, kind).delete(name=name, namespace=namespace)
-    except NotFoundError:
-        pass
-
-
-def kraw_get(api_client: Any, path: str) -> Any:
-    """GET an arbitrary API path (e.g. a service proxy) and return the decoded JSON.
-
-    Public API only: ``kubernetes.dynamic.DynamicClient.request`` (the client's own generic call,
-    which builds the request with ``ApiClient.param_serialize`` and sends it with ``call_api``), so
-    it follows the client's signature — the private ``call_api(path, "GET", auth_settings=...)``
-    form of kubernetes <= 30 raises TypeError from kubernetes 31 on (issue 13 fault 7). A non-2xx
-    answer raises the client's ``ApiException`` subclass (e.g. ``NotFoundError``).
-    """
-    import json as _json
-
-    from kubernetes.dynamic import DynamicClient
-
-    resp = DynamicClient(api_client).request("GET", path, serialize=False)
-    return _json.loads(resp.data)

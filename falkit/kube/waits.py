@@ -1,17 +1,15 @@
-"""Small helpers over the official ``kubernetes`` client, and the one place k8s objects are changed.
+"""Waits: polling until a condition holds, and saying what is waited for while it does.
 
-- :func:`get_or_none` reads one object through the DynamicClient (None on 404);
-- :class:`KubeChanger` is *how* falkit changes a Kubernetes object: server-side apply of a dict
-  (field manager ``falkit``, conflicts forced), a JSON merge patch of annotations, a delete. Steps
-  take a changer instead of calling the client, so that objects Argo CD manages can later be
-  changed through Git instead (issue 9) by swapping this one class;
 - :func:`wait_for` polls a function until a predicate holds, reporting progress, and raises
   :class:`WaitTimeoutError` (never returns a falsy "timed out");
+- :func:`wait_until` polls until truthy and raises the step's :class:`~falkit.errors.StepError`;
 - :class:`WaitReporter` makes every wait say what it waits for at least every
   :data:`REPORT_EVERY_S` seconds (``$FALKIT_WAIT_REPORT_S`` overrides it), naming the objects and
   what they report — a long wait is never silent (issue 12, item 5). :func:`wait_for`,
-  :func:`wait_until`, Argo CD sync waits (:func:`falkit.ownership.wait_for_sync`) and Proxmox task
-  waits (:func:`falkit.proxmox.wait_task`) use it.
+  :func:`wait_until`, Kubernetes Job waits (:func:`falkit.kube.run_job`), Argo CD sync waits
+  (:func:`falkit.ownership.wait_for_sync`) and Proxmox task waits (:func:`falkit.proxmox.wait_task`) use it.
+
+This module imports nothing of the ``kubernetes`` client.
 """
 
 from __future__ import annotations
@@ -22,11 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+from ..errors import FalkitError, StepError
 
-from .errors import FalkitError
-
-FIELD_MANAGER = "falkit"
 REPORT_EVERY_S = 10.0
 
 
@@ -94,70 +89,10 @@ class WaitTimeoutError(FalkitError, TimeoutError):
         super().__init__(f"{what}: not reached after {timeout:g} s")
 
 
-def _resource(dyn: Any, api_version: str, kind: str) -> Any:
-    return dyn.resources.get(api_version=api_version, kind=kind)
-
-
-def get_or_none(dyn: Any, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
-    """The object as a dict, or None when it (or its kind) does not exist."""
-    try:
-        res = _resource(dyn, api_version, kind)
-        obj = res.get(name=name, namespace=namespace) if res.namespaced else res.get(name=name)
-    except (NotFoundError, ResourceNotFoundError):
-        return None
-    return obj.to_dict()
-
-
-def list_objects(dyn: Any, api_version: str, kind: str, namespace: str | None = None) -> list[dict]:
-    """Every object of a kind (all namespaces unless ``namespace``); [] when the kind is unknown."""
-    try:
-        res = _resource(dyn, api_version, kind)
-    except ResourceNotFoundError:
-        return []
-    out = res.get(namespace=namespace) if namespace else res.get()
-    return [i if isinstance(i, dict) else i.to_dict() for i in out.to_dict().get("items", [])] if hasattr(out, "to_dict") else []
-
-
-class KubeChanger:
-    """How falkit changes Kubernetes objects (see the module docstring). ``dyn`` is a DynamicClient."""
-
-    def __init__(self, dyn: Any, field_manager: str = FIELD_MANAGER):
-        self.dyn = dyn
-        self.field_manager = field_manager
-
-    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply ``obj`` (apiVersion, kind, metadata.name[, namespace] required)."""
-        res = _resource(self.dyn, obj["apiVersion"], obj["kind"])
-        md = obj["metadata"]
-        kwargs: dict[str, Any] = {"body": obj, "name": md["name"], "field_manager": self.field_manager, "force_conflicts": True}
-        if res.namespaced:
-            kwargs["namespace"] = md.get("namespace", "default")
-        return res.server_side_apply(**kwargs).to_dict()
-
-    def annotate(self, api_version: str, kind: str, name: str, namespace: str | None,
-                 annotations: dict[str, str | None]) -> dict[str, Any]:
-        """Set annotations; a value of None removes the key (JSON merge patch)."""
-        res = _resource(self.dyn, api_version, kind)
-        body = {"metadata": {"annotations": annotations}}
-        return res.patch(body=body, name=name, namespace=namespace, content_type="application/merge-patch+json",
-                         field_manager=self.field_manager).to_dict()
-
-    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
-        """Delete; False when it was already gone."""
-        try:
-            res = _resource(self.dyn, api_version, kind)
-            res.delete(name=name, namespace=namespace) if res.namespaced else res.delete(name=name)
-        except (NotFoundError, ResourceNotFoundError):
-            return False
-        return True
-
-
 def wait_until(step: str, what: str, timeout: float, fn: Callable[[], Any], poll: float = 0.2) -> None:
     """Poll ``fn()`` until truthy; :class:`~falkit.errors.StepError` of ``step`` after ``timeout``
     seconds. Exceptions from ``fn`` propagate (unlike :func:`wait_for`, which counts them as
     "not yet"). Says ``waiting for <what>`` every :func:`report_every` seconds."""
-    from .errors import StepError
-
     start = time.monotonic()
     report = WaitReporter(f"{step}: {what}", timeout)
     while not fn():
