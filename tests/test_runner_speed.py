@@ -6,12 +6,21 @@ runs in its own kernel (distinct kernel pids), with no name left in the notebook
 execution counter untouched (the probe cell is ``In [3]`` with and without the kernel started ahead); ``FALKIT_PREWARM=0`` turns it off (nothing preloaded); the
 HTML reports, exported in the background, are all in the archive and in run.json when the run ends;
 the run's last line says the twin is still running and how to stop it (``falkit twin down``).
+Import costs (issue 17): in every notebook kernel, with falkit's stack imported, the RFC 3987
+grammar of ``rfc3987_syntax`` is not compiled (:mod:`falkit`'s deferred import) while
+``jsonschema`` still checks the ``iri`` formats with it; the ``falkit run`` process itself (a
+runner in its own python, through the CLI) imports none of the step modules, the kubernetes client
+or pandas (the options are checked in a forked child), and still refuses an unknown option before
+anything runs.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 
 import nbformat
 from test_runbook_support import FAL
@@ -30,6 +39,9 @@ options = {}
 # %%
 import os, sys
 print("probe", os.getpid(), "falkit.runbook" in sys.modules, "falkit" in globals())
+import jsonschema
+print("grammar", "rfc3987_syntax.syntax_helpers" in sys.modules, jsonschema.FormatChecker().conforms("a b", "iri"),
+      jsonschema.FormatChecker().conforms("https://fal.home.arpa/ä", "iri"))
 '''
 
 #: The probe cell's execution count as papermill numbers it: parameters (1), injected parameters (2).
@@ -53,6 +65,10 @@ def _probe_run(tmp_path, monkeypatch, capsys):
         text = "".join(o.get("text", "") for o in cell.outputs)
         pid, preloaded, name_bound = re.search(r"probe (\d+) (\w+) (\w+)", text).groups()
         probes.append((int(pid), preloaded == "True", name_bound == "True", cell.execution_count))
+        # with falkit imported, the grammar was not compiled by the imports (without falkit, as
+        # upstream does, it was); the iri checks answer as upstream's either way
+        compiled = re.search(r"grammar (\w+) False True", text)
+        assert compiled and compiled.group(1) == str(preloaded != "True"), text
     return run_dir, names, probes, capsys.readouterr().out
 
 
@@ -75,3 +91,29 @@ def test_prewarm_off(state_env, tmp_path, monkeypatch, capsys):
     assert len({p[0] for p in probes}) == len(names)
     assert not any(p[1] for p in probes)  # papermill's own fresh kernels: nothing preloaded
     assert {p[3] for p in probes} == {PROBE_IN}
+
+
+RUNNER = """
+import sys
+from falkit.cli import main
+rc = main(sys.argv[1:])
+heavy = sorted(m for m in ("falkit.steps.base", "falkit.runbook", "kubernetes", "pandas", "numpy",
+                           "rfc3987_syntax.syntax_helpers") if m in sys.modules)
+print("runner-imports", rc, ",".join(heavy) or "none")
+"""
+
+
+def test_the_runner_process_imports_no_step_module(state_env, tmp_path):
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    (nbs / "00-a.ipynb").write_text(render(build_notebook(PROBE, "00-a")))
+    env = dict(os.environ, FALKIT_NOTEBOOKS_DIR=str(nbs))
+    argv = ["run", "--params", str(FAL), "--outputs", str(tmp_path / "outputs")]
+    ok = subprocess.run([sys.executable, "-c", RUNNER, *argv], env=env, capture_output=True, text=True, timeout=300)
+    assert "runner-imports 0 none" in ok.stdout, ok.stdout + ok.stderr
+    assert "probe" in ok.stdout  # the notebook did run (its printed lines are echoed)
+    bad = subprocess.run([sys.executable, "-c", RUNNER, *argv, "--set", "t_nonsense=1"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert "runner-imports 2 none" in bad.stdout, bad.stdout + bad.stderr
+    assert "unknown option 't_nonsense'" in bad.stderr and "nothing was run" in bad.stderr
+    assert len([p for p in (tmp_path / "outputs").iterdir() if p.is_dir()]) == 1  # the refused run archived nothing
