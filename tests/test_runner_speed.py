@@ -1,7 +1,7 @@
 """``falkit run``'s speed-ups keep each notebook's run as it was (issue 17), through the CLI.
 
 Covers: the next notebook's kernel is started ahead and has falkit's stack imported
-(``falkit.runbook`` is in ``sys.modules`` before the notebook imports it) while every notebook still
+(``falkit.runbook`` and the step modules ``runbook.open`` loads are in ``sys.modules`` before the notebook imports them) while every notebook still
 runs in its own kernel (distinct kernel pids), with no name left in the notebook's namespace and the
 execution counter untouched (the probe cell is ``In [3]`` with and without the kernel started ahead); ``FALKIT_PREWARM=0`` turns it off (nothing preloaded); the
 HTML reports, exported in the background, are all in the archive and in run.json when the run ends;
@@ -38,7 +38,7 @@ options = {}
 
 # %%
 import os, sys
-print("probe", os.getpid(), "falkit.runbook" in sys.modules, "falkit" in globals())
+print("probe", os.getpid(), "falkit.runbook" in sys.modules and "falkit.steps.vms" in sys.modules, "falkit" in globals())
 import jsonschema
 print("grammar", "rfc3987_syntax.syntax_helpers" in sys.modules, jsonschema.FormatChecker().conforms("a b", "iri"),
       jsonschema.FormatChecker().conforms("https://fal.home.arpa/ä", "iri"))
