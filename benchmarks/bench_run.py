@@ -111,11 +111,14 @@ def scaled_spec(workers: int, tmp: Path) -> Path:
     # previous cluster's worker): its disks keep their size (shrinking one is destructive, refused).
     data["cluster"]["workers"] = [
         dict(base, name=f"talos-worker-{i:02d}", vmid=200 + i, ip=f"10.10.0.{10 + i}", storage_ip=f"10.11.0.{10 + i}",
-             memory_gb=4, **({} if i == 1 else {"os_disk_gb": 4, "data_disk_gb": 10}))
-        for i in range(1, workers + 1)]
+             memory_gb=4, **({} if i == 1 else {"os_disk_gb": 4, "data_disk_gb": 40}))
+        for i in range(1, workers + 1)]  # 40 GB: 50-mayastor's fio file (25 s x the expected MiB/s) must fit
     data["host"]["memory_gb"] = 4 + 4 * workers + 8
     for st in data["host"]["storages"]:
-        st["size_gb"] = max(st["size_gb"], 80 + 5 * workers) if st["name"] == "local-lvm" else st["size_gb"]
+        if st["name"] == "local-lvm":
+            st["size_gb"] = max(st["size_gb"], 80 + 5 * workers)
+        elif st["name"] == data["cluster"]["vm_defaults"]["data_storage"]:
+            st["size_gb"] = max(st["size_gb"], 300 + 40 * workers + int(st.get("reserve_gb") or 0) + 100)
     data["plex"]["ip"], data["plex"]["storage_ip"] = "10.10.0.90", "10.11.0.90"
     data["truenas"]["ip"], data["truenas"]["storage_ip"] = "10.10.0.95", "10.11.0.95"
     data["cilium"]["lb_pool"] = {"start": "10.10.0.100", "stop": "10.10.0.149"}
