@@ -29,7 +29,9 @@ Behaviour:
   how to stop it: ``falkit twin down`` (:func:`twin_left_running`).
 - Speed (issue 17): the next notebook's kernel starts, and imports falkit, while the current one
   runs (:class:`_Kernels`; each notebook still runs in its own fresh kernel); HTML reports are
-  exported in a background thread while the next notebook runs (:class:`_Exports`).
+  exported in a background thread while the next notebook runs (:class:`_Exports`); the archive is
+  scrubbed incrementally (:class:`_Scrubber`); the options are checked in a forked child
+  (:func:`checked_options`), so the runner never imports the step modules, kubernetes or pandas.
 """
 
 from __future__ import annotations
