@@ -11,7 +11,8 @@ grammar of ``rfc3987_syntax`` is not compiled (:mod:`falkit`'s deferred import) 
 ``jsonschema`` still checks the ``iri`` formats with it; the ``falkit run`` process itself (a
 runner in its own python, through the CLI) imports none of the step modules, the kubernetes client
 or pandas (the options are checked in a forked child), and still refuses an unknown option before
-anything runs.
+anything runs. The archive, scrubbed incrementally, is still scrubbed of a secret that became
+known after a report was archived (the report unchanged since).
 """
 
 from __future__ import annotations
@@ -117,3 +118,33 @@ def test_the_runner_process_imports_no_step_module(state_env, tmp_path):
     assert "runner-imports 2 none" in bad.stdout, bad.stdout + bad.stderr
     assert "unknown option 't_nonsense'" in bad.stderr and "nothing was run" in bad.stderr
     assert len([p for p in (tmp_path / "outputs").iterdir() if p.is_dir()]) == 1  # the refused run archived nothing
+
+
+SECRET = "falkit-test-secret-4f1c9a7e2b"  # noqa: S105 - a made-up value the test plants
+PRINTS = PROBE.replace('import os, sys\n', f'import os, sys\nprint("value", "{SECRET}")\n', 1)
+PLANTS = PROBE.replace('import os, sys\n', 'import os, sys\n'
+                       'from pathlib import Path\n'
+                       'p = Path(os.environ["FALKIT_STATE_DIR"]) / "twin" / "private" / "the-fal" / "speed-test-token"\n'
+                       f'p.write_text("{SECRET}")\n', 1)
+
+
+def test_a_secret_known_later_is_scrubbed_from_earlier_reports(state_env, tmp_path, monkeypatch):
+    """The archive is scrubbed incrementally: a report archived before a secret existed (00 prints
+    the value, 10 then stores it in the lab's private state, as 30-talos stores the cluster's) is
+    scrubbed again with the new secret, though the report itself did not change."""
+    base, _conn = state_env
+    planted = base / "twin" / "private" / "the-fal" / "speed-test-token"
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    (nbs / "00-a.ipynb").write_text(render(build_notebook(PRINTS, "00-a")))
+    (nbs / "10-b.ipynb").write_text(render(build_notebook(PLANTS, "10-b")))
+    monkeypatch.setenv("FALKIT_NOTEBOOKS_DIR", str(nbs))
+    outputs = tmp_path / "outputs"
+    try:
+        assert main(["run", "--params", str(FAL), "--outputs", str(outputs)]) == 0
+    finally:
+        planted.unlink(missing_ok=True)
+    run_dir = next(p for p in outputs.iterdir() if p.is_dir())
+    for name in ("00-a.ipynb", "00-a.html"):
+        text = (run_dir / name).read_text()
+        assert SECRET not in text and "***REDACTED***" in text, name
