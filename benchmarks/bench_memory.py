@@ -10,7 +10,10 @@ Everything is read from /proc/<pid>/status (VmRSS = resident now, VmHWM = peak r
    of its descendants (the notebook kernels, one per notebook, and anything they start) and the
    twin's pve and lab processes (pids from the twin's connection.json); a kernel's peak is its last
    VmHWM seen, so a peak in its last ``--interval`` s is missed. The twin's VmHWM is read after
-   the run (their peak since ``twin up``), then the twin is stopped.
+   the run (their peak since ``twin up``), then the twin is stopped. Besides the sum of RSS, the
+   sum of PSS (``/proc/<pid>/smaps_rollup``; a page shared by n processes counts 1/n in each) at
+   each sample: summed RSS counts the pages several processes share (the python binary, C
+   extensions) once per process.
    **Idle CPU** (issue 17, goal <= 1 % of one core): the twin's processes' utime+stime over
    ``--idle`` seconds (default 60) with nothing touching the twin, once right after ``twin up`` and
    once after the run (the twin ``falkit run`` leaves up), as a share of one core.
@@ -87,6 +90,20 @@ def mem(pid: int) -> dict[str, int]:
         if key in ("VmRSS", "VmHWM"):
             out[key] = int(value.split()[0]) * 1024
     return out
+
+
+def pss(pid: int) -> int:
+    """Proportional set size of pid in bytes (/proc/<pid>/smaps_rollup: a page shared by n processes
+    counts 1/n in each — the python binary, the C extensions several falkit processes map), 0 when
+    unreadable. Summed over processes it does not count shared pages twice, as summed RSS does."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def stat(pid: int) -> tuple[int, int] | None:
@@ -176,6 +193,7 @@ class Sampler(threading.Thread):
         self.procs: dict[tuple[int, int], dict] = {}  # (pid, start ticks) -> record
         self.samples, self.sample_s = 0, 0.0
         self.max_total, self.max_kernels_rss, self.max_kernels_alive = 0, 0, 0
+        self.max_total_pss = 0
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -194,7 +212,7 @@ class Sampler(threading.Thread):
         pids = [(self.runner, "runner")] + [(p, "") for p in descendants(table, self.runner)]
         for name, pid in self.twin.items():
             pids += [(pid, name)] + [(p, f"{name} child") for p in descendants(table, pid)]
-        total = kernels = alive = 0
+        total = kernels = alive = total_pss = 0
         for pid, role in pids:
             m = mem(pid)
             if "VmRSS" not in m or pid not in table:
@@ -211,10 +229,12 @@ class Sampler(threading.Thread):
             rec["rss"] = m["VmRSS"]
             rec["samples"] += 1
             total += m["VmRSS"]
+            total_pss += pss(pid)
             if rec["role"] == "kernel":
                 kernels += m["VmRSS"]
                 alive += 1
         self.max_total = max(self.max_total, total)
+        self.max_total_pss = max(self.max_total_pss, total_pss)
         self.max_kernels_rss = max(self.max_kernels_rss, kernels)
         self.max_kernels_alive = max(self.max_kernels_alive, alive)
         self.samples += 1
@@ -315,6 +335,7 @@ def run_memory(params: Path, only: list[str], interval: float, idle_s: float = 6
                     "per_kernel_peak": [k["hwm"] for k in kernels]},
         "other_descendants": [{"what": o["role"], "argv": o["argv"], "peak": o["hwm"]} for o in others],
         "max_total_rss": sampler.max_total,
+        "max_total_pss": sampler.max_total_pss,
         "idle_cpu": {"fresh_twin": idle_fresh, "after_the_run": idle_after},
         "sampling": {"interval_s": interval, "samples": sampler.samples,
                      "mean_sample_ms": round(1e3 * sampler.sample_s / max(sampler.samples, 1), 2)},
@@ -474,7 +495,10 @@ def print_run(r: dict) -> None:
             each = ", ".join(f"{n} {v:.2f} %" for n, v in idle["percent_of_one_core"].items())
             print(f"idle twin CPU, {when.replace('_', ' ')}: {idle['total_percent']:.2f} % of one core over "
                   f"{idle['seconds']:.0f} s ({each}); goal <= 1 %")
-    print(f"peak memory of the run, runner + kernels + twin at once: {mib(r['max_total_rss'])} MiB (goal <= 450 MiB)")
+    print(f"{'all of them at once (sum of PSS)':34} {mib(r['max_total_pss']):>9} {'':>8}  shared pages counted once "
+          "(/proc/<pid>/smaps_rollup)")
+    print(f"peak memory of the run, runner + kernels + twin at once: {mib(r['max_total_rss'])} MiB summed RSS, "
+          f"{mib(r['max_total_pss'])} MiB summed PSS (goal <= 450 MiB)")
     if r["stragglers_stopped"]:
         print(f"stopped {len(r['stragglers_stopped'])} process(es) left after the run: {r['stragglers_stopped']}")
 

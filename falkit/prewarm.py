@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import importlib
 
-#: falkit's own entry point and the heavy libraries its steps use (~1.7 s on the 2-core machine).
-MODULES = ("falkit.runbook", "falkit.kube", "proxmoxer", "plotly.graph_objects", "falkit.charts")
+#: falkit's own entry point and the heavy libraries its steps use, then every step module:
+#: ``runbook.open`` imports them all when it validates the options (the explicit registry,
+#: ``falkit.steps.registry``), so importing only ``falkit.runbook`` left ~1 s of imports (the steps,
+#: the kubernetes client) to the notebook's first cell (issue 17, profiled).
+MODULES = ("falkit.runbook", "falkit.kube", "proxmoxer", "plotly.graph_objects", "falkit.charts",
+           "falkit.steps.registry")
 
 #: The start-up line handed to the kernel (an expression whose value is None: nothing is displayed).
 EXEC_LINE = "__import__('falkit.prewarm').prewarm.imports()"
@@ -21,7 +25,10 @@ EXEC_LINE = "__import__('falkit.prewarm').prewarm.imports()"
 
 def imports() -> None:
     for name in MODULES:
+        module, _, call = name.partition(":")
         try:
-            importlib.import_module(name)
+            loaded = importlib.import_module(module)
+            if call:
+                getattr(loaded, call)()
         except Exception:  # noqa: BLE001, S112 - see the module docstring
             continue

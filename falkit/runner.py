@@ -29,7 +29,9 @@ Behaviour:
   how to stop it: ``falkit twin down`` (:func:`twin_left_running`).
 - Speed (issue 17): the next notebook's kernel starts, and imports falkit, while the current one
   runs (:class:`_Kernels`; each notebook still runs in its own fresh kernel); HTML reports are
-  exported in a background thread while the next notebook runs (:class:`_Exports`).
+  exported in a background thread while the next notebook runs (:class:`_Exports`); the archive is
+  scrubbed incrementally (:class:`_Scrubber`); the options are checked in a forked child
+  (:func:`checked_options`), so the runner never imports the step modules, kubernetes or pandas.
 """
 
 from __future__ import annotations
@@ -52,7 +54,6 @@ from .errors import FalkitError, ParameterError, TargetError
 from .jupyter import ipc_kernel_config
 from .runbook.archive import summarize as _summ
 from .runbook.archive import totals as _totals
-from .runbook.options import known_options, validate_options
 
 if TYPE_CHECKING:
     from .spec import LabSpec
@@ -128,7 +129,7 @@ def prepare(args: Any, stored: dict | None = None) -> RunConfig:
         old = spec.previous.network.mac_prefix if spec.previous else "the old prefix"
         notes.append(MAC_NOTE.format(old=old, new=spec.networks.management.mac_prefix))
     options.update(sets)
-    options = validate_options(options)
+    options, defaults = checked_options(options)
     if target == "live":
         ref = spec.secrets.proxmox_token
         if not ref.resolve():
@@ -136,9 +137,60 @@ def prepare(args: Any, stored: dict | None = None) -> RunConfig:
                               "(spec secrets.proxmox_token). Nothing was run.")
     only = [Path(n).stem for n in stored["remaining"]] if stored else getattr(args, "only", None)
     nbs = list_notebooks(notebooks_dir(), only)
-    defaults = {k: d for k, (_t, d) in known_options().items()}
     options = {k: v for k, v in options.items() if k in sets or defaults.get(k) != v}
     return RunConfig(params, spec, target, apply, options, nbs, Path(args.outputs), notes)
+
+
+def _options_now(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    # imported here, not at the top: the options are declared on the step classes, and the runner
+    # must not hold every step, the kubernetes client and pandas for the whole run (issue 17; see
+    # checked_options, which calls this in a forked child)
+    from .runbook.options import known_options, validate_options
+
+    return validate_options(options), {k: d for k, (_t, d) in known_options().items()}
+
+
+def checked_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(validated options, every option's default)``, as :func:`falkit.runbook.validate_options` and
+    ``known_options`` give them; a :class:`~falkit.errors.ParameterError` as they raise it.
+
+    They import every step module (the options are declared on the step classes), and with them
+    the kubernetes client, pandas, numpy...: ~60 MiB the runner would hold for the whole run
+    without ever using them (issue 17, the run's peak memory). So, where it can, the runner asks
+    a forked child process, which exits right after answering. In-process when the platform has
+    no ``fork``, when those modules are imported here already, or when threads run (a fork
+    copies no thread: a lock one of them holds would never be released in the child)."""
+    import threading
+
+    if not hasattr(os, "fork") or "falkit.steps.base" in sys.modules or threading.active_count() > 1:
+        return _options_now(options)
+    import pickle
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer through the pipe, then exit without any cleanup of the parent's
+        try:
+            os.close(read)
+            try:
+                answer: tuple = ("ok", _options_now(options))
+            except ParameterError as exc:
+                answer = ("parameter", str(exc))
+            except BaseException as exc:  # noqa: BLE001 - reported by the parent
+                answer = ("error", f"{type(exc).__name__}: {exc}")
+            with os.fdopen(write, "wb") as fh:
+                fh.write(pickle.dumps(answer))
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as fh:
+        data = fh.read()
+    os.waitpid(pid, 0)
+    kind, value = pickle.loads(data) if data else ("error", "the option check ended without an answer")
+    if kind == "ok":
+        return value
+    if kind == "parameter":
+        raise ParameterError(value)
+    raise FalkitError(f"checking the notebook options failed: {value}")
 
 
 @contextlib.contextmanager
@@ -353,14 +405,50 @@ def _write_run(run: dict, run_dir: Path) -> None:
         os.replace(tmp, run_dir / name)
 
 
-def _scrub(cfg: RunConfig, run_dir: Path) -> int:
-    from .scrub import collect_secrets, scrub_tree
-    from .target import private_dir_for, twin_connection
+class _Scrubber:
+    """Secrets out of the run archive after every notebook (:mod:`falkit.scrub`), incrementally
+    (issue 17: rescanning every file after every notebook cost ~12 s of a quiet-machine run, the
+    HTML reports with plotly.js being MBs each). A file is scrubbed with every secret known now
+    when it is new or changed since its last scrub (inode, mtime, size); an unchanged file only
+    with the secrets that became known since (30-talos, for instance, creates the cluster's) —
+    so every archived file has been scrubbed with every secret known at each scrub, as before."""
 
-    spec = cfg.spec
-    conn = twin_connection() if cfg.target == "twin" else None
-    secrets = collect_secrets(spec=spec, private_dir=private_dir_for(spec.lab, cfg.target), connection=conn)
-    return len(scrub_tree(run_dir, secrets))
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        self.spec = cfg.spec  # loaded once, by prepare
+        self.done: dict[Path, tuple[tuple[int, int, int], frozenset[str]]] = {}
+
+    def __call__(self, run_dir: Path) -> int:
+        from .scrub import MIN_SECRET_LEN, TEXT_SUFFIXES, collect_secrets, scrub_text
+        from .target import private_dir_for, twin_connection
+
+        conn = twin_connection() if self.cfg.target == "twin" else None
+        secrets = frozenset(s for s in collect_secrets(spec=self.spec, private_dir=private_dir_for(self.spec.lab, self.cfg.target),
+                                                       connection=conn) if s and len(s) >= MIN_SECRET_LEN)
+        changed = 0
+        for path in sorted(run_dir.rglob("*")):
+            if path.suffix.lower() not in TEXT_SUFFIXES or not path.is_file():
+                continue
+            key = self._key(path)
+            stamp, known = self.done.get(path, (None, frozenset()))
+            todo = secrets if stamp != key else secrets - known
+            if stamp == key and not todo:
+                continue
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (UnicodeDecodeError, OSError):
+                continue
+            new = scrub_text(text, todo)
+            if new != text:
+                path.write_text(new, encoding="utf-8")
+                changed += 1
+            self.done[path] = (self._key(path), secrets | (known if stamp == key else frozenset()))
+        return changed
+
+    @staticmethod
+    def _key(path: Path) -> tuple[int, int, int]:
+        st = path.stat()
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _now() -> str:
@@ -381,6 +469,7 @@ def execute(cfg: RunConfig, run_dir: Path, run: dict) -> int:
     total = len(cfg.notebooks)
     kernels = _Kernels(nb_dir, len(cfg.notebooks))
     exports = _Exports()
+    _scrub = _Scrubber(cfg)
     with env_override(FALKIT_RUN_DIR=str(run_dir), PYTHONPATH=pythonpath), kernels, exports:
         for i, nb in enumerate(cfg.notebooks, start=1):
             name = nb.stem
@@ -423,7 +512,7 @@ def execute(cfg: RunConfig, run_dir: Path, run: dict) -> int:
                 resume = f"falkit run --resume {run_dir}"
                 run.update(status="failed", failed={"notebook": name, **error}, resume=resume, finished=_now())
                 _write_run(run, run_dir)
-                _scrub(cfg, run_dir)  # after run.json/index.html: they quote the error
+                _scrub(run_dir)  # after run.json/index.html: they quote the error
                 cell = f"cell {error['cell']} (In [{error['exec_count']}]: {error['source']})" if error["cell"] is not None else "before any cell ran"
                 done = _applied_so_far(entry, result, run_dir)
                 print(f"falkit: {name} failed at {cell}\n  {error['ename']}: {_brief(str(error['evalue']))}{done}\n"
@@ -432,13 +521,13 @@ def execute(cfg: RunConfig, run_dir: Path, run: dict) -> int:
             print(f"    ok in {entry['duration_s']:.1f} s: {entry['planned']} planned, {entry['applied']} applied, "
                   f"{entry['mutating_calls']} mutating call(s), checks {entry['checks']['ok']} ok/"
                   f"{entry['checks']['failed']} failed", flush=True)
-            _scrub(cfg, run_dir)
+            _scrub(run_dir)
         exports.wait()
     run.update(status="ok", remaining=[], finished=_now())
     run.pop("failed", None)
     run.pop("resume", None)
     _write_run(run, run_dir)
-    _scrub(cfg, run_dir)
+    _scrub(run_dir)
     return 0
 
 

@@ -17,8 +17,10 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd  # annotations; imported where used (issue 17: ~30 MiB in every kernel and the CLI)
 
 __all__ = [
     "DEFAULT_FIO_IMAGE",
@@ -309,6 +311,8 @@ def parse_fio_json(text: str) -> pd.DataFrame:
     ``modelled`` when the document carries ``"falkit_modelled": true`` (written by
     ``falkit.bench.model.fio_json_from_model``), otherwise ``measured``.
     """
+    import pandas as pd
+
     doc = _load_fio_document(text)
     if doc.get("jobs") is None or not isinstance(doc["jobs"], list):
         raise FioError("fio JSON without a 'jobs' list")

@@ -29,8 +29,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd  # annotations; imported where used (issue 17: ~30 MiB in every kernel and the CLI)
 
 from falkit.bench.fio import (
     FioError,

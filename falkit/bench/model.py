@@ -81,8 +81,10 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd  # annotations; imported where used (issue 17: ~30 MiB in every kernel and the CLI)
 
 from falkit.bench.fio import MIB, FioJob, Profile, profile_settings, resolve_jobs
 
@@ -304,6 +306,8 @@ def predict(target: str, job: FioJob | str, env: ModelEnv | None = None) -> Resu
 
 def predict_all(targets: Iterable[str] = TARGETS, jobs=None, env: ModelEnv | None = None) -> pd.DataFrame:
     """``predict`` over targets x jobs as a table (one row per pair)."""
+    import pandas as pd
+
     rows = [predict(t, j, env).__dict__ for t in targets for j in resolve_jobs(jobs)]
     return pd.DataFrame(rows)
 
@@ -376,6 +380,8 @@ def compare_with_claims(claims: Mapping[str, float], ceilings: Mapping, results:
     A bandwidth/IOPS claim above the ceiling, or a latency claim below the floor, is *impossible*
     on this hardware whatever the software. Results are converted from fio's MiB/s to MB/s.
     """
+    import pandas as pd
+
     basis = ceilings.get("basis", {}) if isinstance(ceilings, Mapping) else {}
     rows = []
     for metric, claim in claims.items():

@@ -32,21 +32,23 @@ notebooks show is :mod:`falkit.widgets`, :mod:`falkit.dashboard` and :mod:`falki
 
 from __future__ import annotations
 
-from .archive import NotebookResult, StepRecord, new_run_dir, outputs_root, record_session
-from .converge import POLL_S, REQUIRED_OPTIONS, Refusal, converge, plan_key, refuse, waiting_for_text
-from .facade import Lab, open
-from .gate import DeferredStep, StepRun
-from .options import (
-    BASE_OPTIONS,
-    TARGETS,
-    known_options,
-    missing_params_message,
-    resolve_params,
-    step_option_decls,
-    step_options,
-    validate_options,
-    validate_parameters,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: name -> the part it lives in. Loaded on first use (PEP 562), so that ``falkit run``'s own process
+#: can read a run's archive (``falkit.runbook.archive``) without importing the facade, every step,
+#: the kubernetes client and pandas, which only the notebook kernels need (issue 17, memory).
+_PARTS = {
+    "NotebookResult": "archive", "StepRecord": "archive", "new_run_dir": "archive", "outputs_root": "archive",
+    "record_session": "archive",
+    "POLL_S": "converge", "REQUIRED_OPTIONS": "converge", "Refusal": "converge", "converge": "converge",
+    "plan_key": "converge", "refuse": "converge", "waiting_for_text": "converge",
+    "Lab": "facade", "open": "facade",
+    "DeferredStep": "gate", "StepRun": "gate",
+    "BASE_OPTIONS": "options", "TARGETS": "options", "known_options": "options", "missing_params_message": "options",
+    "resolve_params": "options", "step_option_decls": "options", "step_options": "options",
+    "validate_options": "options", "validate_parameters": "options",
+}
 
 __all__ = [
     "BASE_OPTIONS", "POLL_S", "REQUIRED_OPTIONS", "TARGETS", "DeferredStep", "Lab", "NotebookResult", "Refusal",
@@ -54,3 +56,34 @@ __all__ = [
     "outputs_root", "plan_key", "record_session", "refuse", "resolve_params", "step_option_decls", "step_options",
     "validate_options", "validate_parameters", "waiting_for_text",
 ]
+assert sorted(__all__) == sorted(_PARTS)
+
+if TYPE_CHECKING:
+    from .archive import NotebookResult, StepRecord, new_run_dir, outputs_root, record_session
+    from .converge import POLL_S, REQUIRED_OPTIONS, Refusal, converge, plan_key, refuse, waiting_for_text
+    from .facade import Lab, open
+    from .gate import DeferredStep, StepRun
+    from .options import (
+        BASE_OPTIONS,
+        TARGETS,
+        known_options,
+        missing_params_message,
+        resolve_params,
+        step_option_decls,
+        step_options,
+        validate_options,
+        validate_parameters,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    part = _PARTS.get(name)
+    if part is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{part}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PARTS))

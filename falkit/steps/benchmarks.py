@@ -37,9 +37,10 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd  # annotations; imported where used (issue 17: ~30 MiB in every kernel and the CLI)
 
 from ..bench.fio import k8s_job_manifest, parse_fio_json, profile_settings
 from ..bench.model import compare_with_claims
@@ -225,6 +226,8 @@ def load_results(rdir: str | Path) -> pd.DataFrame:
 
 def load_result_files(paths: list[Path]) -> pd.DataFrame:
     """The given result files as one DataFrame; column ``run``: the archived run each came from."""
+    import pandas as pd
+
     frames = []
     for p in paths:
         doc = json.loads(Path(p).read_text())
@@ -258,6 +261,8 @@ def comparison(spec: LabSpec, results: pd.DataFrame, target: str = "mayastor") -
     are those of a volume on this lab's data disk with the target's replica count: Mayastor's
     (``spec.mayastor.replicas``) or Longhorn's in the before-state (one per old worker,
     :func:`~falkit.bench.spec_env.longhorn_replicas`; The Fal's single worker: 1)."""
+    import pandas as pd
+
     rows = results[results["target"] == target] if len(results) else None
     c = claims(spec, target)
     if not c:
