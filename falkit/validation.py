@@ -43,12 +43,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .checks import Check
 from .ciliumvalues import lb_pools, pool_addresses
 from .design import design_of
+from .kube import pod_state
 from .mayastorvalues import ENGINE_LABEL, PROVISIONER, pool_name, storage_class, storage_class_drift
 from .spec import LabSpec
-from .steps.base import Check
-from .steps.mayastor import pod_state
 
 HUGEPAGES_NEEDED = 2 * 1024**3  # io-engine's request: hugepages-2Mi: 2Gi
 MAX_RESTARTS = 3  # more restarts than this and a Running pod counts as unhealthy (crash-looping)

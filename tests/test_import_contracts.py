@@ -14,6 +14,13 @@
   ``falkit.kube.*`` that imports the ``kubernetes`` client — at module level or inside a function,
   in a step or in the twin — while ``falkit.kube``'s own imports of it pass.
 
+- falkit-layers (issue 18): every top-level module of falkit sits in one layer (cli above the
+  runner, the runbook, the steps, their services, the clients, the plan vocabulary, Git, the
+  renderers, the lab model, the base); it catches an import up the layers (the design reaching
+  into the steps) and a new module placed in no layer; falkit-acyclic catches an import cycle
+  between the children of any falkit package, even one hidden inside a function (the
+  steps <-> validation cycle the old code had).
+
 The catching tests run lint-imports on a copy of falkit/ with one module added or changed.
 """
 
@@ -64,7 +71,8 @@ def _forbidden() -> set[str]:
 def test_every_contract_holds():
     contracts = [s for s in _config().sections() if s.startswith("importlinter:contract:")]
     assert {c.rsplit(":", 1)[1] for c in contracts} >= {"twin-independent", "proxmoxer-gateway", "kube-gateway",
-                                                         "twin-layers", "twin-acyclic"}
+                                                         "twin-layers", "twin-acyclic", "falkit-layers",
+                                                         "falkit-acyclic"}
     r = _lint(ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"Contracts: {len(contracts)} kept, 0 broken." in r.stdout
@@ -132,3 +140,20 @@ def test_the_gateway_contract_catches_a_module_outside_falkit_kube_that_imports_
     module = "falkit." + where.removesuffix(".py").replace("/", ".")
     assert "only falkit.kube imports the kubernetes client BROKEN" in r.stdout
     assert f"{module} -> kubernetes" in r.stdout
+
+
+@pytest.mark.parametrize(("module", "code", "broken"), [
+    ("design.py", "\n\ndef _steps():\n    from falkit.steps import registry\n\n    return registry\n",
+     ["falkit in layers"]),
+    ("checks.py", "\n\ndef _validation():\n    from falkit import validation\n\n    return validation\n",
+     ["falkit in layers", "no import cycle among the children of any falkit package"]),
+    ("unplaced.py", "from falkit import spec\n", ["falkit in layers"]),
+])
+def test_the_falkit_contracts_catch_an_import_up_the_layers_a_cycle_or_an_unplaced_module(tmp_path, module, code, broken):
+    copy = _copy(tmp_path)
+    path = copy / module
+    path.write_text((path.read_text() if path.exists() else '"""A new module."""\n') + code)
+    r = _lint(tmp_path, pythonpath=tmp_path)
+    assert r.returncode == 1, r.stdout
+    for name in broken:
+        assert name in r.stdout.split("Broken contracts", 1)[1], r.stdout

@@ -405,28 +405,17 @@ def k8s_job_manifest(
 
 
 def validate_job_manifest(manifest: dict, kubernetes_version: str | None = None) -> str:
-    """Validate against the Kubernetes JSON schema (``kubernetes-validate``, strict: unknown keys
-    fail); falls back to deserialising into the ``kubernetes`` client's V1Job model. Returns the
-    schema version used; raises ``ValueError`` when the manifest is not a valid Job."""
+    """Validate against the Kubernetes JSON schema (``kubernetes-validate``, a declared dependency;
+    strict: unknown keys fail). Returns the schema version used; raises ``ValueError`` when the
+    manifest is not a valid Job. (The untested fallback to the kubernetes client's models is gone:
+    falkit.bench is a model below the clients, and the dependency is always installed.)"""
     if manifest.get("apiVersion") != "batch/v1" or manifest.get("kind") != "Job":
         raise ValueError("not a batch/v1 Job")
-    try:
-        import kubernetes_validate
-    except ImportError:  # pragma: no cover - kubernetes-validate is a declared dependency
-        return _validate_with_client(manifest)
+    import kubernetes_validate
+
     version = kubernetes_version or kubernetes_validate.latest_version()
     try:
         return kubernetes_validate.validate(manifest, version, strict=True)
     except kubernetes_validate.ValidationError as e:
         path = "/".join(str(p) for p in e.absolute_path)
         raise ValueError(f"invalid Job at {path or '<root>'}: {e.message}") from e
-
-
-def _validate_with_client(manifest: dict) -> str:  # pragma: no cover - fallback
-    from ..kube import validate_model
-
-    try:
-        validate_model(manifest, "V1Job")
-    except ValueError as e:
-        raise ValueError(f"invalid Job: {e}") from e
-    return "kubernetes-client-models"

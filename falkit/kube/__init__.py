@@ -9,12 +9,13 @@
   :func:`kraw_get`, and :class:`KubeChanger` (how a step changes an object);
 - :mod:`falkit.kube.waits` — :func:`wait_for`, :func:`wait_until` and :class:`WaitReporter` (a
   wait says what it waits for), used by Proxmox and Argo CD waits too;
-- :mod:`falkit.kube.jobs` — the copy/checksum/write Job manifests and :func:`run_job`.
+- :mod:`falkit.kube.jobs` — the copy/checksum/write Job manifests and :func:`run_job`;
+- :mod:`falkit.kube.pods` — :func:`pod_state`, a Pod read as ``kubectl get pods`` shows it.
 """
 
 from __future__ import annotations
 
-from .client import ApiError, JournaledApiClient, dynamic_client, journaled_api_client, validate_model
+from .client import ApiError, JournaledApiClient, dynamic_client, journaled_api_client
 from .crud import FIELD_MANAGER, KubeChanger, kapply, kcreate, kdelete, kget, klist, kpatch, kraw_get, served
 from .jobs import (
     BYTES_ANNOTATION,
@@ -33,6 +34,7 @@ from .jobs import (
     run_job,
     write_job,
 )
+from .pods import pod_state
 from .waits import REPORT_EVERY_S, WaitReporter, WaitTimeoutError, report_every, wait_for, wait_until
 
 __all__ = [
@@ -40,6 +42,6 @@ __all__ = [
     "SOURCE_ANNOTATION", "TARGET_ANNOTATION", "ApiError", "ChecksumParseError", "JobFailedError",
     "JournaledApiClient", "KubeChanger", "WaitReporter", "WaitTimeoutError", "checksum_job", "copy_job",
     "dynamic_client", "job_name", "job_pod_log", "journaled_api_client", "kapply", "kcreate", "kdelete",
-    "kget", "klist", "kpatch", "kraw_get", "parse_checksum", "report_every", "run_job", "served",
-    "validate_model", "wait_for", "wait_until", "write_job",
+    "kget", "klist", "kpatch", "kraw_get", "parse_checksum", "pod_state", "report_every", "run_job", "served",
+    "wait_for", "wait_until", "write_job",
 ]

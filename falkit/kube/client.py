@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 from urllib.parse import urlsplit
@@ -71,11 +70,3 @@ def dynamic_client(api_client: Any) -> DynamicClient:
         dyn = DynamicClient(api_client)
         api_client._falkit_dynamic = dyn
     return dyn
-
-
-def validate_model(manifest: dict, model: str) -> None:
-    """Deserialise ``manifest`` into the client's model class ``model`` (e.g. ``"V1Job"``): the
-    client's own check of a manifest (its models refuse a missing required field). Raises
-    ``ValueError`` as the client does. (``ApiClient.deserialize(text, type, content_type)`` is the
-    kubernetes 37 signature; the ``deserialize(response, type)`` form of older clients is gone.)"""
-    client.ApiClient().deserialize(json.dumps(manifest), model, "application/json")

@@ -17,27 +17,13 @@ records everything for the run archive.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from ..checks import Check
 from ..diff import Plan
 from ..spec import LabSpec
-
-
-@dataclass(frozen=True)
-class Check:
-    """One verification: what was expected, what was observed, and how to fix it."""
-
-    check: str  # e.g. "node ready"
-    subject: str  # e.g. "talos-worker-02"
-    expected: str
-    observed: str
-    ok: bool
-    fix: str = ""
-
-    def row(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

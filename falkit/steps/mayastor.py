@@ -49,6 +49,7 @@ from ..kube import (
     kpatch,
     kraw_get,
     parse_checksum,
+    pod_state,
     run_job,
     write_job,
 )
@@ -300,24 +301,6 @@ def _argocd_facts(target: Any, spec: LabSpec, api: Any) -> dict[str, Any]:
     change = plan_file(checkout, f"{spec.gitops.platform_path}/mayastor-app.yaml", [mayastor_application(spec)],
                        reason="the seed: Mayastor is deployed by Argo CD (falkit does not install it with Helm)")
     return {"via_argocd": True, "gitops_change": change}
-
-
-def pod_state(pod: dict) -> str:
-    """``Running`` for a pod whose containers run; else what the operator must read: the waiting
-    reason of a container (``CrashLoopBackOff``; a crash-looping pod's *phase* stays ``Running``),
-    its restarts and the last termination's message (Kubernetes ContainerStatus: state.waiting,
-    lastState.terminated), or the pod phase."""
-    st = pod.get("status") or {}
-    phase = st.get("phase", "Pending")
-    for cs in st.get("containerStatuses") or []:
-        waiting = (cs.get("state") or {}).get("waiting")
-        if waiting and waiting.get("reason"):
-            last = ((cs.get("lastState") or {}).get("terminated") or {}).get("message") or ""
-            last = last.strip().splitlines()[-1][:160] if last.strip() else ""
-            restarts = cs.get("restartCount", 0)
-            return (f"{waiting['reason']}" + (f" after {restarts} restart(s)" if restarts else "")
-                    + (f": {last}" if last else ""))
-    return phase
 
 
 def io_engine_pods(api: Any, ns: str) -> dict[str, str]:
