@@ -43,8 +43,11 @@ _PATTERNS = [
 ]
 
 # falkit's own bookkeeping in the private dir: the run lock, the twin instance marker, the index of
-# benchmark result files (one path a line) and the results themselves (fio output).
-NOT_SECRET = {"run.lock", "twin-started", "bench-results.txt"}
+# benchmark result files (one path a line) and the results themselves (fio output), and the rollback's
+# before-state (falkit.steps.rollback.state.BEFORE_FILE: the lab's compared fields — Git paths such as
+# kubernetes/platform/traefik, the MetalLB pool, file checksums — that the archive shows on purpose; read
+# as a secret store, its token-like values redacted every Git path and pool range in the plans).
+NOT_SECRET = {"run.lock", "twin-started", "bench-results.txt", "before-state.json"}
 _SECRET_FILE = re.compile(r"token|password|secret|key|kubeconfig|talosconfig|\.pem$|\.crt$", re.I)
 _SECRET_KEY = re.compile(r"token|password|secret|key|crt|cert|data$|ca$|id$", re.I)
 

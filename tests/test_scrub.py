@@ -6,7 +6,8 @@ tokens and secret-named fields; scrubbed JSON stays valid; plotly.js is left int
 in every HTML export); collect_secrets finds the values of a private dir (Talos secrets,
 talosconfig, kubeconfig) and of the spec's references; and end to end: a notebook run by
 ``falkit run`` prints the planted Proxmox token (from the env var the spec references), the twin's
-real token and kubeconfig credentials, and none of them is in any archived file afterwards.
+real token and kubeconfig credentials, and none of them is in any archived file afterwards; the
+recorded before-state's values (Git paths, the MetalLB pool) are not secrets and stay in the archive.
 """
 
 from __future__ import annotations
@@ -132,7 +133,58 @@ def test_planted_secret_absent_from_every_archived_file(state_env, tmp_path, mon
 def test_paths_are_not_secrets_but_a_slash_led_token_is():
     from falkit.scrub import NOT_SECRET, secrets_in_text
     from falkit.steps.benchmarks import RESULTS_INDEX
+    from falkit.steps.rollback.state import BEFORE_FILE
 
     assert RESULTS_INDEX in NOT_SECRET  # falkit's index of benchmark files is bookkeeping
+    assert BEFORE_FILE in NOT_SECRET  # the rollback's record of the lab's fields, shown in the archive
     assert secrets_in_text("/tmp/pytest-of-root/outputs/bench/fio-twin.json\n") == set()
     assert secrets_in_text("/9j4AAQSkZJRgABAQEASABIAAD+zz==") == {"/9j4AAQSkZJRgABAQEASABIAAD+zz=="}
+
+
+PATH_NB = '''# %% tags=["parameters"]
+params = "../parameters/fal.yaml"
+target = "twin"
+apply = False
+options = {}
+
+# %%
+import json, os
+from falkit import runbook
+from falkit.steps.rollback.state import record_before_state
+
+lab = runbook.open(params, target=target, apply=apply, notebook="20-tpath", **options)
+
+# %%
+before = record_before_state(lab.target, lab.spec)  # what 10-network's before-state step records
+print(json.dumps({"planted": os.environ["FALKIT_PVE_TOKEN"], "fields": before.fields}))
+'''
+
+
+def test_before_state_values_are_not_secrets_in_the_archive(state_env, tmp_path, monkeypatch):
+    """The before-state (before-state.json in the private dir: Git paths, the MetalLB pool, file
+    checksums) is falkit's record of the lab, not a secret store: its values stay in the archive
+    (a Git path such as kubernetes/platform/traefik/service.yaml was ***REDACTED*** in 40-cilium's
+    plan rows), while the planted token is still scrubbed."""
+    base, conn = state_env
+    monkeypatch.setenv("FALKIT_PVE_TOKEN", SECRET)
+    nbs = make_notebooks(tmp_path / "notebooks", {"20-tpath": PATH_NB})
+    (nbs / "10-tdesc.ipynb").unlink()
+    monkeypatch.setenv("FALKIT_NOTEBOOKS_DIR", str(nbs))
+    private = base / "twin" / "private" / load_spec(FAL).lab
+    saved = (private / "before-state.json").read_text() if (private / "before-state.json").is_file() else None
+    outputs = tmp_path / "outputs"
+    try:
+        assert main(["run", "--params", str(FAL), "--outputs", str(outputs)]) == 0
+        fields = json.loads((private / "before-state.json").read_text())["fields"]
+    finally:  # leave the session twin's private dir as it was
+        if saved is None:
+            (private / "before-state.json").unlink(missing_ok=True)
+        else:
+            (private / "before-state.json").write_text(saved)
+    run_dir = next(outputs.iterdir())
+    archived = (run_dir / "20-tpath.ipynb").read_text() + (run_dir / "20-tpath.html").read_text()
+    paths = {v for k, v in fields.items() if k.endswith("|path") and "/" in v}
+    assert "kubernetes/platform/traefik" in paths  # the twin's Argo CD Application of traefik
+    for value in paths | {v for k, v in fields.items() if k.startswith("metallb|")}:
+        assert value in archived, value
+    assert find_secrets(run_dir, [SECRET]) == [] and "planted" in archived
