@@ -7,6 +7,7 @@ stack); the runner's HTML export embeds plotly.js once per file so the archive r
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .design import LabDesign
@@ -55,7 +56,7 @@ def host_budget_chart(spec: LabSpec, design: LabDesign, node: str | None = None)
 
     One subplot per resource (RAM, vCPU, each storage), since their units differ.
     """
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # plotly loaded only when a chart is drawn (heavy, display only)
     from plotly.subplots import make_subplots
 
     node = node or spec.host.node
@@ -105,8 +106,6 @@ def embed_plotly_outputs(nb: Any) -> int:
     with this ``text/html`` next to it the figure renders once plotly.js is on the page (see
     :func:`plotly_script`). Returns how many figures were found.
     """
-    import json
-
     n = 0
     for cell in nb.get("cells", []):
         for out in cell.get("outputs", []) or []:
@@ -129,7 +128,7 @@ def embed_plotly_outputs(nb: Any) -> int:
 def plotly_script() -> str:
     """plotly.js from the installed plotly package, inline, registered as ``window.Plotly`` even when
     require.js is on the page (plotly.js registers itself as an AMD module when ``define`` exists)."""
-    from plotly.offline import get_plotlyjs
+    from plotly.offline import get_plotlyjs  # plotly loaded only for display (heavy)
 
     return ("<script type='text/javascript'>window.__falkitDefine = window.define; window.define = undefined;</script>\n"
             f"<script type='text/javascript'>{get_plotlyjs()}</script>\n"

@@ -34,7 +34,10 @@ from html import escape
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
+
 from .payloads import decode, encode
+from .scrub import scrub_text
 
 Op = Literal["create", "update", "delete", "action"]
 #: ``terraform plan``'s marks: + create, ~ update in place, - destroy; ``>`` an action (reboot, bootstrap)
@@ -82,8 +85,6 @@ class Change:
         carries no configuration; see the module docstring)."""
         edit = getattr(self.data, "edit", None)  # a Git edit (falkit.gitops.GitEdit): its own unified diff
         if edit is not None and isinstance(getattr(edit, "diff", None), str) and edit.diff:
-            from .scrub import scrub_text
-
             return scrub_text(edit.diff.rstrip("\n"), ())
         data = self.data if isinstance(self.data, dict) else {}
         label = f"{self.kind} {self.name}" + (f" {self.field}" if self.field else "")
@@ -187,8 +188,6 @@ class Plan:
             "notes": list(self.notes),
         }
         if redact:  # then scrub's patterns (PEM blocks, bearer tokens, ...) over every string, as over a plan's diff
-            from .scrub import scrub_text
-
             out = json.loads(scrub_text(json.dumps(out, default=str), ()))  # an odd old/new value as text
         return out
 
@@ -302,8 +301,6 @@ def _redact(value: Any, other: Any = None, secret: bool = False, mark: bool = Fa
 
 
 def _yaml_text(docs: Any, other: Any, documents: bool = False, mark: bool = False) -> list[str]:
-    import yaml
-
     if docs is None:
         return []
     if documents:
@@ -319,8 +316,6 @@ def yaml_diff(before: Any, after: Any, label: str = "config", documents: bool = 
     """A unified diff (3 lines of context) of ``before`` -> ``after`` dumped as YAML (``documents``:
     each a list of YAML documents, dumped ``---``-separated), secrets redacted; "" when they are
     equal. ``None`` on one side is an absent config (everything added or removed)."""
-    from .scrub import scrub_text
-
     a, b = _yaml_text(before, after, documents), _yaml_text(after, before, documents, mark=True)
     if a == b:
         return ""

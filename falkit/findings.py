@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from .bench.spec_env import ceilings_for_spec
 from .design import LabDesign, design_of
 from .spec import LabSpec
 from .yamlsrc import FieldPath, format_path
@@ -443,8 +444,6 @@ def failure_domains(spec: LabSpec, design: LabDesign) -> Iterator[Finding]:
 
 @check
 def performance(spec: LabSpec, design: LabDesign) -> Iterator[Finding]:
-    from .bench.spec_env import ceilings_for_spec
-
     c = ceilings_for_spec(spec)
     yield Finding("perf.ceiling", "info", "Mayastor volume ceiling",
                   f"highest sequential read {c['seq_read_mb_s']:.0f} MB/s, write {c['seq_write_mb_s']:.0f} MB/s, "

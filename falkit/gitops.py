@@ -29,6 +29,7 @@ source reads only ``*.yaml``, ``*.yml`` and ``*.json``).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import io
 import os
@@ -41,6 +42,7 @@ from typing import Any
 
 import yaml
 
+from . import mayastorvalues as mv
 from .errors import FalkitError
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")  # what Argo CD's directory source reads
@@ -199,7 +201,7 @@ def _merge(target: Any, patch: dict) -> None:
 def edit_document(text: str, index: int, patch: dict) -> str:
     """``text`` with merge ``patch`` applied to its ``index``-th non-empty document (ruamel.yaml
     round-trip of that document only: comments, order and quoting elsewhere are kept)."""
-    from ruamel.yaml import YAML
+    from ruamel.yaml import YAML  # loaded only when a document is edited round-trip (start-up time)
 
     chunks = split_documents(text)
     docs = _doc_chunks(text)
@@ -497,8 +499,6 @@ class Checkout:
            (``git push REMOTE SHA:refs/heads/TRACKED``; git refuses anything but a fast-forward);
         4. otherwise :class:`GitOpsGateError` naming the branch, the commit and the exact commands.
         """
-        import dataclasses
-
         if self.push and not commit.pushed:
             git(self.root, "push", "-q", self.remote, f"{self.branch}:{self.branch}")
             commit = dataclasses.replace(commit, pushed=True)
@@ -569,7 +569,5 @@ def platform_application(gitops: Any, name: str = "platform") -> dict:
 def mayastor_application(spec: Any) -> dict:
     """The Mayastor Application ("Mayastor will be deployed by ArgoCD"): the ``mayastor`` chart at
     the spec's version with the values falkit computes (:mod:`falkit.mayastorvalues`)."""
-    from . import mayastorvalues as mv
-
     return application("mayastor", mv.CHART_REPO, chart=mv.CHART, revision=spec.versions.mayastor,
                        namespace=spec.mayastor.namespace, values=mv.helm_values(spec))

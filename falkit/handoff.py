@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .design import LabDesign, design_of
+from .kube import kget
 from .spec import LabSpec
 
 DHCP_COLUMNS = ("hostname", "mac", "ip", "network", "bridge", "kind", "vmid")
@@ -113,8 +114,6 @@ def tunnel_rows(spec: LabSpec, design: LabDesign | None = None,
 
 def observe_service_ips(api: Any, spec: LabSpec) -> dict[tuple[str, str], str | None]:
     """(namespace, name) -> the Service's LoadBalancer IP (None when it has none or is missing)."""
-    from .kube import kget
-
     out: dict[tuple[str, str], str | None] = {}
     for s in spec.services:
         svc = kget(api, "v1", "Service", s.name, s.namespace)

@@ -32,7 +32,8 @@ from typing import Any
 
 from .diff import Change
 from .errors import FalkitError
-from .gitops import Checkout, Commit, GitEdit, ObjectRef, get_field, patch_fields
+from .gitops import Checkout, Commit, GitEdit, ObjectRef, get_field, load_documents, patch_fields
+from .kube import WaitReporter, kget
 from .payloads import DirectChange, GitChange, GitRepo
 
 TRACKING_ANNOTATION = "argocd.argoproj.io/tracking-id"
@@ -162,8 +163,6 @@ def _child(data: GitChange) -> str | None:
 
 
 def _app_name(text: str) -> str | None:
-    from .gitops import load_documents
-
     return next((d["metadata"]["name"] for d in load_documents(text) if d.get("kind") == "Application"), None)
 
 
@@ -189,8 +188,6 @@ def git_diff(changes: Iterable[Change]) -> str:
 
 
 def _get(api: Any, api_version: str, kind: str, name: str, namespace: str | None) -> dict | None:
-    from .kube import kget
-
     return kget(api, api_version, kind, name, namespace or None)
 
 
@@ -216,8 +213,6 @@ def wait_for_sync(api: Any, change: GitChange, commit: Commit | None, *, timeout
     the expected revision while the live object still lacks the change: Argo CD then considers the
     object in sync with Git and will not change it, so waiting cannot help (seen when the GitOps
     repository is ahead of the lab: a twin started with an earlier rehearsal's repository)."""
-    from .kube import WaitReporter
-
     start = time.monotonic()
     last = ""
     stuck_since: float | None = None

@@ -53,6 +53,7 @@ from typing import Any
 from .design import LabDesign, design_of
 from .errors import FalkitError
 from .gitops import GitEdit
+from .scrub import scrub_text, secrets_in_text
 from .spec import LabSpec
 
 TERRAFORM_DIR = "infrastructure/terraform"
@@ -69,7 +70,7 @@ class TerraformError(FalkitError, RuntimeError):
 
 
 def _hcl():
-    import hcl2  # python-hcl2 (MIT), pinned in pyproject
+    import hcl2  # python-hcl2 (MIT), pinned in pyproject; loaded (with lark) only when a .tf file is parsed
 
     return hcl2
 
@@ -87,7 +88,7 @@ def loads(text: str) -> dict:
 
 
 def _label(node: Any) -> str:
-    from lark import Token
+    from lark import Token  # lark comes with hcl2, loaded only when a .tf file is parsed
 
     parts = []
     for t in node.scan_values(lambda v: isinstance(v, Token)):
@@ -108,7 +109,7 @@ class Item:
 
 
 def _items(body: Any) -> list[Item]:
-    from lark import Tree
+    from lark import Tree  # lark comes with hcl2, loaded only when a .tf file is parsed
 
     out = []
     for c in body.children:
@@ -123,7 +124,7 @@ def _items(body: Any) -> list[Item]:
 
 
 def _body_of(tree: Any, path: tuple[tuple[str, ...], ...]) -> Any:
-    from lark import Tree
+    from lark import Tree  # lark comes with hcl2, loaded only when a .tf file is parsed
 
     body = tree.children[0]
     for key in path:
@@ -586,8 +587,6 @@ def run_plan(root: Path, binary: str, timeout: float = PLAN_TIMEOUT_S) -> PlanRe
     changes, summary = parse_plan_output(proc.stdout)
     err = ""
     if proc.returncode not in (0, 2):
-        from .scrub import scrub_text, secrets_in_text
-
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
         err = scrub_text(tail, secrets_in_text(tail))
     return PlanResult(proc.returncode, changes, summary, err)

@@ -117,6 +117,8 @@ def wait_task(pve: Any, node: str, upid: str, timeout: float = 600.0, poll: floa
     what it waits for (the task's type and object, from the UPID) every
     :func:`falkit.kube.report_every` seconds.
     """
+    # falkit.kube loads the kubernetes client: the runner process imports falkit.proxmox and must not
+    # load it (tests/test_runner_speed.py), so WaitReporter is imported only when a task is awaited.
     from ..kube import WaitReporter
 
     deadline = time.monotonic() + timeout

@@ -26,6 +26,7 @@ GitOps repository registered, the platform Applications created and waited for (
 
 from __future__ import annotations
 
+import base64
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +37,7 @@ from ..errors import StepError
 from ..executors import Apply, execute, executes
 from ..gitops import Checkout, GitOpsError, platform_application
 from ..kube import WaitReporter, WaitTimeoutError, kget, klist, wait_for
-from ..ownership import APPLICATION, app_status
+from ..ownership import APPLICATION, _app_name, app_status
 from ..payloads import ArgoRepository, HelmRelease, KubeApply, SecretSource, WaitArgoCD
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
@@ -133,8 +134,6 @@ def plan_argocd(spec: LabSpec, facts: ArgoFacts, options: StepOptions) -> Plan:
 
 
 def _secret_url(sec: dict) -> str | None:
-    import base64
-
     data = sec.get("data") or {}
     if "url" in data:
         return base64.b64decode(data["url"]).decode()
@@ -278,8 +277,6 @@ def _retiring(target: Any, spec: LabSpec) -> set[str]:
     """Applications the migration disables (Longhorn's, from ``spec.gitops.longhorn_files``)."""
     if spec.gitops is None:
         return set()
-    from ..ownership import _app_name
-
     try:
         co = Checkout.for_target(target)
     except (GitOpsError, OSError):

@@ -37,6 +37,7 @@ from .. import mayastorvalues as mv
 from ..design import design_of
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
+from ..gitops import ARGOCD_NS, Checkout, mayastor_application
 from ..kube import (
     JobFailedError,
     WaitReporter,
@@ -53,6 +54,7 @@ from ..kube import (
     run_job,
     write_job,
 )
+from ..ownership import apply_git_changes, plan_file
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
 
@@ -292,9 +294,6 @@ def observe(target: Any, spec: LabSpec, options: StepOptions) -> MayastorFacts:
 def _argocd_facts(target: Any, spec: LabSpec, api: Any) -> dict[str, Any]:
     """Whether Argo CD's app-of-apps manages the platform, and if so the Git change that makes it
     deploy Mayastor (``mayastor-app.yaml`` with falkit's values)."""
-    from ..gitops import ARGOCD_NS, Checkout, mayastor_application
-    from ..ownership import plan_file
-
     if spec.gitops is None or kget(api, "argoproj.io/v1alpha1", "Application", "platform", ARGOCD_NS) is None:
         return {}
     checkout = Checkout.for_target(target)
@@ -419,9 +418,6 @@ class MayastorStep:
                     kpatch(api, "v1", "Namespace", c.name, {"metadata": {"labels": {c.field: c.new}}})
         git = [c for c in plan.changes if c.kind == "git-file"]
         if git:
-            from ..gitops import Checkout
-            from ..ownership import apply_git_changes
-
             progress.log(f"git: {', '.join(c.name for c in git)} (Argo CD deploys Mayastor)")
             apply_git_changes(git, Checkout.for_target(target), api, timeout=timeout)
         if any(c.kind == "helm-release" for c in plan.changes):

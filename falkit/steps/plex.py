@@ -45,6 +45,7 @@ from typing import Any
 
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
+from ..gitops import Checkout, GitEdit, ObjectRef, split_documents
 from ..kube import (
     checksum_job,
     copy_job,
@@ -58,6 +59,7 @@ from ..kube import (
     run_job,
     wait_until,
 )
+from ..ownership import GitChange, apply_git_changes, managed_by
 from ..proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
@@ -297,8 +299,6 @@ def plan_plex(spec: LabSpec, facts: PlexFacts, options: StepOptions) -> Plan:
 
 
 def _argo_app(w: dict, applications: tuple[str, ...]) -> str | None:
-    from ..ownership import managed_by
-
     return managed_by(w, set(applications) or None)
 
 
@@ -378,9 +378,6 @@ def _start(target: Any, vmid: int, timeout: float, step: str = STEP) -> None:
 def _remove_via_git(target: Any, api: Any, c: Change, timeout: float, progress: Progress) -> None:
     """Remove the workload's document from its manifest in the GitOps checkout, commit, deliver and
     wait until Argo CD has pruned it (falkit.ownership's sync wait, ``gone``)."""
-    from ..gitops import Checkout, GitEdit, ObjectRef, split_documents
-    from ..ownership import GitChange, apply_git_changes
-
     d = c.data
     ref = ObjectRef("apps/v1", d["kind"], d["namespace"], d["name"])
     checkout = Checkout.for_target(target)

@@ -29,6 +29,8 @@ import secrets
 import time
 from typing import Any
 
+import yaml
+
 from ..design import design_of
 from ..diff import Plan
 from ..kube import job_name, kcreate, kdelete, kget, klist, run_job, served, write_job
@@ -83,8 +85,6 @@ def parse_ping_log(node: str, log: str, modelled: bool) -> Ping:
 
 def _talos_docs(target: Any, ip: str) -> list[dict]:
     """The machine config the node at ``ip`` runs, as parsed documents (``talosctl get machineconfig``)."""
-    import yaml
-
     talos = target.talos
     fn = next((getattr(talos, n) for n in ("config", "get_config", "machine_config") if callable(getattr(talos, n, None))),
               None)

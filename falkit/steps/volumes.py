@@ -38,6 +38,7 @@ Idempotent: claims already migrated (the new claim carries ``falkit.io/migrated-
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ from typing import Any
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
 from ..executors import execute
-from ..gitops import DISABLED, Checkout, GitEdit
+from ..gitops import DISABLED, Checkout, GitEdit, ObjectRef
 from ..kube import (
     JobFailedError,
     checksum_job,
@@ -60,7 +61,7 @@ from ..kube import (
     run_job,
     wait_until,
 )
-from ..ownership import rename_change
+from ..ownership import apply_git_changes, managed_by, plan_object_change, rename_change
 from ..payloads import GitRepo
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
@@ -354,8 +355,6 @@ def _argocd_apps(api: Any, refs: list[tuple[str, str, str]]) -> list[str]:
     """The Argo CD Applications managing these workloads (``(namespace, kind, name)``; annotation
     tracking, issue 9), with the app-of-apps above them first: a parent's self-heal would restore a
     child's paused sync policy."""
-    from ..ownership import managed_by
-
     out: list[str] = []
     todo = sorted({a for ns, kind, name in refs if (a := managed_by(kget(api, "apps/v1", kind, name, ns)))})
     while todo:
@@ -372,14 +371,12 @@ def _argocd_apps(api: Any, refs: list[tuple[str, str, str]]) -> list[str]:
 def pause_sync(api: Any, app: str) -> None:
     """Turn off an Application's automated sync (and so self-heal) while falkit scales and
     repoints its workloads; the policy is kept in an annotation for :func:`resume_sync`."""
-    import json as _json
-
     obj = kget(api, "argoproj.io/v1alpha1", "Application", app, "argocd") or {}
     auto = ((obj.get("spec") or {}).get("syncPolicy") or {}).get("automated")
     if auto is None:
         return
     kpatch(api, "argoproj.io/v1alpha1", "Application", app,
-           {"metadata": {"annotations": {PAUSED_SYNC: _json.dumps(auto)}}, "spec": {"syncPolicy": {"automated": None}}}, "argocd")
+           {"metadata": {"annotations": {PAUSED_SYNC: json.dumps(auto)}}, "spec": {"syncPolicy": {"automated": None}}}, "argocd")
 
 
 def _idle(api: Any, app: str) -> bool:
@@ -389,14 +386,12 @@ def _idle(api: Any, app: str) -> bool:
 
 
 def resume_sync(api: Any, app: str) -> None:
-    import json as _json
-
     obj = kget(api, "argoproj.io/v1alpha1", "Application", app, "argocd") or {}
     saved = _ann(obj).get(PAUSED_SYNC)
     if saved is None:
         return
     kpatch(api, "argoproj.io/v1alpha1", "Application", app,
-           {"metadata": {"annotations": {PAUSED_SYNC: None}}, "spec": {"syncPolicy": {"automated": _json.loads(saved)}}}, "argocd")
+           {"metadata": {"annotations": {PAUSED_SYNC: None}}, "spec": {"syncPolicy": {"automated": json.loads(saved)}}}, "argocd")
 
 
 def migrate_one(api: Any, c: Change, timeout: float, progress: Progress, checkout: Any = None) -> str:
@@ -435,9 +430,6 @@ def with_argocd_paused(api: Any, what: str, refs: list[tuple[str, str, str]], ch
 
 def _commit_claims(api: Any, what: str, refs: list[tuple[str, str, str]], checkout: Any, progress: Progress) -> None:
     """The repointed volumes of Argo CD-managed workloads, committed in Git (so a sync keeps them)."""
-    from ..gitops import ObjectRef
-    from ..ownership import apply_git_changes, plan_object_change
-
     # one commit per workload: several live in one file, and each edit is planned from the file as
     # the previous commit left it (edits planned from the same text would undo each other)
     for ns, kind, name in refs:
@@ -500,8 +492,6 @@ def _migrate_one(api: Any, c: Change, timeout: float, progress: Progress) -> str
 
 def gitops_checkout(target: Any, spec: LabSpec, options: StepOptions) -> Any:
     """The GitOps checkout falkit edits on this target (None when there is none)."""
-    from ..gitops import Checkout
-
     path = checkout_path(spec, options, target)
     return Checkout.from_spec(spec.gitops, str(path)) if spec.gitops and path and path.is_dir() else None
 

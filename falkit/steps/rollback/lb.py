@@ -11,8 +11,9 @@ from ...design import design_of
 from ...diff import Change, Noop, Plan
 from ...errors import StepError
 from ...executors import execute
-from ...gitops import ObjectRef
+from ...gitops import Checkout, ManifestNotFoundError, ObjectRef
 from ...kube import WaitTimeoutError, klist
+from ...ownership import TRACKING_ANNOTATION, managed_by, matches, plan_object_change
 from ...payloads import HelmRelease, KubeAnnotate, KubeCreate, KubeDelete, WaitServiceIPs
 from ...spec import LabSpec
 from ...validation import lb_ip
@@ -64,9 +65,6 @@ def _metallb_patch(ann: dict, old_ip: str) -> dict[str, Any]:
 
 def _git_reversals(target: Any, spec: LabSpec, services: dict[str, dict]) -> dict[str, Any]:
     """For each Service Argo CD manages, the Git change that gives it back to MetalLB."""
-    from ...gitops import Checkout, ManifestNotFoundError, ObjectRef
-    from ...ownership import TRACKING_ANNOTATION, managed_by, matches, plan_object_change
-
     out: dict[str, Any] = {}
     apps = {_md(a)["name"] for a in klist(target.kube(), "argoproj.io/v1alpha1", "Application", "argocd")}
     for s in spec.services:

@@ -35,8 +35,10 @@ from typing import Any
 
 from ...diff import Change, Noop, Plan
 from ...errors import StepError
+from ...proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, list_vms, wait_task
 from ...spec import LabSpec
 from ..base import Progress, StepOptions
+from ..network import _host_octet_ip, current, observe_network
 from .state import VM_FIELDS, next_start_config, recorded_before
 
 NO_BEFORE = ("no before-state recorded (before-state.json in the private dir): nothing to compare with, nothing "
@@ -66,9 +68,6 @@ class PveFacts:
 
 
 def observe_pve(target: Any, spec: LabSpec) -> PveFacts:
-    from ...proxmox import call, list_vms
-    from ..network import observe_network
-
     before = recorded_before(target)
     vms = {vmid: {"status": v.status, "config": next_start_config(v)} for vmid, v in list_vms(target.pve, target.node).items()}
     cts = {}
@@ -149,8 +148,6 @@ def plan_vms_back(spec: LabSpec, f: PveFacts, options: StepOptions) -> Plan:
 
 
 def apply_vms_back(target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-    from ...proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
-
     qemu = target.pve.nodes(target.node).qemu
     done: set[int] = set()
     try:
@@ -200,8 +197,6 @@ def plan_containers_back(spec: LabSpec, f: PveFacts, options: StepOptions) -> Pl
 
 
 def apply_containers_back(target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-    from ...proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
-
     lxc = target.pve.nodes(target.node).lxc
     try:
         for c in plan.changes:
@@ -236,8 +231,6 @@ def _users(f: PveFacts, bridge: str) -> list[str]:
 
 
 def plan_network_back(spec: LabSpec, f: PveFacts, options: StepOptions) -> Plan:
-    from ..network import current
-
     mgmt = spec.previous.network.bridge if spec.previous else spec.networks.management.bridge
     changes, noops, notes = [], [], []
     if f.before is not None:
@@ -246,8 +239,6 @@ def plan_network_back(spec: LabSpec, f: PveFacts, options: StepOptions) -> Plan:
     elif spec.previous is None:
         return Plan("rollback-network", notes=(NO_BEFORE,))
     else:
-        from ..network import _host_octet_ip
-
         prev = spec.previous.network
         have0 = current(f.bridges[prev.bridge])["cidr"] if prev.bridge in f.bridges else ""
         prefix = prev.cidr.split("/")[1]
@@ -299,8 +290,6 @@ def _describe(have: dict) -> str:
 
 
 def apply_network_back(target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-    from ...proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
-
     net = target.pve.nodes(target.node).network
     staged: set[str] = set()
     try:

@@ -22,12 +22,14 @@ added without ``destroy_new_containers``.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from ...kube import klist
+from ...proxmox import call, list_vms
 from ...spec import LabSpec
 from ...validation import (
     LabState,
@@ -63,8 +65,6 @@ def next_start_config(vm: Any) -> dict[str, Any]:
 
 
 def pve_fields(target: Any) -> Snapshot:
-    from ...proxmox import call, list_vms
-
     out: Snapshot = {}
     for name, iface in observe_network(target.pve, target.node).interfaces.items():
         if iface.get("type") != "bridge":
@@ -254,8 +254,6 @@ def host_network_checks(target: Any, spec: LabSpec, services: dict[str, dict]) -
     """Each restored service IP (``old_ip``) must lie on the host's management network (vmbr0's
     subnet): MetalLB answers ARP for it on that L2 segment, and a 10.30.0.x IP behind a host that
     is on 10.10.0.0/24 is reachable from nowhere the operator expects."""
-    import ipaddress
-
     bridge = spec.previous.network.bridge if spec.previous else spec.networks.management.bridge
     iface = observe_network(target.pve, target.node).interfaces.get(bridge)
     cidr = current(iface)["cidr"] if iface else ""

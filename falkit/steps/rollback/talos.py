@@ -52,6 +52,7 @@ from ...errors import StepError
 from ...kube import WaitTimeoutError, klist, kpatch, wait_for
 from ...schemas import dump_documents, load_documents
 from ...spec import LabSpec
+from ...talosconfig import config_digest
 from ..base import Check, Progress, StepOptions
 from ._common import _md
 from .state import recorded_before
@@ -183,8 +184,6 @@ def reip_docs(docs: list[dict], addresses: list[str], gateway: str, endpoint_ip:
 
 
 def _digest(docs: list[dict]) -> str:
-    from ...talosconfig import config_digest
-
     return config_digest(docs)
 
 

@@ -21,6 +21,8 @@ from ..volumes import (
     _scaled_down,
     _scaled_up,
     consumers,
+    gitops_checkout,
+    with_argocd_paused,
 )
 from ._common import _ann, _checksum, _key, _md, _wait
 
@@ -129,8 +131,6 @@ def move_back(api: Any, spec: LabSpec, c: Change, timeout: float, progress: Prog
 
 
 def apply_volumes_back(target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-    from ..volumes import gitops_checkout, with_argocd_paused
-
     api = target.kube()
     checkout = gitops_checkout(target, target.spec, options)
     moves = [c for c in plan.changes if c.kind == "volume"]

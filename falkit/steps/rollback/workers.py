@@ -10,6 +10,7 @@ from typing import Any
 from ...diff import Change, Noop, Plan
 from ...errors import StepError
 from ...kube import kdelete, klist, kpatch
+from ...proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, list_vms, wait_task
 from ...spec import LabSpec
 from ..base import Progress, StepOptions
 from ._common import _md
@@ -25,8 +26,6 @@ class WorkerFacts:
 
 
 def observe_workers(target: Any, spec: LabSpec) -> WorkerFacts:
-    from ...proxmox import list_vms
-
     vms = {vmid: {"name": v.name, "status": v.status, "config": v.config}
            for vmid, v in list_vms(target.pve, target.node).items()}
     api = target.kube()
@@ -81,8 +80,6 @@ def plan_workers(spec: LabSpec, f: WorkerFacts, options: StepOptions) -> Plan:
 
 
 def apply_workers(target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-    from ...proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
-
     api = target.kube()
     qemu = target.pve.nodes(target.node).qemu
     try:
