@@ -276,7 +276,7 @@ def apply_git_changes(changes: Iterable[Change], checkout: Checkout, api: Any | 
     if wait and api is not None:
         for c in changes:
             if c.data.app:
-                upd = progress(f"sync {c.data.app}: {c.name}") if progress else None
+                upd = progress(f"Argo CD sync of {c.data.app}: {c.name}") if progress else None
                 wait_for_sync(api, c.data, commit, timeout=timeout, progress=upd)
     return commit
 
