@@ -407,3 +407,40 @@ class TalosHealth:
 
     ip: str | None
     probe_s: float = 120.0
+
+
+@payload
+@dataclass(frozen=True)
+class TalosAddressConfig:
+    """rollback-talos: ``talosctl apply-config`` of the sealed config ``config`` (a node's running
+    config edited for its old address) at ``ip``, then wait until the node answers at ``wait_ip``;
+    ``running``/``planned``: the documents shown as the YAML diff (secrets redacted)."""
+
+    ip: str
+    config: Sealed
+    wait_ip: str
+    running: tuple[dict, ...] = ()
+    planned: tuple[dict, ...] = ()
+
+    def shown_yaml(self) -> tuple[Any, Any, bool] | None:
+        return (list(self.running), list(self.planned), True)
+
+
+@payload
+@dataclass(frozen=True)
+class TalosEndpoints:
+    """The saved talosconfig's current context switched to ``endpoint`` and ``nodes`` (private state dir)."""
+
+    endpoint: str
+    nodes: tuple[str, ...]
+
+
+@payload
+@dataclass(frozen=True)
+class WaitNodeAddresses:
+    """Wait until each Node (name, InternalIP) of ``ips`` has its address, then remove from the
+    Nodes of ``keep_labels`` every ``openebs.io/`` label not listed there (the labels the
+    before-state recorded; ones Talos does not own were set by hand)."""
+
+    ips: tuple[tuple[str, str], ...]
+    keep_labels: tuple[tuple[str, tuple[str, ...]], ...] = ()

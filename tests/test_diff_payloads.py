@@ -38,13 +38,16 @@ from falkit.payloads import (
     RecordBeforeState,
     Sealed,
     SecretSource,
+    TalosAddressConfig,
     TalosApplyConfig,
     TalosBootstrap,
     TalosClientConfig,
+    TalosEndpoints,
     TalosHealth,
     TalosKubeconfig,
     TalosSecrets,
     WaitArgoCD,
+    WaitNodeAddresses,
     WaitPruned,
     WaitServiceIPs,
 )
@@ -93,9 +96,15 @@ EXAMPLES = {
     "TalosBootstrap": TalosBootstrap("10.10.0.10"),
     "TalosKubeconfig": TalosKubeconfig("10.10.0.10"),
     "TalosHealth": TalosHealth("10.10.0.10", 120.0),
+    "TalosAddressConfig": TalosAddressConfig("10.10.0.11", Sealed(f"machine:\n  token: {PLANTED}\n"), "10.30.0.11",
+                                             ({"machine": {"token": PLANTED, "certSANs": ["10.10.0.11"]}},),
+                                             ({"machine": {"token": PLANTED, "certSANs": ["10.30.0.11"]}},)),
+    "TalosEndpoints": TalosEndpoints("10.30.0.10", ("10.30.0.10", "10.30.0.11")),
+    "WaitNodeAddresses": WaitNodeAddresses((("talos-cp-01", "10.30.0.10"), ("talos-worker-01", "10.30.0.11")),
+                                           (("talos-cp-01", ()), ("talos-worker-01", ("openebs.io/engine",)))),
 }
 #: payload types carrying a secret (falkit.payloads.Sealed): never written out, archived redacted only
-SEALED = {"TalosSecrets", "TalosClientConfig", "TalosApplyConfig"}
+SEALED = {"TalosSecrets", "TalosClientConfig", "TalosApplyConfig", "TalosAddressConfig"}
 
 
 def _plan(*payloads) -> Plan:
