@@ -320,3 +320,127 @@ class RecordBeforeState:
     the private dir; ``checkout``: the GitOps checkout whose tree is recorded (None: none)."""
 
     checkout: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------- Talos
+
+class Sealed:
+    """A secret a payload carries (a Talos machine config, the cluster's secrets bundle, as text):
+    ``repr`` redacted; it compares by value but does not serialise — :meth:`falkit.diff.Plan.to_json`
+    refuses it (TypeError), the archived (redacted) plan names it ``<Sealed: not archived>``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "<redacted>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sealed) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(Sealed)
+
+
+@payload
+@dataclass(frozen=True)
+class TalosSecrets:
+    """The cluster's secrets bundle (``talosctl gen secrets`` YAML, sealed) saved to the private state dir."""
+
+    bundle: Sealed
+    file: str = "talos-secrets.yaml"
+
+
+@payload
+@dataclass(frozen=True)
+class TalosClientConfig:
+    """The talosctl client config (context ``context``, ``endpoints``, ``nodes``) generated from the
+    sealed secrets bundle at apply (a fresh admin client certificate) into the private state dir."""
+
+    bundle: Sealed
+    context: str
+    endpoints: tuple[str, ...]
+    nodes: tuple[str, ...]
+
+
+@payload
+@dataclass(frozen=True)
+class TalosApplyConfig:
+    """``talosctl apply-config`` of the sealed machine config ``config`` (its YAML) at ``ip``
+    (``--insecure`` in maintenance mode); ``running``/``planned``: the documents shown as the YAML
+    diff (secrets redacted when shown or archived)."""
+
+    ip: str
+    insecure: bool
+    config: Sealed
+    running: tuple[dict, ...] | None = None
+    planned: tuple[dict, ...] = ()
+
+    def shown_yaml(self) -> tuple[Any, Any, bool] | None:
+        return (list(self.running) if self.running else None, list(self.planned), True)
+
+
+@payload
+@dataclass(frozen=True)
+class TalosBootstrap:
+    """Wait until the control plane at ``ip`` is out of maintenance mode, then ``talosctl bootstrap``
+    (its AlreadyExists counts as done)."""
+
+    ip: str | None
+
+
+@payload
+@dataclass(frozen=True)
+class TalosKubeconfig:
+    """``talosctl kubeconfig`` from ``ip`` (waited for) into the private state dir."""
+
+    ip: str | None
+
+
+@payload
+@dataclass(frozen=True)
+class TalosHealth:
+    """Wait for ``talosctl health`` at ``ip`` (each probe at most ``probe_s``), nodes waiting only
+    for a CNI counting as healthy."""
+
+    ip: str | None
+    probe_s: float = 120.0
+
+
+@payload
+@dataclass(frozen=True)
+class TalosAddressConfig:
+    """rollback-talos: ``talosctl apply-config`` of the sealed config ``config`` (a node's running
+    config edited for its old address) at ``ip``, then wait until the node answers at ``wait_ip``;
+    ``running``/``planned``: the documents shown as the YAML diff (secrets redacted)."""
+
+    ip: str
+    config: Sealed
+    wait_ip: str
+    running: tuple[dict, ...] = ()
+    planned: tuple[dict, ...] = ()
+
+    def shown_yaml(self) -> tuple[Any, Any, bool] | None:
+        return (list(self.running), list(self.planned), True)
+
+
+@payload
+@dataclass(frozen=True)
+class TalosEndpoints:
+    """The saved talosconfig's current context switched to ``endpoint`` and ``nodes`` (private state dir)."""
+
+    endpoint: str
+    nodes: tuple[str, ...]
+
+
+@payload
+@dataclass(frozen=True)
+class WaitNodeAddresses:
+    """Wait until each Node (name, InternalIP) of ``ips`` has its address, then remove from the
+    Nodes of ``keep_labels`` every ``openebs.io/`` label not listed there (the labels the
+    before-state recorded; ones Talos does not own were set by hand)."""
+
+    ips: tuple[tuple[str, str], ...]
+    keep_labels: tuple[tuple[str, tuple[str, ...]], ...] = ()

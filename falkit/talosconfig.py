@@ -193,7 +193,16 @@ def new_secrets() -> SecretsBundle:
 
 
 def talosconfig(spec: LabSpec, bundle: SecretsBundle) -> str:
-    """The admin client config (``talosctl --talosconfig``): a client cert ``O=os:admin`` signed by the os CA."""
+    """The admin client config (``talosctl --talosconfig``) of ``spec``'s cluster: :func:`client_config`
+    with the control planes as endpoints and every node."""
+    design = design_of(spec)
+    return client_config(bundle, spec.cluster.name, [v.ip for v in design.vms if v.role == "control-plane"],
+                         [v.ip for v in design.vms if v.role in ("control-plane", "worker")])
+
+
+def client_config(bundle: SecretsBundle, context: str, endpoints: list[str], nodes: list[str]) -> str:
+    """The admin client config (``talosctl --talosconfig``): a client cert ``O=os:admin`` signed by the
+    os CA, context ``context`` with ``endpoints`` and ``nodes``."""
     ca_key = serialization.load_pem_private_key(base64.b64decode(bundle.cert("os")["key"]), None)
     ca_cert = x509.load_pem_x509_certificate(base64.b64decode(bundle.cert("os")["crt"]))
     key = ed25519.Ed25519PrivateKey.generate()
@@ -204,11 +213,8 @@ def talosconfig(spec: LabSpec, bundle: SecretsBundle) -> str:
             .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=365))
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .sign(ca_key, None))
-    design = design_of(spec)
-    cps = [v.ip for v in design.vms if v.role == "control-plane"]
-    ctx = spec.cluster.name
-    return yaml.safe_dump({"context": ctx, "contexts": {ctx: {
-        "endpoints": cps, "nodes": [v.ip for v in design.vms if v.role in ("control-plane", "worker")],
+    return yaml.safe_dump({"context": context, "contexts": {context: {
+        "endpoints": list(endpoints), "nodes": list(nodes),
         "ca": bundle.cert("os")["crt"], "crt": _b64(cert.public_bytes(serialization.Encoding.PEM)), "key": _b64(_pem_key(key))}}},
         sort_keys=False)
 

@@ -11,6 +11,7 @@ the notebook shows plans; every step whose changes carry typed payloads has an e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -35,8 +36,18 @@ from falkit.payloads import (
     KubeCreate,
     KubeDelete,
     RecordBeforeState,
+    Sealed,
     SecretSource,
+    TalosAddressConfig,
+    TalosApplyConfig,
+    TalosBootstrap,
+    TalosClientConfig,
+    TalosEndpoints,
+    TalosHealth,
+    TalosKubeconfig,
+    TalosSecrets,
     WaitArgoCD,
+    WaitNodeAddresses,
     WaitPruned,
     WaitServiceIPs,
 )
@@ -76,7 +87,24 @@ EXAMPLES = {
     "WaitPruned": WaitPruned("mayastor", 60.0),
     "RecordBeforeState": RecordBeforeState("/tmp/gitops"),
     "WaitArgoCD": WaitArgoCD("argocd/argocd-server", ("platform", "traefik"), ("longhorn",)),
+    "TalosSecrets": TalosSecrets(Sealed(f"secrets:\n  bootstraptoken: {PLANTED}\n")),
+    "TalosClientConfig": TalosClientConfig(Sealed(f"secrets:\n  bootstraptoken: {PLANTED}\n"), "homelab",
+                                           ("10.10.0.10",), ("10.10.0.10", "10.10.0.11")),
+    "TalosApplyConfig": TalosApplyConfig("10.10.0.11", True, Sealed(f"machine:\n  token: {PLANTED}\n"), None,
+                                         ({"version": "v1alpha1", "machine": {"token": PLANTED, "type": "worker"}},
+                                          {"kind": "HostnameConfig", "hostname": "talos-worker-01"})),
+    "TalosBootstrap": TalosBootstrap("10.10.0.10"),
+    "TalosKubeconfig": TalosKubeconfig("10.10.0.10"),
+    "TalosHealth": TalosHealth("10.10.0.10", 120.0),
+    "TalosAddressConfig": TalosAddressConfig("10.10.0.11", Sealed(f"machine:\n  token: {PLANTED}\n"), "10.30.0.11",
+                                             ({"machine": {"token": PLANTED, "certSANs": ["10.10.0.11"]}},),
+                                             ({"machine": {"token": PLANTED, "certSANs": ["10.30.0.11"]}},)),
+    "TalosEndpoints": TalosEndpoints("10.30.0.10", ("10.30.0.10", "10.30.0.11")),
+    "WaitNodeAddresses": WaitNodeAddresses((("talos-cp-01", "10.30.0.10"), ("talos-worker-01", "10.30.0.11")),
+                                           (("talos-cp-01", ()), ("talos-worker-01", ("openebs.io/engine",)))),
 }
+#: payload types carrying a secret (falkit.payloads.Sealed): never written out, archived redacted only
+SEALED = {"TalosSecrets", "TalosClientConfig", "TalosApplyConfig", "TalosAddressConfig"}
 
 
 def _plan(*payloads) -> Plan:
@@ -86,13 +114,30 @@ def _plan(*payloads) -> Plan:
 def test_every_payload_type_round_trips_through_json_text():
     assert STEPS  # every step module is imported (they may register payload types of their own)
     assert set(EXAMPLES) == set(PAYLOADS), "a payload type without an example here"
-    plan = _plan(*EXAMPLES.values())
+    plan = _plan(*(v for k, v in EXAMPLES.items() if k not in SEALED))
     back = Plan.from_json(json.loads(json.dumps(plan.to_json())))
     assert back == plan
     for a, b in zip(back.changes, plan.changes, strict=True):
         assert type(a.data) is type(b.data) and a.data == b.data
     # tuples come back as tuples (a frozen payload's fields), not lists
     assert back.changes[list(EXAMPLES).index("WaitServiceIPs")].data.services[0] == ("traefik/traefik", "10.10.0.80")
+
+
+@pytest.mark.parametrize("name", sorted(SEALED))
+def test_a_sealed_payload_is_refused_in_the_clear_and_archived_without_its_secret(name):
+    plan = _plan(EXAMPLES[name])
+    with pytest.raises(TypeError, match="Sealed, which does not serialise"):
+        plan.to_json()
+    archived = json.dumps(plan.to_json(redact=True))
+    assert PLANTED not in archived and "<Sealed: not archived>" in archived and f'"$type": "{name}"' in archived
+    assert PLANTED not in str(plan) + repr(plan) + plan._repr_html_()
+    loaded = Plan.from_json(json.loads(archived))  # shown again: the same table
+    assert type(loaded.changes[0].data).__name__ == name and str(loaded).splitlines()[:2] == str(plan).splitlines()[:2]
+    # a sealed value compares by value: the same plan twice is equal, another secret is not
+    assert plan == _plan(EXAMPLES[name])
+    other = dataclasses.replace(EXAMPLES[name], **{next(f.name for f in dataclasses.fields(EXAMPLES[name])
+                                                        if isinstance(getattr(EXAMPLES[name], f.name), Sealed)): Sealed("x")})
+    assert plan != _plan(other)
 
 
 def test_the_payload_counts_in_change_equality():

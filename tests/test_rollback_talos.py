@@ -12,9 +12,13 @@ its old address with its final config plans nothing; a node answering nowhere is
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
+
 from falkit.runbook import refuse
+from falkit.schemas import load_documents
 from falkit.spec import load_spec
 from falkit.steps.base import StepOptions
 from falkit.steps.rollback.talos import ReipFacts, TalosNodeFacts, plan_reip, reip_docs
@@ -64,14 +68,20 @@ def test_order_keeps_the_cluster_reachable_and_is_refused_without_rollback():
                     ("talos-address", "talos-worker-01", "remove"), ("talos-address", "talos-cp-01", "remove"),
                     ("kubeconfig", "kubeconfig", "fetch"), ("cluster", "homelab-test", "wait")]
     add_cp = plan.changes[1].data
-    assert add_cp["ip"] == "10.10.0.10" and add_cp["wait_ip"] == "10.30.0.10"
+    assert add_cp.ip == "10.10.0.10" and add_cp.wait_ip == "10.30.0.10"
     # while adding, the endpoint stays where the cluster is; the final config moves it
-    assert add_cp["config"].value[0]["cluster"]["controlPlane"]["endpoint"] == "https://10.10.0.10:6443"
+    assert add_cp.planned[0]["cluster"]["controlPlane"]["endpoint"] == "https://10.10.0.10:6443"
+    assert load_documents(add_cp.config.value) == list(add_cp.planned)  # what apply-config gets
     final_w = plan.changes[3].data
-    assert final_w["ip"] == "10.30.0.11" and final_w["config"].value[0]["machine"]["network"]["interfaces"][0]["addresses"] \
+    assert final_w.ip == "10.30.0.11" and final_w.planned[0]["machine"]["network"]["interfaces"][0]["addresses"] \
         == ["10.30.0.11/24"]
     assert "SECRET" not in repr(plan.changes)  # configs are sealed
-    assert plan.changes[5].data["ip"] == "10.30.0.10"
+    archived = json.dumps(plan.to_json(redact=True))
+    assert "SECRET-TOKEN" not in archived and archived.count("<Sealed: not archived>") == 4
+    with pytest.raises(TypeError, match="Sealed, which does not serialise"):
+        plan.to_json()
+    assert plan.changes[5].data.ip == "10.30.0.10"
+    assert plan.changes[6].data.ips == (("talos-cp-01", "10.30.0.10"), ("talos-worker-01", "10.30.0.11"))
     assert all(c.disruptive for c in plan.changes if c.kind == "talos-address")
     refusal = refuse(plan, StepOptions())
     assert refusal.requires == ("rollback",) and refusal.disruptive

@@ -106,9 +106,9 @@ def test_plan_imports_secrets_installs_fresh_vms_insecure_and_does_not_bootstrap
     assert "imported from secrets.yaml" in by[("talos-secrets", "talos-secrets.yaml")].reason
     for fresh in ("talos-worker-02", "talos-worker-03"):
         c = by[("talos-config", fresh)]
-        assert c.kind == "talos-config" and c.data["insecure"] is True and c.old == "maintenance"
+        assert c.kind == "talos-config" and c.data.insecure is True and c.old == "maintenance"
     for before in ("talos-cp-01", "talos-worker-01"):
-        assert by[("talos-config", before)].data["insecure"] is False
+        assert by[("talos-config", before)].data.insecure is False
     assert not any(c.kind == "etcd" for c in plan.changes)  # etcd runs: bootstrapped already
 
 

@@ -26,7 +26,11 @@ twin its stand-in, first on PATH). docs/ARCHITECTURE.md "Talos" has the texts it
   nowhere and has no running VM is a note, not a change.
 - **apply**: validates every document against the Talos schema first (falkit.schemas), then does
   exactly the plan's changes; secrets, talosconfig and kubeconfig go only to the private dir (0600)
-  via ``target.write_private``. Change values never carry secrets (``data`` holds redacted objects).
+  via ``target.write_private``. Each change carries a typed payload (:mod:`falkit.payloads`:
+  ``TalosSecrets``, ``TalosClientConfig``, ``TalosApplyConfig``, ``TalosBootstrap``,
+  ``TalosKubeconfig``, ``TalosHealth``) carried out by its executor here; the secrets bundle and
+  each machine config ride in a :class:`falkit.payloads.Sealed` (never shown, never archived), and
+  apply reads no spec.
 - **checks**: each node runs the planned config (digest), ``nvme_tcp`` in /proc/modules and
   HugePages_Total on workers, health ok.
 
@@ -53,13 +57,23 @@ from ..backends.talos import ForeignCAError
 from ..design import design_of
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
+from ..executors import Apply, execute, executes
 from ..kube import WaitTimeoutError, klist, wait_for
+from ..payloads import (
+    Sealed,
+    TalosApplyConfig,
+    TalosBootstrap,
+    TalosClientConfig,
+    TalosHealth,
+    TalosKubeconfig,
+    TalosSecrets,
+)
 from ..schemas import load_documents
 from ..spec import LabSpec
 from ..talosconfig import (
     VANILLA_SCHEMATIC,
-    NodeConfig,
     SecretsBundle,
+    client_config,
     config_digest,
     module_name,
     new_secrets,
@@ -204,16 +218,6 @@ def _observe(target: Any, spec: LabSpec, talos: Any, bundle: SecretsBundle, save
                       str(getattr(target, "private_dir", "") or ""))
 
 
-class _Sealed:
-    """Holds a value that must not be shown (a config with secrets); ``repr`` is redacted."""
-
-    def __init__(self, value: Any):
-        self.value = value
-
-    def __repr__(self) -> str:
-        return "<redacted>"
-
-
 def plan_talos(spec: LabSpec, facts: TalosFacts, options: StepOptions) -> Plan:
     if facts.foreign:
         raise StepError("talos", f"{', '.join(facts.foreign)} run(s) a Talos cluster whose CA is not the one falkit "
@@ -237,11 +241,14 @@ def plan_talos(spec: LabSpec, facts: TalosFacts, options: StepOptions) -> Plan:
         reason = (f"the existing cluster's secrets, imported from {facts.imported} (private state dir, 0600)"
                   if facts.imported else "cluster secrets, created once (private state dir, 0600)")
         changes.append(Change("create", "talos-secrets", SECRETS_FILE, reason=reason,
-                              data={"bundle": _Sealed(facts.secrets)}))
+                              data=TalosSecrets(Sealed(facts.secrets.to_yaml()), SECRETS_FILE)))
+    design = design_of(spec)
     if not facts.talosconfig_saved or not facts.secrets_saved:
         changes.append(Change("create", "talosconfig", "talosconfig", reason="talosctl client config (private state dir, 0600)",
-                              data={"bundle": _Sealed(facts.secrets)}))
-    cp_name = design_of(spec).control_plane.name
+                              data=TalosClientConfig(Sealed(facts.secrets.to_yaml()), spec.cluster.name,
+                                                     tuple(v.ip for v in design.vms if v.role == "control-plane"),
+                                                     tuple(v.ip for v in design.vms if v.role in ("control-plane", "worker")))))
+    cp_name = design.control_plane.name
     for name, cfg in configs.items():
         node = facts.nodes.get(name)
         if node is None or node.reach_ip is None:
@@ -255,23 +262,71 @@ def plan_talos(spec: LabSpec, facts: TalosFacts, options: StepOptions) -> Plan:
                               config_digest(list(node.docs)) if node.docs else "maintenance", cfg.digest,
                               disruptive=not node.maintenance,
                               reason="; ".join(diff) or "secrets/cluster settings differ",
-                              data={"ip": node.reach_ip, "insecure": node.maintenance, "config": _Sealed(cfg),
-                                    # shown as a YAML diff, secrets redacted (falkit.diff.Change.yaml_diff)
-                                    "yaml_documents": (list(node.docs) or None, list(cfg.docs))}))
+                              # shown as a YAML diff, secrets redacted (falkit.diff.Change.yaml_diff)
+                              data=TalosApplyConfig(node.reach_ip, node.maintenance, Sealed(cfg.text),
+                                                    tuple(node.docs) or None, tuple(cfg.docs))))
     if not facts.bootstrapped:
         cp = facts.nodes.get(cp_name)
         changes.append(Change("action", "etcd", cp_name, "bootstrap", reason="once per cluster",
-                              data={"ip": cp.ip if cp else None}))
+                              data=TalosBootstrap(cp.ip if cp else None)))
     if not facts.kubeconfig_saved:
         changes.append(Change("action", "kubeconfig", "kubeconfig", "fetch", reason="admin kubeconfig into the private state dir",
-                              data={"ip": facts.nodes[cp_name].ip if cp_name in facts.nodes else None}))
+                              data=TalosKubeconfig(facts.nodes[cp_name].ip if cp_name in facts.nodes else None)))
     if changes:
         changes.append(Change("action", "cluster", spec.cluster.name, "wait", reason="Kubernetes API and talos health",
-                              data={"ip": facts.nodes[cp_name].ip if cp_name in facts.nodes else None}))
+                              data=TalosHealth(facts.nodes[cp_name].ip if cp_name in facts.nodes else None,
+                                               HEALTH_PROBE_S)))
     if tuple(int(x) for x in spec.versions.talos.split(".")[:2]) >= (1, 12):
         notes.append("Talos 1.12+: the schematic of the ISO and installer must carry the kernel argument net.ifnames=0 "
                      "(eth0/eth1 names)")
     return Plan("talos", tuple(changes), tuple(noops), tuple(notes))
+
+
+@executes(TalosSecrets)
+def _save_secrets(c: Change, ctx: Apply) -> None:
+    ctx.target.write_private(c.data.file, c.data.bundle.value)
+    ctx.progress.log("secrets bundle saved (private, 0600)")
+
+
+@executes(TalosClientConfig)
+def _write_talosconfig(c: Change, ctx: Apply) -> None:
+    d: TalosClientConfig = c.data
+    bundle = SecretsBundle.from_yaml(d.bundle.value)
+    ctx.target.write_private("talosconfig", client_config(bundle, d.context, list(d.endpoints), list(d.nodes)))
+
+
+@executes(TalosApplyConfig)
+def _apply_config(c: Change, ctx: Apply) -> None:
+    d: TalosApplyConfig = c.data
+    bar = ctx.progress.task(f"apply-config {c.name}", 1)
+    res = ctx.target.talos.apply_config(d.ip, d.config.value, d.insecure)
+    bar(1, str(res.get("message", "applied")))
+
+
+@executes(TalosBootstrap)
+def _bootstrap(c: Change, ctx: Apply) -> None:
+    ip, talos = c.data.ip, ctx.target.talos
+    bar = ctx.progress.task(f"bootstrap {c.name}", 1)
+    wait_for(lambda: talos.version(ip), lambda v: not v.get("maintenance"), ctx.timeout, f"{c.name} up after install", bar)
+    res = talos.bootstrap(ip)  # AlreadyExists: bootstrapped already
+    bar(1, "bootstrapped already" if res.get("already") else "bootstrapped")
+
+
+@executes(TalosKubeconfig)
+def _fetch_kubeconfig(c: Change, ctx: Apply) -> None:
+    ip, talos = c.data.ip, ctx.target.talos
+    bar = ctx.progress.task("kubeconfig", 1)
+    text = wait_for(lambda: talos.kubeconfig(ip), bool, ctx.timeout, "kubeconfig", bar, describe=lambda _t: "fetched")
+    ctx.target.write_private("kubeconfig", text)
+
+
+@executes(TalosHealth)
+def _wait_health(c: Change, ctx: Apply) -> None:
+    ip, target = c.data.ip, ctx.target
+    bar = ctx.progress.task(f"health of {c.name}", 1)
+    probe = min(c.data.probe_s, float(ctx.timeout))
+    wait_for(lambda: target.talos.health(ip, probe), lambda h: _healthy(target, h), ctx.timeout, "talos health", bar,
+             describe=_health_text)
 
 
 @register("talos")
@@ -286,36 +341,8 @@ class TalosStep:
         return plan_talos(spec, observed, options)
 
     def apply(self, target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-        spec = target.spec
         try:
-            for c in plan.changes:
-                if c.kind == "talos-secrets":
-                    target.write_private(SECRETS_FILE, c.data["bundle"].value.to_yaml())
-                    progress.log("secrets bundle saved (private, 0600)")
-                elif c.kind == "talosconfig":
-                    target.write_private("talosconfig", talosconfig(spec, c.data["bundle"].value))
-                elif c.kind == "talos-config":
-                    cfg: NodeConfig = c.data["config"].value
-                    bar = progress.task(f"apply-config {c.name}", 1)
-                    res = target.talos.apply_config(c.data["ip"], cfg.text, c.data["insecure"])
-                    bar(1, str(res.get("message", "applied")))
-            for c in plan.changes:
-                if c.kind == "etcd":
-                    bar = progress.task(f"bootstrap {c.name}", 1)
-                    wait_for(lambda ip=c.data["ip"]: target.talos.version(ip), lambda v: not v.get("maintenance"),
-                             options.wait_timeout_s, f"{c.name} up after install", bar)
-                    res = target.talos.bootstrap(c.data["ip"])  # AlreadyExists: bootstrapped already
-                    bar(1, "bootstrapped already" if res.get("already") else "bootstrapped")
-                elif c.kind == "kubeconfig":
-                    bar = progress.task("kubeconfig", 1)
-                    text = wait_for(lambda ip=c.data["ip"]: target.talos.kubeconfig(ip), bool, options.wait_timeout_s,
-                                    "kubeconfig", bar, describe=lambda _t: "fetched")
-                    target.write_private("kubeconfig", text)
-                elif c.kind == "cluster":
-                    bar = progress.task(f"health of {c.name}", 1)
-                    probe = min(HEALTH_PROBE_S, float(options.wait_timeout_s))
-                    wait_for(lambda ip=c.data.get("ip"), p=probe: target.talos.health(ip, p), lambda h: _healthy(target, h),
-                             options.wait_timeout_s, "talos health", bar, describe=_health_text)
+            execute(target, plan.changes, progress, options.wait_timeout_s, step="talos")
         except (BackendError, WaitTimeoutError) as e:
             last = getattr(e, "last", None)
             detail = f" (last: {_health_text(last) if isinstance(last, dict) else last})" if last is not None else ""

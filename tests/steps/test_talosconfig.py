@@ -102,11 +102,12 @@ def test_plan_from_before_state(fal, bundle):
     w1 = plan.changes[2]
     assert "modules: iscsi_tcp -> nvme_tcp" in w1.reason and "vm.nr_hugepages=1024" in w1.reason
     assert "10.30.0.11/24 -> eth0=10.10.0.11/24, eth1=10.11.0.11/24" in w1.reason
-    assert w1.data["ip"] == "10.30.0.11" and w1.data["insecure"] is False
-    assert plan.changes[3].data["insecure"] is True
+    assert w1.data.ip == "10.30.0.11" and w1.data.insecure is False
+    assert plan.changes[3].data.insecure is True
     assert bundle.data["secrets"]["bootstraptoken"] not in (str(plan.to_json(redact=True)) + str(plan)
                                                             + plan._repr_html_() + repr(plan))
-    with pytest.raises(TypeError, match="_Sealed"):  # the sealed config is never written out in the clear
+    assert str(plan.to_json(redact=True)).count("<Sealed: not archived>") == 4  # bundle, talosconfig, 2 configs
+    with pytest.raises(TypeError, match="Sealed, which does not serialise"):  # the sealed config is never written out in the clear
         plan.to_json()
     assert any("talos-cp-01: not reachable" in n for n in plan.notes)
 

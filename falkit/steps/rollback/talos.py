@@ -49,7 +49,9 @@ import yaml
 from ...backends import BackendError
 from ...diff import Change, Noop, Plan
 from ...errors import StepError
+from ...executors import Apply, execute, executes
 from ...kube import WaitTimeoutError, klist, kpatch, wait_for
+from ...payloads import Sealed, TalosAddressConfig, TalosEndpoints, TalosKubeconfig, WaitNodeAddresses
 from ...schemas import dump_documents, load_documents
 from ...spec import LabSpec
 from ...talosconfig import config_digest
@@ -74,16 +76,8 @@ class ReipFacts:
     nodes: tuple[TalosNodeFacts, ...]
     drop_labels: dict[str, tuple[str, ...]] = field(default_factory=dict)  # node -> label keys to drop
     k8s_ips: dict[str, str] = field(default_factory=dict)  # Node name -> InternalIP
-
-
-class _Sealed:
-    """A config with secrets: ``repr`` redacted (never shown or archived)."""
-
-    def __init__(self, value: Any):
-        self.value = value
-
-    def __repr__(self) -> str:
-        return "<redacted>"
+    # node -> the openebs.io/ labels it may keep (the before-state's; none without a recording)
+    keep_labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _current_nodes(spec: LabSpec) -> dict[str, tuple[str, str]]:
@@ -118,6 +112,9 @@ def observe_reip(target: Any, spec: LabSpec) -> ReipFacts:
             labels.setdefault(subject, set()).add(name[len("label "):])
     drop = {}
     k8s: dict[str, str] = {}
+    # without a recording: the Mayastor label is the migration's (the seed's before had no Mayastor)
+    keep = {n.name: tuple(sorted(k for k in labels.get(n.name, set()) if k.startswith("openebs.io/")))
+            if before is not None and before.fields else () for n in spec.previous.nodes}
     try:
         api = target.kube()
         for node in klist(api, "v1", "Node"):
@@ -132,7 +129,7 @@ def observe_reip(target: Any, spec: LabSpec) -> ReipFacts:
                     drop[name] = tuple(sorted(extra))
     except Exception:  # noqa: BLE001 - the API may be unreachable mid-re-IP; the plan then re-reads Talos only
         pass
-    return ReipFacts(tuple(nodes), drop, k8s)
+    return ReipFacts(tuple(nodes), drop, k8s, keep)
 
 
 # ------------------------------------------------------------------------------------ config edits
@@ -218,25 +215,26 @@ def plan_reip(spec: LabSpec, f: ReipFacts, options: StepOptions) -> Plan:
                                   disruptive=True, reason="the old address added first: the node stays reachable "
                                   "(etcd updates its peer URLs while connected)" + (f"; labels {', '.join(drop)} dropped"
                                                                                     if drop else ""),
-                                  data={"ip": n.reach_ip, "config": _Sealed(both), "wait_ip": n.old_ip,
-                                        "yaml_documents": (list(n.docs), both)}))
+                                  data=TalosAddressConfig(n.reach_ip, Sealed(dump_documents(both)), n.old_ip,
+                                                          tuple(n.docs), tuple(both))))
         finals.append(Change("update", "talos-address", n.name, "remove", f"{n.old_ip} + {n.reach_ip}"
                              if n.reach_ip != n.old_ip else n.old_ip, n.old_ip, disruptive=True,
                              reason=f"only the old address; endpoint https://{cp.old_ip}:6443",
-                             data={"ip": n.old_ip, "config": _Sealed(final), "wait_ip": n.old_ip,
-                                   "yaml_documents": (list(n.docs), final)}))
+                             data=TalosAddressConfig(n.old_ip, Sealed(dump_documents(final)), n.old_ip,
+                                                     tuple(n.docs), tuple(final))))
     if moved:
         changes.append(Change("update", "talosconfig", "talosconfig", "endpoints", cp.reach_ip or cp.new_ip, cp.old_ip,
                               reason="talosctl talks to the control plane at its old address (private state dir)",
-                              data={"endpoint": cp.old_ip, "nodes": [n.old_ip for n in f.nodes]}))
+                              data=TalosEndpoints(cp.old_ip, tuple(n.old_ip for n in f.nodes))))
         # the workers switch to the old endpoint while the control plane still answers at both; its own last
         changes += sorted(finals, key=lambda c: c.name == cp.name)
         changes.append(Change("action", "kubeconfig", "kubeconfig", "fetch", reason=f"the API server at https://{cp.old_ip}:6443",
-                              data={"ip": cp.old_ip}))
+                              data=TalosKubeconfig(cp.old_ip)))
     waits = {n.name: n.old_ip for n in f.nodes if f.k8s_ips.get(n.name) not in (None, n.old_ip) or moved}
     if waits:
         changes.append(Change("action", "cluster", spec.cluster.name, "wait", reason="every Node's InternalIP is its old address",
-                              data={"ips": waits}))
+                              data=WaitNodeAddresses(tuple(waits.items()),
+                                                     tuple((n.name, f.keep_labels.get(n.name, ())) for n in f.nodes))))
     return Plan("rollback-talos", tuple(changes), tuple(noops), tuple(notes))
 
 
@@ -244,41 +242,56 @@ def apply_reip(target: Any, plan: Plan, options: StepOptions, progress: Progress
     try:
         for c in plan.changes:
             progress.log(f"rollback-talos: {c.describe()}")
-            if c.kind == "talos-address":
-                text = dump_documents(c.data["config"].value)
-                target.talos.apply_config(c.data["ip"], text, False)
-                wait_for(lambda ip=c.data["wait_ip"]: target.talos.version(ip), bool, options.wait_timeout_s,
-                         f"{c.name} at {c.data['wait_ip']}", progress.task(f"{c.name} at {c.data['wait_ip']}", 1))
-            elif c.kind == "talosconfig":
-                tc = yaml.safe_load(target.read_private("talosconfig") or "{}") or {}
-                ctx = (tc.get("contexts") or {}).get(tc.get("context")) or {}
-                ctx["endpoints"] = [c.data["endpoint"]]
-                ctx["nodes"] = list(c.data["nodes"])
-                target.write_private("talosconfig", yaml.safe_dump(tc, sort_keys=False))
-            elif c.kind == "kubeconfig":
-                text = wait_for(lambda ip=c.data["ip"]: target.talos.kubeconfig(ip), bool, options.wait_timeout_s,
-                                "kubeconfig", progress.task("kubeconfig", 1), describe=lambda _t: "fetched")
-                target.write_private("kubeconfig", text)
-            elif c.kind == "cluster":
-                want = c.data["ips"]
-
-                def ips() -> dict[str, str]:
-                    target.reset_kube()
-                    return {_md(n)["name"]: next((a["address"] for a in (n.get("status") or {}).get("addresses") or []
-                                                  if a.get("type") == "InternalIP"), "")
-                            for n in klist(target.kube(), "v1", "Node")}
-                wait_for(ips, lambda have, want=want: all(have.get(k) == v for k, v in want.items()), options.wait_timeout_s,
-                         "Nodes at their old addresses", progress.task("Nodes at their old addresses", 1))
-                _drop_unowned_labels(target)
+            execute(target, [c], progress, options.wait_timeout_s, step="rollback-talos")
     except (BackendError, WaitTimeoutError) as e:
         raise StepError("rollback-talos", str(e)) from e
 
 
-def _drop_unowned_labels(target: Any) -> None:
+@executes(TalosAddressConfig)
+def _move_address(c: Change, ctx: Apply) -> None:
+    d: TalosAddressConfig = c.data
+    talos = ctx.target.talos
+    talos.apply_config(d.ip, d.config.value, False)
+    wait_for(lambda: talos.version(d.wait_ip), bool, ctx.timeout, f"{c.name} at {d.wait_ip}",
+             ctx.progress.task(f"{c.name} at {d.wait_ip}", 1))
+
+
+@executes(TalosEndpoints)
+def _switch_endpoints(c: Change, ctx: Apply) -> None:
+    tc = yaml.safe_load(ctx.target.read_private("talosconfig") or "{}") or {}
+    cur = (tc.get("contexts") or {}).get(tc.get("context")) or {}
+    cur["endpoints"] = [c.data.endpoint]
+    cur["nodes"] = list(c.data.nodes)
+    ctx.target.write_private("talosconfig", yaml.safe_dump(tc, sort_keys=False))
+
+
+@executes(WaitNodeAddresses)
+def _wait_node_addresses(c: Change, ctx: Apply) -> None:
+    target, want = ctx.target, dict(c.data.ips)
+
+    def ips() -> dict[str, str]:
+        target.reset_kube()
+        return {_md(n)["name"]: next((a["address"] for a in (n.get("status") or {}).get("addresses") or []
+                                      if a.get("type") == "InternalIP"), "")
+                for n in klist(target.kube(), "v1", "Node")}
+    wait_for(ips, lambda have: all(have.get(k) == v for k, v in want.items()), ctx.timeout,
+             "Nodes at their old addresses", ctx.progress.task("Nodes at their old addresses", 1))
+    _drop_unowned_labels(target.kube(), dict(c.data.keep_labels))
+
+
+def _drop_unowned_labels(api: Any, keep: dict[str, tuple[str, ...]]) -> None:
     """Mayastor labels the before-state's Nodes did not have and Talos does not own (set by hand)."""
-    f = observe_reip(target, target.spec)
-    for name, keys in f.drop_labels.items():
-        kpatch(target.kube(), "v1", "Node", name, {"metadata": {"labels": dict.fromkeys(keys)}})
+    try:
+        nodes = klist(api, "v1", "Node")
+    except Exception:  # noqa: BLE001 - as observe_reip: an unreachable API drops nothing
+        return
+    for node in nodes:
+        name = _md(node)["name"]
+        if name not in keep:
+            continue
+        extra = sorted(k for k in (_md(node).get("labels") or {}) if k.startswith("openebs.io/") and k not in keep[name])
+        if extra:
+            kpatch(api, "v1", "Node", name, {"metadata": {"labels": dict.fromkeys(extra)}})
 
 
 def reip_checks(target: Any, spec: LabSpec) -> list[Check]:
