@@ -143,17 +143,12 @@ def _kube_delete(c: Change, ctx: Apply) -> None:
     ctx.progress.log(f"deleted {c.name}")
 
 
-def kind_served(api: Any, api_version: str, kind: str) -> bool:
-    """Whether the API server serves ``kind`` (a CRD a chart installs is served a moment later)."""
-    return served(api, api_version, kind)
-
-
 @executes(KubeCreate)
 def _kube_create(c: Change, ctx: Apply) -> None:
     body = c.data.object
     api = ctx.target.kube()
     md = body.get("metadata") or {}
-    wait_for(lambda: kind_served(api, body["apiVersion"], body["kind"]), bool, ctx.timeout, f"{body['kind']} served",
+    wait_for(lambda: served(api, body["apiVersion"], body["kind"]), bool, ctx.timeout, f"{body['kind']} served",
              ctx.progress.task(f"{body['kind']} served", 1))
     if kget(api, body["apiVersion"], body["kind"], md["name"], md.get("namespace")) is None:
         kcreate(api, body)

@@ -305,15 +305,7 @@ class Lab:
         """Apply a plan made earlier (e.g. an archived one, :func:`falkit.diff.load_plans`) as
         ``lab.step(name).apply()`` applies a fresh one: shown, recorded, refused by the options,
         applied from its payloads alone (the lab is not observed first), then converged."""
-        step = get_step(plan.step)
-        rec = self.archive.step(plan.step)
-        if rec.status is None:
-            rec.status = "planned"
-        run = StepRun(self, step, plan)
-        run._record_plan(plan)
-        self._runs[plan.step] = run
-        widgets.show(plan)
-        return run.apply()
+        return self._show_run(get_step(plan.step), plan.step, plan).apply()
 
     def plan_step(self, name: str) -> Plan:
         """A fresh plan of step ``name`` from the lab as it is now (nothing shown or recorded)."""
@@ -338,6 +330,13 @@ class Lab:
             self._fail(exc)
             raise StepError(name, f"observing the lab failed: {type(exc).__name__}: {exc}", self.resume_hint()) from exc
         rec.timings["plan_s"] = round(time.monotonic() - t0, 3)
+        return self._show_run(step, name, plan)
+
+    def _show_run(self, step: Any, name: str, plan: Plan) -> StepRun:
+        """Record ``plan`` as step ``name``'s, show it and what the options refuse of it."""
+        rec = self.archive.step(name)
+        if rec.status is None:
+            rec.status = "planned"
         run = StepRun(self, step, plan)
         run._record_plan(plan)
         self._runs[name] = run
