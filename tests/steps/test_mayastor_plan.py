@@ -130,13 +130,15 @@ def test_plan_fresh_cluster(fal):
     assert kinds == [
         ("update", "node-label", "talos-worker-01"), ("update", "node-label", "talos-worker-02"),
         ("update", "node-label", "talos-worker-03"), ("create", "namespace", "mayastor"),
-        ("create", "helm-release", "mayastor/mayastor"),
+        ("create", "helm-release", "mayastor/mayastor"), ("action", "mayastor", "mayastor"),
         ("create", "diskpool", "pool-talos-worker-01"), ("create", "diskpool", "pool-talos-worker-02"),
-        ("create", "diskpool", "pool-talos-worker-03"), ("create", "storage-class", "mayastor-3"),
-        ("create", "pvc", f"mayastor/{TEST_PVC}"), ("action", "job", f"mayastor/falkit-write-{TEST_PVC}"),
+        ("create", "diskpool", "pool-talos-worker-03"), ("action", "diskpool", "DiskPools"),
+        ("create", "storage-class", "mayastor-3"),
+        ("create", "pvc", f"mayastor/{TEST_PVC}"), ("action", "pvc", f"mayastor/{TEST_PVC}"),
+        ("action", "job", f"mayastor/falkit-write-{TEST_PVC}"),
     ]
     helm = next(c for c in plan.changes if c.kind == "helm-release")
-    assert helm.data["values"]["io_engine"]["coreList"] == [1]
+    assert helm.data.values["io_engine"]["coreList"] == [1]
     assert not plan.destructive and not plan.disruptive
 
 
@@ -164,7 +166,7 @@ def test_disk_by_id_option(fal):
     facts = MayastorFacts(nodes=healthy_nodes(fal), namespace_labels=None, release=None)
     plan = plan_mayastor(fal, facts, StepOptions(extra={"disk_by_id": True}))
     pool = next(c for c in plan.changes if c.kind == "diskpool")
-    assert pool.data["spec"]["disks"] == [QEMU_BY_ID.format(slot="scsi1")]
+    assert pool.data.object["spec"]["disks"] == [QEMU_BY_ID.format(slot="scsi1")]
 
 
 def test_failed_preflight_refuses_apply(fal):
