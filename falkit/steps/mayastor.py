@@ -11,8 +11,14 @@ StorageClass ``mayastor-3`` and a written test volume.
   DiskPool per worker (``pool-<worker>``), the StorageClass, the test PVC and its write Job.
   A DiskPool whose disk changed is destructive (its replicas go); a StorageClass whose parameters
   drifted is re-created (parameters are immutable).
-- **apply**: exactly those changes, waiting with live progress for every Mayastor component, each
-  pool ``Online`` with capacity, and the test PVC ``Bound`` and written.
+  Every change carries a typed payload (:mod:`falkit.payloads`): ``KubePatch`` (labels),
+  ``KubeCreate``, ``KubeReplace`` (a pool's disk, the StorageClass's parameters), ``HelmRelease``, the
+  ``GitChange`` of ``mayastor-app.yaml`` (planned here from the text observe read), and this module's
+  waits: ``WaitMayastor`` after the release, ``WaitDiskPools`` after the pools, ``WaitPvcBound``
+  before ``WriteTestVolume``.
+- **apply**: refuses a plan with a failed preflight, then ``execute`` — exactly those changes in
+  order, waiting with live progress for every Mayastor component, each pool ``Online`` with
+  capacity, and the test PVC ``Bound`` and written. It reads no spec.
 - **checks**: preflight per worker, io-engine Running per worker, pools Online with capacity, the
   StorageClass, the test PVC Bound and its replicas on distinct nodes.
 
