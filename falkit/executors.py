@@ -17,7 +17,7 @@ from typing import Any
 
 from .diff import Change
 from .errors import FalkitError
-from .kube import KubeChanger, kcreate, kget, served, wait_for
+from .kube import KubeChanger, kcreate, kdelete, kget, kpatch, served, wait_for
 from .ownership import apply_git_changes
 from .payloads import (
     DirectChange,
@@ -28,6 +28,8 @@ from .payloads import (
     KubeApply,
     KubeCreate,
     KubeDelete,
+    KubePatch,
+    KubeReplace,
     WaitServiceIPs,
 )
 
@@ -107,9 +109,16 @@ def execute(target: Any, changes: Iterable[Change], progress: Any, timeout: floa
 
 # ---------------------------------------------------------------------------------------------- Helm
 
-@executes(HelmRelease)
-def _helm_release(c: Change, ctx: Apply) -> None:
+def _release_key(c: Change) -> tuple:
     d: HelmRelease = c.data
+    return d.namespace, d.name, d.chart, d.version, d.values
+
+
+@executes_together(HelmRelease, key=_release_key)
+def _helm_release(changes: list[Change], ctx: Apply) -> None:
+    """One ``helm upgrade --install`` for consecutive changes of the same release (a plan may show
+    its version and its values as two changes)."""
+    d: HelmRelease = changes[0].data
     bar = ctx.progress.task(f"helm upgrade --install {d.name}", 1)
     ctx.target.helm.upgrade_install(d.namespace, d.name, d.chart, d.version, d.values)
     bar(1, "deployed")
@@ -134,6 +143,24 @@ def _kube_annotate(c: Change, ctx: Apply) -> None:
     r = c.data.ref
     ctx.changer.annotate(r.api_version, r.kind, r.name, r.namespace or None, c.data.annotations)
     ctx.progress.log(f"annotated {r.kind.lower()} {c.name}")
+
+
+@executes(KubePatch)
+def _kube_patch(c: Change, ctx: Apply) -> None:
+    r = c.data.ref
+    kpatch(ctx.target.kube(), r.api_version, r.kind, r.name, c.data.patch, r.namespace or None)
+    ctx.progress.log(f"patched {r.kind.lower()} {c.name}")
+
+
+@executes(KubeReplace)
+def _kube_replace(c: Change, ctx: Apply) -> None:
+    body = c.data.object
+    api = ctx.target.kube()
+    md = body.get("metadata") or {}
+    if kget(api, body["apiVersion"], body["kind"], md["name"], md.get("namespace")) is not None:
+        kdelete(api, body["apiVersion"], body["kind"], md["name"], md.get("namespace"))
+    kcreate(api, body)
+    ctx.progress.log(f"re-created {body['kind']} {c.name}")
 
 
 @executes(KubeDelete)

@@ -131,6 +131,15 @@ class GitEdit:
         return text
 
 
+def new_file_edit(rel: str, before: str, objects: Iterable[dict], message: str = "") -> GitEdit | None:
+    """The edit that makes ``rel`` (now ``before``; "" absent) hold ``objects`` as YAML documents;
+    None when it already does. Pure: a step that read ``before`` while observing plans it in plan."""
+    text = "---\n".join(yaml.safe_dump(o, sort_keys=False) for o in objects)
+    if before and load_documents(before) == load_documents(text):
+        return None
+    return GitEdit(rel, before, text, message=message or f"falkit: {'update' if before else 'add'} {rel}")
+
+
 @dataclass(frozen=True)
 class Commit:
     """What :meth:`Checkout.commit` did: the commit, the branch, the files and whether it pushed."""
@@ -402,11 +411,7 @@ class Checkout:
 
     def plan_new_file(self, rel: str, objects: Iterable[dict], message: str = "") -> GitEdit | None:
         """Create (or replace) ``rel`` with ``objects`` as YAML documents; None when identical."""
-        text = "---\n".join(yaml.safe_dump(o, sort_keys=False) for o in objects)
-        before = self.read(rel) if self.exists(rel) else ""
-        if before and load_documents(before) == load_documents(text):
-            return None
-        return GitEdit(rel, before, text, message=message or f"falkit: {'update' if before else 'add'} {rel}")
+        return new_file_edit(rel, self.read(rel) if self.exists(rel) else "", objects, message)
 
     def plan_rename(self, rel: str, disable: bool = True, message: str = "") -> GitEdit | None:
         """Rename ``rel`` to ``rel.disabled`` (``disable``) or back; None when already so.

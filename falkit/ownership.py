@@ -169,14 +169,20 @@ def _app_name(text: str) -> str | None:
 def plan_file(checkout: Checkout, rel: str, objects: list[dict], parent_app: str = "platform",
               reason: str = "") -> Change | None:
     """A manifest file created or replaced in Git (e.g. ``mayastor-app.yaml``)."""
-    edit = checkout.plan_new_file(rel, objects)
+    return file_change(checkout.plan_new_file(rel, objects), GitRepo.of(checkout), objects, parent_app, reason)
+
+
+def file_change(edit: GitEdit | None, repo: GitRepo, objects: list[dict], parent_app: str = "platform",
+                reason: str = "") -> Change | None:
+    """The ``git-file`` change of a planned new-file ``edit`` (None: the file is as planned)."""
     if edit is None:
         return None
+    rel = edit.path
     first = objects[0] if objects else {}
     ref = ObjectRef.of(first) if first else None
     return Change("update" if edit.before else "create", "git-file", rel, new=f"{len(objects)} document(s)",
                   reason=reason or f"applied by app-of-apps {parent_app!r}",
-                  data=GitChange(edit, parent_app, ref, None, repo=GitRepo.of(checkout)))
+                  data=GitChange(edit, parent_app, ref, None, repo=repo))
 
 
 def git_diff(changes: Iterable[Change]) -> str:

@@ -226,6 +226,24 @@ class KubeCreate:
 
 @payload
 @dataclass(frozen=True)
+class KubePatch:
+    """A JSON merge ``patch`` of one existing object (e.g. a Node's labels)."""
+
+    ref: ObjectRef
+    patch: dict
+
+
+@payload
+@dataclass(frozen=True)
+class KubeReplace:
+    """Delete ``object`` (when it exists) and create it again: a field the API server will not
+    change in place (a DiskPool's disk, a StorageClass's parameters)."""
+
+    object: dict
+
+
+@payload
+@dataclass(frozen=True)
 class KubeAnnotate:
     """Set (a value) or remove (None) annotations of one object."""
 

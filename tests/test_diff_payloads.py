@@ -35,6 +35,8 @@ from falkit.payloads import (
     KubeApply,
     KubeCreate,
     KubeDelete,
+    KubePatch,
+    KubeReplace,
     RecordBeforeState,
     Sealed,
     SecretSource,
@@ -51,6 +53,7 @@ from falkit.payloads import (
     WaitPruned,
     WaitServiceIPs,
 )
+from falkit.steps.mayastor import PreflightBlocked, WaitDiskPools, WaitMayastor, WaitPvcBound, WriteTestVolume
 from falkit.steps.registry import STEPS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,6 +105,15 @@ EXAMPLES = {
     "TalosEndpoints": TalosEndpoints("10.30.0.10", ("10.30.0.10", "10.30.0.11")),
     "WaitNodeAddresses": WaitNodeAddresses((("talos-cp-01", "10.30.0.10"), ("talos-worker-01", "10.30.0.11")),
                                            (("talos-cp-01", ()), ("talos-worker-01", ("openebs.io/engine",)))),
+    "KubePatch": KubePatch(ObjectRef("v1", "Node", "", "talos-worker-01"),
+                           {"metadata": {"labels": {"openebs.io/engine": "mayastor"}}}),
+    "KubeReplace": KubeReplace({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "mayastor-3"},
+                                "provisioner": "io.openebs.csi-mayastor", "parameters": {"repl": "3"}}),
+    "PreflightBlocked": PreflightBlocked("talos-worker-01", "hugepages", "set mayastor.hugepages_2mi and re-run 30-talos"),
+    "WaitMayastor": WaitMayastor("mayastor", ("talos-worker-01", "talos-worker-02", "talos-worker-03")),
+    "WaitDiskPools": WaitDiskPools("openebs.io/v1beta2", "mayastor", ("pool-talos-worker-01", "pool-talos-worker-02")),
+    "WaitPvcBound": WaitPvcBound("mayastor", "falkit-mayastor-test"),
+    "WriteTestVolume": WriteTestVolume("mayastor", "falkit-mayastor-test"),
 }
 #: payload types carrying a secret (falkit.payloads.Sealed): never written out, archived redacted only
 SEALED = {"TalosSecrets", "TalosClientConfig", "TalosApplyConfig", "TalosAddressConfig"}

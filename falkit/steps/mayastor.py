@@ -11,8 +11,14 @@ StorageClass ``mayastor-3`` and a written test volume.
   DiskPool per worker (``pool-<worker>``), the StorageClass, the test PVC and its write Job.
   A DiskPool whose disk changed is destructive (its replicas go); a StorageClass whose parameters
   drifted is re-created (parameters are immutable).
-- **apply**: exactly those changes, waiting with live progress for every Mayastor component, each
-  pool ``Online`` with capacity, and the test PVC ``Bound`` and written.
+  Every change carries a typed payload (:mod:`falkit.payloads`): ``KubePatch`` (labels),
+  ``KubeCreate``, ``KubeReplace`` (a pool's disk, the StorageClass's parameters), ``HelmRelease``, the
+  ``GitChange`` of ``mayastor-app.yaml`` (planned here from the text observe read), and this module's
+  waits: ``WaitMayastor`` after the release, ``WaitDiskPools`` after the pools, ``WaitPvcBound``
+  before ``WriteTestVolume``.
+- **apply**: refuses a plan with a failed preflight, then ``execute`` — exactly those changes in
+  order, waiting with live progress for every Mayastor component, each pool ``Online`` with
+  capacity, and the test PVC ``Bound`` and written. It reads no spec.
 - **checks**: preflight per worker, io-engine Running per worker, pools Online with capacity, the
   StorageClass, the test PVC Bound and its replicas on distinct nodes.
 
@@ -30,21 +36,20 @@ so falkit cannot check the link exists; check it with ``talosctl ls /dev/disk/by
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import mayastorvalues as mv
 from ..design import design_of
 from ..diff import Change, Noop, Plan
 from ..errors import StepError
-from ..gitops import ARGOCD_NS, Checkout, mayastor_application
+from ..executors import Apply, execute, executes
+from ..gitops import ARGOCD_NS, Checkout, mayastor_application, new_file_edit
 from ..kube import (
     JobFailedError,
     WaitReporter,
     checksum_job,
     job_name,
-    kcreate,
-    kdelete,
     kget,
     klist,
     kpatch,
@@ -54,7 +59,8 @@ from ..kube import (
     run_job,
     write_job,
 )
-from ..ownership import apply_git_changes, plan_file
+from ..ownership import file_change
+from ..payloads import GitRepo, HelmRelease, KubeCreate, KubePatch, KubeReplace, ObjectRef, payload
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
 
@@ -90,9 +96,64 @@ class MayastorFacts:
     io_engine: dict[str, str] = field(default_factory=dict)  # node -> pod state (pod_state)
     # Argo CD deploys Mayastor when it manages the platform (the seed: "Mayastor will be deployed
     # by ArgoCD"): then falkit writes mayastor-app.yaml into the GitOps checkout instead of
-    # installing the chart with Helm. ``gitops_change`` is that file's change (None: Git has it).
+    # installing the chart with Helm. ``gitops_repo`` is the checkout and ``gitops_file`` the file's
+    # text now ("" absent): plan makes the edit from them.
     via_argocd: bool = False
-    gitops_change: Change | None = None
+    gitops_repo: GitRepo | None = None
+    gitops_file: str = ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Payloads of this step (the shared ones: falkit.payloads)
+
+
+@payload
+@dataclass(frozen=True)
+class PreflightBlocked:
+    """A Mayastor prerequisite a worker lacks: apply refuses the plan (``fix`` says how to fix it)."""
+
+    node: str
+    check: str
+    fix: str
+
+
+@payload
+@dataclass(frozen=True)
+class WaitMayastor:
+    """Wait until every workload in ``namespace`` is ready, io-engine Running and each of
+    ``workers`` Ready."""
+
+    namespace: str
+    workers: tuple[str, ...]
+
+
+@payload
+@dataclass(frozen=True)
+class WaitDiskPools:
+    """Wait until each DiskPool of ``names`` is Online with capacity."""
+
+    api_version: str
+    namespace: str
+    names: tuple[str, ...]
+
+
+@payload
+@dataclass(frozen=True)
+class WaitPvcBound:
+    """Wait until PersistentVolumeClaim ``namespace/name`` is Bound."""
+
+    namespace: str
+    name: str
+
+
+@payload
+@dataclass(frozen=True)
+class WriteTestVolume:
+    """Write 16 MiB to claim ``namespace/claim`` with a Job, checksum it with another, and record
+    the checksum in the claim's annotation ``falkit.io/written-checksum``."""
+
+    namespace: str
+    claim: str
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,33 +229,37 @@ def plan_mayastor(spec: LabSpec, facts: MayastorFacts, options: StepOptions) -> 
         bad = [c for c in preflight(spec, n) if not c.ok]
         for c in bad:
             changes.append(Change("action", "preflight", n.name, c.check, c.observed, c.expected,
-                                  reason=f"blocked: {c.check} — {c.fix}", data={"blocked": True}))
+                                  reason=f"blocked: {c.check} — {c.fix}", data=PreflightBlocked(n.name, c.check, c.fix)))
         if n.labels is None:
             notes.append(f"node {n.name} is not registered in Kubernetes")
         elif n.labels.get(key) != val:
             changes.append(Change("update", "node-label", n.name, key, n.labels.get(key), val,
-                                  reason="io-engine's nodeSelector", data={"node": n.name}))
+                                  reason="io-engine's nodeSelector",
+                                  data=KubePatch(ObjectRef("v1", "Node", "", n.name), {"metadata": {"labels": {key: val}}})))
         else:
             noops.append(Noop("node-label", n.name, f"{key}={val}"))
     psa_k, psa_v = mv.PSA_LABEL
     if facts.namespace_labels is None:
-        changes.append(Change("create", "namespace", ns, new=f"{psa_k}={psa_v}", data=mv.namespace_object(spec)))
+        changes.append(Change("create", "namespace", ns, new=f"{psa_k}={psa_v}", data=KubeCreate(mv.namespace_object(spec))))
     elif facts.namespace_labels.get(psa_k) != psa_v:
         changes.append(Change("update", "namespace", ns, psa_k, facts.namespace_labels.get(psa_k), psa_v,
-                              reason="Talos enforces 'baseline'; io-engine is privileged"))
+                              reason="Talos enforces 'baseline'; io-engine is privileged",
+                              data=KubePatch(ObjectRef("v1", "Namespace", "", ns), {"metadata": {"labels": {psa_k: psa_v}}})))
     else:
         noops.append(Noop("namespace", ns, "exists with the PodSecurity exemption"))
     chart, version = mv.chart_ref(spec)
     values = mv.helm_values(spec)
     rel = facts.release
-    payload = {"namespace": ns, "name": mv.RELEASE_NAME, "chart": chart, "version": version, "values": values}
+    release = HelmRelease(ns, mv.RELEASE_NAME, chart, version, values, None if rel is None else (rel.get("values") or {}),
+                          diff=False)
     if facts.via_argocd:
-        if facts.gitops_change is not None:
-            changes.append(facts.gitops_change)
+        git = _gitops_change(spec, facts)
+        if git is not None:
+            changes.append(git)
         else:
             noops.append(Noop("git-file", "mayastor-app.yaml", f"Argo CD deploys {chart} {version} with falkit's values"))
     elif rel is None:
-        changes.append(Change("create", "helm-release", f"{ns}/{mv.RELEASE_NAME}", new=f"{chart} {version}", data=payload))
+        changes.append(Change("create", "helm-release", f"{ns}/{mv.RELEASE_NAME}", new=f"{chart} {version}", data=release))
     else:
         diffs = []
         if str(rel.get("version")) != version:
@@ -205,42 +270,65 @@ def plan_mayastor(spec: LabSpec, facts: MayastorFacts, options: StepOptions) -> 
             diffs.append(("status", rel.get("status"), "deployed"))
         for f, old, new in diffs:
             changes.append(Change("update", "helm-release", f"{ns}/{mv.RELEASE_NAME}", f, old, new,
-                                  data=dict(payload, yaml=(rel.get("values") or {}, values)) if f == "values" else payload))
+                                  data=replace(release, diff=True) if f == "values" else release))
         if not diffs:
             noops.append(Noop("helm-release", f"{ns}/{mv.RELEASE_NAME}", f"{chart} {version} deployed"))
+    installed = len(changes)  # the components wait goes here (after the release, before the pools)
+    pools: list[str] = []
     for n in facts.nodes:
         want = mv.diskpool(spec, n.name, data_device(spec, n.name, options))
         have = facts.pools.get(want["metadata"]["name"])
         if have is None:
             changes.append(Change("create", "diskpool", want["metadata"]["name"], new=f"{n.name}:{want['spec']['disks'][0]}",
-                                  data=want))
+                                  data=KubeCreate(want)))
+            pools.append(want["metadata"]["name"])
         elif list((have.get("spec") or {}).get("disks") or []) != want["spec"]["disks"] \
                 or (have.get("spec") or {}).get("node") != n.name:
             changes.append(Change("update", "diskpool", want["metadata"]["name"], "spec.disks",
                                   (have.get("spec") or {}).get("disks"), want["spec"]["disks"], destructive=True,
                                   reason="a pool's disk cannot change: delete and re-create (its replicas are lost)",
-                                  data=want))
+                                  data=KubeReplace(want)))
+            pools.append(want["metadata"]["name"])
         else:
             noops.append(Noop("diskpool", want["metadata"]["name"], "exists on " + want["spec"]["disks"][0]))
+    if pools:
+        changes.append(Change("action", "diskpool", "DiskPools", "wait", reason="each pool Online with capacity",
+                              data=WaitDiskPools(mv.diskpool(spec, "x", "x")["apiVersion"], ns, tuple(pools))))
     sc = mv.storage_class(spec)
     if facts.storage_class is None:
-        changes.append(Change("create", "storage-class", sc["metadata"]["name"], new=sc["parameters"], data=sc))
+        changes.append(Change("create", "storage-class", sc["metadata"]["name"], new=sc["parameters"], data=KubeCreate(sc)))
     else:
         for f, old, new in mv.storage_class_drift(sc, facts.storage_class):
             changes.append(Change("update", "storage-class", sc["metadata"]["name"], f, old, new, disruptive=True,
-                                  reason="immutable: delete and re-create (bound volumes keep working)", data=sc))
+                                  reason="immutable: delete and re-create (bound volumes keep working)", data=KubeReplace(sc)))
         if not mv.storage_class_drift(sc, facts.storage_class):
             noops.append(Noop("storage-class", sc["metadata"]["name"], "parameters as planned"))
     pvc = facts.test_pvc
     if pvc is None:
         changes.append(Change("create", "pvc", f"{ns}/{TEST_PVC}", new=f"1Gi on {spec.mayastor.storage_class}",
-                              data=mv.probe_pvc(spec, TEST_PVC, ns)))
+                              data=KubeCreate(mv.probe_pvc(spec, TEST_PVC, ns))))
     if pvc is None or not (pvc.get("metadata", {}).get("annotations") or {}).get(WRITTEN_ANNOTATION):
+        changes.append(Change("action", "pvc", f"{ns}/{TEST_PVC}", "wait", reason="Bound",
+                              data=WaitPvcBound(ns, TEST_PVC)))
         changes.append(Change("action", "job", f"{ns}/{job_name('write', TEST_PVC)}", reason="write 16 MiB and checksum it",
-                              data={"namespace": ns, "claim": TEST_PVC}))
+                              data=WriteTestVolume(ns, TEST_PVC)))
     else:
         noops.append(Noop("pvc", f"{ns}/{TEST_PVC}", "bound and written"))
+    if any(c.kind in ("helm-release", "git-file", "diskpool", "pvc", "job") for c in changes):
+        changes.insert(installed, Change("action", "mayastor", ns, "wait",
+                                         reason="every Mayastor component ready, io-engine Running on each worker",
+                                         data=WaitMayastor(ns, tuple(w.name for w in spec.cluster.workers))))
     return Plan(STEP, tuple(changes), tuple(noops), tuple(notes))
+
+
+def _gitops_change(spec: LabSpec, facts: MayastorFacts) -> Change | None:
+    """The ``mayastor-app.yaml`` change in the GitOps checkout (None: Git has it as planned)."""
+    if facts.gitops_repo is None or spec.gitops is None:
+        return None
+    objects = [mayastor_application(spec)]
+    edit = new_file_edit(f"{spec.gitops.platform_path}/mayastor-app.yaml", facts.gitops_file, objects)
+    return file_change(edit, facts.gitops_repo, objects,
+                       reason="the seed: Mayastor is deployed by Argo CD (falkit does not install it with Helm)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,14 +380,14 @@ def observe(target: Any, spec: LabSpec, options: StepOptions) -> MayastorFacts:
 
 
 def _argocd_facts(target: Any, spec: LabSpec, api: Any) -> dict[str, Any]:
-    """Whether Argo CD's app-of-apps manages the platform, and if so the Git change that makes it
-    deploy Mayastor (``mayastor-app.yaml`` with falkit's values)."""
+    """Whether Argo CD's app-of-apps manages the platform, and if so the checkout and the text of
+    ``mayastor-app.yaml`` in it now (plan makes the edit that deploys Mayastor with falkit's values)."""
     if spec.gitops is None or kget(api, "argoproj.io/v1alpha1", "Application", "platform", ARGOCD_NS) is None:
         return {}
     checkout = Checkout.for_target(target)
-    change = plan_file(checkout, f"{spec.gitops.platform_path}/mayastor-app.yaml", [mayastor_application(spec)],
-                       reason="the seed: Mayastor is deployed by Argo CD (falkit does not install it with Helm)")
-    return {"via_argocd": True, "gitops_change": change}
+    rel = f"{spec.gitops.platform_path}/mayastor-app.yaml"
+    return {"via_argocd": True, "gitops_repo": GitRepo.of(checkout),
+            "gitops_file": checkout.read(rel) if checkout.exists(rel) else ""}
 
 
 def io_engine_pods(api: Any, ns: str) -> dict[str, str]:
@@ -335,9 +423,8 @@ def _node_ready(node: dict | None) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
 
 
-def components_ready(api: Any, spec: LabSpec) -> tuple[bool, int, str]:
-    """Every Deployment/StatefulSet/DaemonSet in the namespace ready, io-engine Running per worker."""
-    ns = spec.mayastor.namespace
+def components_ready(api: Any, ns: str, workers: tuple[str, ...]) -> tuple[bool, int, str]:
+    """Every Deployment/StatefulSet/DaemonSet in ``ns`` ready, io-engine Running on each of ``workers``."""
     waiting = []
     total = ready = 0
     for kind in ("Deployment", "StatefulSet", "DaemonSet"):
@@ -351,10 +438,10 @@ def components_ready(api: Any, spec: LabSpec) -> tuple[bool, int, str]:
             else:
                 waiting.append(f"{o['metadata']['name']} {have or 0}/{want}")
     eng = io_engine_pods(api, ns)
-    missing = [f"{w.name} ({eng.get(w.name, 'no pod')})" for w in spec.cluster.workers if eng.get(w.name) != "Running"]
+    missing = [f"{w} ({eng.get(w, 'no pod')})" for w in workers if eng.get(w) != "Running"]
     if missing:  # before the DaemonSet counts: the node and the reason are what the operator needs
         waiting.insert(0, "io-engine not Running on " + ", ".join(missing))
-    not_ready = [w.name for w in spec.cluster.workers if not _node_ready(kget(api, "v1", "Node", w.name))]
+    not_ready = [w for w in workers if not _node_ready(kget(api, "v1", "Node", w))]
     if not_ready:
         waiting.insert(0, "nodes not Ready: " + ", ".join(not_ready))
     done = total > 0 and not waiting
@@ -389,6 +476,57 @@ def replica_placement(target: Any, spec: LabSpec, pv_name: str) -> list[dict[str
             for rid, r in topo.items()]
 
 
+# ---------------------------------------------------------------------------------------------
+# Executors of this step's payloads
+
+
+@executes(PreflightBlocked)
+def _preflight_blocked(c: Change, ctx: Apply) -> None:
+    raise StepError(STEP, f"preflight failed: {c.name}: {c.reason}")
+
+
+@executes(WaitMayastor)
+def _wait_mayastor(c: Change, ctx: Apply) -> None:
+    d: WaitMayastor = c.data
+    api = ctx.target.kube()
+    _wait("Mayastor components", ctx.timeout, lambda: components_ready(api, d.namespace, d.workers), ctx.progress)
+
+
+@executes(WaitDiskPools)
+def _wait_pools(c: Change, ctx: Apply) -> None:
+    d: WaitDiskPools = c.data
+    api = ctx.target.kube()
+
+    def poll() -> tuple[bool, int, str]:
+        states = {name: _pool_state(kget(api, d.api_version, "DiskPool", name, d.namespace) or {}) for name in d.names}
+        ok = sum(1 for s, cap in states.values() if s == "Online" and cap > 0)
+        return ok == len(d.names), ok, ", ".join(f"{n}: {s or 'pending'}" for n, (s, _) in states.items())
+
+    _wait("DiskPools Online", ctx.timeout, poll, ctx.progress, total=len(d.names))
+
+
+@executes(WaitPvcBound)
+def _wait_pvc(c: Change, ctx: Apply) -> None:
+    d: WaitPvcBound = c.data
+    api = ctx.target.kube()
+    _wait(f"PVC {d.name} Bound", ctx.timeout, lambda: _pvc_bound(api, d.namespace, d.name), ctx.progress)
+
+
+@executes(WriteTestVolume)
+def _write_test(c: Change, ctx: Apply) -> None:
+    d: WriteTestVolume = c.data
+    api = ctx.target.kube()
+    bar = ctx.progress.task(f"write test data to {d.claim}", None)
+    try:
+        run_job(api, write_job(job_name("write", d.claim), d.namespace, d.claim), ctx.timeout,
+                on_poll=lambda s: bar(s, "writing"))
+        digest = parse_checksum(run_job(api, checksum_job(job_name("checksum", d.claim), d.namespace, d.claim), ctx.timeout))
+    except (JobFailedError, ValueError) as e:
+        raise StepError(STEP, f"test volume {d.namespace}/{d.claim}: {e}") from e
+    kpatch(api, "v1", "PersistentVolumeClaim", d.claim, {"metadata": {"annotations": {WRITTEN_ANNOTATION: digest}}}, d.namespace)
+    bar(1, f"written, sha256 {digest[:12]}…")
+
+
 @register(STEP)
 class MayastorStep:
     title = "OpenEBS Mayastor: preflight, install, DiskPools, StorageClass"
@@ -404,75 +542,7 @@ class MayastorStep:
         blocked = [c for c in plan.changes if c.kind == "preflight"]
         if blocked:
             raise StepError(STEP, "preflight failed: " + "; ".join(f"{c.name}: {c.reason}" for c in blocked))
-        spec = target.spec
-        api = target.kube()
-        timeout = options.wait_timeout_s
-        for c in plan.changes:
-            if c.kind == "node-label":
-                progress.log(f"label node {c.name} {c.field}={c.new}")
-                kpatch(api, "v1", "Node", c.name, {"metadata": {"labels": {c.field: c.new}}})
-            elif c.kind == "namespace":
-                if c.op == "create":
-                    kcreate(api, c.data)
-                else:
-                    kpatch(api, "v1", "Namespace", c.name, {"metadata": {"labels": {c.field: c.new}}})
-        git = [c for c in plan.changes if c.kind == "git-file"]
-        if git:
-            progress.log(f"git: {', '.join(c.name for c in git)} (Argo CD deploys Mayastor)")
-            apply_git_changes(git, Checkout.for_target(target), api, timeout=timeout)
-        if any(c.kind == "helm-release" for c in plan.changes):
-            d = next(c.data for c in plan.changes if c.kind == "helm-release")
-            progress.log(f"helm upgrade --install {d['name']} {d['chart']} --version {d['version']} -n {d['namespace']}")
-            target.helm.upgrade_install(d["namespace"], d["name"], d["chart"], d["version"], d["values"])
-        pool_changes = [c for c in plan.changes if c.kind == "diskpool"]
-        if any(c.kind in ("helm-release", "git-file", "diskpool", "pvc", "job") for c in plan.changes):
-            _wait("Mayastor components", timeout, lambda: components_ready(api, spec), progress)
-        for c in pool_changes:
-            if c.op == "update":
-                kdelete(api, c.data["apiVersion"], "DiskPool", c.name, c.data["metadata"]["namespace"])
-            progress.log(f"DiskPool {c.name} on {c.data['spec']['node']}:{c.data['spec']['disks'][0]}")
-            kcreate(api, c.data)
-        if pool_changes:
-            self._wait_pools(api, spec, [c.name for c in pool_changes], timeout, progress)
-        for c in plan.changes:
-            if c.kind == "storage-class":
-                if c.op == "update" and kget(api, "storage.k8s.io/v1", "StorageClass", c.name) is not None:
-                    kdelete(api, "storage.k8s.io/v1", "StorageClass", c.name)
-                if kget(api, "storage.k8s.io/v1", "StorageClass", c.name) is None:
-                    kcreate(api, c.data)
-        for c in plan.changes:
-            if c.kind == "pvc":
-                kcreate(api, c.data)
-        if any(c.kind in ("pvc", "job") for c in plan.changes):
-            ns = spec.mayastor.namespace
-            _wait(f"PVC {TEST_PVC} Bound", timeout, lambda: _pvc_bound(api, ns, TEST_PVC), progress)
-        for c in plan.changes:
-            if c.kind == "job":
-                self._write_test(api, c.data["namespace"], c.data["claim"], timeout, progress)
-
-    def _wait_pools(self, api: Any, spec: LabSpec, names: list[str], timeout: float, progress: Progress) -> None:
-        ns = spec.mayastor.namespace
-        version = mv.diskpool(spec, "x", "x")["apiVersion"]
-
-        def poll() -> tuple[bool, int, str]:
-            states = {}
-            for name in names:
-                p = kget(api, version, "DiskPool", name, ns) or {}
-                states[name] = _pool_state(p)
-            ok = sum(1 for s, cap in states.values() if s == "Online" and cap > 0)
-            return ok == len(names), ok, ", ".join(f"{n}: {s or 'pending'}" for n, (s, _) in states.items())
-
-        _wait("DiskPools Online", timeout, poll, progress, total=len(names))
-
-    def _write_test(self, api: Any, ns: str, claim: str, timeout: float, progress: Progress) -> None:
-        bar = progress.task(f"write test data to {claim}", None)
-        try:
-            run_job(api, write_job(job_name("write", claim), ns, claim), timeout, on_poll=lambda s: bar(s, "writing"))
-            digest = parse_checksum(run_job(api, checksum_job(job_name("checksum", claim), ns, claim), timeout))
-        except (JobFailedError, ValueError) as e:
-            raise StepError(STEP, f"test volume {ns}/{claim}: {e}") from e
-        kpatch(api, "v1", "PersistentVolumeClaim", claim, {"metadata": {"annotations": {WRITTEN_ANNOTATION: digest}}}, ns)
-        bar(1, f"written, sha256 {digest[:12]}…")
+        execute(target, plan.changes, progress, options.wait_timeout_s, step=STEP)
 
     def checks(self, target: Any, spec: LabSpec, options: StepOptions) -> list[Check]:
         facts = observe(target, spec, options)

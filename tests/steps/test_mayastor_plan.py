@@ -2,16 +2,25 @@
 kubelet dir, no chart StorageClass), the DiskPool in the apiVersion of the Mayastor version
 (validated against the derived schema), the StorageClass's string parameters, the preflight
 checks, and the plan as data tables: a fresh cluster, a failing preflight (apply refuses), a
-converged cluster (empty plan), drift (StorageClass re-created, a pool's disk change destructive)."""
+converged cluster (empty plan), drift (StorageClass re-created, a pool's disk change destructive);
+the Argo CD path: mayastor-app.yaml's Git edit made in plan from the observed text, every change a
+typed payload with an executor, the plan equal after a JSON round trip."""
 
 from __future__ import annotations
 
+import json
+
 import jsonschema
 import pytest
+import yaml
 from helpers import patched
 
+from falkit import executors
 from falkit import mayastorvalues as mv
+from falkit.diff import Plan
 from falkit.errors import StepError
+from falkit.gitops import mayastor_application
+from falkit.payloads import GitChange, GitRepo
 from falkit.schemas import diskpool_schema
 from falkit.spec import spec_from_data
 from falkit.steps.base import StepOptions
@@ -33,8 +42,6 @@ GIB = 1024 ** 3
 
 
 def spec_with(patch: dict | None = None):
-    import yaml
-
     data = patched(patch or {})
     d, pos = parse_yaml(yaml.safe_dump(data), "lab.yaml")
     return spec_from_data(d, pos)
@@ -130,13 +137,15 @@ def test_plan_fresh_cluster(fal):
     assert kinds == [
         ("update", "node-label", "talos-worker-01"), ("update", "node-label", "talos-worker-02"),
         ("update", "node-label", "talos-worker-03"), ("create", "namespace", "mayastor"),
-        ("create", "helm-release", "mayastor/mayastor"),
+        ("create", "helm-release", "mayastor/mayastor"), ("action", "mayastor", "mayastor"),
         ("create", "diskpool", "pool-talos-worker-01"), ("create", "diskpool", "pool-talos-worker-02"),
-        ("create", "diskpool", "pool-talos-worker-03"), ("create", "storage-class", "mayastor-3"),
-        ("create", "pvc", f"mayastor/{TEST_PVC}"), ("action", "job", f"mayastor/falkit-write-{TEST_PVC}"),
+        ("create", "diskpool", "pool-talos-worker-03"), ("action", "diskpool", "DiskPools"),
+        ("create", "storage-class", "mayastor-3"),
+        ("create", "pvc", f"mayastor/{TEST_PVC}"), ("action", "pvc", f"mayastor/{TEST_PVC}"),
+        ("action", "job", f"mayastor/falkit-write-{TEST_PVC}"),
     ]
     helm = next(c for c in plan.changes if c.kind == "helm-release")
-    assert helm.data["values"]["io_engine"]["coreList"] == [1]
+    assert helm.data.values["io_engine"]["coreList"] == [1]
     assert not plan.destructive and not plan.disruptive
 
 
@@ -164,7 +173,7 @@ def test_disk_by_id_option(fal):
     facts = MayastorFacts(nodes=healthy_nodes(fal), namespace_labels=None, release=None)
     plan = plan_mayastor(fal, facts, StepOptions(extra={"disk_by_id": True}))
     pool = next(c for c in plan.changes if c.kind == "diskpool")
-    assert pool.data["spec"]["disks"] == [QEMU_BY_ID.format(slot="scsi1")]
+    assert pool.data.object["spec"]["disks"] == [QEMU_BY_ID.format(slot="scsi1")]
 
 
 def test_failed_preflight_refuses_apply(fal):
@@ -175,3 +184,22 @@ def test_failed_preflight_refuses_apply(fal):
     assert [(c.name, c.field) for c in blocked] == [("talos-worker-01", "hugepages")]
     with pytest.raises(StepError, match="preflight failed: talos-worker-01: blocked: hugepages"):
         MayastorStep().apply(None, plan, StepOptions(apply=True), None)  # refuses before touching the lab
+
+
+def test_argocd_path_plans_the_git_edit_and_round_trips(fal):
+    """Argo CD deploys Mayastor: plan (not observe) makes ``mayastor-app.yaml``'s edit from the text
+    observe read; every change carries a typed payload with an executor, and the plan survives JSON."""
+    repo = GitRepo("/tmp/gitops", "kubernetes/platform")
+    facts = MayastorFacts(nodes=healthy_nodes(fal), namespace_labels=None, release=None, via_argocd=True,
+                          gitops_repo=repo, gitops_file="")
+    plan = plan_mayastor(fal, facts, StepOptions())
+    git = [c for c in plan.changes if c.kind == "git-file"]
+    assert [(c.op, c.name) for c in git] == [("create", "kubernetes/platform/mayastor-app.yaml")]
+    assert isinstance(git[0].data, GitChange) and git[0].data.repo == repo and git[0].data.app == "platform"
+    assert yaml.safe_load(git[0].data.edit.after) == mayastor_application(fal)
+    assert not any(c.kind == "helm-release" for c in plan.changes)
+    assert all(executors.executable(c) for c in plan.changes), [c.describe() for c in plan.changes]
+    assert Plan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
+    same = MayastorFacts(nodes=facts.nodes, namespace_labels=None, release=None, via_argocd=True,
+                         gitops_repo=repo, gitops_file=git[0].data.edit.after)
+    assert not any(c.kind == "git-file" for c in plan_mayastor(fal, same, StepOptions()).changes)
