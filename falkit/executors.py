@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .diff import Change
-from .errors import FalkitError
+from .errors import FalkitError, StepError
 from .kube import KubeChanger, kcreate, kdelete, kget, kpatch, served, wait_for
 from .ownership import apply_git_changes
 from .payloads import (
+    Blocked,
     DirectChange,
     GitChange,
     HelmRelease,
@@ -105,6 +106,14 @@ def execute(target: Any, changes: Iterable[Change], progress: Any, timeout: floa
             j += 1
         batch[1](todo[i:j], ctx)
         i = j
+
+
+@executes(Blocked)
+def _blocked(c: Change, ctx: Apply) -> None:
+    d: Blocked = c.data
+    first = f" — run {d.run_first} first" if d.run_first else ""
+    fix = f" (fix: {d.fix})" if d.fix else ""
+    raise StepError(ctx.step, f"blocked: {c.name}: {d.message}{first}{fix}")
 
 
 # ---------------------------------------------------------------------------------------------- Helm

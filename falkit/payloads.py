@@ -172,6 +172,18 @@ class GitChange:
 
 @payload
 @dataclass(frozen=True)
+class Blocked:
+    """A change no option allows: a prerequisite is missing (``message``), fixed by ``fix`` or by
+    running notebook ``run_first`` first. :func:`falkit.runbook.converge.refuse` refuses a plan that
+    holds one; its executor raises should a plan holding it reach apply anyway."""
+
+    message: str
+    fix: str = ""
+    run_first: str = ""
+
+
+@payload
+@dataclass(frozen=True)
 class DirectChange:
     """A ``k8s-object`` change of an object no Application manages: a merge ``patch`` of an existing
     object, or the whole object to create (``create``)."""

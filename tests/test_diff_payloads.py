@@ -25,6 +25,7 @@ from falkit.gitops import GitEdit, ObjectRef
 from falkit.payloads import (
     PAYLOADS,
     ArgoRepository,
+    Blocked,
     DirectChange,
     GitChange,
     GitRepo,
@@ -53,7 +54,7 @@ from falkit.payloads import (
     WaitPruned,
     WaitServiceIPs,
 )
-from falkit.steps.mayastor import PreflightBlocked, WaitDiskPools, WaitMayastor, WaitPvcBound, WriteTestVolume
+from falkit.steps.mayastor import WaitDiskPools, WaitMayastor, WaitPvcBound, WriteTestVolume
 from falkit.steps.registry import STEPS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +110,7 @@ EXAMPLES = {
                            {"metadata": {"labels": {"openebs.io/engine": "mayastor"}}}),
     "KubeReplace": KubeReplace({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "mayastor-3"},
                                 "provisioner": "io.openebs.csi-mayastor", "parameters": {"repl": "3"}}),
-    "PreflightBlocked": PreflightBlocked("talos-worker-01", "hugepages", "set mayastor.hugepages_2mi and re-run 30-talos"),
+    "Blocked": Blocked("hugepages: 0 MiB of 2 MiB pages", "set mayastor.hugepages_2mi and re-run 30-talos", "30-talos"),
     "WaitMayastor": WaitMayastor("mayastor", ("talos-worker-01", "talos-worker-02", "talos-worker-03")),
     "WaitDiskPools": WaitDiskPools("openebs.io/v1beta2", "mayastor", ("pool-talos-worker-01", "pool-talos-worker-02")),
     "WaitPvcBound": WaitPvcBound("mayastor", "falkit-mayastor-test"),

@@ -2,7 +2,7 @@
 
 - **Refusal**: :func:`refuse` (plan + options, nothing else) refuses disruptive changes unless
   ``allow_disruptive``, destructive ones unless ``allow_destructive``, and *blocked* changes (a
-  prerequisite an earlier notebook provides, ``data["blocked"]``, naming it: "run 10-network first")
+  prerequisite an earlier notebook provides, a :class:`~falkit.payloads.Blocked` payload, naming it: "run 10-network first")
   always; a step listed in :data:`REQUIRED_OPTIONS` applies only with its option on. The same
   function decides headless and at a JupyterLab gate, before anything is applied. Plans never
   depend on ``allow_*``: the options refuse, they do not change what is planned.
@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..diff import Change, Plan
+from ..payloads import Blocked
 from ..steps.base import StepOptions
 
 POLL_S = (0.05, 2.0)  # convergence polling: first and longest interval
@@ -33,9 +34,10 @@ REQUIRED_OPTIONS: dict[str, str] = {"rollback-": "rollback"}
 class Refusal:
     """Why a plan may not be applied with the given options (falsy when it may).
 
-    ``blocked``: changes a step marks ``data={"blocked": True, "message", "fix", "run_first"}`` — a
-    prerequisite from an earlier notebook is missing (bridge, storage, ISO storage, ...); no option
-    allows them. ``disruptive``/``destructive``: changes the options do not allow.
+    ``blocked``: changes whose payload is :class:`falkit.payloads.Blocked` (``message``, ``fix``,
+    ``run_first``) — a prerequisite from an earlier notebook is missing (bridge, storage, ISO
+    storage, ...); no option allows them. ``disruptive``/``destructive``: changes the options do not
+    allow.
     """
 
     blocked: tuple[Change, ...] = ()
@@ -57,7 +59,7 @@ class Refusal:
     def run_first(self) -> list[str]:
         out: list[str] = []
         for c in self.blocked:
-            nb = (c.data or {}).get("run_first")
+            nb = blocked_by(c).run_first
             if nb and nb not in out:
                 out.append(nb)
         return out
@@ -65,10 +67,10 @@ class Refusal:
     def text(self) -> str:
         parts = []
         for c in self.blocked:
-            d = c.data or {}
-            first = f" — run {d['run_first']} first" if d.get("run_first") else ""
-            fix = f" (fix: {d['fix']})" if d.get("fix") else ""
-            parts.append(f"blocked: {d.get('message') or c.reason or c.describe()}{first}{fix}")
+            d = blocked_by(c)
+            first = f" — run {d.run_first} first" if d.run_first else ""
+            fix = f" (fix: {d.fix})" if d.fix else ""
+            parts.append(f"blocked: {d.message or c.reason or c.describe()}{first}{fix}")
         for opt in self.requires:
             parts.append(f"this step applies only with {opt}=True (it is off: a dry run that shows the plan)")
         for what, cs, opt in (("disruptive", self.disruptive, "allow_disruptive"),
@@ -92,11 +94,24 @@ class Refusal:
         return "; ".join(out)
 
 
+def blocked_by(change: Change) -> Blocked | None:
+    """What blocks ``change`` (its :class:`~falkit.payloads.Blocked` payload), or None.
+
+    A step not yet on typed payloads marks the same with ``data={"blocked": True, "message", "fix",
+    "run_first"}``; that dict is read as the payload it stands for."""
+    d = change.data
+    if isinstance(d, Blocked):
+        return d
+    if isinstance(d, dict) and d.get("blocked"):
+        return Blocked(d.get("message") or "", d.get("fix") or "", d.get("run_first") or "")
+    return None
+
+
 def refuse(plan: Plan, options: StepOptions) -> Refusal:
     """The refusal of ``plan`` under ``options`` — pure, and the same for ``falkit run`` and a gate."""
     requires = tuple(opt for prefix, opt in REQUIRED_OPTIONS.items()
                      if plan.step.startswith(prefix) and plan.changes and not options.extra.get(opt))
-    return Refusal(blocked=tuple(c for c in plan.changes if isinstance(c.data, dict) and c.data.get("blocked")),
+    return Refusal(blocked=tuple(c for c in plan.changes if blocked_by(c) is not None),
                    disruptive=() if options.allow_disruptive else plan.disruptive,
                    destructive=() if options.allow_destructive else plan.destructive,
                    requires=requires)

@@ -60,7 +60,7 @@ from ..kube import (
     write_job,
 )
 from ..ownership import file_change
-from ..payloads import GitRepo, HelmRelease, KubeCreate, KubePatch, KubeReplace, ObjectRef, payload
+from ..payloads import Blocked, GitRepo, HelmRelease, KubeCreate, KubePatch, KubeReplace, ObjectRef, payload
 from ..spec import LabSpec
 from .base import Check, Progress, StepOptions, register
 
@@ -105,16 +105,6 @@ class MayastorFacts:
 
 # ---------------------------------------------------------------------------------------------
 # Payloads of this step (the shared ones: falkit.payloads)
-
-
-@payload
-@dataclass(frozen=True)
-class PreflightBlocked:
-    """A Mayastor prerequisite a worker lacks: apply refuses the plan (``fix`` says how to fix it)."""
-
-    node: str
-    check: str
-    fix: str
 
 
 @payload
@@ -229,7 +219,7 @@ def plan_mayastor(spec: LabSpec, facts: MayastorFacts, options: StepOptions) -> 
         bad = [c for c in preflight(spec, n) if not c.ok]
         for c in bad:
             changes.append(Change("action", "preflight", n.name, c.check, c.observed, c.expected,
-                                  reason=f"blocked: {c.check} — {c.fix}", data=PreflightBlocked(n.name, c.check, c.fix)))
+                                  reason=f"blocked: {c.check} — {c.fix}", data=Blocked(f"{c.check} — {c.fix}")))
         if n.labels is None:
             notes.append(f"node {n.name} is not registered in Kubernetes")
         elif n.labels.get(key) != val:
@@ -478,11 +468,6 @@ def replica_placement(target: Any, spec: LabSpec, pv_name: str) -> list[dict[str
 
 # ---------------------------------------------------------------------------------------------
 # Executors of this step's payloads
-
-
-@executes(PreflightBlocked)
-def _preflight_blocked(c: Change, ctx: Apply) -> None:
-    raise StepError(STEP, f"preflight failed: {c.name}: {c.reason}")
 
 
 @executes(WaitMayastor)

@@ -21,6 +21,7 @@ from falkit.diff import Plan
 from falkit.errors import StepError
 from falkit.gitops import mayastor_application
 from falkit.payloads import GitChange, GitRepo
+from falkit.runbook.converge import refuse
 from falkit.schemas import diskpool_schema
 from falkit.spec import spec_from_data
 from falkit.steps.base import StepOptions
@@ -184,6 +185,22 @@ def test_failed_preflight_refuses_apply(fal):
     assert [(c.name, c.field) for c in blocked] == [("talos-worker-01", "hugepages")]
     with pytest.raises(StepError, match="preflight failed: talos-worker-01: blocked: hugepages"):
         MayastorStep().apply(None, plan, StepOptions(apply=True), None)  # refuses before touching the lab
+
+
+def test_failed_preflight_is_refused_by_the_gate_whatever_the_options(fal):
+    """The refusal ``falkit run`` and a JupyterLab gate share (``refuse``) sees a failed preflight
+    as blocked — no allow_* option allows it — also in a plan loaded back from its archived JSON.
+    (Regression: the typed payload had dropped ``data["blocked"]``, so a dry run no longer said why
+    the plan would be refused.)"""
+    nodes = healthy_nodes(fal)
+    nodes = (NodeFacts(**{**nodes[0].__dict__, "hugepages_total": 0}),) + nodes[1:]
+    plan = plan_mayastor(fal, MayastorFacts(nodes=nodes, namespace_labels=None, release=None), StepOptions())
+    every = StepOptions(apply=True, allow_disruptive=True, allow_destructive=True)
+    for p in (plan, Plan.from_json(json.loads(json.dumps(plan.to_json())))):
+        refusal = refuse(p, every)
+        assert refusal and [c.name for c in refusal.blocked] == ["talos-worker-01"]
+        assert refusal.text().startswith("blocked: hugepages — ")
+        assert "do not allow a blocked change" in refusal.how()
 
 
 def test_argocd_path_plans_the_git_edit_and_round_trips(fal):
