@@ -214,12 +214,12 @@ def check_plex_image(pve: Any, node: str, version: tuple[int, ...] | None, image
                "(oci-registry-pull; the node must reach the registry)")
 
 
-def check_proxmox(target: Any, plex_template: str | None = None, plex_image: str | None = None) -> list[Row]:
+def check_proxmox(target: Any, spec: Any, plex_template: str | None = None, plex_image: str | None = None) -> list[Row]:
     """Proxmox version, privileges, storages, the Talos ISO and Plex's image (or LXC template)."""
     from .steps.truenas_plex import DEFAULT_PLEX_IMAGE, DEFAULT_TEMPLATE
     from .steps.vms import ISO_STORAGE, iso_name
 
-    spec, pve, node = target.spec, target.pve, target.node
+    pve, node = target.pve, target.node
     try:
         v = pve.version.get()
     except Exception as e:  # noqa: BLE001
@@ -260,14 +260,13 @@ def check_proxmox(target: Any, plex_template: str | None = None, plex_image: str
     return rows
 
 
-def check_talos_secrets(target: Any) -> Row:
+def check_talos_secrets(target: Any, spec: Any) -> Row:
     """The rule 30-talos follows (:func:`falkit.steps.talos.import_secrets`): falkit's own
     ``talos-secrets.yaml``, else an existing cluster's ``secrets.yaml``, ``controlplane.yaml`` or
     ``terraform.tfstate`` in the private dir; without any, a cluster that exists blocks."""
     from .errors import StepError
     from .steps.talos import IMPORT_FILES, SECRETS_FILE, import_secrets, where_secrets_go
 
-    spec = target.spec
     if target.read_private(SECRETS_FILE):
         return Row("talos-secrets", "ok", f"{target.private_dir / SECRETS_FILE}")
     try:
@@ -313,7 +312,7 @@ def _local_remote(url: str, root: Path) -> Path | None:
 
 
 def check_gitops(target: Any, remote: str = "origin") -> Row:
-    g = getattr(target.spec, "gitops", None)
+    g = target.gitops
     if g is None:
         return Row("gitops-remote", "ok", "the spec has no gitops section")
     twin_checkout = (target.connection.get("gitops") or {}).get("checkout") if target.kind == "twin" else None
@@ -345,11 +344,11 @@ def check_gitops(target: Any, remote: str = "origin") -> Row:
     return Row("gitops-remote", "ok", f"{remote} ({safe_url}) reachable and writable")
 
 
-def check_addresses(target: Any) -> Row:
+def check_addresses(target: Any, spec: Any) -> Row:
     """How the new Talos VMs reach their planned address in maintenance mode (ISO boot)."""
     from .design import design_of
 
-    spec, pve, node = target.spec, target.pve, target.node
+    pve, node = target.pve, target.node
     vms = [v for v in design_of(spec).vms if v.role in ("control-plane", "worker")]
     try:
         existing = {int(v["vmid"]) for v in pve.nodes(node).qemu.get() or []}
@@ -391,18 +390,19 @@ def doctor(spec: Any, target: str = "twin", state_dir: str | os.PathLike | None 
     (:meth:`falkit.target.Target.tool_env`)."""
     from .target import connect
 
+    lab_spec = _load_spec(spec)
     try:
         t = connect(spec, target, state_dir, start_twin=False, check_privileges=False)
     except FalkitError as e:
         fix = ("start it: `falkit twin up --params <spec>`" if target == "twin"
                else "set secrets.proxmox_url and the token secret (secrets.proxmox_token)")
-        return [Row("proxmox", "block", str(e), fix), *check_tools(_load_spec(spec), env)]
+        return [Row("proxmox", "block", str(e), fix), *check_tools(lab_spec, env)]
     try:
-        rows = check_proxmox(t, plex_template, plex_image)
+        rows = check_proxmox(t, lab_spec, plex_template, plex_image)
         if rows[0].status != "block":
-            rows.append(check_talos_secrets(t))
-            rows.append(check_addresses(t))
-        rows += check_tools(t.spec, t.tool_env() if env is None else env)
+            rows.append(check_talos_secrets(t, lab_spec))
+            rows.append(check_addresses(t, lab_spec))
+        rows += check_tools(lab_spec, t.tool_env() if env is None else env)
         rows.append(check_gitops(t))
         return rows
     finally:

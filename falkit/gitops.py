@@ -336,7 +336,7 @@ class Checkout:
         """The checkout falkit edits on ``target``: the spec's, except on the twin, whose
         connection may name its own (``connection["gitops"]["checkout"]``, a fixture repository in
         the twin's state directory) so a rehearsal never touches the operator's real checkout."""
-        gitops = target.spec.gitops
+        gitops = target.gitops
         if gitops is None:
             raise GitOpsError("the lab spec has no 'gitops' section")
         root = (target.connection.get("gitops") or {}).get("checkout") if target.kind == "twin" else None

@@ -1,6 +1,6 @@
 """Remove secrets from a run archive.
 
-``collect_secrets(target=None, spec=None, ...)`` gathers the values to remove: the Proxmox token
+``collect_secrets(spec=None, private_dir=None, connection=None)`` gathers the values to remove: the Proxmox token
 secret, the TrueNAS API key, and every secret value in the private state directory (Talos secrets,
 talosconfig, kubeconfig: certificates, keys, tokens), plus the twin's token/password/key files.
 ``scrub_tree(dir, secrets)`` rewrites every text file under ``dir`` (ipynb, html, json, jsonl, csv,
@@ -104,12 +104,11 @@ def secrets_in_text(text: str) -> set[str]:
     return out
 
 
-def collect_secrets(target: Any = None, spec: Any = None, private_dir: str | os.PathLike | None = None,
+def collect_secrets(spec: Any = None, private_dir: str | os.PathLike | None = None,
                     connection: dict | None = None) -> set[str]:
-    """Every secret value falkit knows for a target (or a spec + private dir + twin connection)."""
-    spec = spec or getattr(target, "spec", None)
-    private_dir = private_dir or getattr(target, "private_dir", None)
-    connection = connection or getattr(target, "connection", None) or {}
+    """Every secret value falkit knows for a lab: its spec's secret references, its private dir,
+    its twin connection."""
+    connection = connection or {}
     out: set[str] = set()
     if spec is not None:
         refs = [spec.secrets.proxmox_token]

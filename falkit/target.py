@@ -72,12 +72,20 @@ def write_private_file(path: Path, text: str) -> Path:
 
 
 class Target:
-    """A connected lab: ``pve``, ``node``, ``kube()``, ``dynamic()``, ``talos``, ``helm``, ``truenas``."""
+    """A connected lab: ``pve``, ``node``, ``kube()``, ``dynamic()``, ``talos``, ``helm``, ``truenas``.
+
+    It keeps only what connecting needs from the spec — the lab's name, the ``secrets`` section
+    (Proxmox URL, token, root password references), the TrueNAS connection and the GitOps
+    checkout settings — not the spec: a step's ``apply`` gets the target and its plan, so nothing
+    it does can depend on the spec except through the plan (issue 18)."""
 
     def __init__(self, kind: str, spec: LabSpec, *, pve: Any, node: str, journal: Journal, private_dir: Path,
                  spec_path: Path | None = None, connection: dict | None = None):
         self.kind = kind
-        self.spec = spec
+        self.lab = spec.lab
+        self.secrets = spec.secrets
+        self.gitops = spec.gitops  # where the GitOps checkout is (falkit.gitops.Checkout.for_target)
+        self._truenas_conf = spec.truenas
         self.spec_path = spec_path
         self.pve = pve
         self.node = node
@@ -88,7 +96,7 @@ class Target:
         self._kube = None
 
     def __repr__(self) -> str:
-        return f"Target({self.kind}, lab={self.spec.lab}, node={self.node})"
+        return f"Target({self.kind}, lab={self.lab}, node={self.node})"
 
     def pve_root(self) -> Any | None:
         """A root@pam (password) session for the few settings PVE refuses to API tokens, or None
@@ -104,11 +112,11 @@ class Target:
                 return None
             password, host, port, verify = Path(pw_file).read_text().strip(), px["host"], int(px["port"]), px["ca_file"]
         else:
-            ref = self.spec.secrets.proxmox_root_password
+            ref = self.secrets.proxmox_root_password
             password = ref.resolve() if ref else None
             if not password:
                 return None
-            url = urlsplit(self.spec.secrets.proxmox_url)
+            url = urlsplit(self.secrets.proxmox_url)
             host, port = url.hostname, url.port or 8006
             ca = self.private_dir / "pve-ca.pem"
             verify = str(ca) if ca.is_file() else True
@@ -159,7 +167,7 @@ class Target:
         if self._kube is None:
             path = self.kubeconfig_path()
             if path is None:
-                raise TargetError(f"no kubeconfig for {self.spec.lab} yet: the Talos step (30-talos) fetches it after "
+                raise TargetError(f"no kubeconfig for {self.lab} yet: the Talos step (30-talos) fetches it after "
                                   f"bootstrap and keeps it in {self.private_dir / 'kubeconfig'}")
             from .kube import journaled_api_client  # here: importing target (the runner does) loads no client
 
@@ -215,7 +223,7 @@ class Target:
             if not tn:
                 raise TargetError("the twin has no TrueNAS stand-in (no 'truenas' in connection.json)")
             return TrueNasClient(tn["url"], Path(tn["key_file"]).read_text().strip(), True)
-        t = self.spec.truenas
+        t = self._truenas_conf
         if t is None:
             raise TargetError("the lab spec has no 'truenas' section")
         key = t.api_key.resolve()
@@ -345,5 +353,5 @@ def _connect_live(spec: LabSpec, path: Path | None, state_dir, journal: Journal)
 
 def connection_summary(target: Target) -> dict[str, Any]:
     """What a notebook header may show about a target (no secrets, no ports)."""
-    return {"target": target.kind, "lab": target.spec.lab, "node": target.node,
+    return {"target": target.kind, "lab": target.lab, "node": target.node,
             "spec": target.spec_path.name if target.spec_path else None}

@@ -29,6 +29,7 @@ from falkit import backends
 from falkit import mayastorvalues as mv
 from falkit.backends import BackendError
 from falkit.backends.helm import CHART_REPOSITORIES, Helm
+from falkit.spec import load_spec
 from falkit.steps import argocd as argocd_step
 from falkit.target import connect
 
@@ -81,7 +82,7 @@ def test_install_rerun_get_uninstall_through_helm(state_env):
 def test_mayastor_and_argocd_come_from_explicit_repository_urls(state_env):
     """Fault 5: the charts the steps name install through real `helm` command lines."""
     t = connect(FAL, "twin")
-    spec = t.spec
+    spec = load_spec(FAL)
     chart, version = mv.chart_ref(spec)
     rel = t.helm.upgrade_install("helm-t-mayastor", "mayastor", chart, version, mv.helm_values(spec))
     assert rel["status"] == "deployed"

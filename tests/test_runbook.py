@@ -236,3 +236,20 @@ def test_dashboard_without_kubeconfig_says_why(state_env, tmp_path, monkeypatch)
         ca.unlink()
     assert isinstance(d.data["vms"], list) and d.data["vms"]
     assert d.data["nodes"].startswith("not available: no kubeconfig")
+
+
+def test_a_notebook_derives_its_design_once(state_env, monkeypatch):
+    """Issue 18, "one derived design": a notebook's lab derives the design from its spec once, and
+    the preflight, the dashboard and every step's observe/plan read that one value."""
+    from falkit import design as design_mod
+
+    calls: list[int] = []
+    real = design_mod.derive_design
+    monkeypatch.setattr(design_mod, "derive_design", lambda spec: calls.append(id(spec)) or real(spec))
+    lab = runbook.open(FAL, apply=False, notebook="t-design")
+    lab.preflight()
+    for name in ("network", "vms", "talos", "cilium", "mayastor", "truenas_plex", "validation"):
+        lab.plan_step(name)
+    lab.dashboard()
+    lab.finish()
+    assert calls == [id(lab.spec)]

@@ -37,6 +37,10 @@ def test_connect_twin_reads_connection_and_lists_vms(state_env):
     assert t.private_dir == base / "twin" / "private" / "the-fal"
     assert stat.S_IMODE(t.private_dir.stat().st_mode) == 0o700
     assert t.journal.count() == 0  # reads are not journaled
+    # issue 18: apply gets the target and the plan only, so the spec is not reachable from the
+    # target — it keeps what connecting needs (lab name, secrets references, GitOps checkout)
+    assert not hasattr(t, "spec")
+    assert t.lab == "the-fal" and t.secrets.proxmox_url.startswith("https://")
 
 
 def test_journal_records_pve_post_and_file(state_env, tmp_path, monkeypatch):

@@ -73,7 +73,7 @@ def observe_before(target: Any, spec: LabSpec, options: StepOptions) -> BeforeFa
     except ValueError:  # a file that is not JSON: present, but 80-rollback cannot read it either
         return BeforeFacts(f"{BEFORE_FILE} (unreadable)", spec.previous is not None, ())
     recorded = None if state is None else f"{BEFORE_FILE} ({len(state.fields)} fields, {len(state.checksums)} checksums)"
-    path = checkout_path(spec, StepOptions(), target)
+    path = checkout_path(spec.gitops, StepOptions(), target)
     checkout = str(path) if path is not None else None
     if state:
         return BeforeFacts(recorded, spec.previous is not None, (), checkout=checkout)

@@ -276,7 +276,7 @@ def plan_plex(spec: LabSpec, facts: PlexFacts, options: StepOptions) -> Plan:
     if facts.answer is None or any(c.kind == "ct" for c in changes):
         changes.append(Change("action", "plex-answers", f"{p.ip}:{PORT}", "GET /identity",
                               facts.answer_error or "not checked yet", "Plex's MediaContainer",
-                              reason="the Kubernetes Plex is removed only after this", data={"ip": p.ip}))
+                              reason="the Kubernetes Plex is removed only after this", data={"ip": p.ip, "vmid": p.vmid}))
     else:
         noops.append(Noop("plex", f"{p.ip}:{PORT}", f"answers (version {facts.answer.get('version', '?')})"))
     for w in facts.workloads:
@@ -413,8 +413,7 @@ class PlexStep:
             raise StepError(STEP, "refused: " + "; ".join(c.data["message"] + (f" (fix: {c.data['fix']})" if c.data.get("fix")
                                                                               else f" — run {c.data.get('run_first')} first")
                                                        for c in blocked))
-        spec, api, timeout = target.spec, target.kube(), options.wait_timeout_s
-        p = spec.plex
+        api, timeout = target.kube(), options.wait_timeout_s
         for c in plan.changes:
             if c.kind == "library-claim":
                 progress.log(f"create PV {c.data['pv']['metadata']['name']} and claim {c.name}")
@@ -456,24 +455,25 @@ class PlexStep:
         try:
             for c in plan.changes:
                 if c.kind == "ct" and c.data.get("start"):
-                    progress.log(f"start CT {p.hostname} ({p.vmid})")
-                    _start(target, p.vmid, timeout)
-            if any(c.kind == "plex-answers" for c in plan.changes):
+                    progress.log(f"start CT {c.name} ({c.data['start']})")
+                    _start(target, c.data["start"], timeout)
+            for c in (c for c in plan.changes if c.kind == "plex-answers"):
+                ip, vmid = c.data["ip"], c.data["vmid"]
                 wait_s = float(options.extra.get("plex_answer_timeout_s") or 120.0)
                 last = [""]
 
-                def answers() -> bool:
-                    got, last[0] = probe(target, p.ip)
+                def answers(ip: str = ip, last: list = last) -> bool:
+                    got, last[0] = probe(target, ip)
                     return got is not None
                 try:
-                    wait_until(STEP, f"Plex answers on {p.ip}:{PORT}", wait_s, answers, poll=0.5)
+                    wait_until(STEP, f"Plex answers on {ip}:{PORT}", wait_s, answers, poll=0.5)
                 except StepError as e:
-                    raise StepError(STEP, f"Plex in container {p.vmid} does not answer GET http://{p.ip}:{PORT}/identity "
+                    raise StepError(STEP, f"Plex in container {vmid} does not answer GET http://{ip}:{PORT}/identity "
                                           f"after {wait_s:g}s ({last[0] or 'no answer'}); the Kubernetes Plex is kept "
                                           "and nothing was removed",
-                                    resume=f"check the container (pct status {p.vmid}; its console; the image "
+                                    resume=f"check the container (pct status {vmid}; its console; the image "
                                            f"{plex_image(options)}), then re-run 60-truenas-plex") from e
-                progress.log(f"Plex answers on {p.ip}:{PORT}")
+                progress.log(f"Plex answers on {ip}:{PORT}")
         except Exception:
             scale_back()
             raise

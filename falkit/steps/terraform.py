@@ -50,7 +50,7 @@ def tf_dir(options: StepOptions) -> str:
 
 
 def observe(target: Any, spec: LabSpec, options: StepOptions) -> TfFacts:
-    path = checkout_path(spec, options, target)
+    path = checkout_path(spec.gitops, options, target)
     rel = tf_dir(options)
     if path is None or not path.is_dir():
         return TfFacts(str(path) if path else None, rel, None)

@@ -147,7 +147,7 @@ def _key(obj: dict) -> tuple[str, str]:
     return md.get("namespace") or "", md["name"]
 
 
-def is_longhorn(spec: LabSpec, pvc: dict, storage_classes: dict[str, dict], pvs: dict[str, dict]) -> bool:
+def is_longhorn(spec: LabSpec | None, pvc: dict, storage_classes: dict[str, dict], pvs: dict[str, dict]) -> bool:
     """True for a claim on Longhorn; never for a copy falkit made (``falkit.io/migrated-from``) nor
     for falkit's own scratch claims (the benchmarks' ``fio-longhorn``: labelled managed-by falkit)."""
     if _ann(pvc).get(MIGRATED_FROM):
@@ -158,7 +158,7 @@ def is_longhorn(spec: LabSpec, pvc: dict, storage_classes: dict[str, dict], pvs:
     sc = storage_classes.get(sc_name)
     if sc is not None and sc.get("provisioner") == LONGHORN:
         return True
-    if spec.previous and sc_name == spec.previous.longhorn_storage_class:
+    if spec is not None and spec.previous and sc_name == spec.previous.longhorn_storage_class:
         return True
     pv = pvs.get((pvc.get("spec") or {}).get("volumeName") or "")
     return bool(pv and ((pv.get("spec") or {}).get("csi") or {}).get("driver") == LONGHORN)
@@ -266,17 +266,18 @@ def plan_volumes(spec: LabSpec, facts: VolumeFacts, options: StepOptions) -> Pla
 # Observe / apply / checks
 
 
-def checkout_path(spec: LabSpec, options: StepOptions, target: Any = None) -> Path | None:
+def checkout_path(gitops: Any, options: StepOptions, target: Any = None) -> Path | None:
     """The option ``gitops_checkout``, else the twin's own fixture checkout (a rehearsal never
-    touches the operator's), else ``spec.gitops.checkout``."""
+    touches the operator's), else ``gitops.checkout`` (the spec's ``gitops`` section, or the
+    target's copy of it: apply has no spec)."""
     twin = ((getattr(target, "connection", None) or {}).get("gitops") or {}).get("checkout") \
         if getattr(target, "kind", "") == "twin" else None
-    raw = options.extra.get("gitops_checkout") or twin or (spec.gitops.checkout if spec.gitops else None)
+    raw = options.extra.get("gitops_checkout") or twin or (gitops.checkout if gitops else None)
     return Path(raw).expanduser() if raw else None
 
 
 def observe_gitops(spec: LabSpec, options: StepOptions, target: Any = None) -> GitopsFacts | None:
-    path = checkout_path(spec, options, target)
+    path = checkout_path(spec.gitops, options, target)
     if path is None or spec.gitops is None:
         return None
     platform = path / spec.gitops.platform_path
@@ -301,6 +302,25 @@ def observe(target: Any, spec: LabSpec, options: StepOptions) -> VolumeFacts:
         longhorn_pods=sum(1 for p in klist(api, "v1", "Pod", LONGHORN_NS)
                           if (p.get("status") or {}).get("phase") in ("Running", "Pending")),
     )
+
+
+def longhorn_left(api: Any, plan: Plan) -> list[str]:
+    """The claims still on Longhorn that the plan's GitOps change may not leave behind: a claim
+    the plan moves whose move did not finish, or a Longhorn claim the plan did not know (made after
+    it was planned). Claims the plan kept on purpose (its ``volume`` noops: Plex's library, old
+    claims already migrated) stay. Reads the cluster and the plan only (apply has no spec)."""
+    kept = {n.name for n in plan.noops if n.kind == "volume"}
+    moved = {c.name for c in plan.changes if c.kind == "volume"}
+    scs = {s["metadata"]["name"]: s for s in klist(api, "storage.k8s.io/v1", "StorageClass")}
+    pvs = {p["metadata"]["name"]: p for p in klist(api, "v1", "PersistentVolume")}
+    left = []
+    for pvc in klist(api, "v1", "PersistentVolumeClaim"):
+        key = "/".join(_key(pvc))
+        if key in moved and not _ann(pvc).get(MIGRATED_TO):
+            left.append(key)
+        elif key not in moved and key not in kept and is_longhorn(None, pvc, scs, pvs):
+            left.append(key)
+    return sorted(left)
 
 
 def _longhorn_apps(api: Any) -> dict[str, bool]:
@@ -490,10 +510,12 @@ def _migrate_one(api: Any, c: Change, timeout: float, progress: Progress) -> str
     return src
 
 
-def gitops_checkout(target: Any, spec: LabSpec, options: StepOptions) -> Any:
-    """The GitOps checkout falkit edits on this target (None when there is none)."""
-    path = checkout_path(spec, options, target)
-    return Checkout.from_spec(spec.gitops, str(path)) if spec.gitops and path and path.is_dir() else None
+def gitops_checkout(target: Any, options: StepOptions) -> Any:
+    """The GitOps checkout falkit edits on this target (None when there is none): the target
+    keeps the spec's ``gitops`` section, so apply needs no spec."""
+    gitops = target.gitops
+    path = checkout_path(gitops, options, target)
+    return Checkout.from_spec(gitops, str(path)) if gitops and path and path.is_dir() else None
 
 
 @register(STEP)
@@ -508,14 +530,14 @@ class VolumesStep:
         return plan_volumes(spec, observed, options)
 
     def apply(self, target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-        spec = target.spec
         blocked = [c for c in plan.changes if isinstance(c.data, dict) and c.data.get("blocked")]
         if blocked:
+            gitops = target.gitops
             raise StepError(STEP, f"the GitOps checkout {blocked[0].name} does not exist: clone "
-                                  f"{spec.gitops.repo_url if spec.gitops else 'the GitOps repository'} there, or pass "
+                                  f"{gitops.repo_url if gitops else 'the GitOps repository'} there, or pass "
                                   "the option gitops_checkout=<path>; nothing was changed")
         api = target.kube()
-        checkout = gitops_checkout(target, spec, options)
+        checkout = gitops_checkout(target, options)
         moves = [c for c in plan.changes if c.kind == "volume"]
         refs = [(c.data["namespace"], kind, name) for c in moves for kind, name in c.data["workloads"]]
         # one pause of Argo CD's automated sync for all moves (a resume between two moves would start
@@ -528,11 +550,10 @@ class VolumesStep:
                 kdelete(api, "v1", "PersistentVolumeClaim", c.data["name"], c.data["namespace"])
         files = [c for c in plan.changes if c.kind == "gitops-file"]
         if files:
-            # never before every volume is verified: re-observe, nothing may be left on Longhorn
-            again = plan_volumes(spec, observe(target, spec, options), StepOptions(extra={**options.extra,
-                                                                                           "delete_old_volumes": False}))
-            if any(c.kind == "volume" for c in again.changes) or any("still on it" in n for n in again.notes):
-                raise StepError(STEP, "Longhorn not disabled: some claims are still on Longhorn")
+            # never before every volume is verified: re-read the claims, nothing may be left on Longhorn
+            left = longhorn_left(api, plan)
+            if left:
+                raise StepError(STEP, "Longhorn not disabled: some claims are still on Longhorn: " + ", ".join(left))
             execute(target, files, progress, options.wait_timeout_s, step=STEP)  # the renames planned in plan
 
     def checks(self, target: Any, spec: LabSpec, options: StepOptions) -> list[Check]:

@@ -29,6 +29,35 @@ def bench(*args: str, **kw) -> subprocess.CompletedProcess:
                           capture_output=True, timeout=120, **kw)
 
 
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def fio_children(pid: int) -> list[int]:
+    """pids of the fio processes below ``pid`` (its children and theirs: fio forks one per job)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*/children") if Path(f"/proc/{p}").exists() else []:
+            try:
+                kids = [int(k) for k in task.read_text().split()]
+            except OSError:
+                continue
+            todo += kids
+            found += [k for k in kids if _comm(k) == "fio"]
+    return found
+
+
 def holders(path_prefix: str) -> list[int]:
     """pids with a file descriptor open on a path starting with ``path_prefix``."""
     out = []
@@ -89,10 +118,15 @@ def test_a_signal_removes_the_file_and_stops_fio(tmp_path, sig, code):
         assert line.startswith("fio: running "), line
         data = [p for p in tmp_path.iterdir() if p.name.startswith("falkit-fio-")]
         assert len(data) == 1 and data[0].stat().st_size == 64 * MIB
-        # fio opens the file per job (between two jobs it may hold none for a moment): poll
-        while not holders(str(data[0])) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert holders(str(data[0])), "fio has the data file open"
+        # fio runs as a child of the CLI; it opens the file per job (between two jobs it may hold
+        # none for a moment), so wait for the child itself, on a deadline of its own (CI was slow
+        # enough once that a shared 60 s deadline ran out during the layout)
+        until = time.monotonic() + 30
+        fio = []
+        while not fio and proc.poll() is None and time.monotonic() < until:
+            fio = fio_children(proc.pid)
+            time.sleep(0.02)
+        assert fio, f"fio was not running (exit {proc.poll()}): " + (proc.stderr.read() if proc.poll() is not None else "")
         proc.send_signal(sig)
         assert proc.wait(30) == code, proc.stderr.read()
     finally:
@@ -101,6 +135,7 @@ def test_a_signal_removes_the_file_and_stops_fio(tmp_path, sig, code):
             proc.wait()
     assert list(tmp_path.iterdir()) == []
     assert holders(str(data[0])) == [], "fio must be stopped, not left writing a deleted file"
+    assert not [p for p in fio if _comm(p) == "fio" and _state(p) not in ("Z", "X")], "fio must be stopped"
 
 
 @needs_fio

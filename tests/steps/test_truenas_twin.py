@@ -16,11 +16,14 @@ from __future__ import annotations
 import pytest
 
 from falkit.errors import StepError
+from falkit.spec import load_spec
 from falkit.steps.base import StepOptions
 from falkit.steps.network import NetworkStep
 from falkit.steps.truenas_plex import TrueNasPlexStep
 from falkit.target import connect
 from falkit.twin import supervisor
+
+FAL = load_spec("parameters/fal.yaml")  # the target keeps no spec (issue 18): plans take it from here
 
 
 class Log:
@@ -44,8 +47,8 @@ def twin(tmp_path):
 def test_plex_container_on_the_twin(twin):
     step, opts = TrueNasPlexStep(), StepOptions(apply=True, extra={"plex_image": ""})
     net = NetworkStep()  # vmbr1 (the storage bridge) first, as 10-network does: the plan is blocked without it
-    net.apply(twin, net.plan(twin.spec, net.observe(twin, twin.spec, opts), opts), opts, Log())
-    plan = step.plan(twin.spec, step.observe(twin, twin.spec, opts), opts)
+    net.apply(twin, net.plan(FAL, net.observe(twin, FAL, opts), opts), opts, Log())
+    plan = step.plan(FAL, step.observe(twin, FAL, opts), opts)
     # the twin has a root@pam password: GPU passthrough is set through a ticket login (tokens get 403)
     assert [(c.op, c.kind) for c in plan.changes] == [("create", "lxc-template"), ("create", "ct"),
                                                       ("update", "ct-config-root"), ("action", "ct")]
@@ -57,9 +60,9 @@ def test_plex_container_on_the_twin(twin):
     assert cfg["unprivileged"] == 1 or str(cfg["unprivileged"]) == "1"
     assert "hwaddr=52:54:00:10:10:30" in cfg["net0"].lower() and "bridge=vmbr1" in cfg["net1"]
     assert twin.pve.nodes(twin.node).lxc(400).status.current.get()["status"] == "running"
-    again = step.plan(twin.spec, step.observe(twin, twin.spec, opts), opts)
+    again = step.plan(FAL, step.observe(twin, FAL, opts), opts)
     assert again.empty, str(again)
-    checks = {c.check: c for c in step.checks(twin, twin.spec, opts)}
+    checks = {c.check: c for c in step.checks(twin, FAL, opts)}
     assert checks["Plex container"].ok
     gpu = checks["transcoding device passed to the container"]
     assert gpu.ok and cfg["dev0"].startswith("/dev/dri/renderD128")
@@ -69,7 +72,7 @@ def test_template_proxmox_cannot_download_is_blocked(twin):
     step = TrueNasPlexStep()
     opts = StepOptions(apply=True, extra={"plex_template": "local:vztmpl/no-such-template_1.0_amd64.tar.zst",
                                           "plex_image": ""})
-    plan = step.plan(twin.spec, step.observe(twin, twin.spec, opts), opts)
+    plan = step.plan(FAL, step.observe(twin, FAL, opts), opts)
     blocked = [c for c in plan.changes if (c.data or {}).get("blocked") and c.kind != "prerequisite"]
     assert len(blocked) == 1 and "pveam update && pveam download local no-such-template_1.0_amd64.tar.zst" in \
         blocked[0].data["fix"]
@@ -85,13 +88,13 @@ def test_truenas_enabled_end_to_end_on_the_twin(tmp_path):
     from helpers import patched, write_yaml
 
     spec_file = write_yaml(tmp_path, patched({"truenas.enabled": True, "truenas.memory_gb": 4, "host.memory_gb": 64}))
-    t = connect(spec_file, "twin", state_dir=tmp_path / "state")
+    t, spec = connect(spec_file, "twin", state_dir=tmp_path / "state"), load_spec(spec_file)
     try:
         # the system container (started by this step); the application container is started by step plex
         step, opts = TrueNasPlexStep(), StepOptions(apply=True, wait_timeout_s=30, extra={"plex_image": ""})
         net = NetworkStep()  # vmbr1 (the storage bridge) first, as 10-network does
-        net.apply(t, net.plan(t.spec, net.observe(t, t.spec, opts), opts), opts, Log())
-        plan = step.plan(t.spec, step.observe(t, t.spec, opts), opts)
+        net.apply(t, net.plan(spec, net.observe(t, spec, opts), opts), opts, Log())
+        plan = step.plan(spec, step.observe(t, spec, opts), opts)
         kinds = [(c.op, c.kind) for c in plan.changes]
         assert kinds.index(("create", "pve-storage")) < kinds.index(("create", "ct"))
         step.apply(t, plan, opts, Log())
@@ -101,9 +104,9 @@ def test_truenas_enabled_end_to_end_on_the_twin(tmp_path):
         assert t.truenas.nfs_shares()[0]["networks"] == ["10.11.0.0/24"]
         cfg = t.pve.nodes(t.node).lxc(400).config.get()
         assert cfg["mp0"].startswith("/mnt/pve/truenas-media,") and "mp=/media" in cfg["mp0"]
-        again = step.plan(t.spec, step.observe(t, t.spec, opts), opts)
+        again = step.plan(spec, step.observe(t, spec, opts), opts)
         assert again.empty, str(again)
-        checks = step.checks(t, t.spec, opts)
+        checks = step.checks(t, spec, opts)
         assert checks and all(c.ok for c in checks), [c for c in checks if not c.ok]
         assert "host NFS storage for Plex media" in {c.check for c in checks}
     finally:
@@ -114,8 +117,8 @@ def test_truenas_enabled_end_to_end_on_the_twin(tmp_path):
 def test_plex_application_container_from_its_oci_image(twin):
     step, opts = TrueNasPlexStep(), StepOptions(apply=True)
     net = NetworkStep()
-    net.apply(twin, net.plan(twin.spec, net.observe(twin, twin.spec, opts), opts), opts, Log())
-    plan = step.plan(twin.spec, step.observe(twin, twin.spec, opts), opts)
+    net.apply(twin, net.plan(FAL, net.observe(twin, FAL, opts), opts), opts, Log())
+    plan = step.plan(FAL, step.observe(twin, FAL, opts), opts)
     assert [(c.op, c.kind) for c in plan.changes] == [("create", "pve-storage"), ("create", "oci-image"),
                                                       ("create", "ct"), ("update", "ct-config-root")]
     step.apply(twin, plan, opts, Log())
@@ -127,5 +130,5 @@ def test_plex_application_container_from_its_oci_image(twin):
     st = twin.pve.storage("plex-config").get()
     assert (st["type"], st["server"], st["export"]) == ("nfs", "10.11.0.20", "/mnt/tank/plex-config")
     assert twin.pve.nodes(twin.node).lxc(400).status.current.get()["status"] == "stopped"  # started by step plex
-    again = step.plan(twin.spec, step.observe(twin, twin.spec, opts), opts)
+    again = step.plan(FAL, step.observe(twin, FAL, opts), opts)
     assert again.empty, str(again)

@@ -125,7 +125,7 @@ class _NoLab:
     """A target whose Kubernetes must not be reached (apply refuses first)."""
 
     def __init__(self, spec):
-        self.spec = spec
+        self.gitops = spec.gitops  # what falkit.target.Target keeps of the spec
 
     def kube(self):  # pragma: no cover - reaching it is the failure
         raise AssertionError("apply touched the lab before refusing")

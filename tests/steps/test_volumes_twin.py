@@ -33,9 +33,17 @@ TARGET_CLASS = "migration-target"
 
 @dataclass
 class KubeTarget:
-    spec: Any
+    """A target with a Kubernetes API and the spec's GitOps section, like falkit.target.Target:
+    the spec itself is kept under another name (for the test's plan calls), so an apply that
+    reads ``target.lab_spec`` fails here as it does on a real target."""
+
+    lab_spec: Any
     api: Any
     kind: str = "twin"
+
+    @property
+    def gitops(self):
+        return self.lab_spec.gitops
 
     def kube(self):
         return self.api
@@ -84,7 +92,7 @@ def claim_of(api, name):
 def test_migration_on_the_twin(lab, setup):
     target, opts, platform = setup
     step = VolumesStep()
-    plan = step.plan(target.spec, step.observe(target, target.spec, opts), opts)
+    plan = step.plan(target.lab_spec, step.observe(target, target.lab_spec, opts), opts)
     vols = [c.name for c in plan.changes if c.kind == "volume"]
     assert vols and all(n.startswith("media/") for n in vols)
     before = {c.data["name"]: claim_of(lab.api, w[1]) for c in plan.changes if c.kind == "volume" for w in c.data["workloads"]}
@@ -107,11 +115,11 @@ def test_migration_on_the_twin(lab, setup):
         assert lab.ctx.volumes[pv_old].checksum == lab.ctx.volumes[pv_new].checksum
     assert before  # the workloads did mount the old claims
     names = {p.name for p in platform.iterdir()}
-    assert {f + ".disabled" for f in target.spec.gitops.longhorn_files} <= names
-    assert not set(target.spec.gitops.longhorn_files) & names
-    again = step.plan(target.spec, step.observe(target, target.spec, opts), opts)
+    assert {f + ".disabled" for f in target.lab_spec.gitops.longhorn_files} <= names
+    assert not set(target.lab_spec.gitops.longhorn_files) & names
+    again = step.plan(target.lab_spec, step.observe(target, target.lab_spec, opts), opts)
     assert again.empty, str(again)
-    assert all(c.ok for c in step.checks(target, target.spec, opts))
+    assert all(c.ok for c in step.checks(target, target.lab_spec, opts))
 
 
 def test_corrupted_copy_stops_the_step(lab, setup):
@@ -120,7 +128,7 @@ def test_corrupted_copy_stops_the_step(lab, setup):
     assert lab.lab.fault("corrupt_copy", claim="*") == {"kind": "corrupt_copy", "claim": "*"}
     assert lab.lab.faults()["corrupt_copy"] == ["*"]
     step = VolumesStep()
-    plan = step.plan(target.spec, step.observe(target, target.spec, opts), opts)
+    plan = step.plan(target.lab_spec, step.observe(target, target.lab_spec, opts), opts)
     first = next(c for c in plan.changes if c.kind == "volume" and c.data["workloads"])
     kind, name = first.data["workloads"][0]
     replicas = kget(lab.api, "apps/v1", kind, name, "media")["spec"]["replicas"]
@@ -132,8 +140,8 @@ def test_corrupted_copy_stops_the_step(lab, setup):
     assert ORIGINAL_REPLICAS not in (d["metadata"].get("annotations") or {})
     src = kget(lab.api, "v1", "PersistentVolumeClaim", first.data["name"], "media")
     assert MIGRATED_TO not in (src["metadata"].get("annotations") or {})
-    assert set(target.spec.gitops.longhorn_files) <= {p.name for p in platform.iterdir()}  # Longhorn kept
-    assert not all(c.ok for c in step.checks(target, target.spec, opts))
+    assert set(target.lab_spec.gitops.longhorn_files) <= {p.name for p in platform.iterdir()}  # Longhorn kept
+    assert not all(c.ok for c in step.checks(target, target.lab_spec, opts))
 
 
 def test_delete_faults_clears_corrupt_copy(lab, setup):
@@ -143,6 +151,22 @@ def test_delete_faults_clears_corrupt_copy(lab, setup):
     assert lab.lab.clear_faults() >= 2
     assert lab.lab.faults()["corrupt_copy"] == [] and "faults" not in lab.ctx.extra
     step = VolumesStep()
-    plan = step.plan(target.spec, step.observe(target, target.spec, opts), opts)
+    plan = step.plan(target.lab_spec, step.observe(target, target.lab_spec, opts), opts)
     step.apply(target, plan, opts, Log())  # no checksum mismatch: every copy verifies
-    assert all(c.ok for c in step.checks(target, target.spec, opts))
+    assert all(c.ok for c in step.checks(target, target.lab_spec, opts))
+
+
+def test_a_claim_made_on_longhorn_after_the_plan_keeps_longhorn(lab, setup):
+    """apply reads no spec (issue 18): before renaming Longhorn's files it re-reads the claims and
+    compares them with the plan; a Longhorn claim the plan did not know stops the rename."""
+    target, opts, platform = setup
+    step = VolumesStep()
+    plan = step.plan(target.lab_spec, step.observe(target, target.lab_spec, opts), opts)
+    assert any(c.kind == "gitops-file" for c in plan.changes)
+    kcreate(lab.api, {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                      "metadata": {"name": "late-claim", "namespace": "media"},
+                      "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": TARGET_CLASS,
+                               "resources": {"requests": {"storage": "1Gi"}}}})
+    with pytest.raises(StepError, match="still on Longhorn: media/late-claim"):
+        step.apply(target, plan, opts, Log())
+    assert set(target.lab_spec.gitops.longhorn_files) <= {p.name for p in platform.iterdir()}  # Longhorn kept

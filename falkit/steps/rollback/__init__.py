@@ -218,7 +218,7 @@ class RollbackLonghorn(_Base):
         g = observe_gitops(spec, options, target)
         if g is None:
             return []
-        path = checkout_path(spec, options, target)
+        path = checkout_path(spec.gitops, options, target)
         return [Check("Longhorn manifest enabled", f, f"{path}/{spec.gitops.platform_path}/{f}", state, state == "enabled",
                       f"mv {f}.disabled {f}") for f, state in sorted(g.files.items()) if state != "absent"]
 

@@ -54,7 +54,7 @@ def _sha(text: str) -> str:
 
 
 def observe_gitops_back(target: Any, spec: LabSpec, options: StepOptions) -> GitBackFacts:
-    path = checkout_path(spec, options, target)
+    path = checkout_path(spec.gitops, options, target)
     rec = recorded_before(target)
     before = {k.split("|")[1]: v for k, v in (rec.fields if rec else {}).items() if k.startswith("gitops|")} or None
     if path is None or not (path / ".git").exists():

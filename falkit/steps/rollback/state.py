@@ -137,7 +137,7 @@ def kube_fields(target: Any) -> Snapshot:
 
 def git_fields(target: Any, spec: LabSpec | None, checkout: Path | None = None) -> Snapshot:
     """The GitOps tree (sha256 per file) of the checkout on ``target`` (``spec`` None: ``checkout``)."""
-    path = checkout_path(spec, StepOptions(), target) if spec is not None else checkout
+    path = checkout_path(spec.gitops, StepOptions(), target) if spec is not None else checkout
     out: Snapshot = {}
     if path is None or not path.is_dir():
         return out

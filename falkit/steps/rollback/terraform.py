@@ -33,7 +33,7 @@ class TfBackFacts:
 
 
 def observe_terraform_back(target: Any, spec: Any, options: StepOptions) -> TfBackFacts:
-    path = checkout_path(spec, options, target)
+    path = checkout_path(spec.gitops, options, target)
     rel = tf_dir(options)
     if path is None or not (path / ".git").exists() or not (path / rel).is_dir():
         return TfBackFacts(str(path) if path else None, rel, None)

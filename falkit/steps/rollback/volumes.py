@@ -56,11 +56,12 @@ def plan_volumes_back(spec: LabSpec, f: VolFacts, options: StepOptions) -> Plan:
         if users:
             wl = ", ".join(f"{w['kind']}/{_md(w)['name']}" for w in users)
             recreate = original is None
+            sc = spec.previous.longhorn_storage_class if spec.previous else "longhorn"
             changes.append(Change("update", "volume", key, "claim", new_name, old,
-                                  reason=("re-create the original claim on "
-                                          f"{spec.previous.longhorn_storage_class if spec.previous else 'longhorn'}, " if recreate
+                                  reason=(f"re-create the original claim on {sc}, " if recreate
                                           else "") + f"copy back if written since, checksums; repoint {wl}",
                                   data={"namespace": ns, "new": new_name, "old": old, "recreate": recreate,
+                                        "storage_class": sc,
                                         "size": (((new.get("spec") or {}).get("resources") or {}).get("requests") or {})
                                         .get("storage", "1Gi"),
                                         "access": list((new.get("spec") or {}).get("accessModes") or ["ReadWriteOnce"]),
@@ -76,13 +77,13 @@ def plan_volumes_back(spec: LabSpec, f: VolFacts, options: StepOptions) -> Plan:
     return Plan("rollback-volumes", tuple(changes), tuple(noops), tuple(notes))
 
 
-def move_back(api: Any, spec: LabSpec, c: Change, timeout: float, progress: Progress) -> str:
+def move_back(api: Any, c: Change, timeout: float, progress: Progress) -> str:
     """Execute one ``volume`` change; returns the verified checksum of the original claim."""
     d = c.data
     ns, new, old = d["namespace"], d["new"], d["old"]
     bar = progress.task(f"move {ns}/{new} back to {old}", 4)
     if d["recreate"] and kget(api, "v1", "PersistentVolumeClaim", old, ns) is None:
-        sc = spec.previous.longhorn_storage_class if spec.previous else "longhorn"
+        sc = d["storage_class"]  # planned from the spec's previous.longhorn_storage_class
         kcreate(api, {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": old, "namespace": ns},
                       "spec": {"accessModes": d["access"], "resources": {"requests": {"storage": d["size"]}},
                                "storageClassName": sc}})
@@ -132,11 +133,11 @@ def move_back(api: Any, spec: LabSpec, c: Change, timeout: float, progress: Prog
 
 def apply_volumes_back(target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
     api = target.kube()
-    checkout = gitops_checkout(target, target.spec, options)
+    checkout = gitops_checkout(target, options)
     moves = [c for c in plan.changes if c.kind == "volume"]
     refs = [(c.data["namespace"], kind, name) for c in moves for kind, name in c.data["workloads"]]
     with_argocd_paused(api, f"{len(moves)} volume(s)", refs, checkout, progress, options.wait_timeout_s,
-                       lambda: [move_back(api, target.spec, c, options.wait_timeout_s, progress) for c in moves])
+                       lambda: [move_back(api, c, options.wait_timeout_s, progress) for c in moves])
     for c in plan.changes:
         if c.kind == "pvc" and c.op == "delete":
             progress.log(f"delete the Mayastor copy {c.name} (delete_migrated_volumes)")
