@@ -51,8 +51,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from falkit import nbbuild  # noqa: E402
-from falkit.runner import env_override as env  # noqa: E402
+from falkit.runbook import nbbuild  # noqa: E402
+from falkit.runbook.runner import env_override as env  # noqa: E402
 from falkit.twin import supervisor  # noqa: E402
 
 MIB = 1024 * 1024

@@ -45,9 +45,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from falkit import nbbuild  # noqa: E402
 from falkit.cli import main as falkit_main  # noqa: E402
-from falkit.runner import env_override as env  # noqa: E402
+from falkit.runbook import nbbuild  # noqa: E402
+from falkit.runbook.runner import env_override as env  # noqa: E402
 from falkit.twin import supervisor  # noqa: E402
 
 
@@ -155,7 +155,7 @@ def floor_run(nbdir: Path, params: Path, only: list[str] | None) -> dict:
     import nbformat
     import papermill as pm
 
-    from falkit.jupyter import ipc_kernel_config
+    from falkit.runbook.jupyter import ipc_kernel_config
 
     names = sorted(p for p in nbdir.glob("*.ipynb") if p.name[:2].isdigit())
     if only:

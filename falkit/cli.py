@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import FalkitError, SpecError
+from .model.errors import FalkitError, SpecError
 
 DEFAULT_PARAMS = "parameters/fal.yaml"
 
@@ -31,9 +31,9 @@ def _table(rows: list[dict], columns: list[str], widths: dict[str, int] | None =
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .design import design_of
-    from .findings import has_errors, preflight
-    from .spec import load_spec
+    from .model.design import design_of
+    from .model.findings import has_errors, preflight
+    from .model.spec import load_spec
 
     spec = load_spec(args.params)
     design = design_of(spec)
@@ -95,7 +95,7 @@ def twin_rows(conn: dict | None, processes: dict | None = None) -> list[dict]:
 
 
 def _print_twin(conn: dict | None, processes: dict | None, header: str) -> None:
-    from .widgets import text_table
+    from .ui.widgets import text_table
 
     print(header)
     print(text_table(twin_rows(conn, processes), ["COMPONENT", "ENDPOINT", "PROCESS", "PID", "STATE"], limit=100))
@@ -152,7 +152,7 @@ def cmd_twin(args: argparse.Namespace) -> int:
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
-    from .jupyter import run_lab
+    from .runbook.jupyter import run_lab
 
     _exit_on_sigterm()
     return run_lab(Path(__file__).resolve().parents[1], port=args.port)
@@ -189,9 +189,9 @@ def resolve_only(only: list[str] | None) -> list[str] | None:
     """``--only`` items -> notebook stems, in notebook order: a number or prefix (``00``, ``4`` for
     40 and 45), a full name (``00-preflight``, ``00-preflight.ipynb``) or a name without its number
     (``preflight``, ``truenas-plex``). An item that names no notebook is a
-    :class:`~falkit.errors.ParameterError` listing the notebooks."""
-    from .errors import ParameterError
-    from .runner import NOTEBOOK_PATTERN, notebooks_dir
+    :class:`~falkit.model.errors.ParameterError` listing the notebooks."""
+    from .model.errors import ParameterError
+    from .runbook.runner import NOTEBOOK_PATTERN, notebooks_dir
 
     if not only:
         return only
@@ -210,8 +210,8 @@ def resolve_only(only: list[str] | None) -> list[str] | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .errors import ParameterError
-    from .runner import main_run
+    from .model.errors import ParameterError
+    from .runbook.runner import main_run
 
     try:
         args.only = resolve_only(args.only)
@@ -285,7 +285,7 @@ def would_change(run: dict, run_dir: Path | None = None) -> str:
 def cmd_show_plan(args: argparse.Namespace) -> int:
     """The plans archived in FILE (a plan JSON, a notebook's result.json or a run directory), shown
     as the notebook showed them."""
-    from .diff import load_plans
+    from .plan.diff import load_plans
 
     if not Path(args.file).exists():
         print(f"falkit show-plan: no file or directory {args.file}", file=sys.stderr)
@@ -303,8 +303,8 @@ def cmd_show_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from .runner import list_runs
-    from .widgets import text_table
+    from .runbook.runner import list_runs
+    from .ui.widgets import text_table
 
     outputs = Path(args.outputs)
     if args.run:
@@ -332,7 +332,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def show_run(run: dict, run_dir: Path) -> str:
     """One archived run as text: what, where, when, and a row per notebook."""
-    from .widgets import text_table
+    from .ui.widgets import text_table
 
     t = run.get("totals") or {}
     head = [f"run       {run.get('id') or run_dir.name}  ({run_dir})",
@@ -379,7 +379,7 @@ def _twin_spec_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from .doctor import main_doctor
+    from .runbook.doctor import main_doctor
 
     return main_doctor(args)
 

@@ -3,7 +3,7 @@
 The notebooks run as an operator opening them would: their default parameters (``target="twin"``,
 ``apply=False``: every plan is shown, nothing is applied), against a fresh twin in its "before"
 state that the first notebook starts (``runbook.open`` starts one when none is up) in a temporary
-state dir. Their stored outputs are the reference (``python -m falkit.nbbuild --execute``);
+state dir. Their stored outputs are the reference (``python -m falkit.runbook.nbbuild --execute``);
 volatile values are normalised by ``notebooks/sanitize.cfg``. The twin is stopped at the end.
 """
 

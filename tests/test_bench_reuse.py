@@ -16,7 +16,7 @@ pytest_plugins = ("test_runbook_support",)
 
 
 def _jobs(lab) -> list[str]:
-    from falkit.kube import klist
+    from falkit.clients.kube import klist
 
     return sorted(j["metadata"]["name"] for j in klist(lab.target.kube(), "batch/v1", "Job", "falkit-bench"))
 

@@ -1,4 +1,4 @@
-"""The lab's design (falkit.design), derived from the spec alone: the seed's MAC scheme, the VMs,
+"""The lab's design (falkit.model.design), derived from the spec alone: the seed's MAC scheme, the VMs,
 services and io-engine cores of The Fal; each guest's storage NIC; LoadBalancer pool membership;
 and that a spec object's design is derived once (design_of), so every reader shares one value."""
 
@@ -9,9 +9,9 @@ import gc
 import pytest
 from helpers import FAL, patched, write_yaml
 
-from falkit import design as design_mod
-from falkit.design import derive_design, design_of, mac_for
-from falkit.spec import load_spec
+from falkit.model import design as design_mod
+from falkit.model.design import derive_design, design_of, mac_for
+from falkit.model.spec import load_spec
 
 
 def test_mac_scheme() -> None:

@@ -1,6 +1,6 @@
 """Typed change payloads (issue 18, "the plan is apply's only input"), as values.
 
-Covers: every registered payload type (``falkit.payloads.PAYLOADS``, after every step module is
+Covers: every registered payload type (``falkit.plan.payloads.PAYLOADS``, after every step module is
 loaded) survives ``Plan.to_json`` -> JSON text -> ``Plan.from_json`` equal to the original, nested
 values and tuples included; a payload counts in ``Change`` equality (two changes that differ only in
 what apply would do are different); an archived plan (``to_json(redact=True)``) carries the payloads
@@ -19,10 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from falkit import executors
-from falkit.diff import Change, Plan, load_plans
-from falkit.gitops import GitEdit, ObjectRef
-from falkit.payloads import (
+from falkit.plan.diff import Change, Plan, load_plans
+from falkit.plan.payloads import (
     PAYLOADS,
     ArgoRepository,
     Blocked,
@@ -54,6 +52,8 @@ from falkit.payloads import (
     WaitPruned,
     WaitServiceIPs,
 )
+from falkit.render.gitops import GitEdit, ObjectRef
+from falkit.steps import executors
 from falkit.steps.mayastor import WaitDiskPools, WaitMayastor, WaitPvcBound, WriteTestVolume
 from falkit.steps.registry import STEPS
 
@@ -116,7 +116,7 @@ EXAMPLES = {
     "WaitPvcBound": WaitPvcBound("mayastor", "falkit-mayastor-test"),
     "WriteTestVolume": WriteTestVolume("mayastor", "falkit-mayastor-test"),
 }
-#: payload types carrying a secret (falkit.payloads.Sealed): never written out, archived redacted only
+#: payload types carrying a secret (falkit.plan.payloads.Sealed): never written out, archived redacted only
 SEALED = {"TalosSecrets", "TalosClientConfig", "TalosApplyConfig", "TalosAddressConfig"}
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from falkit.cli import main
-from falkit.target import connect
+from falkit.clients.target import connect
 from falkit.twin import supervisor
 from falkit.twin.pvecontrol import PveControl
 
@@ -162,7 +162,7 @@ def test_a_token_missing_a_privilege_blocks_the_privileges_row(healthy, capsys):
 def test_the_lxc_template_ok_on_the_node_warn_in_the_index_block_in_neither(healthy, capsys):
     import time
 
-    from falkit.doctor import doctor as doctor_rows
+    from falkit.runbook.doctor import doctor as doctor_rows
 
     t = connect(FAL, "twin", start_twin=False, check_privileges=False)
     try:
@@ -216,7 +216,7 @@ def test_plex_image_ok_once_pulled_warn_before(healthy, capsys):
 def live(healthy, monkeypatch, tmp_path):
     """The live path (token from the environment, the CA and the existing cluster's secrets in the
     live private dir, the operator's PATH) against the twin's Proxmox on its loopback address."""
-    from falkit.target import private_dir_for
+    from falkit.clients.target import private_dir_for
 
     px = healthy["conn"]["proxmox"]
     assert ipaddress.ip_address(px["host"]).is_loopback  # never a real address
@@ -300,7 +300,7 @@ def test_the_gitops_remote_reachable_and_writable_or_blocking_when_pushing(healt
 def test_live_mode_against_a_loopback_proxmox(healthy, capsys, monkeypatch, tmp_path):
     """The live path (token from the environment, the CA in the live private dir) run against the
     twin's Proxmox on its loopback address: the same rows from the same calls."""
-    from falkit.target import private_dir_for
+    from falkit.clients.target import private_dir_for
 
     px = healthy["conn"]["proxmox"]
     assert ipaddress.ip_address(px["host"]).is_loopback  # never a real address

@@ -91,7 +91,7 @@ def test_a_fault_stops_the_run_and_resume_completes_it(lab, name):  # noqa: F811
     vms = Counter(v.get("name") for v in target.pve.nodes(target.node).qemu.get())
     assert all(vms[n] == 1 for n in spec.all_vm_names), vms
     target.reset_kube()
-    from falkit.kube import klist
+    from falkit.clients.kube import klist
 
     pvcs = Counter(p["metadata"]["name"] for p in klist(target.kube(), "v1", "PersistentVolumeClaim", "media"))
     assert all(c == 1 for c in pvcs.values()) and len(pvcs) == 2 * len(before.checksums), pvcs

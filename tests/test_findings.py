@@ -10,8 +10,8 @@ import pytest
 import yaml
 from helpers import FAL, patched, write_yaml
 
-from falkit.findings import CHECKS, cilium_api, preflight
-from falkit.spec import load_spec
+from falkit.model.findings import CHECKS, cilium_api, preflight
+from falkit.model.spec import load_spec
 
 CASES = sorted((Path(__file__).parent / "data" / "findings").glob("*.yaml"))
 

@@ -34,10 +34,11 @@ import pytest
 from gates_support import click, headless, interactive, kernel, rows
 from test_runbook_support import FAL, ROOT, set_value, value_of
 
-from falkit import runbook, widgets
-from falkit.errors import LockError, RefusedError, StepError
+from falkit import runbook
+from falkit.model.errors import LockError, RefusedError, StepError
 from falkit.steps.base import register
 from falkit.steps.registry import add
+from falkit.ui import widgets
 
 pytest_plugins = ("gates_support",)  # the module's twin (gate_twin)
 
@@ -163,7 +164,7 @@ class StepErrorStep:
         return value_of(target, 200)
 
     def plan(self, spec, observed, options):
-        from falkit.diff import Change, Plan
+        from falkit.plan.diff import Change, Plan
 
         return Plan("t-steperror", (Change("update", "vm-config", "200", "description", observed, "never"),))
 
@@ -220,8 +221,8 @@ def test_convergence_wait_names_the_changes(gate_twin, capsys):
 
 HOLD = """
 import sys, time
-from falkit.lock import RunLock
-from falkit.target import private_dir_for
+from falkit.runbook.lock import RunLock
+from falkit.clients.target import private_dir_for
 lock = RunLock(private_dir_for("the-fal", "twin"), what="falkit run --target twin (fal.yaml)").acquire()
 print("held", flush=True)
 time.sleep(120)
@@ -249,7 +250,7 @@ def test_interactive_apply_is_refused_while_falkit_run_holds_the_lock(gate_twin,
     lock_file = lab._lock.path
     assert json.loads(lock_file.read_text())["command"].startswith("JupyterLab session: t-lock")
     with pytest.raises(LockError):  # and now a falkit run is refused while the session holds it
-        from falkit.lock import RunLock
+        from falkit.runbook.lock import RunLock
 
         RunLock(lock_file.parent).acquire()
     with kernel(lab):
@@ -295,7 +296,7 @@ def test_gate_work_is_archived_like_a_run(gate_twin, capsys):
 def test_lab_session_keeps_tracked_notebooks_clean(tmp_path):
     import nbformat
 
-    from falkit import jupyter
+    from falkit.runbook import jupyter
 
     def status() -> str:
         return subprocess.run(["git", "status", "--porcelain", "notebooks"], cwd=ROOT, text=True,

@@ -34,7 +34,7 @@ from falkit.runbook import plan_key
 
 pytest_plugins = ("gates_support",)  # the module's twin (gate_twin)
 
-RUN_OPTIONS = {"allow_disruptive": True}  # what `falkit run` passes on the twin (falkit.runner.prepare)
+RUN_OPTIONS = {"allow_disruptive": True}  # what `falkit run` passes on the twin (falkit.runbook.runner.prepare)
 # 80-rollback applies only with its own option on (`falkit run --only 80 --set rollback=true`)
 NB_OPTIONS = {"80-rollback": {"rollback": True}}
 

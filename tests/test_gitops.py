@@ -1,4 +1,4 @@
-"""The GitOps checkout (falkit.gitops) on a real git repository built by make_fixture_repo:
+"""The GitOps checkout (falkit.render.gitops) on a real git repository built by make_fixture_repo:
 finding the document that defines an object, editing one field while every comment, other document
 and other field stays byte-for-byte, *.disabled renames and their reversal, commits on the branch,
 refusal of stale plans, and pushing only when spec.gitops.push is true."""
@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from falkit.gitops import (
+from falkit.model.spec import load_spec
+from falkit.render.gitops import (
     Checkout,
     CheckoutConflictError,
     ObjectRef,
@@ -19,7 +20,6 @@ from falkit.gitops import (
     load_documents,
     split_documents,
 )
-from falkit.spec import load_spec
 from falkit.twin.gitops_fixture import make_fixture_repo
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from falkit.gitops import platform_application
-from falkit.spec import SecretRef, load_spec
+from falkit.model.spec import SecretRef, load_spec
+from falkit.render.gitops import platform_application
 from falkit.steps.argocd import CHART_VERSION, ArgoFacts, helm_values, plan_argocd, repo_secret
 from falkit.steps.base import StepOptions
 

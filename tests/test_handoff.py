@@ -1,4 +1,4 @@
-"""The operator hand-off (falkit.handoff): the DHCP, DNS and tunnel CSVs match the plan — every
+"""The operator hand-off (falkit.steps.handoff): the DHCP, DNS and tunnel CSVs match the plan — every
 MAC/IP pair of every VM NIC and the Plex container is compared with the design — observed Service
 IPs win over planned ones, and the files land in the run directory."""
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from falkit.design import design_of
-from falkit.handoff import dhcp_rows, dns_rows, tunnel_rows, write_handoff
-from falkit.spec import load_spec
+from falkit.model.design import design_of
+from falkit.model.spec import load_spec
+from falkit.steps.handoff import dhcp_rows, dns_rows, tunnel_rows, write_handoff
 
 ROOT = Path(__file__).resolve().parents[1]
 

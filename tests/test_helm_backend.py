@@ -1,4 +1,4 @@
-"""The one Helm backend (falkit.backends.helm.Helm) running `helm` on PATH, against the twin's helm
+"""The one Helm backend (falkit.clients.backends.helm.Helm) running `helm` on PATH, against the twin's helm
 stand-in (falkit.twin.tools.helm) that the supervisor writes to $FALKIT_STATE_DIR/twin/bin and the
 target puts first on PATH. Covers:
 
@@ -25,13 +25,13 @@ import subprocess
 import pytest
 from test_runbook_support import FAL
 
-from falkit import backends
-from falkit import mayastorvalues as mv
-from falkit.backends import BackendError
-from falkit.backends.helm import CHART_REPOSITORIES, Helm
-from falkit.spec import load_spec
+from falkit.clients import backends
+from falkit.clients.backends import BackendError
+from falkit.clients.backends.helm import CHART_REPOSITORIES, Helm
+from falkit.clients.target import connect
+from falkit.model.spec import load_spec
+from falkit.render import mayastorvalues as mv
 from falkit.steps import argocd as argocd_step
-from falkit.target import connect
 
 pytest_plugins = ("test_runbook_support",)  # the session twin and state_env fixtures
 

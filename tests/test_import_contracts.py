@@ -1,25 +1,25 @@
 """The import-linter contracts in ``.importlinter`` (issues 13 and 18), run as ``lint-imports``:
 
 - every contract holds on the tree: the twin imports no falkit logic (``twin-independent``),
-  falkit.proxmox is the only falkit module outside the twin that imports proxmoxer
+  falkit.clients.proxmox is the only falkit module outside the twin that imports proxmoxer
   (``proxmoxer-gateway``), the twin's modules keep their layers (``twin-layers``) and no twin
   package has an import cycle among its children (``twin-acyclic``);
 - the twin-independent contract's forbidden list names every falkit module except the twin and the
-  four it may use (so a new module, e.g. falkit.proxmox, cannot slip past it), and it catches a twin
+  four it may use (so a new module, e.g. falkit.clients.proxmox, cannot slip past it), and it catches a twin
   module that imports falkit's logic, directly or through an allowed module;
-- the proxmoxer contract catches a falkit module other than falkit.proxmox that imports proxmoxer;
+- the proxmoxer contract catches a falkit module other than falkit.clients.proxmox that imports proxmoxer;
 - the twin contracts catch an import cycle put back into the twin — including one "hidden" in a
   function, as the old code did — and an import up the twin's layers.
 - kube-gateway (issue 18, one gateway per client): it catches a falkit module other than
-  ``falkit.kube.*`` that imports the ``kubernetes`` client — at module level or inside a function,
-  in a step or in the twin — while ``falkit.kube``'s own imports of it pass.
+  ``falkit.clients.kube.*`` that imports the ``kubernetes`` client — at module level or inside a function,
+  in a step or in the twin — while ``falkit.clients.kube``'s own imports of it pass.
 
-- falkit-layers (issue 18): every top-level module of falkit sits in one layer (cli above the
-  runner, the runbook, the steps, their services, the clients, the plan vocabulary, Git, the
-  renderers, the lab model, the base); it catches an import up the layers (the design reaching
-  into the steps) and a new module placed in no layer; falkit-acyclic catches an import cycle
+- falkit-layers (issue 18): every folder of falkit (and cli.py) sits in one layer (cli above the
+  runbook, the steps, the clients beside the plan vocabulary, the renderers, the lab model, the
+  benchmarks' model, the widgets); it catches an import up the layers (the design reaching into
+  the steps) and a new top-level module placed in no layer; falkit-acyclic catches an import cycle
   between the children of any falkit package, even one hidden inside a function (the
-  steps <-> validation cycle the old code had).
+  steps <-> validation cycle the old code had, here model.checks <-> steps.probes).
 
 The catching tests run lint-imports on a copy of falkit/ with one module added or changed.
 """
@@ -36,12 +36,10 @@ from pathlib import Path
 
 import pytest
 
-import falkit
-
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / ".importlinter"
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-ALLOWED = {"twin", "spec", "errors", "schemas", "yamlsrc"}
+ALLOWED = {"spec", "errors", "schemas", "yamlsrc"}  # of falkit.model; and falkit.twin itself
 
 
 def _copy(tmp_path: Path) -> Path:
@@ -79,15 +77,19 @@ def test_every_contract_holds():
 
 
 def test_the_contract_forbids_every_falkit_module_but_the_allowed_ones():
-    modules = {m.name for m in pkgutil.iter_modules(falkit.__path__)}
-    assert "proxmox" in modules and "falkit.proxmox" in _forbidden()
-    assert {f"falkit.{m}" for m in modules - ALLOWED} == _forbidden()
+    import falkit.model
+
+    folders = {m.name for m in pkgutil.iter_modules(falkit.__path__)}
+    model = {m.name for m in pkgutil.iter_modules(falkit.model.__path__)}
+    assert "clients" in folders and "falkit.clients" in _forbidden() and "design" in model
+    assert {f"falkit.{m}" for m in folders - {"twin", "model"}} | {f"falkit.model.{m}" for m in model - ALLOWED} \
+        == _forbidden()
 
 
-@pytest.mark.parametrize("line", ["from falkit.design import lb_addresses\n",
-                                  "from falkit import spec\nimport falkit.ownership\n",
-                                  "from falkit.proxmox import call\n",
-                                  "from falkit.kube.crud import kget\n"])
+@pytest.mark.parametrize("line", ["from falkit.model.design import lb_addresses\n",
+                                  "from falkit.model import spec\nimport falkit.steps.ownership\n",
+                                  "from falkit.clients.proxmox import call\n",
+                                  "from falkit.clients.kube.crud import kget\n"])
 def test_the_contract_catches_a_twin_module_that_imports_falkit_logic(tmp_path, line):
     copy = _copy(tmp_path)
     (copy / "twin" / "leak.py").write_text('"""A twin module that borrows falkit logic."""\n' + line)
@@ -103,7 +105,7 @@ def test_the_proxmoxer_contract_catches_a_second_importer(tmp_path):
                      "    return ProxmoxAPI\n")
     r = _lint(tmp_path, pythonpath=tmp_path)
     assert r.returncode == 1
-    assert "falkit.proxmox is the only falkit module (outside the twin) that imports proxmoxer BROKEN" in r.stdout
+    assert "falkit.clients.proxmox is the only falkit module (outside the twin) that imports proxmoxer BROKEN" in r.stdout
     assert "falkit.steps.vms -> proxmoxer" in r.stdout
 
 
@@ -134,20 +136,20 @@ def test_the_twin_contracts_catch_a_cycle_or_an_import_up_the_layers(tmp_path, m
 ])
 def test_the_gateway_contract_catches_a_module_outside_falkit_kube_that_imports_kubernetes(tmp_path, where, text):
     copy = _copy(tmp_path)
-    (copy / where).write_text('"""A module that talks to Kubernetes past falkit.kube."""\n' + text)
+    (copy / where).write_text('"""A module that talks to Kubernetes past falkit.clients.kube."""\n' + text)
     r = _lint(tmp_path, pythonpath=tmp_path)
     assert r.returncode == 1
     module = "falkit." + where.removesuffix(".py").replace("/", ".")
-    assert "only falkit.kube imports the kubernetes client BROKEN" in r.stdout
+    assert "only falkit.clients.kube imports the kubernetes client BROKEN" in r.stdout
     assert f"{module} -> kubernetes" in r.stdout
 
 
 @pytest.mark.parametrize(("module", "code", "broken"), [
-    ("design.py", "\n\ndef _steps():\n    from falkit.steps import registry\n\n    return registry\n",
+    ("model/design.py", "\n\ndef _steps():\n    from falkit.steps import registry\n\n    return registry\n",
      ["falkit in layers"]),
-    ("checks.py", "\n\ndef _validation():\n    from falkit import validation\n\n    return validation\n",
+    ("model/checks.py", "\n\ndef _validation():\n    from falkit.steps import probes\n\n    return probes\n",
      ["falkit in layers", "no import cycle among the children of any falkit package"]),
-    ("unplaced.py", "from falkit import spec\n", ["falkit in layers"]),
+    ("unplaced.py", "from falkit.model import spec\n", ["falkit in layers"]),
 ])
 def test_the_falkit_contracts_catch_an_import_up_the_layers_a_cycle_or_an_unplaced_module(tmp_path, module, code, broken):
     copy = _copy(tmp_path)

@@ -17,8 +17,8 @@ from kubernetes.dynamic.exceptions import NotFoundError
 from packaging.requirements import Requirement
 from test_runbook_support import FAL
 
-from falkit.kube import kraw_get
-from falkit.target import connect
+from falkit.clients.kube import kraw_get
+from falkit.clients.target import connect
 
 pytest_plugins = ("test_runbook_support",)  # the session twin and state_env fixtures
 ROOT = Path(__file__).resolve().parents[1]

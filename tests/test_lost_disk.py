@@ -25,7 +25,7 @@ from proxmoxer import ResourceException
 from test_runbook_support import FAL
 
 from falkit import runbook
-from falkit.errors import RefusedError, StepError
+from falkit.model.errors import RefusedError, StepError
 from falkit.steps.registry import get_step
 from falkit.twin import supervisor
 
@@ -165,7 +165,7 @@ def test_twin_refuses_what_pve_refuses(migrated):
 def test_unallocated_value_is_not_converged(migrated):
     """A config line ``scsi1: helford:300`` (what the old twin left; PVE never writes one) names no
     volume: the plan blocks it and says how to clear it, instead of reporting the VM converged."""
-    from falkit.proxmox import list_vms
+    from falkit.clients.proxmox import list_vms
     from falkit.steps.base import StepOptions
     from falkit.steps.vms import VmFacts, plan_vms
 
@@ -182,7 +182,7 @@ def test_disk_left_pending_fails_at_once_instead_of_waiting(migrated):
     """The plan expects the re-attach hot-plugged; the VM restarted with disk hot-plug off before
     apply, so PVE keeps it pending: the step fails at once, naming it, instead of waiting
     ``wait_timeout_s`` for a reboot it never applies."""
-    from falkit.proxmox import wait_task
+    from falkit.clients.proxmox import wait_task
 
     lab = _open(wait_timeout_s=120)
     volid = _volume(_config(lab)["scsi1"])

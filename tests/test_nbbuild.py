@@ -1,4 +1,4 @@
-"""falkit.nbbuild: percent-format sources -> notebooks.
+"""falkit.runbook.nbbuild: percent-format sources -> notebooks.
 
 Covers: markdown and code cells, cell tags kept (papermill's ``parameters``), a round trip of
 source -> notebook -> cells; deterministic output; ``--check`` fails for a stale or missing notebook
@@ -13,7 +13,7 @@ import json
 import nbformat
 import pytest
 
-from falkit.nbbuild import NbBuildError, build, build_notebook, main, parse_source, render
+from falkit.runbook.nbbuild import NbBuildError, build, build_notebook, main, parse_source, render
 
 SRC = '''# %% [markdown]
 # # Title
@@ -82,7 +82,7 @@ def test_papermill_finds_the_parameters_cell(tmp_path):
 def test_repository_preflight_notebook_is_built():
     import nbformat
 
-    from falkit.nbbuild import ROOT, strip_outputs
+    from falkit.runbook.nbbuild import ROOT, strip_outputs
 
     built = ROOT / "notebooks" / "00-preflight.ipynb"
     text = render(build_notebook((ROOT / "notebooks" / "src" / "00-preflight.py").read_text(), "00-preflight"))
@@ -99,7 +99,7 @@ def test_notebooks_call_only_the_facade():
     ``options`` dict) — no domain module's display (``benchmarks.report(lab)``, ``handoff.show``)."""
     import ast
 
-    from falkit.nbbuild import ROOT
+    from falkit.runbook.nbbuild import ROOT
 
     for src in sorted((ROOT / "notebooks" / "src").glob("*.py")):
         tree = ast.parse(src.read_text())

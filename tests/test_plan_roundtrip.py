@@ -27,10 +27,10 @@ from pathlib import Path
 import pytest
 from helpers import patched, write_yaml
 
-from falkit import ciliumvalues as cv
 from falkit import runbook
-from falkit.diff import Plan
-from falkit.kube import kget, klist
+from falkit.clients.kube import kget, klist
+from falkit.plan.diff import Plan
+from falkit.render import ciliumvalues as cv
 
 ROOT = Path(__file__).resolve().parents[1]
 STEP = "cilium"

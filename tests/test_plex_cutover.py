@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from helpers import patched, write_yaml  # noqa: E402
 
 from falkit import runbook  # noqa: E402
-from falkit.errors import FalkitError  # noqa: E402
-from falkit.kube import checksum_job, job_name, kget, klist, parse_checksum, run_job  # noqa: E402
+from falkit.clients.kube import checksum_job, job_name, kget, klist, parse_checksum, run_job  # noqa: E402
+from falkit.model.errors import FalkitError  # noqa: E402
 
 NS, CLAIM, LIB = "media", "plex-config", "plex-config-lxc"
 

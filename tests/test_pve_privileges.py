@@ -17,9 +17,9 @@ from proxmoxer import ResourceException
 from test_runbook_support import FAL
 
 from falkit import runbook
-from falkit.errors import TargetError
-from falkit.proxmox import pve_role, pveum_line
-from falkit.target import connect
+from falkit.clients.proxmox import pve_role, pveum_line
+from falkit.clients.target import connect
+from falkit.model.errors import TargetError
 
 pytest_plugins = ("test_runbook_support",)  # the session twin and state_env fixtures
 

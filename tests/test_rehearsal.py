@@ -29,11 +29,11 @@ from pathlib import Path
 import pytest
 from helpers import patched, write_yaml
 
-from falkit.spec import load_spec
+from falkit.model.spec import load_spec
 from falkit.steps.base import StepOptions
+from falkit.steps.probes import compare_states
 from falkit.steps.rollback import comparison, lab_state, recorded_before
 from falkit.steps.rollback.state import COMPARISON_FILE
-from falkit.validation import compare_states
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 1500  # one `falkit run`; the whole test may take half an hour on a busy 2-core machine
@@ -48,7 +48,7 @@ def falkit_run(env: dict, *args: str) -> subprocess.CompletedProcess:
 def lab(tmp_path):
     """The Fal's spec, a twin in its "before" state under a private FALKIT_STATE_DIR (with its own
     GitOps repository, which its Argo CD syncs from), and a connected target; torn down after."""
-    from falkit.target import connect
+    from falkit.clients.target import connect
     from falkit.twin import supervisor
 
     params = write_yaml(tmp_path, patched({}))
@@ -153,7 +153,7 @@ def test_migrate_validate_rollback_and_the_before_state_is_back(lab):
     assert cfg200["net0"].startswith("virtio=52:54:00:10:30:10,") and cfg201["net0"].startswith("virtio=52:54:00:10:30:11,")
     assert "balloon" not in cfg200 and "balloon" not in cfg201 and "net1" not in cfg201
     api = target.kube()
-    from falkit.kube import klist
+    from falkit.clients.kube import klist
     nodes = {n["metadata"]["name"]: n for n in klist(api, "v1", "Node")}
     assert set(nodes) == {"talos-cp-01", "talos-worker-01"}
     assert "openebs.io/engine" not in (nodes["talos-worker-01"]["metadata"].get("labels") or {})

@@ -25,12 +25,12 @@ import re
 
 import pytest
 
-from falkit.diff import REDACTED, Change, Plan, yaml_diff
-from falkit.runner import render_index, report_title
+from falkit.plan.diff import REDACTED, Change, Plan, yaml_diff
+from falkit.render.talosconfig import new_secrets
+from falkit.runbook.runner import render_index, report_title
 from falkit.steps.base import Check, StepOptions
 from falkit.steps.talos import NodeFacts, TalosFacts, plan_talos
-from falkit.talosconfig import new_secrets
-from falkit.widgets import CheckList, Table, fmt_number, text_table
+from falkit.ui.widgets import CheckList, Table, fmt_number, text_table
 
 LONG_REASON = ("the new NIC takes effect only after a reboot of the VM, which interrupts the workloads "
                "running on this node for about a minute; drain it first if it carries single-replica volumes")
@@ -184,14 +184,14 @@ def test_index_page_of_a_failed_run():
 def fal():
     from helpers import FAL
 
-    from falkit.spec import load_spec
+    from falkit.model.spec import load_spec
 
     return load_spec(FAL)
 
 
 def test_host_budget_chart_names_each_resource_once(fal):
-    from falkit.charts import host_budget_chart
-    from falkit.design import design_of
+    from falkit.model.design import design_of
+    from falkit.runbook.charts import host_budget_chart
 
     fig = host_budget_chart(fal, design_of(fal))
     titles = [a.text for a in fig.layout.annotations]
@@ -203,8 +203,8 @@ def test_host_budget_chart_names_each_resource_once(fal):
 def test_a_git_file_change_shows_the_manifests_own_diff(tmp_path):
     """A change made in the GitOps checkout (Traefik's service.yaml: MetalLB's annotation out,
     Cilium's in) is shown as the file's unified diff, not as a list of every annotation field."""
-    from falkit.gitops import GitEdit
-    from falkit.ownership import GitChange
+    from falkit.render.gitops import GitEdit
+    from falkit.steps.ownership import GitChange
 
     before = ("apiVersion: v1\nkind: Service\nmetadata:\n  name: traefik  # the ingress\n  annotations:\n"
               "    metallb.universe.tf/loadBalancerIPs: 10.30.0.100\nspec:\n  type: LoadBalancer\n")

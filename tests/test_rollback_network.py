@@ -20,14 +20,14 @@ import pytest
 from helpers import patched, write_yaml
 
 from falkit import runbook
-from falkit.errors import RefusedError
-from falkit.spec import load_spec
+from falkit.model.errors import RefusedError
+from falkit.model.spec import load_spec
 from falkit.steps.rollback import record_before_state
 
 
 @pytest.fixture(params=[True, False], ids=["recorded", "spec-previous"])
 def lab(tmp_path, request):
-    from falkit.target import connect
+    from falkit.clients.target import connect
     from falkit.twin import supervisor
 
     params = write_yaml(tmp_path, patched({}))

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from falkit.model.schemas import load_documents
+from falkit.model.spec import load_spec
 from falkit.runbook import refuse
-from falkit.schemas import load_documents
-from falkit.spec import load_spec
 from falkit.steps.base import StepOptions
 from falkit.steps.rollback.talos import ReipFacts, TalosNodeFacts, plan_reip, reip_docs
 

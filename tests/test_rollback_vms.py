@@ -18,15 +18,15 @@ import pytest
 from helpers import patched, write_yaml
 
 from falkit import runbook
-from falkit.errors import RefusedError
-from falkit.spec import load_spec
+from falkit.model.errors import RefusedError
+from falkit.model.spec import load_spec
 from falkit.steps.base import StepOptions
 from falkit.steps.rollback import comparison, lab_state, record_before_state
 
 
 @pytest.fixture
 def lab(tmp_path):
-    from falkit.target import connect
+    from falkit.clients.target import connect
     from falkit.twin import supervisor
 
     params = write_yaml(tmp_path, patched({}))

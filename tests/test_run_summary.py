@@ -15,8 +15,8 @@ import pytest
 from test_runbook_support import FAL, ROOT
 
 from falkit.cli import main
-from falkit.journal import read_journal
-from falkit.nbbuild import build
+from falkit.clients.journal import read_journal
+from falkit.runbook.nbbuild import build
 from falkit.twin import supervisor
 from falkit.twin.pvecontrol import PveControl
 

@@ -19,9 +19,11 @@ import json
 import pytest
 from test_runbook_support import FAL, ROOT, set_value, value_of
 
-from falkit import dashboard, runbook, widgets
-from falkit.design import design_of
-from falkit.errors import ParameterError, RefusedError, StepError
+from falkit import runbook
+from falkit.model.design import design_of
+from falkit.model.errors import ParameterError, RefusedError, StepError
+from falkit.runbook import dashboard
+from falkit.ui import widgets
 
 pytest_plugins = ("test_runbook_support",)  # the session twin and state_env fixtures
 
@@ -221,7 +223,7 @@ def test_dashboard_without_kubeconfig_says_why(state_env, tmp_path, monkeypatch)
 
     from helpers import patched, write_yaml
 
-    from falkit.target import connect, private_dir_for
+    from falkit.clients.target import connect, private_dir_for
 
     base, conn = state_env
     px = conn["proxmox"]
@@ -241,7 +243,7 @@ def test_dashboard_without_kubeconfig_says_why(state_env, tmp_path, monkeypatch)
 def test_a_notebook_derives_its_design_once(state_env, monkeypatch):
     """Issue 18, "one derived design": a notebook's lab derives the design from its spec once, and
     the preflight, the dashboard and every step's observe/plan read that one value."""
-    from falkit import design as design_mod
+    from falkit.model import design as design_mod
 
     calls: list[int] = []
     real = design_mod.derive_design

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from falkit.diff import Change, Noop, Plan
+from falkit.plan.diff import Change, Noop, Plan
 from falkit.steps.base import Check, register
 from falkit.steps.registry import add
 

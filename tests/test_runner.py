@@ -30,9 +30,9 @@ import pytest
 from test_runbook_support import FAL, ROOT, TESTS, value_of
 
 from falkit.cli import main
-from falkit.lock import RunLock
-from falkit.nbbuild import build_notebook, render
-from falkit.target import connect, private_dir_for
+from falkit.clients.target import connect, private_dir_for
+from falkit.runbook.lock import RunLock
+from falkit.runbook.nbbuild import build_notebook, render
 
 IMPORT_TEST_STEP = f"import sys\nsys.path.insert(0, {str(TESTS)!r})\nimport test_runbook_support\n"
 TEST_NB = '''# %% tags=["parameters"]
@@ -241,7 +241,7 @@ def test_html_export_renders_plotly_offline(runenv, tmp_path):
     html = _only_run(outputs) / "00-preflight.html"
     requested = []
     with sync_playwright() as p:
-        from falkit.jupyter import isolated_env
+        from falkit.runbook.jupyter import isolated_env
 
         if not Path("/usr/bin/chromium").exists():
             pytest.fail("needs Debian's chromium: apt-get install chromium (scripts/test installs it)")
@@ -307,7 +307,7 @@ def test_resume_line_survives_an_earlier_benchmark_index(runenv, capsys, tmp_pat
     result path a line) in the private dir; with one line, the whole file was taken as a secret
     value and every path sharing its first 16 characters (the run's resume command) was redacted."""
     base, conn, nbs, outputs = runenv
-    from falkit.spec import load_spec
+    from falkit.model.spec import load_spec
     from falkit.steps.benchmarks import RESULTS_INDEX
 
     private = private_dir_for(load_spec(FAL).lab, "twin", base)

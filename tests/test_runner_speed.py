@@ -27,7 +27,7 @@ import nbformat
 from test_runbook_support import FAL
 
 from falkit.cli import main
-from falkit.nbbuild import build_notebook, render
+from falkit.runbook.nbbuild import build_notebook, render
 
 pytest_plugins = ("test_runbook_support",)  # the session twin and state_env fixtures
 

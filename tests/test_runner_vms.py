@@ -14,7 +14,7 @@ import pytest
 from test_runbook_support import FAL, ROOT
 
 from falkit.cli import main
-from falkit.nbbuild import build
+from falkit.runbook.nbbuild import build
 from falkit.twin import supervisor
 from falkit.twin.pvecontrol import PveControl
 

@@ -1,4 +1,4 @@
-"""falkit.scrub: secrets never reach the run archive.
+"""falkit.model.scrub: secrets never reach the run archive.
 
 Covers: scrub_text removes known values as written, JSON-escaped, HTML-escaped, base64-encoded and
 cut (plan tables shorten long values with …), plus PVEAPIToken=, PEM blocks (whole and cut), bearer
@@ -20,8 +20,8 @@ from test_runbook_support import FAL
 from test_runner import make_notebooks
 
 from falkit.cli import main
-from falkit.scrub import MARK, collect_secrets, find_secrets, scrub_text, scrub_tree, secrets_in_text
-from falkit.spec import load_spec
+from falkit.model.scrub import MARK, collect_secrets, find_secrets, scrub_text, scrub_tree, secrets_in_text
+from falkit.model.spec import load_spec
 
 SECRET = "s3cr3t-Planted-0123456789abcdef"
 PEM = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----"
@@ -131,7 +131,7 @@ def test_planted_secret_absent_from_every_archived_file(state_env, tmp_path, mon
 
 
 def test_paths_are_not_secrets_but_a_slash_led_token_is():
-    from falkit.scrub import NOT_SECRET, secrets_in_text
+    from falkit.model.scrub import NOT_SECRET, secrets_in_text
     from falkit.steps.benchmarks import RESULTS_INDEX
     from falkit.steps.rollback.state import BEFORE_FILE
 

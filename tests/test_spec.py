@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from helpers import FAL, ROOT
 
-from falkit.design import derive_design
-from falkit.errors import SpecError
-from falkit.spec import load_spec, parse_spec
+from falkit.model.design import derive_design
+from falkit.model.errors import SpecError
+from falkit.model.spec import load_spec, parse_spec
 
 TEXT = FAL.read_text()
 

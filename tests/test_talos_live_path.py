@@ -1,6 +1,6 @@
 """30-talos through the live path on the twin (issue 13): the runbook facade runs the talos step,
 whose one Talos backend runs ``talosctl`` — on the twin the stand-in ``falkit.twin.tools.talosctl``
-that ``falkit twin up`` puts in ``STATE/twin/bin`` and falkit.target puts first on PATH.
+that ``falkit twin up`` puts in ``STATE/twin/bin`` and falkit.clients.target puts first on PATH.
 
 Covers, in order on one twin (its "before" state, then 00–20 applied through the facade):
 - the PATH mechanism: ``talosctl`` on PATH is the twin's wrapper, and no twin-only backend exists;
@@ -30,7 +30,7 @@ import yaml
 from helpers import patched, write_yaml
 
 from falkit import runbook
-from falkit.errors import StepError
+from falkit.model.errors import StepError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +74,7 @@ def _fault(twin, body=None):
 
 
 def test_talosctl_on_path_is_the_twins_stand_in(twin):
-    import falkit.backends.talos as backend
+    import falkit.clients.backends.talos as backend
 
     assert shutil.which("talosctl") == str(Path(twin["conn"]["bin_dir"]) / "talosctl")
     assert not hasattr(backend, "TwinTalos") and not hasattr(backend, "LiveTalos")

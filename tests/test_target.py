@@ -1,4 +1,4 @@
-"""falkit.target and falkit.journal against the real twin (started through the supervisor).
+"""falkit.clients.target and falkit.clients.journal against the real twin (started through the supervisor).
 
 Covers: connecting to the twin (proxmoxer over verified TLS, the kube client from the twin's
 kubeconfig); the journal records mutating calls made through proxmoxer (response hook) and through
@@ -20,9 +20,9 @@ from helpers import patched, write_yaml
 from kubernetes import client
 from test_runbook_support import FAL
 
-from falkit.errors import TargetError
-from falkit.journal import Journal, read_journal, summarize
-from falkit.target import connect, private_dir_for
+from falkit.clients.journal import Journal, read_journal, summarize
+from falkit.clients.target import connect, private_dir_for
+from falkit.model.errors import TargetError
 
 pytest_plugins = ("test_runbook_support",)  # the session twin and state_env fixtures
 

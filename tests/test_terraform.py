@@ -27,10 +27,10 @@ import pytest
 from test_runbook_support import FAL, ROOT
 
 from falkit.cli import main
-from falkit.design import design_of
-from falkit.gitops import git
-from falkit.nbbuild import build
-from falkit.spec import load_spec
+from falkit.model.design import design_of
+from falkit.model.spec import load_spec
+from falkit.render.gitops import git
+from falkit.runbook.nbbuild import build
 from falkit.twin import supervisor
 from falkit.twin.gitops_fixture import TERRAFORM_DIR, terraform_files
 

@@ -44,7 +44,7 @@ import pytest
 import requests
 import yaml
 
-from falkit.errors import TwinError
+from falkit.model.errors import TwinError
 from falkit.twin import supervisor
 from falkit.twin.lab.client import LabApiError, LabClient
 from falkit.twin.pvecontrol import PveControl

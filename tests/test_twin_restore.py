@@ -1,7 +1,7 @@
 """``falkit twin up --restore`` continues the saved lab with its private state (issue 15 item 5).
 
 Covers, through the CLI (``falkit twin up``, ``twin snapshot NAME``, ``twin down``, ``twin up
---restore NAME``, ``twin reset``) and the runbook's connection (``falkit.target.connect``):
+--restore NAME``, ``twin reset``) and the runbook's connection (``falkit.clients.target.connect``):
 
 - the private state of a lab (its Talos secrets, talosconfig and the cluster's admin kubeconfig)
   survives ``down`` + ``up --restore`` and the connection that follows (before, connecting to the
@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 from kubernetes import client, config
 
-from falkit.target import connect
+from falkit.clients.target import connect
 from falkit.twin import supervisor
 from falkit.twin.lab.client import LabClient
 

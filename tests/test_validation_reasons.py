@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from helpers import patched, write_yaml  # noqa: E402
 
 from falkit import runbook  # noqa: E402
-from falkit.kube import kcreate, kdelete, kget  # noqa: E402
+from falkit.clients.kube import kcreate, kdelete, kget  # noqa: E402
 from falkit.twin.lab.client import LabClient  # noqa: E402
 
 
@@ -151,7 +151,7 @@ def test_a_lost_pool_degrades_the_volumes_and_the_test_pvc_says_why(lab):
     client.fault("node_not_ready", node=w.name)
     try:
         ns = spec.mayastor.namespace
-        from falkit.schemas import diskpool_api_version
+        from falkit.model.schemas import diskpool_api_version
         pool = f"pool-{w.name}"
         assert _wait(lambda: ((kget(lab["api"], diskpool_api_version(spec.versions.mayastor), "DiskPool", pool, ns)
                                or {}).get("status") or {}).get("pool_status") not in (None, "Online"))

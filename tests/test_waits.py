@@ -1,10 +1,10 @@
 """Every wait says what it waits for at least every 10 s (issue 12, item 5).
 
-Covers :class:`falkit.kube.WaitReporter` (a line per interval, naming the object and what it reports,
+Covers :class:`falkit.clients.kube.WaitReporter` (a line per interval, naming the object and what it reports,
 with a fake clock over 35 simulated seconds), and the waits that use it against the twin's Proxmox
-API over HTTPS with a short interval (``$FALKIT_WAIT_REPORT_S``): :func:`falkit.kube.wait_for`
-(printed lines, and the message of a headless progress bar), :func:`falkit.kube.wait_until` (the
-volume moves' waits) and :func:`falkit.proxmox.wait_task` on a Proxmox task that really takes seconds
+API over HTTPS with a short interval (``$FALKIT_WAIT_REPORT_S``): :func:`falkit.clients.kube.wait_for`
+(printed lines, and the message of a headless progress bar), :func:`falkit.clients.kube.wait_until` (the
+volume moves' waits) and :func:`falkit.clients.proxmox.wait_task` on a Proxmox task that really takes seconds
 (the twin's ``slow_task`` fault at time factor 1). The Argo CD sync wait's lines and its fail-fast
 are covered through ``falkit run`` in tests/test_cli_twin.py.
 """
@@ -18,13 +18,13 @@ import time
 import pytest
 from helpers import FAL
 
-from falkit.errors import StepError
-from falkit.journal import Journal
-from falkit.kube import REPORT_EVERY_S, WaitReporter, WaitTimeoutError, wait_for, wait_until
-from falkit.proxmox import task_label, token_client, wait_task
+from falkit.clients.journal import Journal
+from falkit.clients.kube import REPORT_EVERY_S, WaitReporter, WaitTimeoutError, wait_for, wait_until
+from falkit.clients.proxmox import task_label, token_client, wait_task
+from falkit.model.errors import StepError
 from falkit.twin import supervisor
 from falkit.twin.pvecontrol import PveControl
-from falkit.widgets import Progress
+from falkit.ui.widgets import Progress
 
 
 class FakeClock:

@@ -1,4 +1,4 @@
-"""falkit.widgets (approval gate, progress) and falkit.dashboard, in-process, clicking real ipywidgets.
+"""falkit.ui.widgets (approval gate, progress) and falkit.runbook.dashboard, in-process, clicking real ipywidgets.
 
 Covers: the gate applies nothing until Apply is clicked, then hides its buttons and says
 "converged"; destructive and disruptive changes need a second click (Confirm), Cancel applies
@@ -8,7 +8,7 @@ afterwards; through the runbook (step ``t-desc`` on the twin) nothing reaches Pr
 click; interactive progress bars; the dashboard on the twin (text, summary, HTML, widget with
 auto-refresh), before Talos bootstrap (no kubeconfig) and with a Kubernetes API that does not answer
 (fails fast, VMs still shown); a gate given no dashboard refreshes the last one shown in the kernel
-(falkit.widgets keeps it: widgets does not import falkit.dashboard, issue 18).
+(falkit.ui.widgets keeps it: widgets does not import falkit.runbook.dashboard, issue 18).
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from html import escape
 import pytest
 from test_runbook_support import FAL, set_value, value_of
 
-from falkit import dashboard, runbook, widgets
+from falkit import runbook
+from falkit.runbook import dashboard
+from falkit.ui import widgets
 
 pytest_plugins = ("test_runbook_support",)  # the session twin and state_env fixtures
 
@@ -201,8 +203,8 @@ def test_dashboard_widget_refresh_and_auto_refresh(state_env):
 
 def test_dashboard_when_kubernetes_api_does_not_answer(state_env, tmp_path):
     """A kubeconfig whose server is a closed loopback port: fast, one reason, VMs still shown."""
-    from falkit.jupyter import free_port
-    from falkit.kube import journaled_api_client
+    from falkit.clients.kube import journaled_api_client
+    from falkit.runbook.jupyter import free_port
 
     lab = runbook.open(FAL, notebook="t-dash-down")
     kc = tmp_path / "kubeconfig"

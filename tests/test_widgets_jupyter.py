@@ -1,4 +1,4 @@
-"""falkit.jupyter: JupyterLab on loopback with isolated state (the browser test's server, `falkit lab`).
+"""falkit.runbook.jupyter: JupyterLab on loopback with isolated state (the browser test's server, `falkit lab`).
 
 Covers: the command line (loopback, token, --allow-root, no news/update checks, read-only extension
 manager, LSP autodetect off when jupyter-lsp is installed); every Jupyter/IPython/XDG dir and HOME
@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from falkit import jupyter
+from falkit.runbook import jupyter
 
 
 def test_command_line_has_no_network_features():

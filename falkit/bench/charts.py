@@ -28,7 +28,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..widgets import fmt_number
+from ..ui.widgets import fmt_number
 from .model import MIB_PER_MB
 
 __all__ = ["COLORS", "METRIC_TITLES", "claims_chart", "comparison_chart", "mb_s", "source_label", "trend_chart"]
@@ -71,7 +71,7 @@ def source_label(source: str | None) -> str:
 
 def _label(v: float, unit: str) -> str:
     """A bar's label: IOPS in thousands (``26.7k``: three bars of five digits side by side would run
-    into each other), anything else :func:`~falkit.widgets.fmt_number` (``166.7``, ``0.291``)."""
+    into each other), anything else :func:`~falkit.ui.widgets.fmt_number` (``166.7``, ``0.291``)."""
     if unit == "IOPS" and abs(v) >= 1000:
         return f"{v / 1000:.3g}k"
     return fmt_number(v)

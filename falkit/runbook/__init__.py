@@ -15,7 +15,7 @@
 A notebook calls only ``runbook.open`` and the :class:`Lab` it returns. The parts:
 
 - :mod:`.options` — the notebook parameters and options, checked once before anything connects
-  (unknown or ill-typed -> :class:`~falkit.errors.ParameterError`), then the frozen
+  (unknown or ill-typed -> :class:`~falkit.model.errors.ParameterError`), then the frozen
   :class:`~falkit.steps.base.StepOptions` every step receives;
 - :mod:`.converge` — :func:`refuse` (pure: plan + options -> :class:`Refusal`), :func:`plan_key`,
   and the convergence loop after apply;
@@ -23,11 +23,11 @@ A notebook calls only ``runbook.open`` and the :class:`Lab` it returns. The part
   JupyterLab (:class:`StepRun`, :class:`DeferredStep`);
 - :mod:`.archive` — the notebook's result as a typed value (:class:`NotebookResult`, written as
   ``$FALKIT_RUN_DIR/<notebook>.result.json``) and the run directory's ``run.json`` summaries, shared
-  with ``falkit run`` (:mod:`falkit.runner`);
+  with ``falkit run`` (:mod:`falkit.runbook.runner`);
 - :mod:`.facade` — :func:`open` and :class:`Lab`.
 
 The steps themselves are :mod:`falkit.steps` (the list: :mod:`falkit.steps.registry`); what the
-notebooks show is :mod:`falkit.widgets`, :mod:`falkit.dashboard` and :mod:`falkit.display`.
+notebooks show is :mod:`falkit.ui.widgets`, :mod:`falkit.runbook.dashboard` and :mod:`falkit.runbook.display`.
 """
 
 from __future__ import annotations

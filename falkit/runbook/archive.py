@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..journal import read_journal
+from ..clients.journal import read_journal
 
 
 def now() -> str:

@@ -2,7 +2,7 @@
 
 - **Refusal**: :func:`refuse` (plan + options, nothing else) refuses disruptive changes unless
   ``allow_disruptive``, destructive ones unless ``allow_destructive``, and *blocked* changes (a
-  prerequisite an earlier notebook provides, a :class:`~falkit.payloads.Blocked` payload, naming it: "run 10-network first")
+  prerequisite an earlier notebook provides, a :class:`~falkit.plan.payloads.Blocked` payload, naming it: "run 10-network first")
   always; a step listed in :data:`REQUIRED_OPTIONS` applies only with its option on. The same
   function decides headless and at a JupyterLab gate, before anything is applied. Plans never
   depend on ``allow_*``: the options refuse, they do not change what is planned.
@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..diff import Change, Plan
-from ..payloads import Blocked
+from ..plan.diff import Change, Plan
+from ..plan.payloads import Blocked
 from ..steps.base import StepOptions
 
 POLL_S = (0.05, 2.0)  # convergence polling: first and longest interval
@@ -34,7 +34,7 @@ REQUIRED_OPTIONS: dict[str, str] = {"rollback-": "rollback"}
 class Refusal:
     """Why a plan may not be applied with the given options (falsy when it may).
 
-    ``blocked``: changes whose payload is :class:`falkit.payloads.Blocked` (``message``, ``fix``,
+    ``blocked``: changes whose payload is :class:`falkit.plan.payloads.Blocked` (``message``, ``fix``,
     ``run_first``) — a prerequisite from an earlier notebook is missing (bridge, storage, ISO
     storage, ...); no option allows them. ``disruptive``/``destructive``: changes the options do not
     allow.
@@ -95,7 +95,7 @@ class Refusal:
 
 
 def blocked_by(change: Change) -> Blocked | None:
-    """What blocks ``change`` (its :class:`~falkit.payloads.Blocked` payload), or None.
+    """What blocks ``change`` (its :class:`~falkit.plan.payloads.Blocked` payload), or None.
 
     A step not yet on typed payloads marks the same with ``data={"blocked": True, "message", "fix",
     "run_first"}``; that dict is read as the payload it stands for."""

@@ -3,8 +3,8 @@ one object a notebook calls (see :mod:`falkit.runbook` for the calls).
 
 - ``params`` is resolved against the current directory (papermill runs notebooks with
   cwd = notebooks/, so ``../parameters/fal.yaml`` works there); absolute paths work anywhere.
-- In JupyterLab (:func:`falkit.widgets.interactive`) with ``apply=True`` the lab's run lock is taken
-  before connecting (:class:`~falkit.errors.LockError` while ``falkit run`` or another session holds
+- In JupyterLab (:func:`falkit.ui.widgets.interactive`) with ``apply=True`` the lab's run lock is taken
+  before connecting (:class:`~falkit.model.errors.LockError` while ``falkit run`` or another session holds
   it); without ``apply`` it is taken when a gate's Apply is pressed. An interactive lab without
   ``$FALKIT_RUN_DIR`` gets a run directory ``outputs/<time>-<target>-lab`` for its result and
   journal, and enters its result in that directory's ``run.json``
@@ -25,23 +25,24 @@ from typing import Any
 
 import pandas as pd
 
-from .. import display, widgets
-from ..charts import budget_rows, host_budget_chart
-from ..dashboard import Dashboard
-from ..design import design_of
-from ..diff import Plan
-from ..errors import DEFAULT_RESUME, FalkitError, ParameterError, StepError
-from ..findings import preflight
-from ..journal import Journal
-from ..lock import RunLock
-from ..spec import load_spec
+from ..clients.journal import Journal
+from ..clients.target import connect, private_dir_for
+from ..model.design import design_of
+from ..model.errors import DEFAULT_RESUME, FalkitError, ParameterError, StepError
+from ..model.findings import preflight
+from ..model.spec import load_spec
+from ..plan.diff import Plan
 from ..steps.base import Check
 from ..steps.registry import get_step
 from ..steps.rollback.state import last_comparison
-from ..target import connect, private_dir_for
+from ..ui import widgets
+from . import display
 from .archive import NotebookResult, new_run_dir, now, record_session
+from .charts import budget_rows, host_budget_chart
 from .converge import refuse
+from .dashboard import Dashboard
 from .gate import DeferredStep, StepRun
+from .lock import RunLock
 from .options import (
     changed_options,
     missing_params_message,
@@ -199,22 +200,22 @@ class Lab:
 
     def benchmark_report(self, outputs: str | Path | None = None) -> dict[str, Any]:
         """50-mayastor's benchmark results, the seed's claims and the charts
-        (:func:`falkit.display.benchmark_report`); ``{}`` now when a gate above waits (shown then)."""
+        (:func:`falkit.runbook.display.benchmark_report`); ``{}`` now when a gate above waits (shown then)."""
         if self.defer("the benchmark report", lambda: self.benchmark_report(outputs)):
             return {}
         return display.benchmark_report(self.target, self.spec, self.step_options, outputs)
 
     def validation_chart(self, checks: list[Check]) -> Any:
-        """The validation checks per area as a chart (:func:`falkit.display.validation_chart`)."""
+        """The validation checks per area as a chart (:func:`falkit.runbook.display.validation_chart`)."""
         return display.validation_chart(checks)
 
     def handoff(self) -> dict[str, Path]:
         """The operator hand-off tables (DHCP, DNS, tunnel), service IPs observed in the lab; the CSVs
-        written into the run directory when there is one (:func:`falkit.display.show_handoff`)."""
+        written into the run directory when there is one (:func:`falkit.runbook.display.show_handoff`)."""
         return display.show_handoff(self.spec, self.design, self.target)
 
     def before_after(self) -> pd.DataFrame | None:
-        """80-rollback's before/after table (:func:`falkit.display.before_after_table`); in JupyterLab,
+        """80-rollback's before/after table (:func:`falkit.runbook.display.before_after_table`); in JupyterLab,
         while a gate above waits, shown in place once the checks ran (None now)."""
         if self.defer("the before/after table", lambda: widgets.show(display.before_after_table(last_comparison()))):
             return None
@@ -302,7 +303,7 @@ class Lab:
         return self._step_now(name)
 
     def apply_plan(self, plan: Plan) -> StepRun:
-        """Apply a plan made earlier (e.g. an archived one, :func:`falkit.diff.load_plans`) as
+        """Apply a plan made earlier (e.g. an archived one, :func:`falkit.plan.diff.load_plans`) as
         ``lab.step(name).apply()`` applies a fresh one: shown, recorded, refused by the options,
         applied from its payloads alone (the lab is not observed first), then converged."""
         return self._show_run(get_step(plan.step), plan.step, plan).apply()

@@ -2,14 +2,14 @@
 returns) and :class:`DeferredStep` (the same while an earlier gate waits).
 
 - **Headless**: ``apply()`` applies iff the lab's ``apply`` is on and :func:`~.converge.refuse`
-  allows the plan; a refused plan raises :class:`~falkit.errors.RefusedError` naming the changes and
+  allows the plan; a refused plan raises :class:`~falkit.model.errors.RefusedError` naming the changes and
   how to allow them (a dry run only says what applying would need).
-- **JupyterLab**: an approval gate (:class:`falkit.widgets.ApprovalGate`, docs/INTERACTIVE.md): no
+- **JupyterLab**: an approval gate (:class:`falkit.ui.widgets.ApprovalGate`, docs/INTERACTIVE.md): no
   Apply button for a refused plan; otherwise Apply (a second confirmation for destructive or
   disruptive changes) takes the run lock, re-plans from the lab as it is (:func:`~.converge.plan_key`;
   a changed plan is shown with its difference and waits for a new click), then applies.
 - After applying, the step is re-observed until a fresh plan is empty (:func:`~.converge.converge`)
-  or ``wait_timeout_s`` passes -> :class:`~falkit.errors.StepError` with how to resume.
+  or ``wait_timeout_s`` passes -> :class:`~falkit.model.errors.StepError` with how to resume.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from collections.abc import Callable
 from html import escape
 from typing import Any
 
-from .. import widgets
-from ..diff import Plan
-from ..errors import FalkitError, RefusedError, StepError
+from ..model.errors import FalkitError, RefusedError, StepError
+from ..plan.diff import Plan
+from ..ui import widgets
 from .archive import StepRecord
 from .converge import Refusal, converge, plan_key, refuse
 

@@ -3,7 +3,7 @@
 - The known options are :data:`BASE_OPTIONS` plus those each step declares as a class attribute
   ``options = {"name": (type, default)}`` (:data:`falkit.steps.registry.STEPS` and steps added
   there); two steps may declare the same option only with the same type.
-- Unknown or ill-typed options -> :class:`~falkit.errors.ParameterError` listing every problem and
+- Unknown or ill-typed options -> :class:`~falkit.model.errors.ParameterError` listing every problem and
   the known options (papermill itself only warns). ``falkit run`` checks its ``--set`` options with
   the same :func:`validate_options`.
 - :func:`step_options` turns the checked options into the frozen
@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import ParameterError
+from ..model.errors import ParameterError
 from ..steps.base import StepOptions
 from ..steps.registry import steps
 

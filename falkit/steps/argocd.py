@@ -3,7 +3,7 @@ GitOps repository registered, the platform Applications created and waited for (
 
 - **observe** (read-only): the Helm release ``argocd/argocd``, the ``argocd-server`` Service, the
   repository Secret, every Application in ``argocd`` and the Application files of the GitOps
-  checkout (:meth:`falkit.gitops.Checkout.for_target`; on the twin its own fixture repository).
+  checkout (:meth:`falkit.render.gitops.Checkout.for_target`; on the twin its own fixture repository).
 - **plan** (pure, :func:`plan_argocd`):
 
   * the ``argo-cd`` chart (from https://argoproj.github.io/argo-helm, version option ``argocd_chart_version``) with
@@ -13,7 +13,7 @@ GitOps repository registered, the platform Applications created and waited for (
   * the repository Secret ``repo-gitops`` (label ``argocd.argoproj.io/secret-type: repository``,
     ``url`` = ``spec.gitops.repo_url``). Credentials are a reference (``spec.gitops.credentials``):
     the plan shows where they come from, never the value; apply reads it then;
-  * the app-of-apps ``platform`` (:func:`falkit.gitops.platform_application`) over
+  * the app-of-apps ``platform`` (:func:`falkit.render.gitops.platform_application`) over
     ``spec.gitops.platform_path``; its children come from Git, so falkit creates no other
     Application (they are the repository's).
 - **apply**: ``helm upgrade --install``, the Secret and the Application (server-side apply, field
@@ -31,21 +31,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..design import design_of
-from ..diff import Change, Noop, Plan
-from ..errors import StepError
-from ..executors import Apply, execute, executes
-from ..gitops import Checkout, GitOpsError, platform_application
-from ..kube import WaitReporter, WaitTimeoutError, kget, klist, wait_for
-from ..ownership import APPLICATION, _app_name, app_status
-from ..payloads import ArgoRepository, HelmRelease, KubeApply, SecretSource, WaitArgoCD
-from ..spec import LabSpec
+from ..clients.kube import WaitReporter, WaitTimeoutError, kget, klist, wait_for
+from ..model.design import design_of
+from ..model.errors import StepError
+from ..model.spec import LabSpec
+from ..plan.diff import Change, Noop, Plan
+from ..plan.payloads import ArgoRepository, HelmRelease, KubeApply, SecretSource, WaitArgoCD
+from ..render.gitops import Checkout, GitOpsError, platform_application
 from .base import Check, Progress, StepOptions, register
+from .executors import Apply, execute, executes
+from .ownership import APPLICATION, _app_name, app_status
 
 STEP = "argocd"
 NS = "argocd"
 RELEASE = "argocd"
-CHART = "argo-cd"  # from https://argoproj.github.io/argo-helm (falkit.backends.helm.CHART_REPOSITORIES)
+CHART = "argo-cd"  # from https://argoproj.github.io/argo-helm (falkit.clients.backends.helm.CHART_REPOSITORIES)
 CHART_VERSION = "9.1.0"  # DEFAULT (not in the seed): an argo-cd chart of the 3.x line; the image tag is the spec's
 REPO_SECRET = "repo-gitops"
 REPO_LABEL = ("argocd.argoproj.io/secret-type", "repository")

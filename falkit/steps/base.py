@@ -1,7 +1,7 @@
 """The step contract every runbook step implements (one module per step in falkit.steps).
 
     observed = step.observe(target, spec, options)        # read-only
-    plan     = step.plan(spec, observed, options)         # pure -> falkit.diff.Plan
+    plan     = step.plan(spec, observed, options)         # pure -> falkit.plan.diff.Plan
     step.apply(target, plan, options, progress)           # executes exactly plan.changes
     checks   = step.checks(target, spec, options)         # list[Check]; converged when a fresh plan is empty
 
@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from ..checks import Check
-from ..diff import Plan
-from ..spec import LabSpec
+from ..model.checks import Check
+from ..model.spec import LabSpec
+from ..plan.diff import Plan
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class Progress(Protocol):
     def log(self, message: str) -> None: ...
 
 
-class Target(Protocol):  # see falkit.target.Target for the real one
+class Target(Protocol):  # see falkit.clients.target.Target for the real one
     kind: str
 
 

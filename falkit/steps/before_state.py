@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..design import design_of
-from ..diff import Change, Noop, Plan
-from ..executors import Apply, execute, executes
-from ..payloads import RecordBeforeState
-from ..spec import LabSpec
+from ..model.design import design_of
+from ..model.spec import LabSpec
+from ..plan.diff import Change, Noop, Plan
+from ..plan.payloads import RecordBeforeState
 from .base import Check, Progress, StepOptions, register
+from .executors import Apply, execute, executes
 from .rollback.state import BEFORE_FILE, record_before_state, recorded_before
 from .volumes import checkout_path
 

@@ -44,11 +44,11 @@ if TYPE_CHECKING:
 
 from ..bench.fio import k8s_job_manifest, parse_fio_json, profile_settings
 from ..bench.model import compare_with_claims
-from ..bench.spec_env import ceilings_for_spec, longhorn_replicas
-from ..diff import Change, Noop, Plan
-from ..errors import StepError
-from ..kube import JobFailedError, kcreate, kget, klist, run_job
-from ..spec import LabSpec
+from ..clients.kube import JobFailedError, kcreate, kget, klist, run_job
+from ..model.ceilings import ceilings_for_spec, longhorn_replicas
+from ..model.errors import StepError
+from ..model.spec import LabSpec
+from ..plan.diff import Change, Noop, Plan
 from .base import Check, Progress, StepOptions, register
 
 STEP = "benchmarks"
@@ -260,7 +260,7 @@ def comparison(spec: LabSpec, results: pd.DataFrame, target: str = "mayastor") -
     """Claim vs physical ceiling vs result for ``target`` (``compare_with_claims``). The ceilings
     are those of a volume on this lab's data disk with the target's replica count: Mayastor's
     (``spec.mayastor.replicas``) or Longhorn's in the before-state (one per old worker,
-    :func:`~falkit.bench.spec_env.longhorn_replicas`; The Fal's single worker: 1)."""
+    :func:`~falkit.model.ceilings.longhorn_replicas`; The Fal's single worker: 1)."""
     import pandas as pd  # heavy (~30 MiB, issue 17): loaded only when results are tabulated
 
     rows = results[results["target"] == target] if len(results) else None

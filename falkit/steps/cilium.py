@@ -9,15 +9,15 @@ removed.
   spec service (annotations, ``status.loadBalancer.ingress``), MetalLB's ``IPAddressPool`` /
   ``L2Advertisement`` objects.
 - **plan** (pure): ``helm upgrade --install`` when chart version or values differ
-  (:mod:`falkit.ciliumvalues`, validated against the chart schema); pools/policy applied when absent
+  (:mod:`falkit.render.ciliumvalues`, validated against the chart schema); pools/policy applied when absent
   or different (``lb-pool`` without the pinned addresses, one pool per pinned address that only its
-  service can draw from: :func:`falkit.ciliumvalues.lb_pools`), a falkit pool the spec no longer
+  service can draw from: :func:`falkit.render.ciliumvalues.lb_pools`), a falkit pool the spec no longer
   has deleted (disruptive); per service the annotation changes (Cilium's ``lbipam.cilium.io/ips`` for pinned
   ones, MetalLB's removed) — **disruptive**, the service's address changes for its clients; then a
   wait until every LoadBalancer service has its planned IP, and only after it MetalLB's
   L2Advertisements, IPAddressPools and release deleted, each a change of its own.
 - **apply** runs them in that order; a wait that times out raises StepError before anything of
-  MetalLB is removed. Kubernetes objects are changed only through :class:`falkit.kube.KubeChanger`.
+  MetalLB is removed. Kubernetes objects are changed only through :class:`falkit.clients.kube.KubeChanger`.
 - **checks**: a row per service — old IP -> new IP and the node announcing it (the holder of Lease
   ``cilium-l2announce-<ns>-<svc>`` in kube-system).
 
@@ -29,18 +29,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .. import ciliumvalues as cv
-from .. import executors, ownership
-from ..backends import BackendError
-from ..design import design_of
-from ..diff import Change, Noop, Plan
-from ..errors import StepError
-from ..executors import execute
-from ..gitops import Checkout, ObjectRef
-from ..kube import WaitTimeoutError, kget, klist
-from ..payloads import HelmRelease, HelmUninstall, KubeAnnotate, KubeApply, KubeDelete, WaitServiceIPs
-from ..spec import LabSpec
+from ..clients.backends import BackendError
+from ..clients.kube import WaitTimeoutError, kget, klist
+from ..model.design import design_of
+from ..model.errors import StepError
+from ..model.spec import LabSpec
+from ..plan.diff import Change, Noop, Plan
+from ..plan.payloads import HelmRelease, HelmUninstall, KubeAnnotate, KubeApply, KubeDelete, WaitServiceIPs
+from ..render import ciliumvalues as cv
+from ..render.gitops import Checkout, ObjectRef
+from . import executors, ownership
 from .base import Check, Progress, StepOptions, register
+from .executors import execute
 
 METALLB = ("metallb-system", "metallb")
 

@@ -7,11 +7,11 @@ StorageClass ``mayastor-3`` and a written test volume.
   DiskPools, the StorageClass, the test PVC and io-engine pods.
 - **plan** (pure, :func:`plan_mayastor`): a ``preflight`` change per worker that fails the
   preflight (apply refuses it with the fix), node labels ``openebs.io/engine=mayastor``, the
-  namespace with its PodSecurity exemption, the Helm release (``falkit.mayastorvalues``), one
+  namespace with its PodSecurity exemption, the Helm release (``falkit.render.mayastorvalues``), one
   DiskPool per worker (``pool-<worker>``), the StorageClass, the test PVC and its write Job.
   A DiskPool whose disk changed is destructive (its replicas go); a StorageClass whose parameters
   drifted is re-created (parameters are immutable).
-  Every change carries a typed payload (:mod:`falkit.payloads`): ``KubePatch`` (labels),
+  Every change carries a typed payload (:mod:`falkit.plan.payloads`): ``KubePatch`` (labels),
   ``KubeCreate``, ``KubeReplace`` (a pool's disk, the StorageClass's parameters), ``HelmRelease``, the
   ``GitChange`` of ``mayastor-app.yaml`` (planned here from the text observe read), and this module's
   waits: ``WaitMayastor`` after the release, ``WaitDiskPools`` after the pools, ``WaitPvcBound``
@@ -39,13 +39,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .. import mayastorvalues as mv
-from ..design import design_of
-from ..diff import Change, Noop, Plan
-from ..errors import StepError
-from ..executors import Apply, execute, executes
-from ..gitops import ARGOCD_NS, Checkout, mayastor_application, new_file_edit
-from ..kube import (
+from ..clients.kube import (
     JobFailedError,
     WaitReporter,
     checksum_job,
@@ -59,10 +53,25 @@ from ..kube import (
     run_job,
     write_job,
 )
-from ..ownership import file_change
-from ..payloads import Blocked, GitRepo, HelmRelease, KubeCreate, KubePatch, KubeReplace, ObjectRef, payload
-from ..spec import LabSpec
+from ..model.design import design_of
+from ..model.errors import StepError
+from ..model.spec import LabSpec
+from ..plan.diff import Change, Noop, Plan
+from ..plan.payloads import (
+    Blocked,
+    GitRepo,
+    HelmRelease,
+    KubeCreate,
+    KubePatch,
+    KubeReplace,
+    ObjectRef,
+    payload,
+)
+from ..render import mayastorvalues as mv
+from ..render.gitops import ARGOCD_NS, Checkout, mayastor_application, new_file_edit
 from .base import Check, Progress, StepOptions, register
+from .executors import Apply, execute, executes
+from .ownership import file_change
 
 STEP = "mayastor"
 TEST_PVC = "falkit-mayastor-test"
@@ -104,7 +113,7 @@ class MayastorFacts:
 
 
 # ---------------------------------------------------------------------------------------------
-# Payloads of this step (the shared ones: falkit.payloads)
+# Payloads of this step (the shared ones: falkit.plan.payloads)
 
 
 @payload

@@ -30,10 +30,10 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from ..diff import Change, Noop, Plan
-from ..errors import StepError
-from ..proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
-from ..spec import LabSpec
+from ..clients.proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
+from ..model.errors import StepError
+from ..model.spec import LabSpec
+from ..plan.diff import Change, Noop, Plan
 from .base import Check, Progress, StepOptions, register
 
 FIELDS = ("bridge_ports", "cidr", "gateway", "autostart")

@@ -14,13 +14,13 @@ archive as ``ostemplate``; ``dev0`` = the render node; ``env``; the library's bi
    cannot reach a host directory; an NFS export is reachable from both, and PVE bind mounts it
    into the container;
 2. **the copy** — the Kubernetes Plex is scaled to 0 (its replica count kept in
-   ``falkit.io/original-replicas``), the volume migration's copy Job (``falkit.kube.copy_job``)
-   copies ``<claim>`` onto ``<claim>-lxc``, a checksum Job runs on each (``falkit.kube.checksum_job``)
+   ``falkit.io/original-replicas``), the volume migration's copy Job (``falkit.clients.kube.copy_job``)
+   copies ``<claim>`` onto ``<claim>-lxc``, a checksum Job runs on each (``falkit.clients.kube.checksum_job``)
    and they must be equal (a mismatch stops the step and scales Plex back up); both claims get
    ``falkit.io/checksum``;
 3. **the container starts** and falkit waits until Plex answers ``GET http://<container IP>:32400/identity``
    (option ``plex_answer_timeout_s``). On the twin the same code connects to the loopback stand-in
-   the twin publishes (connection.json ``address_map``; :meth:`falkit.target.Target.guest_address`).
+   the twin publishes (connection.json ``address_map``; :meth:`falkit.clients.target.Target.guest_address`).
    If it never answers the step stops, says so, and scales the Kubernetes Plex back up — it is
    kept;
 4. **only then the Kubernetes Plex is removed** — deleted directly, or, when Argo CD manages it, its
@@ -43,10 +43,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..diff import Change, Noop, Plan
-from ..errors import StepError
-from ..gitops import Checkout, GitEdit, ObjectRef, split_documents
-from ..kube import (
+from ..clients.kube import (
     checksum_job,
     copy_job,
     job_name,
@@ -59,10 +56,13 @@ from ..kube import (
     run_job,
     wait_until,
 )
-from ..ownership import GitChange, apply_git_changes, managed_by
-from ..proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
-from ..spec import LabSpec
+from ..clients.proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
+from ..model.errors import StepError
+from ..model.spec import LabSpec
+from ..plan.diff import Change, Noop, Plan
+from ..render.gitops import Checkout, GitEdit, ObjectRef, split_documents
 from .base import Check, Progress, StepOptions, register
+from .ownership import GitChange, apply_git_changes, managed_by
 from .truenas_plex import config_mount_key, config_nfs, plex_image
 
 STEP = "plex"
@@ -377,7 +377,7 @@ def _start(target: Any, vmid: int, timeout: float, step: str = STEP) -> None:
 
 def _remove_via_git(target: Any, api: Any, c: Change, timeout: float, progress: Progress) -> None:
     """Remove the workload's document from its manifest in the GitOps checkout, commit, deliver and
-    wait until Argo CD has pruned it (falkit.ownership's sync wait, ``gone``)."""
+    wait until Argo CD has pruned it (falkit.steps.ownership's sync wait, ``gone``)."""
     d = c.data
     ref = ObjectRef("apps/v1", d["kind"], d["namespace"], d["name"])
     checkout = Checkout.for_target(target)

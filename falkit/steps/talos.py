@@ -1,6 +1,6 @@
 """Step 30-talos: machine configs applied, etcd bootstrapped once, kubeconfig fetched, cluster healthy.
 
-Everything goes through ``target.talos`` (:class:`falkit.backends.talos.Talos`: ``talosctl``; on the
+Everything goes through ``target.talos`` (:class:`falkit.clients.backends.talos.Talos`: ``talosctl``; on the
 twin its stand-in, first on PATH). docs/ARCHITECTURE.md "Talos" has the texts it reads and why.
 
 - **observe**: the secrets bundle from the private state dir — ``talos-secrets.yaml`` (falkit's,
@@ -24,12 +24,12 @@ twin its stand-in, first on PATH). docs/ARCHITECTURE.md "Talos" has the texts it
   summary diff (modules, sysctls, addresses, labels, mounts); ``bootstrap`` once (its
   AlreadyExists counts as done); fetch the kubeconfig; wait for health. A node that answers
   nowhere and has no running VM is a note, not a change.
-- **apply**: validates every document against the Talos schema first (falkit.schemas), then does
+- **apply**: validates every document against the Talos schema first (falkit.model.schemas), then does
   exactly the plan's changes; secrets, talosconfig and kubeconfig go only to the private dir (0600)
-  via ``target.write_private``. Each change carries a typed payload (:mod:`falkit.payloads`:
+  via ``target.write_private``. Each change carries a typed payload (:mod:`falkit.plan.payloads`:
   ``TalosSecrets``, ``TalosClientConfig``, ``TalosApplyConfig``, ``TalosBootstrap``,
   ``TalosKubeconfig``, ``TalosHealth``) carried out by its executor here; the secrets bundle and
-  each machine config ride in a :class:`falkit.payloads.Sealed` (never shown, never archived), and
+  each machine config ride in a :class:`falkit.plan.payloads.Sealed` (never shown, never archived), and
   apply reads no spec.
 - **checks**: each node runs the planned config (digest), ``nvme_tcp`` in /proc/modules and
   HugePages_Total on workers, health ok.
@@ -43,7 +43,7 @@ not ready — checked on the Node objects through the Kubernetes API, live and o
 health probe is ``talosctl health --wait-timeout`` of at most :data:`HEALTH_PROBE_S` inside the
 step's wait (the subprocess may run longer than its wait-timeout, never shorter). 40-cilium then
 waits for Ready; the Cilium values reach the API server through KubePrism (localhost:7445), which
-every config here enables (falkit.talosconfig).
+every config here enables (falkit.render.talosconfig).
 """
 
 from __future__ import annotations
@@ -52,14 +52,15 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..backends import BackendError
-from ..backends.talos import ForeignCAError
-from ..design import design_of
-from ..diff import Change, Noop, Plan
-from ..errors import StepError
-from ..executors import Apply, execute, executes
-from ..kube import WaitTimeoutError, klist, wait_for
-from ..payloads import (
+from ..clients.backends import BackendError
+from ..clients.backends.talos import ForeignCAError
+from ..clients.kube import WaitTimeoutError, klist, wait_for
+from ..model.design import design_of
+from ..model.errors import StepError
+from ..model.schemas import load_documents
+from ..model.spec import LabSpec
+from ..plan.diff import Change, Noop, Plan
+from ..plan.payloads import (
     Sealed,
     TalosApplyConfig,
     TalosBootstrap,
@@ -68,9 +69,7 @@ from ..payloads import (
     TalosKubeconfig,
     TalosSecrets,
 )
-from ..schemas import load_documents
-from ..spec import LabSpec
-from ..talosconfig import (
+from ..render.talosconfig import (
     VANILLA_SCHEMATIC,
     SecretsBundle,
     client_config,
@@ -82,6 +81,7 @@ from ..talosconfig import (
     talosconfig,
 )
 from .base import Check, Progress, StepOptions, register
+from .executors import Apply, execute, executes
 
 SECRETS_FILE = "talos-secrets.yaml"
 #: Where an operator puts an existing cluster's identity, in the private state dir (docs/ARCHITECTURE.md,
@@ -262,7 +262,7 @@ def plan_talos(spec: LabSpec, facts: TalosFacts, options: StepOptions) -> Plan:
                               config_digest(list(node.docs)) if node.docs else "maintenance", cfg.digest,
                               disruptive=not node.maintenance,
                               reason="; ".join(diff) or "secrets/cluster settings differ",
-                              # shown as a YAML diff, secrets redacted (falkit.diff.Change.yaml_diff)
+                              # shown as a YAML diff, secrets redacted (falkit.plan.diff.Change.yaml_diff)
                               data=TalosApplyConfig(node.reach_ip, node.maintenance, Sealed(cfg.text),
                                                     tuple(node.docs) or None, tuple(cfg.docs))))
     if not facts.bootstrapped:

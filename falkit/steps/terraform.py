@@ -9,10 +9,10 @@ manages in Git — or the operator's next ``terraform apply`` undoes the migrati
   ``infrastructure/terraform``), whether they declare ``proxmox_virtual_environment_vm`` resources,
   ``terraform`` on PATH and whether the directory was initialised (``.terraform/``).
 - **plan** (pure): the seed's "Terraform Module Changes" with falkit's derived values
-  (:mod:`falkit.terraform`) as ``git-file`` changes, one per file; their unified diff is a note.
+  (:mod:`falkit.render.terraform`) as ``git-file`` changes, one per file; their unified diff is a note.
   No Terraform, or Terraform that manages no VM: a note, once, and nothing else.
 - **apply**: one commit on ``spec.gitops.branch`` with the migration's other Git changes
-  (:func:`falkit.ownership.apply_git_changes`; pushed only with ``spec.gitops.push``).
+  (:func:`falkit.steps.ownership.apply_git_changes`; pushed only with ``spec.gitops.push``).
 - **checks**: the files parsed back with python-hcl2, each value compared with the plan; then, when
   ``terraform`` is on PATH and the directory is initialised, ``terraform plan -detailed-exitcode``:
   every resource it would still create, change, replace or destroy is a row; a replace or destroy
@@ -25,13 +25,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .. import terraform as tf
-from ..diff import Change, Noop, Plan, _short
-from ..executors import execute
-from ..gitops import Checkout
-from ..payloads import GitChange, GitRepo
-from ..spec import LabSpec
+from ..model.spec import LabSpec
+from ..plan.diff import Change, Noop, Plan, _short
+from ..plan.payloads import GitChange, GitRepo
+from ..render import terraform as tf
+from ..render.gitops import Checkout
 from .base import Check, Progress, StepOptions, register
+from .executors import execute
 from .volumes import checkout_path
 
 

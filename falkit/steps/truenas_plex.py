@@ -2,7 +2,7 @@
 and Kubernetes NFS mounts moved to TrueNAS's storage address.
 
 **TrueNAS** (``spec.truenas``; disabled in the seed: "Deploy TrueNAS VM (currently commented
-out)"). When enabled, the host budget is re-run (:func:`falkit.findings.preflight` on the spec
+out)"). When enabled, the host budget is re-run (:func:`falkit.model.findings.preflight` on the spec
 with TrueNAS in it) and any error finding is a ``blocked`` change: apply refuses with the
 finding's message (The Fal: 31 GB of VMs + 8 GB TrueNAS + 1 GB Proxmox > 32 GB). Otherwise the VM
 is created as the design derives it (both NICs: net0 on vmbr0, net1 on vmbr1, the seed's MACs) and
@@ -55,13 +55,13 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..design import design_of
-from ..diff import Change, Noop, Plan
-from ..errors import StepError
-from ..findings import preflight
-from ..kube import WaitTimeoutError, klist, kpatch, wait_for
-from ..proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, list_vms, wait_task
-from ..spec import LabSpec
+from ..clients.kube import WaitTimeoutError, klist, kpatch, wait_for
+from ..clients.proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, list_vms, wait_task
+from ..model.design import design_of
+from ..model.errors import StepError
+from ..model.findings import preflight
+from ..model.spec import LabSpec
+from ..plan.diff import Change, Noop, Plan
 from .base import Check, Progress, StepOptions, register
 from .vms import desired_config
 

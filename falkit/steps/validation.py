@@ -1,14 +1,14 @@
 """Step 70-validation: every check of the seed's "Validation Steps" and "Monitoring and
-Troubleshooting" sections, against the lab (the checks themselves are data: :mod:`falkit.validation`).
+Troubleshooting" sections, against the lab (the checks themselves are data: :mod:`falkit.steps.probes`).
 
 - **observe / plan**: nothing to change — the plan is always empty (a note says so). The step is
   checks only.
-- **checks** (:meth:`ValidationStep.checks`): gathers :class:`~falkit.validation.ValidationFacts`
-  and returns :func:`falkit.validation.all_checks`. Two checks run Jobs, both falkit's own test
+- **checks** (:meth:`ValidationStep.checks`): gathers :class:`~falkit.steps.probes.ValidationFacts`
+  and returns :func:`falkit.steps.probes.all_checks`. Two checks run Jobs, both falkit's own test
   data, and clean up after themselves:
 
   * **a fresh PVC** ``falkit-validate-<short id>`` (1Gi on ``spec.mayastor.storage_class`` in
-    ``default``) is created, waited for ``Bound``, written by a write Job (``falkit.kube.jobs``), then
+    ``default``) is created, waited for ``Bound``, written by a write Job (``falkit.clients.kube.jobs``), then
     the Job and the PVC **it created** are deleted again (never any other claim);
   * **the storage network**: one ping Job per worker in ``kube-system`` (exempt from the PodSecurity
     baseline on Talos, and hostNetwork needs that), ``spec.nodeName`` = the worker, hostNetwork, pinging
@@ -31,14 +31,14 @@ from typing import Any
 
 import yaml
 
-from ..design import design_of
-from ..diff import Plan
-from ..kube import job_name, kcreate, kdelete, kget, klist, run_job, served, write_job
-from ..mayastorvalues import PROVISIONER
-from ..schemas import diskpool_api_version
-from ..spec import LabSpec
-from ..validation import FreshPvc, Ping, ValidationFacts, all_checks, talos_addresses
+from ..clients.kube import job_name, kcreate, kdelete, kget, klist, run_job, served, write_job
+from ..model.design import design_of
+from ..model.schemas import diskpool_api_version
+from ..model.spec import LabSpec
+from ..plan.diff import Plan
+from ..render.mayastorvalues import PROVISIONER
 from .base import Check, Progress, StepOptions, register
+from .probes import FreshPvc, Ping, ValidationFacts, all_checks, talos_addresses
 
 STEP = "validation"
 PING_NS = "kube-system"

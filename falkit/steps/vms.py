@@ -1,7 +1,7 @@
-"""Step 20-vms: the control plane and the workers exactly as ``falkit.design.derive_design`` says.
+"""Step 20-vms: the control plane and the workers exactly as ``falkit.model.design.derive_design`` says.
 
 Desired VM (seed "VM Resource Allocation"): cores, memory in MiB (GB x 1024), ``scsi0`` OS disk on
-local-lvm, ``scsi1`` data disk on helford (``helford:300`` allocates 300 GiB; see falkit.proxmox),
+local-lvm, ``scsi1`` data disk on helford (``helford:300`` allocates 300 GiB; see falkit.clients.proxmox),
 ``net0=virtio=MAC,bridge=vmbr0`` and (workers) ``net1=virtio=MAC,bridge=vmbr1`` with the seed's MAC
 scheme, ``onboot=1``, ``agent=1``, ``scsihw=virtio-scsi-single``, ``ostype=l26``, ``cpu=host``,
 ``balloon=0`` (hugepages are pinned guest memory: ballooning must not take it back) and, at create
@@ -63,11 +63,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..design import VmDesign, design_of
-from ..diff import Change, Noop, Plan
-from ..errors import StepError
-from ..kube import WaitReporter
-from ..proxmox import (
+from ..clients.kube import WaitReporter
+from ..clients.proxmox import (
     PveCallError,
     TaskFailedError,
     TaskTimeoutError,
@@ -80,7 +77,10 @@ from ..proxmox import (
     task_log,
     vm_config,
 )
-from ..spec import LabSpec
+from ..model.design import VmDesign, design_of
+from ..model.errors import StepError
+from ..model.spec import LabSpec
+from ..plan.diff import Change, Noop, Plan
 from .base import Check, Progress, StepOptions, register
 
 ISO_STORAGE = "local"

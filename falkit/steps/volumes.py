@@ -9,8 +9,8 @@ Each such claim ``<ns>/<name>`` is copied to a new claim ``<ns>/<name>-mayastor`
 2. every Deployment/StatefulSet mounting the old claim is scaled to 0; its replica count is kept
    in the annotation ``falkit.io/original-replicas`` first, so a re-run after a crash (or an
    operator rolling back) knows what to restore;
-3. a copy Job (``cp -a``), then a checksum Job on each claim (``falkit.kube.jobs``); the checksums are
-   compared. **A mismatch stops the step** (:class:`~falkit.errors.StepError`): the workload is
+3. a copy Job (``cp -a``), then a checksum Job on each claim (``falkit.clients.kube.jobs``); the checksums are
+   compared. **A mismatch stops the step** (:class:`~falkit.model.errors.StepError`): the workload is
    scaled back up still pointing at the OLD claim, the new claim is left for inspection;
 4. the workload's ``spec.template.spec.volumes[].persistentVolumeClaim.claimName`` is patched to
    the new claim and it is scaled back to its original replicas; the old claim gets
@@ -43,11 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..diff import Change, Noop, Plan
-from ..errors import StepError
-from ..executors import execute
-from ..gitops import DISABLED, Checkout, GitEdit, ObjectRef
-from ..kube import (
+from ..clients.kube import (
     JobFailedError,
     checksum_job,
     copy_job,
@@ -61,10 +57,14 @@ from ..kube import (
     run_job,
     wait_until,
 )
-from ..ownership import apply_git_changes, managed_by, plan_object_change, rename_change
-from ..payloads import GitRepo
-from ..spec import LabSpec
+from ..model.errors import StepError
+from ..model.spec import LabSpec
+from ..plan.diff import Change, Noop, Plan
+from ..plan.payloads import GitRepo
+from ..render.gitops import DISABLED, Checkout, GitEdit, ObjectRef
 from .base import Check, Progress, StepOptions, register
+from .executors import execute
+from .ownership import apply_git_changes, managed_by, plan_object_change, rename_change
 from .plex import plex_claims
 
 STEP = "volumes"

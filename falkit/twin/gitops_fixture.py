@@ -3,7 +3,7 @@
 Secrets, the media apps, Longhorn's three Applications, Mayastor's StorageClass), in the state
 before or after the migration. The twin's supervisor creates it under its state dir and its Argo
 CD syncs from it; tests build their own. falkit's runbook never creates it for a live lab: there
-it works on the operator's checkout (:mod:`falkit.gitops`)."""
+it works on the operator's checkout (:mod:`falkit.render.gitops`)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import requests
 
-from falkit.errors import TwinError
+from falkit.model.errors import TwinError
 from falkit.twin import credentials
 
 

@@ -53,7 +53,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from falkit.errors import TwinError
+from falkit.model.errors import TwinError
 from falkit.twin import credentials
 from falkit.twin.gitops_fixture import make_fixture_repo, make_remote
 from falkit.twin.seed import BEFORE_LONGHORN_DISK_GB, BEFORE_NETWORK
@@ -119,7 +119,7 @@ def _mac(prefix: str, ip: str) -> str:
 
 
 def pve_config_from_spec(spec: Any, state: str = "before") -> dict:
-    """The pve_process config for a lab spec (a ``falkit.spec.LabSpec`` or a plain dict).
+    """The pve_process config for a lab spec (a ``falkit.model.spec.LabSpec`` or a plain dict).
 
     Plain dict keys (the minimal contract): ``node``, ``cpu_threads``, ``memory_gb``,
     ``storages: [{name, type, size_gb[, content]}]``. A LabSpec (or its dict) is read from
@@ -197,11 +197,11 @@ def pve_config_from_spec(spec: Any, state: str = "before") -> dict:
 
 
 def load_spec_any(spec_path: str | os.PathLike | dict) -> Any:
-    """The spec: a dict as given, else falkit.spec.load_spec(path), else the file's YAML/JSON."""
+    """The spec: a dict as given, else falkit.model.spec.load_spec(path), else the file's YAML/JSON."""
     if isinstance(spec_path, dict) or hasattr(spec_path, "model_dump"):
         return spec_path
     try:
-        from falkit.spec import load_spec  # the lead's loader, once it exists
+        from falkit.model.spec import load_spec  # the lead's loader, once it exists
     except ImportError:
         load_spec = None
     if load_spec is not None:
@@ -351,7 +351,7 @@ TOOLS = ("talosctl", "helm")
 
 def write_tool_wrappers(root: Path, spec: Any = None) -> Path:
     """Executable wrappers ``ROOT/bin/<tool>`` for the twin's stand-ins (``exec <python> -m
-    falkit.twin.tools.<tool> "$@"``), for every name in :data:`TOOLS`; falkit.target puts ``ROOT/bin``
+    falkit.twin.tools.<tool> "$@"``), for every name in :data:`TOOLS`; falkit.clients.target puts ``ROOT/bin``
     first on PATH for the twin target. The wrapper pins the twin's directory, the falkit package
     the twin runs, and the Talos version the twin's nodes run (the stand-in's client version)."""
     import shlex
@@ -563,7 +563,7 @@ def up(spec_path: str | os.PathLike | dict, state: str = "auto", state_dir: str 
         _repoint_kubeconfigs(root, conn["kubernetes"]["server"], _kube_auth(conn["kubernetes"]["kubeconfig"])[1])
     if gitops_dir is not None:
         conn["gitops"] = {"checkout": str(gitops_dir), "remote": str(root / "gitops-remote.git")}
-    # The tool stand-ins (talosctl, helm: falkit.twin.tools) that falkit.target puts first on PATH.
+    # The tool stand-ins (talosctl, helm: falkit.twin.tools) that falkit.clients.target puts first on PATH.
     conn["bin_dir"] = str(write_tool_wrappers(root, spec_data))
     _write_json(root / "connection.json", conn, mode=0o600)
     if not quiet:

@@ -8,7 +8,7 @@
 - ``lab_dir``: copies of the notebooks under test in a temp dir (the browser saves notebooks; the
   repository's stay untouched), their parameters cell rewritten to an absolute ``params`` path;
   20-vms gets a ``lab.dashboard()`` cell if its source does not have one yet.
-- ``jupyter``: :func:`falkit.jupyter.start_lab` on 127.0.0.1, random port and token, all Jupyter
+- ``jupyter``: :func:`falkit.runbook.jupyter.start_lab` on 127.0.0.1, random port and token, all Jupyter
   state (and ``HOME``) in a temp dir, notebook windowing off (every cell stays in the DOM).
 - ``page``: headless Chromium (``--no-sandbox --disable-gpu --disable-background-networking
   --disable-component-update --disable-sync --no-first-run --no-proxy-server``) with the same
@@ -88,7 +88,7 @@ def lab_dir(browser_state) -> Path:
 
 @pytest.fixture(scope="module")
 def jupyter(browser_twin, lab_dir, browser_state):
-    from falkit.jupyter import start_lab
+    from falkit.runbook.jupyter import start_lab
 
     base, _conn = browser_twin
     env = {"FALKIT_STATE_DIR": str(base), "PYTHONPATH": str(ROOT)}

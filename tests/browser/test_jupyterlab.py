@@ -90,10 +90,10 @@ def shot(page, shots, name: str, locator=None) -> str:
 
 def vms_state(base):
     """The twin's VMs and their configs, and the vms step's fresh plan (read through falkit's clients)."""
-    from falkit.spec import load_spec
+    from falkit.clients.target import connect
+    from falkit.model.spec import load_spec
     from falkit.steps.base import StepOptions
     from falkit.steps.registry import get_step
-    from falkit.target import connect
 
     spec = load_spec(FAL)
     target = connect(spec, "twin", state_dir=base, start_twin=False)

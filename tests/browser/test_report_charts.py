@@ -1,4 +1,4 @@
-"""The benchmark chart and a plan as a person sees them: an HTML report (``falkit.runner.export_html``,
+"""The benchmark chart and a plan as a person sees them: an HTML report (``falkit.runbook.runner.export_html``,
 what ``falkit run`` archives) opened in Debian's Chromium through Playwright, offline. Assertions are
 on the rendered SVG's text and styles, not on pixels.
 
@@ -21,8 +21,8 @@ import pytest
 from falkit.bench.charts import COLORS, comparison_chart
 from falkit.bench.fio import parse_fio_json
 from falkit.bench.model import SEED_CLAIMS, ceilings, compare_with_claims, fio_json_from_model, the_fal
-from falkit.diff import Change, Plan
-from falkit.runner import export_html, report_banner, report_title
+from falkit.plan.diff import Change, Plan
+from falkit.runbook.runner import export_html, report_banner, report_title
 
 TITLES = ["Sequential read (MB/s)", "Sequential write (MB/s)", "4k random read (IOPS)", "4k random write (IOPS)",
           "4k QD1 read latency (ms, lower is better)"]
@@ -61,7 +61,7 @@ def _report(tmp_path: Path) -> Path:
 def test_benchmark_chart_and_plan_in_the_html_report(chromium, tmp_path, shots):
     from playwright.sync_api import sync_playwright
 
-    from falkit.jupyter import isolated_env
+    from falkit.runbook.jupyter import isolated_env
 
     html = _report(tmp_path)
     requested, errors = [], []

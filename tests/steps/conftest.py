@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT / "tests" / "steps"))
 from lab_fixtures import lab_before  # noqa: E402, F401 - fixture
 from pve_fixtures import pve_before  # noqa: E402, F401 - fixture
 
-from falkit.spec import load_spec  # noqa: E402
+from falkit.model.spec import load_spec  # noqa: E402
 
 
 @pytest.fixture(scope="session")

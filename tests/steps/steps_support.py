@@ -9,7 +9,7 @@ from typing import Any
 
 @dataclass
 class PveTarget:
-    """The part of falkit.target.Target the Proxmox steps use: a real proxmoxer client and the node."""
+    """The part of falkit.clients.target.Target the Proxmox steps use: a real proxmoxer client and the node."""
 
     pve: Any
     node: str

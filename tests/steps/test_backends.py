@@ -19,9 +19,9 @@ import stat
 
 import pytest
 
-from falkit.backends import BackendError, UnreachableError, lab_base
-from falkit.backends.helm import Helm
-from falkit.backends.talos import ForeignCAError, Talos
+from falkit.clients.backends import BackendError, UnreachableError, lab_base
+from falkit.clients.backends.helm import Helm
+from falkit.clients.backends.talos import ForeignCAError, Talos
 
 
 def test_talosctl_argv():

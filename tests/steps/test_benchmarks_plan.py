@@ -3,7 +3,7 @@ Longhorn and local-path only when their StorageClass exists), a result already i
 plans nothing, an unknown profile fails before anything; results saved and loaded; modelled fio
 output (what the twin writes) is parsed, labelled modelled and compared with the seed's claims and
 the physical ceilings; the chart names the result "modelled (twin)"; the trend reads
-``outputs/*/bench``. Also falkit.kube.jobs: the copy/checksum/write Jobs are valid Kubernetes Jobs, and
+``outputs/*/bench``. Also falkit.clients.kube.jobs: the copy/checksum/write Jobs are valid Kubernetes Jobs, and
 the checksum command really run by /bin/sh gives equal values for equal files, different for
 different ones."""
 
@@ -16,7 +16,7 @@ import pytest
 from falkit.bench.charts import claims_chart, trend_chart
 from falkit.bench.fio import validate_job_manifest
 from falkit.bench.model import fio_json_from_model
-from falkit.kube.jobs import (
+from falkit.clients.kube.jobs import (
     _CHECKSUM_SH,
     ChecksumParseError,
     checksum_job,
@@ -168,7 +168,7 @@ def test_each_target_is_held_to_its_own_replica_count(fal, tmp_path):
     """Mayastor's 3 replicas share one SATA disk (write ceiling 500/3 MB/s); the old cluster's
     Longhorn had one worker, so one replica per volume (ceiling 500 MB/s): a Longhorn result above
     Mayastor's ceiling is physics, not an error of the comparison."""
-    from falkit.bench.spec_env import longhorn_replicas
+    from falkit.model.ceilings import longhorn_replicas
 
     assert longhorn_replicas(fal) == 1 and longhorn_replicas(fal.model_copy(update={"previous": None})) == 3
     run = tmp_path / "bench"

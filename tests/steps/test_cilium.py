@@ -9,8 +9,8 @@ import jsonschema
 import pytest
 import yaml
 
-from falkit import ciliumvalues as cv
-from falkit.schemas import cilium_crd_dir, validate_cilium_values
+from falkit.model.schemas import cilium_crd_dir, validate_cilium_values
+from falkit.render import ciliumvalues as cv
 from falkit.steps.base import StepOptions
 from falkit.steps.cilium import CiliumFacts, ServiceFacts, plan_cilium
 
@@ -112,7 +112,7 @@ def test_klist_against_the_emulator(tmp_path):
 
     import yaml
 
-    from falkit.kube import journaled_api_client, klist
+    from falkit.clients.kube import journaled_api_client, klist
     from falkit.twin.kube import Store, build_app, kubeconfig
     from falkit.twin.lab_process import LabProcess
 

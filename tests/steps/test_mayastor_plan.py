@@ -15,15 +15,16 @@ import pytest
 import yaml
 from helpers import patched
 
-from falkit import executors
-from falkit import mayastorvalues as mv
-from falkit.diff import Plan
-from falkit.errors import StepError
-from falkit.gitops import mayastor_application
-from falkit.payloads import GitChange, GitRepo
+from falkit.model.errors import StepError
+from falkit.model.schemas import diskpool_schema
+from falkit.model.spec import spec_from_data
+from falkit.model.yamlsrc import parse_yaml
+from falkit.plan.diff import Plan
+from falkit.plan.payloads import GitChange, GitRepo
+from falkit.render import mayastorvalues as mv
+from falkit.render.gitops import mayastor_application
 from falkit.runbook.converge import refuse
-from falkit.schemas import diskpool_schema
-from falkit.spec import spec_from_data
+from falkit.steps import executors
 from falkit.steps.base import StepOptions
 from falkit.steps.mayastor import (
     QEMU_BY_ID,
@@ -37,7 +38,6 @@ from falkit.steps.mayastor import (
     plan_mayastor,
     preflight,
 )
-from falkit.yamlsrc import parse_yaml
 
 GIB = 1024 ** 3
 

@@ -1,4 +1,4 @@
-"""falkit.talosconfig: configs for Talos 1.11 (inline network) and 1.13 (HostnameConfig/LinkConfig/
+"""falkit.render.talosconfig: configs for Talos 1.11 (inline network) and 1.13 (HostnameConfig/LinkConfig/
 ResolverConfig documents) validate against the real schemas and carry the seed's patches (nvme_tcp
 spelled as the kernel does, hugepages + sysctls, mayastor label, /var/local mount, CNI none,
 kube-proxy off); a wrong document is rejected; secrets never show in a repr; the talos plan from
@@ -16,12 +16,12 @@ import json
 import pytest
 import yaml
 
-from falkit.ciliumvalues import values as cilium_values
-from falkit.errors import StepError
-from falkit.schemas import SchemaValidationError, check_talos_documents
+from falkit.model.errors import StepError
+from falkit.model.schemas import SchemaValidationError, check_talos_documents
+from falkit.render.ciliumvalues import values as cilium_values
+from falkit.render.talosconfig import SecretsBundle, config_digest, new_secrets, render, summary, summary_diff
 from falkit.steps.base import StepOptions
 from falkit.steps.talos import NodeFacts, TalosFacts, plan_talos
-from falkit.talosconfig import SecretsBundle, config_digest, new_secrets, render, summary, summary_diff
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,9 @@ import pytest
 import yaml
 from helpers import patched
 
-from falkit.errors import StepError
-from falkit.spec import spec_from_data
+from falkit.model.errors import StepError
+from falkit.model.spec import spec_from_data
+from falkit.model.yamlsrc import parse_yaml
 from falkit.steps.base import StepOptions
 from falkit.steps.truenas_plex import (
     TnPlexFacts,
@@ -23,7 +24,6 @@ from falkit.steps.truenas_plex import (
     plan_config,
     plan_truenas_plex,
 )
-from falkit.yamlsrc import parse_yaml
 
 SYSTEM_CT = {"plex_image": ""}
 

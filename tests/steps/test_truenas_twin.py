@@ -1,4 +1,4 @@
-"""60-truenas-plex against the twin (``falkit.target.connect`` starts it in a temp state dir; real
+"""60-truenas-plex against the twin (``falkit.clients.target.connect`` starts it in a temp state dir; real
 fakepve over HTTPS): the Plex container is created through the API token unprivileged with both
 NICs and the planned MACs and started; a second plan is empty (PVE's normalised property strings
 compare equal); the GPU and bind-mount checks fail honestly with the root-only ``pct set`` fix,
@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import pytest
 
-from falkit.errors import StepError
-from falkit.spec import load_spec
+from falkit.clients.target import connect
+from falkit.model.errors import StepError
+from falkit.model.spec import load_spec
 from falkit.steps.base import StepOptions
 from falkit.steps.network import NetworkStep
 from falkit.steps.truenas_plex import TrueNasPlexStep
-from falkit.target import connect
 from falkit.twin import supervisor
 
 FAL = load_spec("parameters/fal.yaml")  # the target keeps no spec (issue 18): plans take it from here

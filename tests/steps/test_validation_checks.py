@@ -1,4 +1,4 @@
-"""falkit.validation as data tables: observed facts of The Fal -> expected Check rows.
+"""falkit.steps.probes as data tables: observed facts of The Fal -> expected Check rows.
 
 Covers: a healthy migrated lab passes every check; each failure mode of the seed's validation
 section turns exactly its row(s) red with a fix (node NotReady, wrong/missing IPs, crash-looping
@@ -6,7 +6,7 @@ pods, Cilium agents short, no Lease holder, a service outside the pool, a pinned
 down, hugepages short, a Degraded pool, StorageClass drift, a fresh PVC that never binds, an
 unreachable storage IP, an OutOfSync ArgoCD app, TrueNAS and Plex when enabled); the ArgoCD rows
 only when the CRD is served; the twin's ping rows say "modelled"; the table and the summary chart
-(falkit.display, what 70-validation shows through ``lab.validation_chart``);
+(falkit.runbook.display, what 70-validation shows through ``lab.validation_chart``);
 the before-state comparison.
 """
 
@@ -18,9 +18,9 @@ from dataclasses import replace
 import pytest
 from helpers import patched
 
-from falkit.display import validation_chart, validation_table
-from falkit.spec import LabSpec
-from falkit.validation import (
+from falkit.model.spec import LabSpec
+from falkit.runbook.display import validation_chart, validation_table
+from falkit.steps.probes import (
     FreshPvc,
     LabState,
     Ping,

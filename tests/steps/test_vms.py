@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from steps_support import PveTarget
 
-from falkit.errors import StepError
-from falkit.proxmox import VmState
+from falkit.clients.proxmox import VmState
+from falkit.model.errors import StepError
 from falkit.steps.base import StepOptions
 from falkit.steps.registry import get_step
 from falkit.steps.vms import VmFacts, cluster_vms, desired_config, iso_name, plan_vms

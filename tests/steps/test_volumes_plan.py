@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from falkit.errors import StepError
-from falkit.executors import execute
+from falkit.model.errors import StepError
 from falkit.steps.base import StepOptions
+from falkit.steps.executors import execute
 from falkit.steps.volumes import (
     MIGRATED_FROM,
     MIGRATED_TO,
@@ -125,7 +125,7 @@ class _NoLab:
     """A target whose Kubernetes must not be reached (apply refuses first)."""
 
     def __init__(self, spec):
-        self.gitops = spec.gitops  # what falkit.target.Target keeps of the spec
+        self.gitops = spec.gitops  # what falkit.clients.target.Target keeps of the spec
 
     def kube(self):  # pragma: no cover - reaching it is the failure
         raise AssertionError("apply touched the lab before refusing")

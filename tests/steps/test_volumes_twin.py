@@ -21,19 +21,19 @@ import pytest
 import yaml
 from helpers import patched  # noqa: E402
 
-from falkit.errors import StepError  # noqa: E402
-from falkit.kube import kcreate, kget, klist  # noqa: E402
-from falkit.spec import spec_from_data  # noqa: E402
+from falkit.clients.kube import kcreate, kget, klist  # noqa: E402
+from falkit.model.errors import StepError  # noqa: E402
+from falkit.model.spec import spec_from_data  # noqa: E402
+from falkit.model.yamlsrc import parse_yaml  # noqa: E402
 from falkit.steps.base import StepOptions  # noqa: E402
 from falkit.steps.volumes import CHECKSUM, MIGRATED_TO, ORIGINAL_REPLICAS, VolumesStep  # noqa: E402
-from falkit.yamlsrc import parse_yaml  # noqa: E402
 
 TARGET_CLASS = "migration-target"
 
 
 @dataclass
 class KubeTarget:
-    """A target with a Kubernetes API and the spec's GitOps section, like falkit.target.Target:
+    """A target with a Kubernetes API and the spec's GitOps section, like falkit.clients.target.Target:
     the spec itself is kept under another name (for the test's plan calls), so an apply that
     reads ``target.lab_spec`` fails here as it does on a real target."""
 

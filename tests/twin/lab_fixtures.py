@@ -19,7 +19,7 @@ from kubernetes import client
 from pve_fixtures import PveTwin, fal_spec, start_pve, stop_pve
 from serving import KubeClients, serve
 
-from falkit.spec import load_spec
+from falkit.model.spec import load_spec
 from falkit.twin.kube import Store
 from falkit.twin.lab import LabContext, install
 from falkit.twin.lab.client import LabClient

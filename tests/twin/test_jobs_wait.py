@@ -1,4 +1,4 @@
-"""A Kubernetes Job wait (falkit.kube.run_job: fio, checksum and copy Jobs) says what it waits for
+"""A Kubernetes Job wait (falkit.clients.kube.run_job: fio, checksum and copy Jobs) says what it waits for
 at least every interval (issue 12, item 5), against the twin's Kubernetes API: a checksum Job on a
 claim that does not exist never finishes; the lines name the Job and its pods' state until the
 timeout, which names the Job too."""
@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from falkit.kube import JobFailedError, checksum_job, run_job
+from falkit.clients.kube import JobFailedError, checksum_job, run_job
 
 
 def test_run_job_prints_what_it_waits_for(twin, monkeypatch, capsys):

@@ -51,7 +51,7 @@ spec:
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory):
     """A twin in its "before" state, migrated by one whole ``falkit run``; yields a kubectl runner."""
-    from falkit.spec import load_spec
+    from falkit.model.spec import load_spec
     from falkit.twin import supervisor
 
     tmp = tmp_path_factory.mktemp("kubectl")
@@ -195,7 +195,7 @@ def test_get_diskpools_and_cilium_pools(ran):
 
 
 def test_apply_seed_storageclass_and_test_pvc_with_validation(ran):
-    from falkit.mayastorvalues import storage_class
+    from falkit.render.mayastorvalues import storage_class
 
     k, tmp = ran["kubectl"], ran["tmp"]
     sc_file = tmp / "storageclass.yaml"

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from falkit.gitops import Checkout, GitOpsGateError, ObjectRef, git, platform_application
-from falkit.kube import kget
-from falkit.ownership import apply_git_changes, managed_by, plan_object_change, plan_renames
-from falkit.spec import load_spec
+from falkit.clients.kube import kget
+from falkit.model.spec import load_spec
+from falkit.render.gitops import Checkout, GitOpsGateError, ObjectRef, git, platform_application
+from falkit.steps.ownership import apply_git_changes, managed_by, plan_object_change, plan_renames
 from falkit.twin.gitops_fixture import make_fixture_repo, make_remote
 from falkit.twin.lab import argocd, helm, lbipam, workloads
 from falkit.twin.lab.context import LabContext
@@ -199,7 +199,7 @@ def test_argocd_follows_the_remote_not_the_checkout(twin, tmp_path):
 
 
 def _commit_of(co: Checkout, sha: str):
-    from falkit.gitops import Commit
+    from falkit.render.gitops import Commit
 
     return Commit(sha, co.branch, (), False, "")
 

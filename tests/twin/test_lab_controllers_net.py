@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from falkit.spec import load_spec
-from falkit.truenas import TrueNasClient, TrueNasError
+from falkit.clients.truenas import TrueNasClient, TrueNasError
+from falkit.model.spec import load_spec
 from falkit.twin.kube import load_crd_file
 from falkit.twin.lab import lbipam
 from falkit.twin.lab.context import LabContext, Release, TalosNode
@@ -212,10 +212,10 @@ def test_truenas_unreachable_without_vm(nas):
 
 
 def test_pinned_address_goes_only_to_its_service(twin, tmp_path):
-    """falkit's pools (falkit.ciliumvalues.lb_pools): 10.10.0.80 sits in a pool of its own whose
+    """falkit's pools (falkit.render.ciliumvalues.lb_pools): 10.10.0.80 sits in a pool of its own whose
     serviceSelector names one Service by the labels Cilium adds for selection; an unpinned service
     never gets it, even when it is the lowest free address and the pinned service is not there yet."""
-    from falkit import ciliumvalues as cv
+    from falkit.render import ciliumvalues as cv
 
     ctx = make_ctx(twin, tmp_path, L2_ON)
     narrow = SPEC.model_copy(update={"cilium": SPEC.cilium.model_copy(update={

@@ -23,8 +23,8 @@ from aiohttp import web
 from pve_fixtures import fal_spec, start_pve, stop_pve, wait_task
 
 from falkit.bench.fio import k8s_job_manifest, parse_fio_json
-from falkit.spec import load_spec
-from falkit.truenas import TrueNasClient, TrueNasError
+from falkit.clients.truenas import TrueNasClient, TrueNasError
+from falkit.model.spec import load_spec
 from falkit.twin.lab import jobs, mayastor, workloads
 from falkit.twin.lab.charts import CHARTS
 from falkit.twin.lab.context import LabContext, Release, TalosNode

@@ -198,8 +198,8 @@ def run(tool, *args):
 def a_talosconfig(tmp_path, bundle_data, name="tc"):
     from lab_fixtures import FAL
 
-    from falkit.spec import load_spec
-    from falkit.talosconfig import SecretsBundle, talosconfig
+    from falkit.model.spec import load_spec
+    from falkit.render.talosconfig import SecretsBundle, talosconfig
 
     path = tmp_path / name
     path.write_text(talosconfig(load_spec(FAL), SecretsBundle(bundle_data)))
@@ -207,7 +207,7 @@ def a_talosconfig(tmp_path, bundle_data, name="tc"):
 
 
 def test_standin_maintenance_node_answers_x509_and_insecure_is_maintenance_only(lab, tmp_path):
-    from falkit.talosconfig import new_secrets
+    from falkit.render.talosconfig import new_secrets
 
     tool = standin(lab, tmp_path)
     tc = a_talosconfig(tmp_path, new_secrets().data)
@@ -225,7 +225,7 @@ def test_standin_maintenance_node_answers_x509_and_insecure_is_maintenance_only(
 
 
 def test_standin_before_nodes_trust_only_their_own_ca(lab_before, tmp_path):
-    from falkit.talosconfig import new_secrets
+    from falkit.render.talosconfig import new_secrets
 
     lab = lab_before
     tool = standin(lab, tmp_path)

@@ -15,10 +15,10 @@ import pytest
 from helpers import patched, write_yaml
 
 from falkit.cli import main
-from falkit.gitops import Checkout, ObjectRef
-from falkit.ownership import plan_file, plan_object_change
-from falkit.proxmox import PveCallError, TaskFailedError, call, wait_task
-from falkit.spec import load_spec
+from falkit.clients.proxmox import PveCallError, TaskFailedError, call, wait_task
+from falkit.model.spec import load_spec
+from falkit.render.gitops import Checkout, ObjectRef
+from falkit.steps.ownership import plan_file, plan_object_change
 from falkit.twin.gitops_fixture import make_fixture_repo
 
 

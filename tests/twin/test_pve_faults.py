@@ -13,7 +13,7 @@ import pytest
 from proxmoxer import ResourceException
 from pve_fixtures import fal_spec, start_pve, stop_pve, task_log, wait_task
 
-from falkit.errors import TwinError
+from falkit.model.errors import TwinError
 from falkit.twin.supervisor import pve_config_from_spec
 
 

@@ -68,7 +68,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...diff import Plan
+from ...plan.diff import Plan
 from ..base import Check, Progress, StepOptions, register
 from ..volumes import checkout_path, observe_gitops
 from ._common import _ann, _checksum, _key, _md, _wait  # noqa: F401  (importable from here as before the split)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...kube import checksum_job, job_name, parse_checksum, run_job, wait_until
+from ...clients.kube import checksum_job, job_name, parse_checksum, run_job, wait_until
 
 
 def _md(o: dict) -> dict:

@@ -2,7 +2,7 @@
 earlier rollback steps left different (a value re-written in another YAML style, a file the
 migration added such as ``mayastor-app.yaml``) get their content at the commit before falkit's
 first commit back, or are removed; committed on ``spec.gitops.branch`` and delivered to the branch
-Argo CD syncs (:meth:`falkit.gitops.Checkout.deliver`: push, fast-forward when ``merge``).
+Argo CD syncs (:meth:`falkit.render.gitops.Checkout.deliver`: push, fast-forward when ``merge``).
 
 "Before" is the recorded before-state's tree (sha256 per file, :mod:`.state`); the content comes
 from Git: the parent of the oldest commit whose message starts with ``falkit:`` (every commit falkit
@@ -24,14 +24,14 @@ from typing import Any
 
 import yaml
 
-from ...diff import Change, Noop, Plan
-from ...errors import StepError
-from ...executors import Apply, execute, executes, executes_together
-from ...gitops import Checkout, Commit, GitCommandError, GitOpsError, git, git_identity
-from ...kube import WaitTimeoutError, kdelete, kget, wait_for
-from ...payloads import GitRepo, GitRestore, WaitPruned
-from ...spec import LabSpec
+from ...clients.kube import WaitTimeoutError, kdelete, kget, wait_for
+from ...model.errors import StepError
+from ...model.spec import LabSpec
+from ...plan.diff import Change, Noop, Plan
+from ...plan.payloads import GitRepo, GitRestore, WaitPruned
+from ...render.gitops import Checkout, Commit, GitCommandError, GitOpsError, git, git_identity
 from ..base import Progress, StepOptions
+from ..executors import Apply, execute, executes, executes_together
 from ..volumes import checkout_path
 from .state import recorded_before
 

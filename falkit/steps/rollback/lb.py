@@ -7,17 +7,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...design import design_of
-from ...diff import Change, Noop, Plan
-from ...errors import StepError
-from ...executors import execute
-from ...gitops import Checkout, ManifestNotFoundError, ObjectRef
-from ...kube import WaitTimeoutError, klist
-from ...ownership import TRACKING_ANNOTATION, managed_by, matches, plan_object_change
-from ...payloads import HelmRelease, KubeAnnotate, KubeCreate, KubeDelete, WaitServiceIPs
-from ...spec import LabSpec
-from ...validation import lb_ip
+from ...clients.kube import WaitTimeoutError, klist
+from ...model.design import design_of
+from ...model.errors import StepError
+from ...model.spec import LabSpec
+from ...plan.diff import Change, Noop, Plan
+from ...plan.payloads import HelmRelease, KubeAnnotate, KubeCreate, KubeDelete, WaitServiceIPs
+from ...render.gitops import Checkout, ManifestNotFoundError, ObjectRef
 from ..base import Check, Progress, StepOptions
+from ..executors import execute
+from ..ownership import TRACKING_ANNOTATION, managed_by, matches, plan_object_change
+from ..probes import lb_ip
 from ._common import _ann, _key, _md
 
 METALLB_NS, METALLB_RELEASE, METALLB_CHART = "metallb-system", "metallb", "metallb"  # --repo: backends.helm

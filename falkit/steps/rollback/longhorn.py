@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...diff import Change, Noop, Plan
-from ...errors import StepError
-from ...executors import execute
-from ...spec import LabSpec
+from ...model.errors import StepError
+from ...model.spec import LabSpec
+from ...plan.diff import Change, Noop, Plan
 from ..base import Progress, StepOptions
+from ..executors import execute
 from ..volumes import longhorn_renames
 
 

@@ -22,11 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...diff import Change, Noop, Plan
-from ...errors import StepError
-from ...kube import ApiError, kdelete, klist
-from ...mayastorvalues import PROVISIONER
-from ...spec import LabSpec
+from ...clients.kube import ApiError, kdelete, klist
+from ...model.errors import StepError
+from ...model.spec import LabSpec
+from ...plan.diff import Change, Noop, Plan
+from ...render.mayastorvalues import PROVISIONER
 from ..base import Progress, StepOptions
 from ..volumes import MIGRATED_FROM
 from ._common import _ann, _key, _md

@@ -33,11 +33,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ...diff import Change, Noop, Plan
-from ...errors import StepError
-from ...kube import kcreate, kget, klist, wait_until
-from ...proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
-from ...spec import LabSpec
+from ...clients.kube import kcreate, kget, klist, wait_until
+from ...clients.proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, wait_task
+from ...model.errors import StepError
+from ...model.spec import LabSpec
+from ...plan.diff import Change, Noop, Plan
 from ..base import Check, Progress, StepOptions, register
 from ..plex import (
     CHECKSUM,

@@ -33,10 +33,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...diff import Change, Noop, Plan
-from ...errors import StepError
-from ...proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, list_vms, wait_task
-from ...spec import LabSpec
+from ...clients.proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, list_vms, wait_task
+from ...model.errors import StepError
+from ...model.spec import LabSpec
+from ...plan.diff import Change, Noop, Plan
 from ..base import Progress, StepOptions
 from ..network import _host_octet_ip, current, observe_network
 from .state import VM_FIELDS, next_start_config, recorded_before

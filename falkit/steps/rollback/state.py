@@ -1,7 +1,7 @@
 """The before-state: :func:`lab_state` (every field the rollback compares), :func:`record_before_state`,
 :func:`comparison` (the before/after table) and the final step's :func:`before_state_checks`.
 
-Compared fields (``area|subject|field`` -> value, :data:`falkit.validation.Snapshot`):
+Compared fields (``area|subject|field`` -> value, :data:`falkit.steps.probes.Snapshot`):
 
 - **Proxmox** (``GET /nodes/{node}/network``, ``…/qemu``, ``…/lxc``): each bridge's ports, address
   and gateway; each VM's name, cores, memory, balloon, cpu, ``net0``/``net1`` (MAC and bridge),
@@ -28,10 +28,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ...kube import klist
-from ...proxmox import call, list_vms
-from ...spec import LabSpec
-from ...validation import (
+from ...clients.kube import klist
+from ...clients.proxmox import call, list_vms
+from ...model.spec import LabSpec
+from ..base import Check, StepOptions
+from ..network import current, observe_network
+from ..probes import (
     LabState,
     Snapshot,
     compare_snapshots,
@@ -40,8 +42,6 @@ from ...validation import (
     lb_ip,
     snapshot_key,
 )
-from ..base import Check, StepOptions
-from ..network import current, observe_network
 from ..volumes import CHECKSUM, MIGRATED_FROM, WORKLOAD_KINDS, checkout_path, claims_in, consumers
 from ._common import _ann, _checksum, _key, _md
 from .lb import service_ip_checks
@@ -222,7 +222,7 @@ def kept_by_options(before: Snapshot, after: Snapshot, options: StepOptions) -> 
 
 
 def comparison(before: LabState, after: LabState, options: StepOptions) -> list[dict[str, Any]]:
-    """The before/after table (:func:`falkit.validation.compare_snapshots`); the data checksums only
+    """The before/after table (:func:`falkit.steps.probes.compare_snapshots`); the data checksums only
     for the claims the before-state mounted (a copy kept unmounted has no checksum Job after)."""
     b, a = state_snapshot(before), state_snapshot(after)
     a = {k: v for k, v in a.items() if not k.startswith("data|") or k in b}
@@ -235,7 +235,7 @@ _LAST: list[list[dict[str, Any]]] = []  # the last comparison made in this proce
 def last_comparison() -> list[dict[str, Any]] | None:
     """The last before/after comparison of this kernel (step ``rollback``'s checks; None before the
     rollback has been compared). The notebook shows it with ``lab.before_after()``
-    (:func:`falkit.display.before_after_table`)."""
+    (:func:`falkit.runbook.display.before_after_table`)."""
     return _LAST[-1] if _LAST else None
 
 

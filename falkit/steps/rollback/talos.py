@@ -46,16 +46,16 @@ from typing import Any
 
 import yaml
 
-from ...backends import BackendError
-from ...diff import Change, Noop, Plan
-from ...errors import StepError
-from ...executors import Apply, execute, executes
-from ...kube import WaitTimeoutError, klist, kpatch, wait_for
-from ...payloads import Sealed, TalosAddressConfig, TalosEndpoints, TalosKubeconfig, WaitNodeAddresses
-from ...schemas import dump_documents, load_documents
-from ...spec import LabSpec
-from ...talosconfig import config_digest
+from ...clients.backends import BackendError
+from ...clients.kube import WaitTimeoutError, klist, kpatch, wait_for
+from ...model.errors import StepError
+from ...model.schemas import dump_documents, load_documents
+from ...model.spec import LabSpec
+from ...plan.diff import Change, Noop, Plan
+from ...plan.payloads import Sealed, TalosAddressConfig, TalosEndpoints, TalosKubeconfig, WaitNodeAddresses
+from ...render.talosconfig import config_digest
 from ..base import Check, Progress, StepOptions
+from ..executors import Apply, execute, executes
 from ._common import _md
 from .state import recorded_before
 

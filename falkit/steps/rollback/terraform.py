@@ -3,7 +3,7 @@
 ``terraform apply``, which falkit never runs).
 
 The previous commit is the parent of the first commit falkit made there (its message starts with
-:data:`falkit.terraform.COMMIT_MARK`); every file those commits touched gets its content at that
+:data:`falkit.render.terraform.COMMIT_MARK`); every file those commits touched gets its content at that
 commit back, committed on ``spec.gitops.branch``. Nothing else in the directory changes.
 """
 
@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ... import terraform as tf
-from ...diff import Change, Noop, Plan
-from ...executors import execute
-from ...gitops import Checkout, GitEdit, git
-from ...payloads import GitChange, GitRepo
+from ...plan.diff import Change, Noop, Plan
+from ...plan.payloads import GitChange, GitRepo
+from ...render import terraform as tf
+from ...render.gitops import Checkout, GitEdit, git
 from ..base import Check, Progress, StepOptions, register
+from ..executors import execute
 from ..terraform import tf_dir
 from ..volumes import checkout_path
 

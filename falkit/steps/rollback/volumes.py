@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...diff import Change, Noop, Plan
-from ...errors import StepError
-from ...kube import JobFailedError, copy_job, job_name, kcreate, kdelete, kget, klist, kpatch, run_job
-from ...spec import LabSpec
+from ...clients.kube import JobFailedError, copy_job, job_name, kcreate, kdelete, kget, klist, kpatch, run_job
+from ...model.errors import StepError
+from ...model.spec import LabSpec
+from ...plan.diff import Change, Noop, Plan
 from ..base import Check, Progress, StepOptions
 from ..volumes import (
     MIGRATED_FROM,

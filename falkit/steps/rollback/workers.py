@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...diff import Change, Noop, Plan
-from ...errors import StepError
-from ...kube import kdelete, klist, kpatch
-from ...proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, list_vms, wait_task
-from ...spec import LabSpec
+from ...clients.kube import kdelete, klist, kpatch
+from ...clients.proxmox import PveCallError, TaskFailedError, TaskTimeoutError, call, list_vms, wait_task
+from ...model.errors import StepError
+from ...model.spec import LabSpec
+from ...plan.diff import Change, Noop, Plan
 from ..base import Progress, StepOptions
 from ._common import _md
 

@@ -27,8 +27,8 @@ from typing import Any
 
 from aiohttp import web
 
-from falkit.errors import TwinError
-from falkit.spec import load_spec
+from falkit.model.errors import TwinError
+from falkit.model.spec import load_spec
 from falkit.twin import credentials
 
 from . import faults as faults_mod

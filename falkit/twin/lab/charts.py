@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from falkit.schemas import UPSTREAM, cilium_crd_dir, diskpool_api_version, validate_cilium_values
+from falkit.model.schemas import UPSTREAM, cilium_crd_dir, diskpool_api_version, validate_cilium_values
 from falkit.twin.kube import diskpool_crd, load_crd_file
 from falkit.twin.tools.chartrepos import (  # noqa: F401 - the repository table, re-exported
     LATEST,

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from falkit.twin.tools.chartrepos import chart_key
 
 if TYPE_CHECKING:  # pragma: no cover
-    from falkit.spec import LabSpec
+    from falkit.model.spec import LabSpec
     from falkit.twin.kube import Store
 
     from .pvereader import PveReader
@@ -337,7 +337,7 @@ class LabContext:
     """Shared lab state. Construct with ``LabContext(store, spec, state_dir, pve, time_factor)``.
 
     - ``store``: the emulator's in-process object store (``falkit.twin.kube.Store``);
-    - ``spec``: the lab spec (``falkit.spec.LabSpec``);
+    - ``spec``: the lab spec (``falkit.model.spec.LabSpec``);
     - ``state_dir``: the twin's state directory (``Path``);
     - ``pve``: a :class:`~falkit.twin.lab.pvereader.PveReader` (None: no Proxmox; every Talos node
       then refuses connections);

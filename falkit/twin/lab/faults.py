@@ -12,7 +12,7 @@ diskpool_degraded    pool (DiskPool name)          the Mayastor controller repor
 io_engine_crash      node (Node name)              that node's io-engine pod goes CrashLoopBackOff
 talos_apply_error    node (IP), message            ``talos apply`` to that node answers 500 ``message``
 corrupt_copy         claim (``ns/name`` of the     the next copy Jobs onto that claim write data whose
-                     copy's target PVC, or ``*``)  checksum differs from the source's (falkit.kube.jobs)
+                     copy's target PVC, or ``*``)  checksum differs from the source's (falkit.clients.kube.jobs)
 storage_link_down    node (Node name)              that node's storage-network NIC has no link: ping
                                                    Jobs over the storage network to/from it fail
                                                    (as ``link_down=1`` on its net1 does)
@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from falkit.errors import TwinError
+from falkit.model.errors import TwinError
 
 from .context import LabContext
 

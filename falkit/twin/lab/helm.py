@@ -17,7 +17,7 @@ import copy
 import datetime as _dt
 from typing import Any
 
-from falkit.errors import TwinError
+from falkit.model.errors import TwinError
 from falkit.twin.kube import ApiError
 
 from .charts import CHARTS, HELM_MANAGER, chart_key

@@ -23,7 +23,7 @@ from typing import Any
 
 import requests
 
-from falkit.errors import TwinError
+from falkit.model.errors import TwinError
 
 _SIZE = re.compile(r"(?:^|,)size=(\d+(?:\.\d+)?)([KMGT]?)(?:,|$)")
 _UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}

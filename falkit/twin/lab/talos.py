@@ -18,7 +18,7 @@ client certificate ("tls: certificate required"). The "before" nodes' CA is the 
 (:func:`before_identity`), kept for the operator in ``STATE/operator/secrets.yaml``.
 
 ``apply`` validates every YAML document against the real Talos schema of ``spec.versions.talos``
-(``falkit.schemas.validate_talos_documents``): a rejected config is not stored. An accepted one is
+(``falkit.model.schemas.validate_talos_documents``): a rejected config is not stored. An accepted one is
 remembered with what it sets (hostname, addresses, node labels, kernel modules, sysctls, kubelet
 extra mounts, machine type); a node in maintenance mode then installs and reboots (~90 s real).
 A config applied without a reboot that lowers or drops ``vm.nr_hugepages`` leaves the pages
@@ -43,8 +43,8 @@ from typing import Any
 import yaml
 from cryptography import x509
 
-from falkit.errors import TwinError
-from falkit.schemas import dump_documents, validate_talos_documents
+from falkit.model.errors import TwinError
+from falkit.model.schemas import dump_documents, validate_talos_documents
 
 from .context import LabContext, TalosNode, module_name
 from .pods import record_event
@@ -713,7 +713,7 @@ def before_identity(ctx: LabContext) -> dict[str, Any]:
     certs.{etcd,k8s,k8saggregator,k8sserviceaccount,os}; keys/certs as base64 PEM), made once per
     twin by the twin itself. Its OS CA signs the before nodes' apid certificates, so they accept
     only talosconfigs of this CA. The operator's copy is written to ``STATE/operator/secrets.yaml``
-    (the twin's stand-in for "the operator kept secrets.yaml"; falkit.target copies it to the
+    (the twin's stand-in for "the operator kept secrets.yaml"; falkit.clients.target copies it to the
     private state dir, where docs/ARCHITECTURE.md tells operators to put it)."""
     import secrets as rnd
 

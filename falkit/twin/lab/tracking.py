@@ -1,6 +1,6 @@
 """Argo CD's resource tracking, as the twin's Argo CD writes and reads it.
 
-Written from Argo CD's source, not from falkit (falkit.ownership reads the same annotation; the
+Written from Argo CD's source, not from falkit (falkit.steps.ownership reads the same annotation; the
 twin must not borrow it, see .importlinter):
 
 * ``util/argo/resource_tracking.go`` (argoproj/argo-cd@8667c596c9553f7b004f6556e2b1d187df1c9165),
