@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from .model.errors import FalkitError, SpecError
@@ -31,15 +33,15 @@ def _table(rows: list[dict], columns: list[str], widths: dict[str, int] | None =
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .model.design import design_of
-    from .model.findings import has_errors, preflight
-    from .model.spec import load_spec
+    from .model.design import design_of  # noqa: PLC0415 - each subcommand loads only what it uses (start-up of `falkit --help`, issue 17)
+    from .model.findings import has_errors, preflight  # noqa: PLC0415 - each subcommand loads only what it uses (start-up of `falkit --help`, issue 17)
+    from .model.spec import load_spec  # noqa: PLC0415 - each subcommand loads only what it uses (start-up of `falkit --help`, issue 17)
 
     spec = load_spec(args.params)
     design = design_of(spec)
     findings = preflight(spec, design)
     if args.json:
-        from dataclasses import asdict
+        from dataclasses import asdict  # noqa: PLC0415 - each subcommand loads only what it uses (start-up of `falkit --help`, issue 17)
 
         print(json.dumps({"params": str(args.params), "plan": asdict(design), "findings": [f.to_json() for f in findings]}, indent=2, default=str))
     else:
@@ -95,7 +97,7 @@ def twin_rows(conn: dict | None, processes: dict | None = None) -> list[dict]:
 
 
 def _print_twin(conn: dict | None, processes: dict | None, header: str) -> None:
-    from .ui.widgets import text_table
+    from .ui.widgets import text_table  # noqa: PLC0415 - each subcommand loads only what it uses (start-up of `falkit --help`, issue 17)
 
     print(header)
     print(text_table(twin_rows(conn, processes), ["COMPONENT", "ENDPOINT", "PROCESS", "PID", "STATE"], limit=100))
@@ -106,7 +108,7 @@ def _print_twin(conn: dict | None, processes: dict | None, header: str) -> None:
 
 
 def cmd_twin(args: argparse.Namespace) -> int:
-    from .twin import supervisor
+    from .twin import supervisor  # noqa: PLC0415 - each subcommand loads only what it uses (start-up of `falkit --help`, issue 17)
 
     if args.twin_cmd in ("up", "reset"):
         if args.twin_cmd == "up":
@@ -152,7 +154,7 @@ def cmd_twin(args: argparse.Namespace) -> int:
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
-    from .runbook.jupyter import run_lab
+    from .runbook.jupyter import run_lab  # noqa: PLC0415 - each subcommand loads only what it uses (start-up of `falkit --help`, issue 17)
 
     _exit_on_sigterm()
     return run_lab(Path(__file__).resolve().parents[1], port=args.port)
@@ -166,9 +168,6 @@ def _exit_on_sigterm() -> None:
     """SIGTERM (systemd, ``kill``, a container runtime) unwinds like Ctrl-C: the command's cleanup
     runs (``falkit lab`` stops JupyterLab and its kernels; ``falkit bench`` removes fio's file).
     Exit status 143 (128 + SIGTERM), as a shell reports a process killed by it."""
-    import signal
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         return
 
@@ -179,7 +178,7 @@ def _exit_on_sigterm() -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench.local import main_bench
+    from .bench.local import main_bench  # noqa: PLC0415 - each subcommand loads only what it uses (start-up of `falkit --help`, issue 17)
 
     _exit_on_sigterm()
     return main_bench(args)
@@ -190,8 +189,8 @@ def resolve_only(only: list[str] | None) -> list[str] | None:
     40 and 45), a full name (``00-preflight``, ``00-preflight.ipynb``) or a name without its number
     (``preflight``, ``truenas-plex``). An item that names no notebook is a
     :class:`~falkit.model.errors.ParameterError` listing the notebooks."""
-    from .model.errors import ParameterError
-    from .runbook.runner import NOTEBOOK_PATTERN, notebooks_dir
+    from .model.errors import ParameterError  # noqa: PLC0415 - each subcommand loads only what it uses (start-up of `falkit --help`, issue 17)
+    from .runbook.runner import NOTEBOOK_PATTERN, notebooks_dir  # noqa: PLC0415 - each subcommand loads only what it uses (start-up of `falkit --help`, issue 17)
 
     if not only:
         return only
@@ -210,8 +209,8 @@ def resolve_only(only: list[str] | None) -> list[str] | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .model.errors import ParameterError
-    from .runbook.runner import main_run
+    from .model.errors import ParameterError  # noqa: PLC0415 - each subcommand loads only what it uses (start-up of `falkit --help`, issue 17)
+    from .runbook.runner import main_run  # noqa: PLC0415 - each subcommand loads only what it uses (start-up of `falkit --help`, issue 17)
 
     try:
         args.only = resolve_only(args.only)
@@ -285,7 +284,7 @@ def would_change(run: dict, run_dir: Path | None = None) -> str:
 def cmd_show_plan(args: argparse.Namespace) -> int:
     """The plans archived in FILE (a plan JSON, a notebook's result.json or a run directory), shown
     as the notebook showed them."""
-    from .plan.diff import load_plans
+    from .plan.diff import load_plans  # noqa: PLC0415 - each subcommand loads only what it uses (start-up of `falkit --help`, issue 17)
 
     if not Path(args.file).exists():
         print(f"falkit show-plan: no file or directory {args.file}", file=sys.stderr)
@@ -303,8 +302,8 @@ def cmd_show_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from .runbook.runner import list_runs
-    from .ui.widgets import text_table
+    from .runbook.runner import list_runs  # noqa: PLC0415 - each subcommand loads only what it uses (start-up of `falkit --help`, issue 17)
+    from .ui.widgets import text_table  # noqa: PLC0415 - each subcommand loads only what it uses (start-up of `falkit --help`, issue 17)
 
     outputs = Path(args.outputs)
     if args.run:
@@ -332,7 +331,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def show_run(run: dict, run_dir: Path) -> str:
     """One archived run as text: what, where, when, and a row per notebook."""
-    from .ui.widgets import text_table
+    from .ui.widgets import text_table  # noqa: PLC0415 - each subcommand loads only what it uses (start-up of `falkit --help`, issue 17)
 
     t = run.get("totals") or {}
     head = [f"run       {run.get('id') or run_dir.name}  ({run_dir})",
@@ -379,7 +378,7 @@ def _twin_spec_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from .runbook.doctor import main_doctor
+    from .runbook.doctor import main_doctor  # noqa: PLC0415 - each subcommand loads only what it uses (start-up of `falkit --help`, issue 17)
 
     return main_doctor(args)
 
@@ -468,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="60-truenas-plex's plex_image (default Plex's OCI image; '' checks the Debian LXC template)")
     dp.set_defaults(fn=cmd_doctor)
 
-    from .bench.local import add_bench_arguments
+    from .bench.local import add_bench_arguments  # noqa: PLC0415 - each subcommand loads only what it uses (start-up of `falkit --help`, issue 17)
 
     bp = sub.add_parser("bench", help="storage benchmarks with fio on this machine")
     add_bench_arguments(bp)
@@ -485,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, as coreutils do. Point stdout at /dev/null so
         # the interpreter's final flush does not raise again (Python docs, "Note on SIGPIPE").
-        import os
+        import os  # noqa: PLC0415 - each subcommand loads only what it uses (start-up of `falkit --help`, issue 17)
 
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

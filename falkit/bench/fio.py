@@ -311,7 +311,7 @@ def parse_fio_json(text: str) -> pd.DataFrame:
     ``modelled`` when the document carries ``"falkit_modelled": true`` (written by
     ``falkit.bench.model.fio_json_from_model``), otherwise ``measured``.
     """
-    import pandas as pd
+    import pandas as pd  # noqa: PLC0415 - pandas / kubernetes-validate (heavy) only when results are parsed or a Job validated
 
     doc = _load_fio_document(text)
     if doc.get("jobs") is None or not isinstance(doc["jobs"], list):
@@ -411,7 +411,7 @@ def validate_job_manifest(manifest: dict, kubernetes_version: str | None = None)
     falkit.bench is a model below the clients, and the dependency is always installed.)"""
     if manifest.get("apiVersion") != "batch/v1" or manifest.get("kind") != "Job":
         raise ValueError("not a batch/v1 Job")
-    import kubernetes_validate
+    import kubernetes_validate  # noqa: PLC0415 - pandas / kubernetes-validate (heavy) only when results are parsed or a Job validated
 
     version = kubernetes_version or kubernetes_validate.latest_version()
     try:

@@ -24,6 +24,7 @@ import mmap
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -245,8 +246,6 @@ _TABLE_COLUMNS = {
 
 def main_bench(args: argparse.Namespace) -> int:
     """Entry point of ``falkit bench``: 0 ok, 1 fio failed or missing, 2 usage."""
-    import sys
-
     if not getattr(args, "local", False):
         print("falkit bench: only --local is available here; cluster benchmarks run as Jobs from the notebooks",
               file=sys.stderr)  # fmt: skip

@@ -306,7 +306,7 @@ def predict(target: str, job: FioJob | str, env: ModelEnv | None = None) -> Resu
 
 def predict_all(targets: Iterable[str] = TARGETS, jobs=None, env: ModelEnv | None = None) -> pd.DataFrame:
     """``predict`` over targets x jobs as a table (one row per pair)."""
-    import pandas as pd
+    import pandas as pd  # noqa: PLC0415 - pandas (heavy, issue 17) only when predictions are tabulated
 
     rows = [predict(t, j, env).__dict__ for t in targets for j in resolve_jobs(jobs)]
     return pd.DataFrame(rows)
@@ -380,7 +380,7 @@ def compare_with_claims(claims: Mapping[str, float], ceilings: Mapping, results:
     A bandwidth/IOPS claim above the ceiling, or a latency claim below the floor, is *impossible*
     on this hardware whatever the software. Results are converted from fio's MiB/s to MB/s.
     """
-    import pandas as pd
+    import pandas as pd  # noqa: PLC0415 - pandas (heavy, issue 17) only when predictions are tabulated
 
     basis = ceilings.get("basis", {}) if isinstance(ceilings, Mapping) else {}
     rows = []

@@ -169,14 +169,14 @@ class Target:
             if path is None:
                 raise TargetError(f"no kubeconfig for {self.lab} yet: the Talos step (30-talos) fetches it after "
                                   f"bootstrap and keeps it in {self.private_dir / 'kubeconfig'}")
-            from .kube import journaled_api_client  # here: importing target (the runner does) loads no client
+            from .kube import journaled_api_client  # noqa: PLC0415 - here: importing target (the runner does) loads no client
 
             self._kube = journaled_api_client(path, self.journal)
         return self._kube
 
     def dynamic(self):
         """The ``kubernetes.dynamic.DynamicClient`` over :meth:`kube` (:func:`falkit.clients.kube.dynamic_client`)."""
-        from .kube import dynamic_client
+        from .kube import dynamic_client  # noqa: PLC0415 - a client loads when first used: the runner imports target without any (issue 17)
 
         return dynamic_client(self.kube())
 
@@ -192,7 +192,7 @@ class Target:
 
     @cached_property
     def talos(self):
-        from .backends import talos
+        from .backends import talos  # noqa: PLC0415 - a client loads when first used: the runner imports target without any (issue 17)
 
         return talos.Talos(str(self.private_dir / "talosconfig"), self.journal)
 
@@ -209,14 +209,14 @@ class Target:
     def helm(self):
         """The Helm backend (``helm`` on PATH, the same class on both targets), over the kubeconfig
         in use now (it changes when 30-talos writes the new cluster's)."""
-        from .backends import helm
+        from .backends import helm  # noqa: PLC0415 - a client loads when first used: the runner imports target without any (issue 17)
 
         path = self.kubeconfig_path()
         return helm.Helm(str(path or self.private_dir / "kubeconfig"), self.journal, env=self.tool_env())
 
     @cached_property
     def truenas(self):
-        from .truenas import TrueNasClient
+        from .truenas import TrueNasClient  # noqa: PLC0415 - a client loads when first used: the runner imports target without any (issue 17)
 
         if self.kind == "twin":
             tn = self.connection.get("truenas") or {}
@@ -248,7 +248,7 @@ def _load(spec: LabSpec | str | os.PathLike, spec_path: str | os.PathLike | None
 
 def twin_connection(state_dir: str | os.PathLike | None = None) -> dict | None:
     """connection.json of the running twin, or None when no twin is up."""
-    from ..twin import supervisor
+    from ..twin import supervisor  # noqa: PLC0415 - a client loads when first used: the runner imports target without any (issue 17)
 
     st = supervisor.status(state_base(state_dir) / "twin")
     return st["connection"] if st["up"] else None
@@ -312,7 +312,7 @@ def use_twin_tools(conn: dict) -> str | None:
 
 def _connect_twin(spec: LabSpec, path: Path | None, state_dir, journal: Journal, start_twin: bool,
                   time_factor: float) -> Target:
-    from ..twin import supervisor
+    from ..twin import supervisor  # noqa: PLC0415 - a client loads when first used: the runner imports target without any (issue 17)
 
     conn = twin_connection(state_dir)
     if conn is None:

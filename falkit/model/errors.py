@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,8 +62,6 @@ DEFAULT_RESUME = ("fix the cause, then re-run the step's notebook (it is idempot
 
 def _resume_hint() -> str:
     """How to go on after a failed step: the run's own resume command inside ``falkit run``."""
-    import os
-
     run_dir = os.environ.get("FALKIT_RUN_DIR")
     if run_dir:
         return f"fix the cause, then `falkit run --resume {run_dir}` (steps are idempotent)"

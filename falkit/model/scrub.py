@@ -26,6 +26,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 MARK = "***REDACTED***"
 MIN_SECRET_LEN = 6
 PREFIX_LEN = 16  # a cut secret keeps at least this many leading characters to be found
@@ -75,8 +77,6 @@ def _is_path(value: str) -> bool:
 def secrets_in_text(text: str) -> set[str]:
     """Secret values of a private file: the whole text if it is one value, else the values of
     secret-named keys and any long token-like leaf of its YAML/JSON documents."""
-    import yaml
-
     text = text.strip()
     out: set[str] = set()
     if not text:

@@ -210,7 +210,7 @@ def _merge(target: Any, patch: dict) -> None:
 def edit_document(text: str, index: int, patch: dict) -> str:
     """``text`` with merge ``patch`` applied to its ``index``-th non-empty document (ruamel.yaml
     round-trip of that document only: comments, order and quoting elsewhere are kept)."""
-    from ruamel.yaml import YAML  # loaded only when a document is edited round-trip (start-up time)
+    from ruamel.yaml import YAML  # noqa: PLC0415 - loaded only when a document is edited round-trip (start-up time)
 
     chunks = split_documents(text)
     docs = _doc_chunks(text)

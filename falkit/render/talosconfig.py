@@ -38,6 +38,7 @@ import base64
 import datetime as dt
 import hashlib
 import ipaddress
+import json
 import secrets as _rand
 import string
 from dataclasses import dataclass
@@ -116,8 +117,6 @@ class SecretsBundle:
         setup; siderolabs/terraform-provider-talos, attribute ``machine_secrets``: ``cluster{id,
         secret}``, ``secrets{bootstrap_token, secretbox_encryption_secret}``, ``trustdinfo{token}``,
         ``certs{etcd, k8s, k8s_aggregator, os: {cert, key}; k8s_serviceaccount{key}}``)."""
-        import json
-
         state = json.loads(text)
         for res in state.get("resources") or []:
             if res.get("type") != "talos_machine_secrets":

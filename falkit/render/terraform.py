@@ -50,6 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lark import Token, Tree
+
 from ..model.design import LabDesign, design_of
 from ..model.errors import FalkitError
 from ..model.scrub import scrub_text, secrets_in_text
@@ -70,7 +72,7 @@ class TerraformError(FalkitError, RuntimeError):
 
 
 def _hcl():
-    import hcl2  # python-hcl2 (MIT), pinned in pyproject; loaded (with lark) only when a .tf file is parsed
+    import hcl2  # noqa: PLC0415 - python-hcl2 (MIT), pinned in pyproject; loaded (with lark) only when a .tf file is parsed
 
     return hcl2
 
@@ -88,8 +90,6 @@ def loads(text: str) -> dict:
 
 
 def _label(node: Any) -> str:
-    from lark import Token  # lark comes with hcl2, loaded only when a .tf file is parsed
-
     parts = []
     for t in node.scan_values(lambda v: isinstance(v, Token)):
         if t.type not in ("DBLQUOTE",):
@@ -109,8 +109,6 @@ class Item:
 
 
 def _items(body: Any) -> list[Item]:
-    from lark import Tree  # lark comes with hcl2, loaded only when a .tf file is parsed
-
     out = []
     for c in body.children:
         if not isinstance(c, Tree):
@@ -124,8 +122,6 @@ def _items(body: Any) -> list[Item]:
 
 
 def _body_of(tree: Any, path: tuple[tuple[str, ...], ...]) -> Any:
-    from lark import Tree  # lark comes with hcl2, loaded only when a .tf file is parsed
-
     body = tree.children[0]
     for key in path:
         nxt = None

@@ -56,8 +56,8 @@ def host_budget_chart(spec: LabSpec, design: LabDesign, node: str | None = None)
 
     One subplot per resource (RAM, vCPU, each storage), since their units differ.
     """
-    import plotly.graph_objects as go  # plotly loaded only when a chart is drawn (heavy, display only)
-    from plotly.subplots import make_subplots
+    import plotly.graph_objects as go  # noqa: PLC0415 - plotly loaded only when a chart is drawn (heavy, display only)
+    from plotly.subplots import make_subplots  # noqa: PLC0415 - plotly (heavy) only when a chart is drawn
 
     node = node or spec.host.node
     rows = budget_rows(spec, design, node)
@@ -128,7 +128,7 @@ def embed_plotly_outputs(nb: Any) -> int:
 def plotly_script() -> str:
     """plotly.js from the installed plotly package, inline, registered as ``window.Plotly`` even when
     require.js is on the page (plotly.js registers itself as an AMD module when ``define`` exists)."""
-    from plotly.offline import get_plotlyjs  # plotly loaded only for display (heavy)
+    from plotly.offline import get_plotlyjs  # noqa: PLC0415 - plotly loaded only for display (heavy)
 
     return ("<script type='text/javascript'>window.__falkitDefine = window.define; window.define = undefined;</script>\n"
             f"<script type='text/javascript'>{get_plotlyjs()}</script>\n"

@@ -273,7 +273,7 @@ class Dashboard:
 
     def widget(self):
         """The JupyterLab view: Refresh button, auto-refresh toggle and the HTML (created once)."""
-        import ipywidgets as w  # only in JupyterLab; the CLI and the HTML view never load it
+        import ipywidgets as w  # noqa: PLC0415 - only in JupyterLab; the CLI and the HTML view never load it
 
         if self._widget is None:
             self._html = w.HTML(self.html())

@@ -53,7 +53,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..model.errors import FalkitError
+from ..clients.target import connect
+from ..model.design import design_of
+from ..model.errors import FalkitError, StepError
+from ..model.spec import LabSpec, load_spec
+from ..steps.talos import IMPORT_FILES, SECRETS_FILE, import_secrets, where_secrets_go
+from ..steps.truenas_plex import DEFAULT_PLEX_IMAGE, DEFAULT_TEMPLATE, IMAGE_STORAGE, oci_volid
+from ..steps.vms import ISO_STORAGE, iso_name
 
 ROLE_FILE = Path(__file__).resolve().parents[1] / "data" / "pve-role.json"
 STATUSES = ("ok", "warn", "block")
@@ -195,8 +201,6 @@ def check_plex_image(pve: Any, node: str, version: tuple[int, ...] | None, image
     """Plex's OCI image: Proxmox VE >= 9.1 (the release that added ``POST
     /nodes/{node}/storage/{storage}/oci-registry-pull``, pve-docs apidoc), then the archive
     60-truenas-plex pulls (:func:`falkit.steps.truenas_plex.oci_volid`, the same name) on ``local``."""
-    from ..steps.truenas_plex import IMAGE_STORAGE, oci_volid
-
     if version is None or tuple(version[:2]) < (9, 1):
         have = ".".join(map(str, version[:2])) if version else "unknown"
         return Row("plex-image", "block", f"Plex's container is made from the OCI image {image}, which needs "
@@ -216,9 +220,6 @@ def check_plex_image(pve: Any, node: str, version: tuple[int, ...] | None, image
 
 def check_proxmox(target: Any, spec: Any, plex_template: str | None = None, plex_image: str | None = None) -> list[Row]:
     """Proxmox version, privileges, storages, the Talos ISO and Plex's image (or LXC template)."""
-    from ..steps.truenas_plex import DEFAULT_PLEX_IMAGE, DEFAULT_TEMPLATE
-    from ..steps.vms import ISO_STORAGE, iso_name
-
     pve, node = target.pve, target.node
     try:
         v = pve.version.get()
@@ -264,9 +265,6 @@ def check_talos_secrets(target: Any, spec: Any) -> Row:
     """The rule 30-talos follows (:func:`falkit.steps.talos.import_secrets`): falkit's own
     ``talos-secrets.yaml``, else an existing cluster's ``secrets.yaml``, ``controlplane.yaml`` or
     ``terraform.tfstate`` in the private dir; without any, a cluster that exists blocks."""
-    from ..model.errors import StepError
-    from ..steps.talos import IMPORT_FILES, SECRETS_FILE, import_secrets, where_secrets_go
-
     if target.read_private(SECRETS_FILE):
         return Row("talos-secrets", "ok", f"{target.private_dir / SECRETS_FILE}")
     try:
@@ -346,8 +344,6 @@ def check_gitops(target: Any, remote: str = "origin") -> Row:
 
 def check_addresses(target: Any, spec: Any) -> Row:
     """How the new Talos VMs reach their planned address in maintenance mode (ISO boot)."""
-    from ..model.design import design_of
-
     pve, node = target.pve, target.node
     vms = [v for v in design_of(spec).vms if v.role in ("control-plane", "worker")]
     try:
@@ -388,8 +384,6 @@ def doctor(spec: Any, target: str = "twin", state_dir: str | os.PathLike | None 
     used when ``plex_image`` (that option, default ``DEFAULT_PLEX_IMAGE``) is ``""``.
     The tools are the ones the run uses: on the twin its stand-ins, first on PATH
     (:meth:`falkit.clients.target.Target.tool_env`)."""
-    from ..clients.target import connect
-
     lab_spec = _load_spec(spec)
     try:
         t = connect(spec, target, state_dir, start_twin=False, check_privileges=False)
@@ -410,8 +404,6 @@ def doctor(spec: Any, target: str = "twin", state_dir: str | os.PathLike | None 
 
 
 def _load_spec(spec: Any) -> Any:
-    from ..model.spec import LabSpec, load_spec
-
     return spec if isinstance(spec, LabSpec) else load_spec(spec)
 
 

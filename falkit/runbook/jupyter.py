@@ -263,7 +263,7 @@ def make_session(root_dir: str | os.PathLike, outputs: str | os.PathLike | None 
     """A session directory ``<outputs>/<UTC time>-lab`` (default ``$FALKIT_OUTPUTS`` or
     ``<root_dir>/outputs``): ``notebooks/`` with copies of ``<root_dir>/notebooks/NN-*.ipynb``, outputs
     and execution counts stripped; ``parameters`` a link to ``<root_dir>/parameters``."""
-    import nbformat
+    import nbformat  # noqa: PLC0415 - Jupyter's packages only where a session or kernel is made (CLI start-up)
 
     root = Path(root_dir).resolve()
     base = Path(outputs or os.environ.get("FALKIT_OUTPUTS") or root / "outputs").resolve()
@@ -314,10 +314,8 @@ def ipc_kernel_config():
     prefix is absolute (a relative one resolves against each side's working directory, which
     differ when the kernel runs in the notebook's folder): Jupyter's runtime dir (private, where
     the connection files go too), or a private temp dir when that path is too long for a socket."""
-    import tempfile
-
-    from jupyter_core.paths import jupyter_runtime_dir
-    from traitlets.config import Config
+    from jupyter_core.paths import jupyter_runtime_dir  # noqa: PLC0415 - Jupyter's packages only where a session or kernel is made (CLI start-up)
+    from traitlets.config import Config  # noqa: PLC0415 - Jupyter's packages only where a session or kernel is made (CLI start-up)
 
     runtime = Path(jupyter_runtime_dir())
     if len(str(runtime)) > 70:  # AF_UNIX paths end at 107 bytes; leave room for "-<pid>-<n>-<port>"

@@ -19,6 +19,7 @@ import json
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 
 from ..model.errors import LockError
@@ -93,8 +94,6 @@ class RunLock:
 
     def _stale_garbage(self) -> bool:
         """An unreadable lock file older than a minute is removed (a crash while writing it)."""
-        import time
-
         try:
             age = time.time() - self.path.stat().st_mtime
         except OSError:

@@ -21,11 +21,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
+from nbclient import NotebookClient
+
+from ..twin import supervisor
+from .jupyter import ipc_kernel_config
 
 ROOT = Path(__file__).resolve().parents[2]
 _HEADER = re.compile(r"^# %%(?P<rest>.*)$")
@@ -147,13 +153,7 @@ def execute(out_dir: Path, names: list[str] | None = None, timeout_s: int = 600)
     ``target="twin"``, ``apply=False`` — plans shown, nothing applied), against a fresh twin in its
     "before" state in a temporary state dir, and store the outputs: the reference nbval compares
     with. A cell tagged ``raises-exception`` may fail (70-validation on an unmigrated lab)."""
-    import os
-    import tempfile
 
-    from nbclient import NotebookClient
-
-    from ..twin import supervisor
-    from .jupyter import ipc_kernel_config
 
     done = []
     with tempfile.TemporaryDirectory(prefix="falkit-nbexec-") as tmp:

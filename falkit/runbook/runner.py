@@ -40,11 +40,18 @@ import contextlib
 import datetime as _dt
 import json
 import os
+import pickle
 import re
+import socket
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from html import escape
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -110,7 +117,7 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 def prepare(args: Any, stored: dict | None = None) -> RunConfig:
     """Validate everything before anything runs (``stored``: the run.json of a run to resume)."""
-    from ..model.spec import load_spec
+    from ..model.spec import load_spec  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
 
     if stored:
         params, target, apply = Path(stored["params"]), stored["target"], stored["apply"]
@@ -145,7 +152,7 @@ def _options_now(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
     # imported here, not at the top: the options are declared on the step classes, and the runner
     # must not hold every step, the kubernetes client and pandas for the whole run (issue 17; see
     # checked_options, which calls this in a forked child)
-    from .options import known_options, validate_options
+    from .options import known_options, validate_options  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
 
     return validate_options(options), {k: d for k, (_t, d) in known_options().items()}
 
@@ -160,11 +167,8 @@ def checked_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
     a forked child process, which exits right after answering. In-process when the platform has
     no ``fork``, when those modules are imported here already, or when threads run (a fork
     copies no thread: a lock one of them holds would never be released in the child)."""
-    import threading
-
     if not hasattr(os, "fork") or "falkit.steps.base" in sys.modules or threading.active_count() > 1:
         return _options_now(options)
-    import pickle
 
     read, write = os.pipe()
     pid = os.fork()
@@ -244,10 +248,10 @@ def export_html(ipynb: Path, html_path: Path, title: str | None = None, banner: 
 
     ``title`` becomes the page's ``<title>`` (nbconvert's default is the file name, or "Notebook");
     ``banner`` (HTML) is put at the top of the page: the run it belongs to, a link to its index."""
-    import nbformat
-    from nbconvert import HTMLExporter
+    import nbformat  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
+    from nbconvert import HTMLExporter  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
 
-    from .charts import embed_plotly_outputs, plotly_script
+    from .charts import embed_plotly_outputs, plotly_script  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
 
     nb = nbformat.read(ipynb, as_version=4)
     figures = embed_plotly_outputs(nb)
@@ -265,9 +269,6 @@ def export_html(ipynb: Path, html_path: Path, title: str | None = None, banner: 
 def falkit_build() -> dict[str, str]:
     """``{"version", "commit"}`` of the falkit that runs: the package version and the source tree's git
     commit (``+dirty`` with uncommitted changes; ``unknown`` outside a git checkout)."""
-    import subprocess
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         ver = version("falkit")
     except PackageNotFoundError:
@@ -322,8 +323,6 @@ def index_rows(run: dict) -> list[dict[str, Any]]:
 def render_index(run: dict) -> str:
     """The run's ``index.html``: when, which falkit (version, commit), lab, target, parameters and each
     notebook's status and counts, linking each notebook's HTML report (pure: run.json in, HTML out)."""
-    from html import escape
-
     t = run.get("totals") or {}
     build = run.get("falkit") or {}
     title = f"falkit run {run.get('id', '')}: {run.get('lab', '')} on the {run.get('target', '')}"
@@ -375,8 +374,6 @@ def render_index(run: dict) -> str:
 
 def report_banner(run: dict, notebook: str) -> str:
     """The strip at the top of a notebook's HTML report: which run, lab, target and falkit, and the way back."""
-    from html import escape
-
     build = run.get("falkit") or {}
     text = (f"{notebook} · {run.get('lab', '')} on the {run.get('target', '')} · run {run.get('id', '')} started "
             f"{_human_time(run.get('started'))} · falkit {build.get('version', 'unknown')} ({build.get('commit', 'unknown')})")
@@ -419,8 +416,8 @@ class _Scrubber:
         self.done: dict[Path, tuple[tuple[int, int, int], frozenset[str]]] = {}
 
     def __call__(self, run_dir: Path) -> int:
-        from ..clients.target import private_dir_for, twin_connection
-        from ..model.scrub import MIN_SECRET_LEN, TEXT_SUFFIXES, collect_secrets, scrub_text
+        from ..clients.target import private_dir_for, twin_connection  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
+        from ..model.scrub import MIN_SECRET_LEN, TEXT_SUFFIXES, collect_secrets, scrub_text  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
 
         conn = twin_connection() if self.cfg.target == "twin" else None
         secrets = frozenset(s for s in collect_secrets(spec=self.spec, private_dir=private_dir_for(self.spec.lab, self.cfg.target),
@@ -460,8 +457,8 @@ def _now() -> str:
 
 def execute(cfg: RunConfig, run_dir: Path, run: dict) -> int:
     """Run ``cfg.notebooks`` into ``run_dir``; updates and writes ``run`` (run.json). 0 ok, 1 failed."""
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
+    import papermill as pm  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
+    from papermill.exceptions import PapermillExecutionError  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
 
     pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     parameters = {"params": str(cfg.params), "target": cfg.target, "apply": cfg.apply, "options": cfg.options}
@@ -554,10 +551,10 @@ class _Kernels:
         self.next = None
 
     def _start(self) -> Any:
-        from jupyter_client.manager import AsyncKernelManager
-        from jupyter_core.utils import run_sync
+        from jupyter_client.manager import AsyncKernelManager  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
+        from jupyter_core.utils import run_sync  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
 
-        from .prewarm import EXEC_LINE
+        from .prewarm import EXEC_LINE  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
 
         self.started += 1
         config = ipc_kernel_config()
@@ -587,7 +584,7 @@ class _Kernels:
     def stop(km: Any) -> None:
         if km is None:
             return
-        from jupyter_core.utils import run_sync
+        from jupyter_core.utils import run_sync  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
 
         with contextlib.suppress(Exception):
             run_sync(km.shutdown_kernel)(now=True)
@@ -604,8 +601,6 @@ class _Exports:
     every report."""
 
     def __init__(self) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="falkit-export")
         self.pending: list[tuple[dict, Any]] = []
 
@@ -645,7 +640,7 @@ class _Exports:
 def _applied_so_far(entry: dict, result: dict | None, run_dir: Path) -> str:
     """What the failed notebook had changed: steps applied, a step cut off while applying, and the
     mutating API calls the run's journal holds since the notebook started ('' when nothing)."""
-    from ..clients.journal import read_journal
+    from ..clients.journal import read_journal  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
 
     parts = [f"{n}: {len(c)} change(s) applied" for n, c in (entry.get("applied_changes") or {}).items() if c]
     for n, st in ((result or {}).get("steps") or {}).items():
@@ -663,7 +658,7 @@ def _last_cell(out: Path) -> dict[str, Any]:
     ``metadata.papermill.start_time``; papermill marks every cell "completed" after a dead kernel,
     so the status says nothing), from the output notebook it saves after every cell. {} if unknown."""
     try:
-        import nbformat
+        import nbformat  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
 
         nb = nbformat.read(str(out), as_version=4)
     except Exception:  # noqa: BLE001 - no notebook written yet
@@ -699,8 +694,6 @@ def _status(r: dict) -> str:
 
 
 def _host() -> str:
-    import socket
-
     return socket.gethostname()
 
 
@@ -714,8 +707,8 @@ def _run_dir_for(resume: str, outputs: Path) -> Path:
 
 def run(args: Any) -> int:
     """The body of ``falkit run`` (see the module docstring)."""
-    from ..clients.target import private_dir_for
-    from .lock import RunLock
+    from ..clients.target import private_dir_for  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
+    from .lock import RunLock  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
 
     stored = None
     run_dir = None
@@ -762,8 +755,8 @@ def run(args: Any) -> int:
 
 
 def _ensure_twin(cfg: RunConfig) -> None:
-    from ..clients.target import twin_connection
-    from ..twin import supervisor
+    from ..clients.target import twin_connection  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
+    from ..twin import supervisor  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
 
     if twin_connection() is None:
         print("starting the twin (the spec's 'before' state; a bare host when it has no 'previous') …", flush=True)
@@ -797,7 +790,7 @@ def twin_left_running() -> None:
     ``kind``/``minikube`` leave a cluster they made: the rehearsed lab stays there to look at
     (kubectl, the Proxmox API), and a re-run or ``--resume`` uses it. Idle, it costs ~0% CPU
     (event-driven controllers, issue 17) but ~150-200 MiB of memory until ``falkit twin down``."""
-    from ..twin import supervisor
+    from ..twin import supervisor  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
 
     try:
         st = supervisor.status(supervisor.state_root())
@@ -831,7 +824,7 @@ def list_runs(outputs: Path) -> list[dict[str, Any]]:
 
 
 def main_runs(args: Any) -> int:
-    from ..ui.widgets import text_table
+    from ..ui.widgets import text_table  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
 
     rows = list_runs(Path(args.outputs))
     if not rows:

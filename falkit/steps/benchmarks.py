@@ -226,7 +226,7 @@ def load_results(rdir: str | Path) -> pd.DataFrame:
 
 def load_result_files(paths: list[Path]) -> pd.DataFrame:
     """The given result files as one DataFrame; column ``run``: the archived run each came from."""
-    import pandas as pd  # heavy (~30 MiB, issue 17): loaded only when results are tabulated
+    import pandas as pd  # noqa: PLC0415 - heavy (~30 MiB, issue 17): loaded only when results are tabulated
 
     frames = []
     for p in paths:
@@ -261,7 +261,7 @@ def comparison(spec: LabSpec, results: pd.DataFrame, target: str = "mayastor") -
     are those of a volume on this lab's data disk with the target's replica count: Mayastor's
     (``spec.mayastor.replicas``) or Longhorn's in the before-state (one per old worker,
     :func:`~falkit.model.ceilings.longhorn_replicas`; The Fal's single worker: 1)."""
-    import pandas as pd  # heavy (~30 MiB, issue 17): loaded only when results are tabulated
+    import pandas as pd  # noqa: PLC0415 - heavy (~30 MiB, issue 17): loaded only when results are tabulated
 
     rows = results[results["target"] == target] if len(results) else None
     c = claims(spec, target)

@@ -14,11 +14,15 @@ a file that is not a snapshot, never through a symlink (:func:`snapshot_path`, :
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import datetime as dt
 import hmac
+import ipaddress
 import json
 import os
 import secrets
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -172,14 +176,10 @@ def make_tls(state_dir: str | os.PathLike, name: str = "kube", hosts: tuple[str,
     ``isConfigTransportTLS``). Writes ``STATE/<name>-ca.crt``, ``STATE/<name>.crt``,
     ``STATE/<name>.key`` (0600); the CA's key is not kept. Returns the paths and ``ca_data``
     (base64 PEM, for a kubeconfig's ``certificate-authority-data``)."""
-    import base64
-    import datetime as dt
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from cryptography import x509  # noqa: PLC0415 - cryptography loads only when a certificate is made (the stand-ins import this module)
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415 - cryptography loads only when a certificate is made (the stand-ins import this module)
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415 - cryptography loads only when a certificate is made (the stand-ins import this module)
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415 - cryptography loads only when a certificate is made (the stand-ins import this module)
 
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -214,8 +214,6 @@ def make_tls(state_dir: str | os.PathLike, name: str = "kube", hosts: tuple[str,
 
 
 def server_ssl_context(tls: dict):
-    import ssl
-
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(tls["cert_file"], tls["key_file"])
     return ctx

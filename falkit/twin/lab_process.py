@@ -46,6 +46,8 @@ from falkit.twin.kube import build_app as build_kube_app
 from falkit.twin.kube import kubeconfig as kube_kubeconfig
 from falkit.twin.kube.server import AUTH_KEY
 
+from .lab.api import add_arguments
+
 Controller = Callable[[Store], Awaitable[None]]
 
 
@@ -124,8 +126,8 @@ async def serve(state_dir: Path, host: str = "127.0.0.1", port: int = 0, *,
         store = Store()
         app = build_app(store)
         if args is not None:
-            from .lab import install
-            from .lab.api import LAB_TOKEN_KEY, lab_auth_middleware
+            from .lab import install  # noqa: PLC0415 - the lab's controllers load after the process parsed its arguments (start-up)
+            from .lab.api import LAB_TOKEN_KEY, lab_auth_middleware  # noqa: PLC0415 - the lab's controllers load after the process parsed its arguments (start-up)
 
             ctx = install(app, store, args)
             app[LAB_TOKEN_KEY] = lab_token
@@ -160,7 +162,7 @@ def _authenticator(admin_token: str, ctx) -> Callable[[str], bool]:  # noqa: ANN
         if credentials.token_ok(token, admin_token):
             return True
         if ctx is not None and ctx.bootstrapped:
-            from .lab.talos import admin_token as cluster_token
+            from .lab.talos import admin_token as cluster_token  # noqa: PLC0415 - the lab's controllers load after the process parsed its arguments (start-up)
 
             return credentials.token_ok(token, cluster_token(ctx))
         return False
@@ -173,7 +175,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--emulator-only", action="store_true", help="serve the Kubernetes emulator without the lab")
-    from .lab.api import add_arguments
 
     add_arguments(ap)
     args = ap.parse_args(argv)

@@ -41,17 +41,27 @@ The lock file ``run.lock`` itself is never removed here (the run that starts the
 
 from __future__ import annotations
 
+import base64
 import datetime as _dt
 import importlib.util
 import json
 import os
+import shlex
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import yaml
 
 from falkit.model.errors import TwinError
 from falkit.twin import credentials
@@ -201,12 +211,11 @@ def load_spec_any(spec_path: str | os.PathLike | dict) -> Any:
     if isinstance(spec_path, dict) or hasattr(spec_path, "model_dump"):
         return spec_path
     try:
-        from falkit.model.spec import load_spec  # the lead's loader, once it exists
+        from falkit.model.spec import load_spec  # noqa: PLC0415 - the spec loader only when a spec file is given (supervisor start-up)
     except ImportError:
         load_spec = None
     if load_spec is not None:
         return load_spec(spec_path)
-    import yaml
     with open(spec_path) as fh:
         return yaml.safe_load(fh)
 
@@ -354,8 +363,6 @@ def write_tool_wrappers(root: Path, spec: Any = None) -> Path:
     falkit.twin.tools.<tool> "$@"``), for every name in :data:`TOOLS`; falkit.clients.target puts ``ROOT/bin``
     first on PATH for the twin target. The wrapper pins the twin's directory, the falkit package
     the twin runs, and the Talos version the twin's nodes run (the stand-in's client version)."""
-    import shlex
-
     bin_dir = root / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     pkg_parent = str(Path(__file__).resolve().parents[2])
@@ -410,8 +417,6 @@ def clean(state_dir: str | os.PathLike | None = None) -> list[str]:
     """Remove what an earlier twin instance left behind (see the module docstring): the GitOps
     repository, every lab's private state except ``run.lock``, ``spec.json``. Returns the removed
     paths, relative to the twin's directory. The twin must not be running."""
-    import shutil
-
     root = state_root(state_dir)
     removed: list[str] = []
 
@@ -590,11 +595,6 @@ def _kube_auth(kubeconfig: str | os.PathLike | None) -> tuple[str | None, str | 
 def _wait_settled(server: str, kubeconfig: str | None = None, quiet_s: float = 1.5, timeout_s: float = 30.0) -> None:
     """Wait until the twin's controllers have built the before state: the Kubernetes store's
     resourceVersion has not moved for ``quiet_s`` (so a rehearsal never races a half-built lab)."""
-    import base64
-    import ssl
-    import time
-    import urllib.request
-
     token, ca = _kube_auth(kubeconfig)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     tls = ssl.create_default_context(cadata=base64.b64decode(ca).decode()) if ca else None
@@ -735,9 +735,6 @@ def _repoint_kubeconfigs(root: Path, server: str, ca_data: str | None = None) ->
     Only clusters whose server is a loopback URL are changed (server and
     ``certificate-authority-data``); the credentials are kept (the restored cluster accepts them).
     Returns the files changed."""
-    from urllib.parse import urlsplit
-
-    import yaml
 
     changed = []
     for path in sorted((root / "private").glob("*/kubeconfig*")):
@@ -775,8 +772,6 @@ def _instance(root: Path) -> str:
     except OSError:
         text = ""
     if not text:
-        import uuid
-
         text = uuid.uuid4().hex
         credentials.write_private(f, text + "\n")
     return text
@@ -788,8 +783,6 @@ def snapshot(path: str | os.PathLike, state_dir: str | os.PathLike | None = None
     ``.private``; ``up(restore=path)`` restores all three. ``path`` must lie inside the twin's
     directory (a relative path goes to ``DIR/snapshots/``); every part is 0600. Returns the
     absolute path."""
-    import requests
-
     root = state_root(state_dir)
     conn = _read_json(root / "connection.json")
     if not conn:

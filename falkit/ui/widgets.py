@@ -30,7 +30,7 @@ from typing import Any, TextIO
 
 def in_ipython() -> bool:
     try:
-        from IPython import get_ipython
+        from IPython import get_ipython  # noqa: PLC0415 - IPython/ipywidgets only inside a kernel; the CLI and `falkit run` never load them
     except ImportError:
         return False
     return get_ipython() is not None
@@ -51,7 +51,7 @@ def show(obj: Any) -> None:
     if isinstance(obj, str):
         print(obj, flush=True)
     elif in_ipython():
-        from IPython.display import display
+        from IPython.display import display  # noqa: PLC0415 - IPython/ipywidgets only inside a kernel; the CLI and `falkit run` never load them
 
         display(obj)
     else:
@@ -62,7 +62,7 @@ def show_error(exc: BaseException) -> None:
     """An error where a cell's output would be (in a gate or a deferred cell): its type and words."""
     text = f"{type(exc).__name__}: {exc}"
     if in_ipython():
-        from IPython.display import HTML, display
+        from IPython.display import HTML, display  # noqa: PLC0415 - IPython/ipywidgets only inside a kernel; the CLI and `falkit run` never load them
 
         display(HTML(f"<pre style='color:#b00; white-space:pre-wrap'>{escape(text)}</pre>"))
     else:
@@ -71,14 +71,14 @@ def show_error(exc: BaseException) -> None:
 
 def html_widget(value: str) -> Any:
     """An ``ipywidgets.HTML`` (JupyterLab only): a line whose ``value`` can be changed after it is shown."""
-    import ipywidgets as w
+    import ipywidgets as w  # noqa: PLC0415 - IPython/ipywidgets only inside a kernel; the CLI and `falkit run` never load them
 
     return w.HTML(value)
 
 
 def output_area() -> Any:
     """An ``ipywidgets.Output``: what is shown inside ``with area:`` lands there, also later."""
-    import ipywidgets as w
+    import ipywidgets as w  # noqa: PLC0415 - IPython/ipywidgets only inside a kernel; the CLI and `falkit run` never load them
 
     return w.Output()
 
@@ -215,7 +215,7 @@ class CheckList(list):
         if self._echo_pending:  # the runbook already displayed this table: the echo adds nothing
             self._echo_pending = False
             return
-        from IPython.display import display
+        from IPython.display import display  # noqa: PLC0415 - IPython/ipywidgets only inside a kernel; the CLI and `falkit run` never load them
 
         display(self.table())
 
@@ -244,7 +244,7 @@ class Progress:
         self._box = None
         self.state: dict[str, dict[str, Any]] = {}
         if self.interactive:  # displayed now, in the caller's thread and output area; rows are added later
-            import ipywidgets as w
+            import ipywidgets as w  # noqa: PLC0415 - IPython/ipywidgets only inside a kernel; the CLI and `falkit run` never load them
 
             self._box = w.VBox([])
             self._box.add_class("falkit-progress")
@@ -256,7 +256,7 @@ class Progress:
 
     def log(self, message: str) -> None:
         if self.interactive and self._box is not None:
-            import ipywidgets as w
+            import ipywidgets as w  # noqa: PLC0415 - IPython/ipywidgets only inside a kernel; the CLI and `falkit run` never load them
 
             self._box.children = (*self._box.children, w.HTML(f"<code>{escape(message)}</code>"))
         else:
@@ -268,7 +268,7 @@ class Progress:
         self.state[name] = st
         bar = label = None
         if self.interactive:
-            import ipywidgets as w
+            import ipywidgets as w  # noqa: PLC0415 - IPython/ipywidgets only inside a kernel; the CLI and `falkit run` never load them
 
             bar = w.IntProgress(value=0, min=0, max=100, description="", layout=w.Layout(width="40%"))
             label = w.Label(value="")
@@ -331,7 +331,7 @@ class ApprovalGate:
     def __init__(self, title: str, on_apply: Callable[[], bool | None], destructive: Sequence[str] = (), *,
                  disruptive: Sequence[str] = (), dashboard: Any = None, refresh_s: float = 1.0,
                  refused: str | None = None):
-        import ipywidgets as w
+        import ipywidgets as w  # noqa: PLC0415 - IPython/ipywidgets only inside a kernel; the CLI and `falkit run` never load them
 
         self.on_apply = on_apply
         self.dashboard = dashboard
@@ -402,7 +402,7 @@ class ApprovalGate:
         return f"[approval gate: {self.title} — {self.state}]"
 
     def _ipython_display_(self) -> None:
-        from IPython.display import display
+        from IPython.display import display  # noqa: PLC0415 - IPython/ipywidgets only inside a kernel; the CLI and `falkit run` never load them
 
         display(self.widget)
 

@@ -45,7 +45,7 @@ _lock = threading.Lock()
 
 
 def _defs_file() -> Path:
-    import kubernetes_validate
+    import kubernetes_validate  # noqa: PLC0415 - kubernetes-validate's schemas are located only when a schema is first needed
 
     base = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
     minor = int(KUBE_GIT_VERSION.lstrip("v").split(".")[1])

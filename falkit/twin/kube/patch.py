@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 
+import yaml
+
 from .errors import ApiError
 from .objects import clone
 
@@ -227,8 +229,6 @@ def strategic_merge(target, patch):
 def parse_patch_body(content_type: str, raw: bytes):
     """Decode a PATCH body by content type (apply bodies may be YAML or JSON)."""
     if content_type == "application/apply-patch+yaml":
-        import yaml
-
         try:
             return yaml.safe_load(raw.decode() or "{}")
         except yaml.YAMLError as e:

@@ -33,6 +33,7 @@ Kinds without a printer get the apiserver's default convertor: Name and "Created
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import re
 
 from .builtin import ResourceType
@@ -575,7 +576,6 @@ def _jsonpath_text(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (dict, list)):
-        import json
         return json.dumps(v, separators=(",", ":"))
     return str(v)
 

@@ -36,7 +36,7 @@ _LABEL_NAMED = {"Namespace", "Service"}
 
 
 def _schema_dir(strict: bool = True) -> Path:
-    import kubernetes_validate
+    import kubernetes_validate  # noqa: PLC0415 - kubernetes-validate's schemas are located only when a schema is first needed
 
     base = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
     return base / f"v{SCHEMA_VERSION}-local{'-strict' if strict else ''}"

@@ -315,7 +315,7 @@ def install(app: web.Application, store, args) -> LabContext:  # noqa: ANN001 - 
     ``args`` has ``spec`` (path or LabSpec), ``state`` (before|empty), ``time_factor``,
     ``pve_conn`` (path of pve.json), ``restore`` (snapshot path or None), ``state_dir``.
     """
-    from . import CONTROLLERS, controller_modules
+    from . import CONTROLLERS, controller_modules  # noqa: PLC0415 - the controller registry of the package above, filled on first use
 
     ctx = build_context(store, args)
     app[CTX_KEY] = ctx

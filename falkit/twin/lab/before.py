@@ -23,6 +23,8 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 
+import yaml
+
 from ..applications import app_of_apps
 from .context import LabContext, TalosNode, VolumeData
 from .helm import HELM_MANAGER, ensure_namespace, upsert
@@ -37,8 +39,6 @@ MEDIA_APPS = {"plex": ("plexinc/pms-docker:1.41.3", "plex-config", "20Gi", 32400
 
 def old_config(ctx: LabContext, name: str, ip: str, machine_type: str, endpoint_ip: str) -> str:
     """The pre-migration machine config of one node (YAML), valid for ``spec.versions.talos``."""
-    import yaml
-
     spec = ctx.spec
     ident = before_identity(ctx)  # the existing cluster's own CA (falkit.twin.lab.talos)
     os_ca = ident["certs"]["os"]

@@ -33,15 +33,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import datetime as dt
 import hashlib
+import hmac
 import ipaddress
+import os
 import re
+import secrets as rnd
 import time
 import uuid
 from typing import Any
 
 import yaml
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.x509.oid import NameOID
 
 from falkit.model.errors import TwinError
 from falkit.model.schemas import dump_documents, validate_talos_documents
@@ -474,15 +481,10 @@ def admin_token(ctx: LabContext) -> str:
     same cluster secrets give the same credential (a restored twin accepts the kubeconfig fetched
     before the snapshot), new secrets a new one. Without a CA key in the bootstrap node's config, a
     random seed kept in the lab state (``ctx.extra``, saved in snapshots) stands in for it."""
-    import hashlib
-    import hmac
-
     node = ctx.talos_nodes.get(ctx.bootstrap_ip or "")
     main = next((d for d in (node.docs if node else []) if d.get("version") == "v1alpha1" and "kind" not in d), {})
     key = str((((main or {}).get("cluster") or {}).get("ca") or {}).get("key") or "")
     if not key:
-        import secrets as rnd
-
         key = ctx.extra.setdefault("talos", {}).setdefault("admin_token_seed", rnd.token_hex(32))
     return hmac.new(key.encode(), f"admin@{ctx.spec.cluster.name}".encode(), hashlib.sha256).hexdigest()
 
@@ -690,12 +692,6 @@ def is_ip(value: str) -> bool:
 # --------------------------------------------------------------------------------- before-state identity
 
 def _ca_pem(common_name: str, key: Any) -> bytes:
-    import datetime as dt
-
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-    from cryptography.x509.oid import NameOID
-
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else [])
     now = dt.datetime.now(dt.UTC)
     b = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
@@ -703,7 +699,6 @@ def _ca_pem(common_name: str, key: Any) -> bytes:
          .not_valid_after(now + dt.timedelta(days=3650))
          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True))
     cert = b.sign(key, None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256())
-    from cryptography.hazmat.primitives import serialization
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
@@ -715,10 +710,6 @@ def before_identity(ctx: LabContext) -> dict[str, Any]:
     only talosconfigs of this CA. The operator's copy is written to ``STATE/operator/secrets.yaml``
     (the twin's stand-in for "the operator kept secrets.yaml"; falkit.clients.target copies it to the
     private state dir, where docs/ARCHITECTURE.md tells operators to put it)."""
-    import secrets as rnd
-
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
     extra = ctx.extra.setdefault("talos", {})
     if extra.get("before_secrets"):
@@ -749,8 +740,6 @@ def before_identity(ctx: LabContext) -> dict[str, Any]:
     extra["before_secrets"] = bundle
     out = ctx.state_dir / "operator" if getattr(ctx, "state_dir", None) else None
     if out is not None:
-        import os
-
         out.mkdir(parents=True, exist_ok=True)
         os.chmod(out, 0o700)
         path = out / "secrets.yaml"

@@ -16,6 +16,8 @@ import json
 import os
 from pathlib import Path
 
+from falkit.twin import credentials
+
 
 def twin_dir() -> Path:
     """The twin's state directory: ``$FALKIT_TWIN_DIR`` (the wrapper sets it), else
@@ -28,8 +30,6 @@ def twin_dir() -> Path:
 
 def lab_headers() -> dict[str, str]:
     """``Authorization: Bearer <token>`` of the running twin's lab API ({} when there is none)."""
-    from falkit.twin import credentials
-
     try:
         conn = json.loads((twin_dir() / "connection.json").read_text())
     except (OSError, ValueError):

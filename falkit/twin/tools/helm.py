@@ -54,16 +54,21 @@ are not looked up in an index (any version the step pins is served).
 
 from __future__ import annotations
 
+import atexit
+import base64
 import datetime as _dt
 import json
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+
+from falkit.twin.tools.chartrepos import OCI_CHARTS, REPOSITORIES, chart_key, latest_version, repository
 
 VALUE_FLAGS = {"--kubeconfig", "--kube-context", "--namespace", "--version", "--values", "--timeout", "--repo",
                "--output", "--filter", "--description"}
@@ -163,7 +168,7 @@ class _Lab:
     """The lab API over loopback (``requests``, no proxies from the environment)."""
 
     def __init__(self, url: str, token: str | None = None) -> None:
-        import requests
+        import requests  # noqa: PLC0415 - the helm stand-in on PATH starts per call: requests/credentials only on the calls that use them
 
         host = urlsplit(url).hostname or ""
         if not url.startswith("http://") or not (host.startswith("127.") or host == "localhost"):
@@ -176,7 +181,7 @@ class _Lab:
             self.session.headers["Authorization"] = f"Bearer {token}"
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        import requests
+        import requests  # noqa: PLC0415 - the helm stand-in on PATH starts per call: requests/credentials only on the calls that use them
 
         try:
             r = self.session.request(method, self.url + path, timeout=600, **kwargs)
@@ -193,7 +198,7 @@ class _Lab:
 
 def _lab() -> _Lab:
     root = _twin_dir()
-    from falkit.twin import credentials
+    from falkit.twin import credentials  # noqa: PLC0415 - the helm stand-in on PATH starts per call: requests/credentials only on the calls that use them
 
     for name in ("connection.json", "lab.json"):
         try:
@@ -213,9 +218,6 @@ def _kube_server(flags: dict[str, Any]) -> str:
 def _ca_file(cluster: dict[str, Any]) -> str | bool:
     """What requests verifies the server with: the cluster's ``certificate-authority`` file, its
     ``certificate-authority-data`` (written to a private temporary file), else the system CAs."""
-    import atexit
-    import base64
-    import tempfile
 
     if cluster.get("insecure-skip-tls-verify"):
         return False
@@ -261,7 +263,7 @@ def _kube_target(flags: dict[str, Any]) -> tuple[str, dict[str, str], str | bool
 
 def _check_cluster(flags: dict[str, Any]) -> str:
     """``IsReachable``: GET /version on the kubeconfig's server (loopback only). Returns the server."""
-    import requests
+    import requests  # noqa: PLC0415 - the helm stand-in on PATH starts per call: requests/credentials only on the calls that use them
 
     server, headers, verify = _kube_target(flags)
     host = urlsplit(server).hostname or ""
@@ -280,7 +282,7 @@ def _check_cluster(flags: dict[str, Any]) -> str:
 
 
 def _namespace_exists(server: str, ns: str, flags: dict[str, Any] | None = None) -> bool:
-    import requests
+    import requests  # noqa: PLC0415 - the helm stand-in on PATH starts per call: requests/credentials only on the calls that use them
 
     _server, headers, verify = _kube_target(flags) if flags is not None else (server, {}, False)
     r = requests.get(f"{server.rstrip('/')}/api/v1/namespaces/{ns}", timeout=10, verify=verify, headers=headers)
@@ -317,7 +319,6 @@ def _repositories_file() -> Path:
 def resolve_chart(chart: str, repo: str | None, version: str | None) -> str:
     """The chart reference as the twin stores it (``URL/NAME`` or the ``oci://`` reference), or
     :class:`HelmFailure` with Helm's words (see the module docstring)."""
-    from falkit.twin.tools.chartrepos import OCI_CHARTS, REPOSITORIES, repository
 
     chart = chart.strip()
     want = f"chart \"{chart}\"" + (f" version \"{version}\"" if version else "")
@@ -362,8 +363,6 @@ def _status_table(rel: dict) -> str:
 
 
 def _chart_name(rel: dict) -> str:
-    from falkit.twin.tools.chartrepos import chart_key
-
     return chart_key(rel["chart"])
 
 
@@ -444,8 +443,6 @@ def cmd_upgrade(pos: list[str], flags: dict[str, Any]) -> None:
     version = flags.get("--version")
     ref = resolve_chart(chart, flags.get("--repo"), version)
     if version is None:
-        from falkit.twin.tools.chartrepos import latest_version
-
         version = latest_version(ref)
     values = _values(flags["--values"])
     wrap = "INSTALLATION FAILED" if installing else "UPGRADE FAILED"

@@ -37,6 +37,7 @@ A lab wait (health) runs on the twin's clock: ``--wait-timeout`` times the twin'
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -169,8 +170,6 @@ def _http(method: str, url: str, headers: dict[str, str], params: dict[str, Any]
     """One request to the lab API on loopback with the standard library's ``http.client``: a
     stand-in is one process per command line (30-talos starts ~26), and importing ``requests``
     was ~60 % of its start-up CPU (issue 17). No proxy from the environment (loopback only)."""
-    import http.client
-
     u = urlsplit(url)
     target = u.path + ("?" + urlencode(params) if params else "")
     body = None
