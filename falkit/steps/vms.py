@@ -52,8 +52,9 @@ does not exist"); the storages of disks to allocate must exist with content ``im
 storage must exist with content ``iso`` when the ISO is downloaded or a VM is created. Observed with
 ``GET /nodes/{node}/network`` and ``GET /storage`` (PVE API viewer).
 
-Every change carries a typed payload (this module's :class:`DownloadIso`, :class:`CreateVm`,
-:class:`SetVmConfig`, :class:`ResizeDisk`, :class:`VmPower`, :class:`DestroyVm`, :class:`RefusedDisk`;
+Every change carries a typed payload (this module's :class:`DownloadTalosIso`, :class:`CreateClusterVm`,
+:class:`SetClusterVmConfig`, :class:`ResizeClusterDisk`, :class:`ClusterVmPower`, :class:`DestroyClusterVm`,
+:class:`RefusedClusterDisk`;
 a prerequisite or a lost disk: :class:`~falkit.plan.payloads.Blocked`): everything apply needs — the
 create parameters, the config keys, whether the plan restarts the VM — is decided in plan. Apply
 refuses a blocked or refused change, then executes the changes in its phases (:data:`APPLY_ORDER`:
@@ -127,7 +128,7 @@ class VmFacts:
 
 @payload
 @dataclass(frozen=True)
-class DownloadIso:
+class DownloadTalosIso:
     """``POST /nodes/{node}/storage/{storage}/download-url`` of the ISO ``filename`` from ``url``."""
 
     storage: str
@@ -137,7 +138,7 @@ class DownloadIso:
 
 @payload
 @dataclass(frozen=True)
-class CreateVm:
+class CreateClusterVm:
     """``POST /nodes/{node}/qemu`` with ``params`` (the VM's whole planned config, its VMID and the ISO)."""
 
     vmid: int
@@ -146,7 +147,7 @@ class CreateVm:
 
 @payload
 @dataclass(frozen=True)
-class SetVmConfig:
+class SetClusterVmConfig:
     """``PUT /nodes/{node}/qemu/{vmid}/config`` of ``settings``; ``pending``: PVE keeps them pending until
     the next start; ``restarted``: the plan reboots or starts the VM (else a key expected in effect
     that PVE left pending is an error); ``reattach``: the ``unusedN`` key of a re-attached volume."""
@@ -160,7 +161,7 @@ class SetVmConfig:
 
 @payload
 @dataclass(frozen=True)
-class ResizeDisk:
+class ResizeClusterDisk:
     """``PUT /nodes/{node}/qemu/{vmid}/resize`` of ``disk`` to ``size``."""
 
     vmid: int
@@ -170,7 +171,7 @@ class ResizeDisk:
 
 @payload
 @dataclass(frozen=True)
-class VmPower:
+class ClusterVmPower:
     """``POST /nodes/{node}/qemu/{vmid}/status/{action}`` (``reboot`` or ``start``)."""
 
     vmid: int
@@ -179,7 +180,7 @@ class VmPower:
 
 @payload
 @dataclass(frozen=True)
-class DestroyVm:
+class DestroyClusterVm:
     """Stop VM ``vmid`` (when ``running``), then ``DELETE /nodes/{node}/qemu/{vmid}`` with ``purge``."""
 
     vmid: int
@@ -188,7 +189,7 @@ class DestroyVm:
 
 @payload
 @dataclass(frozen=True)
-class RefusedDisk:
+class RefusedClusterDisk:
     """A disk change PVE cannot make (``refuse``: ``storage`` — on another storage; ``shrink``): apply refuses it."""
 
     vmid: int
@@ -285,14 +286,14 @@ def plan_vms(spec: LabSpec, facts: VmFacts, options: StepOptions) -> Plan:
         schematic = str(options.extra.get("talos_schematic") or VANILLA_SCHEMATIC)
         changes.append(Change("action", "iso", f"{ISO_STORAGE}:iso/{iso_name(spec)}", "download",
                               reason=f"Talos {spec.versions.talos} ISO for the new VMs (download-url)",
-                              data=DownloadIso(ISO_STORAGE, iso_name(spec), iso_url(spec, schematic))))
+                              data=DownloadTalosIso(ISO_STORAGE, iso_name(spec), iso_url(spec, schematic))))
     for vm in to_create:
         summary = f"{vm.cores} vCPU, {vm.memory_gb} GiB, " + ", ".join(f"{d.slot} {d.storage}:{d.size_gb}G" for d in vm.disks) \
             + ", " + ", ".join(f"{n.slot} {n.mac}@{n.bridge}" for n in vm.nics)
         changes.append(Change("create", "vm", vm.name, "", None, f"VMID {vm.vmid}: {summary}",
-                              reason=vm.role, data=CreateVm(vm.vmid, create_params(spec, vm))))
+                              reason=vm.role, data=CreateClusterVm(vm.vmid, create_params(spec, vm))))
         changes.append(Change("action", "vm", vm.name, "start", reason="boot Talos maintenance mode from the ISO",
-                              data=VmPower(vm.vmid, "start")))
+                              data=ClusterVmPower(vm.vmid, "start")))
     for vm in wanted:
         state = facts.vms.get(vm.vmid)
         if state is None:
@@ -303,12 +304,13 @@ def plan_vms(spec: LabSpec, facts: VmFacts, options: StepOptions) -> Plan:
         if state.status == "running" and pending_after:
             keys = sorted(set(state.pending) | {c.field for c in vm_changes if _pending(c)})
             power = Change("action", "vm", vm.name, "reboot", disruptive=True,
-                           reason="apply pending changes: " + ", ".join(keys), data=VmPower(vm.vmid, "reboot"))
+                           reason="apply pending changes: " + ", ".join(keys), data=ClusterVmPower(vm.vmid, "reboot"))
         elif state.status != "running":
-            power = Change("action", "vm", vm.name, "start", reason=f"VM is {state.status}", data=VmPower(vm.vmid, "start"))
+            power = Change("action", "vm", vm.name, "start", reason=f"VM is {state.status}",
+                           data=ClusterVmPower(vm.vmid, "start"))
         if power is not None:  # the config updates know the plan restarts the VM
-            vm_changes = [replace(c, data=replace(c.data, restarted=True)) if isinstance(c.data, SetVmConfig) else c
-                          for c in vm_changes]
+            vm_changes = [replace(c, data=replace(c.data, restarted=True))
+                          if isinstance(c.data, SetClusterVmConfig) else c for c in vm_changes]
         changes += vm_changes
         if power is not None:
             changes.append(power)
@@ -321,7 +323,7 @@ def plan_vms(spec: LabSpec, facts: VmFacts, options: StepOptions) -> Plan:
         if options.allow_destructive:
             changes.append(Change("delete", "vm", state.name, "", f"VMID {vmid}", None, destructive=True,
                                   reason="not in the spec: stop and destroy (disks deleted)",
-                                  data=DestroyVm(vmid, state.status == "running")))
+                                  data=DestroyClusterVm(vmid, state.status == "running")))
         else:
             notes.append(f"VM {vmid} ({state.name}) is not in the spec; kept (allow_destructive=True deletes it)")
     blocked = prerequisites(spec, facts, to_create, changes)
@@ -329,7 +331,7 @@ def plan_vms(spec: LabSpec, facts: VmFacts, options: StepOptions) -> Plan:
 
 
 def _pending(c: Change) -> bool:
-    return isinstance(c.data, SetVmConfig) and c.data.pending
+    return isinstance(c.data, SetClusterVmConfig) and c.data.pending
 
 
 def hot_disk(config: dict[str, Any], slot: str) -> bool:
@@ -365,7 +367,7 @@ def _missing_disk(vm: VmDesign, disk: Any, state: VmState, want: str,
         volid = parse_drive(str(running_vol)).volume
         return [Change("update", "vm-config", vm.name, disk.slot, None, volid,
                        reason=f"cancel the pending detach of the {disk.role} disk {volid}",
-                       data=SetVmConfig(vm.vmid, {disk.slot: str(running_vol)}, pending=False))]
+                       data=SetClusterVmConfig(vm.vmid, {disk.slot: str(running_vol)}, pending=False))]
     attached = {parse_drive(str(v)).volume for k, v in have.items() if re.fullmatch(r"(scsi|virtio|sata|ide)\d+", k)}
     unused = [(k, str(have[k])) for k in sorted(have, key=lambda k: int(k[6:]) if k[6:].isdigit() else 0)
               if re.fullmatch(r"unused\d+", k)]
@@ -385,13 +387,13 @@ def _missing_disk(vm: VmDesign, disk: Any, state: VmState, want: str,
         options = want.split(",", 1)[1] if "," in want else ""
         out = [Change("update", "vm-config", vm.name, disk.slot, None, volid,
                       reason=f"re-attach the detached {disk.role} disk ({key}: {volid})",
-                      data=SetVmConfig(vm.vmid, {disk.slot: ",".join(p for p in (volid, options) if p)},
+                      data=SetClusterVmConfig(vm.vmid, {disk.slot: ",".join(p for p in (volid, options) if p)},
                                        pending=pending, reattach=key))]
         size = volumes[volid][1] if volumes and volid in volumes else None
         if size is not None and size < disk.size_gb:
             out.append(Change("action", "vm-disk", vm.name, f"{disk.slot} resize", f"{size:g}G", f"{disk.size_gb}G",
                               reason="grow online (PUT …/resize)",
-                              data=ResizeDisk(vm.vmid, disk.slot, f"{disk.size_gb}G")))
+                              data=ResizeClusterDisk(vm.vmid, disk.slot, f"{disk.size_gb}G")))
         return out
     if len(cands) > 1:
         listed = ", ".join(f"{k}: {v}" for k, v in cands)
@@ -403,7 +405,7 @@ def _missing_disk(vm: VmDesign, disk: Any, state: VmState, want: str,
     if new_empty_disk:
         return [Change("update", "vm-config", vm.name, disk.slot, None, f"{disk.storage}:{disk.size_gb}G",
                        reason=f"allocate a new, empty {disk.role} disk (new_empty_disk=True)",
-                       data=SetVmConfig(vm.vmid, {disk.slot: want}, pending=pending))]
+                       data=SetClusterVmConfig(vm.vmid, {disk.slot: want}, pending=pending))]
     orphans = sorted(v for v, (owner, _size) in (volumes or {}).items()
                      if owner == vm.vmid and v.split(":", 1)[0] == disk.storage and v not in attached
                      and v not in {u for _k, u in unused})
@@ -429,13 +431,13 @@ def _drift(spec: LabSpec, vm: VmDesign, state: VmState, volumes: dict[str, tuple
             pending = running and key not in HOT_KEYS
             out.append(Change("update", "vm-config", vm.name, key, have.get(key), want[key],
                               reason="pending until restart" if pending else "",
-                              data=SetVmConfig(vm.vmid, {key: want[key]}, pending)))
+                              data=SetClusterVmConfig(vm.vmid, {key: want[key]}, pending)))
     for nic in vm.nics:
         cur = have.get(nic.slot)
         new = want[nic.slot]
         if cur is None:
             out.append(Change("update", "vm-config", vm.name, nic.slot, None, new, reason=f"add the {nic.network} NIC",
-                              data=SetVmConfig(vm.vmid, {nic.slot: new}, running)))
+                              data=SetClusterVmConfig(vm.vmid, {nic.slot: new}, running)))
             continue
         c = parse_net(cur)
         if c.mac != (nic.mac or "").lower() or c.bridge != nic.bridge or (c.model or "virtio") != "virtio":
@@ -446,7 +448,7 @@ def _drift(spec: LabSpec, vm: VmDesign, state: VmState, volumes: dict[str, tuple
                 what.append("bridge")
             out.append(Change("update", "vm-config", vm.name, nic.slot, cur, new, disruptive=True,
                               reason=f"{' and '.join(what) or 'model'} change: the guest sees a new NIC; DHCP reservations must follow",
-                              data=SetVmConfig(vm.vmid, {nic.slot: new}, running)))
+                              data=SetClusterVmConfig(vm.vmid, {nic.slot: new}, running)))
     for disk in vm.disks:
         cur = have.get(disk.slot)
         # PVE hot-plugs a scsi/virtio disk into a running VM when ``hotplug`` has ``disk`` (the
@@ -470,15 +472,15 @@ def _drift(spec: LabSpec, vm: VmDesign, state: VmState, volumes: dict[str, tuple
         if d.storage != disk.storage:
             out.append(Change("update", "vm-disk", vm.name, disk.slot, d.volume, f"{disk.storage}:{disk.size_gb}G", destructive=True,
                               reason=f"on storage {d.storage}, planned on {disk.storage}: move it by hand (qm disk move) or recreate it",
-                              data=RefusedDisk(vm.vmid, "storage")))
+                              data=RefusedClusterDisk(vm.vmid, "storage")))
         elif size > disk.size_gb:
             out.append(Change("update", "vm-disk", vm.name, disk.slot, f"{size:g}G", f"{disk.size_gb}G", destructive=True,
                               reason="PVE cannot shrink a disk: back up, detach and recreate it by hand",
-                              data=RefusedDisk(vm.vmid, "shrink")))
+                              data=RefusedClusterDisk(vm.vmid, "shrink")))
         elif size < disk.size_gb:
             out.append(Change("action", "vm-disk", vm.name, f"{disk.slot} resize", f"{size:g}G", f"{disk.size_gb}G",
                               reason="grow online (PUT …/resize)",
-                              data=ResizeDisk(vm.vmid, disk.slot, f"{disk.size_gb}G")))
+                              data=ResizeClusterDisk(vm.vmid, disk.slot, f"{disk.size_gb}G")))
     return out
 
 
@@ -525,7 +527,7 @@ class VmsStep:
             fixes = [c.data.fix for c in blocked if c.data.fix]
             raise StepError(STEP, "; ".join(c.reason for c in blocked),
                             resume="; ".join(fixes) if fixes else "run the notebook named above first")
-        _refuse([c for c in plan.changes if isinstance(c.data, RefusedDisk)])
+        _refuse([c for c in plan.changes if isinstance(c.data, RefusedClusterDisk)])
         execute(target, apply_order(plan.changes), progress, options.wait_timeout_s, step=STEP)
 
     def checks(self, target: Any, spec: LabSpec, options: StepOptions) -> list[Check]:
@@ -584,12 +586,12 @@ def _left_pending(pve: Any, node: str, changes: list[Change], updates: dict[int,
 #: The phases of apply, in order: each phase's changes (in plan order) run together, their tasks
 #: waited for in parallel.
 APPLY_ORDER: tuple[tuple[type, str], ...] = (
-    (Blocked, ""), (RefusedDisk, ""), (DownloadIso, ""), (CreateVm, ""), (SetVmConfig, ""), (ResizeDisk, ""),
-    (VmPower, "reboot"), (VmPower, "start"), (DestroyVm, ""))
+    (Blocked, ""), (RefusedClusterDisk, ""), (DownloadTalosIso, ""), (CreateClusterVm, ""), (SetClusterVmConfig, ""),
+    (ResizeClusterDisk, ""), (ClusterVmPower, "reboot"), (ClusterVmPower, "start"), (DestroyClusterVm, ""))
 
 
 def _phase(c: Change) -> int:
-    key = (type(c.data), getattr(c.data, "action", "") if isinstance(c.data, VmPower) else "")
+    key = (type(c.data), getattr(c.data, "action", "") if isinstance(c.data, ClusterVmPower) else "")
     return APPLY_ORDER.index(key) if key in APPLY_ORDER else len(APPLY_ORDER)
 
 
@@ -602,21 +604,21 @@ def _pve_of(ctx: Apply) -> tuple[Any, str]:
     return ctx.target.pve, ctx.target.node
 
 
-@executes(RefusedDisk)
+@executes(RefusedClusterDisk)
 def _refused(c: Change, ctx: Apply) -> None:
     _refuse([c])
 
 
-@executes(DownloadIso)
+@executes(DownloadTalosIso)
 def _download_iso(c: Change, ctx: Apply) -> None:
-    d: DownloadIso = c.data
+    d: DownloadTalosIso = c.data
     pve, node = _pve_of(ctx)
     upid = _pve(STEP, f"download {d.filename}", pve.nodes(node).storage(d.storage)("download-url").post,
                 content="iso", filename=d.filename, url=d.url)
     wait_all(pve, node, {d.filename: upid}, ctx.timeout, ctx.progress, "download")
 
 
-@executes_together(CreateVm, key=lambda c: None)
+@executes_together(CreateClusterVm, key=lambda c: None)
 def _create_vms(changes: list[Change], ctx: Apply) -> None:
     """Post every create, then wait for all their tasks in parallel."""
     pve, node = _pve_of(ctx)
@@ -624,7 +626,7 @@ def _create_vms(changes: list[Change], ctx: Apply) -> None:
     wait_all(pve, node, upids, ctx.timeout, ctx.progress, "create")
 
 
-@executes_together(SetVmConfig, key=lambda c: None)
+@executes_together(SetClusterVmConfig, key=lambda c: None)
 def _set_configs(changes: list[Change], ctx: Apply) -> None:
     """One ``PUT …/config`` per VM with all its keys; then a key expected in effect that PVE left
     pending is an error (:func:`_left_pending`)."""
@@ -640,7 +642,7 @@ def _set_configs(changes: list[Change], ctx: Apply) -> None:
     _left_pending(pve, node, changes, updates, names)
 
 
-@executes_together(ResizeDisk, key=lambda c: None)
+@executes_together(ResizeClusterDisk, key=lambda c: None)
 def _resize_disks(changes: list[Change], ctx: Apply) -> None:
     pve, node = _pve_of(ctx)
     resizes = {c.name + " " + c.data.disk: _pve(STEP, f"resize {c.name}", pve.nodes(node).qemu(c.data.vmid).resize.put,
@@ -649,7 +651,7 @@ def _resize_disks(changes: list[Change], ctx: Apply) -> None:
     wait_all(pve, node, {k: v for k, v in resizes.items() if isinstance(v, str)}, ctx.timeout, ctx.progress, "resize")
 
 
-@executes_together(VmPower, key=lambda c: c.data.action)
+@executes_together(ClusterVmPower, key=lambda c: c.data.action)
 def _power(changes: list[Change], ctx: Apply) -> None:
     """Reboot (or start) the VMs of consecutive changes, then wait for all their tasks in parallel."""
     pve, node = _pve_of(ctx)
@@ -659,7 +661,7 @@ def _power(changes: list[Change], ctx: Apply) -> None:
     wait_all(pve, node, upids, ctx.timeout, ctx.progress, verb)
 
 
-@executes(DestroyVm)
+@executes(DestroyClusterVm)
 def _destroy(c: Change, ctx: Apply) -> None:
     pve, node = _pve_of(ctx)
     vmid = c.data.vmid

@@ -20,14 +20,14 @@ from falkit.steps import executors
 from falkit.steps.base import StepOptions
 from falkit.steps.registry import get_step
 from falkit.steps.vms import (
-    CreateVm,
-    DestroyVm,
-    DownloadIso,
-    RefusedDisk,
-    ResizeDisk,
-    SetVmConfig,
+    ClusterVmPower,
+    CreateClusterVm,
+    DestroyClusterVm,
+    DownloadTalosIso,
+    RefusedClusterDisk,
+    ResizeClusterDisk,
+    SetClusterVmConfig,
     VmFacts,
-    VmPower,
     apply_order,
     cluster_vms,
     desired_config,
@@ -112,26 +112,26 @@ def test_plans_carry_typed_payloads_and_round_trip(fal):
                     bridges={"vmbr0": True}, storages={"local": "iso", "local-lvm": "images", "helford": "images"})
     migration = plan_vms(fal, facts, StepOptions(allow_disruptive=True))
     types = [type(c.data) for c in migration.changes]
-    assert Blocked in types and DownloadIso in types and CreateVm in types and SetVmConfig in types and VmPower in types
+    assert Blocked in types and DownloadTalosIso in types and CreateClusterVm in types and SetClusterVmConfig in types and ClusterVmPower in types
     [bridge] = [c for c in migration.changes if isinstance(c.data, Blocked)]
     assert bridge.data.run_first == "10-network" and "vmbr1" in bridge.data.message
     net1 = next(c for c in migration.changes if c.name == "talos-worker-01" and c.field == "net1")
-    assert net1.data == SetVmConfig(201, {"net1": net1.new}, pending=True, restarted=True)
+    assert net1.data == SetClusterVmConfig(201, {"net1": net1.new}, pending=True, restarted=True)
     _typed_round_trip(migration)
     # apply's phases: downloads, creates, config updates, resizes, reboots, starts (plan order within each)
     ordered = [(type(c.data).__name__, getattr(c.data, "action", "")) for c in apply_order(migration.changes)]
-    assert ordered == sorted(ordered, key=lambda t: ["Blocked", "DownloadIso", "CreateVm", "SetVmConfig",
-                                                      "VmPower"].index(t[0]) * 2 + (t[1] == "start"))
+    assert ordered == sorted(ordered, key=lambda t: ["Blocked", "DownloadTalosIso", "CreateClusterVm", "SetClusterVmConfig",
+                                                      "ClusterVmPower"].index(t[0]) * 2 + (t[1] == "start"))
     resize = plan_vms(fal, VmFacts("fal", _with(fal, 203, scsi1="helford:vm-203-disk-1,size=200G"), isos=(iso_name(fal),)),
                       StepOptions())
-    assert [c.data for c in resize.changes] == [ResizeDisk(203, "scsi1", "300G")]
+    assert [c.data for c in resize.changes] == [ResizeClusterDisk(203, "scsi1", "300G")]
     shrink = plan_vms(fal, VmFacts("fal", _with(fal, 203, scsi1="helford:vm-203-disk-1,size=400G"), isos=(iso_name(fal),)),
                       StepOptions())
-    assert [c.data for c in shrink.changes] == [RefusedDisk(203, "shrink")]
+    assert [c.data for c in shrink.changes] == [RefusedClusterDisk(203, "shrink")]
     vms = converged(fal)
     vms[204] = VmState(204, "talos-worker-04", "running", {"name": "talos-worker-04"}, {})
     gone = plan_vms(fal, VmFacts("fal", vms, isos=(iso_name(fal),)), StepOptions(allow_destructive=True))
-    assert [c.data for c in gone.changes] == [DestroyVm(204, True)]
+    assert [c.data for c in gone.changes] == [DestroyClusterVm(204, True)]
     for plan in (resize, shrink, gone):
         _typed_round_trip(plan)
 
