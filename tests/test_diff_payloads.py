@@ -53,9 +53,11 @@ from falkit.plan.payloads import (
     WaitServiceIPs,
 )
 from falkit.render.gitops import GitEdit, ObjectRef
-from falkit.steps import executors
+from falkit.steps import executors, network, vms
 from falkit.steps.mayastor import WaitDiskPools, WaitMayastor, WaitPvcBound, WriteTestVolume
 from falkit.steps.registry import STEPS
+from falkit.steps.rollback import pve as rollback_pve
+from falkit.steps.rollback import workers as rollback_workers
 
 ROOT = Path(__file__).resolve().parents[1]
 PLANTED = "planted-s3cret-9f8e7d6c5b4a"
@@ -115,6 +117,28 @@ EXAMPLES = {
     "WaitDiskPools": WaitDiskPools("openebs.io/v1beta2", "mayastor", ("pool-talos-worker-01", "pool-talos-worker-02")),
     "WaitPvcBound": WaitPvcBound("mayastor", "falkit-mayastor-test"),
     "WriteTestVolume": WriteTestVolume("mayastor", "falkit-mayastor-test"),
+    # 10-network, 20-vms, rollback-workers, rollback-vms/-containers/-network
+    "StageBridge": network.StageBridge("vmbr1", {"cidr": "10.11.0.1/24", "autostart": 1}, delete=("gateway",)),
+    "ReloadNetwork": network.ReloadNetwork(),
+    "DownloadTalosIso": vms.DownloadTalosIso("local", "talos-v1.9.5-metal-amd64.iso",
+                                             "https://factory.talos.dev/image/376567/v1.9.5/metal-amd64.iso"),
+    "CreateClusterVm": vms.CreateClusterVm(202, {"vmid": 202, "name": "talos-worker-02", "cores": "2", "sockets": 1}),
+    "SetClusterVmConfig": vms.SetClusterVmConfig(201, {"scsi1": "helford:vm-201-disk-1,discard=on"}, True, True, "unused0"),
+    "ResizeClusterDisk": vms.ResizeClusterDisk(203, "scsi1", "300G"),
+    "ClusterVmPower": vms.ClusterVmPower(200, "reboot"),
+    "DestroyClusterVm": vms.DestroyClusterVm(204, True),
+    "RefusedClusterDisk": vms.RefusedClusterDisk(203, "shrink"),
+    "CordonWorker": rollback_workers.CordonWorker("talos-worker-02"),
+    "DrainWorker": rollback_workers.DrainWorker("talos-worker-02"),
+    "ShutdownWorker": rollback_workers.ShutdownWorker(202),
+    "DeleteWorkerNode": rollback_workers.DeleteWorkerNode("talos-worker-02"),
+    "DestroyWorker": rollback_workers.DestroyWorker(202),
+    "RestoreVmConfig": rollback_pve.RestoreVmConfig(200, {"net0": "virtio=52:54:00:10:30:10,bridge=vmbr0"}, ("balloon",)),
+    "RebootVmBack": rollback_pve.RebootVmBack(200),
+    "StopNewContainer": rollback_pve.StopNewContainer(300),
+    "DestroyNewContainer": rollback_pve.DestroyNewContainer(300),
+    "RestoreBridge": rollback_pve.RestoreBridge("vmbr0", "update", {"type": "bridge", "cidr": "10.30.0.2/24"}, ("gateway",)),
+    "ReloadNetworkBack": rollback_pve.ReloadNetworkBack(),
 }
 #: payload types carrying a secret (falkit.plan.payloads.Sealed): never written out, archived redacted only
 SEALED = {"TalosSecrets", "TalosClientConfig", "TalosApplyConfig", "TalosAddressConfig"}

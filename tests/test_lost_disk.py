@@ -26,6 +26,7 @@ from test_runbook_support import FAL
 
 from falkit import runbook
 from falkit.model.errors import RefusedError, StepError
+from falkit.plan.payloads import Blocked
 from falkit.steps.registry import get_step
 from falkit.twin import supervisor
 
@@ -133,7 +134,7 @@ def test_no_detached_volume_is_refused_then_new_empty_disk_allocates(migrated):
 
     s = lab.step("vms")
     blocked = [c for c in s.plan.changes if c.field == "scsi1"]
-    assert len(blocked) == 1 and blocked[0].data["blocked"] and "a new disk would be empty" in blocked[0].reason
+    assert len(blocked) == 1 and isinstance(blocked[0].data, Blocked) and "a new disk would be empty" in blocked[0].reason
     with pytest.raises(RefusedError, match="new_empty_disk"):
         s.apply()
     assert "scsi1" not in _config(lab) and set(_helford(lab)) == vols_before  # nothing allocated
@@ -175,7 +176,7 @@ def test_unallocated_value_is_not_converged(migrated):
     bad = type(st)(st.vmid, st.name, st.status, {**st.config, "scsi1": "helford:300,discard=on,iothread=1,ssd=1"}, {})
     plan = plan_vms(lab.spec, VmFacts(lab.target.node, {**vms, WORKER: bad}), StepOptions())
     c = next(c for c in plan.changes if c.field == "scsi1")
-    assert c.data["blocked"] and "a size to allocate, not a volume" in c.reason and "--delete scsi1" in c.data["fix"]
+    assert isinstance(c.data, Blocked) and "a size to allocate, not a volume" in c.reason and "--delete scsi1" in c.data.fix
 
 
 def test_disk_left_pending_fails_at_once_instead_of_waiting(migrated):
@@ -228,7 +229,7 @@ def test_detached_volume_larger_than_planned_is_not_reattached_silently(migrated
     assert _config(lab)["unused0"] == big
     s = lab.step("vms")
     c = next(c for c in s.plan.changes if c.field == "scsi1")
-    assert c.data["blocked"] and "larger than the planned 300G" in c.reason and big in c.data["fix"]
+    assert isinstance(c.data, Blocked) and "larger than the planned 300G" in c.reason and big in c.data.fix
     with pytest.raises(RefusedError):
         s.apply()
     cfg = _config(lab)

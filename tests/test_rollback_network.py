@@ -14,15 +14,45 @@ returns vmbr0 to 10.30.0.2/24 via 10.30.0.1 and removes the unused storage bridg
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 
 import pytest
 from helpers import patched, write_yaml
+from test_runbook_support import FAL
 
 from falkit import runbook
 from falkit.model.errors import RefusedError
 from falkit.model.spec import load_spec
+from falkit.plan.diff import Plan
+from falkit.plan.payloads import PAYLOADS
+from falkit.steps import executors
+from falkit.steps.base import StepOptions
 from falkit.steps.rollback import record_before_state
+from falkit.steps.rollback.pve import PveFacts, ReloadNetworkBack, RestoreBridge, plan_network_back
+
+
+def test_plan_carries_typed_payloads_and_round_trips():
+    """Every change of rollback-network carries a registered payload with an executor (the bridge
+    to create, update or delete with its parameters; the reload), and the plan is equal after a JSON
+    round trip (pure)."""
+    spec = load_spec(FAL)
+    before = {"bridge|vmbr0|bridge_ports": "enp1s0", "bridge|vmbr0|cidr": "10.30.0.2/24", "bridge|vmbr0|gateway": "10.30.0.1",
+              "bridge|vmbr9|bridge_ports": "(none)", "bridge|vmbr9|cidr": "10.9.0.1/24", "bridge|vmbr9|gateway": "(none)"}
+    bridges = {"vmbr0": {"type": "bridge", "bridge_ports": "enp1s0", "cidr": "10.10.0.2/24", "gateway": "10.10.0.1",
+                         "active": 1},
+               "vmbr1": {"type": "bridge", "bridge_ports": "", "cidr": "10.11.0.1/24", "active": 1}}
+    plan = plan_network_back(spec, PveFacts(before, {}, {}, bridges), StepOptions())
+    vmbr0 = RestoreBridge("vmbr0", "update", {"type": "bridge", "bridge_ports": "enp1s0", "cidr": "10.30.0.2/24",
+                                              "gateway": "10.30.0.1"})
+    assert [(c.name, c.field, c.data) for c in plan.changes] == [
+        ("vmbr0", "cidr", vmbr0), ("vmbr0", "gateway", vmbr0),
+        ("vmbr9", "", RestoreBridge("vmbr9", "create", {"type": "bridge", "cidr": "10.9.0.1/24"})),
+        ("vmbr1", "", RestoreBridge("vmbr1", "delete")), (spec.host.node, "reload", ReloadNetworkBack())]
+    assert all(dataclasses.is_dataclass(c.data) and PAYLOADS.get(type(c.data).__name__) is type(c.data)
+               and executors.executable(c) for c in plan.changes)
+    assert Plan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
 
 
 @pytest.fixture(params=[True, False], ids=["recorded", "spec-previous"])

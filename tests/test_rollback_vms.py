@@ -12,16 +12,62 @@ their old MACs, no balloon key, no net1 (a re-run plans nothing). With ``destroy
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 
 import pytest
 from helpers import patched, write_yaml
+from test_runbook_support import FAL
 
 from falkit import runbook
 from falkit.model.errors import RefusedError
 from falkit.model.spec import load_spec
+from falkit.plan.diff import Plan
+from falkit.plan.payloads import PAYLOADS
+from falkit.steps import executors
 from falkit.steps.base import StepOptions
 from falkit.steps.rollback import comparison, lab_state, record_before_state
+from falkit.steps.rollback.pve import (
+    DestroyNewContainer,
+    PveFacts,
+    RebootVmBack,
+    RestoreVmConfig,
+    StopNewContainer,
+    plan_containers_back,
+    plan_vms_back,
+)
+
+
+def _typed_round_trip(plan):
+    assert all(dataclasses.is_dataclass(c.data) and PAYLOADS.get(type(c.data).__name__) is type(c.data)
+               and executors.executable(c) for c in plan.changes), [c.describe() for c in plan.changes]
+    assert Plan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
+
+
+def test_vms_and_containers_plans_carry_typed_payloads_and_round_trip():
+    """rollback-vms and rollback-containers: every change carries a registered payload with an
+    executor — each changed key of a VM the VM's whole restore (one PUT), the reboot, the
+    container's VMID — and the plan is equal after a JSON round trip (pure)."""
+    spec = load_spec(FAL)
+    before = {"vm|VM 200|name": "talos-cp-01", "vm|VM 200|net0": "virtio=52:54:00:10:30:10,bridge=vmbr0",
+              "vm|VM 201|name": "talos-worker-01", "vm|VM 201|net0": "virtio=52:54:00:10:30:11,bridge=vmbr0",
+              "container|CT 100|name": "pihole"}
+    vms = {200: {"status": "running", "config": {"name": "talos-cp-01", "balloon": "0",
+                                                 "net0": "virtio=52:54:00:10:10:10,bridge=vmbr0"}},
+           201: {"status": "stopped", "config": {"name": "talos-worker-01", "net0": "virtio=52:54:00:10:30:11,bridge=vmbr0",
+                                                 "net1": "virtio=52:54:00:10:11:11,bridge=vmbr1"}}}
+    cts = {100: {"name": "pihole", "status": "running", "config": {}}, 300: {"name": "plex", "status": "running", "config": {}}}
+    f = PveFacts(before, vms, cts, {})
+    plan = plan_vms_back(spec, f, StepOptions())
+    restore200 = RestoreVmConfig(200, {"net0": "virtio=52:54:00:10:30:10,bridge=vmbr0"}, ("balloon",))
+    assert [(c.field, c.data) for c in plan.changes] == [
+        ("balloon", restore200), ("net0", restore200), ("reboot", RebootVmBack(200)),
+        ("net1", RestoreVmConfig(201, {}, ("net1",)))]
+    _typed_round_trip(plan)
+    cts_plan = plan_containers_back(spec, f, StepOptions(extra={"destroy_new_containers": True}))
+    assert [c.data for c in cts_plan.changes] == [StopNewContainer(300), DestroyNewContainer(300)]
+    _typed_round_trip(cts_plan)
 
 
 @pytest.fixture

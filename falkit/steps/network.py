@@ -12,7 +12,9 @@ bridge for storage network — assign physical interface or VLAN — configure 1
   operator reaches the host through it.
 - **apply**: ``POST /nodes/{node}/network`` (create) or ``PUT …/network/{iface}`` (update) stage the
   changes, then ``PUT /nodes/{node}/network`` reloads them (a ``srvreload`` task, waited for)
-  (docs/FACTS.md, Proxmox VE API).
+  (docs/FACTS.md, Proxmox VE API). Each change carries a typed payload (:class:`StageBridge`: the
+  parameters planned for the bridge; :class:`ReloadNetwork`); apply executes them in order and reads
+  no spec.
 - **checks**: each bridge active with the planned ports and address, nothing left staged.
 
 The host's own addresses are not in the seed. falkit keeps vmbr0's address when it already lies in
@@ -34,9 +36,31 @@ from ..clients.proxmox import PveCallError, TaskFailedError, TaskTimeoutError, c
 from ..model.errors import StepError
 from ..model.spec import LabSpec
 from ..plan.diff import Change, Noop, Plan
+from ..plan.payloads import payload
 from .base import Check, Progress, StepOptions, register
+from .executors import Apply, execute, executes, executes_together
 
+STEP = "network"
 FIELDS = ("bridge_ports", "cidr", "gateway", "autostart")
+
+
+@payload
+@dataclass(frozen=True)
+class StageBridge:
+    """Stage bridge ``iface``: ``POST /nodes/{node}/network`` with ``params`` (``create``), or
+    ``PUT …/network/{iface}`` with ``params`` and the keys to ``delete``. The changes of one bridge
+    (one per field) carry the same payload and are staged with one call."""
+
+    iface: str
+    params: dict
+    create: bool = False
+    delete: tuple[str, ...] = ()
+
+
+@payload
+@dataclass(frozen=True)
+class ReloadNetwork:
+    """``PUT /nodes/{node}/network``: apply the staged changes (a task, waited for)."""
 
 
 @dataclass(frozen=True)
@@ -116,14 +140,14 @@ def plan_network(spec: LabSpec, facts: NetworkFacts, options: StepOptions) -> Pl
         if iface is None:
             changes.append(Change("create", "bridge", name, "", None, _describe(fields),
                                   reason=f"{'management' if disruptive else 'storage'} bridge",
-                                  data={"iface": name, "params": _params(fields, create=True)}))
+                                  data=StageBridge(name, _params(fields, create=True), create=True)))
             continue
         have = current(iface)
         diff = {k: v for k, v in fields.items() if have[k] != v}
         for key, new in diff.items():
             changes.append(Change("update", "bridge", name, key, have[key] or None, new if new != "" else "(none)",
                                   disruptive=disruptive and key != "autostart", reason=why if key != "autostart" else "",
-                                  data={"iface": name, "params": _params(fields), "delete": [k for k, v in fields.items() if v == ""]}))
+                                  data=StageBridge(name, _params(fields), delete=tuple(k for k, v in fields.items() if v == ""))))
         if not diff:
             if not iface.get("active"):
                 staged_only = True
@@ -132,7 +156,7 @@ def plan_network(spec: LabSpec, facts: NetworkFacts, options: StepOptions) -> Pl
                 noops.append(Noop("bridge", name, f"active: ports {have['bridge_ports'] or 'none'}, {have['cidr']}"))
     if changes or staged_only:
         changes.append(Change("action", "network", facts.node, "reload", reason="apply staged changes (PUT /nodes/{node}/network)",
-                              disruptive=any(c.disruptive for c in changes)))
+                              disruptive=any(c.disruptive for c in changes), data=ReloadNetwork()))
     return Plan("network", tuple(changes), tuple(noops))
 
 
@@ -145,6 +169,34 @@ def _params(fields: dict[str, Any], create: bool = False) -> dict[str, Any]:
     if create:
         out["type"] = "bridge"
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Executors of this step's payloads
+
+
+@executes_together(StageBridge, key=lambda c: c.data.iface)
+def _stage_bridge(changes: list[Change], ctx: Apply) -> None:
+    """One staging call for the (consecutive) changes of one bridge."""
+    c, d = changes[0], changes[0].data
+    net = ctx.target.pve.nodes(ctx.target.node).network
+    if d.create:
+        ctx.progress.log(f"staging bridge {c.name}: {c.new}")
+        call(f"stage bridge {c.name}", net.post, iface=d.iface, **d.params)
+    else:
+        ctx.progress.log(f"staging {c.name}: " + ", ".join(x.describe() for x in changes))
+        kwargs = dict(d.params)
+        if d.delete:
+            kwargs["delete"] = ",".join(d.delete)
+        call(f"stage {c.name}", net(d.iface).put, type="bridge", **kwargs)
+
+
+@executes(ReloadNetwork)
+def _reload_network(c: Change, ctx: Apply) -> None:
+    bar = ctx.progress.task("network reload", 1)
+    upid = call("reload network", ctx.target.pve.nodes(ctx.target.node).network.put)
+    wait_task(ctx.target.pve, ctx.target.node, upid, timeout=ctx.timeout)
+    bar(1, "applied")
 
 
 def observe_network(pve: Any, node: str) -> NetworkFacts:
@@ -164,29 +216,10 @@ class NetworkStep:
         return plan_network(spec, observed, options)
 
     def apply(self, target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-        net = target.pve.nodes(target.node).network
         try:
-            staged: set[str] = set()
-            for c in plan.changes:
-                if c.kind != "bridge" or c.data["iface"] in staged:
-                    continue
-                staged.add(c.data["iface"])
-                if c.op == "create":
-                    progress.log(f"staging bridge {c.name}: {c.new}")
-                    call(f"stage bridge {c.name}", net.post, iface=c.data["iface"], **c.data["params"])
-                else:
-                    progress.log(f"staging {c.name}: " + ", ".join(d.describe() for d in plan.changes if d.name == c.name))
-                    kwargs = dict(c.data["params"])
-                    if c.data.get("delete"):
-                        kwargs["delete"] = ",".join(c.data["delete"])
-                    call(f"stage {c.name}", net(c.data["iface"]).put, type="bridge", **kwargs)
-            if any(c.kind == "network" and c.field == "reload" for c in plan.changes):
-                bar = progress.task("network reload", 1)
-                upid = call("reload network", net.put)
-                wait_task(target.pve, target.node, upid, timeout=options.wait_timeout_s)
-                bar(1, "applied")
+            execute(target, plan.changes, progress, options.wait_timeout_s, step=STEP)
         except (PveCallError, TaskFailedError, TaskTimeoutError) as e:
-            raise StepError("network", str(e)) from e
+            raise StepError(STEP, str(e)) from e
 
     def checks(self, target: Any, spec: LabSpec, options: StepOptions) -> list[Check]:
         facts = observe_network(target.pve, target.node)

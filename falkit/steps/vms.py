@@ -52,6 +52,15 @@ does not exist"); the storages of disks to allocate must exist with content ``im
 storage must exist with content ``iso`` when the ISO is downloaded or a VM is created. Observed with
 ``GET /nodes/{node}/network`` and ``GET /storage`` (PVE API viewer).
 
+Every change carries a typed payload (this module's :class:`DownloadTalosIso`, :class:`CreateClusterVm`,
+:class:`SetClusterVmConfig`, :class:`ResizeClusterDisk`, :class:`ClusterVmPower`, :class:`DestroyClusterVm`,
+:class:`RefusedClusterDisk`;
+a prerequisite or a lost disk: :class:`~falkit.plan.payloads.Blocked`): everything apply needs — the
+create parameters, the config keys, whether the plan restarts the VM — is decided in plan. Apply
+refuses a blocked or refused change, then executes the changes in its phases (:data:`APPLY_ORDER`:
+downloads, creates, config updates, resizes, reboots, starts, deletes; each phase's tasks waited for
+together). It reads no spec.
+
 Apply waits for every task with ``options.wait_timeout_s`` and raises StepError naming the VM and
 PVE's words (``TASK ERROR: …``, ``VM is locked (backup)``).
 """
@@ -60,7 +69,8 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..clients.kube import WaitReporter
@@ -81,7 +91,11 @@ from ..model.design import VmDesign, design_of
 from ..model.errors import StepError
 from ..model.spec import LabSpec
 from ..plan.diff import Change, Noop, Plan
+from ..plan.payloads import Blocked, payload
 from .base import Check, Progress, StepOptions, register
+from .executors import Apply, execute, executes, executes_together
+
+STEP = "vms"
 
 ISO_STORAGE = "local"
 VANILLA_SCHEMATIC = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"  # talos.dev Image Factory docs
@@ -106,6 +120,80 @@ class VmFacts:
     # The image volumes on the storages the VMs' disks are planned on: volid -> (owner vmid, size in
     # GiB); None: not observed (GET /nodes/{node}/storage/{storage}/content?content=images).
     volumes: dict[str, tuple[int | None, float]] | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Payloads of this step (the shared ones: falkit.plan.payloads)
+
+
+@payload
+@dataclass(frozen=True)
+class DownloadTalosIso:
+    """``POST /nodes/{node}/storage/{storage}/download-url`` of the ISO ``filename`` from ``url``."""
+
+    storage: str
+    filename: str
+    url: str
+
+
+@payload
+@dataclass(frozen=True)
+class CreateClusterVm:
+    """``POST /nodes/{node}/qemu`` with ``params`` (the VM's whole planned config, its VMID and the ISO)."""
+
+    vmid: int
+    params: dict
+
+
+@payload
+@dataclass(frozen=True)
+class SetClusterVmConfig:
+    """``PUT /nodes/{node}/qemu/{vmid}/config`` of ``settings``; ``pending``: PVE keeps them pending until
+    the next start; ``restarted``: the plan reboots or starts the VM (else a key expected in effect
+    that PVE left pending is an error); ``reattach``: the ``unusedN`` key of a re-attached volume."""
+
+    vmid: int
+    settings: dict
+    pending: bool
+    restarted: bool = False
+    reattach: str = ""
+
+
+@payload
+@dataclass(frozen=True)
+class ResizeClusterDisk:
+    """``PUT /nodes/{node}/qemu/{vmid}/resize`` of ``disk`` to ``size``."""
+
+    vmid: int
+    disk: str
+    size: str
+
+
+@payload
+@dataclass(frozen=True)
+class ClusterVmPower:
+    """``POST /nodes/{node}/qemu/{vmid}/status/{action}`` (``reboot`` or ``start``)."""
+
+    vmid: int
+    action: str
+
+
+@payload
+@dataclass(frozen=True)
+class DestroyClusterVm:
+    """Stop VM ``vmid`` (when ``running``), then ``DELETE /nodes/{node}/qemu/{vmid}`` with ``purge``."""
+
+    vmid: int
+    running: bool
+
+
+@payload
+@dataclass(frozen=True)
+class RefusedClusterDisk:
+    """A disk change PVE cannot make (``refuse``: ``storage`` — on another storage; ``shrink``): apply refuses it."""
+
+    vmid: int
+    refuse: str
 
 
 def iso_name(spec: LabSpec) -> str:
@@ -160,7 +248,7 @@ def prerequisites(spec: LabSpec, facts: VmFacts, to_create: list[VmDesign], chan
             else:
                 continue
             out.append(Change("action", "prerequisite", br, "bridge", reason=f"blocked: {msg} — run 10-network first",
-                              data={"blocked": True, "message": msg, "run_first": "10-network"}))
+                              data=Blocked(msg, run_first="10-network")))
     if facts.storages is not None:
         need: dict[str, str] = {}
         for vm in to_create:
@@ -183,7 +271,7 @@ def prerequisites(spec: LabSpec, facts: VmFacts, to_create: list[VmDesign], chan
                    if content == "iso" else f"create storage {sid!r} with content 'images' on node {facts.node}, "
                    "or change the disks' storage in the lab YAML")
             out.append(Change("action", "prerequisite", sid, "storage", reason=f"blocked: {msg}",
-                              data={"blocked": True, "message": msg, "fix": fix}))
+                              data=Blocked(msg, fix=fix)))
     return out
 
 
@@ -198,29 +286,34 @@ def plan_vms(spec: LabSpec, facts: VmFacts, options: StepOptions) -> Plan:
         schematic = str(options.extra.get("talos_schematic") or VANILLA_SCHEMATIC)
         changes.append(Change("action", "iso", f"{ISO_STORAGE}:iso/{iso_name(spec)}", "download",
                               reason=f"Talos {spec.versions.talos} ISO for the new VMs (download-url)",
-                              data={"storage": ISO_STORAGE, "filename": iso_name(spec), "url": iso_url(spec, schematic)}))
+                              data=DownloadTalosIso(ISO_STORAGE, iso_name(spec), iso_url(spec, schematic))))
     for vm in to_create:
         summary = f"{vm.cores} vCPU, {vm.memory_gb} GiB, " + ", ".join(f"{d.slot} {d.storage}:{d.size_gb}G" for d in vm.disks) \
             + ", " + ", ".join(f"{n.slot} {n.mac}@{n.bridge}" for n in vm.nics)
         changes.append(Change("create", "vm", vm.name, "", None, f"VMID {vm.vmid}: {summary}",
-                              reason=vm.role, data={"vmid": vm.vmid, "params": create_params(spec, vm)}))
+                              reason=vm.role, data=CreateClusterVm(vm.vmid, create_params(spec, vm))))
         changes.append(Change("action", "vm", vm.name, "start", reason="boot Talos maintenance mode from the ISO",
-                              data={"vmid": vm.vmid, "action": "start"}))
+                              data=ClusterVmPower(vm.vmid, "start")))
     for vm in wanted:
         state = facts.vms.get(vm.vmid)
         if state is None:
             continue
         vm_changes = _drift(spec, vm, state, facts.volumes, bool(options.extra.get("new_empty_disk")))
-        changes += vm_changes
-        pending_after = bool(state.pending) or any(c.data and c.data.get("pending") for c in vm_changes)
+        pending_after = bool(state.pending) or any(_pending(c) for c in vm_changes)
+        power: Change | None = None
         if state.status == "running" and pending_after:
-            keys = sorted(set(state.pending) | {c.field for c in vm_changes if c.data and c.data.get("pending")})
-            changes.append(Change("action", "vm", vm.name, "reboot", disruptive=True,
-                                  reason="apply pending changes: " + ", ".join(keys),
-                                  data={"vmid": vm.vmid, "action": "reboot"}))
+            keys = sorted(set(state.pending) | {c.field for c in vm_changes if _pending(c)})
+            power = Change("action", "vm", vm.name, "reboot", disruptive=True,
+                           reason="apply pending changes: " + ", ".join(keys), data=ClusterVmPower(vm.vmid, "reboot"))
         elif state.status != "running":
-            changes.append(Change("action", "vm", vm.name, "start", reason=f"VM is {state.status}",
-                                  data={"vmid": vm.vmid, "action": "start"}))
+            power = Change("action", "vm", vm.name, "start", reason=f"VM is {state.status}",
+                           data=ClusterVmPower(vm.vmid, "start"))
+        if power is not None:  # the config updates know the plan restarts the VM
+            vm_changes = [replace(c, data=replace(c.data, restarted=True))
+                          if isinstance(c.data, SetClusterVmConfig) else c for c in vm_changes]
+        changes += vm_changes
+        if power is not None:
+            changes.append(power)
         if not vm_changes and not (state.status == "running" and pending_after) and state.status == "running":
             noops.append(Noop("vm", vm.name, f"VMID {vm.vmid} running as planned"))
     known = {v.vmid for v in wanted}
@@ -230,11 +323,15 @@ def plan_vms(spec: LabSpec, facts: VmFacts, options: StepOptions) -> Plan:
         if options.allow_destructive:
             changes.append(Change("delete", "vm", state.name, "", f"VMID {vmid}", None, destructive=True,
                                   reason="not in the spec: stop and destroy (disks deleted)",
-                                  data={"vmid": vmid, "running": state.status == "running"}))
+                                  data=DestroyClusterVm(vmid, state.status == "running")))
         else:
             notes.append(f"VM {vmid} ({state.name}) is not in the spec; kept (allow_destructive=True deletes it)")
     blocked = prerequisites(spec, facts, to_create, changes)
     return Plan("vms", tuple(blocked + changes), tuple(noops), tuple(notes))
+
+
+def _pending(c: Change) -> bool:
+    return isinstance(c.data, SetClusterVmConfig) and c.data.pending
 
 
 def hot_disk(config: dict[str, Any], slot: str) -> bool:
@@ -270,7 +367,7 @@ def _missing_disk(vm: VmDesign, disk: Any, state: VmState, want: str,
         volid = parse_drive(str(running_vol)).volume
         return [Change("update", "vm-config", vm.name, disk.slot, None, volid,
                        reason=f"cancel the pending detach of the {disk.role} disk {volid}",
-                       data={"vmid": vm.vmid, "set": {disk.slot: str(running_vol)}, "pending": False})]
+                       data=SetClusterVmConfig(vm.vmid, {disk.slot: str(running_vol)}, pending=False))]
     attached = {parse_drive(str(v)).volume for k, v in have.items() if re.fullmatch(r"(scsi|virtio|sata|ide)\d+", k)}
     unused = [(k, str(have[k])) for k in sorted(have, key=lambda k: int(k[6:]) if k[6:].isdigit() else 0)
               if re.fullmatch(r"unused\d+", k)]
@@ -283,33 +380,32 @@ def _missing_disk(vm: VmDesign, disk: Any, state: VmState, want: str,
         msg = (f"{vm.name} has no {disk.slot}; its detached volume {volid} ({key}) is "
                f"{volumes[volid][1]:g}G, larger than the planned {disk.size_gb}G (PVE cannot shrink a disk)")
         return [Change("update", "vm-disk", vm.name, disk.slot, None, volid, reason=f"blocked: {msg}",
-                       data={"vmid": vm.vmid, "blocked": True, "message": msg,
-                             "fix": f"re-attach it by hand (qm set {vm.vmid} --{disk.slot} {volid}) and plan that size "
-                                    "in the lab YAML, then re-run 20-vms"})]
+                       data=Blocked(msg, fix=f"re-attach it by hand (qm set {vm.vmid} --{disk.slot} {volid}) and plan "
+                                             "that size in the lab YAML, then re-run 20-vms"))]
     if len(cands) == 1:
         key, volid = cands[0]
         options = want.split(",", 1)[1] if "," in want else ""
         out = [Change("update", "vm-config", vm.name, disk.slot, None, volid,
                       reason=f"re-attach the detached {disk.role} disk ({key}: {volid})",
-                      data={"vmid": vm.vmid, "set": {disk.slot: ",".join(p for p in (volid, options) if p)},
-                            "pending": pending, "reattach": key})]
+                      data=SetClusterVmConfig(vm.vmid, {disk.slot: ",".join(p for p in (volid, options) if p)},
+                                       pending=pending, reattach=key))]
         size = volumes[volid][1] if volumes and volid in volumes else None
         if size is not None and size < disk.size_gb:
             out.append(Change("action", "vm-disk", vm.name, f"{disk.slot} resize", f"{size:g}G", f"{disk.size_gb}G",
                               reason="grow online (PUT …/resize)",
-                              data={"vmid": vm.vmid, "resize": {"disk": disk.slot, "size": f"{disk.size_gb}G"}}))
+                              data=ResizeClusterDisk(vm.vmid, disk.slot, f"{disk.size_gb}G")))
         return out
     if len(cands) > 1:
         listed = ", ".join(f"{k}: {v}" for k, v in cands)
         msg = f"{vm.name} has no {disk.slot}, and several detached volumes of it on {disk.storage} ({listed})"
         return [Change("update", "vm-disk", vm.name, disk.slot, None, f"{disk.storage}:{disk.size_gb}G",
                        reason=f"blocked: {msg}",
-                       data={"vmid": vm.vmid, "blocked": True, "message": msg,
-                             "fix": f"attach the right one by hand (qm set {vm.vmid} --{disk.slot} <volid>) and re-run 20-vms"})]
+                       data=Blocked(msg, fix=f"attach the right one by hand (qm set {vm.vmid} --{disk.slot} <volid>) "
+                                             "and re-run 20-vms"))]
     if new_empty_disk:
         return [Change("update", "vm-config", vm.name, disk.slot, None, f"{disk.storage}:{disk.size_gb}G",
                        reason=f"allocate a new, empty {disk.role} disk (new_empty_disk=True)",
-                       data={"vmid": vm.vmid, "set": {disk.slot: want}, "pending": pending})]
+                       data=SetClusterVmConfig(vm.vmid, {disk.slot: want}, pending=pending))]
     orphans = sorted(v for v, (owner, _size) in (volumes or {}).items()
                      if owner == vm.vmid and v.split(":", 1)[0] == disk.storage and v not in attached
                      and v not in {u for _k, u in unused})
@@ -319,10 +415,9 @@ def _missing_disk(vm: VmDesign, disk: Any, state: VmState, want: str,
            f"of it (unusedN) on {disk.storage}: a new disk would be empty{seen}")
     return [Change("update", "vm-disk", vm.name, disk.slot, None, f"{disk.storage}:{disk.size_gb}G",
                    reason=f"blocked: {msg}",
-                   data={"vmid": vm.vmid, "blocked": True, "message": msg,
-                         "fix": "re-attach the volume that holds the data (qm set "
-                                f"{vm.vmid} --{disk.slot} <volid>), or allocate an empty disk with "
-                                "new_empty_disk=True (falkit run: --set new_empty_disk=true)"})]
+                   data=Blocked(msg, fix="re-attach the volume that holds the data (qm set "
+                                         f"{vm.vmid} --{disk.slot} <volid>), or allocate an empty disk with "
+                                         "new_empty_disk=True (falkit run: --set new_empty_disk=true)"))]
 
 
 def _drift(spec: LabSpec, vm: VmDesign, state: VmState, volumes: dict[str, tuple[int | None, float]] | None = None,
@@ -336,13 +431,13 @@ def _drift(spec: LabSpec, vm: VmDesign, state: VmState, volumes: dict[str, tuple
             pending = running and key not in HOT_KEYS
             out.append(Change("update", "vm-config", vm.name, key, have.get(key), want[key],
                               reason="pending until restart" if pending else "",
-                              data={"vmid": vm.vmid, "set": {key: want[key]}, "pending": pending}))
+                              data=SetClusterVmConfig(vm.vmid, {key: want[key]}, pending)))
     for nic in vm.nics:
         cur = have.get(nic.slot)
         new = want[nic.slot]
         if cur is None:
             out.append(Change("update", "vm-config", vm.name, nic.slot, None, new, reason=f"add the {nic.network} NIC",
-                              data={"vmid": vm.vmid, "set": {nic.slot: new}, "pending": running}))
+                              data=SetClusterVmConfig(vm.vmid, {nic.slot: new}, running)))
             continue
         c = parse_net(cur)
         if c.mac != (nic.mac or "").lower() or c.bridge != nic.bridge or (c.model or "virtio") != "virtio":
@@ -353,7 +448,7 @@ def _drift(spec: LabSpec, vm: VmDesign, state: VmState, volumes: dict[str, tuple
                 what.append("bridge")
             out.append(Change("update", "vm-config", vm.name, nic.slot, cur, new, disruptive=True,
                               reason=f"{' and '.join(what) or 'model'} change: the guest sees a new NIC; DHCP reservations must follow",
-                              data={"vmid": vm.vmid, "set": {nic.slot: new}, "pending": running}))
+                              data=SetClusterVmConfig(vm.vmid, {nic.slot: new}, running)))
     for disk in vm.disks:
         cur = have.get(disk.slot)
         # PVE hot-plugs a scsi/virtio disk into a running VM when ``hotplug`` has ``disk`` (the
@@ -368,8 +463,7 @@ def _drift(spec: LabSpec, vm: VmDesign, state: VmState, volumes: dict[str, tuple
                    "attached (PVE allocates `storage:size` when it writes a config; this value never was)")
             out.append(Change("update", "vm-disk", vm.name, disk.slot, d.volume, f"{disk.storage}:{disk.size_gb}G",
                               reason=f"blocked: {msg}",
-                              data={"vmid": vm.vmid, "blocked": True, "message": msg,
-                                    "fix": f"remove it (qm set {vm.vmid} --delete {disk.slot}) and re-run 20-vms"}))
+                              data=Blocked(msg, fix=f"remove it (qm set {vm.vmid} --delete {disk.slot}) and re-run 20-vms")))
             continue
         size = d.size_gib
         if size is None and volumes and d.volume in volumes:
@@ -378,15 +472,15 @@ def _drift(spec: LabSpec, vm: VmDesign, state: VmState, volumes: dict[str, tuple
         if d.storage != disk.storage:
             out.append(Change("update", "vm-disk", vm.name, disk.slot, d.volume, f"{disk.storage}:{disk.size_gb}G", destructive=True,
                               reason=f"on storage {d.storage}, planned on {disk.storage}: move it by hand (qm disk move) or recreate it",
-                              data={"vmid": vm.vmid, "refuse": "storage"}))
+                              data=RefusedClusterDisk(vm.vmid, "storage")))
         elif size > disk.size_gb:
             out.append(Change("update", "vm-disk", vm.name, disk.slot, f"{size:g}G", f"{disk.size_gb}G", destructive=True,
                               reason="PVE cannot shrink a disk: back up, detach and recreate it by hand",
-                              data={"vmid": vm.vmid, "refuse": "shrink"}))
+                              data=RefusedClusterDisk(vm.vmid, "shrink")))
         elif size < disk.size_gb:
             out.append(Change("action", "vm-disk", vm.name, f"{disk.slot} resize", f"{size:g}G", f"{disk.size_gb}G",
                               reason="grow online (PUT …/resize)",
-                              data={"vmid": vm.vmid, "resize": {"disk": disk.slot, "size": f"{disk.size_gb}G"}}))
+                              data=ResizeClusterDisk(vm.vmid, disk.slot, f"{disk.size_gb}G")))
     return out
 
 
@@ -428,52 +522,13 @@ class VmsStep:
         return plan_vms(spec, observed, options)
 
     def apply(self, target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-        pve, node = target.pve, target.node
-        blocked = [c for c in plan.changes if c.data and c.data.get("blocked")]
+        blocked = [c for c in plan.changes if isinstance(c.data, Blocked)]
         if blocked:  # the runbook refuses such a plan before apply; never act on one anyway
-            fixes = [c.data["fix"] for c in blocked if c.data.get("fix")]
-            raise StepError("vms", "; ".join(c.reason for c in blocked),
+            fixes = [c.data.fix for c in blocked if c.data.fix]
+            raise StepError(STEP, "; ".join(c.reason for c in blocked),
                             resume="; ".join(fixes) if fixes else "run the notebook named above first")
-        refused = [c for c in plan.changes if c.data and c.data.get("refuse")]
-        if refused:
-            raise StepError("vms", "; ".join(f"{c.name} {c.field}: {c.reason}" for c in refused),
-                            resume="change the disk by hand (or the spec), then re-run 20-vms")
-        for c in (c for c in plan.changes if c.kind == "iso"):
-            upid = _pve("vms", f"download {c.data['filename']}", pve.nodes(node).storage(c.data["storage"])("download-url").post,
-                        content="iso", filename=c.data["filename"], url=c.data["url"])
-            wait_all(pve, node, {c.data["filename"]: upid}, options.wait_timeout_s, progress, "download")
-        creates = [c for c in plan.changes if c.kind == "vm" and c.op == "create"]
-        if creates:
-            upids = {c.name: _pve("vms", f"create VM {c.name}", pve.nodes(node).qemu.post, **c.data["params"]) for c in creates}
-            wait_all(pve, node, upids, options.wait_timeout_s, progress, "create")
-        updates: dict[int, dict[str, str]] = {}
-        names: dict[int, str] = {}
-        for c in plan.changes:
-            if c.kind == "vm-config":
-                updates.setdefault(c.data["vmid"], {}).update(c.data["set"])
-                names[c.data["vmid"]] = c.name
-        for vmid, params in updates.items():
-            progress.log(f"{names[vmid]}: set {', '.join(f'{k}={v}' for k, v in params.items())}")
-            _pve("vms", f"update VM {names[vmid]}", pve.nodes(node).qemu(vmid).config.put, **params)
-        _left_pending(pve, node, plan, updates, names)
-        resizes = {c.name + " " + c.data["resize"]["disk"]: _pve("vms", f"resize {c.name}", pve.nodes(node).qemu(c.data["vmid"]).resize.put,
-                                                               **c.data["resize"])
-                   for c in plan.changes if c.data and c.data.get("resize")}
-        if resizes:
-            wait_all(pve, node, {k: v for k, v in resizes.items() if isinstance(v, str)}, options.wait_timeout_s, progress, "resize")
-        for verb in ("reboot", "start"):
-            acts = [c for c in plan.changes if c.kind == "vm" and c.data and c.data.get("action") == verb]
-            if acts:
-                upids = {c.name: _pve("vms", f"{verb} VM {c.name}", getattr(pve.nodes(node).qemu(c.data["vmid"]).status, verb).post)
-                         for c in acts}
-                wait_all(pve, node, upids, options.wait_timeout_s, progress, verb)
-        for c in (c for c in plan.changes if c.op == "delete" and c.kind == "vm"):
-            vmid = c.data["vmid"]
-            if c.data.get("running"):
-                wait_all(pve, node, {c.name: _pve("vms", f"stop {c.name}", pve.nodes(node).qemu(vmid).status.stop.post)},
-                         options.wait_timeout_s, progress, "stop")
-            wait_all(pve, node, {c.name: _pve("vms", f"destroy {c.name}", pve.nodes(node).qemu(vmid).delete, purge=1)},
-                     options.wait_timeout_s, progress, "destroy")
+        _refuse([c for c in plan.changes if isinstance(c.data, RefusedClusterDisk)])
+        execute(target, apply_order(plan.changes), progress, options.wait_timeout_s, step=STEP)
 
     def checks(self, target: Any, spec: LabSpec, options: StepOptions) -> list[Check]:
         facts = observe_vms(target.pve, target.node, spec)
@@ -487,22 +542,29 @@ class VmsStep:
             out.append(Check("VM as planned", f"{vm.name} ({vm.vmid})", f"running, {vm.cores} vCPU, {vm.memory_gb} GiB, "
                              + ", ".join(f"{n.slot} {n.mac}" for n in vm.nics)
                              + "".join(f", {d.slot} {d.storage} {d.size_gb}G" for d in vm.disks), observed, ok,
-                             "" if ok else "; ".join(c.data["fix"] for c in drift if c.data and c.data.get("fix"))
+                             "" if ok else "; ".join(c.data.fix for c in drift if isinstance(c.data, Blocked) and c.data.fix)
                              or "re-run 20-vms with apply and allow_disruptive (MAC changes and the restarts "
                              "that make pending changes take effect)"))
         return out
 
 
-def _left_pending(pve: Any, node: str, plan: Plan, updates: dict[int, dict[str, str]], names: dict[int, str]) -> None:
+def _refuse(refused: list[Change]) -> None:
+    if refused:
+        raise StepError(STEP, "; ".join(f"{c.name} {c.field}: {c.reason}" for c in refused),
+                        resume="change the disk by hand (or the spec), then re-run 20-vms")
+
+
+def _left_pending(pve: Any, node: str, changes: list[Change], updates: dict[int, dict[str, str]],
+                  names: dict[int, str]) -> None:
     """After the config updates: a change the plan expected in effect at once (``pending`` False:
     hot-plugged) that PVE left pending waits for a restart the plan does not make (e.g. the VM's
     ``hotplug`` changed between plan and apply). Say so now — converging would wait
     ``wait_timeout_s`` for a reboot nobody applies."""
-    rebooted = {c.data["vmid"] for c in plan.changes if c.kind == "vm" and c.data and c.data.get("action") in ("reboot", "start")}
+    rebooted = {c.data.vmid for c in changes if c.data.restarted}
     expected: dict[int, set[str]] = {}
-    for c in plan.changes:
-        if c.kind == "vm-config" and c.data and not c.data.get("pending"):
-            expected.setdefault(c.data["vmid"], set()).update(c.data["set"])
+    for c in changes:
+        if not c.data.pending:
+            expected.setdefault(c.data.vmid, set()).update(c.data.settings)
     stuck = []
     for vmid in updates:
         if vmid in rebooted or not expected.get(vmid):
@@ -512,10 +574,102 @@ def _left_pending(pve: Any, node: str, plan: Plan, updates: dict[int, dict[str, 
         if keys:
             stuck.append(f"{names[vmid]} ({vmid}): {', '.join(keys)}")
     if stuck:
-        raise StepError("vms", "Proxmox left change(s) pending instead of applying them to the running VM — "
+        raise StepError(STEP, "Proxmox left change(s) pending instead of applying them to the running VM — "
                         + "; ".join(stuck) + " (not hot-plugged: see the VM's `hotplug` option)",
                         resume="they take effect at the VM's next start: re-run 20-vms with allow_disruptive=True "
                         "to restart it, or restart it by hand")
+
+
+# ---------------------------------------------------------------------------------------------
+# Executors of this step's payloads
+
+#: The phases of apply, in order: each phase's changes (in plan order) run together, their tasks
+#: waited for in parallel.
+APPLY_ORDER: tuple[tuple[type, str], ...] = (
+    (Blocked, ""), (RefusedClusterDisk, ""), (DownloadTalosIso, ""), (CreateClusterVm, ""), (SetClusterVmConfig, ""),
+    (ResizeClusterDisk, ""), (ClusterVmPower, "reboot"), (ClusterVmPower, "start"), (DestroyClusterVm, ""))
+
+
+def _phase(c: Change) -> int:
+    key = (type(c.data), getattr(c.data, "action", "") if isinstance(c.data, ClusterVmPower) else "")
+    return APPLY_ORDER.index(key) if key in APPLY_ORDER else len(APPLY_ORDER)
+
+
+def apply_order(changes: Iterable[Change]) -> list[Change]:
+    """``changes`` in the order apply carries them out (:data:`APPLY_ORDER`; stable within a phase)."""
+    return sorted(changes, key=_phase)
+
+
+def _pve_of(ctx: Apply) -> tuple[Any, str]:
+    return ctx.target.pve, ctx.target.node
+
+
+@executes(RefusedClusterDisk)
+def _refused(c: Change, ctx: Apply) -> None:
+    _refuse([c])
+
+
+@executes(DownloadTalosIso)
+def _download_iso(c: Change, ctx: Apply) -> None:
+    d: DownloadTalosIso = c.data
+    pve, node = _pve_of(ctx)
+    upid = _pve(STEP, f"download {d.filename}", pve.nodes(node).storage(d.storage)("download-url").post,
+                content="iso", filename=d.filename, url=d.url)
+    wait_all(pve, node, {d.filename: upid}, ctx.timeout, ctx.progress, "download")
+
+
+@executes_together(CreateClusterVm, key=lambda c: None)
+def _create_vms(changes: list[Change], ctx: Apply) -> None:
+    """Post every create, then wait for all their tasks in parallel."""
+    pve, node = _pve_of(ctx)
+    upids = {c.name: _pve(STEP, f"create VM {c.name}", pve.nodes(node).qemu.post, **c.data.params) for c in changes}
+    wait_all(pve, node, upids, ctx.timeout, ctx.progress, "create")
+
+
+@executes_together(SetClusterVmConfig, key=lambda c: None)
+def _set_configs(changes: list[Change], ctx: Apply) -> None:
+    """One ``PUT …/config`` per VM with all its keys; then a key expected in effect that PVE left
+    pending is an error (:func:`_left_pending`)."""
+    pve, node = _pve_of(ctx)
+    updates: dict[int, dict[str, str]] = {}
+    names: dict[int, str] = {}
+    for c in changes:
+        updates.setdefault(c.data.vmid, {}).update(c.data.settings)
+        names[c.data.vmid] = c.name
+    for vmid, params in updates.items():
+        ctx.progress.log(f"{names[vmid]}: set {', '.join(f'{k}={v}' for k, v in params.items())}")
+        _pve(STEP, f"update VM {names[vmid]}", pve.nodes(node).qemu(vmid).config.put, **params)
+    _left_pending(pve, node, changes, updates, names)
+
+
+@executes_together(ResizeClusterDisk, key=lambda c: None)
+def _resize_disks(changes: list[Change], ctx: Apply) -> None:
+    pve, node = _pve_of(ctx)
+    resizes = {c.name + " " + c.data.disk: _pve(STEP, f"resize {c.name}", pve.nodes(node).qemu(c.data.vmid).resize.put,
+                                                disk=c.data.disk, size=c.data.size)
+               for c in changes}
+    wait_all(pve, node, {k: v for k, v in resizes.items() if isinstance(v, str)}, ctx.timeout, ctx.progress, "resize")
+
+
+@executes_together(ClusterVmPower, key=lambda c: c.data.action)
+def _power(changes: list[Change], ctx: Apply) -> None:
+    """Reboot (or start) the VMs of consecutive changes, then wait for all their tasks in parallel."""
+    pve, node = _pve_of(ctx)
+    verb = changes[0].data.action
+    upids = {c.name: _pve(STEP, f"{verb} VM {c.name}", getattr(pve.nodes(node).qemu(c.data.vmid).status, verb).post)
+             for c in changes}
+    wait_all(pve, node, upids, ctx.timeout, ctx.progress, verb)
+
+
+@executes(DestroyClusterVm)
+def _destroy(c: Change, ctx: Apply) -> None:
+    pve, node = _pve_of(ctx)
+    vmid = c.data.vmid
+    if c.data.running:
+        wait_all(pve, node, {c.name: _pve(STEP, f"stop {c.name}", pve.nodes(node).qemu(vmid).status.stop.post)},
+                 ctx.timeout, ctx.progress, "stop")
+    wait_all(pve, node, {c.name: _pve(STEP, f"destroy {c.name}", pve.nodes(node).qemu(vmid).delete, purge=1)},
+             ctx.timeout, ctx.progress, "destroy")
 
 
 def _pve(step: str, what: str, fn: Any, **kwargs: Any) -> Any:

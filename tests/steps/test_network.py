@@ -4,11 +4,17 @@ changes flagged disruptive, idempotence, and the step against a real twin pve pr
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 from steps_support import PveTarget
 
+from falkit.plan.diff import Plan
+from falkit.plan.payloads import PAYLOADS
+from falkit.steps import executors
 from falkit.steps.base import StepOptions
-from falkit.steps.network import NetworkFacts, plan_network
+from falkit.steps.network import NetworkFacts, ReloadNetwork, StageBridge, plan_network
 from falkit.steps.registry import get_step
 
 ETH = {"type": "eth", "active": 1, "exists": 1}
@@ -53,6 +59,20 @@ CASES = {
 def test_plan_table(fal, name):
     facts, expected = CASES[name]
     assert rows(plan_network(fal, NetworkFacts("fal", facts), StepOptions())) == expected
+
+
+def test_plan_carries_typed_payloads_and_round_trips(fal):
+    """Every change carries a registered payload with an executor (the bridge's planned parameters,
+    the reload), and the plan is equal after a JSON round trip."""
+    for name in CASES:
+        plan = plan_network(fal, NetworkFacts("fal", CASES[name][0]), StepOptions())
+        assert all(dataclasses.is_dataclass(c.data) and PAYLOADS.get(type(c.data).__name__) is type(c.data)
+                   and executors.executable(c) for c in plan.changes), name
+        assert Plan.from_json(json.loads(json.dumps(plan.to_json()))) == plan, name
+    plan = plan_network(fal, NetworkFacts("fal", CASES["vmbr1 with a stray gateway and a port"][0]), StepOptions())
+    assert [c.data for c in plan.changes] == [
+        StageBridge("vmbr1", {"cidr": "10.11.0.1/24", "autostart": 1}, delete=("bridge_ports", "gateway"))] * 2 \
+        + [ReloadNetwork()]
 
 
 def test_host_ip_option_and_physical_storage_port(fal):

@@ -12,6 +12,12 @@ is rollback-talos'); the notebook options are declared (and typed) for the runbo
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
+from falkit.plan.diff import Plan
+from falkit.plan.payloads import PAYLOADS
+from falkit.steps import executors
 from falkit.steps.base import StepOptions
 from falkit.steps.rollback import (
     LbFacts,
@@ -22,6 +28,13 @@ from falkit.steps.rollback import (
     plan_metallb,
     plan_volumes_back,
     plan_workers,
+)
+from falkit.steps.rollback.workers import (
+    CordonWorker,
+    DeleteWorkerNode,
+    DestroyWorker,
+    DrainWorker,
+    ShutdownWorker,
 )
 from falkit.steps.volumes import GitopsFacts
 
@@ -187,6 +200,18 @@ def test_workers_plan_destroys_only_with_the_option_and_converges(fal):
                       {k: v for k, v in f.nodes.items() if k in ("talos-cp-01", "talos-worker-01")}, ())
     converged = plan_workers(fal, off, StepOptions())
     assert converged.empty and len(converged.noops) == 2
+
+
+def test_workers_plan_carries_typed_payloads_and_round_trips(fal):
+    """Every change of rollback-workers carries a registered payload with an executor (the Node, the
+    VMID), and the plan is equal after a JSON round trip."""
+    plan = plan_workers(fal, migrated_workers(), StepOptions(extra={"destroy_extra_workers": True}))
+    assert [c.data for c in plan.changes[:5]] == [CordonWorker("talos-worker-02"), DrainWorker("talos-worker-02"),
+                                                  ShutdownWorker(202), DeleteWorkerNode("talos-worker-02"),
+                                                  DestroyWorker(202)]
+    assert all(dataclasses.is_dataclass(c.data) and PAYLOADS.get(type(c.data).__name__) is type(c.data)
+               and executors.executable(c) for c in plan.changes), [c.describe() for c in plan.changes]
+    assert Plan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
 
 
 def test_rollback_options_are_declared_for_the_runbook():

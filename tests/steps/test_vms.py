@@ -6,14 +6,34 @@ plan empty; a PVE task failure becomes a StepError naming the VM and PVE's words
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 from steps_support import PveTarget
 
 from falkit.clients.proxmox import VmState
 from falkit.model.errors import StepError
+from falkit.plan.diff import Plan
+from falkit.plan.payloads import PAYLOADS, Blocked
+from falkit.steps import executors
 from falkit.steps.base import StepOptions
 from falkit.steps.registry import get_step
-from falkit.steps.vms import VmFacts, cluster_vms, desired_config, iso_name, plan_vms
+from falkit.steps.vms import (
+    ClusterVmPower,
+    CreateClusterVm,
+    DestroyClusterVm,
+    DownloadTalosIso,
+    RefusedClusterDisk,
+    ResizeClusterDisk,
+    SetClusterVmConfig,
+    VmFacts,
+    apply_order,
+    cluster_vms,
+    desired_config,
+    iso_name,
+    plan_vms,
+)
 
 COMMON = {"ostype": "l26", "scsihw": "virtio-scsi-single", "agent": "1", "cpu": "host", "sockets": 1}
 
@@ -70,11 +90,50 @@ def test_before_state_migration_plan(fal):
     net1 = next(c for c in plan.changes if c.field == "net1")
     assert net1.new == "virtio=52:54:00:10:11:11,bridge=vmbr1"
     create = next(c for c in plan.changes if c.op == "create" and c.name == "talos-worker-02")
-    p = create.data["params"]
+    p = create.data.params
     assert p["vmid"] == 202 and p["memory"] == "9216" and p["scsi1"].startswith("helford:300,")
     assert p["ide2"] == f"local:iso/talos-{fal.versions.talos}-metal-amd64.iso,media=cdrom"
     assert p["net0"] == "virtio=52:54:00:10:10:12,bridge=vmbr0" and p["balloon"] == "0" and p["onboot"] == "1"
     assert "talos-worker-01" in str(plan) and "52:54:00:10:10:11" in str(plan)
+
+
+def _typed_round_trip(plan):
+    assert all(dataclasses.is_dataclass(c.data) and PAYLOADS.get(type(c.data).__name__) is type(c.data)
+               for c in plan.changes), [c.describe() for c in plan.changes if not dataclasses.is_dataclass(c.data)]
+    assert all(executors.executable(c) for c in plan.changes), [c.describe() for c in plan.changes]
+    assert Plan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
+
+
+def test_plans_carry_typed_payloads_and_round_trip(fal):
+    """Every change of 20-vms carries a registered payload (no dict) with an executor, and the plan
+    is equal after a JSON round trip: the create parameters, the config keys, whether the plan
+    restarts the VM — apply reads nothing else."""
+    facts = VmFacts("fal", before_vms(), isos=(), cluster_names=("talos-cp-01", "talos-worker-01"),
+                    bridges={"vmbr0": True}, storages={"local": "iso", "local-lvm": "images", "helford": "images"})
+    migration = plan_vms(fal, facts, StepOptions(allow_disruptive=True))
+    types = [type(c.data) for c in migration.changes]
+    assert Blocked in types and DownloadTalosIso in types and CreateClusterVm in types and SetClusterVmConfig in types and ClusterVmPower in types
+    [bridge] = [c for c in migration.changes if isinstance(c.data, Blocked)]
+    assert bridge.data.run_first == "10-network" and "vmbr1" in bridge.data.message
+    net1 = next(c for c in migration.changes if c.name == "talos-worker-01" and c.field == "net1")
+    assert net1.data == SetClusterVmConfig(201, {"net1": net1.new}, pending=True, restarted=True)
+    _typed_round_trip(migration)
+    # apply's phases: downloads, creates, config updates, resizes, reboots, starts (plan order within each)
+    ordered = [(type(c.data).__name__, getattr(c.data, "action", "")) for c in apply_order(migration.changes)]
+    assert ordered == sorted(ordered, key=lambda t: ["Blocked", "DownloadTalosIso", "CreateClusterVm", "SetClusterVmConfig",
+                                                      "ClusterVmPower"].index(t[0]) * 2 + (t[1] == "start"))
+    resize = plan_vms(fal, VmFacts("fal", _with(fal, 203, scsi1="helford:vm-203-disk-1,size=200G"), isos=(iso_name(fal),)),
+                      StepOptions())
+    assert [c.data for c in resize.changes] == [ResizeClusterDisk(203, "scsi1", "300G")]
+    shrink = plan_vms(fal, VmFacts("fal", _with(fal, 203, scsi1="helford:vm-203-disk-1,size=400G"), isos=(iso_name(fal),)),
+                      StepOptions())
+    assert [c.data for c in shrink.changes] == [RefusedClusterDisk(203, "shrink")]
+    vms = converged(fal)
+    vms[204] = VmState(204, "talos-worker-04", "running", {"name": "talos-worker-04"}, {})
+    gone = plan_vms(fal, VmFacts("fal", vms, isos=(iso_name(fal),)), StepOptions(allow_destructive=True))
+    assert [c.data for c in gone.changes] == [DestroyClusterVm(204, True)]
+    for plan in (resize, shrink, gone):
+        _typed_round_trip(plan)
 
 
 def test_the_plan_does_not_depend_on_allow_disruptive(fal):

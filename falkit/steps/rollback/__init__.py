@@ -339,7 +339,7 @@ class RollbackContainers(_Base):
         f = observe_pve(target, spec)
         plan = plan_containers_back(spec, f, options)
         return [Check("new container stopped", c.name, "stopped" + (" / destroyed" if c.op == "delete" else ""),
-                      f.cts.get(c.data["vmid"], {}).get("status", "destroyed"), False, "re-run rollback-containers")
+                      f.cts.get(c.data.vmid, {}).get("status", "destroyed"), False, "re-run rollback-containers")
                 for c in plan.changes]
 
 

@@ -21,6 +21,10 @@ before-state (:mod:`.state`, ``before-state.json``).
   …/network/{iface}``) when no VM or container still has a NIC on it — otherwise it stays with
   what uses it named; then one ``PUT /nodes/{node}/network`` reload (PVE API, docs/FACTS.md).
 
+Each change carries a typed payload (:class:`RestoreVmConfig`, :class:`RebootVmBack`,
+:class:`StopNewContainer`, :class:`DestroyNewContainer`, :class:`RestoreBridge`,
+:class:`ReloadNetworkBack`) holding everything its executor (this module's) needs; apply reads no spec.
+
 Without a recorded before-state the spec's ``previous`` section is the reference where it says
 enough: vmbr0 gets ``previous.network``'s subnet (the host keeps its host octet, 10.10.0.2 ->
 10.30.0.2), gateway and ports, and the storage bridge goes when unused; VMs 200/201 get the old MAC
@@ -37,12 +41,72 @@ from ...clients.proxmox import PveCallError, TaskFailedError, TaskTimeoutError, 
 from ...model.errors import StepError
 from ...model.spec import LabSpec
 from ...plan.diff import Change, Noop, Plan
+from ...plan.payloads import payload
 from ..base import Progress, StepOptions
+from ..executors import Apply, execute, executes, executes_together
 from ..network import _host_octet_ip, current, observe_network
 from .state import VM_FIELDS, next_start_config, recorded_before
 
 NO_BEFORE = ("no before-state recorded (before-state.json in the private dir): nothing to compare with, nothing "
              "planned — record it before the migration (falkit.steps.rollback.record_before_state)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Payloads of these steps (the shared ones: falkit.plan.payloads)
+
+
+@payload
+@dataclass(frozen=True)
+class RestoreVmConfig:
+    """``PUT /nodes/{node}/qemu/{vmid}/config`` of ``settings`` with the keys to ``delete``: every
+    compared key of the VM back at once (each changed key is a change carrying the same payload)."""
+
+    vmid: int
+    settings: dict
+    delete: tuple[str, ...] = ()
+
+
+@payload
+@dataclass(frozen=True)
+class RebootVmBack:
+    """``POST /nodes/{node}/qemu/{vmid}/status/reboot`` (waited for): the pending changes take effect."""
+
+    vmid: int
+
+
+@payload
+@dataclass(frozen=True)
+class StopNewContainer:
+    """Shut container ``vmid`` down (``status/shutdown``; ``status/stop`` when that fails)."""
+
+    vmid: int
+
+
+@payload
+@dataclass(frozen=True)
+class DestroyNewContainer:
+    """``DELETE /nodes/{node}/lxc/{vmid}`` with ``purge``."""
+
+    vmid: int
+
+
+@payload
+@dataclass(frozen=True)
+class RestoreBridge:
+    """Stage bridge ``iface`` as before: ``action`` ``create`` (``POST …/network`` with ``params``),
+    ``update`` (``PUT …/network/{iface}`` with ``params`` and the keys to ``delete``) or ``delete``
+    (``DELETE …/network/{iface}``). The changes of one bridge carry the same payload (one call)."""
+
+    iface: str
+    action: str
+    params: dict | None = None
+    delete: tuple[str, ...] = ()
+
+
+@payload
+@dataclass(frozen=True)
+class ReloadNetworkBack:
+    """``PUT /nodes/{node}/network``: apply the staged bridges (a task, waited for)."""
 
 
 def _section(fields: dict[str, str], area: str) -> dict[str, dict[str, str]]:
@@ -121,6 +185,7 @@ def plan_vms_back(spec: LabSpec, f: PveFacts, options: StepOptions) -> Plan:
         now = vm["config"]
         set_: dict[str, str] = {}
         delete: list[str] = []
+        rows: list[tuple[str, str | None, str | None]] = []
         for key in VM_FIELDS:
             old, new = was.get(key), now.get(key)
             new = None if new is None else str(new)
@@ -133,40 +198,47 @@ def plan_vms_back(spec: LabSpec, f: PveFacts, options: StepOptions) -> Plan:
                 delete.append(key)
             else:
                 set_[key] = old
+            rows.append((key, new, old))
+        restore = RestoreVmConfig(vmid, set_, tuple(delete))  # the VM's keys all at once, on each of its changes
+        for key, new, old in rows:
             changes.append(Change("update", "vm", f"{subject} {was.get('name', '')}".strip(), key, new, old or "(none)",
                                   disruptive=key.startswith("net"),
                                   reason="the guest sees its old NIC again (DHCP reservation on the old MAC)"
                                   if key.startswith("net") else "as before the migration",
-                                  data={"vmid": vmid, "set": set_, "delete": delete}))
+                                  data=restore))
         if set_ or delete:
             if vm["status"] == "running":
                 changes.append(Change("action", "vm", f"{subject} {was.get('name', '')}".strip(), "reboot", disruptive=True,
-                                      reason="pending changes take effect at the next start", data={"vmid": vmid}))
+                                      reason="pending changes take effect at the next start", data=RebootVmBack(vmid)))
         else:
             noops.append(Noop("vm", subject, "as before the migration"))
     return Plan("rollback-vms", tuple(changes), tuple(noops), tuple(notes))
 
 
 def apply_vms_back(target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-    qemu = target.pve.nodes(target.node).qemu
-    done: set[int] = set()
     try:
-        for c in plan.changes:
-            vmid = c.data["vmid"]
-            if c.op == "update" and vmid not in done:
-                done.add(vmid)
-                kwargs: dict[str, Any] = dict(c.data["set"])
-                if c.data["delete"]:
-                    kwargs["delete"] = ",".join(c.data["delete"])
-                progress.log(f"rollback-vms: VM {vmid}: " + ", ".join(d.describe() for d in plan.changes
-                                                                     if d.op == "update" and d.data["vmid"] == vmid))
-                call(f"update VM {vmid}", qemu(vmid).config.put, **kwargs)
-            elif c.field == "reboot":
-                progress.log(f"rollback-vms: reboot VM {vmid}")
-                upid = call(f"reboot VM {vmid}", qemu(vmid).status.reboot.post)
-                wait_task(target.pve, target.node, upid, timeout=options.wait_timeout_s)
+        execute(target, plan.changes, progress, options.wait_timeout_s, step="rollback-vms")
     except (PveCallError, TaskFailedError, TaskTimeoutError) as e:
         raise StepError("rollback-vms", str(e)) from e
+
+
+@executes_together(RestoreVmConfig, key=lambda c: c.data.vmid)
+def _restore_vm_config(changes: list[Change], ctx: Apply) -> None:
+    """One ``PUT …/config`` for the (consecutive) changes of one VM."""
+    d: RestoreVmConfig = changes[0].data
+    kwargs: dict[str, Any] = dict(d.settings)
+    if d.delete:
+        kwargs["delete"] = ",".join(d.delete)
+    ctx.progress.log(f"rollback-vms: VM {d.vmid}: " + ", ".join(c.describe() for c in changes))
+    call(f"update VM {d.vmid}", ctx.target.pve.nodes(ctx.target.node).qemu(d.vmid).config.put, **kwargs)
+
+
+@executes(RebootVmBack)
+def _reboot_vm_back(c: Change, ctx: Apply) -> None:
+    vmid = c.data.vmid
+    ctx.progress.log(f"rollback-vms: reboot VM {vmid}")
+    upid = call(f"reboot VM {vmid}", ctx.target.pve.nodes(ctx.target.node).qemu(vmid).status.reboot.post)
+    wait_task(ctx.target.pve, ctx.target.node, upid, timeout=ctx.timeout)
 
 
 # =============================================================================================
@@ -186,34 +258,41 @@ def plan_containers_back(spec: LabSpec, f: PveFacts, options: StepOptions) -> Pl
         name = f"CT {vmid} {ct['name']}".strip()
         if ct["status"] == "running":
             changes.append(Change("action", "container", name, "shutdown", disruptive=True,
-                                  reason="added by the migration", data={"vmid": vmid}))
+                                  reason="added by the migration", data=StopNewContainer(vmid)))
         if destroy:
             changes.append(Change("delete", "container", name, old=f"CT {vmid}", destructive=True,
                                   reason="option destroy_new_containers: the container and its volumes go",
-                                  data={"vmid": vmid}))
+                                  data=DestroyNewContainer(vmid)))
         elif ct["status"] != "running":
             noops.append(Noop("container", name, "stopped; kept (destroy_new_containers=False)"))
     return Plan("rollback-containers", tuple(changes), tuple(noops))
 
 
 def apply_containers_back(target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-    lxc = target.pve.nodes(target.node).lxc
     try:
-        for c in plan.changes:
-            vmid = c.data["vmid"]
-            progress.log(f"rollback-containers: {c.describe()}")
-            if c.field == "shutdown":
-                upid = call(f"shut down CT {vmid}", lxc(vmid).status.shutdown.post)
-                try:
-                    wait_task(target.pve, target.node, upid, timeout=options.wait_timeout_s)
-                except (TaskFailedError, TaskTimeoutError):
-                    wait_task(target.pve, target.node, call(f"stop CT {vmid}", lxc(vmid).status.stop.post),
-                              timeout=options.wait_timeout_s)
-            elif c.op == "delete":
-                upid = call(f"destroy CT {vmid}", lxc(vmid).delete, purge=1)
-                wait_task(target.pve, target.node, upid, timeout=options.wait_timeout_s)
+        execute(target, plan.changes, progress, options.wait_timeout_s, step="rollback-containers")
     except (PveCallError, TaskFailedError, TaskTimeoutError) as e:
         raise StepError("rollback-containers", str(e)) from e
+
+
+@executes(StopNewContainer)
+def _stop_container(c: Change, ctx: Apply) -> None:
+    target, vmid = ctx.target, c.data.vmid
+    lxc = target.pve.nodes(target.node).lxc
+    ctx.progress.log(f"rollback-containers: {c.describe()}")
+    upid = call(f"shut down CT {vmid}", lxc(vmid).status.shutdown.post)
+    try:
+        wait_task(target.pve, target.node, upid, timeout=ctx.timeout)
+    except (TaskFailedError, TaskTimeoutError):
+        wait_task(target.pve, target.node, call(f"stop CT {vmid}", lxc(vmid).status.stop.post), timeout=ctx.timeout)
+
+
+@executes(DestroyNewContainer)
+def _destroy_container(c: Change, ctx: Apply) -> None:
+    target, vmid = ctx.target, c.data.vmid
+    ctx.progress.log(f"rollback-containers: {c.describe()}")
+    upid = call(f"destroy CT {vmid}", target.pve.nodes(target.node).lxc(vmid).delete, purge=1)
+    wait_task(target.pve, target.node, upid, timeout=ctx.timeout)
 
 
 # =============================================================================================
@@ -253,8 +332,7 @@ def plan_network_back(spec: LabSpec, f: PveFacts, options: StepOptions) -> Plan:
         if iface is None:
             changes.append(Change("create", "bridge", name, "", None, ", ".join(f"{k} {v or '(none)'}" for k, v in want.items()),
                                   reason="the before-state had it",
-                                  data={"iface": name, "create": True,
-                                        "params": {"type": "bridge", **{k: v for k, v in want.items() if v}}}))
+                                  data=RestoreBridge(name, "create", {"type": "bridge", **{k: v for k, v in want.items() if v}})))
             continue
         have = current(iface)
         diff = {k: v for k, v in want.items() if have.get(k, "") != v}
@@ -263,8 +341,8 @@ def plan_network_back(spec: LabSpec, f: PveFacts, options: StepOptions) -> Plan:
                                   disruptive=name == mgmt,
                                   reason="the operator reaches the host through this bridge: the connection may drop"
                                   if name == mgmt else "as before the migration",
-                                  data={"iface": name, "params": {"type": "bridge", **{k: v for k, v in want.items() if v}},
-                                        "delete": [k for k, v in want.items() if not v]}))
+                                  data=RestoreBridge(name, "update", {"type": "bridge", **{k: v for k, v in want.items() if v}},
+                                                     tuple(k for k, v in want.items() if not v))))
         if not diff:
             noops.append(Noop("bridge", name, "as before the migration"))
     for name in extra:
@@ -274,10 +352,10 @@ def plan_network_back(spec: LabSpec, f: PveFacts, options: StepOptions) -> Plan:
                          "(destroy_extra_workers / destroy_new_containers remove what uses it)")
             continue
         changes.append(Change("delete", "bridge", name, old=_describe(current(f.bridges[name])),
-                              reason="the before-state had no such bridge; nothing uses it", data={"iface": name}))
+                              reason="the before-state had no such bridge; nothing uses it", data=RestoreBridge(name, "delete")))
     if changes:
         changes.append(Change("action", "network", target_node(spec), "reload", disruptive=any(c.disruptive for c in changes),
-                              reason="apply staged changes (PUT /nodes/{node}/network)"))
+                              reason="apply staged changes (PUT /nodes/{node}/network)", data=ReloadNetworkBack()))
     return Plan("rollback-network", tuple(changes), tuple(noops), tuple(notes))
 
 
@@ -290,25 +368,30 @@ def _describe(have: dict) -> str:
 
 
 def apply_network_back(target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-    net = target.pve.nodes(target.node).network
-    staged: set[str] = set()
     try:
-        for c in plan.changes:
-            if c.kind != "bridge" or c.data["iface"] in staged:
-                continue
-            iface = c.data["iface"]
-            staged.add(iface)
-            progress.log(f"rollback-network: {c.describe()}")
-            if c.op == "delete":
-                call(f"stage deletion of {iface}", net(iface).delete)
-            elif c.data.get("create"):
-                call(f"stage bridge {iface}", net.post, iface=iface, **c.data["params"])
-            else:
-                kwargs = dict(c.data["params"])
-                if c.data.get("delete"):
-                    kwargs["delete"] = ",".join(c.data["delete"])
-                call(f"stage {iface}", net(iface).put, **kwargs)
-        if any(c.kind == "network" for c in plan.changes):
-            wait_task(target.pve, target.node, call("reload network", net.put), timeout=options.wait_timeout_s)
+        execute(target, plan.changes, progress, options.wait_timeout_s, step="rollback-network")
     except (PveCallError, TaskFailedError, TaskTimeoutError) as e:
         raise StepError("rollback-network", str(e)) from e
+
+
+@executes_together(RestoreBridge, key=lambda c: c.data.iface)
+def _restore_bridge(changes: list[Change], ctx: Apply) -> None:
+    """One staging call for the (consecutive) changes of one bridge."""
+    c, d = changes[0], changes[0].data
+    net = ctx.target.pve.nodes(ctx.target.node).network
+    ctx.progress.log(f"rollback-network: {c.describe()}")
+    if d.action == "delete":
+        call(f"stage deletion of {d.iface}", net(d.iface).delete)
+    elif d.action == "create":
+        call(f"stage bridge {d.iface}", net.post, iface=d.iface, **(d.params or {}))
+    else:
+        kwargs = dict(d.params or {})
+        if d.delete:
+            kwargs["delete"] = ",".join(d.delete)
+        call(f"stage {d.iface}", net(d.iface).put, **kwargs)
+
+
+@executes(ReloadNetworkBack)
+def _reload_network_back(c: Change, ctx: Apply) -> None:
+    net = ctx.target.pve.nodes(ctx.target.node).network
+    wait_task(ctx.target.pve, ctx.target.node, call("reload network", net.put), timeout=ctx.timeout)

@@ -1,6 +1,10 @@
 """rollback-workers: the workers the before-state did not have cordoned, drained, powered off,
 their Nodes deleted (destroyed only with ``destroy_extra_workers``). The re-IP of the nodes that
-stay is rollback-talos' (:mod:`.talos`)."""
+stay is rollback-talos' (:mod:`.talos`).
+
+Each change carries a typed payload (:class:`CordonWorker`, :class:`DrainWorker`,
+:class:`ShutdownWorker`, :class:`DeleteWorkerNode`, :class:`DestroyWorker`), executed in order by
+this module's executors; apply reads no spec."""
 
 from __future__ import annotations
 
@@ -12,10 +16,53 @@ from ...clients.proxmox import PveCallError, TaskFailedError, TaskTimeoutError, 
 from ...model.errors import StepError
 from ...model.spec import LabSpec
 from ...plan.diff import Change, Noop, Plan
+from ...plan.payloads import payload
 from ..base import Progress, StepOptions
+from ..executors import Apply, execute, executes
 from ._common import _md
 
+STEP = "rollback-workers"
 SHUTDOWN_TIMEOUT_S = 120
+
+
+@payload
+@dataclass(frozen=True)
+class CordonWorker:
+    """Mark Node ``node`` unschedulable."""
+
+    node: str
+
+
+@payload
+@dataclass(frozen=True)
+class DrainWorker:
+    """Delete the pods on Node ``node`` (DaemonSet pods and finished ones stay)."""
+
+    node: str
+
+
+@payload
+@dataclass(frozen=True)
+class ShutdownWorker:
+    """Shut VM ``vmid`` down (``status/shutdown``), then stop it when it did not shut down cleanly."""
+
+    vmid: int
+
+
+@payload
+@dataclass(frozen=True)
+class DeleteWorkerNode:
+    """Delete Node ``node`` (kubectl delete node)."""
+
+    node: str
+
+
+@payload
+@dataclass(frozen=True)
+class DestroyWorker:
+    """Destroy VM ``vmid`` with its disks (``purge``, ``destroy-unreferenced-disks``)."""
+
+    vmid: int
 
 
 @dataclass(frozen=True)
@@ -52,22 +99,22 @@ def plan_workers(spec: LabSpec, f: WorkerFacts, options: StepOptions) -> Plan:
         node = f.nodes.get(w.name)
         if node is not None:
             if not (node.get("spec") or {}).get("unschedulable"):
-                changes.append(Change("action", "node", w.name, "cordon", reason="no new pods", data={"node": w.name}))
+                changes.append(Change("action", "node", w.name, "cordon", reason="no new pods", data=CordonWorker(w.name)))
             pods = [p for p in f.pods if _drainable(p, w.name)]
             if pods:
                 changes.append(Change("action", "node", w.name, "drain", reason=f"evict {len(pods)} pod(s) "
-                                      "(DaemonSet pods stay)", data={"node": w.name}))
+                                      "(DaemonSet pods stay)", data=DrainWorker(w.name)))
         vm = f.vms.get(w.vmid)
         if vm is not None and vm["status"] == "running":
             changes.append(Change("action", "vm", w.name, "shutdown", reason="power off (data disk kept)",
-                                  disruptive=True, data={"vmid": w.vmid}))
+                                  disruptive=True, data=ShutdownWorker(w.vmid)))
         if node is not None:
             changes.append(Change("delete", "node", w.name, reason="decommission the Node object (kubectl delete node)",
-                                  data={"node": w.name}))
+                                  data=DeleteWorkerNode(w.name)))
         if vm is not None and destroy:
             changes.append(Change("delete", "vm", w.name, old=f"VMID {w.vmid}", destructive=True,
                                   reason="option destroy_extra_workers: the VM and its disks (Mayastor replicas) go",
-                                  data={"vmid": w.vmid}))
+                                  data=DestroyWorker(w.vmid)))
         elif vm is not None and vm["status"] != "running" and node is None:
             noops.append(Noop("vm", w.name, f"powered off ({vm['status']}); kept (destroy_extra_workers=False)"))
         elif vm is None:
@@ -80,31 +127,58 @@ def plan_workers(spec: LabSpec, f: WorkerFacts, options: StepOptions) -> Plan:
 
 
 def apply_workers(target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-    api = target.kube()
-    qemu = target.pve.nodes(target.node).qemu
     try:
-        for c in plan.changes:
-            progress.log(f"rollback-workers: {c.describe()}")
-            if c.kind == "node" and c.field == "cordon":
-                kpatch(api, "v1", "Node", c.data["node"], {"spec": {"unschedulable": True}})
-            elif c.kind == "node" and c.field == "drain":
-                for p in klist(api, "v1", "Pod"):
-                    if _drainable(p, c.data["node"]):
-                        kdelete(api, "v1", "Pod", _md(p)["name"], _md(p)["namespace"])
-            elif c.kind == "vm" and c.field == "shutdown":
-                vmid = c.data["vmid"]
-                upid = call(f"shut down VM {vmid}", qemu(vmid).status.shutdown.post, timeout=SHUTDOWN_TIMEOUT_S)
-                try:
-                    wait_task(target.pve, target.node, upid, timeout=SHUTDOWN_TIMEOUT_S + 30)
-                except (TaskFailedError, TaskTimeoutError):
-                    progress.log(f"VM {vmid} did not shut down cleanly: stopping it")
-                    wait_task(target.pve, target.node, call(f"stop VM {vmid}", qemu(vmid).status.stop.post),
-                              timeout=options.wait_timeout_s)
-            elif c.kind == "node" and c.op == "delete":
-                kdelete(api, "v1", "Node", c.data["node"])
-            elif c.kind == "vm" and c.op == "delete":
-                vmid = c.data["vmid"]
-                upid = call(f"destroy VM {vmid}", qemu(vmid).delete, purge=1, **{"destroy-unreferenced-disks": 1})
-                wait_task(target.pve, target.node, upid, timeout=options.wait_timeout_s)
+        execute(target, plan.changes, progress, options.wait_timeout_s, step=STEP)
     except (PveCallError, TaskFailedError, TaskTimeoutError) as e:
-        raise StepError("rollback-workers", str(e)) from e
+        raise StepError(STEP, str(e)) from e
+
+
+# ---------------------------------------------------------------------------------------------
+# Executors of this step's payloads
+
+
+def _log(c: Change, ctx: Apply) -> None:
+    ctx.progress.log(f"rollback-workers: {c.describe()}")
+
+
+@executes(CordonWorker)
+def _cordon(c: Change, ctx: Apply) -> None:
+    _log(c, ctx)
+    kpatch(ctx.target.kube(), "v1", "Node", c.data.node, {"spec": {"unschedulable": True}})
+
+
+@executes(DrainWorker)
+def _drain(c: Change, ctx: Apply) -> None:
+    _log(c, ctx)
+    api = ctx.target.kube()
+    for p in klist(api, "v1", "Pod"):
+        if _drainable(p, c.data.node):
+            kdelete(api, "v1", "Pod", _md(p)["name"], _md(p)["namespace"])
+
+
+@executes(ShutdownWorker)
+def _shutdown(c: Change, ctx: Apply) -> None:
+    _log(c, ctx)
+    target, vmid = ctx.target, c.data.vmid
+    qemu = target.pve.nodes(target.node).qemu
+    upid = call(f"shut down VM {vmid}", qemu(vmid).status.shutdown.post, timeout=SHUTDOWN_TIMEOUT_S)
+    try:
+        wait_task(target.pve, target.node, upid, timeout=SHUTDOWN_TIMEOUT_S + 30)
+    except (TaskFailedError, TaskTimeoutError):
+        ctx.progress.log(f"VM {vmid} did not shut down cleanly: stopping it")
+        wait_task(target.pve, target.node, call(f"stop VM {vmid}", qemu(vmid).status.stop.post), timeout=ctx.timeout)
+
+
+@executes(DeleteWorkerNode)
+def _delete_node(c: Change, ctx: Apply) -> None:
+    _log(c, ctx)
+    kdelete(ctx.target.kube(), "v1", "Node", c.data.node)
+
+
+@executes(DestroyWorker)
+def _destroy(c: Change, ctx: Apply) -> None:
+    _log(c, ctx)
+    target, vmid = ctx.target, c.data.vmid
+    upid = call(f"destroy VM {vmid}", target.pve.nodes(target.node).qemu(vmid).delete, purge=1,
+                **{"destroy-unreferenced-disks": 1})
+    wait_task(target.pve, target.node, upid, timeout=ctx.timeout)
