@@ -56,6 +56,7 @@ from falkit.render.gitops import GitEdit, ObjectRef
 from falkit.steps import executors
 from falkit.steps.mayastor import WaitDiskPools, WaitMayastor, WaitPvcBound, WriteTestVolume
 from falkit.steps.registry import STEPS
+from falkit.steps.volumes import VolumeMove
 
 ROOT = Path(__file__).resolve().parents[1]
 PLANTED = "planted-s3cret-9f8e7d6c5b4a"
@@ -115,6 +116,11 @@ EXAMPLES = {
     "WaitDiskPools": WaitDiskPools("openebs.io/v1beta2", "mayastor", ("pool-talos-worker-01", "pool-talos-worker-02")),
     "WaitPvcBound": WaitPvcBound("mayastor", "falkit-mayastor-test"),
     "WriteTestVolume": WriteTestVolume("mayastor", "falkit-mayastor-test"),
+    "VolumeMove": VolumeMove("media", "sonarr-config",
+                             {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                              "metadata": {"name": "sonarr-config-mayastor", "namespace": "media"},
+                              "spec": {"storageClassName": "mayastor-3", "accessModes": ["ReadWriteOnce"]}},
+                             (("Deployment", "sonarr"),)),
 }
 #: payload types carrying a secret (falkit.plan.payloads.Sealed): never written out, archived redacted only
 SEALED = {"TalosSecrets", "TalosClientConfig", "TalosApplyConfig", "TalosAddressConfig"}
