@@ -56,6 +56,7 @@ from falkit.render.gitops import GitEdit, ObjectRef
 from falkit.steps import executors
 from falkit.steps.mayastor import WaitDiskPools, WaitMayastor, WaitPvcBound, WriteTestVolume
 from falkit.steps.registry import STEPS
+from falkit.steps.rollback.volumes import VolumeMoveBack
 from falkit.steps.volumes import VolumeMove
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,6 +122,8 @@ EXAMPLES = {
                               "metadata": {"name": "sonarr-config-mayastor", "namespace": "media"},
                               "spec": {"storageClassName": "mayastor-3", "accessModes": ["ReadWriteOnce"]}},
                              (("Deployment", "sonarr"),)),
+    "VolumeMoveBack": VolumeMoveBack("media", "sonarr-config-mayastor", "sonarr-config", True, "longhorn", "7Gi",
+                                     ("ReadWriteOnce",), (("Deployment", "sonarr"),)),
 }
 #: payload types carrying a secret (falkit.plan.payloads.Sealed): never written out, archived redacted only
 SEALED = {"TalosSecrets", "TalosClientConfig", "TalosApplyConfig", "TalosAddressConfig"}

@@ -12,6 +12,11 @@ is rollback-talos'); the notebook options are declared (and typed) for the runbo
 
 from __future__ import annotations
 
+import json
+
+from falkit.plan.diff import Plan
+from falkit.plan.payloads import PAYLOADS, KubeDelete, ObjectRef
+from falkit.steps import executors
 from falkit.steps.base import StepOptions
 from falkit.steps.rollback import (
     LbFacts,
@@ -23,6 +28,7 @@ from falkit.steps.rollback import (
     plan_volumes_back,
     plan_workers,
 )
+from falkit.steps.rollback.volumes import VolumeMoveBack
 from falkit.steps.volumes import GitopsFacts
 
 
@@ -129,8 +135,8 @@ def test_volumes_plan_moves_back_what_a_workload_mounts_and_keeps_the_copies(fal
         ("media/plex-config-mayastor", "plex-config-mayastor", "plex-config"),
         ("media/sonarr-config-mayastor", "sonarr-config-mayastor", "sonarr-config")]
     plex, sonarr = plan.changes
-    assert plex.data["recreate"] is False and plex.data["workloads"] == [("Deployment", "plex")]
-    assert sonarr.data["recreate"] is True and sonarr.data["size"] == "7Gi"  # the original claim was deleted
+    assert plex.data.recreate is False and plex.data.workloads == (("Deployment", "plex"),)
+    assert sonarr.data.recreate is True and sonarr.data.size == "7Gi"  # the original claim was deleted
     assert "re-create the original claim on longhorn" in sonarr.reason
     assert not plan.destructive
     assert [n.name for n in plan.noops] == ["media/radarr-config"]  # already back; copy kept
@@ -145,6 +151,27 @@ def test_volumes_plan_deletes_copies_only_with_the_option(fal):
     assert [(c.op, c.name, c.destructive) for c in plan.changes] == [
         ("delete", "media/plex-config-mayastor", True), ("delete", "media/radarr-config-mayastor", True),
         ("delete", "media/sonarr-config-mayastor", True)]
+
+
+def round_trips(plan: Plan) -> None:
+    """Issue 18: every change carries a registered payload (not a dict) with an executor, and the
+    plan survives JSON equal to itself."""
+    assert plan.changes
+    for c in plan.changes:
+        assert not isinstance(c.data, dict) and PAYLOADS.get(type(c.data).__name__) is type(c.data), c.describe()
+        assert executors.executable(c), c.describe()
+    back = Plan.from_json(json.loads(json.dumps(plan.to_json())))
+    assert back == plan and [type(c.data) for c in back.changes] == [type(c.data) for c in plan.changes]
+
+
+def test_volumes_plan_carries_typed_payloads_and_round_trips(fal):
+    f = migrated_volumes()
+    moves = plan_volumes_back(fal, f, StepOptions(extra={"delete_migrated_volumes": True}))
+    assert [type(c.data) for c in moves.changes] == [VolumeMoveBack, KubeDelete, VolumeMoveBack]
+    assert moves.changes[1].data == KubeDelete(ObjectRef("v1", "PersistentVolumeClaim", "media", "radarr-config-mayastor"))
+    assert moves.changes[2].data == VolumeMoveBack("media", "sonarr-config-mayastor", "sonarr-config", True, "longhorn",
+                                                   "7Gi", ("ReadWriteOnce",), (("Deployment", "sonarr"),))
+    round_trips(moves)
 
 
 def node(name, unschedulable=False):
