@@ -54,6 +54,7 @@ from falkit.plan.payloads import (
 )
 from falkit.render.gitops import GitEdit, ObjectRef
 from falkit.steps import executors
+from falkit.steps.benchmarks import BenchCreate, FioRun
 from falkit.steps.mayastor import WaitDiskPools, WaitMayastor, WaitPvcBound, WriteTestVolume
 from falkit.steps.registry import STEPS
 from falkit.steps.rollback.volumes import VolumeMoveBack
@@ -124,6 +125,8 @@ EXAMPLES = {
                              (("Deployment", "sonarr"),)),
     "VolumeMoveBack": VolumeMoveBack("media", "sonarr-config-mayastor", "sonarr-config", True, "longhorn", "7Gi",
                                      ("ReadWriteOnce",), (("Deployment", "sonarr"),)),
+    "BenchCreate": BenchCreate({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "falkit-bench"}}),
+    "FioRun": FioRun("mayastor", "fio-mayastor", "quick", "0123456789abcdef"),
 }
 #: payload types carrying a secret (falkit.plan.payloads.Sealed): never written out, archived redacted only
 SEALED = {"TalosSecrets", "TalosClientConfig", "TalosApplyConfig", "TalosAddressConfig"}
