@@ -54,10 +54,13 @@ from falkit.plan.payloads import (
 )
 from falkit.render.gitops import GitEdit, ObjectRef
 from falkit.steps import executors, network, vms
+from falkit.steps.benchmarks import BenchCreate, FioRun
 from falkit.steps.mayastor import WaitDiskPools, WaitMayastor, WaitPvcBound, WriteTestVolume
 from falkit.steps.registry import STEPS
 from falkit.steps.rollback import pve as rollback_pve
 from falkit.steps.rollback import workers as rollback_workers
+from falkit.steps.rollback.volumes import VolumeMoveBack
+from falkit.steps.volumes import VolumeMove
 
 ROOT = Path(__file__).resolve().parents[1]
 PLANTED = "planted-s3cret-9f8e7d6c5b4a"
@@ -139,6 +142,15 @@ EXAMPLES = {
     "DestroyNewContainer": rollback_pve.DestroyNewContainer(300),
     "RestoreBridge": rollback_pve.RestoreBridge("vmbr0", "update", {"type": "bridge", "cidr": "10.30.0.2/24"}, ("gateway",)),
     "ReloadNetworkBack": rollback_pve.ReloadNetworkBack(),
+    "VolumeMove": VolumeMove("media", "sonarr-config",
+                             {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                              "metadata": {"name": "sonarr-config-mayastor", "namespace": "media"},
+                              "spec": {"storageClassName": "mayastor-3", "accessModes": ["ReadWriteOnce"]}},
+                             (("Deployment", "sonarr"),)),
+    "VolumeMoveBack": VolumeMoveBack("media", "sonarr-config-mayastor", "sonarr-config", True, "longhorn", "7Gi",
+                                     ("ReadWriteOnce",), (("Deployment", "sonarr"),)),
+    "BenchCreate": BenchCreate({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "falkit-bench"}}),
+    "FioRun": FioRun("mayastor", "fio-mayastor", "quick", "0123456789abcdef"),
 }
 #: payload types carrying a secret (falkit.plan.payloads.Sealed): never written out, archived redacted only
 SEALED = {"TalosSecrets", "TalosClientConfig", "TalosApplyConfig", "TalosAddressConfig"}

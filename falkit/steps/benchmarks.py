@@ -19,6 +19,9 @@
   (fio's own JSON text, so the archive keeps the raw result) and ``fingerprint``.
 - **checks**: a parsed result per present target (this run's, or the reused one, named).
 
+Typed payloads (issue 18): the namespace and each claim are a :class:`BenchCreate` (created as
+planned), each measurement a :class:`FioRun`; apply creates them all, then runs the measurements.
+
 Results directory: ``$FALKIT_RUN_DIR/bench`` when the runner set it (the run archive), else
 ``<target.private_dir>/bench``. :func:`trend` reads ``outputs/*/bench/*.json`` across runs: a run
 that reused a result adds no point to the trend (it measured nothing).
@@ -49,13 +52,35 @@ from ..model.ceilings import ceilings_for_spec, longhorn_replicas
 from ..model.errors import StepError
 from ..model.spec import LabSpec
 from ..plan.diff import Change, Noop, Plan
+from ..plan.payloads import payload
 from .base import Check, Progress, StepOptions, register
+from .executors import Apply, execute, executes
 
 STEP = "benchmarks"
 NAMESPACE = "falkit-bench"
 LONGHORN = "driver.longhorn.io"
 LOCAL_PATH = "rancher.io/local-path"
 TARGETS = ("mayastor", "longhorn", "local-path")
+
+
+@payload
+@dataclass(frozen=True)
+class BenchCreate:
+    """Create ``object`` (the benchmark namespace, a claim for fio) as planned."""
+
+    object: dict
+
+
+@payload
+@dataclass(frozen=True)
+class FioRun:
+    """The kbench fio Job on claim ``pvc`` (in the benchmark namespace) for bench target ``target``
+    with fio profile ``profile``; its result is saved with the storage's ``fingerprint``."""
+
+    target: str
+    pvc: str
+    profile: str
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True)
@@ -167,18 +192,18 @@ def plan_benchmarks(spec: LabSpec, facts: BenchFacts, options: StepOptions) -> P
             continue
         if not facts.namespace and not any(c.kind == "namespace" for c in changes):
             changes.append(Change("create", "namespace", NAMESPACE,
-                                  data={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}))
+                                  data=BenchCreate({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})))
         pvc = f"fio-{t}"
         if pvc not in facts.pvcs:
             changes.append(Change("create", "pvc", f"{NAMESPACE}/{pvc}", new=f"{pvc_size(profile)} on {facts.storage_classes[t]}",
-                                  data={"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                                        "metadata": {"name": pvc, "namespace": NAMESPACE,
-                                                     "labels": {"app.kubernetes.io/managed-by": "falkit"}},
-                                        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": facts.storage_classes[t],
-                                                 "resources": {"requests": {"storage": pvc_size(profile)}}}}))
+                                  data=BenchCreate({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                                                    "metadata": {"name": pvc, "namespace": NAMESPACE,
+                                                                 "labels": {"app.kubernetes.io/managed-by": "falkit"}},
+                                                    "spec": {"accessModes": ["ReadWriteOnce"],
+                                                             "storageClassName": facts.storage_classes[t],
+                                                             "resources": {"requests": {"storage": pvc_size(profile)}}}})))
         changes.append(Change("action", "fio", t, reason=f"kbench jobs, profile {profile}",
-                              data={"target": t, "pvc": pvc, "profile": profile,
-                                    "fingerprint": facts.fingerprints.get(t, "")}))
+                              data=FioRun(t, pvc, profile, facts.fingerprints.get(t, ""))))
     return Plan(STEP, tuple(changes), tuple(noops), tuple(notes))
 
 
@@ -281,6 +306,29 @@ def trend(outputs: str | Path = "outputs") -> list[tuple[str, pd.DataFrame]]:
     return out
 
 
+@executes(BenchCreate)
+def _bench_create(c: Change, ctx: Apply) -> None:
+    kcreate(ctx.target.kube(), c.data.object)
+
+
+@executes(FioRun)
+def _fio_run(c: Change, ctx: Apply) -> None:
+    d: FioRun = c.data
+    api = ctx.target.kube()
+    t, pvc, profile = d.target, d.pvc, d.profile
+    prof = profile_settings(profile)
+    budget = (prof.ramp_time_s + prof.runtime_s) * 6 + ctx.timeout
+    bar = ctx.progress.task(f"fio on {t}", budget)
+    manifest = k8s_job_manifest(f"falkit-fio-{t}", NAMESPACE, pvc, None, profile, target=t)
+    try:
+        text = run_job(api, manifest, budget, on_poll=lambda s, b=bar: b(s, "running"))
+        df = parse_fio_json(text)
+    except (JobFailedError, ValueError, RuntimeError) as e:
+        raise StepError(STEP, f"fio on {t}: {e}") from e
+    remember_result(ctx.target, save_result(results_dir(ctx.target), t, profile, text, d.fingerprint))
+    bar(budget, f"{len(df)} jobs, {df['source'].iloc[0]}")
+
+
 @register(STEP)
 class BenchmarksStep:
     title = "Storage benchmarks (fio, kbench-style)"
@@ -293,26 +341,12 @@ class BenchmarksStep:
         return plan_benchmarks(spec, observed, options)
 
     def apply(self, target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-        api = target.kube()
-        for c in plan.changes:
-            if c.kind in ("namespace", "pvc"):
-                kcreate(api, c.data)
-        rdir = results_dir(target)
-        for c in plan.changes:
-            if c.kind != "fio":
-                continue
-            t, pvc, profile = c.data["target"], c.data["pvc"], c.data["profile"]
-            prof = profile_settings(profile)
-            budget = (prof.ramp_time_s + prof.runtime_s) * 6 + options.wait_timeout_s
-            bar = progress.task(f"fio on {t}", budget)
-            manifest = k8s_job_manifest(f"falkit-fio-{t}", NAMESPACE, pvc, None, profile, target=t)
-            try:
-                text = run_job(api, manifest, budget, on_poll=lambda s, b=bar: b(s, "running"))
-                df = parse_fio_json(text)
-            except (JobFailedError, ValueError, RuntimeError) as e:
-                raise StepError(STEP, f"fio on {t}: {e}") from e
-            remember_result(target, save_result(rdir, t, profile, text, c.data["fingerprint"]))
-            bar(budget, f"{len(df)} jobs, {df['source'].iloc[0]}")
+        # the namespace and every claim first, then the measurements one after another (they share
+        # one disk on The Fal: running them together would measure contention)
+        execute(target, [c for c in plan.changes if isinstance(c.data, BenchCreate)], progress,
+                options.wait_timeout_s, step=STEP)
+        execute(target, [c for c in plan.changes if isinstance(c.data, FioRun)], progress,
+                options.wait_timeout_s, step=STEP)
 
     def checks(self, target: Any, spec: LabSpec, options: StepOptions) -> list[Check]:
         facts = observe(target, spec, options)

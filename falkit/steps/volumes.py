@@ -32,6 +32,10 @@ checkout is ``spec.gitops.checkout`` (``~`` expanded) or the option ``gitops_che
 does not commit or push (``gitops.push`` is for the operator). A missing checkout refuses apply
 with a StepError before anything is touched.
 
+Typed payloads (issue 18): a move is a :class:`VolumeMove` (its executor moves one volume; apply runs
+them all inside one pause of Argo CD's automated sync), an old claim's deletion a ``KubeDelete``, a
+rename a ``GitChange``, a missing checkout ``Blocked``.
+
 Idempotent: claims already migrated (the new claim carries ``falkit.io/migrated-from``, the old
 ``falkit.io/migrated-to``, and no workload mounts the old one) plan nothing.
 """
@@ -49,7 +53,6 @@ from ..clients.kube import (
     copy_job,
     job_name,
     kcreate,
-    kdelete,
     kget,
     klist,
     kpatch,
@@ -60,10 +63,10 @@ from ..clients.kube import (
 from ..model.errors import StepError
 from ..model.spec import LabSpec
 from ..plan.diff import Change, Noop, Plan
-from ..plan.payloads import GitRepo
+from ..plan.payloads import Blocked, GitRepo, KubeDelete, payload
 from ..render.gitops import DISABLED, Checkout, GitEdit, ObjectRef
 from .base import Check, Progress, StepOptions, register
-from .executors import execute
+from .executors import Apply, execute, executes
 from .ownership import apply_git_changes, managed_by, plan_object_change, rename_change
 from .plex import plex_claims
 
@@ -120,6 +123,20 @@ def longhorn_renames(spec: LabSpec, g: GitopsFacts, disable: bool) -> list[Chang
                           reason="disable Longhorn as the seed does (after every volume is verified)" if disable
                           else "re-enable Longhorn (seed)", data=rename_change(edit, repo, disable)))
     return out
+
+
+@payload
+@dataclass(frozen=True)
+class VolumeMove:
+    """A ``volume`` change: claim ``namespace/name`` copied to the claim ``new`` (the whole object to
+    create), checksummed, and the ``workloads`` (kind, name) mounting it repointed to the copy. Its
+    executor moves one volume; the step's apply runs every move of a plan inside one pause of Argo CD's
+    automated sync (:func:`with_argocd_paused`)."""
+
+    namespace: str
+    name: str
+    new: dict
+    workloads: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -226,7 +243,7 @@ def plan_volumes(spec: LabSpec, facts: VolumeFacts, options: StepOptions) -> Pla
             if delete_old:
                 changes.append(Change("delete", "pvc", f"{ns}/{name}", old=_ann(pvc).get(MIGRATED_TO), destructive=True,
                                       reason="migrated and verified; option delete_old_volumes",
-                                      data={"namespace": ns, "name": name}))
+                                      data=KubeDelete(ObjectRef("v1", "PersistentVolumeClaim", ns, name))))
             else:
                 noops.append(Noop("volume", f"{ns}/{name}", f"migrated to {new_claim_name(name)} (old claim kept)"))
             continue
@@ -241,14 +258,13 @@ def plan_volumes(spec: LabSpec, facts: VolumeFacts, options: StepOptions) -> Pla
         changes.append(Change(
             "create", "volume", f"{ns}/{name}", "", None, f"{ns}/{new_claim_name(name)} ({size} on {spec.mayastor.storage_class})",
             reason="copy + checksum; " + (f"repoint {', '.join(wl)}" if wl else "no workload mounts it"),
-            data={"namespace": ns, "name": name, "new": new_pvc(spec, pvc),
-                  "workloads": [(w["kind"], w["metadata"]["name"]) for w in users]}))
+            data=VolumeMove(ns, name, new_pvc(spec, pvc), tuple((w["kind"], w["metadata"]["name"]) for w in users))))
     g = facts.gitops
     files = list(spec.gitops.longhorn_files) if spec.gitops else []
     if g is None:
         notes.append("no gitops section in the spec: Longhorn's manifests are not disabled by falkit")
     elif not g.exists:
-        changes.append(Change("action", "gitops", g.checkout, reason="checkout missing", data={"blocked": True}))
+        changes.append(Change("action", "gitops", g.checkout, reason="checkout missing", data=Blocked("checkout missing")))
     elif pending:
         notes.append("Longhorn is not disabled: some claims are still on it")
     else:
@@ -416,7 +432,7 @@ def resume_sync(api: Any, app: str) -> None:
 
 def migrate_one(api: Any, c: Change, timeout: float, progress: Progress, checkout: Any = None) -> str:
     """Execute one ``volume`` change (see the module docstring). Returns the verified checksum."""
-    refs = [(c.data["namespace"], kind, name) for kind, name in c.data["workloads"]]
+    refs = [(c.data.namespace, kind, name) for kind, name in c.data.workloads]
     return with_argocd_paused(api, c.name, refs, checkout, progress, timeout, lambda: _migrate_one(api, c, timeout, progress))
 
 
@@ -463,16 +479,17 @@ def _commit_claims(api: Any, what: str, refs: list[tuple[str, str, str]], checko
 
 
 def _migrate_one(api: Any, c: Change, timeout: float, progress: Progress) -> str:
-    ns, old = c.data["namespace"], c.data["name"]
-    new = c.data["new"]["metadata"]["name"]
+    d: VolumeMove = c.data
+    ns, old = d.namespace, d.name
+    new = d.new["metadata"]["name"]
     bar = progress.task(f"migrate {ns}/{old}", 5)
     if kget(api, "v1", "PersistentVolumeClaim", new, ns) is None:
-        kcreate(api, c.data["new"])
+        kcreate(api, d.new)
     _wait(f"{ns}/{new} Bound", timeout,
           lambda: ((kget(api, "v1", "PersistentVolumeClaim", new, ns) or {}).get("status") or {}).get("phase") == "Bound")
     bar(1, f"{new} bound")
     originals: dict[tuple[str, str], int] = {}
-    for kind, name in c.data["workloads"]:
+    for kind, name in d.workloads:
         w = kget(api, "apps/v1", kind, name, ns) or {}
         recorded = _ann(w).get(ORIGINAL_REPLICAS)
         replicas = int(recorded) if recorded is not None else int((w.get("spec") or {}).get("replicas", 1))
@@ -510,6 +527,12 @@ def _migrate_one(api: Any, c: Change, timeout: float, progress: Progress) -> str
     return src
 
 
+@executes(VolumeMove)
+def _volume_move(c: Change, ctx: Apply) -> None:
+    """One volume moved (the step's apply pauses Argo CD's automated sync around all of them)."""
+    _migrate_one(ctx.target.kube(), c, ctx.timeout, ctx.progress)
+
+
 def gitops_checkout(target: Any, options: StepOptions) -> Any:
     """The GitOps checkout falkit edits on this target (None when there is none): the target
     keeps the spec's ``gitops`` section, so apply needs no spec."""
@@ -530,7 +553,7 @@ class VolumesStep:
         return plan_volumes(spec, observed, options)
 
     def apply(self, target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-        blocked = [c for c in plan.changes if isinstance(c.data, dict) and c.data.get("blocked")]
+        blocked = [c for c in plan.changes if isinstance(c.data, Blocked)]
         if blocked:
             gitops = target.gitops
             raise StepError(STEP, f"the GitOps checkout {blocked[0].name} does not exist: clone "
@@ -538,16 +561,16 @@ class VolumesStep:
                                   "the option gitops_checkout=<path>; nothing was changed")
         api = target.kube()
         checkout = gitops_checkout(target, options)
-        moves = [c for c in plan.changes if c.kind == "volume"]
-        refs = [(c.data["namespace"], kind, name) for c in moves for kind, name in c.data["workloads"]]
+        moves = [c for c in plan.changes if isinstance(c.data, VolumeMove)]
+        refs = [(c.data.namespace, kind, name) for c in moves for kind, name in c.data.workloads]
         # one pause of Argo CD's automated sync for all moves (a resume between two moves would start
         # a sync that races the next scale-down)
         with_argocd_paused(api, f"{len(moves)} volume(s)", refs, checkout, progress, options.wait_timeout_s,
-                           lambda: [_migrate_one(api, c, options.wait_timeout_s, progress) for c in moves])
+                           lambda: execute(target, moves, progress, options.wait_timeout_s, step=STEP))
         for c in plan.changes:
-            if c.kind == "pvc" and c.op == "delete":
+            if isinstance(c.data, KubeDelete):
                 progress.log(f"delete old claim {c.name}")
-                kdelete(api, "v1", "PersistentVolumeClaim", c.data["name"], c.data["namespace"])
+                execute(target, [c], progress, options.wait_timeout_s, step=STEP)
         files = [c for c in plan.changes if c.kind == "gitops-file"]
         if files:
             # never before every volume is verified: re-read the claims, nothing may be left on Longhorn

@@ -9,6 +9,7 @@ different ones."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -25,9 +26,14 @@ from falkit.clients.kube.jobs import (
     parse_checksum,
     write_job,
 )
+from falkit.plan.diff import Plan
+from falkit.plan.payloads import PAYLOADS
+from falkit.steps import executors
 from falkit.steps.base import StepOptions
 from falkit.steps.benchmarks import (
+    BenchCreate,
     BenchFacts,
+    FioRun,
     bench_classes,
     comparison,
     current_results,
@@ -60,13 +66,29 @@ def test_plan_per_target_and_rerun(fal):
     assert [(c.op, c.kind, c.name) for c in plan.changes] == [
         ("create", "namespace", "falkit-bench"), ("create", "pvc", "falkit-bench/fio-mayastor"),
         ("action", "fio", "mayastor"), ("create", "pvc", "falkit-bench/fio-longhorn"), ("action", "fio", "longhorn")]
-    assert plan.changes[1].data["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert plan.changes[1].data.object["spec"]["resources"]["requests"]["storage"] == "1Gi"
     assert any("local-path: no StorageClass" in n for n in plan.notes)
     done = BenchFacts(facts.storage_classes, True, {"fio-mayastor": "Bound"}, ("mayastor", "longhorn"), "/r")
     assert plan_benchmarks(fal, done, StepOptions()).empty
     with pytest.raises(ValueError, match="unknown fio profile"):
         plan_benchmarks(fal, facts, StepOptions(extra={"bench_profile": "huge"}))
     assert pvc_size("full") == "18Gi"  # 15000 MiB file + 20 %
+
+
+def test_plan_carries_typed_payloads_and_round_trips(fal):
+    """Issue 18: the namespace and claims are BenchCreate, each measurement a FioRun (with the storage's
+    fingerprint); every change has an executor and the plan survives JSON equal to itself."""
+    facts = BenchFacts({"mayastor": "mayastor-3", "longhorn": "longhorn"}, namespace=False,
+                       fingerprints={"mayastor": "0123456789abcdef"})
+    plan = plan_benchmarks(fal, facts, StepOptions(extra={"bench_profile": "quick"}))
+    assert [type(c.data) for c in plan.changes] == [BenchCreate, BenchCreate, FioRun, BenchCreate, FioRun]
+    assert plan.changes[2].data == FioRun("mayastor", "fio-mayastor", "quick", "0123456789abcdef")
+    assert plan.changes[0].data.object == {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "falkit-bench"}}
+    for c in plan.changes:
+        assert not isinstance(c.data, dict) and PAYLOADS.get(type(c.data).__name__) is type(c.data), c.describe()
+        assert executors.executable(c), c.describe()
+    back = Plan.from_json(json.loads(json.dumps(plan.to_json())))
+    assert back == plan and [type(c.data) for c in back.changes] == [type(c.data) for c in plan.changes]
 
 
 def test_results_modelled_compared_and_charted(fal, tmp_path):

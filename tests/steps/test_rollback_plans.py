@@ -15,20 +15,29 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import pytest
+
+from falkit.model.errors import StepError
 from falkit.plan.diff import Plan
-from falkit.plan.payloads import PAYLOADS
+from falkit.plan.payloads import PAYLOADS, Blocked, GitChange, KubeDelete, ObjectRef
+from falkit.render.mayastorvalues import PROVISIONER
+from falkit.runbook.converge import refuse
 from falkit.steps import executors
 from falkit.steps.base import StepOptions
 from falkit.steps.rollback import (
     LbFacts,
     VolFacts,
     WorkerFacts,
+    apply_longhorn,
     plan_cilium_lb,
     plan_longhorn,
     plan_metallb,
     plan_volumes_back,
     plan_workers,
 )
+from falkit.steps.rollback.mayastor import MayastorFacts as MayastorBackFacts
+from falkit.steps.rollback.mayastor import plan_mayastor_back
+from falkit.steps.rollback.volumes import VolumeMoveBack
 from falkit.steps.rollback.workers import (
     CordonWorker,
     DeleteWorkerNode,
@@ -111,7 +120,20 @@ def test_longhorn_plan_renames_back_and_a_missing_checkout_blocks(fal):
         ("longhorn-ingress-app.yaml", "longhorn-ingress-app.yaml.disabled", "longhorn-ingress-app.yaml")]
     assert plan_longhorn(fal, GitopsFacts("/x", True, {"longhorn-app.yaml": "enabled"})).empty
     blocked = plan_longhorn(fal, GitopsFacts("/nope", False, {}))
-    assert blocked.changes[0].data == {"blocked": True}
+    assert blocked.changes[0].data == Blocked("checkout missing")
+    # the refusal reads as before (falkit.runbook.converge.refuse), and apply refuses before anything
+    assert refuse(blocked, StepOptions(apply=True, extra={"rollback": True})).text() == "blocked: checkout missing"
+    with pytest.raises(StepError, match="the GitOps checkout /nope does not exist"):
+        apply_longhorn(None, blocked, StepOptions(apply=True), None)
+
+
+def test_longhorn_plan_carries_typed_payloads_and_round_trips(fal, tmp_path):
+    g = GitopsFacts(str(tmp_path), True, {"longhorn-app.yaml": "disabled", "longhorn-rbac-app.yaml": "disabled"},
+                    {f: f"kind: Application\nmetadata:\n  name: {f[:-9]}\n" for f in ("longhorn-app.yaml", "longhorn-rbac-app.yaml")})
+    renames = plan_longhorn(fal, g)
+    assert {type(c.data) for c in renames.changes} == {GitChange}
+    round_trips(renames)
+    round_trips(plan_longhorn(fal, GitopsFacts("/nope", False, {})))
 
 
 def pvc(ns, name, ann=None, sc="mayastor-3", size="5Gi"):
@@ -142,8 +164,8 @@ def test_volumes_plan_moves_back_what_a_workload_mounts_and_keeps_the_copies(fal
         ("media/plex-config-mayastor", "plex-config-mayastor", "plex-config"),
         ("media/sonarr-config-mayastor", "sonarr-config-mayastor", "sonarr-config")]
     plex, sonarr = plan.changes
-    assert plex.data["recreate"] is False and plex.data["workloads"] == [("Deployment", "plex")]
-    assert sonarr.data["recreate"] is True and sonarr.data["size"] == "7Gi"  # the original claim was deleted
+    assert plex.data.recreate is False and plex.data.workloads == (("Deployment", "plex"),)
+    assert sonarr.data.recreate is True and sonarr.data.size == "7Gi"  # the original claim was deleted
     assert "re-create the original claim on longhorn" in sonarr.reason
     assert not plan.destructive
     assert [n.name for n in plan.noops] == ["media/radarr-config"]  # already back; copy kept
@@ -158,6 +180,48 @@ def test_volumes_plan_deletes_copies_only_with_the_option(fal):
     assert [(c.op, c.name, c.destructive) for c in plan.changes] == [
         ("delete", "media/plex-config-mayastor", True), ("delete", "media/radarr-config-mayastor", True),
         ("delete", "media/sonarr-config-mayastor", True)]
+
+
+def round_trips(plan: Plan) -> None:
+    """Issue 18: every change carries a registered payload (not a dict) with an executor, and the
+    plan survives JSON equal to itself."""
+    assert plan.changes
+    for c in plan.changes:
+        assert not isinstance(c.data, dict) and PAYLOADS.get(type(c.data).__name__) is type(c.data), c.describe()
+        assert executors.executable(c), c.describe()
+    back = Plan.from_json(json.loads(json.dumps(plan.to_json())))
+    assert back == plan and [type(c.data) for c in back.changes] == [type(c.data) for c in plan.changes]
+
+
+def test_volumes_plan_carries_typed_payloads_and_round_trips(fal):
+    f = migrated_volumes()
+    moves = plan_volumes_back(fal, f, StepOptions(extra={"delete_migrated_volumes": True}))
+    assert [type(c.data) for c in moves.changes] == [VolumeMoveBack, KubeDelete, VolumeMoveBack]
+    assert moves.changes[1].data == KubeDelete(ObjectRef("v1", "PersistentVolumeClaim", "media", "radarr-config-mayastor"))
+    assert moves.changes[2].data == VolumeMoveBack("media", "sonarr-config-mayastor", "sonarr-config", True, "longhorn",
+                                                   "7Gi", ("ReadWriteOnce",), (("Deployment", "sonarr"),))
+    round_trips(moves)
+
+
+def test_mayastor_plan_deletes_falkits_leftovers_as_typed_payloads_and_round_trips(fal):
+    """rollback-mayastor without a recorded before-state: falkit's test claim, then (the copies
+    deleted too) the Mayastor class and the pools — each a KubeDelete; the plan survives JSON."""
+    mine = {"metadata": {"name": "fio-mayastor", "namespace": "falkit-bench",
+                         "labels": {"app.kubernetes.io/managed-by": "falkit"}}, "spec": {"storageClassName": "mayastor-3"}}
+    copy = pvc("media", "plex-config-mayastor", {"falkit.io/migrated-from": "plex-config"})
+    classes = ({"metadata": {"name": "mayastor-3"}, "provisioner": PROVISIONER},
+               {"metadata": {"name": "longhorn"}, "provisioner": "driver.longhorn.io"})
+    pools = ({"metadata": {"name": "pool-talos-worker-02", "namespace": "mayastor"}, "spec": {"node": "talos-worker-02"}},)
+    f = MayastorBackFacts(None, (mine, copy), classes, pools)
+    kept = plan_mayastor_back(fal, f, StepOptions())
+    assert [(c.op, c.kind, c.name) for c in kept.changes] == [("delete", "claim", "falkit-bench/fio-mayastor")]
+    assert {n.kind for n in kept.noops} == {"storageclass", "diskpool"}  # the copies keep the class and the pools
+    plan = plan_mayastor_back(fal, f, StepOptions(extra={"delete_migrated_volumes": True}))
+    assert [c.data for c in plan.changes] == [
+        KubeDelete(ObjectRef("v1", "PersistentVolumeClaim", "falkit-bench", "fio-mayastor")),
+        KubeDelete(ObjectRef("storage.k8s.io/v1", "StorageClass", "", "mayastor-3")),
+        KubeDelete(ObjectRef("openebs.io/v1beta2", "DiskPool", "mayastor", "pool-talos-worker-02"))]
+    round_trips(plan)
 
 
 def node(name, unschedulable=False):

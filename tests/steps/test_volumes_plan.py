@@ -7,9 +7,16 @@ and the seed's ``*.disabled`` rename in a checkout laid out as the seed's reposi
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from falkit.model.errors import StepError
+from falkit.plan.diff import Plan
+from falkit.plan.payloads import PAYLOADS, Blocked, KubeDelete
+from falkit.render.gitops import ObjectRef
+from falkit.runbook.converge import refuse
+from falkit.steps import executors
 from falkit.steps.base import StepOptions
 from falkit.steps.executors import execute
 from falkit.steps.volumes import (
@@ -17,6 +24,7 @@ from falkit.steps.volumes import (
     MIGRATED_TO,
     GitopsFacts,
     VolumeFacts,
+    VolumeMove,
     VolumesStep,
     is_longhorn,
     new_claim_name,
@@ -74,12 +82,12 @@ def test_plan_migrates_each_claim_then_disables_longhorn(fal):
     vols = [c for c in plan.changes if c.kind == "volume"]
     assert [c.name for c in vols] == ["media/radarr-config", "media/sonarr-config"]
     radarr = vols[0].data
-    assert radarr["workloads"] == [("Deployment", "radarr")]
-    assert radarr["new"]["metadata"] == {"name": "radarr-config-mayastor", "namespace": "media",
+    assert radarr.workloads == (("Deployment", "radarr"),)
+    assert radarr.new["metadata"] == {"name": "radarr-config-mayastor", "namespace": "media",
                                          "labels": {"app.kubernetes.io/managed-by": "falkit"},
                                          "annotations": {MIGRATED_FROM: "radarr-config"}}
-    assert radarr["new"]["spec"]["storageClassName"] == "mayastor-3"
-    assert radarr["new"]["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert radarr.new["spec"]["storageClassName"] == "mayastor-3"
+    assert radarr.new["spec"]["resources"]["requests"]["storage"] == "5Gi"
     files = [c for c in plan.changes if c.kind == "gitops-file"]
     assert [c.new for c in files] == ["longhorn-app.yaml.disabled", "longhorn-ingress-app.yaml.disabled",
                                       "longhorn-rbac-app.yaml.disabled"]
@@ -119,6 +127,26 @@ def test_missing_checkout_refuses_before_anything(fal):
     assert [c.kind for c in plan.changes] == ["volume", "gitops"]
     with pytest.raises(StepError, match="GitOps checkout /gitops does not exist"):
         VolumesStep().apply(_NoLab(fal), plan, StepOptions(apply=True), None)
+
+
+def test_plans_carry_typed_payloads_and_round_trip(fal):
+    """Issue 18: every change carries a registered payload with an executor (a move, a deletion of
+    an old claim, a rename, a missing checkout), and the plan survives JSON equal to itself."""
+    moves = plan_volumes(fal, facts([pvc("media", "sonarr-config"), pvc("media", "radarr-config")],
+                                    [deploy("media", "sonarr", "sonarr-config")]), StepOptions())
+    delete = plan_volumes(fal, migrated_facts(), StepOptions(extra={"delete_old_volumes": True}))
+    missing = plan_volumes(fal, facts([pvc("media", "a")], g=gitops(exists=False)), StepOptions())
+    assert {type(c.data) for p in (moves, delete, missing) for c in p.changes} >= {VolumeMove, KubeDelete, Blocked}
+    for plan in (moves, delete, missing):
+        assert plan.changes
+        for c in plan.changes:
+            assert not isinstance(c.data, dict) and PAYLOADS.get(type(c.data).__name__) is type(c.data), c.describe()
+            assert executors.executable(c), c.describe()
+        back = Plan.from_json(json.loads(json.dumps(plan.to_json())))
+        assert back == plan and [type(c.data) for c in back.changes] == [type(c.data) for c in plan.changes]
+    assert delete.changes[0].data == KubeDelete(ObjectRef("v1", "PersistentVolumeClaim", "media", "sonarr-config"))
+    # the refusal of a missing checkout reads as before (falkit.runbook.converge.refuse)
+    assert refuse(missing, StepOptions(apply=True)).text() == "blocked: checkout missing"
 
 
 class _NoLab:

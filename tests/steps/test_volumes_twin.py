@@ -95,17 +95,17 @@ def test_migration_on_the_twin(lab, setup):
     plan = step.plan(target.lab_spec, step.observe(target, target.lab_spec, opts), opts)
     vols = [c.name for c in plan.changes if c.kind == "volume"]
     assert vols and all(n.startswith("media/") for n in vols)
-    before = {c.data["name"]: claim_of(lab.api, w[1]) for c in plan.changes if c.kind == "volume" for w in c.data["workloads"]}
+    before = {c.data.name: claim_of(lab.api, w[1]) for c in plan.changes if c.kind == "volume" for w in c.data.workloads}
     step.apply(target, plan, opts, Log())
     for c in plan.changes:
         if c.kind != "volume":
             continue
-        ns, old = c.data["namespace"], c.data["name"]
+        ns, old = c.data.namespace, c.data.name
         new = kget(lab.api, "v1", "PersistentVolumeClaim", old + "-mayastor", ns)
         src = kget(lab.api, "v1", "PersistentVolumeClaim", old, ns)
         assert new["metadata"]["annotations"][CHECKSUM]
         assert src["metadata"]["annotations"][MIGRATED_TO] == old + "-mayastor"
-        for kind, name in c.data["workloads"]:
+        for kind, name in c.data.workloads:
             assert claim_of(lab.api, name) == old + "-mayastor"
             d = kget(lab.api, "apps/v1", kind, name, ns)
             assert ORIGINAL_REPLICAS not in (d["metadata"].get("annotations") or {})
@@ -129,16 +129,16 @@ def test_corrupted_copy_stops_the_step(lab, setup):
     assert lab.lab.faults()["corrupt_copy"] == ["*"]
     step = VolumesStep()
     plan = step.plan(target.lab_spec, step.observe(target, target.lab_spec, opts), opts)
-    first = next(c for c in plan.changes if c.kind == "volume" and c.data["workloads"])
-    kind, name = first.data["workloads"][0]
+    first = next(c for c in plan.changes if c.kind == "volume" and c.data.workloads)
+    kind, name = first.data.workloads[0]
     replicas = kget(lab.api, "apps/v1", kind, name, "media")["spec"]["replicas"]
     with pytest.raises(StepError, match="checksum mismatch"):
         step.apply(target, plan, opts, Log())
-    assert claim_of(lab.api, name) == first.data["name"]  # still the OLD claim
+    assert claim_of(lab.api, name) == first.data.name  # still the OLD claim
     d = kget(lab.api, "apps/v1", kind, name, "media")
     assert d["spec"]["replicas"] == replicas
     assert ORIGINAL_REPLICAS not in (d["metadata"].get("annotations") or {})
-    src = kget(lab.api, "v1", "PersistentVolumeClaim", first.data["name"], "media")
+    src = kget(lab.api, "v1", "PersistentVolumeClaim", first.data.name, "media")
     assert MIGRATED_TO not in (src["metadata"].get("annotations") or {})
     assert set(target.lab_spec.gitops.longhorn_files) <= {p.name for p in platform.iterdir()}  # Longhorn kept
     assert not all(c.ok for c in step.checks(target, target.lab_spec, opts))

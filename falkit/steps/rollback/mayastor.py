@@ -15,6 +15,8 @@ rollback-volumes has put every workload back on its original claim.
 The Mayastor node label (``openebs.io/engine``) is Talos' (``machine.nodeLabels``): rollback-talos
 removes it with the re-IP config. Without a recorded before-state the claims falkit made are
 recognised by their label, and every DiskPool and Mayastor class counts as the migration's.
+
+Typed payloads (issue 18): every change is a ``KubeDelete`` (claims first, then classes, then pools).
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...clients.kube import ApiError, kdelete, klist
+from ...clients.kube import ApiError, klist
 from ...model.errors import StepError
 from ...model.spec import LabSpec
 from ...plan.diff import Change, Noop, Plan
+from ...plan.payloads import KubeDelete, ObjectRef
 from ...render.mayastorvalues import PROVISIONER
 from ..base import Progress, StepOptions
+from ..executors import execute
 from ..volumes import MIGRATED_FROM
 from ._common import _ann, _key, _md
 from .state import MAYASTOR_POOL, recorded_before
@@ -71,7 +75,8 @@ def plan_mayastor_back(spec: LabSpec, f: MayastorFacts, options: StepOptions) ->
         if (_md(c).get("labels") or {}).get(MANAGED) == "falkit":
             changes.append(Change("delete", "claim", key, old=(c.get("spec") or {}).get("storageClassName"),
                                   reason="falkit's own test claim (validation / benchmarks), not in the before-state",
-                                  data={"name": _md(c)["name"], "namespace": _md(c)["namespace"]}))
+                                  data=KubeDelete(ObjectRef("v1", "PersistentVolumeClaim", _md(c)["namespace"],
+                                                            _md(c)["name"]))))
             continue
         staying.append(c)
         if f.before is not None:
@@ -86,7 +91,8 @@ def plan_mayastor_back(spec: LabSpec, f: MayastorFacts, options: StepOptions) ->
                                                      "delete_migrated_volumes=False)"))
             continue
         changes.append(Change("delete", "storageclass", name, old=sc.get("provisioner"),
-                              reason="not in the before-state; no claim uses it", data={"name": name}))
+                              reason="not in the before-state; no claim uses it",
+                              data=KubeDelete(ObjectRef("storage.k8s.io/v1", "StorageClass", "", name))))
     on_mayastor = [c for c in staying if (c.get("spec") or {}).get("storageClassName") in mayastor_classes]
     for p in f.pools:
         key = _key(p)
@@ -97,21 +103,15 @@ def plan_mayastor_back(spec: LabSpec, f: MayastorFacts, options: StepOptions) ->
             continue
         changes.append(Change("delete", "diskpool", key, old=(p.get("spec") or {}).get("node"),
                               reason="not in the before-state; no Mayastor volume stays",
-                              data={"name": _md(p)["name"], "namespace": _md(p)["namespace"]}))
+                              data=KubeDelete(ObjectRef(*MAYASTOR_POOL, _md(p)["namespace"], _md(p)["name"]))))
     return Plan("rollback-mayastor", tuple(changes), tuple(noops), tuple(notes))
 
 
 def apply_mayastor_back(target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-    api = target.kube()
     order = {"claim": 0, "storageclass": 1, "diskpool": 2}
     try:
         for c in sorted(plan.changes, key=lambda c: order.get(c.kind, 9)):
             progress.log(f"rollback-mayastor: {c.describe()}")
-            if c.kind == "claim":
-                kdelete(api, "v1", "PersistentVolumeClaim", c.data["name"], c.data["namespace"])
-            elif c.kind == "storageclass":
-                kdelete(api, "storage.k8s.io/v1", "StorageClass", c.data["name"])
-            elif c.kind == "diskpool":
-                kdelete(api, *MAYASTOR_POOL, c.data["name"], c.data["namespace"])
+            execute(target, [c], progress, options.wait_timeout_s, step="rollback-mayastor")
     except ApiError as e:
         raise StepError("rollback-mayastor", f"{e.status} {e.reason}: {e.body}") from e

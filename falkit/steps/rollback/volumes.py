@@ -1,16 +1,21 @@
 """rollback-volumes: workloads moved back from their Mayastor copies onto the original claims
-(checksummed, copied back when written since), and the step's checks."""
+(checksummed, copied back when written since), and the step's checks.
+
+Typed payloads (issue 18): a move back is a :class:`VolumeMoveBack` (its executor moves one volume;
+apply runs them all inside one pause of Argo CD's automated sync), a copy's deletion a ``KubeDelete``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from ...clients.kube import JobFailedError, copy_job, job_name, kcreate, kdelete, kget, klist, kpatch, run_job
+from ...clients.kube import JobFailedError, copy_job, job_name, kcreate, kget, klist, kpatch, run_job
 from ...model.errors import StepError
 from ...model.spec import LabSpec
 from ...plan.diff import Change, Noop, Plan
+from ...plan.payloads import KubeDelete, ObjectRef, payload
 from ..base import Check, Progress, StepOptions
+from ..executors import Apply, execute, executes
 from ..volumes import (
     MIGRATED_FROM,
     MIGRATED_TO,
@@ -27,6 +32,24 @@ from ..volumes import (
 from ._common import _ann, _checksum, _key, _md, _wait
 
 ROLLED_BACK = "falkit.io/rolled-back-to"
+
+
+@payload
+@dataclass(frozen=True)
+class VolumeMoveBack:
+    """A ``volume`` change of rollback-volumes: the ``workloads`` (kind, name) in ``namespace`` moved
+    from the Mayastor copy ``new`` back to the original claim ``old`` — re-created first when
+    ``recreate`` (on ``storage_class``, ``size``, ``access`` modes), copied back when written since,
+    checksummed, repointed."""
+
+    namespace: str
+    new: str
+    old: str
+    recreate: bool
+    storage_class: str
+    size: str
+    access: tuple[str, ...]
+    workloads: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,16 +83,17 @@ def plan_volumes_back(spec: LabSpec, f: VolFacts, options: StepOptions) -> Plan:
             changes.append(Change("update", "volume", key, "claim", new_name, old,
                                   reason=(f"re-create the original claim on {sc}, " if recreate
                                           else "") + f"copy back if written since, checksums; repoint {wl}",
-                                  data={"namespace": ns, "new": new_name, "old": old, "recreate": recreate,
-                                        "storage_class": sc,
-                                        "size": (((new.get("spec") or {}).get("resources") or {}).get("requests") or {})
-                                        .get("storage", "1Gi"),
-                                        "access": list((new.get("spec") or {}).get("accessModes") or ["ReadWriteOnce"]),
-                                        "workloads": [(w["kind"], _md(w)["name"]) for w in users]}))
+                                  data=VolumeMoveBack(
+                                      ns, new_name, old, recreate, sc,
+                                      (((new.get("spec") or {}).get("resources") or {}).get("requests") or {})
+                                      .get("storage", "1Gi"),
+                                      tuple((new.get("spec") or {}).get("accessModes") or ["ReadWriteOnce"]),
+                                      tuple((w["kind"], _md(w)["name"]) for w in users))))
         elif delete:
             changes.append(Change("delete", "pvc", key, old=old, destructive=True,
                                   reason="option delete_migrated_volumes: the Mayastor copy of "
-                                         f"{ns}/{old} (no workload mounts it)", data={"namespace": ns, "name": new_name}))
+                                         f"{ns}/{old} (no workload mounts it)",
+                                  data=KubeDelete(ObjectRef("v1", "PersistentVolumeClaim", ns, new_name))))
         else:
             noops.append(Noop("volume", f"{ns}/{old}", f"back on {old}; the Mayastor copy {new_name} is kept"))
     if not changes and not noops:
@@ -79,18 +103,18 @@ def plan_volumes_back(spec: LabSpec, f: VolFacts, options: StepOptions) -> Plan:
 
 def move_back(api: Any, c: Change, timeout: float, progress: Progress) -> str:
     """Execute one ``volume`` change; returns the verified checksum of the original claim."""
-    d = c.data
-    ns, new, old = d["namespace"], d["new"], d["old"]
+    d: VolumeMoveBack = c.data
+    ns, new, old = d.namespace, d.new, d.old
     bar = progress.task(f"move {ns}/{new} back to {old}", 4)
-    if d["recreate"] and kget(api, "v1", "PersistentVolumeClaim", old, ns) is None:
-        sc = d["storage_class"]  # planned from the spec's previous.longhorn_storage_class
+    if d.recreate and kget(api, "v1", "PersistentVolumeClaim", old, ns) is None:
+        sc = d.storage_class  # planned from the spec's previous.longhorn_storage_class
         kcreate(api, {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": old, "namespace": ns},
-                      "spec": {"accessModes": d["access"], "resources": {"requests": {"storage": d["size"]}},
+                      "spec": {"accessModes": list(d.access), "resources": {"requests": {"storage": d.size}},
                                "storageClassName": sc}})
     _wait("rollback-volumes", f"{ns}/{old} Bound", timeout,
           lambda: ((kget(api, "v1", "PersistentVolumeClaim", old, ns) or {}).get("status") or {}).get("phase") == "Bound")
     originals = {}
-    for kind, name in d["workloads"]:
+    for kind, name in d.workloads:
         w = kget(api, "apps/v1", kind, name, ns) or {}
         rec = _ann(w).get(ORIGINAL_REPLICAS)
         originals[(kind, name)] = int(rec) if rec is not None else int((w.get("spec") or {}).get("replicas", 1))
@@ -131,17 +155,23 @@ def move_back(api: Any, c: Change, timeout: float, progress: Progress) -> str:
     return src
 
 
+@executes(VolumeMoveBack)
+def _volume_move_back(c: Change, ctx: Apply) -> None:
+    """One volume moved back (apply pauses Argo CD's automated sync around all of them)."""
+    move_back(ctx.target.kube(), c, ctx.timeout, ctx.progress)
+
+
 def apply_volumes_back(target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
     api = target.kube()
     checkout = gitops_checkout(target, options)
-    moves = [c for c in plan.changes if c.kind == "volume"]
-    refs = [(c.data["namespace"], kind, name) for c in moves for kind, name in c.data["workloads"]]
+    moves = [c for c in plan.changes if isinstance(c.data, VolumeMoveBack)]
+    refs = [(c.data.namespace, kind, name) for c in moves for kind, name in c.data.workloads]
     with_argocd_paused(api, f"{len(moves)} volume(s)", refs, checkout, progress, options.wait_timeout_s,
-                       lambda: [move_back(api, c, options.wait_timeout_s, progress) for c in moves])
+                       lambda: execute(target, moves, progress, options.wait_timeout_s, step="rollback-volumes"))
     for c in plan.changes:
-        if c.kind == "pvc" and c.op == "delete":
+        if isinstance(c.data, KubeDelete):
             progress.log(f"delete the Mayastor copy {c.name} (delete_migrated_volumes)")
-            kdelete(api, "v1", "PersistentVolumeClaim", c.data["name"], c.data["namespace"])
+            execute(target, [c], progress, options.wait_timeout_s, step="rollback-volumes")
 
 
 def before_state_checks_volumes(target: Any, spec: LabSpec) -> list[Check]:
