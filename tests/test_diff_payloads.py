@@ -56,6 +56,19 @@ from falkit.render.gitops import GitEdit, ObjectRef
 from falkit.steps import executors
 from falkit.steps.mayastor import WaitDiskPools, WaitMayastor, WaitPvcBound, WriteTestVolume
 from falkit.steps.registry import STEPS
+from falkit.steps.truenas_plex import (
+    NfsMountServer,
+    PlexCreateCT,
+    PlexCTConfig,
+    PlexImagePull,
+    PlexStartCT,
+    PlexTemplateDownload,
+    PveStorage,
+    TrueNasCreateVM,
+    TrueNasService,
+    TrueNasShare,
+    TrueNasStartVM,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PLANTED = "planted-s3cret-9f8e7d6c5b4a"
@@ -115,6 +128,17 @@ EXAMPLES = {
     "WaitDiskPools": WaitDiskPools("openebs.io/v1beta2", "mayastor", ("pool-talos-worker-01", "pool-talos-worker-02")),
     "WaitPvcBound": WaitPvcBound("mayastor", "falkit-mayastor-test"),
     "WriteTestVolume": WriteTestVolume("mayastor", "falkit-mayastor-test"),
+    "TrueNasCreateVM": TrueNasCreateVM(300, {"vmid": 300, "net0": "virtio=52:54:00:10:10:20,bridge=vmbr0", "sockets": 1}),
+    "TrueNasStartVM": TrueNasStartVM(300),
+    "TrueNasShare": TrueNasShare("/mnt/tank/media", ("10.11.0.0/24",), True),
+    "TrueNasService": TrueNasService("nfs"),
+    "PveStorage": PveStorage({"storage": "truenas-media", "type": "nfs", "server": "10.11.0.20", "export": "/mnt/tank/media"}),
+    "PlexTemplateDownload": PlexTemplateDownload("local", "debian-12-standard_12.7-1_amd64.tar.zst"),
+    "PlexImagePull": PlexImagePull("local", "docker.io/plexinc/pms-docker:latest", "pms-docker_latest"),
+    "PlexCreateCT": PlexCreateCT(400, {"vmid": 400, "ostemplate": "local:vztmpl/pms-docker_latest.tar", "swap": 512}),
+    "PlexCTConfig": PlexCTConfig(400, {"dev0": "/dev/dri/renderD128,gid=104"}, True),
+    "PlexStartCT": PlexStartCT(400),
+    "NfsMountServer": NfsMountServer("Deployment", "media", "sonarr", "media", "10.11.0.20"),
 }
 #: payload types carrying a secret (falkit.plan.payloads.Sealed): never written out, archived redacted only
 SEALED = {"TalosSecrets", "TalosClientConfig", "TalosApplyConfig", "TalosAddressConfig"}
