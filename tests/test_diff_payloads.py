@@ -55,6 +55,14 @@ from falkit.plan.payloads import (
 from falkit.render.gitops import GitEdit, ObjectRef
 from falkit.steps import executors
 from falkit.steps.mayastor import WaitDiskPools, WaitMayastor, WaitPvcBound, WriteTestVolume
+from falkit.steps.plex import (
+    PlexAnswers,
+    PlexDeleteClaim,
+    PlexLibraryClaim,
+    PlexLibraryCopy,
+    PlexRemoveWorkload,
+    PlexStart,
+)
 from falkit.steps.registry import STEPS
 from falkit.steps.truenas_plex import (
     NfsMountServer,
@@ -139,6 +147,14 @@ EXAMPLES = {
     "PlexCTConfig": PlexCTConfig(400, {"dev0": "/dev/dri/renderD128,gid=104"}, True),
     "PlexStartCT": PlexStartCT(400),
     "NfsMountServer": NfsMountServer("Deployment", "media", "sonarr", "media", "10.11.0.20"),
+    "PlexLibraryClaim": PlexLibraryClaim({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv"}},
+                                         {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                                          "metadata": {"name": "plex-config-lxc", "namespace": "media"}}),
+    "PlexLibraryCopy": PlexLibraryCopy("media", "plex-config", "plex-config-lxc", (("Deployment", "plex"),)),
+    "PlexStart": PlexStart(400),
+    "PlexAnswers": PlexAnswers("10.10.0.30", 400, 120.0, "docker.io/plexinc/pms-docker:latest"),
+    "PlexRemoveWorkload": PlexRemoveWorkload("Deployment", "media", "plex", None),
+    "PlexDeleteClaim": PlexDeleteClaim("media", "plex-config"),
 }
 #: payload types carrying a secret (falkit.plan.payloads.Sealed): never written out, archived redacted only
 SEALED = {"TalosSecrets", "TalosClientConfig", "TalosApplyConfig", "TalosAddressConfig"}
