@@ -64,6 +64,7 @@ from falkit.steps.plex import (
     PlexStart,
 )
 from falkit.steps.registry import STEPS
+from falkit.steps.rollback.plex import PlexBackCopy, PlexBackDestroy, PlexBackStop, PlexBackWorkload
 from falkit.steps.truenas_plex import (
     NfsMountServer,
     PlexCreateCT,
@@ -155,6 +156,11 @@ EXAMPLES = {
     "PlexAnswers": PlexAnswers("10.10.0.30", 400, 120.0, "docker.io/plexinc/pms-docker:latest"),
     "PlexRemoveWorkload": PlexRemoveWorkload("Deployment", "media", "plex", None),
     "PlexDeleteClaim": PlexDeleteClaim("media", "plex-config"),
+    "PlexBackStop": PlexBackStop(400),
+    "PlexBackCopy": PlexBackCopy("media", "plex-config-lxc", "plex-config"),
+    "PlexBackWorkload": PlexBackWorkload({"apiVersion": "apps/v1", "kind": "Deployment",
+                                          "metadata": {"name": "plex", "namespace": "media"}, "spec": {"replicas": 1}}),
+    "PlexBackDestroy": PlexBackDestroy(400),
 }
 #: payload types carrying a secret (falkit.plan.payloads.Sealed): never written out, archived redacted only
 SEALED = {"TalosSecrets", "TalosClientConfig", "TalosApplyConfig", "TalosAddressConfig"}
