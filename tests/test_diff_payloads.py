@@ -56,10 +56,32 @@ from falkit.render.gitops import GitEdit, ObjectRef
 from falkit.steps import executors, network, vms
 from falkit.steps.benchmarks import BenchCreate, FioRun
 from falkit.steps.mayastor import WaitDiskPools, WaitMayastor, WaitPvcBound, WriteTestVolume
+from falkit.steps.plex import (
+    PlexAnswers,
+    PlexDeleteClaim,
+    PlexLibraryClaim,
+    PlexLibraryCopy,
+    PlexRemoveWorkload,
+    PlexStart,
+)
 from falkit.steps.registry import STEPS
 from falkit.steps.rollback import pve as rollback_pve
 from falkit.steps.rollback import workers as rollback_workers
+from falkit.steps.rollback.plex import PlexBackCopy, PlexBackDestroy, PlexBackStop, PlexBackWorkload
 from falkit.steps.rollback.volumes import VolumeMoveBack
+from falkit.steps.truenas_plex import (
+    NfsMountServer,
+    PlexCreateCT,
+    PlexCTConfig,
+    PlexImagePull,
+    PlexStartCT,
+    PlexTemplateDownload,
+    PveStorage,
+    TrueNasCreateVM,
+    TrueNasService,
+    TrueNasShare,
+    TrueNasStartVM,
+)
 from falkit.steps.volumes import VolumeMove
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,6 +173,30 @@ EXAMPLES = {
                                      ("ReadWriteOnce",), (("Deployment", "sonarr"),)),
     "BenchCreate": BenchCreate({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "falkit-bench"}}),
     "FioRun": FioRun("mayastor", "fio-mayastor", "quick", "0123456789abcdef"),
+    "TrueNasCreateVM": TrueNasCreateVM(300, {"vmid": 300, "net0": "virtio=52:54:00:10:10:20,bridge=vmbr0", "sockets": 1}),
+    "TrueNasStartVM": TrueNasStartVM(300),
+    "TrueNasShare": TrueNasShare("/mnt/tank/media", ("10.11.0.0/24",), True),
+    "TrueNasService": TrueNasService("nfs"),
+    "PveStorage": PveStorage({"storage": "truenas-media", "type": "nfs", "server": "10.11.0.20", "export": "/mnt/tank/media"}),
+    "PlexTemplateDownload": PlexTemplateDownload("local", "debian-12-standard_12.7-1_amd64.tar.zst"),
+    "PlexImagePull": PlexImagePull("local", "docker.io/plexinc/pms-docker:latest", "pms-docker_latest"),
+    "PlexCreateCT": PlexCreateCT(400, {"vmid": 400, "ostemplate": "local:vztmpl/pms-docker_latest.tar", "swap": 512}),
+    "PlexCTConfig": PlexCTConfig(400, {"dev0": "/dev/dri/renderD128,gid=104"}, True),
+    "PlexStartCT": PlexStartCT(400),
+    "NfsMountServer": NfsMountServer("Deployment", "media", "sonarr", "media", "10.11.0.20"),
+    "PlexLibraryClaim": PlexLibraryClaim({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv"}},
+                                         {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                                          "metadata": {"name": "plex-config-lxc", "namespace": "media"}}),
+    "PlexLibraryCopy": PlexLibraryCopy("media", "plex-config", "plex-config-lxc", (("Deployment", "plex"),)),
+    "PlexStart": PlexStart(400),
+    "PlexAnswers": PlexAnswers("10.10.0.30", 400, 120.0, "docker.io/plexinc/pms-docker:latest"),
+    "PlexRemoveWorkload": PlexRemoveWorkload("Deployment", "media", "plex", None),
+    "PlexDeleteClaim": PlexDeleteClaim("media", "plex-config"),
+    "PlexBackStop": PlexBackStop(400),
+    "PlexBackCopy": PlexBackCopy("media", "plex-config-lxc", "plex-config"),
+    "PlexBackWorkload": PlexBackWorkload({"apiVersion": "apps/v1", "kind": "Deployment",
+                                          "metadata": {"name": "plex", "namespace": "media"}, "spec": {"replicas": 1}}),
+    "PlexBackDestroy": PlexBackDestroy(400),
 }
 #: payload types carrying a secret (falkit.plan.payloads.Sealed): never written out, archived redacted only
 SEALED = {"TalosSecrets", "TalosClientConfig", "TalosApplyConfig", "TalosAddressConfig"}

@@ -36,6 +36,7 @@ from test_runbook_support import FAL, ROOT, set_value, value_of
 
 from falkit import runbook
 from falkit.model.errors import LockError, RefusedError, StepError
+from falkit.runbook.converge import blocked_by
 from falkit.steps.base import register
 from falkit.steps.registry import add
 from falkit.ui import widgets
@@ -134,7 +135,7 @@ def test_truenas_plex_without_network_is_refused_naming_the_notebook(gate_twin):
     node = h.target.pve.nodes(h.target.node)
     cts = node.lxc.get()
     s = h.step("truenas_plex")
-    blocked = [c for c in s.plan.changes if (c.data or {}).get("blocked")]
+    blocked = [c for c in s.plan.changes if blocked_by(c) is not None]
     assert [(c.kind, c.name) for c in blocked] == [("prerequisite", "vmbr1")]
     with pytest.raises(RefusedError, match="run 10-network first"):
         s.apply()

@@ -168,3 +168,38 @@ def test_rollback_brings_the_kubernetes_plex_back_with_its_library(lab):
     assert _checksum(api, CLAIM) == _checksum(api, LIB)
     assert {int(c["vmid"]): c["status"] for c in pve.nodes(node).lxc.get()}[400] == "stopped"  # kept, stopped
     assert all(c.ok for c in nb.checks("rollback-plex"))
+
+
+def test_plex_plan_round_trips_through_json_with_typed_payloads():
+    """Pure (no lab): every change of the cutover's plan carries a registered payload with an
+    executor (no dict), the plan survives JSON, and what apply needs from the options (the answer
+    timeout, the image) is in the plan; a missing container is a Blocked change."""
+    import json
+
+    from falkit.model.spec import load_spec
+    from falkit.plan.diff import Plan
+    from falkit.plan.payloads import Blocked
+    from falkit.steps import executors
+    from falkit.steps.base import StepOptions
+    from falkit.steps.plex import PlexAnswers, PlexFacts, plan_plex
+    from falkit.steps.truenas_plex import config_mount_key
+
+    spec = load_spec(ROOT / "parameters" / "fal.yaml")
+    plex = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "plex", "namespace": NS},
+            "spec": {"replicas": 1, "template": {"spec": {
+                "containers": [{"image": "plexinc/pms-docker", "volumeMounts": [{"name": "c", "mountPath": "/config"}]}],
+                "volumes": [{"name": "c", "persistentVolumeClaim": {"claimName": CLAIM}}]}}}}
+    pvc = {"metadata": {"name": CLAIM, "namespace": NS}, "spec": {"resources": {"requests": {"storage": "5Gi"}}}}
+    ct = {"status": "stopped", "config": {config_mount_key(spec): "/mnt/pve/plex-config,mp=/config"}}
+    opts = StepOptions(extra={"delete_plex_volume": True, "plex_answer_timeout_s": 7.0})
+    plan = plan_plex(spec, PlexFacts((plex,), {(NS, CLAIM): pvc}, ct, None, "refused"), opts)
+    assert [(c.op, c.kind) for c in plan.changes] == [
+        ("create", "library-claim"), ("action", "library-copy"), ("action", "ct"), ("action", "plex-answers"),
+        ("delete", "k8s-workload"), ("delete", "pvc")]
+    blocked = plan_plex(spec, PlexFacts((plex,), {(NS, CLAIM): pvc}, None, None), opts)
+    assert [type(c.data) for c in blocked.changes] == [Blocked]
+    for p in (plan, blocked):
+        assert all(not isinstance(c.data, dict) and executors.executable(c) for c in p.changes)
+        assert Plan.from_json(json.loads(json.dumps(p.to_json()))) == p
+    answers = next(c.data for c in plan.changes if c.kind == "plex-answers")
+    assert answers == PlexAnswers("10.10.0.30", 400, 7.0, "docker.io/plexinc/pms-docker:latest")

@@ -60,8 +60,10 @@ from ..clients.proxmox import PveCallError, TaskFailedError, TaskTimeoutError, c
 from ..model.errors import StepError
 from ..model.spec import LabSpec
 from ..plan.diff import Change, Noop, Plan
+from ..plan.payloads import Blocked, payload
 from ..render.gitops import Checkout, GitEdit, ObjectRef, split_documents
 from .base import Check, Progress, StepOptions, register
+from .executors import Apply, execute, executes
 from .ownership import GitChange, apply_git_changes, managed_by
 from .truenas_plex import config_mount_key, config_nfs, plex_image
 
@@ -194,6 +196,76 @@ def probe(target: Any, ip: str) -> tuple[dict[str, str] | None, str]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Payloads of this step (the shared one: falkit.plan.payloads.Blocked), carried out in the plan's
+# order by the executors below
+
+
+@payload
+@dataclass(frozen=True)
+class PlexLibraryClaim:
+    """The static NFS PersistentVolume ``pv`` on the library export (unless it exists) and its claim
+    ``pvc``, waited for until Bound."""
+
+    pv: dict
+    pvc: dict
+
+
+@payload
+@dataclass(frozen=True)
+class PlexLibraryCopy:
+    """Claim ``namespace/claim`` copied onto ``target`` with checksums: each of ``workloads`` (kind,
+    name) saved on the claim and scaled to 0 first; they are scaled back when the copy, the
+    container's start or the answer wait fails."""
+
+    namespace: str
+    claim: str
+    target: str
+    workloads: tuple[tuple[str, str], ...]
+
+
+@payload
+@dataclass(frozen=True)
+class PlexStart:
+    """Start Plex's container ``vmid`` (``status/start``) and wait for its task."""
+
+    vmid: int
+
+
+@payload
+@dataclass(frozen=True)
+class PlexAnswers:
+    """Wait (at most ``wait_s``, option ``plex_answer_timeout_s``) until Plex in container ``vmid``
+    answers ``GET http://<ip>:32400/identity``; ``image``: the container's image (named when it
+    does not answer)."""
+
+    ip: str
+    vmid: int
+    wait_s: float
+    image: str
+
+
+@payload
+@dataclass(frozen=True)
+class PlexRemoveWorkload:
+    """The Kubernetes Plex ``kind`` ``namespace/name`` removed: deleted, or (``app``: the Argo CD
+    Application managing it) its document removed from its manifest in the GitOps checkout."""
+
+    kind: str
+    namespace: str
+    name: str
+    app: str | None
+
+
+@payload
+@dataclass(frozen=True)
+class PlexDeleteClaim:
+    """The old library claim ``namespace/name`` deleted (option ``delete_plex_volume``)."""
+
+    namespace: str
+    name: str
+
+
+# ---------------------------------------------------------------------------------------------
 # Facts and plan
 
 
@@ -235,16 +307,14 @@ def plan_plex(spec: LabSpec, facts: PlexFacts, options: StepOptions) -> Plan:
     if ct is None:
         msg = f"the Plex container {p.vmid} does not exist"
         changes.append(Change("action", "prerequisite", p.hostname, "container", reason=f"blocked: {msg} — run "
-                              "truenas_plex (60-truenas-plex) first", data={"blocked": True, "message": msg,
-                                                                          "run_first": "60-truenas-plex"}))
+                              "truenas_plex (60-truenas-plex) first", data=Blocked(msg, run_first="60-truenas-plex")))
         return Plan(STEP, tuple(changes), (), ())
     mount = config_mount_key(spec)
     if "/config" not in str(ct["config"].get(mount, "")):
         msg = f"the container {p.vmid} has no library mount {mount} (…,mp=/config)"
         changes.append(Change("action", "prerequisite", p.hostname, mount, reason=f"blocked: {msg}",
-                              data={"blocked": True, "message": msg,
-                                    "fix": "set secrets.proxmox_root_password (root@pam sets bind mounts) and re-run "
-                                           "truenas_plex, or run its `pct set` note on the host"}))
+                              data=Blocked(msg, "set secrets.proxmox_root_password (root@pam sets bind mounts) and re-run "
+                                                 "truenas_plex, or run its `pct set` note on the host")))
         return Plan(STEP, tuple(changes), (), ())
     if src is None:
         notes.append("no Kubernetes Plex and no saved library claim: nothing to move; Plex's container starts empty")
@@ -259,24 +329,26 @@ def plan_plex(spec: LabSpec, facts: PlexFacts, options: StepOptions) -> Plan:
             changes.append(Change("create", "library-claim", f"{ns}/{library_claim(claim)}",
                                   new=f"NFS {server}:{export} (the container's /config)",
                                   reason="the export the Proxmox host bind mounts into the container",
-                                  data={"pv": pv, "pvc": pvc}))
+                                  data=PlexLibraryClaim(pv, pvc)))
         if facts.workloads:
             wl = [f"{w['kind']}/{_md(w)['name']}" for w in facts.workloads]
             changes.append(Change("action", "library-copy", f"{ns}/{claim}", "copy", None,
                                   f"{ns}/{library_claim(claim)}",
                                   reason=f"{', '.join(wl)} scaled to 0, copy + checksum of both claims",
-                                  data={"namespace": ns, "claim": claim, "target": library_claim(claim),
-                                        "workloads": [(w["kind"], _md(w)["name"]) for w in facts.workloads]}))
+                                  data=PlexLibraryCopy(ns, claim, library_claim(claim),
+                                                      tuple((w["kind"], _md(w)["name"]) for w in facts.workloads))))
         else:
             noops.append(Noop("library", f"{ns}/{claim}", f"copied to {library_claim(claim)} (checksum "
                               f"{_ann(new).get(CHECKSUM, 'unrecorded')[:12]})"))
     if ct["status"] != "running":
         changes.append(Change("action", "ct", p.hostname, "status", ct["status"], "running",
-                              reason="Plex starts once its library is in place", data={"start": p.vmid}))
+                              reason="Plex starts once its library is in place", data=PlexStart(p.vmid)))
     if facts.answer is None or any(c.kind == "ct" for c in changes):
         changes.append(Change("action", "plex-answers", f"{p.ip}:{PORT}", "GET /identity",
                               facts.answer_error or "not checked yet", "Plex's MediaContainer",
-                              reason="the Kubernetes Plex is removed only after this", data={"ip": p.ip, "vmid": p.vmid}))
+                              reason="the Kubernetes Plex is removed only after this",
+                              data=PlexAnswers(p.ip, p.vmid, float(options.extra.get("plex_answer_timeout_s") or 120.0),
+                                               plex_image(options))))
     else:
         noops.append(Noop("plex", f"{p.ip}:{PORT}", f"answers (version {facts.answer.get('version', '?')})"))
     for w in facts.workloads:
@@ -285,13 +357,13 @@ def plan_plex(spec: LabSpec, facts: PlexFacts, options: StepOptions) -> Plan:
         changes.append(Change("delete", "k8s-workload", f"{w['kind']}/{ns_w}/{name}", old="running in Kubernetes",
                               reason=("managed by Argo CD application " + repr(app) + ": its document is removed "
                                       "from Git" if app else "Plex runs in its container now") + "; data kept",
-                              data={"kind": w["kind"], "namespace": ns_w, "name": name, "app": app}))
+                              data=PlexRemoveWorkload(w["kind"], ns_w, name, app)))
     if src is not None and options.extra.get("delete_plex_volume"):
         ns, claim = src
         if (ns, claim) in facts.pvcs:
             changes.append(Change("delete", "pvc", f"{ns}/{claim}", old="Plex's library in Kubernetes", destructive=True,
                                   reason="option delete_plex_volume (the library is in the container)",
-                                  data={"namespace": ns, "name": claim}))
+                                  data=PlexDeleteClaim(ns, claim)))
     elif src is not None:
         notes.append(f"the old claim {src[0]}/{src[1]} is kept (the rollback needs it); delete it with "
                      "delete_plex_volume=True once Plex's container is trusted")
@@ -378,12 +450,12 @@ def _start(target: Any, vmid: int, timeout: float, step: str = STEP) -> None:
 def _remove_via_git(target: Any, api: Any, c: Change, timeout: float, progress: Progress) -> None:
     """Remove the workload's document from its manifest in the GitOps checkout, commit, deliver and
     wait until Argo CD has pruned it (falkit.steps.ownership's sync wait, ``gone``)."""
-    d = c.data
-    ref = ObjectRef("apps/v1", d["kind"], d["namespace"], d["name"])
+    d: PlexRemoveWorkload = c.data
+    ref = ObjectRef("apps/v1", d.kind, d.namespace, d.name)
     checkout = Checkout.for_target(target)
     doc = checkout.find(ref)
     if doc is None:
-        raise StepError(STEP, f"{ref} is managed by Argo CD application {d['app']!r} but no manifest in the GitOps "
+        raise StepError(STEP, f"{ref} is managed by Argo CD application {d.app!r} but no manifest in the GitOps "
                               "checkout defines it: remove it from Git by hand")
     text = checkout.read(doc.path)
     chunks = split_documents(text)
@@ -391,9 +463,115 @@ def _remove_via_git(target: Any, api: Any, c: Change, timeout: float, progress: 
                                                     for ln in ch.splitlines())]
     after = "".join(ch for i, ch in enumerate(chunks) if i != real[doc.index])
     edit = GitEdit(doc.path, text, after, message=f"Plex moved to its LXC container: remove {ref}")
-    change = Change("delete", "git-file", doc.path, data=GitChange(edit, d["app"], ref, gone=True))
-    progress.log(f"remove {ref} from {doc.path} (Argo CD application {d['app']})")
+    change = Change("delete", "git-file", doc.path, data=GitChange(edit, d.app, ref, gone=True))
+    progress.log(f"remove {ref} from {doc.path} (Argo CD application {d.app})")
     apply_git_changes([change], checkout, api, timeout=timeout)
+
+
+# ---------------------------------------------------------------------------------------------
+# Executors of this step's payloads
+
+
+def _scaled(ctx: Apply) -> list[tuple[str, str, str, int]]:
+    """The workloads this apply scaled to 0 for the copy — (kind, namespace, name, replicas before) —
+    kept on the apply's context: a failed copy, start of the container or answer wait scales them back."""
+    if not hasattr(ctx, "plex_scaled"):
+        ctx.plex_scaled = []  # type: ignore[attr-defined]
+    return ctx.plex_scaled  # type: ignore[attr-defined]
+
+
+def _scale_back(ctx: Apply) -> None:
+    api = ctx.target.kube()
+    for kind, ns, name, n in _scaled(ctx):
+        ctx.progress.log(f"scale {kind} {ns}/{name} back to {n}: the Kubernetes Plex is kept")
+        kpatch(api, "apps/v1", kind, name, {"spec": {"replicas": n}}, ns)
+
+
+@executes(PlexLibraryClaim)
+def _library_claim(c: Change, ctx: Apply) -> None:
+    d: PlexLibraryClaim = c.data
+    api = ctx.target.kube()
+    ctx.progress.log(f"create PV {d.pv['metadata']['name']} and claim {c.name}")
+    if kget(api, "v1", "PersistentVolume", d.pv["metadata"]["name"]) is None:
+        kcreate(api, d.pv)
+    kcreate(api, d.pvc)
+    ns, name = d.pvc["metadata"]["namespace"], d.pvc["metadata"]["name"]
+    wait_until(STEP, f"claim {c.name} bound", ctx.timeout, lambda: (
+        ((kget(api, "v1", "PersistentVolumeClaim", name, ns) or {}).get("status") or {}).get("phase") == "Bound"))
+
+
+@executes(PlexLibraryCopy)
+def _library_copy(c: Change, ctx: Apply) -> None:
+    d: PlexLibraryCopy = c.data
+    api, timeout, scaled = ctx.target.kube(), ctx.timeout, _scaled(ctx)
+    for kind, name in d.workloads:
+        w = kget(api, "apps/v1", kind, name, d.namespace)
+        n = _replicas(w)
+        kpatch(api, "v1", "PersistentVolumeClaim", d.claim,
+               {"metadata": {"annotations": {SAVED: saved_manifest(w)}}}, d.namespace)
+        kpatch(api, "apps/v1", kind, name, {"metadata": {"annotations": {ORIGINAL_REPLICAS: str(n)}},
+                                            "spec": {"replicas": 0}}, d.namespace)
+        scaled.append((kind, d.namespace, name, n))
+        ctx.progress.log(f"scale {kind} {d.namespace}/{name} to 0 for a consistent copy")
+        wait_until(STEP, f"{kind} {name} scaled down", timeout,
+                   lambda kind=kind, name=name, ns=d.namespace: _down(api, kind, ns, name))
+    try:
+        copy_verified(api, d.namespace, d.claim, d.target, timeout, ctx.progress)
+    except Exception:
+        _scale_back(ctx)
+        raise
+    kpatch(api, "v1", "PersistentVolumeClaim", d.target, {"metadata": {"annotations": {FROM: d.claim}}}, d.namespace)
+
+
+@executes(PlexStart)
+def _plex_start(c: Change, ctx: Apply) -> None:
+    try:
+        ctx.progress.log(f"start CT {c.name} ({c.data.vmid})")
+        _start(ctx.target, c.data.vmid, ctx.timeout)
+    except Exception:
+        _scale_back(ctx)
+        raise
+
+
+@executes(PlexAnswers)
+def _plex_answers(c: Change, ctx: Apply) -> None:
+    d: PlexAnswers = c.data
+    try:
+        last = [""]
+
+        def answers() -> bool:
+            got, last[0] = probe(ctx.target, d.ip)
+            return got is not None
+        try:
+            wait_until(STEP, f"Plex answers on {d.ip}:{PORT}", d.wait_s, answers, poll=0.5)
+        except StepError as e:
+            raise StepError(STEP, f"Plex in container {d.vmid} does not answer GET http://{d.ip}:{PORT}/identity "
+                                  f"after {d.wait_s:g}s ({last[0] or 'no answer'}); the Kubernetes Plex is kept "
+                                  "and nothing was removed",
+                            resume=f"check the container (pct status {d.vmid}; its console; the image "
+                                   f"{d.image}), then re-run 60-truenas-plex") from e
+        ctx.progress.log(f"Plex answers on {d.ip}:{PORT}")
+    except Exception:
+        _scale_back(ctx)
+        raise
+
+
+@executes(PlexRemoveWorkload)
+def _remove_workload(c: Change, ctx: Apply) -> None:
+    d: PlexRemoveWorkload = c.data
+    api = ctx.target.kube()
+    if d.app:
+        _remove_via_git(ctx.target, api, c, ctx.timeout, ctx.progress)
+    else:
+        ctx.progress.log(f"delete {d.kind} {d.namespace}/{d.name} (its claim is kept)")
+        kdelete(api, "apps/v1", d.kind, d.name, d.namespace)
+
+
+@executes(PlexDeleteClaim)
+def _delete_claim(c: Change, ctx: Apply) -> None:
+    ctx.progress.log(f"delete the old claim {c.name}")
+    kdelete(ctx.target.kube(), "v1", "PersistentVolumeClaim", c.data.name, c.data.namespace)
+
 
 
 @register(STEP)
@@ -408,86 +586,12 @@ class PlexStep:
         return plan_plex(spec, observed, options)
 
     def apply(self, target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-        blocked = [c for c in plan.changes if (c.data or {}).get("blocked")]
+        blocked = [c.data for c in plan.changes if isinstance(c.data, Blocked)]
         if blocked:
-            raise StepError(STEP, "refused: " + "; ".join(c.data["message"] + (f" (fix: {c.data['fix']})" if c.data.get("fix")
-                                                                              else f" — run {c.data.get('run_first')} first")
-                                                       for c in blocked))
-        api, timeout = target.kube(), options.wait_timeout_s
-        for c in plan.changes:
-            if c.kind == "library-claim":
-                progress.log(f"create PV {c.data['pv']['metadata']['name']} and claim {c.name}")
-                if kget(api, "v1", "PersistentVolume", c.data["pv"]["metadata"]["name"]) is None:
-                    kcreate(api, c.data["pv"])
-                kcreate(api, c.data["pvc"])
-                ns, name = c.data["pvc"]["metadata"]["namespace"], c.data["pvc"]["metadata"]["name"]
-                wait_until(STEP, f"claim {c.name} bound", timeout, lambda ns=ns, name=name: (
-                    ((kget(api, "v1", "PersistentVolumeClaim", name, ns) or {}).get("status") or {}).get("phase") == "Bound"))
-        scaled: list[tuple[str, str, str, int]] = []
-
-        def scale_back() -> None:
-            for kind, ns, name, n in scaled:
-                progress.log(f"scale {kind} {ns}/{name} back to {n}: the Kubernetes Plex is kept")
-                kpatch(api, "apps/v1", kind, name, {"spec": {"replicas": n}}, ns)
-
-        for c in plan.changes:
-            if c.kind != "library-copy":
-                continue
-            d = c.data
-            for kind, name in d["workloads"]:
-                w = kget(api, "apps/v1", kind, name, d["namespace"])
-                n = _replicas(w)
-                kpatch(api, "v1", "PersistentVolumeClaim", d["claim"],
-                       {"metadata": {"annotations": {SAVED: saved_manifest(w)}}}, d["namespace"])
-                kpatch(api, "apps/v1", kind, name, {"metadata": {"annotations": {ORIGINAL_REPLICAS: str(n)}},
-                                                    "spec": {"replicas": 0}}, d["namespace"])
-                scaled.append((kind, d["namespace"], name, n))
-                progress.log(f"scale {kind} {d['namespace']}/{name} to 0 for a consistent copy")
-                wait_until(STEP, f"{kind} {name} scaled down", timeout,
-                           lambda kind=kind, name=name, ns=d["namespace"]: _down(api, kind, ns, name))
-            try:
-                copy_verified(api, d["namespace"], d["claim"], d["target"], timeout, progress)
-            except Exception:
-                scale_back()
-                raise
-            kpatch(api, "v1", "PersistentVolumeClaim", d["target"], {"metadata": {"annotations": {FROM: d["claim"]}}},
-                   d["namespace"])
-        try:
-            for c in plan.changes:
-                if c.kind == "ct" and c.data.get("start"):
-                    progress.log(f"start CT {c.name} ({c.data['start']})")
-                    _start(target, c.data["start"], timeout)
-            for c in (c for c in plan.changes if c.kind == "plex-answers"):
-                ip, vmid = c.data["ip"], c.data["vmid"]
-                wait_s = float(options.extra.get("plex_answer_timeout_s") or 120.0)
-                last = [""]
-
-                def answers(ip: str = ip, last: list = last) -> bool:
-                    got, last[0] = probe(target, ip)
-                    return got is not None
-                try:
-                    wait_until(STEP, f"Plex answers on {ip}:{PORT}", wait_s, answers, poll=0.5)
-                except StepError as e:
-                    raise StepError(STEP, f"Plex in container {vmid} does not answer GET http://{ip}:{PORT}/identity "
-                                          f"after {wait_s:g}s ({last[0] or 'no answer'}); the Kubernetes Plex is kept "
-                                          "and nothing was removed",
-                                    resume=f"check the container (pct status {vmid}; its console; the image "
-                                           f"{plex_image(options)}), then re-run 60-truenas-plex") from e
-                progress.log(f"Plex answers on {ip}:{PORT}")
-        except Exception:
-            scale_back()
-            raise
-        for c in plan.changes:
-            if c.kind == "k8s-workload":
-                d = c.data
-                if d.get("app"):
-                    _remove_via_git(target, api, c, timeout, progress)
-                else:
-                    progress.log(f"delete {d['kind']} {d['namespace']}/{d['name']} (its claim is kept)")
-                    kdelete(api, "apps/v1", d["kind"], d["name"], d["namespace"])
-            elif c.kind == "pvc" and c.op == "delete":
-                progress.log(f"delete the old claim {c.name}")
-                kdelete(api, "v1", "PersistentVolumeClaim", c.data["name"], c.data["namespace"])
+            raise StepError(STEP, "refused: " + "; ".join(d.message + (f" (fix: {d.fix})" if d.fix
+                                                                       else f" — run {d.run_first} first")
+                                                       for d in blocked))
+        execute(target, plan.changes, progress, options.wait_timeout_s, step=STEP)
 
     def checks(self, target: Any, spec: LabSpec, options: StepOptions) -> list[Check]:
         return checks_from(spec, observe(target, spec, options), options)

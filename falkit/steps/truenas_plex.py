@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import ipaddress
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..clients.kube import WaitTimeoutError, klist, kpatch, wait_for
@@ -62,7 +62,9 @@ from ..model.errors import StepError
 from ..model.findings import preflight
 from ..model.spec import LabSpec
 from ..plan.diff import Change, Noop, Plan
+from ..plan.payloads import Blocked, payload
 from .base import Check, Progress, StepOptions, register
+from .executors import Apply, execute, executes
 from .vms import desired_config
 
 STEP = "truenas_plex"
@@ -128,6 +130,117 @@ class TnPlexFacts:
     storage_config: dict[str, dict] = field(default_factory=dict)  # storage id -> GET /storage/{id}
 
 
+# ---------------------------------------------------------------------------------------------
+# Payloads of this step (the shared one: falkit.plan.payloads.Blocked). Apply carries them out in
+# the order of APPLY_ORDER (TrueNAS first: VM, its start, its shares; then the host's NFS storages,
+# the container's template or image, the container, its start, the apps' NFS mounts).
+
+
+@payload
+@dataclass(frozen=True)
+class TrueNasCreateVM:
+    """``POST /nodes/{node}/qemu`` with ``params`` (the TrueNAS VM as the design derives it)."""
+
+    vmid: int
+    params: dict
+
+
+@payload
+@dataclass(frozen=True)
+class TrueNasStartVM:
+    """Start VM ``vmid`` (``status/start``) and wait for its task."""
+
+    vmid: int
+
+
+@payload
+@dataclass(frozen=True)
+class TrueNasShare:
+    """The NFS share ``path`` exported to ``networks`` (TrueNAS's REST API); ``wait_api``: the first
+    NAS change of the plan waits until the TrueNAS API answers (a NAS just started is booting)."""
+
+    path: str
+    networks: tuple[str, ...]
+    wait_api: bool = False
+
+
+@payload
+@dataclass(frozen=True)
+class TrueNasService:
+    """TrueNAS service ``service`` enabled and started; ``wait_api`` as for :class:`TrueNasShare`."""
+
+    service: str
+    wait_api: bool = False
+
+
+@payload
+@dataclass(frozen=True)
+class PveStorage:
+    """``POST /storage`` with ``params`` (an NFS storage the host mounts at ``/mnt/pve/<id>``)."""
+
+    params: dict
+
+
+@payload
+@dataclass(frozen=True)
+class PlexTemplateDownload:
+    """``POST /nodes/{node}/aplinfo``: Proxmox downloads LXC template ``template`` to ``storage``."""
+
+    storage: str
+    template: str
+
+
+@payload
+@dataclass(frozen=True)
+class PlexImagePull:
+    """``POST /nodes/{node}/storage/{storage}/oci-registry-pull`` of ``reference`` as ``filename``."""
+
+    storage: str
+    reference: str
+    filename: str
+
+
+@payload
+@dataclass(frozen=True)
+class PlexCreateCT:
+    """``POST /nodes/{node}/lxc`` with ``params`` (the Plex container, without root-only keys)."""
+
+    vmid: int
+    params: dict
+
+
+@payload
+@dataclass(frozen=True)
+class PlexCTConfig:
+    """``PUT /nodes/{node}/lxc/{vmid}/config`` with ``values``; ``root``: through the root@pam
+    session (``devN``/``mpN``, which Proxmox refuses to API tokens)."""
+
+    vmid: int
+    values: dict
+    root: bool = False
+
+
+@payload
+@dataclass(frozen=True)
+class PlexStartCT:
+    """Start container ``vmid`` (``status/start``) and wait for its task."""
+
+    vmid: int
+
+
+@payload
+@dataclass(frozen=True)
+class NfsMountServer:
+    """The inline ``nfs`` volume ``volume`` of workload ``kind`` ``namespace/name`` repointed at ``server``."""
+
+    kind: str
+    namespace: str | None
+    name: str
+    volume: str
+    server: str
+
+
+
 def truenas_enabled(spec: LabSpec) -> bool:
     return bool(spec.truenas and spec.truenas.enabled)
 
@@ -189,7 +302,7 @@ def nfs_storage_item(sid: str, want: dict[str, str], facts: TnPlexFacts, reason:
     have = facts.storage_config.get(sid)
     if sid not in facts.storages:
         return Change("create", "pve-storage", sid, new=f"NFS {want['server']}:{want['export']} at /mnt/pve/{sid}",
-                      reason=reason, data={"params": want})
+                      reason=reason, data=PveStorage(want))
     if have is not None and (have.get("type"), have.get("server"), have.get("export")) != \
             ("nfs", want["server"], want["export"]):
         return (f"Proxmox storage {sid!r} exists as {have.get('type')} {have.get('server', '')}:{have.get('export', '')}, "
@@ -265,7 +378,7 @@ def plan_truenas_plex(spec: LabSpec, facts: TnPlexFacts, options: StepOptions) -
         errors = [f for f in preflight(spec, design) if f.severity == "error"]
         for f in errors:
             changes.append(Change("action", "preflight", f.subject, f.id, reason=f"blocked: {f.message} — fix: {f.fix}",
-                                  data={"blocked": True, "message": f.message, "fix": f.fix}))
+                                  data=Blocked(f.message, f.fix)))
         vm = design.vm(t.name)
         have = facts.vms.get(t.vmid)
         if have is None:
@@ -273,33 +386,37 @@ def plan_truenas_plex(spec: LabSpec, facts: TnPlexFacts, options: StepOptions) -
             if options.extra.get("truenas_iso"):
                 params["ide2"] = f"{options.extra['truenas_iso']},media=cdrom"
             changes.append(Change("create", "vm", t.name, new=f"{t.cores} vCPU, {t.memory_gb} GB, net0+net1",
-                                  data={"params": params, "vmid": t.vmid}))
-            changes.append(Change("action", "vm", t.name, "status", "stopped", "running", data={"start": t.vmid}))
+                                  data=TrueNasCreateVM(t.vmid, params)))
+            changes.append(Change("action", "vm", t.name, "status", "stopped", "running", data=TrueNasStartVM(t.vmid)))
         else:
             noops.append(Noop("vm", t.name, f"exists ({have['status']})"))
             if have["status"] != "running":
-                changes.append(Change("action", "vm", t.name, "status", have["status"], "running", data={"start": t.vmid}))
+                changes.append(Change("action", "vm", t.name, "status", have["status"], "running", data=TrueNasStartVM(t.vmid)))
         stor = ipaddress.IPv4Network(spec.networks.storage.cidr)
         for share in t.nfs_shares:
             outside = [n for n in share.networks if not ipaddress.IPv4Network(n).subnet_of(stor)]
             if outside:
                 changes.append(Change("action", "preflight", share.path, "networks", reason=f"blocked: {share.path} would be "
                                       f"exported to {', '.join(outside)}, outside the storage network {stor}",
-                                      data={"blocked": True, "message": "NFS only on the storage network", "fix": "fix truenas.nfs_shares"}))
+                                      data=Blocked("NFS only on the storage network", "fix truenas.nfs_shares")))
                 continue
             cur = next((s for s in facts.shares if s.get("path") == share.path), None)
             if cur is None or sorted(cur.get("networks") or []) != sorted(share.networks):
                 changes.append(Change("create" if cur is None else "update", "nfs-share", share.path, "networks",
                                       None if cur is None else cur.get("networks"), share.networks,
-                                      data={"path": share.path, "networks": list(share.networks)}))
+                                      data=TrueNasShare(share.path, tuple(share.networks))))
             else:
                 noops.append(Noop("nfs-share", share.path, f"exported to {', '.join(share.networks)}"))
         svc = facts.nfs_service or {}
         if not (svc.get("enable") and svc.get("state") == "RUNNING"):
             changes.append(Change("update", "service", "nfs", "state", svc.get("state", "unknown"), "RUNNING (enabled)",
-                                  data={"service": "nfs"}))
+                                  data=TrueNasService("nfs")))
         else:
             noops.append(Noop("service", "nfs", "enabled and running"))
+        # a NAS that was just started answers once it has booted: the first NAS change waits for its API
+        first = next((i for i, c in enumerate(changes) if isinstance(c.data, (TrueNasShare, TrueNasService))), None)
+        if first is not None:
+            changes[first] = replace(changes[first], data=replace(changes[first].data, wait_api=True))
         if facts.nas_error and t.vmid in facts.vms and facts.vms[t.vmid]["status"] == "running":
             notes.append(f"TrueNAS API: {facts.nas_error}")
     elif t is not None:
@@ -322,7 +439,7 @@ def plan_truenas_plex(spec: LabSpec, facts: TnPlexFacts, options: StepOptions) -
                                   ", ".join(str(cfg_now.get(k, "-")) for k in sorted(missing)),
                                   ", ".join(missing[k] for k in sorted(missing)),
                                   reason="root@pam login (Proxmox refuses these to API tokens); takes effect at the next start",
-                                  data={"vmid": p.vmid, "set": missing}))
+                                  data=PlexCTConfig(p.vmid, missing, root=True)))
         elif missing:
             notes.append("root@pam only (Proxmox refuses device passthrough and host bind mounts to API tokens): set "
                          "secrets.proxmox_root_password, or on the host run  " + pct_set(p.vmid, missing))
@@ -335,7 +452,7 @@ def plan_truenas_plex(spec: LabSpec, facts: TnPlexFacts, options: StepOptions) -
                 # POST /nodes/{node}/storage/{storage}/oci-registry-pull (Proxmox VE 9.1)
                 changes.append(Change("create", "oci-image", volid, new=f"pulled by Proxmox from {image}",
                                       reason="Plex's application container is created from this OCI image",
-                                      data={"storage": IMAGE_STORAGE, "reference": image, "filename": oci_filename(image)}))
+                                      data=PlexImagePull(IMAGE_STORAGE, image, oci_filename(image))))
         if have is None:
             volid = oci_volid(image) if image else template_volid(options)
             if not image and not facts.extra.get("template_present", True):
@@ -343,33 +460,33 @@ def plan_truenas_plex(spec: LabSpec, facts: TnPlexFacts, options: StepOptions) -
                 if facts.extra.get("template_appliance"):
                     changes.append(Change("create", "lxc-template", volid, new="downloaded by Proxmox (appliance index)",
                                           reason="the container's ostemplate is not on the host yet",
-                                          data={"storage": storage, "template": name}))
+                                          data=PlexTemplateDownload(storage, name)))
                 else:
                     changes.append(Change("action", "preflight", volid, "ostemplate", reason=f"blocked: the LXC template "
                                           f"{volid} is not on the host and not in Proxmox's appliance index",
-                                          data={"blocked": True, "message": f"LXC template {volid} missing",
-                                                "fix": f"run `pveam update && pveam download {storage} {name}` on the "
-                                                       f"host, or set the plex_template option to a template it has"}))
+                                          data=Blocked(f"LXC template {volid} missing",
+                                                       f"run `pveam update && pveam download {storage} {name}` on the "
+                                                       f"host, or set the plex_template option to a template it has")))
             params = {"vmid": p.vmid, "ostemplate": volid,
                       "rootfs": f"{p.rootfs_storage}:{p.rootfs_gb}", "swap": 512, **want}
             changes.append(Change("create", "ct", p.hostname, new=f"unprivileged, {p.cores} cores, {p.memory_gb} GB, "
                                   + "net0+net1; dev0/mp0 by root@pam",
-                                  data={"params": params, "vmid": p.vmid}))
+                                  data=PlexCreateCT(p.vmid, params)))
             if root_change:
                 changes.append(root_change)
             if not image:  # an application container starts once its library is in place (step plex)
-                changes.append(Change("action", "ct", p.hostname, "status", "stopped", "running", data={"start": p.vmid}))
+                changes.append(Change("action", "ct", p.hostname, "status", "stopped", "running", data=PlexStartCT(p.vmid)))
         else:
             cfg = have["config"]
             for k, v in want.items():
                 if not same_value(cfg.get(k), v):
                     changes.append(Change("update", "ct-config", p.hostname, k, cfg.get(k), v,
                                           disruptive=k.startswith(("net", "unprivileged")),
-                                          data={"vmid": p.vmid, "set": {k: v}}))
+                                          data=PlexCTConfig(p.vmid, {k: v})))
             if root_change:
                 changes.append(root_change)
             if have["status"] != "running" and not image:
-                changes.append(Change("action", "ct", p.hostname, "status", have["status"], "running", data={"start": p.vmid}))
+                changes.append(Change("action", "ct", p.hostname, "status", have["status"], "running", data=PlexStartCT(p.vmid)))
             if not any(c.kind.startswith("ct") for c in changes):
                 noops.append(Noop("ct", p.hostname, "configured as planned and running"))
         storage = str(options.extra.get("plex_nfs_storage") or DEFAULT_NFS_STORAGE)
@@ -389,8 +506,7 @@ def plan_truenas_plex(spec: LabSpec, facts: TnPlexFacts, options: StepOptions) -
                     changes.append(Change("update", "nfs-mount", f"{w['kind']}/{md.get('namespace')}/{md['name']}",
                                           f"volumes.{v['name']}.nfs.server", server, t.storage_ip, disruptive=True,
                                           reason="NFS over the storage network (pods restart)",
-                                          data={"kind": w["kind"], "namespace": md.get("namespace"), "name": md["name"],
-                                                "volume": v["name"], "server": t.storage_ip}))
+                                          data=NfsMountServer(w["kind"], md.get("namespace"), md["name"], v["name"], t.storage_ip)))
         for pv in facts.pvs:
             server = ((pv.get("spec") or {}).get("nfs") or {}).get("server")
             if server and server != t.storage_ip:
@@ -416,7 +532,7 @@ def prerequisites(spec: LabSpec, facts: TnPlexFacts, changes: list[Change]) -> l
                 msg = (f"bridge {br} does not exist on node {facts.extra.get('node', '')}" if br not in bridges
                        else f"bridge {br} is staged but not applied")
                 out.append(Change("action", "prerequisite", br, "bridge", reason=f"blocked: {msg} — run 10-network first",
-                                  data={"blocked": True, "message": msg, "run_first": "10-network"}))
+                                  data=Blocked(msg, run_first="10-network")))
     content = facts.extra.get("storage_content")
     if creating and content is not None:
         need: dict[str, str] = {}
@@ -432,12 +548,11 @@ def prerequisites(spec: LabSpec, facts: TnPlexFacts, changes: list[Change]) -> l
             msg = (f"storage {sid!r} does not exist" if have is None
                    else f"storage {sid!r} does not allow content {kind!r} (it has {have or 'none'})")
             out.append(Change("action", "prerequisite", sid, "storage", reason=f"blocked: {msg}",
-                              data={"blocked": True, "message": msg,
-                                    "fix": f"create storage {sid!r} with content {kind!r}, or change the lab YAML"}))
+                              data=Blocked(msg, f"create storage {sid!r} with content {kind!r}, or change the lab YAML")))
     if spec.truenas is not None and facts.extra.get("kube_error"):
         msg = f"no Kubernetes API to repoint the apps' NFS mounts ({facts.extra['kube_error']})"
         out.append(Change("action", "prerequisite", "kubernetes", "api", reason=f"blocked: {msg} — run 30-talos first",
-                          data={"blocked": True, "message": msg, "run_first": "30-talos"}))
+                          data=Blocked(msg, run_first="30-talos")))
     return out
 
 
@@ -534,6 +649,133 @@ def _wait(pve: Any, node: str, upid: Any, timeout: float) -> None:
             raise StepError(STEP, str(e)) from e
 
 
+# ---------------------------------------------------------------------------------------------
+# Executors of this step's payloads
+
+
+#: the order apply carries the changes out in (a stable sort: the plan's order within a rank).
+#: TrueNAS first (VM, then its shares), then the host's NFS storage, then Plex, whose bind mount
+#: needs that storage mounted when it starts.
+APPLY_ORDER: dict[type, int] = {TrueNasCreateVM: 0, TrueNasStartVM: 1, TrueNasShare: 2, TrueNasService: 2,
+                                PveStorage: 3, PlexTemplateDownload: 4, PlexImagePull: 5, PlexCreateCT: 6,
+                                PlexCTConfig: 6, PlexStartCT: 7, NfsMountServer: 8}
+
+
+def in_apply_order(changes: tuple[Change, ...] | list[Change]) -> list[Change]:
+    """``changes`` in the order apply carries them out (:data:`APPLY_ORDER`; another payload last)."""
+    return sorted(changes, key=lambda c: APPLY_ORDER.get(type(c.data), len(APPLY_ORDER)))
+
+
+def _start(c: Change, ctx: Apply, api: Any) -> None:
+    pve, node = ctx.target.pve, ctx.target.node
+    ctx.progress.log(f"start {c.kind.upper()} {c.name}")
+    _wait(pve, node, _pve(f"start {c.name}", api(c.data.vmid).status.start.post), ctx.timeout)
+
+
+@executes(TrueNasCreateVM)
+def _create_vm(c: Change, ctx: Apply) -> None:
+    pve, node = ctx.target.pve, ctx.target.node
+    ctx.progress.log(f"create VM {c.name}")
+    _wait(pve, node, _pve(f"create VM {c.name}", pve.nodes(node).qemu.post, **c.data.params), ctx.timeout)
+
+
+@executes(TrueNasStartVM)
+def _start_vm(c: Change, ctx: Apply) -> None:
+    _start(c, ctx, ctx.target.pve.nodes(ctx.target.node).qemu)
+
+
+def _nas_answers(ctx: Apply) -> None:
+    """A NAS that was just started answers once it has booted."""
+    try:
+        wait_for(ctx.target.truenas.nfs_shares, lambda _: True, ctx.timeout, "the TrueNAS API answers",
+                 ctx.progress.task("TrueNAS API"))
+    except WaitTimeoutError as e:
+        raise StepError(STEP, str(e), resume="check the TrueNAS VM's console (its address comes from DHCP "
+                        "or the console), then re-run 60-truenas-plex") from e
+
+
+@executes(TrueNasShare)
+def _nfs_share(c: Change, ctx: Apply) -> None:
+    d: TrueNasShare = c.data
+    if d.wait_api:
+        _nas_answers(ctx)
+    ctx.progress.log(f"NFS share {d.path} -> {', '.join(d.networks)}")
+    ctx.target.truenas.ensure_nfs_share(d.path, list(d.networks))
+
+
+@executes(TrueNasService)
+def _nas_service(c: Change, ctx: Apply) -> None:
+    if c.data.wait_api:
+        _nas_answers(ctx)
+    ctx.target.truenas.enable_service(c.data.service)
+
+
+@executes(PveStorage)
+def _pve_storage(c: Change, ctx: Apply) -> None:
+    ctx.progress.log(f"add Proxmox storage {c.name}: {c.new}")
+    _pve(f"add storage {c.name}", ctx.target.pve.storage.post, **c.data.params)
+
+
+@executes(PlexTemplateDownload)
+def _template_download(c: Change, ctx: Apply) -> None:
+    # POST /nodes/{node}/aplinfo — what `pveam download STORAGE TEMPLATE` calls
+    # (pve-manager PVE/API2/Nodes.pm apl_download: Datastore.AllocateTemplate on the storage)
+    d: PlexTemplateDownload = c.data
+    pve, node = ctx.target.pve, ctx.target.node
+    ctx.progress.log(f"download LXC template {d.template} to {d.storage}")
+    _wait(pve, node, _pve(f"download template {d.template}", pve.nodes(node).aplinfo.post,
+                          storage=d.storage, template=d.template), ctx.timeout)
+
+
+@executes(PlexImagePull)
+def _image_pull(c: Change, ctx: Apply) -> None:
+    # POST /nodes/{node}/storage/{storage}/oci-registry-pull (PVE 9.1 API schema: reference,
+    # filename; Datastore.AllocateTemplate on the storage, Sys.AccessNetwork on the node)
+    d: PlexImagePull = c.data
+    pve, node = ctx.target.pve, ctx.target.node
+    ctx.progress.log(f"pull OCI image {d.reference} to {d.storage}")
+    pull = getattr(pve.nodes(node).storage(d.storage), "oci-registry-pull")
+    _wait(pve, node, _pve(f"pull {d.reference}", pull.post, reference=d.reference, filename=d.filename), ctx.timeout)
+
+
+@executes(PlexCreateCT)
+def _create_ct(c: Change, ctx: Apply) -> None:
+    pve, node = ctx.target.pve, ctx.target.node
+    ctx.progress.log(f"create CT {c.name}")
+    _wait(pve, node, _pve(f"create CT {c.name}", pve.nodes(node).lxc.post, **c.data.params), ctx.timeout)
+
+
+@executes(PlexCTConfig)
+def _ct_config(c: Change, ctx: Apply) -> None:
+    d: PlexCTConfig = c.data
+    node = ctx.target.node
+    if not d.root:
+        _pve(f"update CT {c.name}", ctx.target.pve.nodes(node).lxc(d.vmid).config.put, **d.values)
+        return
+    ctx.progress.log(f"as root@pam: set {', '.join(sorted(d.values))} on CT {c.name}")
+    root = ctx.target.pve_root()
+    _pve(f"update CT {c.name} (root@pam)", root.nodes(node).lxc(d.vmid).config.put, **d.values)
+
+
+@executes(PlexStartCT)
+def _start_ct(c: Change, ctx: Apply) -> None:
+    _start(c, ctx, ctx.target.pve.nodes(ctx.target.node).lxc)
+
+
+@executes(NfsMountServer)
+def _nfs_mount(c: Change, ctx: Apply) -> None:
+    d: NfsMountServer = c.data
+    api = ctx.target.kube()
+    w = klist(api, "apps/v1", d.kind, d.namespace)
+    obj = next(o for o in w if o["metadata"]["name"] == d.name)
+    vols = obj["spec"]["template"]["spec"]["volumes"]
+    for v in vols:
+        if v["name"] == d.volume:
+            v["nfs"]["server"] = d.server
+    kpatch(api, "apps/v1", d.kind, d.name, {"spec": {"template": {"spec": {"volumes": vols}}}}, d.namespace)
+
+
+
 @register(STEP)
 class TrueNasPlexStep:
     title = "TrueNAS (NFS on the storage network) and the Plex container"
@@ -548,84 +790,11 @@ class TrueNasPlexStep:
         return plan_truenas_plex(spec, observed, options)
 
     def apply(self, target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-        blocked = [c for c in plan.changes if (c.data or {}).get("blocked")]
+        blocked = [c.data for c in plan.changes if isinstance(c.data, Blocked)]
         if blocked:
-            raise StepError(STEP, "refused: " + "; ".join(f"{c.data['message']}" + (f" (fix: {c.data['fix']})" if c.data.get("fix") else "") for c in blocked),
+            raise StepError(STEP, "refused: " + "; ".join(d.message + (f" (fix: {d.fix})" if d.fix else "") for d in blocked),
                             resume="change the lab spec (or leave truenas.enabled: false), then re-run 60-truenas-plex")
-        pve, node, timeout = target.pve, target.node, options.wait_timeout_s
-
-        def start(c: Change) -> None:
-            api = pve.nodes(node).qemu if c.kind == "vm" else pve.nodes(node).lxc
-            progress.log(f"start {c.kind.upper()} {c.name}")
-            _wait(pve, node, _pve(f"start {c.name}", api(c.data["start"]).status.start.post), timeout)
-
-        # TrueNAS first (VM, then its shares), then the host's NFS storage, then Plex, whose bind
-        # mount needs that storage mounted when it starts
-        for c in plan.changes:
-            if c.kind == "vm" and c.op == "create":
-                progress.log(f"create VM {c.name}")
-                _wait(pve, node, _pve(f"create VM {c.name}", pve.nodes(node).qemu.post, **c.data["params"]), timeout)
-        for c in plan.changes:
-            if c.kind == "vm" and c.op == "action" and c.data.get("start"):
-                start(c)
-        nas = [c for c in plan.changes if c.kind in ("nfs-share", "service")]
-        if nas:  # a NAS that was just started answers once it has booted
-            try:
-                wait_for(target.truenas.nfs_shares, lambda _: True, timeout, "the TrueNAS API answers",
-                         progress.task("TrueNAS API"))
-            except WaitTimeoutError as e:
-                raise StepError(STEP, str(e), resume="check the TrueNAS VM's console (its address comes from DHCP "
-                                "or the console), then re-run 60-truenas-plex") from e
-        for c in nas:
-            if c.kind == "nfs-share":
-                progress.log(f"NFS share {c.data['path']} -> {', '.join(c.data['networks'])}")
-                target.truenas.ensure_nfs_share(c.data["path"], c.data["networks"])
-            elif c.kind == "service":
-                target.truenas.enable_service(c.data["service"])
-        for c in plan.changes:
-            if c.kind == "pve-storage" and c.op == "create":
-                progress.log(f"add Proxmox storage {c.name}: {c.new}")
-                _pve(f"add storage {c.name}", pve.storage.post, **c.data["params"])
-        for c in plan.changes:
-            if c.kind == "lxc-template":
-                # POST /nodes/{node}/aplinfo — what `pveam download STORAGE TEMPLATE` calls
-                # (pve-manager PVE/API2/Nodes.pm apl_download: Datastore.AllocateTemplate on the storage)
-                progress.log(f"download LXC template {c.data['template']} to {c.data['storage']}")
-                _wait(pve, node, _pve(f"download template {c.data['template']}", pve.nodes(node).aplinfo.post,
-                                      storage=c.data["storage"], template=c.data["template"]), timeout)
-        for c in plan.changes:
-            if c.kind == "oci-image":
-                # POST /nodes/{node}/storage/{storage}/oci-registry-pull (PVE 9.1 API schema: reference,
-                # filename; Datastore.AllocateTemplate on the storage, Sys.AccessNetwork on the node)
-                progress.log(f"pull OCI image {c.data['reference']} to {c.data['storage']}")
-                pull = getattr(pve.nodes(node).storage(c.data["storage"]), "oci-registry-pull")
-                _wait(pve, node, _pve(f"pull {c.data['reference']}", pull.post, reference=c.data["reference"],
-                                      filename=c.data["filename"]), timeout)
-        for c in plan.changes:
-            if c.kind == "ct" and c.op == "create":
-                progress.log(f"create CT {c.name}")
-                _wait(pve, node, _pve(f"create CT {c.name}", pve.nodes(node).lxc.post, **c.data["params"]), timeout)
-            elif c.kind == "ct-config":
-                _pve(f"update CT {c.name}", pve.nodes(node).lxc(c.data["vmid"]).config.put, **c.data["set"])
-            elif c.kind == "ct-config-root":
-                progress.log(f"as root@pam: set {', '.join(sorted(c.data['set']))} on CT {c.name}")
-                root = target.pve_root()
-                _pve(f"update CT {c.name} (root@pam)", root.nodes(node).lxc(c.data["vmid"]).config.put, **c.data["set"])
-        for c in plan.changes:
-            if c.kind == "ct" and c.op == "action" and c.data.get("start"):
-                start(c)
-        api = None
-        for c in plan.changes:
-            if c.kind == "nfs-mount":
-                api = api or target.kube()
-                d = c.data
-                w = klist(api, "apps/v1", d["kind"], d["namespace"])
-                obj = next(o for o in w if o["metadata"]["name"] == d["name"])
-                vols = obj["spec"]["template"]["spec"]["volumes"]
-                for v in vols:
-                    if v["name"] == d["volume"]:
-                        v["nfs"]["server"] = d["server"]
-                kpatch(api, "apps/v1", d["kind"], d["name"], {"spec": {"template": {"spec": {"volumes": vols}}}}, d["namespace"])
+        execute(target, in_apply_order(plan.changes), progress, options.wait_timeout_s, step=STEP)
 
     def checks(self, target: Any, spec: LabSpec, options: StepOptions) -> list[Check]:
         return checks_from(spec, observe(target, spec, options), options)

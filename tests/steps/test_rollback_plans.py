@@ -300,3 +300,37 @@ def test_a_new_build_has_nothing_to_roll_back(fal):
     assert plan_cilium_lb(new, facts).empty and plan_metallb(new, facts).empty
     assert not plan_cilium_lb(fal, facts).empty  # with a before-state: deleted once MetalLB holds the IPs
     assert RollbackWorkers().checks(None, new, None) == []
+
+
+def test_plex_back_plan_round_trips_through_json_with_typed_payloads(fal):
+    """rollback-plex: stop, copy back, the saved manifest created again, destroy (with the option);
+    every change a registered payload with an executor (no dict), the plan equal after JSON; apply
+    stops the container, copies every library back, then creates the workloads."""
+    import json
+
+    from falkit.plan.diff import Plan
+    from falkit.steps import executors
+    from falkit.steps.plex import FROM, SAVED
+    from falkit.steps.rollback.plex import PlexBackFacts, PlexBackWorkload, in_apply_order, plan_plex_back
+
+    def saved(ns, claim):
+        obj = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": f"plex-{claim}", "namespace": ns},
+               "spec": {"replicas": 1}}
+        return ({"metadata": {"name": claim, "namespace": ns, "annotations": {SAVED: json.dumps(obj)}}},
+                {"metadata": {"name": f"{claim}-lxc", "namespace": ns, "annotations": {FROM: claim}}})
+
+    pvcs = {}
+    for claim in ("a", "b"):
+        old, new = saved("media", claim)
+        pvcs[("media", claim)], pvcs[("media", f"{claim}-lxc")] = old, new
+    facts = PlexBackFacts((), pvcs, {"status": "running", "config": {}})
+    plan = plan_plex_back(fal, facts, StepOptions(extra={"destroy_plex_container": True}))
+    assert [(c.op, c.kind) for c in plan.changes] == [
+        ("action", "ct"), ("action", "library-copy"), ("create", "k8s-workload"), ("action", "library-copy"),
+        ("create", "k8s-workload"), ("delete", "ct")]
+    assert all(not isinstance(c.data, dict) and executors.executable(c) for c in plan.changes)
+    assert Plan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
+    assert isinstance(plan.changes[2].data, PlexBackWorkload) and plan.changes[2].data.object["metadata"]["name"] == "plex-a"
+    assert [(c.kind, c.name) for c in in_apply_order(plan.changes)] == [
+        ("ct", "plex"), ("library-copy", "media/a-lxc"), ("library-copy", "media/b-lxc"),
+        ("k8s-workload", "Deployment/media/plex-a"), ("k8s-workload", "Deployment/media/plex-b"), ("ct", "plex")]

@@ -9,6 +9,8 @@ application container from its OCI image, is covered in test_truenas_twin.py and
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 from helpers import patched
@@ -16,11 +18,17 @@ from helpers import patched
 from falkit.model.errors import StepError
 from falkit.model.spec import spec_from_data
 from falkit.model.yamlsrc import parse_yaml
+from falkit.plan.diff import Plan
+from falkit.plan.payloads import Blocked
+from falkit.runbook.converge import refuse
+from falkit.steps import executors
 from falkit.steps.base import StepOptions
 from falkit.steps.truenas_plex import (
     TnPlexFacts,
     TrueNasPlexStep,
+    TrueNasShare,
     checks_from,
+    in_apply_order,
     plan_config,
     plan_truenas_plex,
 )
@@ -40,7 +48,7 @@ def empty(**kw):
 def test_seed_plans_plex_only(fal):
     plan = plan_truenas_plex(fal, empty(), StepOptions(extra=dict(SYSTEM_CT)))
     assert [(c.op, c.kind, c.name) for c in plan.changes] == [("create", "ct", "plex"), ("action", "ct", "plex")]
-    p = plan.changes[0].data["params"]
+    p = plan.changes[0].data.params
     assert p["vmid"] == 400 and p["unprivileged"] == "1" and p["cores"] == "2" and p["memory"] == "2048"
     assert p["rootfs"] == "local-lvm:8"
     assert "dev0" not in p and "mp0" not in p  # root@pam only: PVE refuses them to API tokens
@@ -52,7 +60,7 @@ def test_seed_plans_plex_only(fal):
     assert any(cmd in n for n in plan.notes)
     root = plan_truenas_plex(fal, empty(extra={"root_session": True}), StepOptions(extra=dict(SYSTEM_CT)))
     assert [(c.op, c.kind) for c in root.changes] == [("create", "ct"), ("update", "ct-config-root"), ("action", "ct")]
-    assert root.changes[1].data["set"] == {"dev0": "/dev/dri/renderD128,gid=104"}
+    assert root.changes[1].data.values == {"dev0": "/dev/dri/renderD128,gid=104"}
     assert p["ostemplate"].startswith("local:vztmpl/debian-12")
     assert any("TrueNAS is disabled" in n for n in plan.notes)
     assert not any("truenas-media" in n for n in plan.notes)  # nothing to mount: no storage asked for
@@ -62,7 +70,7 @@ def test_seed_plans_plex_only(fal):
 def test_enabling_truenas_with_seed_ram_is_refused():
     spec = spec_with({"truenas.enabled": True})
     plan = plan_truenas_plex(spec, empty(), StepOptions(extra=dict(SYSTEM_CT)))
-    blocked = [c for c in plan.changes if (c.data or {}).get("blocked")]
+    blocked = [c for c in plan.changes if isinstance(c.data, Blocked)]
     assert [c.field for c in blocked] == ["budget.memory"]
     assert "GB over" in blocked[0].reason
     with pytest.raises(StepError, match="refused: VMs 39 GB"):
@@ -76,15 +84,15 @@ def test_enabled_truenas_within_budget_plans_vm_shares_service():
     assert kinds == [("create", "vm", "truenas"), ("action", "vm", "truenas"),
                      ("create", "nfs-share", "/mnt/tank/media"), ("update", "service", "nfs"),
                      ("create", "pve-storage", "truenas-media")]
-    nfs = next(c for c in plan.changes if c.kind == "pve-storage").data["params"]
+    nfs = next(c for c in plan.changes if c.kind == "pve-storage").data.params
     assert nfs == {"storage": "truenas-media", "type": "nfs", "server": "10.11.0.20", "export": "/mnt/tank/media",
                    "content": "iso", "create-subdirs": "0", "nodes": ""}
     ct = [c.kind for c in plan.changes]
     assert ct.index("pve-storage") < ct.index("ct")  # mounted before Plex is created and started
-    vm = plan.changes[0].data["params"]
+    vm = plan.changes[0].data.params
     assert vm["net0"] == "virtio=52:54:00:10:10:20,bridge=vmbr0" and vm["net1"] == "virtio=52:54:00:10:11:20,bridge=vmbr1"
     share = plan.changes[2].data
-    assert share == {"path": "/mnt/tank/media", "networks": ["10.11.0.0/24"]}
+    assert share == TrueNasShare("/mnt/tank/media", ("10.11.0.0/24",), wait_api=True)  # the first NAS change
     done = empty(shares=({"id": 1, "path": "/mnt/tank/media", "networks": ["10.11.0.0/24"]},),
                  nfs_service={"enable": True, "state": "RUNNING"})
     done = TnPlexFacts({300: {"status": "running", "config": {"net0": "x", "net1": "y"}}}, {}, done.storages, "",
@@ -97,7 +105,7 @@ def test_export_outside_storage_network_is_refused():
     spec = spec_with({"truenas.enabled": True, "truenas.memory_gb": 4, "host.memory_gb": 64,
                       "truenas.nfs_shares": [{"path": "/mnt/tank/media", "networks": ["10.10.0.0/24"]}]})
     plan = plan_truenas_plex(spec, empty(), StepOptions(extra=dict(SYSTEM_CT)))
-    assert [c.name for c in plan.changes if (c.data or {}).get("blocked")] == ["/mnt/tank/media"]
+    assert [c.name for c in plan.changes if isinstance(c.data, Blocked)] == ["/mnt/tank/media"]
 
 
 def test_nfs_mounts_move_to_storage_address(fal):
@@ -141,3 +149,32 @@ def test_existing_storage_elsewhere_is_reported_not_changed():
     again = plan_truenas_plex(spec, same, StepOptions(extra=dict(SYSTEM_CT)))
     assert not [c for c in again.changes if c.kind == "pve-storage"]
     assert not any("exists as" in n for n in again.notes)
+
+
+def test_plans_round_trip_through_json_with_typed_payloads(fal):
+    """Every change carries a registered payload with an executor (no dict), the plan survives JSON,
+    and a blocked change is what the runbook's refusal reads; apply's order: TrueNAS, the host's
+    storages, the template or image, the container, its start, the apps' NFS mounts."""
+    dep = {"kind": "Deployment", "metadata": {"namespace": "media", "name": "sonarr"},
+           "spec": {"template": {"spec": {"volumes": [{"name": "media", "nfs": {"server": "10.30.0.20", "path": "/x"}}]}}}}
+    on = spec_with({"truenas.enabled": True, "truenas.memory_gb": 4, "host.memory_gb": 64})
+    plans = [plan_truenas_plex(fal, empty(extra={"root_session": True}), StepOptions(extra=dict(SYSTEM_CT))),
+             plan_truenas_plex(fal, empty(extra={"root_session": True, "oci_present": False, "node": "fal"}), StepOptions()),
+             plan_truenas_plex(fal, empty(extra={"template_present": False, "template_appliance": True}),
+                               StepOptions(extra=dict(SYSTEM_CT))),
+             plan_truenas_plex(on, TnPlexFacts({}, {}, ("local",), workloads=(dep,), extra={"root_session": True}),
+                               StepOptions(extra=dict(SYSTEM_CT))),
+             plan_truenas_plex(spec_with({"truenas.enabled": True}), empty(), StepOptions(extra=dict(SYSTEM_CT)))]
+    kinds = set()
+    for plan in plans:
+        assert plan.changes
+        for c in plan.changes:
+            assert not isinstance(c.data, dict) and executors.executable(c), c.describe()
+            kinds.add(c.kind)
+        back = Plan.from_json(json.loads(json.dumps(plan.to_json())))
+        assert back == plan and [type(c.data) for c in back.changes] == [type(c.data) for c in plan.changes]
+    assert {"vm", "nfs-share", "service", "pve-storage", "oci-image", "lxc-template", "ct", "ct-config-root",
+            "nfs-mount", "preflight"} <= kinds
+    order = [c.kind for c in in_apply_order(plans[3].changes)]
+    assert order == ["vm", "vm", "nfs-share", "service", "pve-storage", "ct", "ct-config-root", "ct", "nfs-mount"]
+    assert refuse(plans[4], StepOptions(apply=True, allow_disruptive=True, allow_destructive=True)).blocked

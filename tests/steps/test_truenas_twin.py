@@ -18,6 +18,7 @@ import pytest
 from falkit.clients.target import connect
 from falkit.model.errors import StepError
 from falkit.model.spec import load_spec
+from falkit.plan.payloads import Blocked
 from falkit.steps.base import StepOptions
 from falkit.steps.network import NetworkStep
 from falkit.steps.truenas_plex import TrueNasPlexStep
@@ -73,9 +74,9 @@ def test_template_proxmox_cannot_download_is_blocked(twin):
     opts = StepOptions(apply=True, extra={"plex_template": "local:vztmpl/no-such-template_1.0_amd64.tar.zst",
                                           "plex_image": ""})
     plan = step.plan(FAL, step.observe(twin, FAL, opts), opts)
-    blocked = [c for c in plan.changes if (c.data or {}).get("blocked") and c.kind != "prerequisite"]
+    blocked = [c for c in plan.changes if isinstance(c.data, Blocked) and c.kind != "prerequisite"]
     assert len(blocked) == 1 and "pveam update && pveam download local no-such-template_1.0_amd64.tar.zst" in \
-        blocked[0].data["fix"]
+        blocked[0].data.fix
     with pytest.raises(StepError, match="LXC template local:vztmpl/no-such-template_1.0_amd64.tar.zst missing"):
         step.apply(twin, plan, opts, Log())
     assert twin.pve.nodes(twin.node).lxc.get() == []  # nothing applied

@@ -38,7 +38,9 @@ from ...clients.proxmox import PveCallError, TaskFailedError, TaskTimeoutError, 
 from ...model.errors import StepError
 from ...model.spec import LabSpec
 from ...plan.diff import Change, Noop, Plan
+from ...plan.payloads import payload
 from ..base import Check, Progress, StepOptions, register
+from ..executors import Apply, execute, executes
 from ..plex import (
     CHECKSUM,
     FROM,
@@ -54,6 +56,50 @@ from ..plex import (
 )
 
 STEP = "rollback-plex"
+
+
+# ---------------------------------------------------------------------------------------------
+# Payloads of this step, carried out in the order of APPLY_ORDER (see the module docstring)
+
+
+@payload
+@dataclass(frozen=True)
+class PlexBackStop:
+    """Shut Plex's container ``vmid`` down (``status/shutdown``, forced after 60 s) and wait for it."""
+
+    vmid: int
+
+
+@payload
+@dataclass(frozen=True)
+class PlexBackCopy:
+    """Claim ``namespace/source`` (the container's library) copied back onto ``claim``, checksums compared."""
+
+    namespace: str
+    source: str
+    claim: str
+
+
+@payload
+@dataclass(frozen=True)
+class PlexBackWorkload:
+    """The Kubernetes Plex created again from ``object`` (the manifest the cutover saved) unless it
+    exists, then waited for until its replicas are ready."""
+
+    object: dict
+
+
+@payload
+@dataclass(frozen=True)
+class PlexBackDestroy:
+    """Destroy Plex's container ``vmid`` (option ``destroy_plex_container``)."""
+
+    vmid: int
+
+
+#: the order apply carries the changes out in (stable: the plan's order within a rank): the container
+#: stopped, every library copied back, every workload created again, the container destroyed
+APPLY_ORDER: dict[type, int] = {PlexBackStop: 0, PlexBackCopy: 1, PlexBackWorkload: 2, PlexBackDestroy: 3}
 
 
 @dataclass(frozen=True)
@@ -90,7 +136,7 @@ def plan_plex_back(spec: LabSpec, facts: PlexBackFacts, options: StepOptions) ->
     if ct is not None and ct["status"] == "running" and (stop or destroy):
         changes.append(Change("action", "ct", p.hostname, "status", "running", "stopped",
                               reason="the library must not change while it is copied back",
-                              data={"stop": p.vmid}))
+                              data=PlexBackStop(p.vmid)))
     elif ct is not None and ct["status"] == "running":
         notes.append(f"stop_plex_container=False: container {p.vmid} keeps running beside the Kubernetes Plex")
     if not facts.workloads:
@@ -99,21 +145,20 @@ def plan_plex_back(spec: LabSpec, facts: PlexBackFacts, options: StepOptions) ->
             if new is not None and _ann(new).get(FROM) == claim:
                 changes.append(Change("action", "library-copy", f"{ns}/{library_claim(claim)}", "copy", None,
                                       f"{ns}/{claim}", reason="what Plex wrote in its container since the cutover; "
-                                      "checksums compared", data={"namespace": ns, "source": library_claim(claim),
-                                                                  "claim": claim}))
+                                      "checksums compared", data=PlexBackCopy(ns, library_claim(claim), claim)))
             obj = json.loads(_ann(pvc)[SAVED])
             app = _ann(obj).get("argocd.argoproj.io/tracking-id")
             changes.append(Change("create", "k8s-workload", f"{obj['kind']}/{ns}/{_md(obj)['name']}",
                                   new=f"replicas {(obj.get('spec') or {}).get('replicas', 1)}, claim {claim}",
                                   reason="the manifest saved by the cutover",
-                                  data={"object": obj}))
+                                  data=PlexBackWorkload(obj)))
             if app:
                 notes.append(f"{obj['kind']} {ns}/{_md(obj)['name']} was managed by Argo CD: revert the cutover's "
                              "commit in the GitOps repository too, or Argo CD prunes it again")
     if ct is not None and destroy:
         changes.append(Change("delete", "ct", p.hostname, old=f"CT {p.vmid} ({ct['status']})", destructive=True,
                               reason="option destroy_plex_container (its library export is kept)",
-                              data={"destroy": p.vmid}))
+                              data=PlexBackDestroy(p.vmid)))
     elif ct is not None:
         notes.append(f"container {p.vmid} is kept (destroy_plex_container=False)")
     return Plan(STEP, tuple(changes), tuple(noops), tuple(notes))
@@ -129,34 +174,46 @@ def _task(target: Any, what: str, fn: Any, timeout: float) -> None:
         raise StepError(STEP, str(e)) from e
 
 
+@executes(PlexBackStop)
+def _stop(c: Change, ctx: Apply) -> None:
+    pve, node, vmid = ctx.target.pve, ctx.target.node, c.data.vmid
+    ctx.progress.log(f"stop CT {c.name} ({vmid})")
+    _task(ctx.target, f"shut down CT {vmid}", lambda: pve.nodes(node).lxc(vmid).status.shutdown.post(
+        timeout=60, forceStop=1), ctx.timeout)
+
+
+@executes(PlexBackCopy)
+def _copy_back(c: Change, ctx: Apply) -> None:
+    d: PlexBackCopy = c.data
+    copy_verified(ctx.target.kube(), d.namespace, d.source, d.claim, ctx.timeout, ctx.progress, step=STEP)
+
+
+@executes(PlexBackWorkload)
+def _workload_back(c: Change, ctx: Apply) -> None:
+    api, obj = ctx.target.kube(), c.data.object
+    ns, name, kind = _md(obj).get("namespace"), _md(obj)["name"], obj["kind"]
+    ctx.progress.log(f"create {kind} {ns}/{name} from the saved manifest")
+    if kget(api, "apps/v1", kind, name, ns) is None:
+        kcreate(api, obj)
+    want = int((obj.get("spec") or {}).get("replicas", 1) or 0)
+    wait_until(STEP, f"{kind} {ns}/{name} ready", ctx.timeout, lambda: int(
+        ((kget(api, "apps/v1", kind, name, ns) or {}).get("status") or {}).get("readyReplicas") or 0) >= want)
+
+
+@executes(PlexBackDestroy)
+def _destroy(c: Change, ctx: Apply) -> None:
+    pve, node, vmid = ctx.target.pve, ctx.target.node, c.data.vmid
+    ctx.progress.log(f"destroy CT {c.name} ({vmid})")
+    _task(ctx.target, f"destroy CT {vmid}", lambda: pve.nodes(node).lxc(vmid).delete(), ctx.timeout)
+
+
+def in_apply_order(changes: tuple[Change, ...] | list[Change]) -> list[Change]:
+    """``changes`` in the order apply carries them out (:data:`APPLY_ORDER`; another payload last)."""
+    return sorted(changes, key=lambda c: APPLY_ORDER.get(type(c.data), len(APPLY_ORDER)))
+
+
 def apply_plex_back(target: Any, plan: Plan, options: StepOptions, progress: Progress) -> None:
-    api, timeout = target.kube(), options.wait_timeout_s
-    pve, node = target.pve, target.node
-    for c in plan.changes:
-        if c.kind == "ct" and c.data.get("stop"):
-            vmid = c.data["stop"]
-            progress.log(f"stop CT {c.name} ({vmid})")
-            _task(target, f"shut down CT {vmid}", lambda vmid=vmid: pve.nodes(node).lxc(vmid).status.shutdown.post(
-                timeout=60, forceStop=1), timeout)
-    for c in plan.changes:
-        if c.kind == "library-copy":
-            d = c.data
-            copy_verified(api, d["namespace"], d["source"], d["claim"], timeout, progress, step=STEP)
-    for c in plan.changes:
-        if c.kind == "k8s-workload" and c.op == "create":
-            obj = c.data["object"]
-            ns, name, kind = _md(obj).get("namespace"), _md(obj)["name"], obj["kind"]
-            progress.log(f"create {kind} {ns}/{name} from the saved manifest")
-            if kget(api, "apps/v1", kind, name, ns) is None:
-                kcreate(api, obj)
-            want = int((obj.get("spec") or {}).get("replicas", 1) or 0)
-            wait_until(STEP, f"{kind} {ns}/{name} ready", timeout, lambda kind=kind, name=name, ns=ns, want=want: int(
-                ((kget(api, "apps/v1", kind, name, ns) or {}).get("status") or {}).get("readyReplicas") or 0) >= want)
-    for c in plan.changes:
-        if c.kind == "ct" and c.op == "delete":
-            vmid = c.data["destroy"]
-            progress.log(f"destroy CT {c.name} ({vmid})")
-            _task(target, f"destroy CT {vmid}", lambda vmid=vmid: pve.nodes(node).lxc(vmid).delete(), timeout)
+    execute(target, in_apply_order(plan.changes), progress, options.wait_timeout_s, step=STEP)
 
 
 def plex_back_checks(target: Any, spec: LabSpec, options: StepOptions) -> list[Check]:
