@@ -101,7 +101,7 @@ def test_vms_without_network_is_refused_naming_the_notebook(gate_twin):
     isos_before = node.storage("local").content.get(content="iso")
     mark = h.target.journal.mark()
     s = h.step("vms")
-    blocked = [c for c in s.plan.changes if (c.data or {}).get("blocked")]
+    blocked = [c for c in s.plan.changes if blocked_by(c) is not None]
     assert [(c.kind, c.name) for c in blocked] == [("prerequisite", "vmbr1")]
     with pytest.raises(RefusedError) as exc:
         s.apply()
@@ -123,7 +123,7 @@ def test_vms_without_iso_storage_is_refused(gate_twin):
     content = local.get()["content"]
     local.put(content="vztmpl,backup,snippets")  # an operator took ISOs off `local`
     try:
-        blocked = {c.name: c for c in h.step("vms").plan.changes if (c.data or {}).get("blocked")}
+        blocked = {c.name: c for c in h.step("vms").plan.changes if blocked_by(c) is not None}
         assert "local" in blocked and "does not allow content 'iso'" in blocked["local"].reason
         assert "add 'iso' to the content of storage 'local'" in runbook.refuse(h._runs["vms"].plan, h.step_options).text()
     finally:
