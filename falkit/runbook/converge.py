@@ -96,15 +96,9 @@ class Refusal:
 
 def blocked_by(change: Change) -> Blocked | None:
     """What blocks ``change`` (its :class:`~falkit.plan.payloads.Blocked` payload), or None.
-
-    A step not yet on typed payloads marks the same with ``data={"blocked": True, "message", "fix",
-    "run_first"}``; that dict is read as the payload it stands for."""
-    d = change.data
-    if isinstance(d, Blocked):
-        return d
-    if isinstance(d, dict) and d.get("blocked"):
-        return Blocked(d.get("message") or "", d.get("fix") or "", d.get("run_first") or "")
-    return None
+    Every step marks a change it cannot make with a ``Blocked`` payload (issue 18: no step plans
+    untyped ``dict`` payloads any more)."""
+    return change.data if isinstance(change.data, Blocked) else None
 
 
 def refuse(plan: Plan, options: StepOptions) -> Refusal:
