@@ -20,7 +20,7 @@ MODULES = ("falkit.runbook", "falkit.clients.kube", "proxmoxer", "plotly.graph_o
            "falkit.steps.registry")
 
 #: The start-up line handed to the kernel (an expression whose value is None: nothing is displayed).
-EXEC_LINE = "__import__('falkit.runbook.prewarm').prewarm.imports()"
+EXEC_LINE = "__import__('falkit.runbook.prewarm').runbook.prewarm.imports()"
 
 
 def imports() -> None:

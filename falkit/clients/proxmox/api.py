@@ -29,7 +29,6 @@ from typing import Any
 from proxmoxer import ResourceException
 
 from ...model.errors import FalkitError
-from ..kube import WaitReporter
 
 SIZE_UNITS_GIB = {"K": 1 / 1024 ** 2, "M": 1 / 1024, "G": 1.0, "T": 1024.0}
 
@@ -120,6 +119,7 @@ def wait_task(pve: Any, node: str, upid: str, timeout: float = 600.0, poll: floa
     """
     # falkit.clients.kube loads the kubernetes client: the runner process imports falkit.clients.proxmox and must not
     # load it (tests/test_runner_speed.py), so WaitReporter is imported only when a task is awaited.
+    from ..kube import WaitReporter  # noqa: PLC0415 - the runner imports this module and must not load kubernetes (issue 17)
 
     deadline = time.monotonic() + timeout
     report = WaitReporter(f"Proxmox task {task_label(upid)} on {node}", timeout)
