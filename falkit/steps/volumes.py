@@ -352,10 +352,51 @@ def _wait(what: str, timeout: float, fn, poll: float = 0.2) -> None:
     wait_until(STEP, what, timeout, fn, poll)
 
 
-def _scaled_down(api: Any, kind: str, ns: str, name: str) -> bool:
-    w = kget(api, "apps/v1", kind, name, ns) or {}
-    st = w.get("status") or {}
-    return not st.get("readyReplicas") and not st.get("replicas")
+RESCALES = 3  # a workload scaled back up more often than this is not a late sync: something keeps doing it
+
+
+def scale_down(api: Any, ns: str, workloads: Any, timeout: float, progress: Progress,
+               step: str = STEP) -> dict[tuple[str, str], int]:
+    """Scale each ``(kind, name)`` of ``workloads`` in ``ns`` to 0 and wait until no pod of it runs;
+    returns each one's replica count to restore (kept in ``falkit.io/original-replicas`` first —
+    or taken from it, when an interrupted run left it).
+
+    One sync Argo CD decided before falkit's pause can still land after it: the application
+    controller decides auto-sync on its cached copy of the Application, and ``SetAppOperation``
+    re-checks only that no other operation is set (docs/FACTS.md "Argo CD"). So a workload may be
+    scaled back up after it was scaled to 0. The wait sees ``spec.replicas`` above 0 again, says so,
+    and scales it down again — up to :data:`RESCALES` times; more is something that keeps scaling
+    it up, a StepError naming it (nothing was copied yet)."""
+    originals: dict[tuple[str, str], int] = {}
+    for kind, name in workloads:
+        w = kget(api, "apps/v1", kind, name, ns) or {}
+        recorded = _ann(w).get(ORIGINAL_REPLICAS)
+        originals[(kind, name)] = int(recorded) if recorded is not None else int((w.get("spec") or {}).get("replicas", 1))
+        _scale(api, kind, ns, name, 0, {"metadata": {"annotations": {ORIGINAL_REPLICAS: str(originals[(kind, name)])}}})
+    for kind, name in originals:
+        rescaled = [0]
+
+        def down(kind: str = kind, name: str = name, rescaled: list[int] = rescaled) -> bool:
+            w = kget(api, "apps/v1", kind, name, ns) or {}
+            back = int((w.get("spec") or {}).get("replicas") or 0)
+            if back:
+                app = managed_by(w)
+                who = f"Argo CD application {app!r} synced it" if app else "something scaled it"
+                if rescaled[0] >= RESCALES:
+                    raise StepError(step, f"{kind} {ns}/{name} is scaled back up to {back} each time falkit scales it to 0 "
+                                          f"({RESCALES + 1} times; {who}); nothing was copied",
+                                    resume=f"find what scales {kind} {ns}/{name} (an HPA, an operator, a sync "
+                                           "policy falkit did not pause), stop it, then re-run the step")
+                rescaled[0] += 1
+                progress.log(f"{kind} {ns}/{name} was scaled back up to {back} after falkit scaled it to 0 ({who}: a "
+                             "sync that started before the pause): scaling it down again")
+                _scale(api, kind, ns, name, 0)
+                return False
+            st = w.get("status") or {}
+            return not st.get("readyReplicas") and not st.get("replicas")
+
+        wait_until(step, f"{kind} {ns}/{name} scaled down", timeout, down)
+    return originals
 
 
 def _scaled_up(api: Any, kind: str, ns: str, name: str, want: int) -> bool:
@@ -488,15 +529,7 @@ def _migrate_one(api: Any, c: Change, timeout: float, progress: Progress) -> str
     _wait(f"{ns}/{new} Bound", timeout,
           lambda: ((kget(api, "v1", "PersistentVolumeClaim", new, ns) or {}).get("status") or {}).get("phase") == "Bound")
     bar(1, f"{new} bound")
-    originals: dict[tuple[str, str], int] = {}
-    for kind, name in d.workloads:
-        w = kget(api, "apps/v1", kind, name, ns) or {}
-        recorded = _ann(w).get(ORIGINAL_REPLICAS)
-        replicas = int(recorded) if recorded is not None else int((w.get("spec") or {}).get("replicas", 1))
-        originals[(kind, name)] = replicas
-        _scale(api, kind, ns, name, 0, {"metadata": {"annotations": {ORIGINAL_REPLICAS: str(replicas)}}})
-    for kind, name in originals:
-        _wait(f"{kind} {ns}/{name} scaled down", timeout, lambda k=kind, n=name: _scaled_down(api, k, ns, n))
+    originals = scale_down(api, ns, d.workloads, timeout, progress)
     bar(2, "workloads scaled down")
 
     def restore(repoint: bool) -> None:

@@ -23,10 +23,10 @@ from ..volumes import (
     WORKLOAD_KINDS,
     _repoint,
     _scale,
-    _scaled_down,
     _scaled_up,
     consumers,
     gitops_checkout,
+    scale_down,
     with_argocd_paused,
 )
 from ._common import _ann, _checksum, _key, _md, _wait
@@ -113,14 +113,7 @@ def move_back(api: Any, c: Change, timeout: float, progress: Progress) -> str:
                                "storageClassName": sc}})
     _wait("rollback-volumes", f"{ns}/{old} Bound", timeout,
           lambda: ((kget(api, "v1", "PersistentVolumeClaim", old, ns) or {}).get("status") or {}).get("phase") == "Bound")
-    originals = {}
-    for kind, name in d.workloads:
-        w = kget(api, "apps/v1", kind, name, ns) or {}
-        rec = _ann(w).get(ORIGINAL_REPLICAS)
-        originals[(kind, name)] = int(rec) if rec is not None else int((w.get("spec") or {}).get("replicas", 1))
-        _scale(api, kind, ns, name, 0, {"metadata": {"annotations": {ORIGINAL_REPLICAS: str(originals[(kind, name)])}}})
-    for kind, name in originals:
-        _wait("rollback-volumes", f"{kind} {ns}/{name} scaled down", timeout, lambda k=kind, n=name: _scaled_down(api, k, ns, n))
+    originals = scale_down(api, ns, d.workloads, timeout, progress, step="rollback-volumes")
     bar(1, "workloads scaled down")
 
     def restore(repoint: bool) -> None:

@@ -35,6 +35,15 @@ Active once Argo CD is installed (a deployed ``argo-cd`` Helm release, or the De
   ``operation.sync`` (``argocd app sync``) syncs once and is cleared. Objects are server-side
   applied with field manager ``argocd-controller``; a kind the API does not serve fails the sync
   (``operationState.phase: Failed``, condition ``SyncError``).
+- **Auto-sync races a pause.** Argo CD's application controller decides auto-sync on its
+  informer's copy of the Application (argo-cd controller/appcontroller.go ``autoSync``: it tests
+  ``app.Spec.SyncPolicy.IsAutomatedSyncEnabled()`` on the object it is processing), and
+  ``SetAppOperation`` (util/argo/argo.go) re-reads the Application but checks only that no other
+  ``operation`` is set — both at argoproj/argo-cd 37ee0097cf851bc2dd7665fc081bbce61a7e836e. So a
+  self-heal decided on a copy from before someone turned the automated policy off still runs
+  once after it. The twin's controller passes run on a snapshot of the Applications (a pass that
+  began before a pause finishes with the old policy); the lab fault ``argocd_sync_race``
+  (:mod:`.faults`) makes that one late sync deterministic for tests.
 - **Health** (gitops-engine's checks): Deployment/StatefulSet ready replicas, DaemonSet pods ready
   (Degraded on ``ProgressDeadlineExceeded``), LoadBalancer Services with an ingress IP, PVCs Bound
   (Lost: Degraded), Pods; a missing resource is ``Missing``; the app takes the worst
@@ -431,6 +440,10 @@ def reconcile_app(ctx: LabContext, app: dict) -> None:
     policy = spec.get("syncPolicy") or {}
     auto = policy.get("automated")
     auto_on = auto is not None and auto.get("enabled", True) is not False
+    raced = None  # the fault argocd_sync_race: auto-sync decided on the controller's copy from before a pause
+    if not auto_on and name in ctx.faults.argocd_sync_race:
+        auto = raced = ctx.faults.argocd_sync_race[name]
+        auto_on = True
     old = app.get("status") or {}
     status: dict[str, Any] = {"sync": {"status": "Unknown", "comparedTo": {
         "source": spec.get("source") or {"repoURL": ""}, "destination": spec.get("destination") or {}}},
@@ -468,6 +481,10 @@ def reconcile_app(ctx: LabContext, app: dict) -> None:
         prunes = prune_list if (manual or auto.get("prune")) else []
         status["operationState"] = sync(ctx, app, desired, prunes, revision)
         ctx.forget(heal_key)
+        if raced is not None and not manual:
+            ctx.faults.argocd_sync_race.pop(name, None)  # the cached copy caught up with the pause
+            log.info("argocd: %s synced by automated policy %s of a copy from before its pause (fault argocd_sync_race)",
+                     name, raced)
         if manual:
             ctx.store.patch(*APP, name, {"operation": None}, namespace=NS, patch_type="merge", field_manager=MANAGER)
         prune_list = [o for o in prune_list if o not in prunes]

@@ -234,6 +234,8 @@ class LabFaults:
     - ``talos_apply_error``: node IP -> message ``POST /lab/talos/apply`` answers with (500);
     - ``corrupt_copy``: target claims ``ns/name`` (or ``*``) whose copy Job writes different data;
     - ``storage_link_down``: node names whose storage-network NIC has no link (ping Jobs fail);
+    - ``argocd_sync_race``: Application name -> the ``syncPolicy.automated`` of the Application
+      controller's cached copy, frozen when the fault was injected (:mod:`.argocd`);
     - ``kube_http``: records of HTTP error bursts handed to the emulator (``store.faults``), for
       ``GET /lab/faults`` only.
     """
@@ -245,8 +247,10 @@ class LabFaults:
     kube_http: list[dict[str, Any]] = field(default_factory=list)
     corrupt_copy: set[str] = field(default_factory=set)
     storage_link_down: set[str] = field(default_factory=set)
+    argocd_sync_race: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def clear(self) -> None:
+        self.argocd_sync_race.clear()
         self.corrupt_copy.clear()
         self.storage_link_down.clear()
         self.node_not_ready.clear()
@@ -259,14 +263,15 @@ class LabFaults:
         return {"node_not_ready": sorted(self.node_not_ready), "diskpool_degraded": sorted(self.diskpool_degraded),
                 "io_engine_crash": sorted(self.io_engine_crash), "talos_apply_error": dict(self.talos_apply_error),
                 "kube_http": list(self.kube_http), "corrupt_copy": sorted(self.corrupt_copy),
-                "storage_link_down": sorted(self.storage_link_down)}
+                "storage_link_down": sorted(self.storage_link_down),
+                "argocd_sync_race": dict(self.argocd_sync_race)}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> LabFaults:
         return cls(set(d.get("node_not_ready") or ()), set(d.get("diskpool_degraded") or ()),
                    set(d.get("io_engine_crash") or ()), dict(d.get("talos_apply_error") or {}),
                    list(d.get("kube_http") or ()), set(d.get("corrupt_copy") or ()),
-                   set(d.get("storage_link_down") or ()))
+                   set(d.get("storage_link_down") or ()), dict(d.get("argocd_sync_race") or {}))
 
 
 @dataclass(frozen=True)

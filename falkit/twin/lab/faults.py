@@ -19,6 +19,11 @@ storage_link_down    node (Node name)              that node's storage-network N
 dhcp_no_reservations —                             the router has no DHCP reservations for the planned
                                                    addresses: a fresh Talos VM gets a pool address
                                                    (falkit.twin.lab.talos.reservations)
+argocd_sync_race     app (an Application in        Argo CD's application controller decides auto-sync
+                     ``argocd`` whose automated    on its cached copy of the Application: after the
+                     sync is on)                   automated policy is turned off (a pause), its next
+                                                   drift is still synced once by the policy as it was
+                                                   when the fault was injected (falkit.twin.lab.argocd)
 ===================  ============================  =====================================================
 
 ``DELETE /lab/faults`` clears all of them (and the emulator's; the API stays down when the cluster
@@ -90,6 +95,20 @@ def _corrupt_copy(ctx: LabContext, spec: dict[str, Any]) -> dict[str, Any]:
     return {"kind": "corrupt_copy", "claim": claim}
 
 
+def _argocd_sync_race(ctx: LabContext, spec: dict[str, Any]) -> dict[str, Any]:
+    """Freeze the controller's copy of ``app``'s automated policy as it is now (see falkit.twin.lab.argocd)."""
+    (app,) = _need(spec, "app")
+    try:
+        obj = ctx.store.get("argoproj.io/v1alpha1", "Application", str(app), "argocd")
+    except Exception as e:  # noqa: BLE001 - ApiError 404 or the CRD not served
+        raise FaultSpecError(f"argocd_sync_race: no Application {app!r} in namespace argocd ({e})") from e
+    auto = ((obj.get("spec") or {}).get("syncPolicy") or {}).get("automated")
+    if auto is None or auto.get("enabled", True) is False:
+        raise FaultSpecError(f"argocd_sync_race: Application {app!r} has no automated sync policy to race")
+    ctx.faults.argocd_sync_race[str(app)] = dict(auto)
+    return {"kind": "argocd_sync_race", "app": str(app), "automated": dict(auto)}
+
+
 def _dhcp_no_reservations(ctx: LabContext, spec: dict[str, Any]) -> dict[str, Any]:
     ctx.extra.setdefault("talos", {})["dhcp_no_reservations"] = True
     return {"kind": "dhcp_no_reservations"}
@@ -105,6 +124,7 @@ FAULTS: dict[str, Callable[[LabContext, dict[str, Any]], dict[str, Any]]] = {
     "dhcp_no_reservations": _dhcp_no_reservations,
     "corrupt_copy": _corrupt_copy,
     "storage_link_down": _set_member("storage_link_down", "node"),
+    "argocd_sync_race": _argocd_sync_race,
 }
 
 
