@@ -170,3 +170,35 @@ def test_a_claim_made_on_longhorn_after_the_plan_keeps_longhorn(lab, setup):
     with pytest.raises(StepError, match="still on Longhorn: media/late-claim"):
         step.apply(target, plan, opts, Log())
     assert set(target.lab_spec.gitops.longhorn_files) <= {p.name for p in platform.iterdir()}  # Longhorn kept
+
+
+def test_a_workload_that_keeps_being_scaled_up_stops_the_wait(lab, setup):
+    """scale_down re-scales a workload that a sync scaled back up (a sync decided before falkit's
+    pause, docs/FACTS.md "Argo CD") at most RESCALES times; something that keeps scaling it up —
+    here a controller of the test's own, as an HPA or an operator would — is a StepError naming the
+    workload and what to do, not a wait that ends only at the timeout."""
+    import threading
+
+    from falkit.clients.kube import kpatch
+    from falkit.steps.volumes import RESCALES, scale_down
+
+    stop = threading.Event()
+
+    def keep_scaling_up() -> None:
+        while not stop.wait(0.05):
+            d = kget(lab.api, "apps/v1", "Deployment", "radarr", "media")
+            if not d["spec"].get("replicas"):
+                kpatch(lab.api, "apps/v1", "Deployment", "radarr", {"spec": {"replicas": 1}}, "media")
+
+    t = threading.Thread(target=keep_scaling_up, daemon=True)
+    t.start()
+    log = Log()
+    try:
+        with pytest.raises(StepError, match=r"Deployment media/radarr is scaled back up to 1 each time falkit scales "
+                                            rf"it to 0 \({RESCALES + 1} times; something scaled it\)") as e:
+            scale_down(lab.api, "media", [("Deployment", "radarr")], 60, log)
+    finally:
+        stop.set()
+        t.join()
+    assert "(an HPA, an operator, a sync policy falkit did not pause), stop it, then re-run the step" in str(e.value)
+    assert sum("was scaled back up to 1" in m for m in log.lines) == RESCALES, log.lines
