@@ -47,6 +47,9 @@ class Apply:
     progress: Any
     timeout: float = 600.0
     step: str = ""  # the step applying (for its errors' wording)
+    #: what the executors of one apply share, by the step's own key (plex: the workloads scaled down
+    #: for the copy, scaled back when a later change of the same apply fails)
+    shared: dict[str, Any] = field(default_factory=dict)
     _changer: KubeChanger | None = field(default=None, repr=False)
 
     @property

@@ -40,6 +40,8 @@ from __future__ import annotations
 import http.client
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -475,16 +477,21 @@ def _remove_via_git(target: Any, api: Any, c: Change, timeout: float, progress: 
 def _scaled(ctx: Apply) -> list[tuple[str, str, str, int]]:
     """The workloads this apply scaled to 0 for the copy — (kind, namespace, name, replicas before) —
     kept on the apply's context: a failed copy, start of the container or answer wait scales them back."""
-    if not hasattr(ctx, "plex_scaled"):
-        ctx.plex_scaled = []  # type: ignore[attr-defined]
-    return ctx.plex_scaled  # type: ignore[attr-defined]
+    return ctx.shared.setdefault("plex_scaled", [])
 
 
-def _scale_back(ctx: Apply) -> None:
-    api = ctx.target.kube()
-    for kind, ns, name, n in _scaled(ctx):
-        ctx.progress.log(f"scale {kind} {ns}/{name} back to {n}: the Kubernetes Plex is kept")
-        kpatch(api, "apps/v1", kind, name, {"spec": {"replicas": n}}, ns)
+@contextmanager
+def _scaled_back_on_failure(ctx: Apply) -> Iterator[None]:
+    """Scale the workloads this apply scaled down back up when the block fails (the Kubernetes
+    Plex is kept), then re-raise."""
+    try:
+        yield
+    except Exception:
+        api = ctx.target.kube()
+        for kind, ns, name, n in _scaled(ctx):
+            ctx.progress.log(f"scale {kind} {ns}/{name} back to {n}: the Kubernetes Plex is kept")
+            kpatch(api, "apps/v1", kind, name, {"spec": {"replicas": n}}, ns)
+        raise
 
 
 @executes(PlexLibraryClaim)
@@ -515,33 +522,27 @@ def _library_copy(c: Change, ctx: Apply) -> None:
         ctx.progress.log(f"scale {kind} {d.namespace}/{name} to 0 for a consistent copy")
         wait_until(STEP, f"{kind} {name} scaled down", timeout,
                    lambda kind=kind, name=name, ns=d.namespace: _down(api, kind, ns, name))
-    try:
+    with _scaled_back_on_failure(ctx):
         copy_verified(api, d.namespace, d.claim, d.target, timeout, ctx.progress)
-    except Exception:
-        _scale_back(ctx)
-        raise
     kpatch(api, "v1", "PersistentVolumeClaim", d.target, {"metadata": {"annotations": {FROM: d.claim}}}, d.namespace)
 
 
 @executes(PlexStart)
 def _plex_start(c: Change, ctx: Apply) -> None:
-    try:
+    with _scaled_back_on_failure(ctx):
         ctx.progress.log(f"start CT {c.name} ({c.data.vmid})")
         _start(ctx.target, c.data.vmid, ctx.timeout)
-    except Exception:
-        _scale_back(ctx)
-        raise
 
 
 @executes(PlexAnswers)
 def _plex_answers(c: Change, ctx: Apply) -> None:
     d: PlexAnswers = c.data
-    try:
-        last = [""]
+    last = [""]
 
-        def answers() -> bool:
-            got, last[0] = probe(ctx.target, d.ip)
-            return got is not None
+    def answers() -> bool:
+        got, last[0] = probe(ctx.target, d.ip)
+        return got is not None
+    with _scaled_back_on_failure(ctx):
         try:
             wait_until(STEP, f"Plex answers on {d.ip}:{PORT}", d.wait_s, answers, poll=0.5)
         except StepError as e:
@@ -550,10 +551,7 @@ def _plex_answers(c: Change, ctx: Apply) -> None:
                                   "and nothing was removed",
                             resume=f"check the container (pct status {d.vmid}; its console; the image "
                                    f"{d.image}), then re-run 60-truenas-plex") from e
-        ctx.progress.log(f"Plex answers on {d.ip}:{PORT}")
-    except Exception:
-        _scale_back(ctx)
-        raise
+    ctx.progress.log(f"Plex answers on {d.ip}:{PORT}")
 
 
 @executes(PlexRemoveWorkload)

@@ -672,11 +672,17 @@ def _start(c: Change, ctx: Apply, api: Any) -> None:
     _wait(pve, node, _pve(f"start {c.name}", api(c.data.vmid).status.start.post), ctx.timeout)
 
 
+def _create(c: Change, ctx: Apply, what: str, collection: str) -> None:
+    """Create the guest ``c.data.params`` describes (``collection``: ``qemu`` or ``lxc``) and wait for its task."""
+    pve, node = ctx.target.pve, ctx.target.node
+    ctx.progress.log(f"create {what} {c.name}")
+    post = getattr(pve.nodes(node), collection).post
+    _wait(pve, node, _pve(f"create {what} {c.name}", post, **c.data.params), ctx.timeout)
+
+
 @executes(TrueNasCreateVM)
 def _create_vm(c: Change, ctx: Apply) -> None:
-    pve, node = ctx.target.pve, ctx.target.node
-    ctx.progress.log(f"create VM {c.name}")
-    _wait(pve, node, _pve(f"create VM {c.name}", pve.nodes(node).qemu.post, **c.data.params), ctx.timeout)
+    _create(c, ctx, "VM", "qemu")
 
 
 @executes(TrueNasStartVM)
@@ -740,9 +746,7 @@ def _image_pull(c: Change, ctx: Apply) -> None:
 
 @executes(PlexCreateCT)
 def _create_ct(c: Change, ctx: Apply) -> None:
-    pve, node = ctx.target.pve, ctx.target.node
-    ctx.progress.log(f"create CT {c.name}")
-    _wait(pve, node, _pve(f"create CT {c.name}", pve.nodes(node).lxc.post, **c.data.params), ctx.timeout)
+    _create(c, ctx, "CT", "lxc")
 
 
 @executes(PlexCTConfig)
