@@ -57,10 +57,15 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from ..clients.journal import read_journal
 from ..model.errors import FalkitError, ParameterError, TargetError
+from ..model.scrub import MIN_SECRET_LEN, TEXT_SUFFIXES, collect_secrets, scrub_text
+from ..ui.widgets import text_table
 from .archive import summarize as _summ
 from .archive import totals as _totals
 from .jupyter import ipc_kernel_config
+from .lock import RunLock
+from .prewarm import EXEC_LINE
 
 if TYPE_CHECKING:
     from ..model.spec import LabSpec
@@ -417,7 +422,6 @@ class _Scrubber:
 
     def __call__(self, run_dir: Path) -> int:
         from ..clients.target import private_dir_for, twin_connection  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
-        from ..model.scrub import MIN_SECRET_LEN, TEXT_SUFFIXES, collect_secrets, scrub_text  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
 
         conn = twin_connection() if self.cfg.target == "twin" else None
         secrets = frozenset(s for s in collect_secrets(spec=self.spec, private_dir=private_dir_for(self.spec.lab, self.cfg.target),
@@ -554,7 +558,6 @@ class _Kernels:
         from jupyter_client.manager import AsyncKernelManager  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
         from jupyter_core.utils import run_sync  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
 
-        from .prewarm import EXEC_LINE  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
 
         self.started += 1
         config = ipc_kernel_config()
@@ -640,7 +643,6 @@ class _Exports:
 def _applied_so_far(entry: dict, result: dict | None, run_dir: Path) -> str:
     """What the failed notebook had changed: steps applied, a step cut off while applying, and the
     mutating API calls the run's journal holds since the notebook started ('' when nothing)."""
-    from ..clients.journal import read_journal  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
 
     parts = [f"{n}: {len(c)} change(s) applied" for n, c in (entry.get("applied_changes") or {}).items() if c]
     for n, st in ((result or {}).get("steps") or {}).items():
@@ -708,7 +710,6 @@ def _run_dir_for(resume: str, outputs: Path) -> Path:
 def run(args: Any) -> int:
     """The body of ``falkit run`` (see the module docstring)."""
     from ..clients.target import private_dir_for  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
-    from .lock import RunLock  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
 
     stored = None
     run_dir = None
@@ -824,7 +825,6 @@ def list_runs(outputs: Path) -> list[dict[str, Any]]:
 
 
 def main_runs(args: Any) -> int:
-    from ..ui.widgets import text_table  # noqa: PLC0415 - the `falkit run` process stays small: kernels do the work (issue 17, benchmarks/bench_memory.py)
 
     rows = list_runs(Path(args.outputs))
     if not rows:

@@ -117,7 +117,7 @@ class LabProcess:
 async def serve(state_dir: Path, host: str = "127.0.0.1", port: int = 0, *,
                 lab: LabProcess | None = None, args: argparse.Namespace | None = None) -> None:
     """Serve the emulator and, with ``args`` (the lab options), the lab: the lab API under
-    ``/lab``, the before/empty state and the controllers (:func:`falkit.twin.lab.install`)."""
+    ``/lab``, the before/empty state and the controllers (:func:`falkit.twin.lab.api.install`)."""
     ctx = None
     credentials.private_dir(state_dir)
     kube_token = credentials.new_token()
@@ -126,8 +126,11 @@ async def serve(state_dir: Path, host: str = "127.0.0.1", port: int = 0, *,
         store = Store()
         app = build_app(store)
         if args is not None:
-            from .lab import install  # noqa: PLC0415 - the lab's controllers load after the process parsed its arguments (start-up)
-            from .lab.api import LAB_TOKEN_KEY, lab_auth_middleware  # noqa: PLC0415 - the lab's controllers load after the process parsed its arguments (start-up)
+            from .lab.api import (  # noqa: PLC0415 - the lab's controllers load after the process parsed its arguments (start-up)
+                LAB_TOKEN_KEY,
+                install,  # noqa: PLC0415 - the lab's controllers load after the process parsed its arguments (start-up)
+                lab_auth_middleware,
+            )
 
             ctx = install(app, store, args)
             app[LAB_TOKEN_KEY] = lab_token

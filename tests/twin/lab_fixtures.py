@@ -1,5 +1,5 @@
 """Fixtures for the lab tests: a real pve process (HTTPS, its own process) and the lab app (kube
-emulator + lab API + controllers, ``falkit.twin.lab.install``) on 127.0.0.1 in a background thread.
+emulator + lab API + controllers, ``falkit.twin.lab.api.install``) on 127.0.0.1 in a background thread.
 
 ``lab_before`` starts the pre-migration lab (``--state before``); ``lab_empty`` a bare Proxmox
 host with an unbootstrapped cluster; both with time factor 0. Tests talk to them over HTTP only:
@@ -21,7 +21,8 @@ from serving import KubeClients, serve
 
 from falkit.model.spec import load_spec
 from falkit.twin.kube import Store
-from falkit.twin.lab import LabContext, install
+from falkit.twin.lab import LabContext
+from falkit.twin.lab.api import install
 from falkit.twin.lab.client import LabClient
 from falkit.twin.lab_process import LabProcess, build_app
 from falkit.twin.supervisor import pve_config_from_spec

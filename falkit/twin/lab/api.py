@@ -36,6 +36,7 @@ from . import helm, nodes, talos
 from .before import apply_before
 from .context import LabContext
 from .pvereader import PveReader
+from .registry import CONTROLLERS, controller_modules
 
 log = logging.getLogger(__name__)
 CTX_KEY = web.AppKey("lab_ctx", LabContext)
@@ -310,13 +311,11 @@ def build_context(store, args) -> LabContext:  # noqa: ANN001 - kube Store, argp
 
 def install(app: web.Application, store, args) -> LabContext:  # noqa: ANN001 - kube Store, argparse.Namespace
     """Mount the lab API on ``app``, and on startup build the initial state and start the
-    controllers (``nodes.run`` + ``falkit.twin.lab.CONTROLLERS``); cancel them on cleanup.
+    controllers (``nodes.run`` + ``falkit.twin.lab.registry.CONTROLLERS``); cancel them on cleanup.
 
     ``args`` has ``spec`` (path or LabSpec), ``state`` (before|empty), ``time_factor``,
     ``pve_conn`` (path of pve.json), ``restore`` (snapshot path or None), ``state_dir``.
     """
-    from . import CONTROLLERS, controller_modules  # noqa: PLC0415 - the controller registry of the package above, filled on first use
-
     ctx = build_context(store, args)
     app[CTX_KEY] = ctx
     add_routes(app)

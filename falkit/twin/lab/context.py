@@ -1,6 +1,6 @@
 """``LabContext``: the state the twin's lab shares between the lab API and every controller.
 
-One ``LabContext`` lives in the lab process (``falkit.twin.lab.install`` builds it). Controllers
+One ``LabContext`` lives in the lab process (``falkit.twin.lab.api.install`` builds it). Controllers
 are ``async def run(ctx: LabContext)`` coroutines; they read the Kubernetes objects from
 ``ctx.store`` (the emulator's in-process :class:`falkit.twin.kube.Store`, not over HTTP), the
 Proxmox state from ``ctx.pve`` (the twin's Proxmox over HTTPS, read-only) and the lab's own state

@@ -7,7 +7,7 @@ changes outside the store -- the twin's Proxmox, Git -- into ``ctx.notify()``). 
 deadlines (``ctx.due`` / ``ctx.wake_at``) -- no fixed tick, so an idle twin idles (issue 17);
 each pass is idempotent.
 ``truenas_routes(ctx)``: the aiohttp routes under ``/lab/truenas/api/v2.0`` (:mod:`.truenas`).
-``falkit.twin.lab.install`` also finds these modules by name (``run`` / ``setup``).
+``falkit.twin.lab.api.install`` also finds these modules by name (``run`` / ``setup``).
 """
 
 from __future__ import annotations

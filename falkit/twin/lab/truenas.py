@@ -255,7 +255,7 @@ def truenas_routes(ctx) -> list[web.RouteDef]:  # noqa: ANN001, C901 - one closu
 
 
 def setup(app: web.Application, ctx) -> None:  # noqa: ANN001 - LabContext
-    """Mount the TrueNAS twin on the lab app (called by ``falkit.twin.lab.install``). The API key is
+    """Mount the TrueNAS twin on the lab app (called by ``falkit.twin.lab.api.install``). The API key is
     written now, so a client can read it from the state dir before the first request."""
     api_key(ctx)
     app.add_routes(truenas_routes(ctx))
