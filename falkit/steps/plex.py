@@ -17,7 +17,9 @@ archive as ``ostemplate``; ``dev0`` = the render node; ``env``; the library's bi
    ``falkit.io/original-replicas``), the volume migration's copy Job (``falkit.clients.kube.copy_job``)
    copies ``<claim>`` onto ``<claim>-lxc``, a checksum Job runs on each (``falkit.clients.kube.checksum_job``)
    and they must be equal (a mismatch stops the step and scales Plex back up); both claims get
-   ``falkit.io/checksum``;
+   ``falkit.io/checksum``. An Argo CD-managed Plex would be scaled back up by self-heal: its
+   Application (and the app-of-apps above it) has its automated sync paused first
+   (:mod:`falkit.steps.quiesce`) until the Kubernetes Plex is removed — or a later change fails;
 3. **the container starts** and falkit waits until Plex answers ``GET http://<container IP>:32400/identity``
    (option ``plex_answer_timeout_s``). On the twin the same code connects to the loopback stand-in
    the twin publishes (connection.json ``address_map``; :meth:`falkit.clients.target.Target.guest_address`).
@@ -25,7 +27,7 @@ archive as ``ostemplate``; ``dev0`` = the render node; ``env``; the library's bi
    kept;
 4. **only then the Kubernetes Plex is removed** — deleted directly, or, when Argo CD manages it, its
    document removed from its manifest in the GitOps checkout (committed, delivered, and Argo CD's
-   prune awaited). Its manifest is saved first in the old claim's annotation
+   prune awaited; the paused sync is resumed once that commit is delivered). Its manifest is saved first in the old claim's annotation
    ``falkit.io/plex-kubernetes`` (the rollback re-creates it from there).
 
 The old claim is kept (it is also never migrated to Mayastor: :func:`plex_claims` is what the
@@ -66,7 +68,8 @@ from ..plan.payloads import Blocked, payload
 from ..render.gitops import Checkout, GitEdit, ObjectRef, split_documents
 from .base import Check, Progress, StepOptions, register
 from .executors import Apply, execute, executes
-from .ownership import GitChange, apply_git_changes, managed_by
+from .ownership import GitChange, apply_git_changes, managed_by, wait_for_sync
+from .quiesce import argocd_apps, held_down, pause_sync, resume_sync, scale_down, sync_idle
 from .truenas_plex import config_mount_key, config_nfs, plex_image
 
 STEP = "plex"
@@ -334,9 +337,12 @@ def plan_plex(spec: LabSpec, facts: PlexFacts, options: StepOptions) -> Plan:
                                   data=PlexLibraryClaim(pv, pvc)))
         if facts.workloads:
             wl = [f"{w['kind']}/{_md(w)['name']}" for w in facts.workloads]
+            apps = sorted({a for w in facts.workloads if (a := _argo_app(w, facts.applications))})
+            paused = (f"; Argo CD application {', '.join(apps)} paused until the Kubernetes Plex is removed"
+                      if apps else "")
             changes.append(Change("action", "library-copy", f"{ns}/{claim}", "copy", None,
                                   f"{ns}/{library_claim(claim)}",
-                                  reason=f"{', '.join(wl)} scaled to 0, copy + checksum of both claims",
+                                  reason=f"{', '.join(wl)} scaled to 0, copy + checksum of both claims{paused}",
                                   data=PlexLibraryCopy(ns, claim, library_claim(claim),
                                                       tuple((w["kind"], _md(w)["name"]) for w in facts.workloads))))
         else:
@@ -415,11 +421,6 @@ def _ready(api: Any, kind: str, ns: str, name: str, want: int) -> bool:
     return int((w.get("status") or {}).get("readyReplicas") or 0) >= want
 
 
-def _down(api: Any, kind: str, ns: str, name: str) -> bool:
-    st = (kget(api, "apps/v1", kind, name, ns) or {}).get("status") or {}
-    return not st.get("readyReplicas") and not st.get("replicas")
-
-
 def checksum(api: Any, ns: str, claim: str, timeout: float) -> str:
     return parse_checksum(run_job(api, checksum_job(job_name("checksum", claim), ns, claim), timeout))
 
@@ -449,9 +450,12 @@ def _start(target: Any, vmid: int, timeout: float, step: str = STEP) -> None:
         raise StepError(step, str(e)) from e
 
 
-def _remove_via_git(target: Any, api: Any, c: Change, timeout: float, progress: Progress) -> None:
+def _remove_via_git(target: Any, api: Any, c: Change, timeout: float, progress: Progress,
+                    resume: Any = None) -> None:
     """Remove the workload's document from its manifest in the GitOps checkout, commit, deliver and
-    wait until Argo CD has pruned it (falkit.steps.ownership's sync wait, ``gone``)."""
+    wait until Argo CD has pruned it (falkit.steps.ownership's sync wait, ``gone``). ``resume``
+    (the Applications paused for the copy) runs between the delivery and the wait: the sync that
+    follows brings the commit that removes the Kubernetes Plex, not a self-heal that starts it again."""
     d: PlexRemoveWorkload = c.data
     ref = ObjectRef("apps/v1", d.kind, d.namespace, d.name)
     checkout = Checkout.for_target(target)
@@ -467,7 +471,12 @@ def _remove_via_git(target: Any, api: Any, c: Change, timeout: float, progress: 
     edit = GitEdit(doc.path, text, after, message=f"Plex moved to its LXC container: remove {ref}")
     change = Change("delete", "git-file", doc.path, data=GitChange(edit, d.app, ref, gone=True))
     progress.log(f"remove {ref} from {doc.path} (Argo CD application {d.app})")
-    apply_git_changes([change], checkout, api, timeout=timeout)
+    try:
+        commit = apply_git_changes([change], checkout, api, wait=False)
+    finally:
+        if resume is not None:
+            resume()
+    wait_for_sync(api, change.data, commit, timeout=timeout)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -480,10 +489,23 @@ def _scaled(ctx: Apply) -> list[tuple[str, str, str, int]]:
     return ctx.shared.setdefault("plex_scaled", [])
 
 
+def _paused(ctx: Apply) -> list[str]:
+    """The Argo CD Applications this apply paused for the copy (resumed once the Kubernetes Plex is
+    removed, or when a later change of the same apply fails)."""
+    return ctx.shared.setdefault("plex_paused", [])
+
+
+def _resume(ctx: Apply, api: Any, apps: list[str]) -> None:
+    for app in reversed(apps):
+        resume_sync(api, app)
+        ctx.progress.log(f"resumed automated sync of {app}")
+    apps.clear()
+
+
 @contextmanager
 def _scaled_back_on_failure(ctx: Apply) -> Iterator[None]:
     """Scale the workloads this apply scaled down back up when the block fails (the Kubernetes
-    Plex is kept), then re-raise."""
+    Plex is kept) and resume the Argo CD sync it paused, then re-raise."""
     try:
         yield
     except Exception:
@@ -491,6 +513,7 @@ def _scaled_back_on_failure(ctx: Apply) -> Iterator[None]:
         for kind, ns, name, n in _scaled(ctx):
             ctx.progress.log(f"scale {kind} {ns}/{name} back to {n}: the Kubernetes Plex is kept")
             kpatch(api, "apps/v1", kind, name, {"spec": {"replicas": n}}, ns)
+        _resume(ctx, api, _paused(ctx))
         raise
 
 
@@ -511,19 +534,26 @@ def _library_claim(c: Change, ctx: Apply) -> None:
 def _library_copy(c: Change, ctx: Apply) -> None:
     d: PlexLibraryCopy = c.data
     api, timeout, scaled = ctx.target.kube(), ctx.timeout, _scaled(ctx)
-    for kind, name in d.workloads:
-        w = kget(api, "apps/v1", kind, name, d.namespace)
-        n = _replicas(w)
-        kpatch(api, "v1", "PersistentVolumeClaim", d.claim,
-               {"metadata": {"annotations": {SAVED: saved_manifest(w)}}}, d.namespace)
-        kpatch(api, "apps/v1", kind, name, {"metadata": {"annotations": {ORIGINAL_REPLICAS: str(n)}},
-                                            "spec": {"replicas": 0}}, d.namespace)
-        scaled.append((kind, d.namespace, name, n))
-        ctx.progress.log(f"scale {kind} {d.namespace}/{name} to 0 for a consistent copy")
-        wait_until(STEP, f"{kind} {name} scaled down", timeout,
-                   lambda kind=kind, name=name, ns=d.namespace: _down(api, kind, ns, name))
     with _scaled_back_on_failure(ctx):
+        # Argo CD's self-heal would scale an Argo-managed Plex back up during the copy: its
+        # Application (and the app-of-apps above it) pause until the Kubernetes Plex is removed
+        for app in argocd_apps(api, [(d.namespace, kind, name) for kind, name in d.workloads]):
+            ctx.progress.log(f"pause automated sync of Argo CD application {app} (until the Kubernetes Plex is removed)")
+            pause_sync(api, app)
+            _paused(ctx).append(app)
+        for app in _paused(ctx):
+            wait_until(STEP, f"Argo CD application {app} idle", timeout, lambda app=app: sync_idle(api, app))
+        for kind, name in d.workloads:
+            w = kget(api, "apps/v1", kind, name, d.namespace)
+            n = _replicas(w)
+            kpatch(api, "v1", "PersistentVolumeClaim", d.claim,
+                   {"metadata": {"annotations": {SAVED: saved_manifest(w)}}}, d.namespace)
+            kpatch(api, "apps/v1", kind, name, {"metadata": {"annotations": {ORIGINAL_REPLICAS: str(n)}}}, d.namespace)
+            scaled.append((kind, d.namespace, name, n))
+            ctx.progress.log(f"scale {kind} {d.namespace}/{name} to 0 for a consistent copy")
+        scale_down(api, d.namespace, d.workloads, timeout, ctx.progress, step=STEP)
         copy_verified(api, d.namespace, d.claim, d.target, timeout, ctx.progress)
+        held_down(api, d.namespace, d.workloads, STEP, f"{d.namespace}/{d.claim}")
     kpatch(api, "v1", "PersistentVolumeClaim", d.target, {"metadata": {"annotations": {FROM: d.claim}}}, d.namespace)
 
 
@@ -558,11 +588,16 @@ def _plex_answers(c: Change, ctx: Apply) -> None:
 def _remove_workload(c: Change, ctx: Apply) -> None:
     d: PlexRemoveWorkload = c.data
     api = ctx.target.kube()
+    # the Applications paused for the copy — by this apply, or by an earlier one that stopped
+    # before this change (their kept policy says so: resume_sync leaves others alone)
+    paused = list(dict.fromkeys([*_paused(ctx), *argocd_apps(api, [(d.namespace, d.kind, d.name)])]))
+    _paused(ctx).clear()
     if d.app:
-        _remove_via_git(ctx.target, api, c, ctx.timeout, ctx.progress)
+        _remove_via_git(ctx.target, api, c, ctx.timeout, ctx.progress, lambda: _resume(ctx, api, paused))
     else:
         ctx.progress.log(f"delete {d.kind} {d.namespace}/{d.name} (its claim is kept)")
         kdelete(api, "apps/v1", d.kind, d.name, d.namespace)
+        _resume(ctx, api, paused)
 
 
 @executes(PlexDeleteClaim)

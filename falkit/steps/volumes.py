@@ -42,7 +42,6 @@ Idempotent: claims already migrated (the new claim carries ``falkit.io/migrated-
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,14 +66,23 @@ from ..plan.payloads import Blocked, GitRepo, KubeDelete, payload
 from ..render.gitops import DISABLED, Checkout, GitEdit, ObjectRef
 from .base import Check, Progress, StepOptions, register
 from .executors import Apply, execute, executes
-from .ownership import apply_git_changes, managed_by, plan_object_change, rename_change
+from .ownership import apply_git_changes, plan_object_change, rename_change
 from .plex import plex_claims
+from .quiesce import (
+    ORIGINAL_REPLICAS,
+    argocd_apps,
+    held_down,
+    pause_sync,
+    resume_sync,
+    scale,
+    scale_down,
+    sync_idle,
+)
 
 STEP = "volumes"
 LONGHORN = "driver.longhorn.io"
 MIGRATED_FROM = "falkit.io/migrated-from"
 MIGRATED_TO = "falkit.io/migrated-to"
-ORIGINAL_REPLICAS = "falkit.io/original-replicas"
 CHECKSUM = "falkit.io/checksum"
 SUFFIX = "-mayastor"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
@@ -352,63 +360,9 @@ def _wait(what: str, timeout: float, fn, poll: float = 0.2) -> None:
     wait_until(STEP, what, timeout, fn, poll)
 
 
-RESCALES = 3  # a workload scaled back up more often than this is not a late sync: something keeps doing it
-
-
-def scale_down(api: Any, ns: str, workloads: Any, timeout: float, progress: Progress,
-               step: str = STEP) -> dict[tuple[str, str], int]:
-    """Scale each ``(kind, name)`` of ``workloads`` in ``ns`` to 0 and wait until no pod of it runs;
-    returns each one's replica count to restore (kept in ``falkit.io/original-replicas`` first —
-    or taken from it, when an interrupted run left it).
-
-    One sync Argo CD decided before falkit's pause can still land after it: the application
-    controller decides auto-sync on its cached copy of the Application, and ``SetAppOperation``
-    re-checks only that no other operation is set (docs/FACTS.md "Argo CD"). So a workload may be
-    scaled back up after it was scaled to 0. The wait sees ``spec.replicas`` above 0 again, says so,
-    and scales it down again — up to :data:`RESCALES` times; more is something that keeps scaling
-    it up, a StepError naming it (nothing was copied yet)."""
-    originals: dict[tuple[str, str], int] = {}
-    for kind, name in workloads:
-        w = kget(api, "apps/v1", kind, name, ns) or {}
-        recorded = _ann(w).get(ORIGINAL_REPLICAS)
-        originals[(kind, name)] = int(recorded) if recorded is not None else int((w.get("spec") or {}).get("replicas", 1))
-        _scale(api, kind, ns, name, 0, {"metadata": {"annotations": {ORIGINAL_REPLICAS: str(originals[(kind, name)])}}})
-    for kind, name in originals:
-        rescaled = [0]
-
-        def down(kind: str = kind, name: str = name, rescaled: list[int] = rescaled) -> bool:
-            w = kget(api, "apps/v1", kind, name, ns) or {}
-            back = int((w.get("spec") or {}).get("replicas") or 0)
-            if back:
-                app = managed_by(w)
-                who = f"Argo CD application {app!r} synced it" if app else "something scaled it"
-                if rescaled[0] >= RESCALES:
-                    raise StepError(step, f"{kind} {ns}/{name} is scaled back up to {back} each time falkit scales it to 0 "
-                                          f"({RESCALES + 1} times; {who}); nothing was copied",
-                                    resume=f"find what scales {kind} {ns}/{name} (an HPA, an operator, a sync "
-                                           "policy falkit did not pause), stop it, then re-run the step")
-                rescaled[0] += 1
-                progress.log(f"{kind} {ns}/{name} was scaled back up to {back} after falkit scaled it to 0 ({who}: a "
-                             "sync that started before the pause): scaling it down again")
-                _scale(api, kind, ns, name, 0)
-                return False
-            st = w.get("status") or {}
-            return not st.get("readyReplicas") and not st.get("replicas")
-
-        wait_until(step, f"{kind} {ns}/{name} scaled down", timeout, down)
-    return originals
-
-
 def _scaled_up(api: Any, kind: str, ns: str, name: str, want: int) -> bool:
     w = kget(api, "apps/v1", kind, name, ns) or {}
     return int((w.get("status") or {}).get("readyReplicas") or 0) >= want
-
-
-def _scale(api: Any, kind: str, ns: str, name: str, replicas: int, extra: dict | None = None) -> None:
-    body: dict[str, Any] = {"spec": {"replicas": replicas}}
-    if extra:
-        body.update(extra)
-    kpatch(api, "apps/v1", kind, name, body, ns)
 
 
 def _repoint(api: Any, kind: str, ns: str, name: str, old: str, new: str) -> None:
@@ -425,52 +379,6 @@ def _checksum(api: Any, ns: str, claim: str, timeout: float) -> str:
     return parse_checksum(run_job(api, checksum_job(job_name("checksum", claim), ns, claim), timeout))
 
 
-PAUSED_SYNC = "falkit.io/paused-automated-sync"
-
-
-def _argocd_apps(api: Any, refs: list[tuple[str, str, str]]) -> list[str]:
-    """The Argo CD Applications managing these workloads (``(namespace, kind, name)``; annotation
-    tracking, issue 9), with the app-of-apps above them first: a parent's self-heal would restore a
-    child's paused sync policy."""
-    out: list[str] = []
-    todo = sorted({a for ns, kind, name in refs if (a := managed_by(kget(api, "apps/v1", kind, name, ns)))})
-    while todo:
-        app = todo.pop(0)
-        if app in out:
-            continue
-        out.insert(0, app)
-        parent = managed_by(kget(api, "argoproj.io/v1alpha1", "Application", app, "argocd"))
-        if parent and parent not in out:
-            todo.append(parent)
-    return out
-
-
-def pause_sync(api: Any, app: str) -> None:
-    """Turn off an Application's automated sync (and so self-heal) while falkit scales and
-    repoints its workloads; the policy is kept in an annotation for :func:`resume_sync`."""
-    obj = kget(api, "argoproj.io/v1alpha1", "Application", app, "argocd") or {}
-    auto = ((obj.get("spec") or {}).get("syncPolicy") or {}).get("automated")
-    if auto is None:
-        return
-    kpatch(api, "argoproj.io/v1alpha1", "Application", app,
-           {"metadata": {"annotations": {PAUSED_SYNC: json.dumps(auto)}}, "spec": {"syncPolicy": {"automated": None}}}, "argocd")
-
-
-def _idle(api: Any, app: str) -> bool:
-    """No sync operation requested or running (one started before the pause still completes)."""
-    obj = kget(api, "argoproj.io/v1alpha1", "Application", app, "argocd") or {}
-    return not obj.get("operation") and ((obj.get("status") or {}).get("operationState") or {}).get("phase") != "Running"
-
-
-def resume_sync(api: Any, app: str) -> None:
-    obj = kget(api, "argoproj.io/v1alpha1", "Application", app, "argocd") or {}
-    saved = _ann(obj).get(PAUSED_SYNC)
-    if saved is None:
-        return
-    kpatch(api, "argoproj.io/v1alpha1", "Application", app,
-           {"metadata": {"annotations": {PAUSED_SYNC: None}}, "spec": {"syncPolicy": {"automated": json.loads(saved)}}}, "argocd")
-
-
 def migrate_one(api: Any, c: Change, timeout: float, progress: Progress, checkout: Any = None) -> str:
     """Execute one ``volume`` change (see the module docstring). Returns the verified checksum."""
     refs = [(c.data.namespace, kind, name) for kind, name in c.data.workloads]
@@ -485,7 +393,7 @@ def with_argocd_paused(api: Any, what: str, refs: list[tuple[str, str, str]], ch
     automated sync (and its app-of-apps') is paused first and any sync already under way is let
     finish; once ``fn`` succeeded the repointed volumes are committed to the GitOps ``checkout``;
     then the automated sync is resumed (it syncs that commit)."""
-    apps = _argocd_apps(api, refs)
+    apps = argocd_apps(api, refs)
     if apps and checkout is None:
         raise StepError(STEP, f"{what}: workloads managed by Argo CD ({', '.join(apps)}) and no GitOps checkout "
                               "is configured: the claim change must go into Git")
@@ -494,7 +402,7 @@ def with_argocd_paused(api: Any, what: str, refs: list[tuple[str, str, str]], ch
         pause_sync(api, app)
     try:
         for app in apps:
-            _wait(f"Argo CD application {app} idle", timeout, lambda a=app: _idle(api, a))
+            _wait(f"Argo CD application {app} idle", timeout, lambda a=app: sync_idle(api, a))
         out = fn()
         if apps:
             _commit_claims(api, what, refs, checkout, progress)
@@ -529,14 +437,14 @@ def _migrate_one(api: Any, c: Change, timeout: float, progress: Progress) -> str
     _wait(f"{ns}/{new} Bound", timeout,
           lambda: ((kget(api, "v1", "PersistentVolumeClaim", new, ns) or {}).get("status") or {}).get("phase") == "Bound")
     bar(1, f"{new} bound")
-    originals = scale_down(api, ns, d.workloads, timeout, progress)
+    originals = scale_down(api, ns, d.workloads, timeout, progress, step=STEP)
     bar(2, "workloads scaled down")
 
     def restore(repoint: bool) -> None:
         for (kind, name), replicas in originals.items():
             if repoint:
                 _repoint(api, kind, ns, name, old, new)
-            _scale(api, kind, ns, name, replicas, {"metadata": {"annotations": {ORIGINAL_REPLICAS: None}}})
+            scale(api, kind, ns, name, replicas, {"metadata": {"annotations": {ORIGINAL_REPLICAS: None}}})
 
     try:
         run_job(api, copy_job(job_name("copy", old), ns, old, new), timeout)
@@ -550,6 +458,11 @@ def _migrate_one(api: Any, c: Change, timeout: float, progress: Progress) -> str
         raise StepError(STEP, f"{ns}/{old}: checksum mismatch after the copy (old {src[:16]}…, new {dst[:16]}…); "
                               f"the workload still uses {old}; {new} is kept for inspection",
                         resume=f"delete {ns}/{new}, find why the copy differs, then re-run the step")
+    try:
+        held_down(api, ns, d.workloads, STEP, f"{ns}/{old}")
+    except StepError:
+        restore(repoint=False)
+        raise
     bar(4, f"checksums match ({src[:12]}…)")
     kpatch(api, "v1", "PersistentVolumeClaim", new, {"metadata": {"annotations": {CHECKSUM: src, MIGRATED_FROM: old}}}, ns)
     kpatch(api, "v1", "PersistentVolumeClaim", old, {"metadata": {"annotations": {MIGRATED_TO: new}}}, ns)

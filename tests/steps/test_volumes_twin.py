@@ -172,20 +172,25 @@ def test_a_claim_made_on_longhorn_after_the_plan_keeps_longhorn(lab, setup):
     assert set(target.lab_spec.gitops.longhorn_files) <= {p.name for p in platform.iterdir()}  # Longhorn kept
 
 
-def test_a_workload_that_keeps_being_scaled_up_stops_the_wait(lab, setup):
-    """scale_down re-scales a workload that a sync scaled back up (a sync decided before falkit's
-    pause, docs/FACTS.md "Argo CD") at most RESCALES times; something that keeps scaling it up —
-    here a controller of the test's own, as an HPA or an operator would — is a StepError naming the
-    workload and what to do, not a wait that ends only at the timeout."""
+def test_a_workload_something_keeps_scaling_up_is_not_moved(lab, setup):
+    """Something that keeps scaling a workload up — here a controller of the test's own, as an HPA
+    or an operator would — stops the volume move with a StepError naming the workload and what to
+    do, and the workload stays on its old claim: either the wait sees it scaled back up more than
+    RESCALES times (a late Argo CD sync is once, docs/FACTS.md "Argo CD"), or, when the pods went
+    before it scaled up again, the check after the copy sees it ran while its claim was copied."""
     import threading
 
     from falkit.clients.kube import kpatch
-    from falkit.steps.volumes import RESCALES, scale_down
+    from falkit.steps.quiesce import RESCALES
 
+    target, opts, platform = setup
+    step = VolumesStep()
+    plan = step.plan(target.lab_spec, step.observe(target, target.lab_spec, opts), opts)
+    assert "media/radarr-config" in {c.name for c in plan.changes if c.kind == "volume"}
     stop = threading.Event()
 
     def keep_scaling_up() -> None:
-        while not stop.wait(0.05):
+        while not stop.wait(0.02):
             d = kget(lab.api, "apps/v1", "Deployment", "radarr", "media")
             if not d["spec"].get("replicas"):
                 kpatch(lab.api, "apps/v1", "Deployment", "radarr", {"spec": {"replicas": 1}}, "media")
@@ -194,11 +199,56 @@ def test_a_workload_that_keeps_being_scaled_up_stops_the_wait(lab, setup):
     t.start()
     log = Log()
     try:
-        with pytest.raises(StepError, match=r"Deployment media/radarr is scaled back up to 1 each time falkit scales "
-                                            rf"it to 0 \({RESCALES + 1} times; something scaled it\)") as e:
-            scale_down(lab.api, "media", [("Deployment", "radarr")], 60, log)
+        with pytest.raises(StepError) as e:
+            step.apply(target, plan, opts, log)
     finally:
         stop.set()
         t.join()
-    assert "(an HPA, an operator, a sync policy falkit did not pause), stop it, then re-run the step" in str(e.value)
-    assert sum("was scaled back up to 1" in m for m in log.lines) == RESCALES, log.lines
+    text = str(e.value)
+    rescales = sum("radarr was scaled back up to 1" in m for m in log.lines)
+    if "each time falkit scales it to 0" in text:
+        assert f"Deployment media/radarr is scaled back up to 1 each time falkit scales it to 0 ({RESCALES + 1} times; " \
+               "something scaled it)" in text and rescales == RESCALES, (text, log.lines)
+    else:
+        assert "Deployment media/radarr was scaled up to 1 while media/radarr-config was copied (something scaled " \
+               "it): the copy may lack what it wrote; nothing was switched to the copy" in text, text
+    assert "(an HPA, an operator, a sync policy falkit did not pause), stop it, then re-run the step" in text
+    assert claim_of(lab.api, "radarr") == "radarr-config"  # still the OLD claim
+    src = kget(lab.api, "v1", "PersistentVolumeClaim", "radarr-config", "media")
+    assert MIGRATED_TO not in (src["metadata"].get("annotations") or {})
+
+
+def test_a_workload_scaled_up_during_the_copy_is_not_switched_to_it(lab, setup):
+    """A workload scaled up after falkit's wait saw it down — while its claim is being copied (the
+    test scales it up once the copy Job exists) — ran during the copy: the check after the copy
+    stops the step, the workload stays on its old claim and the old claim is not marked migrated."""
+    import threading
+
+    from falkit.clients.kube import klist, kpatch
+
+    target, opts, platform = setup
+    step = VolumesStep()
+    plan = step.plan(target.lab_spec, step.observe(target, target.lab_spec, opts), opts)
+    stop = threading.Event()
+
+    def scale_up_during_the_copy() -> None:
+        while not stop.wait(0.01):
+            if any((j["metadata"].get("annotations") or {}).get("falkit.io/source-pvc") == "radarr-config"
+                   for j in klist(lab.api, "batch/v1", "Job", "media")):
+                kpatch(lab.api, "apps/v1", "Deployment", "radarr", {"spec": {"replicas": 1}}, "media")
+                return
+
+    t = threading.Thread(target=scale_up_during_the_copy, daemon=True)
+    t.start()
+    try:
+        with pytest.raises(StepError, match=r"Deployment media/radarr was scaled up to 1 while media/radarr-config was "
+                                            r"copied \(something scaled it\)"):
+            step.apply(target, plan, opts, Log())
+    finally:
+        stop.set()
+        t.join()
+    assert claim_of(lab.api, "radarr") == "radarr-config"
+    src = kget(lab.api, "v1", "PersistentVolumeClaim", "radarr-config", "media")
+    assert MIGRATED_TO not in (src["metadata"].get("annotations") or {})
+    d = kget(lab.api, "apps/v1", "Deployment", "radarr", "media")
+    assert d["spec"]["replicas"] == 1 and ORIGINAL_REPLICAS not in (d["metadata"].get("annotations") or {})

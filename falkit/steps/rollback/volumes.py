@@ -16,17 +16,16 @@ from ...plan.diff import Change, Noop, Plan
 from ...plan.payloads import KubeDelete, ObjectRef, payload
 from ..base import Check, Progress, StepOptions
 from ..executors import Apply, execute, executes
+from ..quiesce import held_down, scale, scale_down
 from ..volumes import (
     MIGRATED_FROM,
     MIGRATED_TO,
     ORIGINAL_REPLICAS,
     WORKLOAD_KINDS,
     _repoint,
-    _scale,
     _scaled_up,
     consumers,
     gitops_checkout,
-    scale_down,
     with_argocd_paused,
 )
 from ._common import _ann, _checksum, _key, _md, _wait
@@ -120,7 +119,7 @@ def move_back(api: Any, c: Change, timeout: float, progress: Progress) -> str:
         for (kind, name), replicas in originals.items():
             if repoint:
                 _repoint(api, kind, ns, name, new, old)
-            _scale(api, kind, ns, name, replicas, {"metadata": {"annotations": {ORIGINAL_REPLICAS: None}}})
+            scale(api, kind, ns, name, replicas, {"metadata": {"annotations": {ORIGINAL_REPLICAS: None}}})
 
     try:
         src, dst = _checksum(api, ns, new, timeout), _checksum(api, ns, old, timeout)
@@ -136,6 +135,11 @@ def move_back(api: Any, c: Change, timeout: float, progress: Progress) -> str:
         raise StepError("rollback-volumes", f"{ns}/{old}: checksum mismatch after copying back (copy {src[:16]}…, "
                         f"original {dst[:16]}…); the workload still uses {new}, both claims are kept",
                         resume="find why the copy differs, then re-run 80-rollback")
+    try:
+        held_down(api, ns, d.workloads, "rollback-volumes", f"{ns}/{new}")
+    except StepError:
+        restore(repoint=False)
+        raise
     bar(2, f"checksums match ({src[:12]}…)")
     kpatch(api, "v1", "PersistentVolumeClaim", old, {"metadata": {"annotations": {MIGRATED_TO: None}}}, ns)
     kpatch(api, "v1", "PersistentVolumeClaim", new, {"metadata": {"annotations": {ROLLED_BACK: old}}}, ns)

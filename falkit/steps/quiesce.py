@@ -1,0 +1,147 @@
+"""Quiescing workloads for a consistent copy: their Argo CD sync paused, scaled to 0, and back.
+
+Used by the volume moves (``volumes``, ``rollback-volumes``) and Plex's library copy (``plex``).
+
+- **Argo CD.** Self-heal would scale a workload falkit scaled to 0 back up (and point it back at
+  the old claim): :func:`pause_sync` turns the automated policy of its Application — and of the
+  app-of-apps above it, whose self-heal would restore the child's policy (:func:`argocd_apps`) —
+  off and keeps it in ``falkit.io/paused-automated-sync``; :func:`resume_sync` gives it back.
+- **A sync decided before the pause** can still land after it (docs/FACTS.md "Argo CD"):
+  :func:`scale_down` re-checks ``spec.replicas`` while it waits and scales down again.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..clients.kube import kget, kpatch, wait_until
+from ..model.errors import StepError
+from .base import Progress
+from .ownership import managed_by
+
+ORIGINAL_REPLICAS = "falkit.io/original-replicas"
+
+
+PAUSED_SYNC = "falkit.io/paused-automated-sync"
+
+
+def argocd_apps(api: Any, refs: list[tuple[str, str, str]]) -> list[str]:
+    """The Argo CD Applications managing these workloads (``(namespace, kind, name)``; annotation
+    tracking, issue 9), with the app-of-apps above them first: a parent's self-heal would restore a
+    child's paused sync policy."""
+    out: list[str] = []
+    todo = sorted({a for ns, kind, name in refs if (a := managed_by(kget(api, "apps/v1", kind, name, ns)))})
+    while todo:
+        app = todo.pop(0)
+        if app in out:
+            continue
+        out.insert(0, app)
+        parent = managed_by(kget(api, "argoproj.io/v1alpha1", "Application", app, "argocd"))
+        if parent and parent not in out:
+            todo.append(parent)
+    return out
+
+
+def pause_sync(api: Any, app: str) -> None:
+    """Turn off an Application's automated sync (and so self-heal) while falkit scales and
+    repoints its workloads; the policy is kept in an annotation for :func:`resume_sync`."""
+    obj = kget(api, "argoproj.io/v1alpha1", "Application", app, "argocd") or {}
+    auto = ((obj.get("spec") or {}).get("syncPolicy") or {}).get("automated")
+    if auto is None:
+        return
+    kpatch(api, "argoproj.io/v1alpha1", "Application", app,
+           {"metadata": {"annotations": {PAUSED_SYNC: json.dumps(auto)}}, "spec": {"syncPolicy": {"automated": None}}}, "argocd")
+
+
+def sync_idle(api: Any, app: str) -> bool:
+    """No sync operation requested or running (one started before the pause still completes)."""
+    obj = kget(api, "argoproj.io/v1alpha1", "Application", app, "argocd") or {}
+    return not obj.get("operation") and ((obj.get("status") or {}).get("operationState") or {}).get("phase") != "Running"
+
+
+def resume_sync(api: Any, app: str) -> None:
+    """Give an Application back the automated sync policy :func:`pause_sync` kept (nothing when it
+    was not paused by falkit)."""
+    obj = kget(api, "argoproj.io/v1alpha1", "Application", app, "argocd") or {}
+    saved = _ann(obj).get(PAUSED_SYNC)
+    if saved is None:
+        return
+    kpatch(api, "argoproj.io/v1alpha1", "Application", app,
+           {"metadata": {"annotations": {PAUSED_SYNC: None}}, "spec": {"syncPolicy": {"automated": json.loads(saved)}}}, "argocd")
+
+
+RESCALES = 3  # a workload scaled back up more often than this is not a late sync: something keeps doing it
+
+
+def scale_down(api: Any, ns: str, workloads: Any, timeout: float, progress: Progress,
+               step: str) -> dict[tuple[str, str], int]:
+    """Scale each ``(kind, name)`` of ``workloads`` in ``ns`` to 0 and wait until no pod of it runs;
+    returns each one's replica count to restore (kept in ``falkit.io/original-replicas`` first —
+    or taken from it, when an interrupted run left it).
+
+    One sync Argo CD decided before falkit's pause can still land after it: the application
+    controller decides auto-sync on its cached copy of the Application, and ``SetAppOperation``
+    re-checks only that no other operation is set (docs/FACTS.md "Argo CD"). So a workload may be
+    scaled back up after it was scaled to 0. The wait sees ``spec.replicas`` above 0 again, says so,
+    and scales it down again — up to :data:`RESCALES` times; more is something that keeps scaling
+    it up, a StepError naming it (nothing was copied yet)."""
+    originals: dict[tuple[str, str], int] = {}
+    for kind, name in workloads:
+        w = kget(api, "apps/v1", kind, name, ns) or {}
+        recorded = _ann(w).get(ORIGINAL_REPLICAS)
+        originals[(kind, name)] = int(recorded) if recorded is not None else int((w.get("spec") or {}).get("replicas", 1))
+        scale(api, kind, ns, name, 0, {"metadata": {"annotations": {ORIGINAL_REPLICAS: str(originals[(kind, name)])}}})
+    for kind, name in originals:
+        rescaled = [0]
+
+        def down(kind: str = kind, name: str = name, rescaled: list[int] = rescaled) -> bool:
+            w = kget(api, "apps/v1", kind, name, ns) or {}
+            back = int((w.get("spec") or {}).get("replicas") or 0)
+            if back:
+                app = managed_by(w)
+                who = f"Argo CD application {app!r} synced it" if app else "something scaled it"
+                if rescaled[0] >= RESCALES:
+                    raise StepError(step, f"{kind} {ns}/{name} is scaled back up to {back} each time falkit scales it to 0 "
+                                          f"({RESCALES + 1} times; {who}); nothing was copied",
+                                    resume=f"find what scales {kind} {ns}/{name} (an HPA, an operator, a sync "
+                                           "policy falkit did not pause), stop it, then re-run the step")
+                rescaled[0] += 1
+                progress.log(f"{kind} {ns}/{name} was scaled back up to {back} after falkit scaled it to 0 ({who}: a "
+                             "sync that started before the pause): scaling it down again")
+                scale(api, kind, ns, name, 0)
+                return False
+            st = w.get("status") or {}
+            return not st.get("readyReplicas") and not st.get("replicas")
+
+        wait_until(step, f"{kind} {ns}/{name} scaled down", timeout, down)
+    return originals
+
+
+def scale(api: Any, kind: str, ns: str, name: str, replicas: int, extra: dict | None = None) -> None:
+    body: dict[str, Any] = {"spec": {"replicas": replicas}}
+    if extra:
+        body.update(extra)
+    kpatch(api, "apps/v1", kind, name, body, ns)
+
+
+def _ann(obj: dict) -> dict[str, str]:
+    return (obj.get("metadata") or {}).get("annotations") or {}
+
+
+def held_down(api: Any, ns: str, workloads: Any, step: str, what: str) -> None:
+    """After a copy: each ``(kind, name)`` of ``workloads`` in ``ns`` is still at 0 replicas with no
+    pod. Something that scaled one up after :func:`scale_down` returned (an HPA, an operator, a sync
+    policy falkit did not pause) ran it while ``what`` was copied, so the copy may lack what it
+    wrote: a StepError naming it (the caller keeps the workload on the claim it had)."""
+    for kind, name in workloads:
+        w = kget(api, "apps/v1", kind, name, ns) or {}
+        up = int((w.get("spec") or {}).get("replicas") or 0)
+        st = w.get("status") or {}
+        if up or st.get("replicas") or st.get("readyReplicas"):
+            app = managed_by(w)
+            who = f"Argo CD application {app!r} synced it" if app else "something scaled it"
+            raise StepError(step, f"{kind} {ns}/{name} was scaled up to {up} while {what} was copied ({who}): the copy "
+                                  "may lack what it wrote; nothing was switched to the copy",
+                            resume=f"find what scales {kind} {ns}/{name} (an HPA, an operator, a sync policy falkit "
+                                   "did not pause), stop it, then re-run the step (it copies again)")
