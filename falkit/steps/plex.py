@@ -69,7 +69,7 @@ from ..render.gitops import Checkout, GitEdit, ObjectRef, split_documents
 from .base import Check, Progress, StepOptions, register
 from .executors import Apply, execute, executes
 from .ownership import GitChange, apply_git_changes, managed_by, wait_for_sync
-from .quiesce import argocd_apps, held_down, pause_sync, resume_sync, scale_down, sync_idle
+from .quiesce import argocd_apps, pause_sync, quiet_copy, resume_sync, sync_idle
 from .truenas_plex import config_mount_key, config_nfs, plex_image
 
 STEP = "plex"
@@ -551,9 +551,8 @@ def _library_copy(c: Change, ctx: Apply) -> None:
             kpatch(api, "apps/v1", kind, name, {"metadata": {"annotations": {ORIGINAL_REPLICAS: str(n)}}}, d.namespace)
             scaled.append((kind, d.namespace, name, n))
             ctx.progress.log(f"scale {kind} {d.namespace}/{name} to 0 for a consistent copy")
-        scale_down(api, d.namespace, d.workloads, timeout, ctx.progress, step=STEP)
-        copy_verified(api, d.namespace, d.claim, d.target, timeout, ctx.progress)
-        held_down(api, d.namespace, d.workloads, STEP, f"{d.namespace}/{d.claim}")
+        quiet_copy(api, d.namespace, d.workloads, timeout, ctx.progress, STEP, f"{d.namespace}/{d.claim}",
+                   lambda: copy_verified(api, d.namespace, d.claim, d.target, timeout, ctx.progress), {})
     kpatch(api, "v1", "PersistentVolumeClaim", d.target, {"metadata": {"annotations": {FROM: d.claim}}}, d.namespace)
 
 

@@ -7,13 +7,15 @@ Used by the volume moves (``volumes``, ``rollback-volumes``) and Plex's library 
   app-of-apps above it, whose self-heal would restore the child's policy (:func:`argocd_apps`) —
   off and keeps it in ``falkit.io/paused-automated-sync``; :func:`resume_sync` gives it back.
 - **A sync decided before the pause** can still land after it (docs/FACTS.md "Argo CD"):
-  :func:`scale_down` re-checks ``spec.replicas`` while it waits and scales down again.
+  :func:`scale_down` re-checks ``spec.replicas`` while it waits and scales down again, and
+  :func:`quiet_copy` copies again when a workload was scaled up while its claim was copied.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ..clients.kube import kget, kpatch, wait_until
 from ..model.errors import StepError
@@ -21,6 +23,7 @@ from .base import Progress
 from .ownership import managed_by
 
 ORIGINAL_REPLICAS = "falkit.io/original-replicas"
+T = TypeVar("T")
 
 
 PAUSED_SYNC = "falkit.io/paused-automated-sync"
@@ -129,19 +132,38 @@ def _ann(obj: dict) -> dict[str, str]:
     return (obj.get("metadata") or {}).get("annotations") or {}
 
 
-def held_down(api: Any, ns: str, workloads: Any, step: str, what: str) -> None:
-    """After a copy: each ``(kind, name)`` of ``workloads`` in ``ns`` is still at 0 replicas with no
-    pod. Something that scaled one up after :func:`scale_down` returned (an HPA, an operator, a sync
-    policy falkit did not pause) ran it while ``what`` was copied, so the copy may lack what it
-    wrote: a StepError naming it (the caller keeps the workload on the claim it had)."""
+def _scaled_up(api: Any, ns: str, workloads: Any) -> tuple[str, str, int, str] | None:
+    """The first of ``workloads`` not at 0 replicas with no pod: (kind, name, replicas, who)."""
     for kind, name in workloads:
         w = kget(api, "apps/v1", kind, name, ns) or {}
         up = int((w.get("spec") or {}).get("replicas") or 0)
         st = w.get("status") or {}
         if up or st.get("replicas") or st.get("readyReplicas"):
             app = managed_by(w)
-            who = f"Argo CD application {app!r} synced it" if app else "something scaled it"
-            raise StepError(step, f"{kind} {ns}/{name} was scaled up to {up} while {what} was copied ({who}): the copy "
-                                  "may lack what it wrote; nothing was switched to the copy",
+            return kind, name, up, (f"Argo CD application {app!r} synced it" if app else "something scaled it")
+    return None
+
+
+def quiet_copy(api: Any, ns: str, workloads: Any, timeout: float, progress: Progress, step: str, what: str,
+               copy: Callable[[], T], originals: dict[tuple[str, str], int]) -> T:
+    """Copy ``what`` with its ``workloads`` at 0: :func:`scale_down` (their replica counts go into
+    ``originals``), ``copy()``, then check they stayed down. One scaled up meanwhile ran during the
+    copy, so the copy may lack what it wrote: a sync decided before the pause can land after the
+    wait as well as during it, so it is scaled down and ``what`` copied again — :data:`RESCALES`
+    times at most; more is a StepError naming it (nothing was switched to the copy; the caller
+    keeps the workloads on the claim they had). Returns what the last ``copy()`` returned."""
+    for attempt in range(RESCALES + 1):
+        originals.update(scale_down(api, ns, workloads, timeout, progress, step=step))
+        out = copy()
+        up = _scaled_up(api, ns, workloads)
+        if up is None:
+            return out
+        kind, name, n, who = up
+        if attempt == RESCALES:
+            raise StepError(step, f"{kind} {ns}/{name} was scaled up to {n} while {what} was copied ({who}), "
+                                  f"{RESCALES + 1} times: the copy may lack what it wrote; nothing was switched to the copy",
                             resume=f"find what scales {kind} {ns}/{name} (an HPA, an operator, a sync policy falkit "
                                    "did not pause), stop it, then re-run the step (it copies again)")
+        progress.log(f"{kind} {ns}/{name} was scaled up to {n} while {what} was copied ({who}: a sync that started "
+                     "before the pause): scaling it down and copying again")
+    raise AssertionError("unreachable")  # pragma: no cover

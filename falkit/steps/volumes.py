@@ -71,11 +71,10 @@ from .plex import plex_claims
 from .quiesce import (
     ORIGINAL_REPLICAS,
     argocd_apps,
-    held_down,
     pause_sync,
+    quiet_copy,
     resume_sync,
     scale,
-    scale_down,
     sync_idle,
 )
 
@@ -437,8 +436,7 @@ def _migrate_one(api: Any, c: Change, timeout: float, progress: Progress) -> str
     _wait(f"{ns}/{new} Bound", timeout,
           lambda: ((kget(api, "v1", "PersistentVolumeClaim", new, ns) or {}).get("status") or {}).get("phase") == "Bound")
     bar(1, f"{new} bound")
-    originals = scale_down(api, ns, d.workloads, timeout, progress, step=STEP)
-    bar(2, "workloads scaled down")
+    originals: dict[tuple[str, str], int] = {}
 
     def restore(repoint: bool) -> None:
         for (kind, name), replicas in originals.items():
@@ -446,23 +444,25 @@ def _migrate_one(api: Any, c: Change, timeout: float, progress: Progress) -> str
                 _repoint(api, kind, ns, name, old, new)
             scale(api, kind, ns, name, replicas, {"metadata": {"annotations": {ORIGINAL_REPLICAS: None}}})
 
-    try:
+    def copy() -> tuple[str, str]:
+        bar(2, "workloads scaled down")
         run_job(api, copy_job(job_name("copy", old), ns, old, new), timeout)
         bar(3, "copied")
-        src, dst = _checksum(api, ns, old, timeout), _checksum(api, ns, new, timeout)
+        return _checksum(api, ns, old, timeout), _checksum(api, ns, new, timeout)
+
+    try:
+        src, dst = quiet_copy(api, ns, d.workloads, timeout, progress, STEP, f"{ns}/{old}", copy, originals)
     except (JobFailedError, ValueError) as e:
         restore(repoint=False)
         raise StepError(STEP, f"{ns}/{old}: {e}; the workload still uses the old claim") from e
+    except StepError:
+        restore(repoint=False)
+        raise
     if src != dst:
         restore(repoint=False)
         raise StepError(STEP, f"{ns}/{old}: checksum mismatch after the copy (old {src[:16]}…, new {dst[:16]}…); "
                               f"the workload still uses {old}; {new} is kept for inspection",
                         resume=f"delete {ns}/{new}, find why the copy differs, then re-run the step")
-    try:
-        held_down(api, ns, d.workloads, STEP, f"{ns}/{old}")
-    except StepError:
-        restore(repoint=False)
-        raise
     bar(4, f"checksums match ({src[:12]}…)")
     kpatch(api, "v1", "PersistentVolumeClaim", new, {"metadata": {"annotations": {CHECKSUM: src, MIGRATED_FROM: old}}}, ns)
     kpatch(api, "v1", "PersistentVolumeClaim", old, {"metadata": {"annotations": {MIGRATED_TO: new}}}, ns)

@@ -102,12 +102,19 @@ def test_progress_on_stderr_json_on_stdout(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def _sigint_default() -> None:
+    """The CLI as a terminal starts it: SIGINT at its default. A shell without job control starts
+    background commands with SIGINT ignored (POSIX, "Signals" in bash(1)), and Python then installs
+    no KeyboardInterrupt handler — a test run in such a background job would send Ctrl-C into the void."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @needs_fio
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_removes_the_file_and_stops_fio(tmp_path, sig, code):
     proc = subprocess.Popen([sys.executable, "-m", "falkit.cli", "bench", "--local", "--dir", str(tmp_path),
                              "--progress-every", "0.2"], cwd=ROOT, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, preexec_fn=_sigint_default)
     try:
         deadline = time.monotonic() + 60
         line = ""

@@ -16,7 +16,7 @@ from ...plan.diff import Change, Noop, Plan
 from ...plan.payloads import KubeDelete, ObjectRef, payload
 from ..base import Check, Progress, StepOptions
 from ..executors import Apply, execute, executes
-from ..quiesce import held_down, scale, scale_down
+from ..quiesce import quiet_copy, scale
 from ..volumes import (
     MIGRATED_FROM,
     MIGRATED_TO,
@@ -112,8 +112,7 @@ def move_back(api: Any, c: Change, timeout: float, progress: Progress) -> str:
                                "storageClassName": sc}})
     _wait("rollback-volumes", f"{ns}/{old} Bound", timeout,
           lambda: ((kget(api, "v1", "PersistentVolumeClaim", old, ns) or {}).get("status") or {}).get("phase") == "Bound")
-    originals = scale_down(api, ns, d.workloads, timeout, progress, step="rollback-volumes")
-    bar(1, "workloads scaled down")
+    originals: dict[tuple[str, str], int] = {}
 
     def restore(repoint: bool) -> None:
         for (kind, name), replicas in originals.items():
@@ -121,25 +120,29 @@ def move_back(api: Any, c: Change, timeout: float, progress: Progress) -> str:
                 _repoint(api, kind, ns, name, new, old)
             scale(api, kind, ns, name, replicas, {"metadata": {"annotations": {ORIGINAL_REPLICAS: None}}})
 
-    try:
+    def copy_back() -> tuple[str, str]:
+        bar(1, "workloads scaled down")
         src, dst = _checksum(api, ns, new, timeout), _checksum(api, ns, old, timeout)
         if src != dst:
             progress.log(f"{ns}/{new} differs from {old} (written since the migration): copying it back")
             run_job(api, copy_job(job_name("copy", new), ns, new, old), timeout)
             dst = _checksum(api, ns, old, timeout)
+        return src, dst
+
+    try:
+        src, dst = quiet_copy(api, ns, d.workloads, timeout, progress, "rollback-volumes", f"{ns}/{new}", copy_back,
+                              originals)
     except (JobFailedError, ValueError) as e:
         restore(repoint=False)
         raise StepError("rollback-volumes", f"{ns}/{new}: {e}; the workload still uses the Mayastor copy") from e
+    except StepError:
+        restore(repoint=False)
+        raise
     if src != dst:
         restore(repoint=False)
         raise StepError("rollback-volumes", f"{ns}/{old}: checksum mismatch after copying back (copy {src[:16]}…, "
                         f"original {dst[:16]}…); the workload still uses {new}, both claims are kept",
                         resume="find why the copy differs, then re-run 80-rollback")
-    try:
-        held_down(api, ns, d.workloads, "rollback-volumes", f"{ns}/{new}")
-    except StepError:
-        restore(repoint=False)
-        raise
     bar(2, f"checksums match ({src[:12]}…)")
     kpatch(api, "v1", "PersistentVolumeClaim", old, {"metadata": {"annotations": {MIGRATED_TO: None}}}, ns)
     kpatch(api, "v1", "PersistentVolumeClaim", new, {"metadata": {"annotations": {ROLLED_BACK: old}}}, ns)
