@@ -66,3 +66,30 @@ def test_a_sync_that_raced_the_pause_is_scaled_down_again_both_ways(lab):  # noq
     assert RACE.search(out), out[-4000:]
     assert client.faults()["argocd_sync_race"] == {}
     assert not _claim(lab, "radarr").endswith("-mayastor")
+
+
+@pytest.mark.timeout(1800)
+def test_a_parent_sync_that_raced_its_pause_is_paused_again(lab):  # noqa: F811
+    """The app-of-apps' late sync (fault on ``platform``) re-applies the media Application from Git,
+    automated policy included, after falkit paused it: without a second pause media's self-heal
+    scales radarr back up every time (CI: "is scaled back up to 1 each time falkit scales it to 0
+    (4 times; Argo CD application 'media' synced it)"). falkit sees the policy back, says so, pauses
+    media again, and the move finishes; both policies are resumed as they were."""
+    env, params = lab["env"], ("--params", str(lab["params"]))
+    pre = falkit_run(env, *params, "--outputs", str(lab["out"] / "pre"), "--only", "00", "10", "20", "30", "40", "45",
+                     *FAST)
+    assert pre.returncode == 0, pre.stdout[-2000:] + pre.stderr[-2000:]
+    client = LabClient(lab["target"].connection)
+    assert client.fault("argocd_sync_race", app="platform")["app"] == "platform"
+    moved = falkit_run(env, *params, "--outputs", str(lab["out"] / "move"), "--only", "50", *FAST)
+    out = moved.stdout + moved.stderr
+    assert moved.returncode == 0, out[-4000:]
+    assert "Argo CD application media has its automated sync back (a sync of the application above it, decided " \
+           "before its pause, re-applied it from Git): pausing it again" in out, out[-4000:]
+    assert client.faults()["argocd_sync_race"] == {}
+    assert _claim(lab, "radarr").endswith("-mayastor")
+    api = lab["target"].kube()
+    for app in ("platform", "media"):
+        a = kget(api, "argoproj.io/v1alpha1", "Application", app, "argocd")
+        assert (a["spec"]["syncPolicy"]["automated"] or {}).get("selfHeal") is True, (app, a["spec"]["syncPolicy"])
+        assert "falkit.io/paused-automated-sync" not in (a["metadata"].get("annotations") or {})

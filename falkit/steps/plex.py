@@ -69,7 +69,7 @@ from ..render.gitops import Checkout, GitEdit, ObjectRef, split_documents
 from .base import Check, Progress, StepOptions, register
 from .executors import Apply, execute, executes
 from .ownership import GitChange, apply_git_changes, managed_by, wait_for_sync
-from .quiesce import argocd_apps, pause_sync, quiet_copy, resume_sync, sync_idle
+from .quiesce import argocd_apps, hold_pause, pause_sync, quiet_copy, resume_sync, sync_idle
 from .truenas_plex import config_mount_key, config_nfs, plex_image
 
 STEP = "plex"
@@ -543,6 +543,8 @@ def _library_copy(c: Change, ctx: Apply) -> None:
             _paused(ctx).append(app)
         for app in _paused(ctx):
             wait_until(STEP, f"Argo CD application {app} idle", timeout, lambda app=app: sync_idle(api, app))
+        for app in _paused(ctx):  # a parent's sync decided before its pause may have re-applied a child
+            hold_pause(api, app, ctx.progress)
         for kind, name in d.workloads:
             w = kget(api, "apps/v1", kind, name, d.namespace)
             n = _replicas(w)

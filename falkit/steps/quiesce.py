@@ -57,6 +57,19 @@ def pause_sync(api: Any, app: str) -> None:
            {"metadata": {"annotations": {PAUSED_SYNC: json.dumps(auto)}}, "spec": {"syncPolicy": {"automated": None}}}, "argocd")
 
 
+def hold_pause(api: Any, app: str, progress: Progress) -> bool:
+    """Pause ``app`` again when falkit paused it (its kept policy says so) and its automated sync
+    is back: a sync of the app-of-apps above it, decided before that one's pause, re-applied the
+    Application from Git (docs/FACTS.md "Argo CD"). True when it paused it again."""
+    obj = kget(api, "argoproj.io/v1alpha1", "Application", app, "argocd") or {}
+    if PAUSED_SYNC not in _ann(obj) or ((obj.get("spec") or {}).get("syncPolicy") or {}).get("automated") is None:
+        return False
+    progress.log(f"Argo CD application {app} has its automated sync back (a sync of the application above it, "
+                 "decided before its pause, re-applied it from Git): pausing it again")
+    kpatch(api, "argoproj.io/v1alpha1", "Application", app, {"spec": {"syncPolicy": {"automated": None}}}, "argocd")
+    return True
+
+
 def sync_idle(api: Any, app: str) -> bool:
     """No sync operation requested or running (one started before the pause still completes)."""
     obj = kget(api, "argoproj.io/v1alpha1", "Application", app, "argocd") or {}
@@ -103,6 +116,8 @@ def scale_down(api: Any, ns: str, workloads: Any, timeout: float, progress: Prog
             back = int((w.get("spec") or {}).get("replicas") or 0)
             if back:
                 app = managed_by(w)
+                if app:
+                    hold_pause(api, app, progress)
                 who = f"Argo CD application {app!r} synced it" if app else "something scaled it"
                 if rescaled[0] >= RESCALES:
                     raise StepError(step, f"{kind} {ns}/{name} is scaled back up to {back} each time falkit scales it to 0 "
@@ -159,6 +174,9 @@ def quiet_copy(api: Any, ns: str, workloads: Any, timeout: float, progress: Prog
         if up is None:
             return out
         kind, name, n, who = up
+        app = managed_by(kget(api, "apps/v1", kind, name, ns) or {})
+        if app:
+            hold_pause(api, app, progress)
         if attempt == RESCALES:
             raise StepError(step, f"{kind} {ns}/{name} was scaled up to {n} while {what} was copied ({who}), "
                                   f"{RESCALES + 1} times: the copy may lack what it wrote; nothing was switched to the copy",

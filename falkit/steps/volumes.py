@@ -71,6 +71,7 @@ from .plex import plex_claims
 from .quiesce import (
     ORIGINAL_REPLICAS,
     argocd_apps,
+    hold_pause,
     pause_sync,
     quiet_copy,
     resume_sync,
@@ -402,6 +403,8 @@ def with_argocd_paused(api: Any, what: str, refs: list[tuple[str, str, str]], ch
     try:
         for app in apps:
             _wait(f"Argo CD application {app} idle", timeout, lambda a=app: sync_idle(api, a))
+        for app in apps:  # a parent's sync decided before its pause may have re-applied a child
+            hold_pause(api, app, progress)
         out = fn()
         if apps:
             _commit_claims(api, what, refs, checkout, progress)
