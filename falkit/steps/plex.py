@@ -69,7 +69,7 @@ from ..render.gitops import Checkout, GitEdit, ObjectRef, split_documents
 from .base import Check, Progress, StepOptions, register
 from .executors import Apply, execute, executes
 from .ownership import GitChange, apply_git_changes, managed_by, wait_for_sync
-from .quiesce import argocd_apps, hold_pause, pause_sync, quiet_copy, resume_sync, sync_idle
+from .quiesce import ORIGINAL_REPLICAS, argocd_apps, pause_apps, quiet_copy, resume_apps
 from .truenas_plex import config_mount_key, config_nfs, plex_image
 
 STEP = "plex"
@@ -78,7 +78,6 @@ LIBRARY_SUFFIX = "-lxc"
 FROM = "falkit.io/plex-library-from"
 CHECKSUM = "falkit.io/checksum"
 SAVED = "falkit.io/plex-kubernetes"
-ORIGINAL_REPLICAS = "falkit.io/original-replicas"
 PLEX_IMAGE_NAME = "plexinc/pms-docker"
 KINDS = ("Deployment", "StatefulSet")
 
@@ -496,9 +495,7 @@ def _paused(ctx: Apply) -> list[str]:
 
 
 def _resume(ctx: Apply, api: Any, apps: list[str]) -> None:
-    for app in reversed(apps):
-        resume_sync(api, app)
-        ctx.progress.log(f"resumed automated sync of {app}")
+    resume_apps(api, apps, ctx.progress)
     apps.clear()
 
 
@@ -537,14 +534,9 @@ def _library_copy(c: Change, ctx: Apply) -> None:
     with _scaled_back_on_failure(ctx):
         # Argo CD's self-heal would scale an Argo-managed Plex back up during the copy: its
         # Application (and the app-of-apps above it) pause until the Kubernetes Plex is removed
-        for app in argocd_apps(api, [(d.namespace, kind, name) for kind, name in d.workloads]):
-            ctx.progress.log(f"pause automated sync of Argo CD application {app} (until the Kubernetes Plex is removed)")
-            pause_sync(api, app)
-            _paused(ctx).append(app)
-        for app in _paused(ctx):
-            wait_until(STEP, f"Argo CD application {app} idle", timeout, lambda app=app: sync_idle(api, app))
-        for app in _paused(ctx):  # a parent's sync decided before its pause may have re-applied a child
-            hold_pause(api, app, ctx.progress)
+        apps = argocd_apps(api, [(d.namespace, kind, name) for kind, name in d.workloads])
+        _paused(ctx).extend(apps)
+        pause_apps(api, apps, ctx.progress, timeout, STEP, until=" (until the Kubernetes Plex is removed)")
         for kind, name in d.workloads:
             w = kget(api, "apps/v1", kind, name, d.namespace)
             n = _replicas(w)

@@ -87,6 +87,26 @@ def resume_sync(api: Any, app: str) -> None:
            {"metadata": {"annotations": {PAUSED_SYNC: None}}, "spec": {"syncPolicy": {"automated": json.loads(saved)}}}, "argocd")
 
 
+def pause_apps(api: Any, apps: list[str], progress: Progress, timeout: float, step: str, until: str = "") -> None:
+    """Pause each of ``apps`` (parents first, as :func:`argocd_apps` orders them), let a sync
+    already under way finish, then pause again a child that a parent's late sync re-enabled
+    (:func:`hold_pause`). ``until`` ends the log line (what the pause lasts for)."""
+    for app in apps:
+        progress.log(f"pause automated sync of Argo CD application {app}{until}")
+        pause_sync(api, app)
+    for app in apps:
+        wait_until(step, f"Argo CD application {app} idle", timeout, lambda a=app: sync_idle(api, a))
+    for app in apps:
+        hold_pause(api, app, progress)
+
+
+def resume_apps(api: Any, apps: list[str], progress: Progress) -> None:
+    """:func:`resume_sync` each of ``apps``, children first."""
+    for app in reversed(apps):
+        resume_sync(api, app)
+        progress.log(f"resumed automated sync of {app}")
+
+
 RESCALES = 3  # a workload scaled back up more often than this is not a late sync: something keeps doing it
 
 
@@ -115,10 +135,7 @@ def scale_down(api: Any, ns: str, workloads: Any, timeout: float, progress: Prog
             w = kget(api, "apps/v1", kind, name, ns) or {}
             back = int((w.get("spec") or {}).get("replicas") or 0)
             if back:
-                app = managed_by(w)
-                if app:
-                    hold_pause(api, app, progress)
-                who = f"Argo CD application {app!r} synced it" if app else "something scaled it"
+                who = _noticed(api, w, progress)
                 if rescaled[0] >= RESCALES:
                     raise StepError(step, f"{kind} {ns}/{name} is scaled back up to {back} each time falkit scales it to 0 "
                                           f"({RESCALES + 1} times; {who}); nothing was copied",
@@ -147,15 +164,24 @@ def _ann(obj: dict) -> dict[str, str]:
     return (obj.get("metadata") or {}).get("annotations") or {}
 
 
-def _scaled_up(api: Any, ns: str, workloads: Any) -> tuple[str, str, int, str] | None:
-    """The first of ``workloads`` not at 0 replicas with no pod: (kind, name, replicas, who)."""
+def _noticed(api: Any, w: dict, progress: Progress) -> str:
+    """Who scaled workload ``w`` back up; its Argo CD application, paused again if a parent's late
+    sync re-enabled it (:func:`hold_pause`)."""
+    app = managed_by(w)
+    if app:
+        hold_pause(api, app, progress)
+        return f"Argo CD application {app!r} synced it"
+    return "something scaled it"
+
+
+def _not_down(api: Any, ns: str, workloads: Any) -> tuple[str, str, int, dict] | None:
+    """The first of ``workloads`` not at 0 replicas with no pod: (kind, name, replicas, workload)."""
     for kind, name in workloads:
         w = kget(api, "apps/v1", kind, name, ns) or {}
         up = int((w.get("spec") or {}).get("replicas") or 0)
         st = w.get("status") or {}
         if up or st.get("replicas") or st.get("readyReplicas"):
-            app = managed_by(w)
-            return kind, name, up, (f"Argo CD application {app!r} synced it" if app else "something scaled it")
+            return kind, name, up, w
     return None
 
 
@@ -167,21 +193,20 @@ def quiet_copy(api: Any, ns: str, workloads: Any, timeout: float, progress: Prog
     wait as well as during it, so it is scaled down and ``what`` copied again — :data:`RESCALES`
     times at most; more is a StepError naming it (nothing was switched to the copy; the caller
     keeps the workloads on the claim they had). Returns what the last ``copy()`` returned."""
-    for attempt in range(RESCALES + 1):
+    attempt = 0
+    while True:
         originals.update(scale_down(api, ns, workloads, timeout, progress, step=step))
         out = copy()
-        up = _scaled_up(api, ns, workloads)
+        up = _not_down(api, ns, workloads)
         if up is None:
             return out
-        kind, name, n, who = up
-        app = managed_by(kget(api, "apps/v1", kind, name, ns) or {})
-        if app:
-            hold_pause(api, app, progress)
+        kind, name, n, w = up
+        who = _noticed(api, w, progress)
         if attempt == RESCALES:
             raise StepError(step, f"{kind} {ns}/{name} was scaled up to {n} while {what} was copied ({who}), "
                                   f"{RESCALES + 1} times: the copy may lack what it wrote; nothing was switched to the copy",
                             resume=f"find what scales {kind} {ns}/{name} (an HPA, an operator, a sync policy falkit "
                                    "did not pause), stop it, then re-run the step (it copies again)")
+        attempt += 1
         progress.log(f"{kind} {ns}/{name} was scaled up to {n} while {what} was copied ({who}: a sync that started "
                      "before the pause): scaling it down and copying again")
-    raise AssertionError("unreachable")  # pragma: no cover

@@ -71,12 +71,10 @@ from .plex import plex_claims
 from .quiesce import (
     ORIGINAL_REPLICAS,
     argocd_apps,
-    hold_pause,
-    pause_sync,
+    pause_apps,
     quiet_copy,
-    resume_sync,
+    resume_apps,
     scale,
-    sync_idle,
 )
 
 STEP = "volumes"
@@ -397,21 +395,13 @@ def with_argocd_paused(api: Any, what: str, refs: list[tuple[str, str, str]], ch
     if apps and checkout is None:
         raise StepError(STEP, f"{what}: workloads managed by Argo CD ({', '.join(apps)}) and no GitOps checkout "
                               "is configured: the claim change must go into Git")
-    for app in apps:
-        progress.log(f"pause automated sync of Argo CD application {app}")
-        pause_sync(api, app)
     try:
-        for app in apps:
-            _wait(f"Argo CD application {app} idle", timeout, lambda a=app: sync_idle(api, a))
-        for app in apps:  # a parent's sync decided before its pause may have re-applied a child
-            hold_pause(api, app, progress)
+        pause_apps(api, apps, progress, timeout, STEP)
         out = fn()
         if apps:
             _commit_claims(api, what, refs, checkout, progress)
     finally:
-        for app in reversed(apps):
-            resume_sync(api, app)
-            progress.log(f"resumed automated sync of {app}")
+        resume_apps(api, apps, progress)
     return out
 
 

@@ -16,11 +16,10 @@ from ...plan.diff import Change, Noop, Plan
 from ...plan.payloads import KubeDelete, ObjectRef, payload
 from ..base import Check, Progress, StepOptions
 from ..executors import Apply, execute, executes
-from ..quiesce import quiet_copy, scale
+from ..quiesce import ORIGINAL_REPLICAS, quiet_copy, scale
 from ..volumes import (
     MIGRATED_FROM,
     MIGRATED_TO,
-    ORIGINAL_REPLICAS,
     WORKLOAD_KINDS,
     _repoint,
     _scaled_up,
